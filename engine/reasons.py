@@ -1,0 +1,75 @@
+"""Reason codes, outcomes and policies: the small vocabularies every layer shares.
+
+They are string enums so that they round-trip through CSV, Parquet and DuckDB
+unchanged, while code compares members rather than bare strings.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Outcome(StrEnum):
+    FRP = "frp"
+    CSS = "css"
+
+
+class Reason(StrEnum):
+    """Why a customer got its outcome, in the order eligibility checks them."""
+
+    BELOW_SEAT_THRESHOLD = "below_seat_threshold"
+    NO_ELIGIBLE_WORKLOAD = "no_eligible_workload"
+    NO_REFERRAL_CONSENT = "no_referral_consent"
+    NO_PARTNER_MATCH = "no_partner_match"
+    CAPACITY_EXHAUSTED = "capacity_exhausted"
+    ASSIGNED = "assigned"
+
+    @property
+    def words(self) -> str:
+        """How the reason reads to a person (the code stays the stable identifier)."""
+        return _WORDS[self]
+
+    @property
+    def outcome(self) -> Outcome:
+        return Outcome.FRP if self is Reason.ASSIGNED else Outcome.CSS
+
+
+_WORDS = {
+    Reason.BELOW_SEAT_THRESHOLD: "Below the seat threshold",
+    Reason.NO_ELIGIBLE_WORKLOAD: "No eligible workload",
+    Reason.NO_REFERRAL_CONSENT: "No consent to share contact details",
+    Reason.NO_PARTNER_MATCH: "No partner matches",
+    Reason.CAPACITY_EXHAUSTED: "Matching partners are all full",
+    Reason.ASSIGNED: "Assigned to a partner",
+}
+
+#: Reasons that end in a CSS queue, in the order the process decides them.
+CSS_REASONS: tuple[Reason, ...] = tuple(r for r in Reason if r is not Reason.ASSIGNED)
+
+
+class Policy(StrEnum):
+    """How one partner is chosen among those that match and have room."""
+
+    ROUND_ROBIN = "round-robin"
+    WEIGHTED = "weighted"
+    LEAST_LOADED = "least-loaded"
+    OPTIMAL = "optimal"
+
+    @property
+    def words(self) -> str:
+        return _POLICY_WORDS[self]
+
+
+_POLICY_WORDS = {
+    Policy.ROUND_ROBIN: "Round robin (least recently assigned first)",
+    Policy.WEIGHTED: "Weighted round robin (by capacity)",
+    Policy.LEAST_LOADED: "Least loaded (lowest utilisation after assignment)",
+    Policy.OPTIMAL: "Optimal (most customers placed, then balanced utilisation)",
+}
+
+#: The FTOP task opened for every Gateway customer referred to a partner.
+FTOP_TASK_ID = 3186
+FTOP_TASK_NAME = "(Gateway Only) Completion of Referral Process"
+FTOP_TASK_ROLE = "FastTrack Manager"
+FTOP_TASK_SERVICE = "Core Onboarding"
+FRP_QUEUE = "FRP"
