@@ -103,9 +103,12 @@ def simulate(
             pools.append(m.partners)
         sig_pool.append(pool_of[key])
     sigs = sigs.with_columns(
-        pl.Series("pool", sig_pool, dtype=pl.Int64), pl.Series("match_trace", sig_trace, dtype=pl.String)
+        pl.Series("pool", sig_pool, dtype=pl.Int64),
+        pl.Series("match_trace", sig_trace, dtype=pl.String),
     ).drop("eligible")
-    prepared = prepared.join(sigs, on=["country", "language", "mask"], how="left", maintain_order="left")
+    prepared = prepared.join(
+        sigs, on=["country", "language", "mask"], how="left", maintain_order="left"
+    )
 
     # 2. Selection, customer by customer, in cohort order.
     ledger = Ledger.start(index.capacity, index.active, index.last_assigned)
@@ -160,8 +163,11 @@ def _build(
     queue = region.replace_strict(rules.queue_of_region, return_dtype=pl.String)
 
     # Text of "which partners were full" for each (pool, count) that occurred.
-    full_pairs = {(q, f) for q, f in zip(prepared["pool"].fill_null(-1).to_list(), n_full, strict=True)
-                  if q >= 0 and f > 0}
+    full_pairs = {
+        (q, f)
+        for q, f in zip(prepared["pool"].fill_null(-1).to_list(), n_full, strict=True)
+        if q >= 0 and f > 0
+    }
     full_text = {
         (q, f): _ids_text([index.ids[i] for i in ledger.full_order[q][:f]], f)
         for q, f in sorted(full_pairs)
@@ -213,7 +219,10 @@ def _build(
     is_frp = pl.col("reason") == Reason.ASSIGNED.value
     assignments = frame.select(
         pl.col("tenant_id"),
-        pl.when(is_frp).then(pl.lit(Outcome.FRP.value)).otherwise(pl.lit(Outcome.CSS.value)).alias("outcome"),
+        pl.when(is_frp)
+        .then(pl.lit(Outcome.FRP.value))
+        .otherwise(pl.lit(Outcome.CSS.value))
+        .alias("outcome"),
         pl.col("partner_id"),
         pl.col("psm_email"),
         pl.when(is_frp).then(pl.lit(FRP_QUEUE)).otherwise(pl.col("css_queue")).alias("queue"),
@@ -224,7 +233,8 @@ def _build(
     keys = [pool_key([index.ids[i] for i in p]) for p in pools]
     detail = frame.select(
         "tenant_id",
-        pl.col("pool").replace_strict(list(range(len(keys))), keys, default=None, return_dtype=pl.String)
+        pl.col("pool")
+        .replace_strict(list(range(len(keys))), keys, default=None, return_dtype=pl.String)
         .alias("pool_key"),
         "region",
         "country",
@@ -238,7 +248,9 @@ def _build(
         "load_after",
     )
 
-    assigned = np.bincount(np.array([c for c in chosen if c >= 0], dtype=np.int64), minlength=index.size)
+    assigned = np.bincount(
+        np.array([c for c in chosen if c >= 0], dtype=np.int64), minlength=index.size
+    )
     cap = index.capacity
     with np.errstate(divide="ignore", invalid="ignore"):
         util_before = np.where(cap > 0, index.active / np.maximum(cap, 1), np.nan)
@@ -264,17 +276,28 @@ def _build(
         .group_by("pool")
         .agg(pl.len().alias("customers"), (pl.col("chosen") >= 0).sum().alias("placed"))
     )
-    pool_frame = pl.DataFrame(
-        {
-            "pool": list(range(len(pools))),
-            "pool_key": keys,
-            "partner_ids": [[index.ids[i] for i in p] for p in pools],
-            "size": [len(p) for p in pools],
-        },
-        schema={"pool": pl.Int64, "pool_key": pl.String, "partner_ids": pl.List(pl.String), "size": pl.Int64},
-    ).join(pool_counts, on="pool", how="left").with_columns(
-        pl.col("customers").fill_null(0).cast(pl.Int64), pl.col("placed").fill_null(0).cast(pl.Int64)
-    ).drop("pool")
+    pool_frame = (
+        pl.DataFrame(
+            {
+                "pool": list(range(len(pools))),
+                "pool_key": keys,
+                "partner_ids": [[index.ids[i] for i in p] for p in pools],
+                "size": [len(p) for p in pools],
+            },
+            schema={
+                "pool": pl.Int64,
+                "pool_key": pl.String,
+                "partner_ids": pl.List(pl.String),
+                "size": pl.Int64,
+            },
+        )
+        .join(pool_counts, on="pool", how="left")
+        .with_columns(
+            pl.col("customers").fill_null(0).cast(pl.Int64),
+            pl.col("placed").fill_null(0).cast(pl.Int64),
+        )
+        .drop("pool")
+    )
     return Simulation(policy, rules, assignments, detail, partner_state, pool_frame)
 
 
@@ -332,7 +355,11 @@ def _trace_expr(policy: Policy, rules: Rules) -> pl.Expr:
         .when(c("pool").is_null() | (c("pool") < 0))
         .then(pl.concat_str(c("match_trace"), pl.lit("; no partner matches"), to_css))
         .when(c("chosen") < 0)
-        .then(pl.concat_str(c("match_trace"), pl.lit("; "), full, pl.lit(": capacity exhausted"), to_css))
+        .then(
+            pl.concat_str(
+                c("match_trace"), pl.lit("; "), full, pl.lit(": capacity exhausted"), to_css
+            )
+        )
         .otherwise(
             pl.concat_str(
                 c("match_trace"),

@@ -55,10 +55,15 @@ def index_partners(partners: pl.DataFrame, rules: Rules) -> PartnerIndex:
     ids = p["partner_id"].to_list()
     disabled = rules.disabled_partners
     available = np.array(
-        [bool(r) and pid not in disabled for pid, r in zip(ids, p["referral_ready"].to_list(), strict=True)],
+        [
+            bool(r) and pid not in disabled
+            for pid, r in zip(ids, p["referral_ready"].to_list(), strict=True)
+        ],
         dtype=bool,
     )
-    capacity = np.floor(p["capacity"].to_numpy().astype(np.float64) * rules.capacity_scale).astype(np.int64)
+    capacity = np.floor(p["capacity"].to_numpy().astype(np.float64) * rules.capacity_scale).astype(
+        np.int64
+    )
     by_country: dict[str, list[int]] = {}
     by_language: dict[str, list[int]] = {}
     for i, (countries, languages) in enumerate(
@@ -165,7 +170,9 @@ def match_signature(index: PartnerIndex, sig: Signature, keep_ids: int = TRACE_I
     wl_gone, n_wl = removed(after_lang, after_wl)
     steps = (
         MatchStep("Referral Ready", n_ready, (), index.n_unavailable),
-        MatchStep(f"country {sig.country}", int(in_country.size), (), n_ready - int(in_country.size)),
+        MatchStep(
+            f"country {sig.country}", int(in_country.size), (), n_ready - int(in_country.size)
+        ),
         MatchStep(f"language {sig.language}", int(after_lang.size), lang_gone, n_lang),
         MatchStep("workloads " + "+".join(sig.eligible), int(after_wl.size), wl_gone, n_wl),
     )

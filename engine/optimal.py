@@ -27,7 +27,9 @@ class SolverError(RuntimeError):
     pass
 
 
-def plan(ledger: Ledger, pools: Sequence[np.ndarray], demand: Sequence[int]) -> list[dict[int, int]]:
+def plan(
+    ledger: Ledger, pools: Sequence[np.ndarray], demand: Sequence[int]
+) -> list[dict[int, int]]:
     """Seats per (pool, partner) that place the most customers with the most even load."""
     members: dict[int, int] = {}  # partner index -> node
     for q, pool in enumerate(pools):

@@ -98,9 +98,7 @@ def _load_partners(partners: pl.DataFrame, rules: Rules) -> list[_Partner]:
     return loaded
 
 
-def _ineligibility(
-    customer: dict[str, Any], rules: Rules
-) -> tuple[Reason | None, frozenset[str]]:
+def _ineligibility(customer: dict[str, Any], rules: Rules) -> tuple[Reason | None, frozenset[str]]:
     """The first failing eligibility check (or None) and the customer's eligible workloads."""
     eligible = _workload_ids(customer["workloads"]) & frozenset(rules.eligible_workloads)
     consent = customer["referral_consent"]

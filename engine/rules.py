@@ -119,7 +119,9 @@ def parse_rules_dict(data: Mapping[str, Any], source: str = "rules") -> Rules:
     if "capacity_scale" in values:
         values["capacity_scale"] = float(values["capacity_scale"])
     if values.get("when_full", "css") not in WHEN_FULL_CHOICES:
-        raise _fail(source, "when_full", f"got {values['when_full']!r}; expected {_SCALARS['when_full'][1]}")
+        raise _fail(
+            source, "when_full", f"got {values['when_full']!r}; expected {_SCALARS['when_full'][1]}"
+        )
     if values.get("max_declines", 1) < 1:
         raise _fail(source, "max_declines", "expected a whole number >= 1")
 
@@ -132,7 +134,9 @@ def parse_rules_dict(data: Mapping[str, Any], source: str = "rules") -> Rules:
         cleaned = [v.strip().lower() if key == "eligible_workloads" else v.strip() for v in value]
         if any(not v for v in cleaned):
             raise _fail(source, key, "contains an empty entry")
-        values[key] = tuple(dict.fromkeys(cleaned)) if key == "eligible_workloads" else frozenset(cleaned)
+        values[key] = (
+            tuple(dict.fromkeys(cleaned)) if key == "eligible_workloads" else frozenset(cleaned)
+        )
 
     queues = data["queues"]
     if not isinstance(queues, Mapping) or not queues:
@@ -147,23 +151,34 @@ def parse_rules_dict(data: Mapping[str, Any], source: str = "rules") -> Rules:
     region_of_country: dict[str, str] = {}
     for region, countries in regions.items():
         if region not in queues:
-            raise _fail(source, f"regions.{region}", f"region has no queue; add it under [queues] ({', '.join(queues)})")
+            raise _fail(
+                source,
+                f"regions.{region}",
+                f"region has no queue; add it under [queues] ({', '.join(queues)})",
+            )
         if not isinstance(countries, list) or not all(isinstance(c, str) for c in countries):
             raise _fail(source, f"regions.{region}", "expected a list of country codes (text)")
         for code in countries:
             code_up = code.strip().upper()
             if code_up not in COUNTRIES:
-                raise _fail(source, f"regions.{region}", f"{code!r} is not an ISO 3166-1 alpha-2 country code")
+                raise _fail(
+                    source,
+                    f"regions.{region}",
+                    f"{code!r} is not an ISO 3166-1 alpha-2 country code",
+                )
             if code_up in region_of_country:
                 raise _fail(
                     source,
                     f"regions.{region}",
-                    f"{code_up} is already in region {region_of_country[code_up]}; a country belongs to one region",
+                    f"{code_up} is already in region {region_of_country[code_up]}; "
+                    "a country belongs to one region",
                 )
             region_of_country[code_up] = region
     unmapped = sorted(set(COUNTRIES) - set(region_of_country))
     if unmapped:
-        shown = ", ".join(unmapped[:10]) + (f" and {len(unmapped) - 10} more" if len(unmapped) > 10 else "")
+        shown = ", ".join(unmapped[:10]) + (
+            f" and {len(unmapped) - 10} more" if len(unmapped) > 10 else ""
+        )
         raise _fail(source, "regions", f"every ISO 3166-1 country needs a region; missing {shown}")
 
     return Rules(
@@ -203,8 +218,10 @@ def to_dict(rules: Rules) -> dict[str, Any]:
         if f.name in ("region_of_country", "queue_of_region"):
             continue
         value = getattr(rules, f.name)
-        out[f.name] = sorted(value) if isinstance(value, frozenset) else (
-            list(value) if isinstance(value, tuple) else value
+        out[f.name] = (
+            sorted(value)
+            if isinstance(value, frozenset)
+            else (list(value) if isinstance(value, tuple) else value)
         )
     out["queues"] = dict(rules.queue_of_region)
     out["regions"] = regions

@@ -59,7 +59,11 @@ class InputError(ValueError):
     """A table that cannot be used; carries every problem found (up to MAX_PROBLEMS)."""
 
     def __init__(
-        self, source: str, problems: Sequence[Problem], total: int | None = None, row_label: str = "row"
+        self,
+        source: str,
+        problems: Sequence[Problem],
+        total: int | None = None,
+        row_label: str = "row",
     ) -> None:
         self.source = source
         self.problems = list(problems)
@@ -84,13 +88,20 @@ class InputError(ValueError):
                 "value": [p.value for p in self.problems],
                 "expected": [p.expected for p in self.problems],
             },
-            schema={self.row_label: pl.Int64, "column": pl.String, "value": pl.String, "expected": pl.String},
+            schema={
+                self.row_label: pl.Int64,
+                "column": pl.String,
+                "value": pl.String,
+                "expected": pl.String,
+            },
         )
 
 
 @dataclass(frozen=True)
 class _Col:
-    kind: str  # text | email | count | bool | countries | languages | workloads | country | language
+    kind: (
+        str  # text | email | count | bool | countries | languages | workloads | country | language
+    )
     required: bool = True
     nullable: bool = False
     upper: int = MAX_COUNT
@@ -149,7 +160,9 @@ def validate_customers(
     raw: pl.DataFrame, source: str = "customers", *, first_row: int = 1, row_label: str = "row"
 ) -> pl.DataFrame:
     """Typed customers (CUSTOMER_SCHEMA) from a raw table, or InputError listing every problem."""
-    return _validate(raw, _CUSTOMER_COLS, CUSTOMER_SCHEMA, "tenant_id", source, first_row, row_label)
+    return _validate(
+        raw, _CUSTOMER_COLS, CUSTOMER_SCHEMA, "tenant_id", source, first_row, row_label
+    )
 
 
 def _validate(
@@ -188,16 +201,21 @@ def _validate(
             continue
         dtype = frame.schema[name]
         is_list = col.kind in ("countries", "languages", "workloads")
-        if is_list != isinstance(dtype, pl.List) and not (is_list and dtype in (pl.String, pl.Null)):
+        if is_list != isinstance(dtype, pl.List) and not (
+            is_list and dtype in (pl.String, pl.Null)
+        ):
             if not (not is_list and not isinstance(dtype, pl.List | pl.Struct | pl.Array)):
                 what = "a list of text" if is_list else "a single value per cell"
-                raise InputError(source, [Problem(None, name, str(dtype), what)], row_label=row_label)
+                raise InputError(
+                    source, [Problem(None, name, str(dtype), what)], row_label=row_label
+                )
         value, bad, shown = _convert(pl.col(name), dtype, col)
         exprs.append(value.cast(schema[name]).alias(name))
         checks.append((name, bad, shown, _EXPECTED[col.kind] + _bound_note(col)))
 
     masks = frame.select(
-        pl.col(_ROW), *[bad.fill_null(True).alias(f"bad_{i}") for i, (_, bad, _, _) in enumerate(checks)]
+        pl.col(_ROW),
+        *[bad.fill_null(True).alias(f"bad_{i}") for i, (_, bad, _, _) in enumerate(checks)],
     )
     for i, (name, _, shown, expected) in enumerate(checks):
         bad_rows = frame.filter(masks[f"bad_{i}"])
@@ -218,9 +236,13 @@ def _validate(
             dup = dup.join(firsts, on=key).filter(pl.col(_ROW) != pl.col("first")).sort(_ROW)
             total += dup.height
             for row, value, first in dup.select(_ROW, key, "first").head(MAX_PROBLEMS).iter_rows():
-                problems.append(Problem(row, key, value, f"a unique {key} (also on {row_label} {first})"))
+                problems.append(
+                    Problem(row, key, value, f"a unique {key} (also on {row_label} {first})")
+                )
     if problems:
-        problems.sort(key=lambda p: (p.row or 0, list(spec).index(p.column) if p.column in spec else 0))
+        problems.sort(
+            key=lambda p: (p.row or 0, list(spec).index(p.column) if p.column in spec else 0)
+        )
         raise InputError(source, problems, total, row_label=row_label)
     return typed.drop(_ROW)
 

@@ -58,7 +58,12 @@ def test_iso_code_shapes() -> None:
     assert all(re.fullmatch(r"[A-Z]{2}", code) for code in COUNTRIES)
     assert all(c.code == code and c.name for code, c in COUNTRIES.items())
     assert {c.continent for c in COUNTRIES.values()} == {
-        "Africa", "Americas", "Antarctica", "Asia", "Europe", "Oceania",
+        "Africa",
+        "Americas",
+        "Antarctica",
+        "Asia",
+        "Europe",
+        "Oceania",
     }
     assert all(re.fullmatch(r"[a-z]{2}", code) and name for code, name in LANGUAGES.items())
     assert "XK" not in COUNTRIES  # Kosovo: user-assigned, not officially assigned
@@ -84,8 +89,15 @@ def test_shipped_rules_match_domain_defaults(shipped: Rules) -> None:
 
 def test_shipped_rules_equal_dataclass_defaults_besides_regions(shipped: Rules) -> None:
     bare = Rules()
-    for key in ("min_seats", "eligible_workloads", "referral_consent_default", "capacity_scale",
-                "disabled_partners", "when_full", "max_declines"):
+    for key in (
+        "min_seats",
+        "eligible_workloads",
+        "referral_consent_default",
+        "capacity_scale",
+        "disabled_partners",
+        "when_full",
+        "max_declines",
+    ):
         assert getattr(shipped, key) == getattr(bare, key), key
 
 
@@ -252,7 +264,7 @@ def test_to_toml_round_trips_any_partner_ids(ids: frozenset[str]) -> None:
 
 def test_to_toml_round_trips_non_ascii_region_names(shipped: Rules) -> None:
     data = to_dict(shipped)
-    data["queues"] = {"Amérique": "CSS \"Amériques\"", "EMEA": "CSS EMEA", "APAC": "CSS APAC"}
+    data["queues"] = {"Amérique": 'CSS "Amériques"', "EMEA": "CSS EMEA", "APAC": "CSS APAC"}
     data["regions"]["Amérique"] = data["regions"].pop("Americas")
     rules = parse_rules_dict(data)
     assert parse_rules(to_toml(rules)) == rules
@@ -283,8 +295,9 @@ def test_replace_validates(shipped: Rules) -> None:
 
 _json_ish = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner,
-                                                                max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
     max_leaves=6,
 )
 _KEYS = [
