@@ -1,0 +1,324 @@
+"""The `frp` command line: the same engine and store as the dashboard, for scripts.
+
+Bad input ends with exit code 2 and one line naming the file, row, column and what
+was expected; nothing is written in that case (outputs are written atomically, and
+store writes are transactions). ``FRP_DEBUG=1`` shows tracebacks of unexpected errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+
+from engine.reasons import Policy
+from engine.rules import Rules, RulesError, load_rules
+from engine.schema import InputError
+from store.db import StoreError
+
+EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT = 0, 1, 2
+POLICIES = [p.value for p in Policy]
+
+
+class UsageError(Exception):
+    """Arguments that cannot work together; reported like bad input (exit 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, like every other bad input
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="frp",
+        description="Assign FastTrack customers to FastTrack Ready Partners (FRP Assign).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def db_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--db", help="DuckDB file (default: $FRP_DB, else data/frp.duckdb)")
+
+    def rules_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--rules", help="rules TOML file (default: data/rules.toml)")
+
+    def policy_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--policy",
+            choices=POLICIES,
+            default=Policy.ROUND_ROBIN.value,
+            help="selection policy (default: round-robin)",
+        )
+
+    p = sub.add_parser(
+        "simulate", help="what-if run: files in, a result file out; writes nothing to the store"
+    )
+    p.add_argument(
+        "--partners",
+        help="partners file (.csv or .parquet); with --customers: "
+        "simulate on files instead of the store",
+    )
+    p.add_argument("--customers", help="customers file (.csv or .parquet), in cohort order")
+    p.add_argument(
+        "--cohort", help="with the store: customers file to simulate instead of the FTCQ backlog"
+    )
+    p.add_argument("--out", help="result file (.csv or .parquet); one row per customer")
+    db_arg(p)
+    rules_arg(p)
+    policy_arg(p)
+
+    p = sub.add_parser("demo", help="build the demo database (seeded, believable world)")
+    db_arg(p)
+    p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    p.add_argument("--force", action="store_true", help="replace an existing database file")
+    p.add_argument(
+        "--if-missing",
+        action="store_true",
+        help="do nothing when the database already exists (for `make run`)",
+    )
+
+    p = sub.add_parser("import", help="import partners or customers (customers join the FTCQ)")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--partners", help="partners file (.csv or .parquet)")
+    group.add_argument("--customers", help="customers file (.csv or .parquet)")
+    db_arg(p)
+
+    p = sub.add_parser("commit", help="simulate and commit in one transaction")
+    p.add_argument("--cohort", help="customers file to commit (default: the FTCQ backlog)")
+    db_arg(p)
+    rules_arg(p)
+    policy_arg(p)
+
+    p = sub.add_parser(
+        "fairness", help="fairness metrics of a result file or of committed referrals"
+    )
+    p.add_argument(
+        "result",
+        nargs="?",
+        help="result file from `frp simulate --out` (default: committed referrals in the store)",
+    )
+    p.add_argument("--partners", help="partners file for a result file (default: the store's)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a text table")
+    db_arg(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return _COMMANDS[args.command](args)
+    except UsageError as exc:
+        return _fail(str(exc), EXIT_BAD_INPUT)
+    except (InputError, RulesError, StoreError) as exc:
+        return _fail(f"frp: {exc}", EXIT_BAD_INPUT)
+    except KeyboardInterrupt:
+        return _fail("frp: interrupted; nothing was written", 130)
+    except Exception as exc:  # an unexpected fault: one line unless debugging
+        if os.environ.get("FRP_DEBUG"):
+            raise
+        return _fail(
+            f"frp: internal error: {type(exc).__name__}: {exc} (FRP_DEBUG=1 for details)",
+            EXIT_ERROR,
+        )
+
+
+def _fail(message: str, code: int) -> int:
+    print(message.splitlines()[0] if message else "frp: error", file=sys.stderr)
+    return code
+
+
+def _rules(args: argparse.Namespace) -> Rules:
+    return load_rules(args.rules)
+
+
+def _progress(label: str):
+    """A progress printer for long runs on a terminal; silent when piped."""
+    if not sys.stderr.isatty():
+        return None
+
+    def report(done: int, total: int) -> None:
+        end = "\n" if done >= total else "\r"
+        print(f"{label}: {done:,} / {total:,}", end=end, file=sys.stderr, flush=True)
+
+    return report
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from engine.assign import simulate
+    from store.files import read_customers, read_partners, write_table
+
+    started = time.perf_counter()
+    if bool(args.partners) != bool(args.customers):
+        raise UsageError(
+            "frp simulate: give both --partners and --customers, or neither "
+            "(then the store is used)"
+        )
+    rules = _rules(args)
+    if args.out:
+        from store.files import check_format
+
+        check_format(args.out)  # refuse a bad output name before any work
+    if args.partners:
+        if args.cohort or args.db:
+            raise UsageError("frp simulate: --cohort/--db apply to the store, not to files")
+        partners = read_partners(args.partners)
+        customers = read_customers(args.customers)
+        sim = simulate(partners, customers, rules, args.policy, progress=_progress("assigning"))
+        skipped: list[str] = []
+    else:
+        from store.commits import simulate_stored
+        from store.db import connect, resolve_path
+
+        cohort = read_customers(args.cohort) if args.cohort else None
+        con = connect(_existing(resolve_path(args.db)), read_only=True)
+        try:
+            sim, prep = simulate_stored(
+                con, rules, args.policy, cohort, progress=_progress("assigning")
+            )
+        finally:
+            con.close()
+        skipped = prep.skipped
+    if args.out:
+        write_table(result_frame(sim), args.out)
+    print(_summary(sim, skipped, time.perf_counter() - started, args.out))
+    return EXIT_OK
+
+
+def result_frame(sim) -> pl.DataFrame:
+    """The output file: DOMAIN.md's columns, the trace, then what fairness needs."""
+    return sim.assignments.join(
+        sim.detail.select(
+            "tenant_id", "pool_key", "region", "country", "language", "eligible_workloads"
+        ),
+        on="tenant_id",
+        how="left",
+        maintain_order="left",
+    )
+
+
+def _summary(sim, skipped: list[str], seconds: float, out: str | None) -> str:
+    counts = sim.counts()
+    n = sim.assignments.height
+    lines = [
+        f"{n:,} customers simulated with {sim.policy.value} in {seconds:.2f} s: "
+        f"{sim.placed:,} to partners, {n - sim.placed:,} to CSS queues"
+    ]
+    for reason, count in counts.items():
+        if count:
+            lines.append(f"  {reason:<22} {count:>9,}")
+    if skipped:
+        lines.append(f"  {len(skipped):,} skipped: already have an open referral")
+    if out:
+        lines.append(f"written to {out}")
+    return "\n".join(lines)
+
+
+def _existing(path: Path) -> Path:
+    if not path.exists():
+        raise StoreError(
+            f"{path}: no such database; build the demo with `frp demo` or "
+            "import partners with `frp import --partners FILE`"
+        )
+    return path
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from store.bootstrap import build_demo
+    from store.db import resolve_path
+
+    path = resolve_path(args.db)
+    if path.exists() and args.if_missing:
+        return EXIT_OK
+    if path.exists() and not args.force:
+        raise StoreError(f"{path}: already exists; use --force to replace it")
+    started = time.perf_counter()
+    summary = build_demo(path, seed=args.seed, replace=args.force)
+    print(
+        f"demo database {path} built in {time.perf_counter() - started:.1f} s: "
+        + ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in summary.items())
+    )
+    return EXIT_OK
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from store.db import connect, resolve_path
+    from store.files import read_customers, read_partners
+    from store.imports import import_customers, import_partners
+
+    path = resolve_path(args.db)
+    if args.partners:
+        frame = read_partners(args.partners)  # validated before the database is opened
+        con = connect(path)
+        try:
+            summary = import_partners(con, frame, source=args.partners)
+        finally:
+            con.close()
+    else:
+        frame = read_customers(args.customers)
+        con = connect(path)
+        try:
+            summary = import_customers(con, frame, source=args.customers)
+        finally:
+            con.close()
+    print(f"imported into {path}: {summary.describe()}")
+    return EXIT_OK
+
+
+def cmd_commit(args: argparse.Namespace) -> int:
+    from store.commits import commit
+    from store.db import connect, resolve_path
+    from store.files import read_customers
+
+    rules = _rules(args)
+    cohort = read_customers(args.cohort) if args.cohort else None
+    con = connect(_existing(resolve_path(args.db)))
+    try:
+        started = time.perf_counter()
+        summary = commit(
+            con,
+            rules,
+            args.policy,
+            cohort,
+            source=args.cohort or "",
+            progress=_progress("assigning"),
+        )
+    finally:
+        con.close()
+    print(summary.describe() + f" in {time.perf_counter() - started:.2f} s")
+    return EXIT_OK
+
+
+def cmd_fairness(args: argparse.Namespace) -> int:
+    from engine.fairness import report
+    from store.fairness_inputs import committed_inputs, result_inputs
+
+    if args.result:
+        outcomes, partners, pools = result_inputs(args.result, args.partners, args.db)
+    else:
+        if args.partners:
+            raise UsageError("frp fairness: --partners applies to a result file")
+        outcomes, partners, pools = committed_inputs(args.db)
+    rep = report(outcomes, partners, pools)
+    if args.json:
+        print(json.dumps(rep.to_dict(), indent=2))
+    else:
+        print(rep.to_text())
+    return EXIT_OK
+
+
+_COMMANDS = {
+    "simulate": cmd_simulate,
+    "demo": cmd_demo,
+    "import": cmd_import,
+    "commit": cmd_commit,
+    "fairness": cmd_fairness,
+}
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,275 @@
+"""Simulating against the stored state, and committing a run in one transaction.
+
+A simulation reads and writes nothing. A commit re-runs the simulation *inside* its
+transaction, on the state as it is at that moment, and writes the run, its referrals,
+the new round-robin order, FTOP task 3186 for Gateway customers and three outbox
+notifications per FRP referral, all or nothing. Customers that already hold an open
+referral are left out, so committing the same cohort twice assigns nothing new.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import duckdb
+import polars as pl
+
+from engine.assign import Simulation, simulate
+from engine.columns import CUSTOMER_SCHEMA
+from engine.reasons import FTOP_TASK_ID, FTOP_TASK_NAME, FTOP_TASK_ROLE, FTOP_TASK_SERVICE, Policy
+from engine.rules import Rules, to_toml
+from store import state
+from store.db import StoreError, audit, transaction
+from store.notify import referral_messages
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A cohort ready to simulate: who runs, and who was left out because already referred."""
+
+    partners: pl.DataFrame
+    cohort: pl.DataFrame
+    skipped: list[str]
+    source: str
+
+
+@dataclass(frozen=True)
+class CommitSummary:
+    run_id: int | None
+    policy: str
+    customers: int
+    placed: int
+    css: int
+    skipped: int
+    tasks: int
+    notifications: int
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        if self.run_id is None:
+            return (
+                f"nothing committed: all {self.skipped} customers of the cohort already have "
+                "an open referral (nothing new assigned)"
+                if self.skipped
+                else "nothing committed: the cohort is empty"
+            )
+        reasons = ", ".join(f"{k} {v}" for k, v in self.by_reason.items() if v)
+        text = (
+            f"run {self.run_id} committed ({self.policy}): {self.customers} customers, "
+            f"{self.placed} referred to partners, {self.css} to CSS queues; "
+            f"{self.tasks} FTOP 3186 tasks opened, {self.notifications} notifications queued"
+        )
+        if self.skipped:
+            text += f"; {self.skipped} skipped (already have an open referral)"
+        return text + f" [{reasons}]"
+
+
+def prepare(
+    con: duckdb.DuckDBPyConnection, cohort: pl.DataFrame | None = None, source: str = ""
+) -> Prepared:
+    """The stored partners and the cohort (given, or the FTCQ backlog) minus open referrals."""
+    partners = state.partners(con)
+    if cohort is None:
+        cohort = state.backlog(con)
+        source = source or "FTCQ backlog"
+    cohort = cohort.select(list(CUSTOMER_SCHEMA))
+    taken = state.open_referral_tenants(con, cohort["tenant_id"].to_list())
+    skipped = [t for t in cohort["tenant_id"].to_list() if t in taken]
+    if skipped:
+        cohort = cohort.filter(~pl.col("tenant_id").is_in(skipped))
+    return Prepared(partners, cohort, skipped, source or "cohort file")
+
+
+def simulate_stored(
+    con: duckdb.DuckDBPyConnection,
+    rules: Rules,
+    policy: Policy | str = Policy.ROUND_ROBIN,
+    cohort: pl.DataFrame | None = None,
+    *,
+    progress: Progress | None = None,
+) -> tuple[Simulation, Prepared]:
+    """What-if: the run as it would go now. Writes nothing."""
+    prep = prepare(con, cohort)
+    return simulate(prep.partners, prep.cohort, rules, policy, progress=progress), prep
+
+
+def commit(
+    con: duckdb.DuckDBPyConnection,
+    rules: Rules,
+    policy: Policy | str = Policy.ROUND_ROBIN,
+    cohort: pl.DataFrame | None = None,
+    *,
+    actor: str = "cli",
+    source: str = "",
+    progress: Progress | None = None,
+) -> CommitSummary:
+    """Simulate on the current state and write the run, all in one transaction."""
+    policy = Policy(policy)
+    with transaction(con):
+        prep = prepare(con, cohort, source)
+        if prep.cohort.height == 0:
+            return CommitSummary(None, policy.value, 0, 0, 0, len(prep.skipped), 0, 0)
+        sim = simulate(prep.partners, prep.cohort, rules, policy, progress=progress)
+        summary = _write(con, sim, prep, rules, actor)
+    return summary
+
+
+def _write(
+    con: duckdb.DuckDBPyConnection, sim: Simulation, prep: Prepared, rules: Rules, actor: str
+) -> CommitSummary:
+    counts = sim.counts()
+    placed = sim.placed
+    n = sim.assignments.height
+    run_id = con.execute("SELECT nextval('run_seq')").fetchall()[0][0]
+    con.execute(
+        "INSERT INTO runs VALUES (?, now()::TIMESTAMP, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            run_id,
+            actor,
+            sim.policy.value,
+            prep.source,
+            to_toml(rules),
+            n,
+            placed,
+            n - placed,
+            len(prep.skipped),
+        ],
+    )
+    base = con.execute("SELECT coalesce(max(referral_id), 0) FROM referrals").fetchall()[0][0]
+    psm = state.partner_psm(con)
+    referrals = (
+        sim.assignments.join(sim.detail, on="tenant_id", how="left", maintain_order="left")
+        .with_row_index("_pos")
+        .join(psm, on="partner_id", how="left", maintain_order="left")
+        .select(
+            (pl.col("_pos").cast(pl.Int64) + base + 1).alias("referral_id"),
+            pl.lit(run_id, dtype=pl.Int64).alias("run_id"),
+            "tenant_id",
+            "outcome",
+            "partner_id",
+            "psm_name",
+            "psm_email",
+            "queue",
+            "reason",
+            pl.lit("active").alias("status"),
+            "trace",
+            "pool_key",
+            "region",
+            "country",
+            "language",
+            "eligible_workloads",
+            "gateway",
+            "partner_name",
+            "partner_email",
+        )
+    )
+    cohort = prep.cohort
+    con.register("run_referrals", referrals.drop("gateway", "partner_name", "partner_email"))
+    con.register("run_cohort", cohort.to_arrow())
+    con.register("run_pools", sim.pools.select("pool_key", "partner_ids").to_arrow())
+    order = sim.partners.filter(
+        pl.col("last_assigned_after").is_not_null()
+        & (pl.col("last_assigned_after") != pl.col("last_assigned_before").fill_null(-1))
+    ).select("partner_id", "last_assigned_after")
+    con.register("run_order", order.to_arrow())
+    try:
+        con.execute(
+            """
+            INSERT INTO customers
+            SELECT c.*, false, 0, now()::TIMESTAMP FROM run_cohort c
+            WHERE c.tenant_id NOT IN (SELECT tenant_id FROM customers)
+            """
+        )
+        con.execute(
+            "UPDATE customers SET in_ftcq = false "
+            "WHERE tenant_id IN (SELECT tenant_id FROM run_cohort)"
+        )
+        con.execute(
+            "INSERT INTO referrals SELECT *, now()::TIMESTAMP, now()::TIMESTAMP FROM run_referrals"
+        )
+        con.execute("INSERT OR IGNORE INTO pools SELECT * FROM run_pools")
+        con.execute("INSERT OR REPLACE INTO rr_order SELECT * FROM run_order")
+        frp = referrals.filter(pl.col("outcome") == "frp")
+        gateway = frp.filter(pl.col("gateway"))
+        task_base = con.execute("SELECT coalesce(max(task_id), 0) FROM ftop_tasks").fetchall()[0][0]
+        tasks = gateway.with_row_index("_i").select(
+            (pl.col("_i").cast(pl.Int64) + task_base + 1).alias("task_id"),
+            pl.lit(FTOP_TASK_ID, dtype=pl.Int32).alias("task_number"),
+            pl.lit(FTOP_TASK_NAME).alias("name"),
+            "tenant_id",
+            "referral_id",
+            "partner_id",
+            pl.lit(FTOP_TASK_ROLE).alias("role"),
+            pl.lit(FTOP_TASK_SERVICE).alias("service"),
+            pl.lit(True).alias("mandatory"),
+            pl.lit("open").alias("status"),
+        )
+        con.register("run_tasks", tasks.to_arrow())
+        con.execute(
+            "INSERT INTO ftop_tasks SELECT *, now()::TIMESTAMP, NULL::TIMESTAMP FROM run_tasks"
+        )
+        messages = referral_messages(
+            frp.join(
+                cohort.select(
+                    "tenant_id",
+                    pl.col("name").alias("customer_name"),
+                    pl.col("contact_email").alias("customer_email"),
+                ),
+                on="tenant_id",
+                how="left",
+            )
+        )
+        if messages.height:
+            con.register("run_messages", messages.to_arrow())
+            con.execute(
+                "INSERT INTO outbox SELECT *, 'pending', now()::TIMESTAMP, NULL, 0, NULL "
+                "FROM run_messages"
+            )
+        audit(
+            con,
+            actor,
+            "commit",
+            f"run {run_id}",
+            json.dumps(
+                {
+                    "policy": sim.policy.value,
+                    "customers": n,
+                    "placed": placed,
+                    "skipped": len(prep.skipped),
+                    "by_reason": counts,
+                }
+            ),
+        )
+    finally:
+        for name in (
+            "run_referrals",
+            "run_cohort",
+            "run_pools",
+            "run_order",
+            "run_tasks",
+            "run_messages",
+        ):
+            try:
+                con.unregister(name)
+            except duckdb.Error:
+                pass
+    if con.execute(
+        "SELECT count(*) FROM (SELECT tenant_id FROM referrals WHERE status IN "
+        "('active', 'accepted') GROUP BY tenant_id HAVING count(*) > 1)"
+    ).fetchall()[0][0]:
+        raise StoreError("commit would give a customer two open referrals; nothing was written")
+    return CommitSummary(
+        run_id,
+        sim.policy.value,
+        n,
+        placed,
+        n - placed,
+        len(prep.skipped),
+        tasks.height,
+        messages.height,
+        counts,
+    )

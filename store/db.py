@@ -1,0 +1,224 @@
+"""The DuckDB file: where it is, how to open it, and its tables.
+
+One embedded file holds the whole state. Which file: ``--db PATH``, else the
+``FRP_DB`` environment variable, else ``data/frp.duckdb`` (the demo, built on first
+run). The command line and the dashboard use the same rule through :func:`resolve_path`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+DEFAULT_DB = Path(__file__).resolve().parent.parent / "data" / "frp.duckdb"
+ENV_VAR = "FRP_DB"
+
+#: Referral statuses that hold a partner's seat and keep the customer out of the FTCQ.
+OPEN_STATUSES = ("active", "accepted")
+
+SCHEMA_VERSION = 1
+
+DDL = """
+CREATE SEQUENCE IF NOT EXISTS run_seq START 1;
+CREATE SEQUENCE IF NOT EXISTS referral_seq START 1;
+CREATE SEQUENCE IF NOT EXISTS task_seq START 1;
+CREATE SEQUENCE IF NOT EXISTS audit_seq START 1;
+CREATE SEQUENCE IF NOT EXISTS ftcq_seq START 1;
+
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
+
+-- Partners as imported. active_referrals is the load held outside this tool (from the
+-- partner file); referrals committed here are counted on top (see partner_state).
+CREATE TABLE IF NOT EXISTS partners (
+    partner_id VARCHAR PRIMARY KEY,
+    name VARCHAR NOT NULL,
+    countries VARCHAR[] NOT NULL,
+    languages VARCHAR[] NOT NULL,
+    workloads VARCHAR[] NOT NULL,
+    capacity BIGINT NOT NULL,
+    active_referrals BIGINT NOT NULL,
+    referral_ready BOOLEAN NOT NULL,
+    psm_name VARCHAR NOT NULL,
+    psm_email VARCHAR NOT NULL,
+    contact_email VARCHAR NOT NULL,
+    updated_at TIMESTAMP NOT NULL
+);
+
+-- The round-robin order: larger last_assigned = assigned more recently. Moved only by
+-- commits (and by a partner file that carries last_assigned), never by simulations.
+CREATE TABLE IF NOT EXISTS rr_order (
+    partner_id VARCHAR PRIMARY KEY,
+    last_assigned BIGINT NOT NULL
+);
+
+-- Every customer the store has seen; in_ftcq marks those waiting in the FTCQ backlog.
+CREATE TABLE IF NOT EXISTS customers (
+    tenant_id VARCHAR PRIMARY KEY,
+    name VARCHAR NOT NULL,
+    country VARCHAR NOT NULL,
+    language VARCHAR NOT NULL,
+    seats BIGINT NOT NULL,
+    workloads VARCHAR[] NOT NULL,
+    gateway BOOLEAN NOT NULL,
+    contact_email VARCHAR NOT NULL,
+    referral_consent BOOLEAN,
+    in_ftcq BOOLEAN NOT NULL,
+    ftcq_seq BIGINT NOT NULL,
+    queued_at TIMESTAMP NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS runs (
+    run_id BIGINT PRIMARY KEY,
+    created_at TIMESTAMP NOT NULL,
+    actor VARCHAR NOT NULL,
+    policy VARCHAR NOT NULL,
+    source VARCHAR NOT NULL,
+    rules_toml VARCHAR NOT NULL,
+    customers BIGINT NOT NULL,
+    placed BIGINT NOT NULL,
+    css BIGINT NOT NULL,
+    skipped BIGINT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS referrals (
+    referral_id BIGINT PRIMARY KEY,
+    run_id BIGINT,
+    tenant_id VARCHAR NOT NULL,
+    outcome VARCHAR NOT NULL,
+    partner_id VARCHAR,
+    psm_name VARCHAR,
+    psm_email VARCHAR,
+    queue VARCHAR NOT NULL,
+    reason VARCHAR NOT NULL,
+    status VARCHAR NOT NULL,
+    trace VARCHAR,
+    pool_key VARCHAR,
+    region VARCHAR,
+    country VARCHAR,
+    language VARCHAR,
+    eligible_workloads VARCHAR[],
+    created_at TIMESTAMP NOT NULL,
+    updated_at TIMESTAMP NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS pools (
+    pool_key VARCHAR PRIMARY KEY,
+    partner_ids VARCHAR[] NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS ftop_tasks (
+    task_id BIGINT PRIMARY KEY,
+    task_number INTEGER NOT NULL,
+    name VARCHAR NOT NULL,
+    tenant_id VARCHAR NOT NULL,
+    referral_id BIGINT NOT NULL,
+    partner_id VARCHAR NOT NULL,
+    role VARCHAR NOT NULL,
+    service VARCHAR NOT NULL,
+    mandatory BOOLEAN NOT NULL,
+    status VARCHAR NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    closed_at TIMESTAMP
+);
+
+CREATE TABLE IF NOT EXISTS outbox (
+    message_id VARCHAR PRIMARY KEY,
+    referral_id BIGINT NOT NULL,
+    tenant_id VARCHAR NOT NULL,
+    recipient_role VARCHAR NOT NULL,
+    to_email VARCHAR NOT NULL,
+    subject VARCHAR NOT NULL,
+    body VARCHAR NOT NULL,
+    status VARCHAR NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    sent_at TIMESTAMP,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error VARCHAR
+);
+
+CREATE TABLE IF NOT EXISTS audit_log (
+    id BIGINT PRIMARY KEY,
+    logged_at TIMESTAMP NOT NULL,
+    actor VARCHAR NOT NULL,
+    action VARCHAR NOT NULL,
+    subject VARCHAR,
+    details VARCHAR
+);
+
+CREATE OR REPLACE VIEW partner_state AS
+SELECT
+    p.*,
+    p.active_referrals + coalesce(o.open_referrals, 0) AS active_total,
+    coalesce(o.open_referrals, 0) AS open_referrals,
+    r.last_assigned
+FROM partners p
+LEFT JOIN (
+    SELECT partner_id, count(*) AS open_referrals
+    FROM referrals
+    WHERE outcome = 'frp' AND status IN ('active', 'accepted')
+    GROUP BY partner_id
+) o USING (partner_id)
+LEFT JOIN rr_order r USING (partner_id);
+"""
+
+
+class StoreError(RuntimeError):
+    """A store operation that cannot go ahead; the message says why and what to do."""
+
+
+def resolve_path(path: str | Path | None = None) -> Path:
+    """``--db`` if given, else ``$FRP_DB``, else the default file under data/."""
+    if path:
+        return Path(path)
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return Path(env)
+    return DEFAULT_DB
+
+
+def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open (creating if needed, unless read-only) the database and make sure its tables exist."""
+    p = Path(path)
+    if read_only and not p.exists():
+        raise StoreError(f"{p}: no such database; create it with `frp demo` or `frp import`")
+    if not read_only:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        con = duckdb.connect(str(p), read_only=read_only)
+    except duckdb.IOException as exc:
+        raise StoreError(f"{p}: cannot open the database ({_first_line(exc)})") from None
+    if not read_only:
+        con.execute(DDL)
+        con.execute(
+            "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
+        )
+    return con
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """All-or-nothing: any exception rolls back every statement of the block."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def audit(
+    con: duckdb.DuckDBPyConnection, actor: str, action: str, subject: str | None, details: str
+) -> None:
+    con.execute(
+        "INSERT INTO audit_log VALUES (nextval('audit_seq'), now()::TIMESTAMP, ?, ?, ?, ?)",
+        [actor, action, subject, details],
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -1,0 +1,610 @@
+"""The seeded demo world: partners, 18 months of past referrals and an FTCQ backlog.
+
+This module owns the believable sample data that the dashboard, the docs and the tests
+share (like datasette's fixtures): one call, :func:`generate_world`, builds Polars frames
+in the documented schemas from a seed, so the same seed always gives the same world.
+It only builds frames; loading them into the store is the store's business.
+
+What makes the world believable, and why each piece is there:
+
+* Coverage and capacity are uneven: a few big partners (capacity up to ~300) serve their
+  home country and its neighbours in many languages, many small ones (5-40) serve one
+  country. Countries, languages and neighbours come from ``data/demo/countries.csv``.
+* Workloads are popular (Exchange, Teams, SharePoint, OneDrive) or rare (Purview, Viva,
+  Windows), both in what customers ask for and in what partners are endorsed for, so
+  rare asks in small countries find no partner.
+* History is consistent with the partners: every past FRP referral's customer matches
+  its partner; ``active_referrals`` counts the partner's active ones and never exceeds
+  capacity; ``last_assigned`` ranks partners by their most recent referral.
+* The backlog hits every CSS reason under the default rules and round robin: small
+  tenants, non-eligible workloads, withheld consent, Iceland (which no partner serves)
+  and two nearly full pools (South Korea and Israel) that the backlog overflows.
+* Every name is composed from the invented word lists in ``data/demo/names.toml``;
+  every e-mail address is on the reserved ``.example`` domain.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+import re
+import tomllib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from engine.columns import CUSTOMER_SCHEMA, PARTNER_SCHEMA, REFERRAL_HISTORY_SCHEMA, TEXT_LIST
+from engine.reasons import FRP_QUEUE, Outcome, Reason
+
+DEMO_DIR = Path(__file__).resolve().parent.parent / "data" / "demo"
+
+#: "Now" in the demo world. Fixed, so that a seed alone decides every timestamp.
+DEMO_AS_OF = datetime(2026, 11, 23, 18, 0)
+HISTORY_DAYS = 548  # about 18 months
+
+PARTNER_COUNT = 330
+BIG_PARTNERS = 12
+MEDIUM_PARTNERS = 40
+PSMS_PER_REGION = 16
+
+#: The default CSS queues (DOMAIN.md); a test checks they agree with data/rules.toml.
+QUEUE_OF_REGION = {"Americas": "CSS Americas", "EMEA": "CSS EMEA", "APAC": "CSS APAC"}
+
+#: Eligible workloads with how often customers ask for them (relative weights)...
+WORKLOAD_DEMAND: dict[str, float] = {
+    "exchange": 10,
+    "teams": 10,
+    "sharepoint": 7,
+    "onedrive": 6,
+    "m365-apps": 4,
+    "intune": 6,
+    "entra-id": 5,
+    "defender": 5,
+    "windows": 1.8,
+    "purview": 1.5,
+    "viva": 1.2,
+}
+#: ...and the share of ordinary partners endorsed for each.
+PARTNER_ENDORSEMENT: dict[str, float] = {
+    "exchange": 0.92,
+    "teams": 0.92,
+    "sharepoint": 0.88,
+    "onedrive": 0.88,
+    "m365-apps": 0.6,
+    "intune": 0.45,
+    "entra-id": 0.4,
+    "defender": 0.35,
+    "windows": 0.15,
+    "purview": 0.12,
+    "viva": 0.08,
+}
+RARE_WORKLOADS = ("windows", "purview", "viva")
+#: Workloads customers mention that FastTrack does not cover (ignored for matching).
+NON_ELIGIBLE_WORKLOADS = ("dynamics-365", "power-bi", "power-platform")
+
+#: Countries whose partners are nearly full, so the backlog overflows them.
+FULL_POOL_COUNTRIES = ("KR", "IL")
+
+#: Past referrals: the history schema, the PSM named on it, and the customer it was for.
+REFERRAL_SCHEMA: dict[str, pl.DataType] = {
+    **REFERRAL_HISTORY_SCHEMA,
+    "psm_email": pl.String(),
+    "customer_name": pl.String(),
+    "customer_country": pl.String(),
+    "customer_language": pl.String(),
+    "customer_seats": pl.Int64(),
+    "customer_workloads": TEXT_LIST,
+    "customer_gateway": pl.Boolean(),
+    "customer_contact_email": pl.String(),
+    "customer_referral_consent": pl.Boolean(),
+}
+
+
+@dataclass(frozen=True, eq=False)
+class DemoWorld:
+    """Partners, the FTCQ backlog (oldest first) and past referrals, as of ``as_of``."""
+
+    partners: pl.DataFrame
+    customers: pl.DataFrame
+    referrals: pl.DataFrame
+    as_of: datetime = DEMO_AS_OF
+    seed: int = 7
+
+
+@dataclass(frozen=True)
+class Country:
+    code: str
+    name: str
+    region: str
+    customer_weight: float
+    partner_weight: float
+    languages: tuple[str, ...]  # the main language first
+    neighbours: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Tables:
+    countries: dict[str, Country]
+    names: dict[str, Any]
+
+
+@dataclass
+class _Partner:
+    """A partner while the world is built; becomes one row of PARTNER_SCHEMA."""
+
+    partner_id: str
+    name: str
+    home: Country
+    countries: list[str]
+    languages: list[str]
+    workloads: list[str]
+    capacity: int
+    referral_ready: bool
+    psm_name: str
+    psm_email: str
+    contact_email: str
+    active_referrals: int = 0
+    last_assigned: int | None = None
+    latest: datetime | None = field(default=None, repr=False)
+
+
+@lru_cache(maxsize=1)
+def load_tables(directory: Path = DEMO_DIR) -> _Tables:
+    """The country table and the name parts (read once; they are static files)."""
+    countries: dict[str, Country] = {}
+    with (directory / "countries.csv").open(encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle):
+            countries[row["code"]] = Country(
+                code=row["code"],
+                name=row["name"],
+                region=row["region"],
+                customer_weight=float(row["customer_weight"]),
+                partner_weight=float(row["partner_weight"]),
+                languages=tuple(_split(row["languages"])),
+                neighbours=tuple(_split(row["neighbours"])),
+            )
+    names = tomllib.loads((directory / "names.toml").read_text(encoding="utf-8"))
+    return _Tables(countries=countries, names=names)
+
+
+def _split(cell: str) -> list[str]:
+    return [part.strip() for part in cell.split(";") if part.strip()]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def _unique(make: Callable[[], str], used: set[str]) -> str:
+    """A name from ``make`` not used before; numbered once the word lists run thin."""
+    for _ in range(30):
+        name = make()
+        if name not in used:
+            used.add(name)
+            return name
+    base, n = make(), 2
+    while f"{base} {n}" in used:
+        n += 1
+    used.add(f"{base} {n}")
+    return f"{base} {n}"
+
+
+def _sample_weighted(rng: random.Random, weights: dict[str, float], k: int) -> list[str]:
+    """``k`` distinct keys drawn by weight, returned in the dictionary's order."""
+    pool = dict(weights)
+    picked: set[str] = set()
+    while pool and len(picked) < k:
+        key = rng.choices(list(pool), weights=list(pool.values()))[0]
+        picked.add(key)
+        del pool[key]
+    return [key for key in weights if key in picked]
+
+
+def _dedupe(values: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+# --- people and companies --------------------------------------------------------------
+
+
+def _person(rng: random.Random, names: dict[str, Any]) -> tuple[str, str]:
+    first, last = rng.choice(names["first_names"]), rng.choice(names["last_names"])
+    return f"{first} {last}", f"{first}.{last}".lower()
+
+
+def _make_psms(rng: random.Random, tables: _Tables) -> dict[str, list[tuple[str, str]]]:
+    """Partner Success Managers by region: (name, email); each looks after several partners."""
+    used: set[str] = set()
+    by_region: dict[str, list[tuple[str, str]]] = {}
+    for region in QUEUE_OF_REGION:
+        people = []
+        for _ in range(PSMS_PER_REGION):
+            name = _unique(lambda: _person(rng, tables.names)[0], used)
+            people.append((name, f"{_slug(name).replace('-', '.')}@partner-success.example"))
+        by_region[region] = people
+    return by_region
+
+
+def _company_name(rng: random.Random, tables: _Tables, country: str, used: set[str]) -> str:
+    names = tables.names
+    forms = names["legal_forms"].get(country, names["legal_forms"]["default"])
+    return _unique(
+        lambda: " ".join(
+            (
+                rng.choice(names["customer_prefix"]),
+                rng.choice(names["customer_industry"]),
+                rng.choice(forms),
+            )
+        ),
+        used,
+    )
+
+
+def _contact_email(rng: random.Random, tables: _Tables, company: str) -> str:
+    # The domain drops the legal form: "Amberline Logistics GmbH" -> amberline-logistics.
+    domain = _slug(" ".join(company.split()[:2]))
+    return f"{_person(rng, tables.names)[1]}@{domain}.example"
+
+
+# --- partners -------------------------------------------------------------------------
+
+
+def _capacity(rng: random.Random, tier: str) -> int:
+    if tier == "big":
+        return rng.randint(120, 300)
+    if tier == "medium":
+        return rng.randint(41, 110)
+    # Small partners cluster at the low end of 5-40.
+    return 5 + int(35 * rng.random() ** 1.5)
+
+
+def _make_partners(rng: random.Random, tables: _Tables) -> list[_Partner]:
+    countries = tables.countries
+    with_partners = [c for c in countries.values() if c.partner_weight > 0]
+    # One partner in every country that has any, the rest by weight.
+    homes = list(with_partners) + rng.choices(
+        with_partners,
+        weights=[c.partner_weight for c in with_partners],
+        k=PARTNER_COUNT - len(with_partners),
+    )
+    rng.shuffle(homes)
+    big_homes = [i for i, c in enumerate(homes) if c.partner_weight >= 4]
+    big = set(rng.sample(big_homes, BIG_PARTNERS))
+    medium = set(rng.sample([i for i in range(len(homes)) if i not in big], MEDIUM_PARTNERS))
+    psms = _make_psms(rng, tables)
+    names = tables.names
+    used: set[str] = set()
+
+    partners = []
+    for i, home in enumerate(homes):
+        tier = "big" if i in big else "medium" if i in medium else "small"
+        neighbours = list(home.neighbours)
+        if tier == "big":
+            served = neighbours
+        elif tier == "medium" and neighbours and rng.random() < 0.7:
+            served = rng.sample(neighbours, rng.randint(1, len(neighbours)))
+        elif neighbours and rng.random() < 0.3:
+            served = rng.sample(neighbours, min(len(neighbours), rng.randint(1, 2)))
+        else:
+            served = []
+        served = [c for c in neighbours if c in served]  # table order, not draw order
+
+        languages = [home.languages[0]]
+        languages += [lang for lang in home.languages[1:] if tier == "big" or rng.random() < 0.35]
+        if tier == "big" or rng.random() < 0.8:
+            languages.append("en")
+        languages += [
+            countries[c].languages[0] for c in served if tier == "big" or rng.random() < 0.6
+        ]
+
+        boost = {"big": 1.0, "medium": 0.1, "small": 0.0}[tier]
+        workloads = [
+            w
+            for w, share in PARTNER_ENDORSEMENT.items()
+            if rng.random() < (0.6 if tier == "big" and w in RARE_WORKLOADS else share + boost)
+        ]
+        if not any(w in workloads for w in ("exchange", "teams")):
+            workloads.insert(0, "exchange")
+        if rng.random() < 0.08:
+            workloads.append(rng.choice(NON_ELIGIBLE_WORKLOADS))
+
+        name = _unique(
+            lambda: (
+                rng.choice(names["partner_first"])
+                + rng.choice(names["partner_second"])
+                + " "
+                + rng.choice(names["partner_kind"])
+            ),
+            used,
+        )
+        psm_name, psm_email = rng.choice(psms[home.region])
+        partners.append(
+            _Partner(
+                partner_id=f"P{i + 1:04d}",
+                name=name,
+                home=home,
+                countries=[home.code, *served],
+                languages=_dedupe(languages),
+                workloads=workloads,
+                capacity=_capacity(rng, tier),
+                referral_ready=rng.random() >= 0.1,
+                psm_name=psm_name,
+                psm_email=psm_email,
+                contact_email=f"referrals@{_slug(name)}.example",
+            )
+        )
+    return partners
+
+
+# --- customers ------------------------------------------------------------------------
+
+
+def _seats(rng: random.Random) -> int:
+    """Seats by the reporting buckets: XS 150-499, S 500-4,999, M 5,000-9,999, L 10,000+."""
+    bucket = rng.choices(("XS", "S", "M", "L"), weights=(46, 38, 10, 6))[0]
+    if bucket == "XS":
+        return rng.randint(150, 499)
+    if bucket == "S":
+        return min(4999, round(math.exp(rng.uniform(math.log(500), math.log(5000)))))
+    if bucket == "M":
+        return rng.randint(5000, 9999)
+    return round(math.exp(rng.uniform(math.log(10_000), math.log(150_000))))
+
+
+def _language(rng: random.Random, country: Country) -> str:
+    """Mostly the country's main language, sometimes another of its languages or English."""
+    if rng.random() < 0.78:
+        return country.languages[0]
+    return rng.choice(_dedupe([*country.languages[1:], "en"]))
+
+
+def _ask(rng: random.Random, allowed: Sequence[str] | None = None) -> list[str]:
+    """The eligible workloads a customer wants help with (popular ones far more often)."""
+    demand = {w: d for w, d in WORKLOAD_DEMAND.items() if allowed is None or w in allowed}
+    return _sample_weighted(rng, demand, rng.choice((1, 1, 2, 2, 2, 3, 3, 4)))
+
+
+@dataclass
+class _Customer:
+    name: str
+    country: str
+    language: str
+    seats: int
+    workloads: list[str]
+    gateway: bool
+    contact_email: str
+    referral_consent: bool | None
+
+
+def _customer(
+    rng: random.Random,
+    tables: _Tables,
+    used: set[str],
+    kind: Reason | None = None,
+) -> _Customer:
+    """A customer from the FTCQ population; ``kind`` forces the trait behind a CSS reason."""
+    countries = tables.countries
+    if kind is Reason.CAPACITY_EXHAUSTED:
+        country = countries[rng.choice(FULL_POOL_COUNTRIES)]
+    elif kind is Reason.NO_PARTNER_MATCH and rng.random() < 0.5:
+        country = countries["IS"]
+    else:
+        country = rng.choices(
+            list(countries.values()), weights=[c.customer_weight for c in countries.values()]
+        )[0]
+    workloads = _ask(rng)
+    if kind is Reason.NO_PARTNER_MATCH and country.code != "IS":
+        workloads = _dedupe([*workloads, rng.choice(RARE_WORKLOADS)])
+    if kind is Reason.NO_ELIGIBLE_WORKLOAD:
+        workloads = rng.sample(NON_ELIGIBLE_WORKLOADS, rng.randint(1, 2))
+    elif rng.random() < 0.12:
+        workloads.append(rng.choice(NON_ELIGIBLE_WORKLOADS))
+    seats = rng.randint(10, 149) if kind is Reason.BELOW_SEAT_THRESHOLD else _seats(rng)
+    consent = False if kind is Reason.NO_REFERRAL_CONSENT else rng.choice((True, True, None))
+    name = _company_name(rng, tables, country.code, used)
+    return _Customer(
+        name=name,
+        country=country.code,
+        language=_language(rng, country),
+        seats=seats,
+        workloads=workloads,
+        gateway=rng.random() < 0.2,
+        contact_email=_contact_email(rng, tables, name),
+        referral_consent=consent,
+    )
+
+
+def _customer_of(
+    rng: random.Random, tables: _Tables, used: set[str], partner: _Partner
+) -> _Customer:
+    """A customer that ``partner`` matches: served country, shared language, covered asks."""
+    countries = tables.countries
+    code = partner.home.code if rng.random() < 0.75 else rng.choice(partner.countries)
+    spoken = [lang for lang in countries[code].languages if lang in partner.languages]
+    if "en" in partner.languages and rng.random() < 0.1:
+        spoken.append("en")
+    if not spoken:  # a neighbour whose languages the partner does not speak
+        code = partner.home.code
+        spoken = [lang for lang in partner.home.languages if lang in partner.languages]
+    country = countries[code]
+    language = country.languages[0] if country.languages[0] in spoken else spoken[0]
+    if rng.random() < 0.15:
+        language = rng.choice(spoken)
+    name = _company_name(rng, tables, code, used)
+    workloads = _ask(rng, allowed=partner.workloads) or [partner.workloads[0]]
+    return _Customer(
+        name=name,
+        country=code,
+        language=language,
+        seats=_seats(rng),
+        workloads=workloads,
+        gateway=rng.random() < 0.2,
+        contact_email=_contact_email(rng, tables, name),
+        referral_consent=rng.choice((True, True, None)),
+    )
+
+
+# --- history --------------------------------------------------------------------------
+
+
+def _days_ago(rng: random.Random, low: float, high: float) -> float:
+    # Skewed towards recent days: the programme grew over the 18 months.
+    return low + (high - low) * rng.random() ** 1.3
+
+
+def _make_history(
+    rng: random.Random, tables: _Tables, partners: list[_Partner], as_of: datetime, used: set[str]
+) -> list[dict[str, Any]]:
+    """Past referrals, oldest first; sets each partner's active count and round-robin order."""
+    rows: list[dict[str, Any]] = []
+
+    def add(customer: _Customer, when: datetime, status: str, **referral: Any) -> None:
+        rows.append(
+            {
+                "tenant_id": None,  # numbered once everything is in time order
+                "status": status,
+                "created_at": when,
+                **referral,
+                "customer_name": customer.name,
+                "customer_country": customer.country,
+                "customer_language": customer.language,
+                "customer_seats": customer.seats,
+                "customer_workloads": customer.workloads,
+                "customer_gateway": customer.gateway,
+                "customer_contact_email": customer.contact_email,
+                "customer_referral_consent": customer.referral_consent,
+            }
+        )
+
+    for partner in partners:
+        in_full_pool = any(c in FULL_POOL_COUNTRIES for c in partner.countries)
+        if not in_full_pool and rng.random() < 0.06:
+            continue  # newly onboarded partner: never referred, never assigned
+        cap = partner.capacity
+        if in_full_pool:
+            active = cap - rng.randint(0, 1)
+        elif not partner.referral_ready:
+            # Partners switch Referral Ready off when they are (nearly) at capacity.
+            active = round(cap * rng.uniform(0.6, 1.0))
+        else:
+            active = round(cap * rng.uniform(0.15, 0.75))
+        completed = max(1, round(cap * rng.uniform(0.2, 0.9)))
+        partner.active_referrals = active
+        ages = [("active", rng.uniform(0, 120)) for _ in range(active)]
+        ages += [("completed", _days_ago(rng, 30, HISTORY_DAYS)) for _ in range(completed)]
+        for status, days in ages:
+            when = (as_of - timedelta(days=days)).replace(microsecond=0)
+            partner.latest = when if partner.latest is None else max(partner.latest, when)
+            add(
+                _customer_of(rng, tables, used, partner),
+                when,
+                status,
+                outcome=Outcome.FRP.value,
+                partner_id=partner.partner_id,
+                queue=FRP_QUEUE,
+                reason=Reason.ASSIGNED.value,
+                psm_email=partner.psm_email,
+            )
+
+    css_reasons = [r for r in Reason if r is not Reason.ASSIGNED]
+    css_count = round(len(rows) * 0.3)
+    for reason in rng.choices(css_reasons, weights=(30, 18, 14, 26, 12), k=css_count):
+        customer = _customer(rng, tables, used, kind=reason)
+        days = _days_ago(rng, 0, HISTORY_DAYS)
+        add(
+            customer,
+            (as_of - timedelta(days=days)).replace(microsecond=0),
+            "active" if days < 45 else "completed",
+            outcome=Outcome.CSS.value,
+            partner_id=None,
+            queue=QUEUE_OF_REGION[tables.countries[customer.country].region],
+            reason=reason.value,
+            psm_email=None,
+        )
+
+    rows.sort(key=lambda r: (r["created_at"], r["customer_name"]))
+    for n, row in enumerate(rows, start=1):
+        row["tenant_id"] = f"T{n:06d}"
+
+    referred = sorted(
+        (p for p in partners if p.latest is not None),
+        key=lambda p: (p.latest, p.partner_id),
+    )
+    for order, partner in enumerate(referred, start=1):
+        partner.last_assigned = order
+    return rows
+
+
+# --- assembly -------------------------------------------------------------------------
+
+
+def _frame(rows: Sequence[dict[str, Any]], schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    columns: dict[str, pl.Series] = {}
+    for name, dtype in schema.items():
+        values = [row[name] for row in rows]
+        if dtype == TEXT_LIST:
+            # Building thousands of small lists one by one is the slow path in Polars;
+            # joining and splitting is ~10x faster. No generated list is empty or has ";".
+            joined = pl.Series(name, [";".join(v) for v in values], dtype=pl.String())
+            columns[name] = joined.str.split(";")
+        else:
+            columns[name] = pl.Series(name, values, dtype=dtype)
+    return pl.DataFrame(columns)
+
+
+def generate_world(
+    seed: int = 7, backlog_size: int = 1200, as_of: datetime = DEMO_AS_OF
+) -> DemoWorld:
+    """Build the demo world for ``seed``: same seed, same frames, byte for byte."""
+    rng = random.Random(seed)
+    tables = load_tables()
+    used_names: set[str] = set()
+    partners = _make_partners(rng, tables)
+    history = _make_history(rng, tables, partners, as_of, used_names)
+
+    # The FTCQ backlog, oldest first; a few customers carry each ineligibility trait.
+    backlog = []
+    kinds = rng.choices(
+        (
+            None,
+            Reason.BELOW_SEAT_THRESHOLD,
+            Reason.NO_ELIGIBLE_WORKLOAD,
+            Reason.NO_REFERRAL_CONSENT,
+        ),
+        weights=(81, 7, 5, 7),
+        k=backlog_size,
+    )
+    for n, kind in enumerate(kinds, start=len(history) + 1):
+        customer = _customer(rng, tables, used_names, kind=kind)
+        backlog.append({"tenant_id": f"T{n:06d}", **vars(customer)})
+
+    partner_rows = [
+        {
+            "partner_id": p.partner_id,
+            "name": p.name,
+            "countries": p.countries,
+            "languages": p.languages,
+            "workloads": p.workloads,
+            "capacity": p.capacity,
+            "active_referrals": p.active_referrals,
+            "referral_ready": p.referral_ready,
+            "psm_name": p.psm_name,
+            "psm_email": p.psm_email,
+            "contact_email": p.contact_email,
+            "last_assigned": p.last_assigned,
+        }
+        for p in partners
+    ]
+    return DemoWorld(
+        partners=_frame(partner_rows, PARTNER_SCHEMA),
+        customers=_frame(backlog, CUSTOMER_SCHEMA),
+        referrals=_frame(history, REFERRAL_SCHEMA),
+        as_of=as_of,
+        seed=seed,
+    )

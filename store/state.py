@@ -1,0 +1,98 @@
+"""Reading the stored state as the engine's frames (PARTNER_SCHEMA, CUSTOMER_SCHEMA).
+
+Every read takes its own cursor, so the dashboard's callbacks and download threads can
+share one connection safely.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import polars as pl
+
+from engine.columns import CUSTOMER_SCHEMA, PARTNER_SCHEMA
+
+_PARTNER_SQL = """
+SELECT partner_id, name, countries, languages, workloads, capacity,
+       active_total AS active_referrals, referral_ready, psm_name, psm_email, contact_email,
+       last_assigned
+FROM partner_state ORDER BY partner_id
+"""
+
+_CUSTOMER_COLS = ", ".join(CUSTOMER_SCHEMA)
+
+
+def query(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> pl.DataFrame:
+    """Run one read on a fresh cursor and return a Polars frame."""
+    cur = con.cursor()
+    try:
+        return cur.sql(sql, params=params or []).pl()
+    finally:
+        cur.close()
+
+
+def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None):
+    cur = con.cursor()
+    try:
+        rows = cur.execute(sql, params or []).fetchall()
+        return rows[0][0] if rows else None
+    finally:
+        cur.close()
+
+
+def partners(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """Partners as the engine sees them: load includes referrals committed here."""
+    return query(con, _PARTNER_SQL).cast(PARTNER_SCHEMA)  # type: ignore[arg-type]
+
+
+def partner_psm(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    return query(
+        con,
+        "SELECT partner_id, name AS partner_name, psm_name, contact_email "
+        "AS partner_email FROM partners",
+    )
+
+
+def backlog(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """Customers waiting in the FTCQ, oldest first (the default cohort)."""
+    sql = f"SELECT {_CUSTOMER_COLS} FROM customers WHERE in_ftcq ORDER BY ftcq_seq"
+    return query(con, sql).cast(CUSTOMER_SCHEMA)  # type: ignore[arg-type]
+
+
+def open_referral_tenants(con: duckdb.DuckDBPyConnection, tenant_ids: list[str]) -> set[str]:
+    """Which of these customers already hold an open referral (and must not get another)."""
+    if not tenant_ids:
+        return set()
+    frame = pl.DataFrame({"tenant_id": tenant_ids}, schema={"tenant_id": pl.String})
+    cur = con.cursor()
+    try:
+        cur.register("wanted", frame.to_arrow())
+        rows = cur.execute(
+            "SELECT DISTINCT r.tenant_id FROM referrals r JOIN wanted w USING (tenant_id) "
+            "WHERE r.status IN ('active', 'accepted')"
+        ).fetchall()
+    finally:
+        cur.close()
+    return {r[0] for r in rows}
+
+
+def counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Headline sizes of the store (for `frp` summaries and empty-state checks)."""
+    sql = """
+    SELECT
+      (SELECT count(*) FROM partners) AS partners,
+      (SELECT count(*) FROM partners WHERE referral_ready) AS referral_ready,
+      (SELECT count(*) FROM customers WHERE in_ftcq) AS backlog,
+      (SELECT count(*) FROM referrals) AS referrals,
+      (SELECT count(*) FROM referrals WHERE status IN ('active', 'accepted')) AS open_referrals,
+      (SELECT count(*) FROM runs) AS runs,
+      (SELECT count(*) FROM ftop_tasks) AS tasks,
+      (SELECT count(*) FROM outbox) AS outbox
+    """
+    frame = query(con, sql)
+    return {k: int(v) for k, v in frame.row(0, named=True).items()}
+
+
+def referrals(con: duckdb.DuckDBPyConnection, run_id: int | None = None) -> pl.DataFrame:
+    where = "WHERE run_id = ?" if run_id is not None else ""
+    params = [run_id] if run_id is not None else []
+    return query(con, f"SELECT * FROM referrals {where} ORDER BY referral_id", params)
