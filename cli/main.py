@@ -119,6 +119,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"frp: {exc}", EXIT_BAD_INPUT)
     except KeyboardInterrupt:
         return _fail("frp: interrupted; nothing was written", 130)
+    except BrokenPipeError:  # stdout closed early (`frp fairness | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as exc:  # an unexpected fault: one line unless debugging
         if os.environ.get("FRP_DEBUG"):
             raise

@@ -109,6 +109,11 @@ def simulate(
     prepared = prepared.join(
         sigs, on=["country", "language", "mask"], how="left", maintain_order="left"
     )
+    # The join matches by signature alone: customers that failed eligibility share
+    # signatures with eligible ones but must never reach selection.
+    prepared = prepared.with_columns(
+        pl.when(pl.col("pre_reason").is_null()).then(pl.col("pool")).alias("pool")
+    )
 
     # 2. Selection, customer by customer, in cohort order.
     ledger = Ledger.start(index.capacity, index.active, index.last_assigned)

@@ -52,7 +52,8 @@ class Problem:
         if self.column is not None:
             where.append(f"column {self.column}")
         got = "" if self.value is None else f"got {self.value!r}; "
-        return f"{', '.join(where)}: {got}expected {self.expected}"
+        prefix = f"{', '.join(where)}: " if where else ""
+        return f"{prefix}{got}expected {self.expected}"
 
 
 class InputError(ValueError):

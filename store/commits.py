@@ -55,7 +55,7 @@ class CommitSummary:
                 f"nothing committed: all {self.skipped} customers of the cohort already have "
                 "an open referral (nothing new assigned)"
                 if self.skipped
-                else "nothing committed: the cohort is empty"
+                else "nothing committed: the cohort is empty (nothing new assigned)"
             )
         reasons = ", ".join(f"{k} {v}" for k, v in self.by_reason.items() if v)
         text = (

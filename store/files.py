@@ -7,6 +7,7 @@ into place, so a failed run never leaves a half-written output behind.
 
 from __future__ import annotations
 
+import csv
 import io
 import os
 import tempfile
@@ -63,10 +64,34 @@ def read_raw(path: str | Path) -> tuple[pl.DataFrame, int, str]:
     try:
         frame = pl.read_csv(io.StringIO(text), infer_schema=False, truncate_ragged_lines=False)
     except Exception as exc:
+        ragged = _ragged_line(text)
+        if ragged is not None:
+            line, width, got = ragged
+            raise InputError(
+                str(p),
+                [Problem(line, None, None, f"{width} fields like the header line, found {got}")],
+                row_label="line",
+            ) from None
         raise InputError(
             str(p), [Problem(None, None, None, f"well-formed CSV ({_short(exc)})")]
         ) from None
     return frame, 2, "line"
+
+
+def _ragged_line(text: str) -> tuple[int, int, int] | None:
+    """(line, header width, fields found) of the first record longer than the header."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    width, start = None, 1
+    try:
+        for record in reader:
+            if width is None:
+                width = len(record)
+            elif len(record) > width:
+                return start, width, len(record)
+            start = reader.line_num + 1
+    except csv.Error:
+        return None
+    return None
 
 
 def read_partners(path: str | Path) -> pl.DataFrame:

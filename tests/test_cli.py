@@ -1,0 +1,564 @@
+"""The `frp` command line, through the real console script in a subprocess.
+
+Every call gets ``FRP_DB`` pointed at a temporary path (never data/frp.duckdb), and no
+call may print a traceback. The demo database is built once per session (conftest's
+``demo_db_master``) and copied for each test that writes to it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from engine.columns import ASSIGNMENT_COLUMNS
+from engine.reasons import Policy, Reason
+from store.files import read_customers, read_partners
+
+FRP = str(Path(sys.executable).parent / "frp")
+
+PARTNERS_CSV = """\
+partner_id,name,countries,languages,workloads,capacity,active_referrals,referral_ready,psm_name,psm_email,contact_email
+P1,Alpha Ltd,US;CA,en,exchange;teams,3,0,true,Ann Psm,ann@psm.example,alpha@p.example
+P2,Beta Ltd,US,en;es,exchange;teams;intune,2,1,true,Bob Psm,bob@psm.example,beta@p.example
+P3,Gamma Ltd,DE,de;en,exchange,5,0,false,Cy Psm,cy@psm.example,gamma@p.example
+P4,Delta Ltd,DE,de,exchange;sharepoint,2,0,true,Di Psm,di@psm.example,delta@p.example
+"""
+
+# Cohort order is deliberately not sorted by tenant_id. Ineligible customers do not share
+# a (country, language, workloads) signature with an eligible one in the same cohort.
+CUSTOMERS_CSV = """\
+tenant_id,name,country,language,seats,workloads,gateway,contact_email,referral_consent
+T05,Five Co,US,en,500,exchange,true,it@five.example,
+T02,Two Co,US,en,100,intune,false,it@two.example,true
+T09,Nine Co,FR,fr,900,teams,false,it@nine.example,
+T01,One Co,US,en,300,dynamics-365,true,it@one.example,
+T07,Seven Co,US,en,300,exchange;teams,false,it@seven.example,
+T03,Three Co,DE,de,400,exchange;sharepoint,true,it@three.example,
+T04,Four Co,DE,de,400,exchange;sharepoint;viva,false,it@four.example,false
+T06,Six Co,DE,de,400,sharepoint,false,it@six.example,
+T08,Eight Co,DE,de,400,exchange,false,it@eight.example,
+"""
+
+COHORT = ["T05", "T02", "T09", "T01", "T07", "T03", "T04", "T06", "T08"]
+
+# Round robin on the files above: (outcome, partner_id, queue, reason) per customer.
+EXPECTED_RR = {
+    "T05": ("frp", "P1", "FRP", Reason.ASSIGNED),
+    "T02": ("css", None, "CSS Americas", Reason.BELOW_SEAT_THRESHOLD),
+    "T09": ("css", None, "CSS EMEA", Reason.NO_PARTNER_MATCH),
+    "T01": ("css", None, "CSS Americas", Reason.NO_ELIGIBLE_WORKLOAD),
+    "T07": ("frp", "P2", "FRP", Reason.ASSIGNED),
+    "T03": ("frp", "P4", "FRP", Reason.ASSIGNED),
+    "T04": ("css", None, "CSS EMEA", Reason.NO_REFERRAL_CONSENT),
+    "T06": ("frp", "P4", "FRP", Reason.ASSIGNED),
+    "T08": ("css", None, "CSS EMEA", Reason.CAPACITY_EXHAUSTED),
+}
+MATCHING = {"T05": {"P1", "P2"}, "T07": {"P1", "P2"}, "T03": {"P4"}, "T06": {"P4"}, "T08": {"P4"}}
+ROOM = {"P1": 3, "P2": 1, "P3": 5, "P4": 2}
+
+Run = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def frp(tmp_path: Path) -> Run:
+    """Run the console script in tmp_path; FRP_DB defaults to a database that does not exist."""
+
+    def run(*args: object, env_db: Path | None = None) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k not in ("FRP_DB", "FRP_DEBUG")}
+        env["FRP_DB"] = str(env_db or tmp_path / "unset-FRP_DB.duckdb")
+        proc = subprocess.run(
+            [FRP, *map(str, args)],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=120,
+        )
+        assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
+        return proc
+
+    return run
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> tuple[Path, Path]:
+    partners = tmp_path / "partners.csv"
+    customers = tmp_path / "customers.csv"
+    partners.write_text(PARTNERS_CSV, encoding="utf-8")
+    customers.write_text(CUSTOMERS_CSV, encoding="utf-8")
+    return partners, customers
+
+
+@pytest.fixture
+def db(demo_db: Path) -> Path:
+    """A private copy of the demo database (conftest), for tests that write or count."""
+    return demo_db
+
+
+def counts(path: Path) -> dict[str, int]:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        tables = ("partners", "customers", "referrals", "runs", "ftop_tasks", "outbox")
+        out = {t: con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in tables}
+        out["ftcq"] = con.execute("SELECT count(*) FROM customers WHERE in_ftcq").fetchall()[0][0]
+        out["audit"] = con.execute("SELECT count(*) FROM audit_log").fetchall()[0][0]
+        return out
+    finally:
+        con.close()
+
+
+def rr_order(path: Path) -> dict[str, int]:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return dict(con.execute("SELECT partner_id, last_assigned FROM rr_order").fetchall())
+    finally:
+        con.close()
+
+
+def read_result(path: Path) -> pl.DataFrame:
+    if path.suffix == ".parquet":
+        return pl.read_parquet(path)
+    return pl.read_csv(path, infer_schema=False)
+
+
+def one_line(proc: subprocess.CompletedProcess[str]) -> str:
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+# --- simulate on files -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("policy", [p.value for p in Policy])
+def test_simulate_files_every_policy(
+    frp: Run, files: tuple[Path, Path], tmp_path: Path, policy: str
+) -> None:
+    partners, customers = files
+    out = tmp_path / "out.csv"
+    proc = frp(
+        "simulate",
+        "--partners",
+        partners,
+        "--customers",
+        customers,
+        "--out",
+        out,
+        "--policy",
+        policy,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert policy in proc.stdout and str(out.name) in proc.stdout
+    result = read_result(out)
+    assert result.columns[:7] == [*ASSIGNMENT_COLUMNS, "trace"]
+    assert result["tenant_id"].to_list() == COHORT
+    assert result["trace"].str.len_chars().min() > 0
+    # Every policy places the same number here; each pick is a matching partner with room.
+    rows = {r["tenant_id"]: r for r in result.iter_rows(named=True)}
+    given: dict[str, int] = {}
+    for tenant, (_, _, _, reason) in EXPECTED_RR.items():
+        row = rows[tenant]
+        if row["outcome"] == "frp":
+            assert row["reason"] == Reason.ASSIGNED and row["queue"] == "FRP"
+            assert row["partner_id"] in MATCHING[tenant]
+            assert row["psm_email"].endswith("@psm.example")
+            given[row["partner_id"]] = given.get(row["partner_id"], 0) + 1
+        else:
+            assert row["queue"].startswith("CSS ")
+            if reason is not Reason.ASSIGNED and reason is not Reason.CAPACITY_EXHAUSTED:
+                assert row["reason"] == reason
+    assert sum(given.values()) == 4
+    assert all(n <= ROOM[p] for p, n in given.items())
+
+
+def test_simulate_round_robin_csv_and_parquet(
+    frp: Run, files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    partners_csv, customers_csv = files
+    partners_pq = tmp_path / "partners.parquet"
+    customers_pq = tmp_path / "customers.parquet"
+    read_partners(partners_csv).drop("last_assigned").write_parquet(partners_pq)
+    read_customers(customers_csv).write_parquet(customers_pq)
+    assert pl.read_parquet(partners_pq).schema["countries"] == pl.List(pl.String)
+
+    out_pq = tmp_path / "out.parquet"
+    out_csv = tmp_path / "out.csv"
+    p1 = frp("simulate", "--partners", partners_pq, "--customers", customers_pq, "--out", out_pq)
+    p2 = frp("simulate", "--partners", partners_csv, "--customers", customers_csv, "--out", out_csv)
+    assert p1.returncode == 0 and p2.returncode == 0, p1.stderr + p2.stderr
+    pq, csv = read_result(out_pq), read_result(out_csv)
+    got = {
+        r["tenant_id"]: (r["outcome"], r["partner_id"], r["queue"], r["reason"])
+        for r in csv.iter_rows(named=True)
+    }
+    assert got == {t: (o, p, q, r.value) for t, (o, p, q, r) in EXPECTED_RR.items()}
+    psm = dict(zip(csv["tenant_id"], csv["psm_email"], strict=True))
+    assert psm["T05"] == "ann@psm.example" and psm["T07"] == "bob@psm.example"
+    for reason in Reason:
+        assert reason.value in p2.stdout
+    assert pq.columns[:7] == [*ASSIGNMENT_COLUMNS, "trace"]
+    cols = ["tenant_id", "outcome", "partner_id", "queue", "reason"]
+    assert pq.select(cols).equals(csv.select(cols))
+    assert pq["tenant_id"].to_list() == COHORT
+
+
+def _replace_line(text: str, line: int, new: str) -> str:
+    lines = text.splitlines(keepends=True)
+    lines[line - 1] = new + "\n"
+    return "".join(lines)
+
+
+# (which file is bad, its name, its bytes, what the one-line message must contain)
+BAD_INPUTS = {
+    "capacity-abc": (
+        "partners",
+        "bad_partners.csv",
+        _replace_line(
+            PARTNERS_CSV,
+            3,
+            "P2,Beta Ltd,US,en;es,exchange,abc,1,true,Bob Psm,bob@psm.example,beta@p.example",
+        ).encode(),
+        ["line 3", "capacity", "'abc'"],
+    ),
+    "unknown-country": (
+        "customers",
+        "bad_customers.csv",
+        CUSTOMERS_CSV.replace("T09,Nine Co,FR", "T09,Nine Co,XX").encode(),
+        ["line 4", "country", "'XX'"],
+    ),
+    "missing-column": (
+        "customers",
+        "bad_customers.csv",
+        "\n".join(
+            ",".join(line.split(",")[:6] + line.split(",")[7:])
+            for line in CUSTOMERS_CSV.splitlines()
+        ).encode(),
+        ["gateway"],
+    ),
+    "duplicate-tenant": (
+        "customers",
+        "bad_customers.csv",
+        (CUSTOMERS_CSV + "T05,Again Co,US,en,500,exchange,true,it@again.example,\n").encode(),
+        ["line 11", "tenant_id", "'T05'", "line 2"],
+    ),
+    "bad-extension": ("customers", "customers.xlsx", CUSTOMERS_CSV.encode(), [".xlsx"]),
+    "missing-file": ("customers", "no_such_file.csv", None, []),
+    "not-utf8": (
+        "customers",
+        "bad_customers.csv",
+        CUSTOMERS_CSV.replace("Nine Co", "Caf\u00e9 Co").encode("latin-1"),
+        ["line 4", "UTF-8"],
+    ),
+    "ragged-row": (
+        "customers",
+        "bad_customers.csv",
+        CUSTOMERS_CSV.replace("it@nine.example,", "it@nine.example,,extra").encode(),
+        ["line 4"],
+    ),
+    "empty-file": ("partners", "bad_partners.csv", b"", []),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_simulate_bad_input_one_line_exit_2(
+    frp: Run, files: tuple[Path, Path], tmp_path: Path, case: str
+) -> None:
+    which, name, data, needles = BAD_INPUTS[case]
+    bad = tmp_path / name
+    if data is not None:
+        bad.write_bytes(data)
+    partners, customers = files
+    if which == "partners":
+        partners = bad
+    else:
+        customers = bad
+    out = tmp_path / "out.csv"
+    before = set(tmp_path.iterdir())
+    proc = frp("simulate", "--partners", partners, "--customers", customers, "--out", out)
+    assert proc.returncode == 2, proc.stderr
+    line = one_line(proc)
+    assert line.startswith("frp: ")
+    assert name in line
+    assert "expected" in line
+    for needle in needles:
+        assert needle in line
+    assert proc.stdout == ""
+    assert not out.exists()
+    assert set(tmp_path.iterdir()) == before  # no temporary file left behind either
+
+
+def test_simulate_bad_output_name(frp: Run, files: tuple[Path, Path], tmp_path: Path) -> None:
+    partners, customers = files
+    proc = frp("simulate", "--partners", partners, "--customers", customers, "--out", "o.xlsx")
+    assert proc.returncode == 2
+    assert "o.xlsx" in one_line(proc) and "expected" in proc.stderr
+    assert not (tmp_path / "o.xlsx").exists()
+
+
+def test_bad_rules_file_names_the_key(frp: Run, files: tuple[Path, Path], tmp_path: Path) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text("min_seats = 100\nmin_seat = 3\n", encoding="utf-8")
+    partners, customers = files
+    out = tmp_path / "out.csv"
+    proc = frp(
+        "simulate",
+        "--partners",
+        partners,
+        "--customers",
+        customers,
+        "--out",
+        out,
+        "--rules",
+        rules,
+    )
+    assert proc.returncode == 2
+    line = one_line(proc)
+    assert "min_seat:" in line and "unknown key" in line and "rules.toml" in line
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["simulate", "--partners", "partners.csv"],  # --customers missing
+        ["simulate", "--policy", "fastest"],
+        ["frobnicate"],
+        [],
+    ],
+    ids=["half-files", "bad-policy", "bad-command", "no-command"],
+)
+def test_usage_errors_are_one_line_exit_2(frp: Run, files: object, args: list[str]) -> None:
+    proc = frp(*args)
+    assert proc.returncode == 2
+    assert one_line(proc).startswith("frp")
+
+
+# --- demo ------------------------------------------------------------------------------
+
+
+def test_demo_builds_once_then_refuses_unless_forced(frp: Run, tmp_path: Path) -> None:
+    path = tmp_path / "demo.duckdb"
+    first = frp("demo", "--db", path)
+    assert first.returncode == 0, first.stderr
+    assert path.exists() and "partners" in first.stdout and "backlog" in first.stdout
+    built = counts(path)
+    assert built["partners"] >= 300 and built["ftcq"] >= 1000
+
+    again = frp("demo", "--db", path)
+    assert again.returncode == 2
+    assert "already exists" in one_line(again) and "--force" in again.stderr
+
+    stamp = path.stat().st_mtime_ns
+    missing = frp("demo", "--db", path, "--if-missing")
+    assert missing.returncode == 0 and missing.stdout == "" and missing.stderr == ""
+    assert path.stat().st_mtime_ns == stamp
+
+    # A changed store is replaced by --force.
+    shutil.copy(path, tmp_path / "keep.duckdb")
+    con = duckdb.connect(str(path))
+    con.execute("DELETE FROM outbox")
+    con.execute("UPDATE customers SET in_ftcq = false")
+    con.close()
+    forced = frp("demo", "--db", path, "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert counts(path) == built
+    assert not list(tmp_path.glob(".*building*"))
+
+
+# --- simulate on the store -------------------------------------------------------------
+
+
+def test_simulate_store_writes_nothing(frp: Run, db: Path, tmp_path: Path) -> None:
+    before, order = counts(db), rr_order(db)
+    out = tmp_path / "o.parquet"
+    proc = frp("simulate", "--db", db, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    result = pl.read_parquet(out)
+    assert result.height == before["ftcq"]
+    assert result.columns[:7] == [*ASSIGNMENT_COLUMNS, "trace"]
+    assert set(result["reason"]) == {r.value for r in Reason}
+    assert counts(db) == before
+    assert rr_order(db) == order
+
+
+# --- import ----------------------------------------------------------------------------
+
+
+def test_import_good_files(frp: Run, db: Path, files: tuple[Path, Path]) -> None:
+    partners, customers = files
+    before = counts(db)
+    proc = frp("import", "--db", db, "--partners", partners)
+    assert proc.returncode == 0, proc.stderr
+    assert "partners: 4 added, 0 updated" in proc.stdout
+    proc = frp("import", "--db", db, "--customers", customers)
+    assert proc.returncode == 0, proc.stderr
+    assert "customers: 9 added, 0 updated" in proc.stdout
+    assert "now waiting in the FTCQ" in proc.stdout
+    after = counts(db)
+    assert after["partners"] == before["partners"] + 4
+    assert after["customers"] == before["customers"] + 9
+    assert after["ftcq"] == before["ftcq"] + 9
+
+    again = frp("import", "--db", db, "--partners", partners)
+    assert "partners: 0 added, 4 updated" in again.stdout
+    assert counts(db)["partners"] == after["partners"]
+
+
+@pytest.mark.parametrize("kind", ["partners", "customers"])
+def test_import_bad_file_writes_nothing(
+    frp: Run, db: Path, files: tuple[Path, Path], tmp_path: Path, kind: str
+) -> None:
+    partners, customers = files
+    good = partners if kind == "partners" else customers
+    bad = tmp_path / f"bad_{kind}.csv"
+    text = good.read_text(encoding="utf-8")
+    bad.write_text(text + text.splitlines()[-1].replace("@", "-at-") + "\n", encoding="utf-8")
+    before = counts(db)
+    proc = frp("import", "--db", db, f"--{kind}", bad)
+    assert proc.returncode == 2
+    line = one_line(proc)
+    assert bad.name in line and "expected" in line
+    assert counts(db) == before
+
+    # Nor does a bad import create a database that was not there.
+    fresh = tmp_path / "fresh.duckdb"
+    proc = frp("import", "--db", fresh, f"--{kind}", bad)
+    assert proc.returncode == 2
+    assert not fresh.exists()
+
+
+# --- commit ----------------------------------------------------------------------------
+
+
+def test_commit_backlog_then_nothing_new(frp: Run, db: Path) -> None:
+    before = counts(db)
+    first = frp("commit", "--db", db)
+    assert first.returncode == 0, first.stderr
+    assert "committed" in first.stdout
+    mid = counts(db)
+    assert mid["runs"] == before["runs"] + 1
+    assert mid["referrals"] == before["referrals"] + before["ftcq"]
+    assert mid["ftcq"] == 0
+    assert mid["outbox"] > before["outbox"] and mid["ftop_tasks"] > before["ftop_tasks"]
+
+    second = frp("commit", "--db", db)
+    assert second.returncode == 0, second.stderr
+    assert "nothing new assigned" in second.stdout
+    assert counts(db) == mid
+
+
+def test_commit_cohort_skips_already_referred(
+    frp: Run, db: Path, files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    _, customers = files
+    first = frp("commit", "--db", db, "--cohort", customers)
+    assert first.returncode == 0, first.stderr
+    assert "9 customers" in first.stdout
+    mid = counts(db)
+
+    # Three already referred, two new.
+    lines = CUSTOMERS_CSV.splitlines()
+    overlap = tmp_path / "overlap.csv"
+    overlap.write_text(
+        "\n".join(
+            [
+                lines[0],
+                lines[1],
+                "T20,Twenty Co,US,en,800,exchange,false,it@twenty.example,",
+                lines[5],
+                lines[8],
+                "T21,Twenty-one Co,DE,de,800,exchange,true,it@t21.example,",
+            ]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    second = frp("commit", "--db", db, "--cohort", overlap)
+    assert second.returncode == 0, second.stderr
+    assert "2 customers" in second.stdout and "3 skipped" in second.stdout
+    after = counts(db)
+    assert after["referrals"] == mid["referrals"] + 2
+    assert after["runs"] == mid["runs"] + 1
+
+    third = frp("commit", "--db", db, "--cohort", overlap)
+    assert third.returncode == 0
+    assert "nothing new assigned" in third.stdout
+    assert counts(db) == after
+
+
+def test_commit_missing_database_exit_2(frp: Run, tmp_path: Path) -> None:
+    path = tmp_path / "none.duckdb"
+    proc = frp("commit", "--db", path)
+    assert proc.returncode == 2
+    assert "none.duckdb" in one_line(proc)
+    assert not path.exists()
+
+
+# --- fairness --------------------------------------------------------------------------
+
+
+def test_fairness_of_the_store_json(frp: Run, demo_db_master: Path) -> None:
+    proc = frp("fairness", "--db", demo_db_master, "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert {"jain", "gini", "customers", "placed", "css"} <= set(report)
+    assert 0 < report["jain"] <= 1 and 0 <= report["gini"] <= 1
+
+
+def test_fairness_of_a_result_file(frp: Run, files: tuple[Path, Path], tmp_path: Path) -> None:
+    partners, customers = files
+    csv, parquet = tmp_path / "out.csv", tmp_path / "out.parquet"
+    for out in (csv, parquet):
+        sim = frp("simulate", "--partners", partners, "--customers", customers, "--out", out)
+        assert sim.returncode == 0, sim.stderr
+    text = frp("fairness", csv, "--partners", partners)
+    assert text.returncode == 0, text.stderr
+    assert "Jain" in text.stdout
+    js = frp("fairness", parquet, "--partners", partners, "--json")
+    assert js.returncode == 0, js.stderr
+    report = json.loads(js.stdout)
+    assert report["customers"] == len(COHORT) and report["placed"] == 4
+    assert {"jain", "gini"} <= set(report)
+
+
+def test_fairness_of_a_bad_result_file(frp: Run, files: tuple[Path, Path]) -> None:
+    partners, customers = files
+    proc = frp("fairness", customers, "--partners", partners)
+    assert proc.returncode == 2
+    assert "customers.csv" in one_line(proc) and "expected" in proc.stderr
+
+
+# --- which database --------------------------------------------------------------------
+
+
+def test_frp_db_is_honoured_and_db_wins(frp: Run, demo_db_master: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "missing.duckdb"
+
+    via_env = frp("fairness", "--json", env_db=demo_db_master)
+    assert via_env.returncode == 0, via_env.stderr
+    assert json.loads(via_env.stdout)["customers"] > 0
+
+    db_wins = frp("fairness", "--json", "--db", demo_db_master, env_db=missing)
+    assert db_wins.returncode == 0, db_wins.stderr
+    assert db_wins.stdout == via_env.stdout
+
+    env_ignored = frp("fairness", "--json", "--db", missing, env_db=demo_db_master)
+    assert env_ignored.returncode == 2
+    assert "missing.duckdb" in one_line(env_ignored)
+
+    # simulate too: without --db it reads FRP_DB.
+    out = tmp_path / "o.csv"
+    sim = frp("simulate", "--out", out, env_db=demo_db_master)
+    assert sim.returncode == 0, sim.stderr
+    assert read_result(out).height == counts(demo_db_master)["ftcq"]
+    assert not missing.exists()
