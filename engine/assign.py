@@ -354,17 +354,27 @@ def _trace_expr(policy: Policy, rules: Rules) -> pl.Expr:
         Policy.WEIGHTED: turn,
         Policy.LEAST_LOADED: pl.format("{} of its seats taken after this", c("load_after")),
     }[policy]
+    # Under `optimal` a customer can miss out while a matching partner still has room: the
+    # plan kept that seat for a customer with fewer alternatives. Say so, not "full".
+    exhausted = (
+        pl.when(c("n_full") < c("n_matching"))
+        .then(
+            pl.lit(
+                ": capacity exhausted (the optimal plan gave their free seats to "
+                "customers with fewer alternatives)"
+            )
+        )
+        .otherwise(pl.lit(": capacity exhausted"))
+        if policy is Policy.OPTIMAL
+        else pl.lit(": capacity exhausted")
+    )
     return (
         pl.when(c("pre_reason").is_not_null())
         .then(pl.concat_str(pl.lit("not FRP-eligible: "), pre, to_css))
         .when(c("pool").is_null() | (c("pool") < 0))
         .then(pl.concat_str(c("match_trace"), pl.lit("; no partner matches"), to_css))
         .when(c("chosen") < 0)
-        .then(
-            pl.concat_str(
-                c("match_trace"), pl.lit("; "), full, pl.lit(": capacity exhausted"), to_css
-            )
-        )
+        .then(pl.concat_str(c("match_trace"), pl.lit("; "), full, exhausted, to_css))
         .otherwise(
             pl.concat_str(
                 c("match_trace"),

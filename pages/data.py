@@ -1,6 +1,154 @@
-"""Placeholder: built in the dashboard issue."""
+"""Data: import partners and customers, and edit the rules this session assigns with.
+
+Imports go through the command line's own reading and validation (``ui.uploads``): a
+bad file shows every bad row and writes nothing. Edited rules are kept for this session
+only (``ui.db.RULES_KEY``); the Simulate page picks them up through ``active_rules()``.
+"""
 
 import streamlit as st
 
+from engine.rules import RulesError, load_rules, parse_rules, to_toml
+from engine.schema import InputError
+from store.imports import import_customers, import_partners
+from ui import db
+from ui.uploads import read_upload
+
+RULES_TEXT = "rules_text"  # the text area's key
+RULES_NOTE = "rules_note"  # (kind, message) left by a rules button for the next run
+TOAST = "data_toast"  # a toast to show after the rerun that follows an import
+
+
+def _count(n: int, kind: str) -> str:
+    return f"{n:,} {kind if n != 1 else kind[:-1]}"
+
+
 st.title("Data")
-st.info("This page is being built.")
+if toast := st.session_state.pop(TOAST, None):
+    st.toast(toast, icon=":material/check_circle:")
+st.caption(
+    "Import partner and customer files (the same files and checks as `frp import`), and edit "
+    "the assignment rules used by this session."
+)
+
+counts = db.read(
+    "SELECT (SELECT count(*) FROM partners) AS partners, "
+    "(SELECT count(*) FROM partners WHERE referral_ready) AS ready, "
+    "(SELECT count(*) FROM customers) AS customers, "
+    "(SELECT count(*) FROM customers WHERE in_ftcq) AS backlog, "
+    "(SELECT count(*) FROM referrals) AS referrals"
+).row(0, named=True)
+cols = st.columns(5)
+cols[0].metric("Partners", f"{counts['partners']:,}")
+cols[1].metric("Referral Ready", f"{counts['ready']:,}")
+cols[2].metric("Customers known", f"{counts['customers']:,}")
+cols[3].metric("Waiting in the FTCQ", f"{counts['backlog']:,}")
+cols[4].metric("Referrals", f"{counts['referrals']:,}")
+if counts["partners"] == 0:
+    st.info(
+        "The database is empty. Import a **partners** file first (who can receive customers), "
+        "then a **customers** file (they join the FTCQ backlog); then simulate on the "
+        "**Simulate cohort** page."
+    )
+
+# --- Imports --------------------------------------------------------------------------------
+st.header("Import", divider="gray")
+HELP = {
+    "partners": "Columns: partner_id, name, countries, languages, workloads, capacity, "
+    "active_referrals, referral_ready, psm_name, psm_email, contact_email, optional "
+    "last_assigned. Lists are `;`-separated in CSV. A partner_id already stored is replaced.",
+    "customers": "Columns: tenant_id, name, country, language, seats, workloads, gateway, "
+    "contact_email, optional referral_consent. New customers join the FTCQ backlog in file "
+    "order; known ones keep their place and get their details updated.",
+}
+IMPORTERS = {"partners": import_partners, "customers": import_customers}
+for column, kind in zip(st.columns(2), ("partners", "customers"), strict=True):
+    with column.container(border=True):
+        st.subheader(kind.capitalize())
+        st.caption(HELP[kind])
+        file = st.file_uploader(
+            f"{kind.capitalize()} file", type=["csv", "parquet"], key=f"{kind}_file"
+        )
+        if file is None:
+            continue
+        try:
+            frame = read_upload(file.getvalue(), file.name, kind)
+        except InputError as exc:
+            st.error(f"{exc.one_line()}. Nothing was written: fix these rows and upload again.")
+            st.dataframe(exc.to_frame(), hide_index=True, key=f"{kind}_problems")
+            continue
+        st.success(f"{file.name}: {_count(frame.height, kind)}, every row valid.")
+        st.dataframe(frame.head(5), hide_index=True)
+        file_id, done = st.session_state.get(f"{kind}_done", (None, ""))
+        if file_id == file.file_id:
+            st.success(done)
+        elif st.button(
+            f"Import {_count(frame.height, kind)}", type="primary", key=f"{kind}_import"
+        ):
+            summary = IMPORTERS[kind](db.cursor(), frame, actor="dashboard", source=file.name)
+            db.after_write()
+            done = f"Imported from {file.name}: {summary.describe()}."
+            st.session_state[f"{kind}_done"] = (file.file_id, done)
+            st.session_state[TOAST] = f"Imported: {summary.describe()}"
+            st.rerun()  # the counts at the top of the page changed
+
+# --- Rules --------------------------------------------------------------------------------
+st.header("Rules", divider="gray")
+
+
+def use_edited_rules() -> None:
+    text = st.session_state.get(RULES_TEXT, "")
+    try:
+        parse_rules(text, source="edited rules")
+    except RulesError as exc:
+        st.session_state[RULES_NOTE] = ("error", f"Not used: {exc}")
+        return
+    st.session_state[db.RULES_KEY] = text
+    st.session_state[RULES_NOTE] = ("success", "Valid: this session now uses the edited rules.")
+
+
+def reset_rules() -> None:
+    st.session_state.pop(db.RULES_KEY, None)
+    st.session_state[RULES_TEXT] = to_toml(load_rules())
+    st.session_state[RULES_NOTE] = ("info", "Back to the shipped defaults (data/rules.toml).")
+
+
+active = db.active_rules()
+edited = st.session_state.get(db.RULES_KEY)
+st.caption(
+    "Active: the rules edited in this session (they are not saved to the shipped file)."
+    if edited
+    else "Active: the shipped defaults (data/rules.toml). Edits apply to this session only."
+)
+if RULES_TEXT not in st.session_state:
+    st.session_state[RULES_TEXT] = edited or to_toml(active)
+left, right = st.columns(2)
+with left:
+    st.markdown("**Active rules**")
+    st.code(edited or to_toml(active), language="toml", height=420, wrap_lines=True)
+with right:
+    st.text_area("Edit (TOML)", key=RULES_TEXT, height=420)
+    buttons = st.container(horizontal=True)
+    buttons.button("Validate and use", type="primary", on_click=use_edited_rules, key="rules_use")
+    buttons.button("Reset to defaults", on_click=reset_rules, key="rules_reset")
+    buttons.download_button(
+        "Download rules.toml",
+        edited or to_toml(active),
+        file_name="rules.toml",
+        mime="application/toml",
+        icon=":material/download:",
+        key="rules_download",
+    )
+    note = st.session_state.pop(RULES_NOTE, None)
+    if note:
+        getattr(st, note[0])(note[1])
+
+with st.expander("Recent imports and commits"):
+    log = db.read(
+        "SELECT logged_at, actor, action, subject, details FROM audit_log "
+        "WHERE action IN ('import_partners', 'import_customers', 'commit') "
+        "ORDER BY id DESC LIMIT 20"
+    )
+    if log.height:
+        st.dataframe(log, hide_index=True)
+    else:
+        st.info("Nothing imported or committed yet.")

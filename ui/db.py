@@ -44,8 +44,8 @@ def cursor() -> duckdb.DuckDBPyConnection:
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def query(sql: str, params: tuple = (), _path: str = "") -> pl.DataFrame:
-    """A cached read; ``_path`` is only there so that tests with another FRP_DB don't share."""
+def query(sql: str, params: tuple = (), path: str = "") -> pl.DataFrame:
+    """A cached read; ``path`` is part of the cache key, so two databases never share results."""
     return state.query(cursor(), sql, list(params))
 
 

@@ -1,0 +1,217 @@
+"""The Simulate cohort page, driven through the app's router with Streamlit's AppTest."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from cli.main import result_frame
+from engine.cohorts import synthetic_cohort
+from engine.columns import LIST_SEPARATOR
+from engine.fairness import report_for
+from engine.rules import load_rules
+from store.commits import simulate_stored
+from store.db import connect
+from ui.simulation import LATEST_KEY, result_bytes
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches() -> None:
+    # ui.db.query's `_path` argument is not part of st.cache_data's key (a leading
+    # underscore means "do not hash"), so cached reads would leak between databases.
+    st.cache_data.clear()
+
+
+def open_page(page: str = "pages/simulate.py") -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
+    at.run()
+    at.switch_page(page)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def run_simulation(at: AppTest, policies: list[str], **inputs: object) -> AppTest:
+    at.multiselect(key="policies").set_value(policies)
+    for key, value in inputs.items():
+        at.number_input(key=key).set_value(value)
+    at.button[0].click()  # the form's "Run simulation"
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def comparison_table(at: AppTest):
+    tables = [d.value for d in at.dataframe if "jain" in d.value.columns]
+    assert len(tables) == 1
+    return tables[0]
+
+
+def referral_count(db: Path) -> int:
+    con = duckdb.connect(str(db))  # same process: shares the app's database instance
+    try:
+        return con.execute("SELECT count(*) FROM referrals").fetchall()[0][0]
+    finally:
+        con.close()
+
+
+def direct(db: Path, policy: str, **overrides: object):
+    con = connect(db)
+    try:
+        rules = load_rules().replace(**overrides) if overrides else load_rules()
+        return simulate_stored(con.cursor(), rules, policy)[0]
+    finally:
+        con.close()
+
+
+def test_the_backlog_under_two_policies_matches_the_store_and_writes_nothing(
+    demo_db: Path,
+) -> None:
+    before = referral_count(demo_db)
+    at = run_simulation(open_page(), ["round-robin", "least-loaded"])
+    table = comparison_table(at)
+    assert len(table) == 2
+    sims = at.session_state[LATEST_KEY]
+    assert list(sims) == ["round-robin", "least-loaded"]
+    for i, policy in enumerate(["round-robin", "least-loaded"]):
+        expected = direct(demo_db, policy)
+        rep = report_for(expected)
+        row = table.iloc[i]
+        assert row["placed"] == expected.placed
+        assert row["css"] == expected.assignments.height - expected.placed
+        for reason, count in expected.counts().items():
+            if reason != "assigned":
+                assert row[reason] == count
+        assert row["jain"] == pytest.approx(rep.jain)
+        assert row["max_utilisation"] == pytest.approx(rep.max_utilisation)
+        assert sims[policy].assignments.equals(expected.assignments)
+    placed = [m.value for m in at.metric if m.label == "Placed with partners"]
+    assert placed == [f"{direct(demo_db, p).placed:,}" for p in ["round-robin", "least-loaded"]]
+    assert referral_count(demo_db) == before
+
+
+def test_a_synthetic_cohort_of_200_runs_and_cannot_be_committed(demo_db: Path) -> None:
+    at = open_page()
+    at.radio(key="cohort_source").set_value("synthetic")
+    at.run()
+    run_simulation(at, ["round-robin", "optimal"], syn_size=200, syn_seed=3)
+    sims = at.session_state[LATEST_KEY]
+    assert {p: s.assignments.height for p, s in sims.items()} == {
+        "round-robin": 200,
+        "optimal": 200,
+    }
+    assert all(t.startswith("SYN3-") for t in sims["round-robin"].assignments["tenant_id"])
+    assert comparison_table(at)["customers"].tolist() == [200, 200]
+    assert any("what-if only" in i.value for i in at.info)
+    assert not [b for b in at.button if b.label == "Commit"]
+
+
+def test_a_minimum_seats_override_changes_the_below_threshold_count(demo_db: Path) -> None:
+    at = run_simulation(open_page(), ["round-robin"])
+    default = comparison_table(at)["below_seat_threshold"].iloc[0]
+    run_simulation(at, ["round-robin"], ov_min_seats=1000)
+    raised = comparison_table(at)["below_seat_threshold"].iloc[0]
+    assert raised > default
+    assert raised == direct(demo_db, "round-robin", min_seats=1000).counts()["below_seat_threshold"]
+    assert "minimum seats 1,000" in " ".join(c.value for c in at.caption)
+
+
+def test_switching_partners_off_reaches_the_engine(demo_db: Path) -> None:
+    at = open_page()
+    at.multiselect(key="ov_off").set_value(["P0001", "P0002"])
+    run_simulation(at, ["round-robin"])
+    sim = at.session_state[LATEST_KEY]["round-robin"]
+    assert sim.rules.disabled_partners == frozenset({"P0001", "P0002"})
+    assert "P0001" not in set(sim.assignments["partner_id"].drop_nulls())
+
+
+def test_commit_with_confirmation_then_a_second_commit_assigns_nothing(demo_db: Path) -> None:
+    before = referral_count(demo_db)
+    at = run_simulation(open_page(), ["round-robin", "optimal"])
+    cohort = at.session_state[LATEST_KEY]["optimal"].assignments.height
+    commit_button = at.button(key="commit_button")
+    assert commit_button.disabled  # nothing is written without the confirmation
+    at.selectbox(key="commit_policy").set_value("optimal")
+    at.checkbox(key="commit_confirm").check()
+    at.run()
+    at.button(key="commit_button").click()
+    at.run()
+    assert not at.exception
+    assert referral_count(demo_db) == before + cohort
+    assert [t.value for t in at.toast] == [
+        f"Run 1 committed: {at.session_state[LATEST_KEY]['optimal'].placed:,} referrals to partners"
+    ]
+    assert at.success[0].value.startswith("Run 1 committed (optimal)")
+
+    at.button(key="commit_button").click()
+    at.run()
+    assert referral_count(demo_db) == before + cohort
+    assert not at.success
+    assert "nothing new assigned" in at.warning[0].value
+
+
+def test_the_why_panel_splits_a_trace_into_steps(demo_db: Path) -> None:
+    at = run_simulation(open_page(), ["round-robin"])
+    at.selectbox(key="detail_reason").set_value("capacity_exhausted")
+    at.run()
+    tenant = at.selectbox(key="why_tenant").value
+    sim = at.session_state[LATEST_KEY]["round-robin"]
+    row = sim.assignments.filter(pl.col("tenant_id") == tenant).row(0, named=True)
+    assert row["reason"] == "capacity_exhausted"
+    steps = [m.value for m in at.markdown if m.value.startswith("**")]
+    titles = [s.split("**")[1] for s in steps if s[2].isdigit()]
+    assert titles == ["1. Eligibility", "2. Matching partners", "3. Capacity", "4. Outcome"]
+    assert any(row["queue"] in s for s in steps)
+    assert any(row["trace"] == c.value for c in at.code)
+
+
+def test_email_previews_and_downloads(demo_db: Path) -> None:
+    at = run_simulation(open_page(), ["round-robin"])
+    previews = [e.label for e in at.expander if e.label.startswith("Referral ")]
+    assert len(previews) == 3
+    bodies = [t.value for t in at.text if t.value.startswith("Hello ")]
+    assert len(bodies) == 9  # three recipients each: customer, partner, PSM
+    assert all("has been referred to FastTrack Ready Partner" in b for b in bodies)
+    assert len(at.get("download_button")) == 2
+
+    sim = at.session_state[LATEST_KEY]["round-robin"]
+    expected = result_frame(sim)
+    back = pl.read_parquet(io.BytesIO(result_bytes(expected, ".parquet")))
+    assert back.equals(expected)
+    csv = pl.read_csv(io.BytesIO(result_bytes(expected, ".csv")), infer_schema=False)
+    assert csv["tenant_id"].to_list() == expected["tenant_id"].to_list()
+
+
+def test_an_uploaded_cohort_is_validated_then_simulated(demo_db: Path, tmp_path: Path) -> None:
+    at = open_page()
+    at.radio(key="cohort_source").set_value("upload")
+    at.run()
+    at.file_uploader(key="cohort_file").upload("cohort.csv", b"tenant_id,name\nT1,x\n", "text/csv")
+    at.run()
+    assert "cohort.csv" in at.error[0].value
+    problems = at.dataframe[0].value
+    assert set(problems["column"]) >= {"country", "seats", "workloads"}
+
+    cohort = synthetic_cohort(50, 4)
+    text = cohort.with_columns(pl.col("workloads").list.join(LIST_SEPARATOR)).write_csv()
+    at.file_uploader(key="cohort_file").set_value(("good.csv", text.encode(), "text/csv"))
+    at.run()
+    assert "50 customers ready" in at.success[0].value
+    run_simulation(at, ["weighted"])
+    sim = at.session_state[LATEST_KEY]["weighted"]
+    assert sim.assignments["tenant_id"].to_list() == cohort["tenant_id"].to_list()
+
+
+def test_an_empty_database_says_what_to_do(empty_db: Path) -> None:
+    at = open_page()
+    assert not at.exception
+    assert "no partners in the database" in at.info[0].value
+    assert not at.get("form")
