@@ -355,13 +355,13 @@ def _trace_expr(policy: Policy, rules: Rules) -> pl.Expr:
         Policy.LEAST_LOADED: pl.format("{} of its seats taken after this", c("load_after")),
     }[policy]
     # Under `optimal` a customer can miss out while a matching partner still has room: the
-    # plan kept that seat for a customer with fewer alternatives. Say so, not "full".
+    # plan gave that seat to another customer (any maximum plan must). Say so, not "full".
     exhausted = (
         pl.when(c("n_full") < c("n_matching"))
         .then(
             pl.lit(
-                ": capacity exhausted (the optimal plan gave their free seats to "
-                "customers with fewer alternatives)"
+                ": capacity exhausted (the optimal plan used their free seats for "
+                "other customers of the cohort)"
             )
         )
         .otherwise(pl.lit(": capacity exhausted"))

@@ -322,6 +322,6 @@ def _convert_list(expr: pl.Expr, dtype: pl.DataType, kind: str) -> tuple[pl.Expr
     else:
         assert pattern is not None
         # Workloads may be empty (the customer then has no eligible workload).
-        bad = cleaned.list.eval(~pl.element().str.contains(pattern)).list.any()
+        bad = cleaned.list.eval(~pl.element().str.contains(pattern)).list.any().fill_null(False)
         value = pl.when(expr.is_null()).then(pl.lit([], dtype=TEXT_LIST)).otherwise(value)
     return value, bad, shown

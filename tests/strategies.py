@@ -1,0 +1,270 @@
+"""Hypothesis strategies shared by the engine's property tests: small random worlds.
+
+A world is partners, a cohort of customers and the rules, small enough to reason about
+(2-12 partners, 0-40 customers) but drawn from a narrow vocabulary (five countries, five
+languages, four eligible workloads plus ``dynamics-365``) so that customers often match
+some partners, pools overlap and partners fill up. Rows are built as raw text, the way a
+CSV arrives, and go through ``engine.schema`` so every world is a valid, typed input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+from hypothesis import strategies as st
+
+from engine.rules import Rules, load_rules
+from engine.schema import validate_customers, validate_partners
+
+BASE_RULES = load_rules()
+
+COUNTRIES = ("SE", "NO", "DE", "US", "JP")
+LANGUAGES = ("sv", "no", "de", "en", "ja")
+#: Where customers are and what they speak: the local language or English.
+PLACES = tuple(
+    (c, lang) for c, local in zip(COUNTRIES, LANGUAGES, strict=True) for lang in (local, "en")
+)
+#: Four of the default eligible workloads; enough for overlapping, partial coverage.
+WORKLOADS = ("exchange", "teams", "intune", "sharepoint")
+#: Accepted in input, never eligible: ignored for eligibility and matching.
+UNKNOWN_WORKLOAD = "dynamics-365"
+
+Raw = dict[str, str | None]
+
+
+@dataclass(frozen=True)
+class World:
+    partners: pl.DataFrame
+    customers: pl.DataFrame
+    rules: Rules
+    #: How the world was drawn, for a readable failing example (the Rules repr is huge).
+    partner_rows: list[Raw] = field(default_factory=list, compare=False)
+    customer_rows: list[Raw] = field(default_factory=list, compare=False)
+    tweaks: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __repr__(self) -> str:
+        lines = ["World(", "  partners=["]
+        lines += [f"    {_short(r)}," for r in self.partner_rows]
+        lines += ["  ],", "  customers=["]
+        lines += [f"    {_short(r)}," for r in self.customer_rows]
+        lines += ["  ],", f"  rules=shipped rules with {self.tweaks!r},", ")"]
+        return "\n".join(lines)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        # Hypothesis prints failing examples with this hook rather than __repr__.
+        printer.text(repr(self))
+
+
+def _short(row: Raw) -> dict[str, str | None]:
+    """A raw row without the columns that only repeat its id."""
+    return {k: v for k, v in row.items() if k not in _REPEATS}
+
+
+_REPEATS = ("name", "psm_name", "psm_email", "contact_email")
+
+
+def partner_id(k: int) -> str:
+    return f"P{k:02d}"
+
+
+def tenant_id(k: int) -> str:
+    return f"T{k:03d}"
+
+
+def _joined(values: list[str]) -> str:
+    return ";".join(values)
+
+
+def _subset(draw: st.DrawFn, values: tuple[str, ...], min_size: int = 0) -> list[str]:
+    """A subset of ``values`` in their order, drawn as one bit mask (fewer draws, faster)."""
+    mask = draw(st.integers(1 if min_size else 0, 2 ** len(values) - 1))
+    return [v for j, v in enumerate(values) if mask >> j & 1]
+
+
+@st.composite
+def partner_rows(draw: st.DrawFn, min_size: int = 2, max_size: int = 12) -> list[Raw]:
+    """Raw partner rows P01.. with small, overlapping coverage and tight capacity."""
+    n = draw(st.integers(min_size, max_size))
+    # Distinct round-robin stamps for the partners that were assigned before.
+    stamps = draw(st.permutations(range(1, n + 1)))
+    rows: list[Raw] = []
+    for k in range(1, n + 1):
+        capacity = draw(st.integers(0, 6))
+        workloads = _subset(draw, WORKLOADS, 1)
+        if draw(st.integers(0, 3)) == 0:
+            workloads.append(UNKNOWN_WORKLOAD)
+        pid = partner_id(k)
+        rows.append(
+            {
+                "partner_id": pid,
+                "name": f"Partner {pid}",
+                "countries": _joined(_subset(draw, COUNTRIES, 1)),
+                "languages": _joined(_subset(draw, LANGUAGES, 1)),
+                "workloads": _joined(workloads),
+                "capacity": str(capacity),
+                "active_referrals": str(draw(st.sampled_from([0, 0, 1, capacity, capacity + 1]))),
+                "referral_ready": "false" if draw(st.integers(0, 5)) == 0 else "true",
+                "psm_name": f"PSM {pid}",
+                "psm_email": f"psm.{pid.lower()}@psm.example",
+                "contact_email": f"referrals@{pid.lower()}.example",
+                "last_assigned": str(stamps[k - 1]) if draw(st.booleans()) else None,
+            }
+        )
+    return rows
+
+
+#: Seats sit on either side of the thresholds (150 by default, 100 or 200 when tweaked),
+#: but mostly well above, so that most customers go on to matching.
+SEATS = st.sampled_from([500, 1_000, 25_000, 201, 0, 99, 100, 149, 150, 151, 199, 200, 3_000])
+#: What customers ask for: mostly one or two eligible workloads, sometimes with
+#: dynamics-365, rarely nothing eligible at all.
+CUSTOMER_WORKLOADS = st.sampled_from(
+    [
+        *([w] for w in WORKLOADS),
+        *([w, UNKNOWN_WORKLOAD] for w in WORKLOADS),
+        ["exchange", "teams"],
+        ["intune", "sharepoint"],
+        ["teams", "intune"],
+        ["exchange", "teams", "sharepoint"],
+        [],
+        [UNKNOWN_WORKLOAD],
+    ]
+)
+
+
+@st.composite
+def customer_rows(draw: st.DrawFn, min_size: int = 0, max_size: int = 40) -> list[Raw]:
+    """Raw customer rows T001.. in cohort order."""
+    n = draw(st.integers(min_size, max_size))
+    rows: list[Raw] = []
+    for k in range(1, n + 1):
+        workloads = draw(CUSTOMER_WORKLOADS)
+        country, language = draw(st.sampled_from(PLACES))
+        tid = tenant_id(k)
+        rows.append(
+            {
+                "tenant_id": tid,
+                "name": f"Customer {tid}",
+                "country": country,
+                "language": language,
+                "seats": str(draw(SEATS)),
+                "workloads": _joined(workloads),
+                "gateway": draw(st.sampled_from(["true", "false"])),
+                "contact_email": f"it@{tid.lower()}.example",
+                "referral_consent": draw(st.sampled_from(["true", "true", "true", "false", None])),
+            }
+        )
+    return rows
+
+
+def partners_frame(rows: list[Raw]) -> pl.DataFrame:
+    raw = pl.DataFrame(rows, schema={c: pl.String for c in _PARTNER_COLUMNS})
+    return validate_partners(raw)
+
+
+def customers_frame(rows: list[Raw]) -> pl.DataFrame:
+    raw = pl.DataFrame(rows, schema={c: pl.String for c in _CUSTOMER_COLUMNS})
+    return validate_customers(raw)
+
+
+_PARTNER_COLUMNS = (
+    "partner_id",
+    "name",
+    "countries",
+    "languages",
+    "workloads",
+    "capacity",
+    "active_referrals",
+    "referral_ready",
+    "psm_name",
+    "psm_email",
+    "contact_email",
+    "last_assigned",
+)
+_CUSTOMER_COLUMNS = (
+    "tenant_id",
+    "name",
+    "country",
+    "language",
+    "seats",
+    "workloads",
+    "gateway",
+    "contact_email",
+    "referral_consent",
+)
+
+
+@st.composite
+def rules_tweaks(draw: st.DrawFn, partner_ids: list[str]) -> dict[str, Any]:
+    """What-if changes to the shipped rules: seat threshold, capacity scale, partners off."""
+    tweaks: dict[str, Any] = {}
+    if draw(st.booleans()):
+        tweaks["min_seats"] = draw(st.sampled_from([100, 150, 200]))
+    if draw(st.booleans()):
+        tweaks["capacity_scale"] = draw(st.sampled_from([0.5, 1.0, 2.0]))
+    if partner_ids and draw(st.booleans()):
+        tweaks["disabled_partners"] = draw(
+            st.lists(st.sampled_from(partner_ids), max_size=3, unique=True)
+        )
+    return tweaks
+
+
+def rules_with(tweaks: dict[str, Any]) -> Rules:
+    return BASE_RULES.replace(**tweaks) if tweaks else BASE_RULES
+
+
+@st.composite
+def worlds(draw: st.DrawFn, max_customers: int = 40, tweak_rules: bool = True) -> World:
+    prows = draw(partner_rows())
+    crows = draw(customer_rows(max_size=max_customers))
+    tweaks = draw(rules_tweaks([r["partner_id"] or "" for r in prows])) if tweak_rules else {}
+    return World(
+        partners_frame(prows), customers_frame(crows), rules_with(tweaks), prows, crows, tweaks
+    )
+
+
+@st.composite
+def single_pool_worlds(draw: st.DrawFn) -> World:
+    """One pool with room to spare: identical partners, customers of one signature, and
+    every partner able to take its equal share (rounded up) of the cohort."""
+    n_partners = draw(st.integers(2, 6))
+    n_customers = draw(st.integers(0, 30))
+    share = -(-n_customers // n_partners)
+    stamps = draw(st.permutations(range(1, n_partners + 1)))
+    prows: list[Raw] = []
+    for k in range(1, n_partners + 1):
+        active = draw(st.integers(0, 3))
+        pid = partner_id(k)
+        prows.append(
+            {
+                "partner_id": pid,
+                "name": f"Partner {pid}",
+                "countries": "SE;NO",
+                "languages": "sv;en",
+                "workloads": "exchange;teams",
+                "capacity": str(active + share + draw(st.integers(0, 3))),
+                "active_referrals": str(active),
+                "referral_ready": "true",
+                "psm_name": f"PSM {pid}",
+                "psm_email": f"psm.{pid.lower()}@psm.example",
+                "contact_email": f"referrals@{pid.lower()}.example",
+                "last_assigned": str(stamps[k - 1]) if draw(st.booleans()) else None,
+            }
+        )
+    crows: list[Raw] = [
+        {
+            "tenant_id": tenant_id(k),
+            "name": f"Customer {tenant_id(k)}",
+            "country": "SE",
+            "language": "sv",
+            "seats": str(draw(st.integers(150, 5000))),
+            "workloads": draw(st.sampled_from(["exchange", "exchange;dynamics-365"])),
+            "gateway": "false",
+            "contact_email": f"it@{tenant_id(k).lower()}.example",
+            "referral_consent": "true",
+        }
+        for k in range(1, n_customers + 1)
+    ]
+    return World(partners_frame(prows), customers_frame(crows), BASE_RULES, prows, crows)
