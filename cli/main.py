@@ -8,6 +8,7 @@ store writes are transactions). ``FRP_DEBUG=1`` shows tracebacks of unexpected e
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -35,26 +36,33 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
+def db_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", help="DuckDB file (default: $FRP_DB, else data/frp.duckdb)")
+
+
+def rules_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rules", help="rules TOML file (default: data/rules.toml)")
+
+
+def policy_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--policy",
+        choices=POLICIES,
+        default=Policy.ROUND_ROBIN.value,
+        help="selection policy (default: round-robin)",
+    )
+
+
+#: Modules that add subcommands: each has ``register(sub) -> {name: handler}``.
+EXTENSIONS = ("cli.delivery", "cli.lifecycle")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="frp",
         description="Assign FastTrack customers to FastTrack Ready Partners (FRP Assign).",
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    def db_arg(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--db", help="DuckDB file (default: $FRP_DB, else data/frp.duckdb)")
-
-    def rules_arg(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--rules", help="rules TOML file (default: data/rules.toml)")
-
-    def policy_arg(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "--policy",
-            choices=POLICIES,
-            default=Policy.ROUND_ROBIN.value,
-            help="selection policy (default: round-robin)",
-        )
 
     p = sub.add_parser(
         "simulate", help="what-if run: files in, a result file out; writes nothing to the store"
@@ -106,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--partners", help="partners file for a result file (default: the store's)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a text table")
     db_arg(p)
+    for name in EXTENSIONS:
+        _COMMANDS.update(importlib.import_module(name).register(sub))
     return parser
 
 

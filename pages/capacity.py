@@ -1,6 +1,93 @@
-"""Placeholder: built in the dashboard issue."""
+"""Partner capacity: who has room, where coverage is missing, who fills up next."""
+
+from __future__ import annotations
 
 import streamlit as st
 
-st.title("Capacity")
-st.info("This page is being built.")
+from engine.iso import COUNTRIES, LANGUAGES
+from store import views
+from ui import capacity
+from ui.reads import view
+
+TOP_N = 15
+
+st.title("Partner capacity")
+counts = view("counts")
+if counts["partners"] == 0:
+    st.info(
+        "No partners yet: import a partner file on the **Data** page, or run `frp demo` "
+        "to build the demo world."
+    )
+    st.stop()
+
+# --- Filters ---------------------------------------------------------------------------------
+options = view("partner_options")
+c1, c2, c3 = st.columns(3)
+countries = c1.multiselect(
+    "Country served",
+    options["countries"],
+    format_func=lambda c: f"{c} {COUNTRIES[c].name}" if c in COUNTRIES else c,
+    key="cap_countries",
+)
+languages = c2.multiselect(
+    "Language spoken",
+    options["languages"],
+    format_func=lambda c: f"{c} {LANGUAGES.get(c, '')}".strip(),
+    key="cap_languages",
+)
+workloads = c3.multiselect(
+    "Workloads covered (all of them)", options["workloads"], key="cap_workloads"
+)
+c4, c5, c6 = st.columns(3)
+ready_choice = c4.selectbox(
+    "Referral Ready", ["All partners", "Referral Ready only", "Not Referral Ready"], key="cap_ready"
+)
+min_free = c5.number_input("At least this many free seats", 0, 10_000, 0, key="cap_min_free")
+search = c6.text_input("Search id, name or PSM", key="cap_search")
+where = views.PartnerFilter(
+    countries=tuple(countries),
+    languages=tuple(languages),
+    workloads=tuple(workloads),
+    ready={"Referral Ready only": True, "Not Referral Ready": False}.get(ready_choice),
+    min_free=int(min_free),
+    search=search,
+)
+
+# --- Headline --------------------------------------------------------------------------------
+head = view("capacity_headline", where)
+m1, m2, m3, m4 = st.columns(4)
+m1.metric("Partners", f"{head['partners']:,}", border=True)
+m2.metric("Referral Ready", f"{head['referral_ready']:,}", border=True)
+m3.metric(
+    "Free seats",
+    f"{head['free_seats']:,}",
+    help="Capacity minus active referrals, over the Referral Ready partners shown.",
+    border=True,
+)
+m4.metric(
+    "Backlog waiting in FTCQ",
+    f"{head['backlog']:,}",
+    help="Customers waiting for assignment (in the selected countries and languages, if any).",
+    border=True,
+)
+
+# --- Sections --------------------------------------------------------------------------------
+st.subheader("Capacity and active referrals")
+partners = view("partner_capacity", where)
+if partners.height == 0:
+    st.info("No partner matches these filters: clear some of them.")
+else:
+    capacity.partners_table(partners, TOP_N)
+
+st.subheader("Coverage: free seats of Referral Ready partners")
+capacity.coverage()
+
+st.subheader("Headroom: who fills up if the backlog arrived")
+capacity.headroom(counts["backlog"])
+
+st.subheader("Partner detail")
+names = dict(view("partner_names").iter_rows())
+pid = st.selectbox(
+    "Partner", list(names), format_func=lambda p: f"{p} · {names[p]}", key="cap_partner"
+)
+capacity.partner_detail(pid)

@@ -1,6 +1,130 @@
-"""Placeholder: built in the dashboard issue."""
+"""Referrals: what was assigned and why, the FTOP 3186 tasks and the notification outbox."""
+
+from __future__ import annotations
 
 import streamlit as st
 
+from store import views
+from ui import referrals
+from ui.reads import view
+
 st.title("Referrals")
-st.info("This page is being built.")
+if view("counts")["referrals"] == 0:
+    st.info(
+        "No referrals yet: simulate and commit a cohort on the **Simulate** page, or run "
+        "`frp demo` to build the demo world with its history."
+    )
+    st.stop()
+
+opts = view("referral_options")
+run = referrals.run_filter(opts)  # applies to all three tabs; follows ?run=
+tab_refs, tab_tasks, tab_outbox = st.tabs(["Referrals", "FTOP 3186 tasks", "Notification outbox"])
+
+with tab_refs:
+    c1, c2, c3 = st.columns(3)
+    outcomes = c1.multiselect(
+        "Outcome",
+        opts["outcomes"],
+        format_func=lambda o: {"frp": "frp (partner)", "css": "css (CSS queue)"}.get(o, o),
+        key="ref_outcome",
+    )
+    statuses = c2.multiselect("Status", opts["statuses"], key="ref_status")
+    reasons = c3.multiselect(
+        "Reason",
+        opts["reasons"],
+        format_func=lambda r: referrals.REASON_WORDS.get(r, r),
+        key="ref_reason",
+    )
+    c4, c5 = st.columns(2)
+    names = dict(view("partner_names").iter_rows())
+    partner = c4.selectbox(
+        "Partner",
+        [None, *names],
+        format_func=lambda p: "Any partner" if p is None else f"{p} · {names[p]}",
+        key="ref_partner",
+    )
+    tenant = c5.text_input("Customer (tenant id or name)", key="ref_tenant")
+    where = views.ReferralFilter(
+        outcomes=tuple(outcomes),
+        statuses=tuple(statuses),
+        reasons=tuple(reasons),
+        partner_id=partner,
+        run=run,
+        tenant=tenant,
+    )
+    total = view("referral_count", where)
+    rows = view("referral_rows", where, views.ROW_CAP)
+    st.metric("Referrals matching", f"{total:,}")
+    referrals.capped(rows.height, total, "referrals")
+    if rows.height == 0:
+        st.info("No referral matches these filters.")
+    else:
+        st.dataframe(rows, hide_index=True, height=360)
+        st.subheader("Why? The trace of one referral")
+        shown = {r["referral_id"]: r for r in rows.iter_rows(named=True)}
+        rid = st.selectbox(
+            "Referral",
+            list(shown),
+            format_func=lambda i: (
+                f"#{i} · {shown[i]['tenant_id']} {shown[i]['customer'] or ''} → "
+                f"{shown[i]['partner_id'] or shown[i]['queue']}"
+            ),
+            key="ref_pick",
+        )
+        ref = view("referral_detail", rid)
+        if ref:
+            referrals.trace(ref)
+
+with tab_tasks:
+    n_tasks = view("task_count", run)
+    st.metric("FTOP 3186 tasks", f"{n_tasks:,}")
+    if n_tasks == 0:
+        st.info(
+            "No FTOP task 3186 here: one is opened for each Gateway customer that a commit "
+            "refers to a partner."
+        )
+    else:
+        tasks = view("ftop_tasks", run, views.ROW_CAP)
+        referrals.capped(tasks.height, n_tasks, "tasks")
+        st.dataframe(tasks, hide_index=True, height=360)
+
+with tab_outbox:
+    picked = st.multiselect("Message status", view("outbox_statuses"), key="ref_outbox_status")
+    n_msgs = view("outbox_count", tuple(picked), run)
+    st.metric("Notifications", f"{n_msgs:,}")
+    if n_msgs == 0:
+        st.info(
+            "No notifications here: a commit queues three (customer, partner, PSM) for each "
+            "referral to a partner."
+        )
+    else:
+        msgs = view("outbox", tuple(picked), run, views.ROW_CAP)
+        referrals.capped(msgs.height, n_msgs, "messages")
+        st.dataframe(
+            msgs.select(
+                "referral_id",
+                "recipient_role",
+                "status",
+                "to_email",
+                "subject",
+                "attempts",
+                "created_at",
+                "sent_at",
+                "last_error",
+                "message_id",
+            ),  # fmt: skip
+            hide_index=True,
+            height=360,
+            column_config={"to_email": "to", "recipient_role": "recipient"},
+        )
+        by_id = {r[0]: r for r in msgs.select("message_id", "recipient_role", "to_email").rows()}
+        mid = st.selectbox(
+            "Message",
+            list(by_id),
+            format_func=lambda m: f"{by_id[m][1]} → {by_id[m][2]}  {m}",
+            key="ref_message",
+        )
+        msg = view("message", mid)
+        if msg:
+            st.markdown(f"**To:** {msg['to_email']}  \n**Subject:** {msg['subject']}")
+            st.code(msg["body"], language=None, wrap_lines=True)

@@ -1,0 +1,136 @@
+"""The Fairness page, driven through Streamlit's AppTest on the demo world."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from engine.rules import load_rules
+from store.commits import simulate_stored
+from store.db import connect
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGE = str(ROOT / "pages" / "fairness.py")
+
+
+def row(path: Path, query: str, params: list | None = None) -> tuple:
+    con = duckdb.connect(str(path))
+    try:
+        return con.execute(query, params or []).fetchall()[0]
+    finally:
+        con.close()
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def chart_titles(at: AppTest) -> list[str]:
+    titles = []
+    for chart in at.get("vega_lite_chart"):
+        title = json.loads(chart.proto.spec).get("title")
+        titles.append(title["text"] if isinstance(title, dict) else title)
+    return titles
+
+
+@pytest.fixture
+def at(demo_db: Path) -> AppTest:
+    app = AppTest.from_file(PAGE, default_timeout=60)
+    app.run()
+    assert not app.exception
+    return app
+
+
+def test_committed_referrals_headline(demo_db: Path, at: AppTest) -> None:
+    n, frp = row(demo_db, "SELECT count(*), count(*) FILTER (WHERE outcome = 'frp') FROM referrals")
+    shown = metrics(at)
+    assert shown["Customers"] == f"{n:,}"
+    assert shown["With partners"] == f"{frp:,}"
+    assert shown["CSS fallback"] == f"{(n - frp) / n:.1%}"
+    assert 0 < float(shown["Jain's index"]) <= 1
+    assert 0 <= float(shown["Gini"]) < 1
+    assert not at.radio  # no simulation in this session: nothing to choose
+
+
+def test_every_section_has_its_chart_and_numbers(at: AppTest) -> None:
+    titles = chart_titles(at)
+    for expected in (
+        "Partners furthest above and below their ideal share (summed over their pools)",
+        "Utilisation of Referral Ready partners today",
+        "Jain's index and Gini of monthly intake per seat of capacity",
+        "CSS fallback rate by region",
+        "CSS fallback rate by language",
+        "CSS fallback rate by workload",
+        "Why customers went to CSS",
+    ):
+        assert expected in titles
+    # The turn ledger of the busiest pool, titled by its signature.
+    assert any(t and "placed among" in t for t in titles)
+    labels = [e.label for e in at.expander]
+    assert "Numbers by region" in labels and "Numbers by reason" in labels
+
+
+def test_date_range_narrows_the_referrals(demo_db: Path, at: AppTest) -> None:
+    (n,) = row(
+        demo_db,
+        "SELECT count(*) FROM referrals WHERE created_at >= '2026-03-01' "
+        "AND created_at < '2026-04-01'",
+    )
+    at.date_input(key="fair_dates").set_value((date(2026, 3, 1), date(2026, 3, 31))).run()
+    assert not at.exception
+    assert metrics(at)["Customers"] == f"{n:,}"
+
+
+def test_choosing_another_pool_redraws_its_ledger(at: AppTest) -> None:
+    box = at.selectbox(key="fair_pool")
+    assert len(box.options) > 10
+    other = box.options[5]
+    box.select_index(5).run()
+    assert not at.exception
+    key = other.rsplit("[", 1)[1].rstrip("]")
+    ledger = next(d.value for d in at.dataframe if "given" in d.value.columns)
+    assert len(ledger) > 0
+    assert at.selectbox(key="fair_pool").value == key
+
+
+def test_latest_simulation_can_be_judged(demo_db: Path) -> None:
+    con = connect(demo_db)
+    try:
+        sim, _ = simulate_stored(con, load_rules(), "least-loaded")
+    finally:
+        con.close()
+    app = AppTest.from_file(PAGE, default_timeout=60)
+    app.session_state["latest_simulations"] = {"least-loaded": sim}
+    app.run()
+    assert not app.exception
+    radio = app.radio(key="fair_source")
+    assert radio.options == ["Committed referrals", "Simulation: least-loaded"]
+    radio.set_value("Simulation: least-loaded").run()
+    assert not app.exception
+    shown = metrics(app)
+    assert shown["Customers"] == f"{sim.assignments.height:,}"
+    assert shown["With partners"] == f"{sim.placed:,}"
+    assert any("committed referrals" in i.value for i in app.info)  # no trend for a simulation
+    # The simulation has its own pool picker, starting at its busiest pool.
+    busiest = sim.pools.sort(["customers", "pool_key"], descending=[True, False])["pool_key"][0]
+    assert app.selectbox(key="Simulation: least-loaded").value == busiest
+
+
+def test_through_the_router(demo_db: Path) -> None:
+    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    app.run()
+    app.switch_page("pages/fairness.py").run()
+    assert not app.exception
+    assert app.title[0].value == "Fairness"
+
+
+def test_empty_database_says_what_to_do(empty_db: Path) -> None:
+    app = AppTest.from_file(PAGE, default_timeout=60)
+    app.run()
+    assert not app.exception
+    assert any("No referrals yet" in i.value and "Simulate" in i.value for i in app.info)

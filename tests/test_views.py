@@ -1,0 +1,407 @@
+"""store.views: the dashboard's aggregate reads, checked against plain SQL on the demo world."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import polars as pl
+import pytest
+
+from engine.fairness import gini, jain_index
+from engine.rules import load_rules
+from store import views
+from store.commits import commit, simulate_stored
+from store.db import connect
+
+RULES = load_rules()
+
+
+@pytest.fixture
+def con(demo_db_master: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The demo world, read-only (these tests only read)."""
+    c = connect(demo_db_master, read_only=True)
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def committed_db(demo_db_master: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo world after one committed round-robin run over the backlog (built once)."""
+    path = tmp_path_factory.mktemp("committed") / "frp.duckdb"
+    shutil.copy(demo_db_master, path)
+    c = connect(path)
+    try:
+        commit(c, RULES, "round-robin", actor="test")
+    finally:
+        c.close()
+    return path
+
+
+@pytest.fixture
+def committed(committed_db: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    c = connect(committed_db, read_only=True)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def empty(empty_db: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    c = connect(empty_db)
+    yield c
+    c.close()
+
+
+def one(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None):
+    return con.execute(sql, params or []).fetchall()[0][0]
+
+
+# --- Partner capacity ------------------------------------------------------------------------
+
+
+def test_partner_capacity_lists_every_partner_with_load_and_free_seats(con) -> None:
+    frame = views.partner_capacity(con)
+    assert frame.height == one(con, "SELECT count(*) FROM partners")
+    expected = dict(
+        con.execute(
+            "SELECT partner_id, greatest(capacity - active_total, 0) FROM partner_state"
+        ).fetchall()
+    )
+    assert dict(frame.select("partner_id", "free").iter_rows()) == expected
+    busiest = frame.row(0, named=True)
+    assert busiest["utilisation"] == frame["utilisation"].max()
+
+
+@pytest.mark.parametrize(
+    ("where", "sql", "params"),
+    [
+        (views.PartnerFilter(countries=("DE",)), "list_contains(countries, ?)", ["DE"]),
+        (
+            views.PartnerFilter(countries=("DE", "FR")),
+            "list_has_any(countries, ['DE', 'FR'])",
+            [],
+        ),
+        (views.PartnerFilter(languages=("ja",)), "list_contains(languages, ?)", ["ja"]),
+        (
+            views.PartnerFilter(workloads=("intune", "purview")),
+            "list_contains(workloads, 'intune') AND list_contains(workloads, 'purview')",
+            [],
+        ),
+        (views.PartnerFilter(ready=True), "referral_ready", []),
+        (views.PartnerFilter(ready=False), "NOT referral_ready", []),
+        (views.PartnerFilter(min_free=20), "capacity - active_total >= 20", []),
+        (views.PartnerFilter(search="p000"), "partner_id ILIKE '%p000%'", []),
+    ],
+)
+def test_partner_filters_match_plain_sql(con, where, sql, params) -> None:
+    expected = one(con, f"SELECT count(*) FROM partner_state WHERE {sql}", params)
+    assert expected > 0
+    assert views.partner_capacity(con, where).height == expected
+    assert views.capacity_headline(con, where)["partners"] == expected
+
+
+def test_capacity_headline_matches_plain_sql(con) -> None:
+    head = views.capacity_headline(con)
+    assert head["partners"] == one(con, "SELECT count(*) FROM partners")
+    assert head["referral_ready"] == one(con, "SELECT count(*) FROM partners WHERE referral_ready")
+    assert head["free_seats"] == one(
+        con,
+        "SELECT sum(greatest(capacity - active_total, 0)) FROM partner_state WHERE referral_ready",
+    )
+    assert head["backlog"] == one(con, "SELECT count(*) FROM customers WHERE in_ftcq") == 1200
+
+
+def test_backlog_headline_follows_country_and_language_filters(con) -> None:
+    where = views.PartnerFilter(countries=("DE", "AT"), languages=("de",))
+    expected = one(
+        con,
+        "SELECT count(*) FROM customers WHERE in_ftcq AND country IN ('DE', 'AT') "
+        "AND language = 'de'",
+    )
+    assert views.capacity_headline(con, where)["backlog"] == expected > 0
+
+
+def test_utilisation_bins_count_every_partner_with_capacity_once(con) -> None:
+    bins = views.utilisation_bins(views.partner_capacity(con))
+    assert bins.height == 11
+    assert bins["partners"].sum() == one(con, "SELECT count(*) FROM partners WHERE capacity > 0")
+    full = bins.filter(pl.col("band") == views.FULL_LABEL)["partners"][0]
+    assert full == one(
+        con, "SELECT count(*) FROM partner_state WHERE capacity > 0 AND active_total >= capacity"
+    )
+
+
+def test_utilisation_bins_of_nothing_are_all_zero() -> None:
+    frame = pl.DataFrame(schema={"utilisation": pl.Float64})
+    assert views.utilisation_bins(frame)["partners"].to_list() == [0] * 11
+
+
+def test_round_robin_position_is_least_recently_assigned_first(con) -> None:
+    frame = views.partner_capacity(con).filter(pl.col("referral_ready")).sort("rr_position")
+    assert frame["rr_position"].to_list() == list(range(1, frame.height + 1))
+    expected = [
+        r[0]
+        for r in con.execute(
+            "SELECT partner_id FROM partner_state WHERE referral_ready "
+            "ORDER BY last_assigned ASC NULLS FIRST, partner_id"
+        ).fetchall()
+    ]
+    assert frame["partner_id"].to_list() == expected
+    assert views.partner_capacity(con).filter(~pl.col("referral_ready"))["rr_position"].null_count()
+
+
+def test_top_free_ranks_referral_ready_partners_by_free_seats(con) -> None:
+    top = views.top_free(views.partner_capacity(con), 5)
+    assert top.height == 10 and set(top["part"]) == {"active", "free"}
+    free = top.filter(pl.col("part") == "free").sort("rank")["seats"].to_list()
+    best = [
+        r[0]
+        for r in con.execute(
+            "SELECT greatest(capacity - active_total, 0) AS f FROM partner_state "
+            "WHERE referral_ready ORDER BY f DESC, partner_id LIMIT 5"
+        ).fetchall()
+    ]
+    assert free == best
+
+
+def test_coverage_by_country_counts_ready_partners_and_shows_gaps(con) -> None:
+    cells = views.coverage(con, "country", RULES.eligible_workloads)
+    keys = one(
+        con,
+        "SELECT count(*) FROM (SELECT DISTINCT unnest(countries) FROM partners "
+        "UNION SELECT DISTINCT country FROM customers)",
+    )
+    assert cells.height == keys * len(RULES.eligible_workloads)
+    de = cells.filter((pl.col("key") == "DE") & (pl.col("workload") == "exchange")).row(
+        0, named=True
+    )
+    assert de["label"] == "DE Germany"
+    assert (de["partners"], de["free_seats"]) == con.execute(
+        "SELECT count(*), sum(greatest(capacity - active_total, 0)) FROM partner_state "
+        "WHERE referral_ready AND list_contains(countries, 'DE') "
+        "AND list_contains(workloads, 'exchange')"
+    ).fetchall()[0]
+    # Iceland has customers but no partner at all (the demo's coverage gap).
+    iceland = cells.filter(pl.col("key") == "IS")
+    assert iceland.height == len(RULES.eligible_workloads)
+    assert set(iceland["status"]) == {"no partner"}
+    assert iceland["partners"].sum() == 0
+
+
+def test_coverage_by_language_counts_backlog_demand(con) -> None:
+    cells = views.coverage(con, "language", RULES.eligible_workloads)
+    ja = cells.filter((pl.col("key") == "ja") & (pl.col("workload") == "teams")).row(0, named=True)
+    assert ja["label"] == "ja Japanese"
+    assert ja["backlog"] == one(
+        con,
+        "SELECT count(*) FROM customers WHERE in_ftcq AND language = 'ja' "
+        "AND list_contains(workloads, 'teams')",
+    )
+    with pytest.raises(ValueError, match="country"):
+        views.coverage(con, "region", RULES.eligible_workloads)  # type: ignore[arg-type]
+
+
+def test_partner_detail_has_its_psm_and_referrals(con) -> None:
+    detail = views.partner_detail(con, "P0001")
+    assert detail is not None
+    assert (detail["psm_name"], detail["psm_email"]) == con.execute(
+        "SELECT psm_name, psm_email FROM partners WHERE partner_id = 'P0001'"
+    ).fetchall()[0]
+    assert detail["ready_partners"] == one(
+        con, "SELECT count(*) FROM partners WHERE referral_ready"
+    )
+    counts = views.partner_referral_counts(con, "P0001")
+    assert counts["total"] == one(
+        con, "SELECT count(*) FROM referrals WHERE partner_id = 'P0001' AND outcome = 'frp'"
+    )
+    assert counts["open"] == detail["active"]  # the demo holds no load outside the store
+    refs = views.partner_referrals(con, "P0001", limit=5)
+    assert refs.height == min(5, counts["total"])
+    assert refs["created_at"].is_sorted(descending=True)
+    assert views.partner_detail(con, "nobody") is None
+
+
+def test_fills_up_lists_partners_a_backlog_run_takes_to_full(con) -> None:
+    sim, _ = simulate_stored(con, RULES, "round-robin")
+    full = views.fills_up(sim.partners, views.partner_names(con))
+    expected = sim.partners.filter(
+        pl.col("available")
+        & (pl.col("assigned") > 0)
+        & (pl.col("utilisation_after") >= 1)
+        & (pl.col("utilisation_before") < 1)
+    )
+    assert full.height == expected.height > 0
+    assert full["name"].null_count() == 0
+    assert (full["active_after"] >= full["capacity"]).all()
+
+
+# --- Fairness --------------------------------------------------------------------------------
+
+
+def test_committed_fairness_counts_the_period_and_has_a_pool_ledger(con) -> None:
+    since, until = datetime(2026, 1, 1), datetime(2026, 4, 1)
+    fair, labels = views.committed_fairness(con, since, until, RULES)
+    n, placed = con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE outcome = 'frp') FROM referrals "
+        "WHERE created_at >= ? AND created_at < ?",
+        [since, until],
+    ).fetchall()[0]
+    assert (fair.customers, fair.placed) == (n, placed)
+    # History carries no pool: pools are derived, and every member's given count adds up.
+    assert fair.per_pool.height > 0
+    assert fair.pool_members["given"].sum() <= placed
+    assert set(fair.per_pool["pool_key"]) <= set(labels["pool_key"])
+    assert labels["label"].str.contains(" · ").all()
+
+
+def test_partner_deviation_sums_pool_members(con) -> None:
+    fair, _ = views.committed_fairness(con, None, None, RULES)
+    dev = views.partner_deviation(fair.pool_members, views.partner_names(con))
+    assert dev.height == fair.pool_members["partner_id"].n_unique()
+    assert dev["given"].sum() == fair.pool_members["given"].sum()
+    assert dev["deviation"].sum() == pytest.approx(fair.pool_members["deviation"].sum())
+    extremes = views.deviation_extremes(dev, 3)
+    assert extremes.height == 6 and extremes["deviation"].is_sorted(descending=True)
+
+
+def test_monthly_fairness_matches_engine_measures(con) -> None:
+    monthly = views.monthly_fairness(con, None, None)
+    assert monthly["customers"].sum() == one(con, "SELECT count(*) FROM referrals")
+    assert monthly.height == one(
+        con, "SELECT count(DISTINCT date_trunc('month', created_at)) FROM referrals"
+    )
+    month = monthly.row(-1, named=True)
+    rows = con.execute(
+        """
+        SELECT p.capacity, count(r.referral_id)
+        FROM partners p LEFT JOIN referrals r ON r.partner_id = p.partner_id
+          AND r.outcome = 'frp' AND date_trunc('month', r.created_at) = ?
+        WHERE p.referral_ready AND p.capacity > 0
+        GROUP BY p.partner_id, p.capacity ORDER BY p.partner_id
+        """,
+        [month["month"]],
+    ).fetchall()
+    x = np.array([n / c for c, n in rows])
+    assert month["jain"] == pytest.approx(jain_index(x))
+    assert month["gini"] == pytest.approx(gini(x))
+    assert month["css_rate"] == pytest.approx(month["css"] / month["customers"])
+
+
+def test_pool_labels_name_the_most_common_signature() -> None:
+    detail = pl.DataFrame(
+        {
+            "pool_key": ["a", "a", "a", "b", None],
+            "country": ["SE", "SE", "NO", "DE", "IS"],
+            "language": ["sv", "sv", "nb", "de", "is"],
+            "eligible_workloads": [["teams"], ["teams"], ["exchange"], [], ["teams"]],
+        }
+    )
+    labels = dict(views.pool_labels(detail).iter_rows())
+    assert labels == {"a": "SE · sv · teams (+1)", "b": "DE · de · "}
+
+
+# --- Referrals, tasks, outbox ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("where", "sql"),
+    [
+        (views.ReferralFilter(), "TRUE"),
+        (views.ReferralFilter(outcomes=("css",)), "outcome = 'css'"),
+        (views.ReferralFilter(statuses=("active",)), "status = 'active'"),
+        (
+            views.ReferralFilter(reasons=("no_partner_match", "capacity_exhausted")),
+            "reason IN ('no_partner_match', 'capacity_exhausted')",
+        ),
+        (views.ReferralFilter(partner_id="P0001"), "partner_id = 'P0001'"),
+        (views.ReferralFilter(run=views.HISTORY), "run_id IS NULL"),
+        (views.ReferralFilter(run=1), "run_id = 1"),
+        (
+            views.ReferralFilter(outcomes=("frp",), run=1, statuses=("active",)),
+            "outcome = 'frp' AND run_id = 1 AND status = 'active'",
+        ),
+    ],
+)
+def test_referral_filters_match_plain_sql(committed, where, sql) -> None:
+    expected = one(committed, f"SELECT count(*) FROM referrals WHERE {sql}")
+    assert views.referral_count(committed, where) == expected > 0
+    rows = views.referral_rows(committed, where, limit=50)
+    assert rows.height == min(50, expected)
+    assert rows["created_at"].is_sorted(descending=True)
+
+
+def test_referral_search_by_customer_name(committed) -> None:
+    tenant, name = committed.execute(
+        "SELECT tenant_id, name FROM customers ORDER BY tenant_id LIMIT 1"
+    ).fetchall()[0]
+    rows = views.referral_rows(committed, views.ReferralFilter(tenant=name))
+    assert tenant in rows["tenant_id"].to_list()
+
+
+def test_referral_options_and_detail(committed) -> None:
+    opts = views.referral_options(committed)
+    assert opts["outcomes"] == ["css", "frp"]
+    assert opts["runs"] == [1]
+    assert opts["history"] == one(committed, "SELECT count(*) FROM referrals WHERE run_id IS NULL")
+    rid = one(
+        committed, "SELECT min(referral_id) FROM referrals WHERE run_id = 1 AND outcome = 'frp'"
+    )
+    ref = views.referral_detail(committed, rid)
+    assert ref is not None and ref["partner_name"] and ref["customer"]
+    steps = views.trace_steps(ref["trace"])
+    assert steps[0].startswith("Referral Ready:") and steps[-1].startswith("chose ")
+    assert views.trace_steps(None) == []
+    assert views.referral_detail(committed, -1) is None
+
+
+def test_tasks_and_outbox_match_their_tables(committed) -> None:
+    n_tasks = one(committed, "SELECT count(*) FROM ftop_tasks")
+    assert views.task_count(committed) == views.task_count(committed, 1) == n_tasks > 0
+    assert views.task_count(committed, views.HISTORY) == 0
+    tasks = views.ftop_tasks(committed, 1, limit=10)
+    assert tasks.height == 10 and set(tasks["task_number"]) == {3186}
+    n_msgs = one(committed, "SELECT count(*) FROM outbox")
+    assert (
+        views.outbox_count(committed)
+        == n_msgs
+        == 3 * one(committed, "SELECT count(*) FROM referrals WHERE run_id = 1 AND outcome = 'frp'")
+    )
+    assert views.outbox_count(committed, ("sent",)) == 0
+    assert views.outbox_statuses(committed) == ["pending"]
+    msgs = views.outbox(committed, ("pending",), 1, limit=3)
+    assert msgs.height == 3
+    msg = views.message(committed, msgs["message_id"][0])
+    assert msg is not None and msg["body"].startswith("Hello ")
+
+
+# --- An empty store --------------------------------------------------------------------------
+
+
+def test_every_view_works_on_an_empty_store(empty) -> None:
+    assert views.counts(empty)["partners"] == 0
+    assert views.partner_options(empty) == {"countries": [], "languages": [], "workloads": []}
+    assert views.partner_capacity(empty).height == 0
+    assert views.capacity_headline(empty) == {
+        "partners": 0,
+        "referral_ready": 0,
+        "free_seats": 0,
+        "capacity": 0,
+        "backlog": 0,
+    }
+    assert views.coverage(empty, "country", RULES.eligible_workloads).height == 0
+    assert views.referral_dates(empty) == (None, None)
+    assert views.monthly_fairness(empty, None, None).height == 0
+    fair, labels = views.committed_fairness(empty, None, None, RULES)
+    assert fair.customers == 0 and labels.height == 0
+    assert views.referral_options(empty) == {
+        "outcomes": [],
+        "statuses": [],
+        "reasons": [],
+        "runs": [],
+        "history": 0,
+    }
+    assert views.referral_count(empty) == views.task_count(empty) == views.outbox_count(empty) == 0

@@ -1,0 +1,155 @@
+"""Sections of the Partner capacity page: the table, coverage maps, headroom, one partner.
+
+The page reads its filters and calls these in order; each section reads through
+``ui.reads`` (cached) and draws with ``ui.charts``.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+import streamlit as st
+
+from store import views
+from ui import charts, db
+from ui.reads import backlog_run, view
+
+PERCENT = {"format": "percent", "min_value": 0.0, "max_value": 1.0}
+PARTNER_COLUMNS = {
+    "partner_id": st.column_config.TextColumn("Partner", pinned=True),
+    "name": st.column_config.TextColumn("Name"),
+    "referral_ready": st.column_config.CheckboxColumn("Referral Ready"),
+    "utilisation": st.column_config.ProgressColumn("Utilisation", **PERCENT),
+    "capacity": st.column_config.NumberColumn("Capacity"),
+    "active": st.column_config.NumberColumn("Active referrals"),
+    "free": st.column_config.NumberColumn("Free seats"),
+    "rr_position": st.column_config.NumberColumn(
+        "Round-robin turn", help="1 = next in line among Referral Ready partners"
+    ),
+    "countries": st.column_config.ListColumn("Countries"),
+    "languages": st.column_config.ListColumn("Languages"),
+    "workloads": st.column_config.ListColumn("Workloads"),
+    "psm_name": st.column_config.TextColumn("PSM"),
+}
+
+
+def partners_table(partners: pl.DataFrame, top_n: int) -> None:
+    """Utilisation histogram and top-N free seats, then every partner as a sortable table."""
+    left, right = st.columns(2)
+    left.altair_chart(
+        charts.utilisation_histogram(
+            views.utilisation_bins(partners),
+            "How full are the partners?",
+            f"{partners.height} partners shown; red: at or over capacity",
+        ),
+        width="stretch",
+    )
+    right.altair_chart(
+        charts.free_seats_bars(
+            views.top_free(partners, top_n), f"Top {top_n} Referral Ready partners by free seats"
+        ),
+        width="stretch",
+    )
+    st.dataframe(
+        partners,
+        hide_index=True,
+        height=420,
+        column_order=list(PARTNER_COLUMNS),
+        column_config=PARTNER_COLUMNS,
+    )
+
+
+def coverage() -> None:
+    """Country x workload and language x workload heatmaps, with the gaps listed."""
+    st.caption(
+        "Every cell counts the Referral Ready partners serving that country (or speaking that "
+        "language) and covering that workload; a partner serving several countries counts in "
+        "each. **no partner** marks a gap nobody covers; **full** means partners exist but have "
+        "no free seat. The filters above do not apply here."
+    )
+    eligible = tuple(db.active_rules().eligible_workloads)
+    tabs = st.tabs(["Country × workload", "Language × workload"])
+    for tab, by in zip(tabs, ("country", "language"), strict=True):
+        key_title = by.capitalize()
+        cells = view("coverage", by, eligible)
+        gaps = cells.filter(pl.col("status") != "room")
+        tab.altair_chart(
+            charts.coverage_heatmap(cells, key_title, f"Free seats by {by} and workload"),
+            width="stretch",
+        )
+        with tab.expander(f"Gaps: {gaps.height} {by}-workload cells without free seats"):
+            st.dataframe(
+                gaps.sort(["backlog", "key"], descending=[True, False]).select(
+                    "label", "workload", "status", "partners", "backlog"
+                ),
+                hide_index=True,
+                column_config={"label": key_title, "backlog": "Backlog asking for it"},
+            )
+
+
+def headroom(backlog: int) -> None:
+    """Which partners a round-robin run over the whole backlog would take to 100 %."""
+    if backlog == 0:
+        st.info("The FTCQ backlog is empty: import customers on the **Data** page to see headroom.")
+        return
+    sim_partners, run = backlog_run()
+    full = views.fills_up(sim_partners, view("partner_names"))
+    h1, h2, h3, h4 = st.columns(4)
+    h1.metric("Backlog customers", f"{run['customers']:,}")
+    h2.metric("Referred to partners", f"{run['assigned']:,}")
+    h3.metric("To CSS: matching partners full", f"{run['capacity_exhausted']:,}")
+    h4.metric("Partners that fill up", f"{full.height:,}")
+    st.caption("Round robin over the whole backlog on today's state; nothing is written.")
+    if full.height == 0:
+        st.success("No partner reaches 100 % utilisation with this backlog.")
+        return
+    st.dataframe(
+        full,
+        hide_index=True,
+        column_config={
+            "utilisation_before": st.column_config.ProgressColumn("Utilisation now", **PERCENT),
+            "utilisation_after": st.column_config.ProgressColumn("Utilisation after", **PERCENT),
+        },
+    )
+
+
+def partner_detail(partner_id: str, shown: int = 200) -> None:
+    """One partner: PSM and contacts, endorsements, load, round-robin turn, its referrals."""
+    detail = view("partner_detail", partner_id)
+    if not detail:
+        st.info(f"Partner {partner_id} is not in the database any more.")
+        return
+    a, b = st.columns([2, 3])
+    with a:
+        st.markdown(f"### {detail['name']} ({detail['partner_id']})")
+        st.markdown(
+            f"**PSM:** {detail['psm_name']} ({detail['psm_email']})  \n"
+            f"**Referral contact:** {detail['contact_email']}  \n"
+            f"**Referral Ready:** {'yes' if detail['referral_ready'] else 'no'}  \n"
+            f"**Countries:** {', '.join(detail['countries'])}  \n"
+            f"**Languages:** {', '.join(detail['languages'])}  \n"
+            f"**Workloads:** {', '.join(detail['workloads'])}"
+        )
+        st.markdown(f"**Round-robin turn:** {_turn(detail)}")
+        st.caption("1 = next in line; within a pool only its members compete.")
+    with b:
+        k1, k2, k3, k4 = st.columns(4)
+        k1.metric("Capacity", detail["capacity"])
+        k2.metric("Active referrals", detail["active"])
+        k3.metric("Free seats", detail["free"])
+        util = detail["utilisation"]
+        k4.metric("Utilisation", "n/a" if util is None else f"{util:.0%}")
+        n = view("partner_referral_counts", partner_id)
+        st.caption(
+            f"{n['total']:,} referrals: {n['open']:,} open, {n['completed']:,} completed"
+            + (f" (newest {shown} shown)" if n["total"] > shown else "")
+        )
+        st.dataframe(view("partner_referrals", partner_id, shown), hide_index=True, height=300)
+
+
+def _turn(detail: dict) -> str:
+    if not detail["referral_ready"]:
+        return "not Referral Ready, so skipped by round robin"
+    place = f"#{detail['rr_position']} of {detail['ready_partners']}"
+    if detail["last_assigned"] is None:
+        return f"{place}: never assigned yet"
+    return f"{place} (last assigned at turn {detail['last_assigned']})"

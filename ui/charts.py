@@ -1,0 +1,292 @@
+"""Altair chart builders for the dashboard: titled, labelled, with tooltips.
+
+Every builder takes an already aggregated Polars frame (from ``store.views`` or a
+``FairnessReport``), never raw rows: ``st.altair_chart`` ships every row to the browser.
+Colours are colour-blind-safe (Tableau 10 / ColorBrewer sequential) and gaps are drawn
+in a colour of their own with words in the cell, not left as blank space.
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import polars as pl
+
+BLUE = "#4c78a8"
+ORANGE = "#f58518"
+GREEN = "#54a24b"
+RED = "#e45756"
+GREY = "#bab0ac"
+LIGHT_GREY = "#e8e8e8"
+GAP = "#f7c6c5"  # "no partner": light red, with dark red words on it
+GAP_TEXT = "#8b1a1a"
+ROW = 22  # pixels per row of a horizontal bar chart or heatmap
+#: Height of charts with one row per item: a fixed step per row, so labels never overlap
+#: however many rows there are (Vega-Lite then pads instead of Streamlit's "fit").
+ROWS = alt.Step(ROW)
+
+
+def utilisation_histogram(bins: pl.DataFrame, title: str, subtitle: str = "") -> alt.Chart:
+    """Partners per utilisation band (``band, order, partners``); the full band in red."""
+    full = alt.datum.order == bins["order"].max() if bins.height else alt.datum.order < 0
+    return (
+        alt.Chart(bins, title=alt.Title(title, subtitle=subtitle or alt.Undefined))
+        .mark_bar()
+        .encode(
+            x=alt.X("band:N", sort=alt.SortField("order"), title="Utilisation (active / capacity)"),
+            y=alt.Y("partners:Q", title="Partners"),
+            color=alt.condition(full, alt.value(RED), alt.value(BLUE)),
+            tooltip=[
+                alt.Tooltip("band:N", title="Utilisation"),
+                alt.Tooltip("partners:Q", title="Partners"),
+            ],
+        )
+        .properties(height=280)
+    )
+
+
+def free_seats_bars(rows: pl.DataFrame, title: str) -> alt.Chart:
+    """Stacked active / free seats per partner (``rank, partner, part, seats, capacity``)."""
+    return (
+        alt.Chart(rows, title=title)
+        .mark_bar()
+        .encode(
+            y=alt.Y(
+                "partner:N",
+                sort=alt.SortField("rank", order="ascending"),
+                title=None,
+                axis=alt.Axis(labelLimit=260),
+            ),
+            x=alt.X("seats:Q", stack="zero", title="Seats of capacity"),
+            color=alt.Color(
+                "part:N",
+                title="Seats",
+                scale=alt.Scale(domain=["active", "free"], range=[GREY, GREEN]),
+                legend=alt.Legend(
+                    orient="bottom",
+                    labelExpr="datum.label == 'active' ? 'active referrals' : 'free'",
+                ),
+            ),
+            order=alt.Order("part:N", sort="ascending"),
+            tooltip=[
+                alt.Tooltip("partner:N", title="Partner"),
+                alt.Tooltip("part:N", title="Seats"),
+                alt.Tooltip("seats:Q", title="Count"),
+                alt.Tooltip("capacity:Q", title="Capacity"),
+                alt.Tooltip("utilisation:Q", title="Utilisation", format=".0%"),
+            ],
+        )
+        .properties(height=ROWS)
+    )
+
+
+def coverage_heatmap(cells: pl.DataFrame, key_title: str, title: str) -> alt.LayerChart:
+    """Free seats per (key, workload); 'no partner' and 'full' cells in colours of their own.
+
+    ``cells``: ``label, workload, partners, free_seats, backlog, status`` (store.views.coverage).
+    """
+    tooltip = [
+        alt.Tooltip("label:N", title=key_title),
+        alt.Tooltip("workload:N", title="Workload"),
+        alt.Tooltip("status:N", title="Coverage"),
+        alt.Tooltip("partners:Q", title="Referral Ready partners"),
+        alt.Tooltip("free_seats:Q", title="Free seats"),
+        alt.Tooltip("backlog:Q", title="Backlog asking for it"),
+    ]
+    top = float(cells["free_seats"].max() or 0) if cells.height else 0.0
+    labelled = cells.with_columns(
+        pl.when(pl.col("status") == "room")
+        .then(pl.col("free_seats").cast(pl.String))
+        .otherwise(pl.col("status"))
+        .alias("cell_text"),
+        # Dark red words on gaps; white words on the darker half of the square-root scale.
+        pl.when(pl.col("status") == "no partner")
+        .then(pl.lit(GAP_TEXT))
+        .when((pl.col("status") == "room") & (pl.col("free_seats").sqrt() > 0.55 * top**0.5))
+        .then(pl.lit("white"))
+        .otherwise(pl.lit("#333333"))
+        .alias("text_colour"),
+    )
+    base = alt.Chart().encode(
+        x=alt.X(
+            "workload:N",
+            title="Workload",
+            axis=alt.Axis(orient="top", labelAngle=0, labelOverlap=False),
+        ),
+        y=alt.Y(
+            "label:N",
+            title=key_title,
+            sort="ascending",
+            axis=alt.Axis(labelOverlap=False, labelLimit=220),
+        ),
+        tooltip=tooltip,
+    )
+    room = (
+        base.transform_filter(alt.datum.status == "room")
+        .mark_rect(stroke="white")
+        .encode(
+            color=alt.Color(
+                "free_seats:Q",
+                title="Free seats",
+                scale=alt.Scale(scheme="blues", type="sqrt", domainMin=0),
+                # Legends above the map leave its full width to the workload columns.
+                legend=alt.Legend(orient="top", gradientLength=220),
+            )
+        )
+    )
+    gaps = (
+        base.transform_filter(alt.datum.status != "room")
+        .mark_rect(stroke="white")
+        .encode(
+            color=alt.Color(
+                "status:N",
+                title="Gap",
+                scale=alt.Scale(domain=["no partner", "full"], range=[GAP, LIGHT_GREY]),
+                legend=alt.Legend(orient="top", symbolType="square", symbolSize=200),
+            )
+        )
+    )
+    text = base.mark_text(fontSize=11).encode(
+        text=alt.Text("cell_text:N"),
+        color=alt.Color("text_colour:N", scale=None, legend=None),
+    )
+    return (
+        alt.layer(room, gaps, text, data=labelled, title=title)
+        .resolve_scale(color="independent")
+        .properties(height=ROWS)
+    )
+
+
+def pool_ledger(members: pl.DataFrame, title: str) -> alt.LayerChart:
+    """Customers given to each member of one pool against the pool's ideal (equal) share.
+
+    ``members``: ``partner, given, ideal_share, deviation``.
+    """
+    tooltip = [
+        alt.Tooltip("partner:N", title="Partner"),
+        alt.Tooltip("given:Q", title="Given"),
+        alt.Tooltip("ideal_share:Q", title="Ideal share", format=".2f"),
+        alt.Tooltip("deviation:Q", title="Deviation", format="+.2f"),
+    ]
+    base = alt.Chart().encode(
+        y=alt.Y(
+            "partner:N",
+            sort=alt.SortField("given", order="descending"),
+            title=None,
+            axis=alt.Axis(labelLimit=260),
+        ),
+        tooltip=tooltip,
+    )
+    bars = base.mark_bar().encode(
+        x=alt.X("given:Q", title="Customers given (line: ideal share)"),
+        color=alt.condition(alt.datum.deviation >= 0, alt.value(ORANGE), alt.value(BLUE)),
+    )
+    ideal = base.mark_tick(color="black", thickness=2, size=ROW - 4).encode(x="ideal_share:Q")
+    return alt.layer(bars, ideal, data=members, title=title).properties(height=ROWS)
+
+
+def deviation_bars(rows: pl.DataFrame, title: str) -> alt.Chart:
+    """Partners' deviation from their ideal share (``partner, given, ideal, deviation``)."""
+    return (
+        alt.Chart(rows, title=title)
+        .mark_bar()
+        .encode(
+            y=alt.Y(
+                "partner:N",
+                sort=alt.SortField("deviation", order="descending"),
+                title=None,
+                axis=alt.Axis(labelLimit=260),
+            ),
+            x=alt.X("deviation:Q", title="Customers given minus ideal share"),
+            color=alt.condition(alt.datum.deviation >= 0, alt.value(ORANGE), alt.value(BLUE)),
+            tooltip=[
+                alt.Tooltip("partner:N", title="Partner"),
+                alt.Tooltip("pools:Q", title="Pools"),
+                alt.Tooltip("given:Q", title="Given"),
+                alt.Tooltip("ideal:Q", title="Ideal share", format=".1f"),
+                alt.Tooltip("deviation:Q", title="Deviation", format="+.1f"),
+            ],
+        )
+        .properties(height=ROWS)
+    )
+
+
+def fairness_trend(monthly: pl.DataFrame, title: str) -> alt.Chart:
+    """Jain's index and Gini per month (``month, jain, gini, customers``), both on 0..1."""
+    long = monthly.select("month", "customers", "jain", "gini").unpivot(
+        index=["month", "customers"], on=["jain", "gini"], variable_name="measure"
+    )
+    words = {"jain": "Jain's index (1 = even)", "gini": "Gini (0 = equal)"}
+    long = long.with_columns(pl.col("measure").replace_strict(words, return_dtype=pl.String))
+    return (
+        alt.Chart(long, title=title)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("month:T", title="Month", timeUnit="yearmonth"),
+            y=alt.Y("value:Q", title="Index", scale=alt.Scale(domain=[0, 1])),
+            color=alt.Color(
+                "measure:N",
+                title=None,
+                scale=alt.Scale(domain=list(words.values()), range=[GREEN, RED]),
+                legend=alt.Legend(orient="bottom"),
+            ),
+            tooltip=[
+                alt.Tooltip("month:T", title="Month", timeUnit="yearmonth"),
+                alt.Tooltip("measure:N", title="Measure"),
+                alt.Tooltip("value:Q", title="Value", format=".3f"),
+                alt.Tooltip("customers:Q", title="Customers that month"),
+            ],
+        )
+        .properties(height=300)
+    )
+
+
+def css_rate_bars(rates: pl.DataFrame, key_title: str, title: str) -> alt.Chart:
+    """CSS fallback rate per key (``label, customers, css, css_rate``), highest first."""
+    return (
+        alt.Chart(rates, title=title)
+        .mark_bar(color=ORANGE)
+        .encode(
+            y=alt.Y(
+                "label:N",
+                sort=alt.SortField("css_rate", order="descending"),
+                title=None,
+                axis=alt.Axis(labelLimit=220),
+            ),
+            x=alt.X(
+                "css_rate:Q",
+                title="Share of customers sent to CSS",
+                axis=alt.Axis(format="%"),
+                scale=alt.Scale(domain=[0, 1]),
+            ),
+            tooltip=[
+                alt.Tooltip("label:N", title=key_title),
+                alt.Tooltip("customers:Q", title="Customers"),
+                alt.Tooltip("css:Q", title="To CSS"),
+                alt.Tooltip("css_rate:Q", title="CSS rate", format=".1%"),
+            ],
+        )
+        .properties(height=ROWS)
+    )
+
+
+def css_reason_bars(reasons: pl.DataFrame, title: str) -> alt.Chart:
+    """CSS referrals per reason (``words, css, share``)."""
+    return (
+        alt.Chart(reasons, title=title)
+        .mark_bar(color=RED)
+        .encode(
+            y=alt.Y(
+                "words:N",
+                sort=alt.SortField("css", order="descending"),
+                title=None,
+                axis=alt.Axis(labelLimit=260),
+            ),
+            x=alt.X("css:Q", title="Customers sent to CSS"),
+            tooltip=[
+                alt.Tooltip("words:N", title="Reason"),
+                alt.Tooltip("css:Q", title="Customers"),
+                alt.Tooltip("share:Q", title="Share of CSS", format=".1%"),
+            ],
+        )
+        .properties(height=ROWS)
+    )

@@ -1,0 +1,192 @@
+"""Sections of the Fairness page: one function per tab, each drawing a FairnessReport.
+
+Every chart comes with the numbers behind it (a table in an expander). The report is
+either of committed referrals (``ui.reads.committed_fairness``) or of a simulation kept
+in the session by the Simulate page (``simulated``).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+import polars as pl
+import streamlit as st
+
+from engine.fairness import FairnessReport, report_for
+from store import views
+from ui import charts
+
+PERCENT = {"format": "percent", "min_value": 0.0, "max_value": 1.0}
+_MEMO = "_fairness_of_simulation"
+
+
+def simulated(policy: str, sim: Any) -> tuple[FairnessReport, pl.DataFrame]:
+    """The report (and pool labels) of a session's simulation, computed once per simulation."""
+    memo = st.session_state.setdefault(_MEMO, {})
+    key = (policy, id(sim))
+    if key not in memo:
+        memo.clear()  # only the simulation being looked at is worth keeping
+        memo[key] = (report_for(sim), views.pool_labels(sim.detail))
+    return memo[key]
+
+
+def period(picked: Any) -> tuple[datetime | None, datetime | None]:
+    """[since, until) from a date range widget; a half-picked range means that one day."""
+    days = [d for d in (picked if isinstance(picked, list | tuple) else [picked]) if d]
+    if not days:
+        return None, None
+    first: date = days[0]
+    last: date = days[-1]
+    return datetime.combine(first, time()), datetime.combine(last + timedelta(days=1), time())
+
+
+def headline(fair: FairnessReport) -> None:
+    with st.container(horizontal=True):
+        st.metric("Customers", f"{fair.customers:,}", border=True)
+        st.metric("With partners", f"{fair.placed:,}", border=True)
+        st.metric("CSS fallback", f"{fair.css_rate:.1%}", border=True, help=f"{fair.css:,} to CSS")
+        st.metric("Jain's index", f"{fair.jain:.3f}", border=True, help="1 = perfectly even use")
+        st.metric("Gini", f"{fair.gini:.3f}", border=True, help="0 = equal utilisation")
+        st.metric("Mean utilisation", f"{fair.mean_utilisation:.0%}", border=True)
+
+
+def turns(fair: FairnessReport, labels: pl.DataFrame, names: pl.DataFrame, key: str) -> None:
+    """The round-robin turn ledger of one pool (given vs ideal share), and every pool.
+
+    ``key`` names the pool picker; give each source its own, so switching between
+    committed referrals and a simulation never carries a stale pick across.
+    """
+    pools = fair.per_pool.join(labels, on="pool_key", how="left").with_columns(
+        pl.col("label").fill_null(pl.col("pool_key"))
+    )
+    if pools.height == 0:
+        st.info("No customer was routed to a pool in this selection (none matched a partner).")
+        return
+    st.caption(
+        "A pool is the set of partners matching the same customers; round robin takes turns "
+        "inside it. Ideal share = customers placed in the pool / its members."
+    )
+    label_of = dict(pools.select("pool_key", "label").iter_rows())
+    ordered = pools.sort(["customers", "pool_key"], descending=[True, False])
+    chosen = st.selectbox(
+        f"Pool ({pools.height:,}, busiest first)",
+        ordered["pool_key"].to_list(),
+        format_func=lambda k: f"{label_of[k]} [{k}]",
+        key=key,
+    )
+    row = pools.filter(pl.col("pool_key") == chosen).row(0, named=True)
+    members = (
+        fair.pool_members.filter(pl.col("pool_key") == chosen)
+        .join(names, on="partner_id", how="left")
+        .with_columns(pl.format("{} {}", "partner_id", "name").alias("partner"))
+    )
+    title = (
+        f"{row['label']}: {row['placed']} placed among {row['size']} partners "
+        f"(spread {row['spread']})"
+    )
+    st.altair_chart(charts.pool_ledger(members, title), width="stretch")
+    with st.expander("Turn ledger of this pool"):
+        st.dataframe(
+            members.select("partner_id", "name", "given", "ideal_share", "deviation"),
+            hide_index=True,
+        )
+    with st.expander(f"All {pools.height:,} pools (widest spread first)"):
+        st.dataframe(
+            pools.sort(["spread", "customers"], descending=True).select(
+                "label",
+                "size",
+                "customers",
+                "placed",
+                "min_given",
+                "max_given",
+                "spread",
+                "ideal_share",
+                "max_deviation",
+                "pool_key",
+            ),  # fmt: skip
+            hide_index=True,
+        )
+
+
+def deviation(fair: FairnessReport, names: pl.DataFrame) -> None:
+    """Each partner's customers given minus its ideal share, summed over its pools."""
+    dev = views.partner_deviation(fair.pool_members, names).with_columns(
+        pl.format("{} {}", "partner_id", "name").alias("partner")
+    )
+    if dev.height == 0:
+        st.info("No pool turns to compare in this selection.")
+        return
+    st.altair_chart(
+        charts.deviation_bars(
+            views.deviation_extremes(dev, 10),
+            "Partners furthest above and below their ideal share (summed over their pools)",
+        ),
+        width="stretch",
+    )
+    with st.expander(f"Deviation of all {dev.height:,} partners"):
+        st.dataframe(dev.drop("partner"), hide_index=True)
+
+
+def utilisation(fair: FairnessReport, names: pl.DataFrame, when: str) -> None:
+    bins = views.utilisation_bins(fair.per_partner, "utilisation_after", only="available")
+    st.altair_chart(
+        charts.utilisation_histogram(
+            bins,
+            f"Utilisation of Referral Ready partners {when}",
+            f"max {fair.max_utilisation:.0%}, mean {fair.mean_utilisation:.0%}",
+        ),
+        width="stretch",
+    )
+    with st.expander("Numbers behind the chart"):
+        st.dataframe(bins.drop("order"), hide_index=True)
+        st.dataframe(
+            fair.per_partner.join(names, on="partner_id", how="left"),
+            hide_index=True,
+            column_config={
+                "utilisation_after": st.column_config.ProgressColumn("utilisation", **PERCENT)
+            },
+        )
+
+
+def trend(monthly: pl.DataFrame | None) -> None:
+    """Jain's index and Gini per month (committed referrals only)."""
+    if monthly is None:
+        st.info("Trends over time are shown for committed referrals.")
+        return
+    if monthly.height == 0:
+        st.info("No referrals in this period.")
+        return
+    st.altair_chart(
+        charts.fairness_trend(
+            monthly, "Jain's index and Gini of monthly intake per seat of capacity"
+        ),
+        width="stretch",
+    )
+    st.caption(
+        "Each month: FRP referrals given to each Referral Ready partner divided by its capacity "
+        "(a partner given nothing counts as 0)."
+    )
+    with st.expander("Numbers behind the chart"):
+        st.dataframe(monthly, hide_index=True)
+
+
+def css_fallback(fair: FairnessReport) -> None:
+    """CSS fallback rate by region, language and workload, and CSS customers by reason."""
+    left, right = st.columns(2)
+    for i, dim in enumerate(("region", "language", "workload")):
+        frame = views.with_labels(fair.css_by[dim], dim)
+        with left if i % 2 == 0 else right:
+            st.altair_chart(
+                charts.css_rate_bars(frame, dim.capitalize(), f"CSS fallback rate by {dim}"),
+                width="stretch",
+            )
+            with st.expander(f"Numbers by {dim}"):
+                st.dataframe(frame.drop("label"), hide_index=True)
+    with right:
+        reasons = fair.css_by["reason"]
+        st.altair_chart(
+            charts.css_reason_bars(reasons, "Why customers went to CSS"), width="stretch"
+        )
+        with st.expander("Numbers by reason"):
+            st.dataframe(reasons, hide_index=True)
