@@ -5,7 +5,7 @@ PORT    ?= 8501
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: run test install browser lint format check demo bench clean
+.PHONY: run test install browser lint format check demo bench clean screenshots
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -47,3 +47,8 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+
+# Refresh the README's screenshots (docs/screenshots/*.png) from the browser tests.
+screenshots: install browser
+	FRP_SCREENSHOTS=docs/screenshots $(VENV)/bin/pytest -q -p no:cacheprovider \
+		tests/browser/test_pages.py -k page_loads

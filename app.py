@@ -2,14 +2,21 @@
 
 import streamlit as st
 
+from ui.router import follow_deep_link, routing
+
 st.set_page_config(page_title="FRP Assign", page_icon=":handshake:", layout="wide")
 
-PAGES = [
-    st.Page("pages/capacity.py", title="Partner capacity", icon=":material/groups:", default=True),
-    st.Page("pages/simulate.py", title="Simulate cohort", icon=":material/science:"),
-    st.Page("pages/fairness.py", title="Fairness", icon=":material/balance:"),
-    st.Page("pages/referrals.py", title="Referrals", icon=":material/assignment:"),
-    st.Page("pages/data.py", title="Data", icon=":material/database:"),
-]
+PAGES = {
+    "capacity.py": st.Page(
+        "pages/capacity.py", title="Partner capacity", icon=":material/groups:", default=True
+    ),
+    "simulate.py": st.Page("pages/simulate.py", title="Simulate cohort", icon=":material/science:"),
+    "fairness.py": st.Page("pages/fairness.py", title="Fairness", icon=":material/balance:"),
+    "referrals.py": st.Page("pages/referrals.py", title="Referrals", icon=":material/assignment:"),
+    "data.py": st.Page("pages/data.py", title="Data", icon=":material/database:"),
+}
 
-st.navigation(PAGES).run()
+navigation = st.navigation(list(PAGES.values()))
+follow_deep_link(PAGES)
+with routing():
+    navigation.run()

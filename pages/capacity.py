@@ -8,6 +8,9 @@ from engine.iso import COUNTRIES, LANGUAGES
 from store import views
 from ui import capacity
 from ui.reads import view
+from ui.router import through_router
+
+through_router(__file__)
 
 TOP_N = 15
 

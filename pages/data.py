@@ -11,7 +11,10 @@ from engine.rules import RulesError, load_rules, parse_rules, to_toml
 from engine.schema import InputError
 from store.imports import import_customers, import_partners
 from ui import db
+from ui.router import through_router
 from ui.uploads import read_upload
+
+through_router(__file__)
 
 RULES_TEXT = "rules_text"  # the text area's key
 RULES_NOTE = "rules_note"  # (kind, message) left by a rules button for the next run

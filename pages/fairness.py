@@ -6,6 +6,9 @@ import streamlit as st
 
 from ui import fairness
 from ui.reads import committed_fairness, view
+from ui.router import through_router
+
+through_router(__file__)
 
 COMMITTED = "Committed referrals"
 SIMULATION = "Simulation: "

@@ -7,6 +7,9 @@ import streamlit as st
 from store import views
 from ui import referrals
 from ui.reads import view
+from ui.router import through_router
+
+through_router(__file__)
 
 st.title("Referrals")
 if view("counts")["referrals"] == 0:

@@ -12,7 +12,10 @@ from engine.schema import InputError
 from store import state
 from ui import db
 from ui import simulation as sim_ui
+from ui.router import through_router
 from ui.uploads import read_upload
+
+through_router(__file__)
 
 st.title("Simulate cohort")
 st.caption(

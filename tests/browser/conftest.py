@@ -41,8 +41,7 @@ def browser_type_launch_args() -> dict:
 
 @pytest.fixture(scope="session")
 def browser_context_args() -> dict:
-    # A tall viewport: Streamlit scrolls inside its own container, so full_page captures
-    # only the viewport.
+    # Tall: Streamlit scrolls inside its own container, so screenshots show the viewport.
     return {"viewport": {"width": 1400, "height": 2400}}
 
 
@@ -52,42 +51,66 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def app_server(demo_db_master: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Base URL of a dashboard serving a private copy of the demo database."""
-    db = tmp_path_factory.mktemp("browser") / "frp.duckdb"
-    shutil.copy(demo_db_master, db)
+def start_server(db_source: Path, workdir: Path) -> tuple[subprocess.Popen, str]:
+    """Start `streamlit run app.py` on a copy of ``db_source``; wait until it is healthy."""
+    db = workdir / "frp.duckdb"
+    shutil.copy(db_source, db)
     port = _free_port()
-    env = {**os.environ, "FRP_DB": str(db)}
-    log = open(db.with_suffix(".log"), "w")  # noqa: SIM115 - closed at teardown
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
-         "--server.headless", "true", "--server.address", "127.0.0.1",
-         "--server.port", str(port), "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
+    log_path = workdir / "streamlit.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                str(ROOT / "app.py"),
+                "--server.headless",
+                "true",
+                "--server.address",
+                "127.0.0.1",
+                "--server.port",
+                str(port),
+                "--browser.gatherUsageStats",
+                "false",
+                "--server.fileWatcherType",
+                "none",
+            ],
+            cwd=ROOT,
+            env={**os.environ, "FRP_DB": str(db)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
         try:
             with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
                 if resp.status == 200:
-                    break
+                    return proc, url
         except OSError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            log.close()
-            raise RuntimeError("streamlit did not start: " + db.with_suffix(".log").read_text())
+            stop_server(proc)
+            raise RuntimeError("streamlit did not start:\n" + log_path.read_text())
         time.sleep(0.2)
-    yield url
+
+
+def stop_server(proc: subprocess.Popen) -> None:
     proc.terminate()
     try:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
-    log.close()
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def app_server(demo_db_master: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL of a dashboard serving a private copy of the demo database."""
+    proc, url = start_server(demo_db_master, tmp_path_factory.mktemp("browser"))
+    yield url
+    stop_server(proc)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
