@@ -18,7 +18,7 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from strategies import World, single_pool_worlds, worlds
+from tests.strategies import World, single_pool_worlds, worlds
 
 from engine.assign import Simulation, simulate
 from engine.columns import ASSIGNMENT_COLUMNS
