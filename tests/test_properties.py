@@ -18,13 +18,13 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.strategies import World, single_pool_worlds, worlds
 
 from engine.assign import Simulation, simulate
 from engine.columns import ASSIGNMENT_COLUMNS
 from engine.reasons import Outcome, Policy, Reason
 from engine.reference import reference_simulate_with_order
 from engine.rules import Rules
+from tests.strategies import World, single_pool_worlds, worlds
 
 POLICIES = list(Policy)
 REFERENCE_POLICIES = [Policy.ROUND_ROBIN, Policy.WEIGHTED, Policy.LEAST_LOADED]
