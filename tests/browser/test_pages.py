@@ -25,10 +25,15 @@ TIMEOUT = 60_000
 
 
 def wait_idle(page: Page) -> None:
-    """Until Streamlit has finished the current run (its running indicator is gone)."""
-    page.wait_for_selector('[data-testid="stApp"]', timeout=TIMEOUT)
+    """Until the script run has finished and every element has drawn (no skeletons)."""
     page.wait_for_function(
-        """() => !document.querySelector('[data-testid="stStatusWidget"]')""", timeout=TIMEOUT
+        """() => {
+            const app = document.querySelector('[data-testid="stApp"]');
+            return app && app.getAttribute('data-test-script-state') === 'notRunning'
+                && !document.querySelector('[data-testid="stSkeleton"]')
+                && !document.querySelector('[data-testid="stStatusWidget"]');
+        }""",
+        timeout=TIMEOUT,
     )
 
 
@@ -43,6 +48,14 @@ def open_page(page: Page, url: str, title: str) -> float:
     expect(page.get_by_role("heading", name=title, exact=True).first).to_be_visible(timeout=TIMEOUT)
     wait_idle(page)
     return time.perf_counter() - started
+
+
+def save_screenshot(page: Page, name: str) -> None:
+    """Only when FRP_SCREENSHOTS names a folder (`make screenshots`)."""
+    shots = os.environ.get("FRP_SCREENSHOTS")
+    if shots:
+        Path(shots).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(shots) / f"{name}.png"))
 
 
 def run_simulation(page: Page) -> None:
@@ -67,11 +80,7 @@ def test_page_loads_without_exception(page: Page, app_server: str, path: str, ti
     # Routed through app.py: the sidebar lists page titles, not file names.
     expect(page.get_by_test_id("stSidebarNav")).to_contain_text("Simulate cohort")
     print(f"\npage {title!r} shown in {elapsed:.2f} s")
-    shots = os.environ.get("FRP_SCREENSHOTS")
-    if shots:
-        Path(shots).mkdir(parents=True, exist_ok=True)
-        name = path or "capacity"
-        page.screenshot(path=str(Path(shots) / f"{name}.png"))
+    save_screenshot(page, path or "capacity")
 
 
 def test_simulation_runs_and_its_chart_renders(page: Page, app_server: str) -> None:
@@ -82,6 +91,7 @@ def test_simulation_runs_and_its_chart_renders(page: Page, app_server: str) -> N
     expect(charts.first).to_be_visible(timeout=TIMEOUT)
     # Vega draws into a canvas or an svg once the spec has rendered.
     expect(charts.first.locator("canvas, svg").first).to_be_visible(timeout=TIMEOUT)
+    save_screenshot(page, "simulate-results")
 
 
 def test_commit_creates_referrals_visible_on_referrals_page(page: Page, app_server: str) -> None:
