@@ -1,11 +1,73 @@
-"""Subcommands for referral accept/decline/complete, drain (issue 5)."""
+"""Subcommands for the referral life cycle: `frp referral accept|decline|complete`, `frp drain`."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
 
+from cli.main import EXIT_OK, db_arg, policy_arg, rules_arg
+from engine.rules import load_rules
+from store.db import StoreError, connect, resolve_path
+from store.lifecycle import DECLINE_REASONS, accept, complete, decline, drain
+
 
 def register(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Namespace], int]]:
     """Add this module's subcommands to ``sub``; return their handlers by name."""
-    return {}
+    p = sub.add_parser("referral", help="a partner accepts, declines or completes a referral")
+    p.add_argument("action", choices=["accept", "decline", "complete"])
+    p.add_argument("tenant", help="the customer's tenant_id")
+    p.add_argument(
+        "--reason",
+        choices=list(DECLINE_REASONS),
+        help="why the partner declines (required with decline)",
+    )
+    p.add_argument("--actor", default="cli", help="who made the change (for the audit log)")
+    db_arg(p)
+    rules_arg(p)
+
+    p = sub.add_parser(
+        "drain", help="place customers held in the FTCQ (when_full = hold), oldest first"
+    )
+    p.add_argument("--actor", default="cli", help="who ran it (for the audit log)")
+    db_arg(p)
+    rules_arg(p)
+    policy_arg(p)
+    return {"referral": cmd_referral, "drain": cmd_drain}
+
+
+def _open(args: argparse.Namespace):
+    path = resolve_path(args.db)
+    if not path.exists():
+        raise StoreError(f"{path}: no such database; build it with `frp demo`")
+    return connect(path)
+
+
+def cmd_referral(args: argparse.Namespace) -> int:
+    if args.action == "decline" and not args.reason:
+        raise StoreError(
+            "frp referral decline: --reason is required (" + ", ".join(DECLINE_REASONS) + ")"
+        )
+    rules = load_rules(args.rules)
+    con = _open(args)
+    try:
+        if args.action == "accept":
+            change = accept(con, args.tenant, actor=args.actor)
+        elif args.action == "complete":
+            change = complete(con, args.tenant, rules, actor=args.actor)
+        else:
+            change = decline(con, args.tenant, args.reason, rules, actor=args.actor)
+    finally:
+        con.close()
+    print(change.describe())
+    return EXIT_OK
+
+
+def cmd_drain(args: argparse.Namespace) -> int:
+    rules = load_rules(args.rules)
+    con = _open(args)
+    try:
+        summary = drain(con, rules, args.policy, actor=args.actor)
+    finally:
+        con.close()
+    print(summary.describe() if summary.run_id else "nothing to drain: no customer is held")
+    return EXIT_OK

@@ -9,7 +9,7 @@ sequential by nature); everything else is vectorised or done once per signature.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,25 +74,43 @@ def simulate(
     rules: Rules,
     policy: Policy | str = Policy.ROUND_ROBIN,
     *,
+    excluded: Mapping[str, Collection[str]] | None = None,
     progress: Progress | None = None,
 ) -> Simulation:
-    """Assign a cohort under ``rules`` and ``policy``; see the module docstring."""
+    """Assign a cohort under ``rules`` and ``policy``; see the module docstring.
+
+    ``excluded`` maps a tenant to the partners that declined it (the referral life cycle):
+    they are never chosen for it again, and ``rules.max_declines`` of them send it to CSS.
+    """
     policy = Policy(policy)
     index = index_partners(partners, rules)
+    if excluded:
+        keys = pl.DataFrame(
+            {
+                "tenant_id": list(excluded),
+                "excluded": [";".join(sorted(set(v))) for v in excluded.values()],
+            },
+            schema={"tenant_id": pl.String, "excluded": pl.String},
+        )
+        customers = customers.join(keys, on="tenant_id", how="left", maintain_order="left")
+        customers = customers.with_columns(pl.col("excluded").fill_null(""))
     prepared = prepare_customers(customers, rules)
     n = prepared.height
 
     # 1. Signatures of FRP-eligible customers, each matched once; pools deduplicated.
     eligible = prepared.filter(pl.col("pre_reason").is_null())
-    sigs = eligible.group_by("country", "language", "mask", maintain_order=True).agg(
+    sigs = eligible.group_by("country", "language", "mask", "excluded", maintain_order=True).agg(
         pl.col("eligible").first()
     )
     pool_of: dict[bytes, int] = {}
     pools: list[np.ndarray] = []
     sig_pool: list[int] = []
     sig_trace: list[str] = []
-    for country, language, mask, elig in sigs.iter_rows():
-        m = match_signature(index, Signature(country, language, mask, tuple(elig)))
+    for country, language, mask, excl, elig in sigs.iter_rows():
+        sig = Signature(
+            country, language, mask, tuple(elig), tuple(excl.split(";")) if excl else ()
+        )
+        m = match_signature(index, sig)
         sig_trace.append(describe_steps(m.steps))
         if m.partners.size == 0:
             sig_pool.append(-1)
@@ -107,7 +125,7 @@ def simulate(
         pl.Series("match_trace", sig_trace, dtype=pl.String),
     ).drop("eligible")
     prepared = prepared.join(
-        sigs, on=["country", "language", "mask"], how="left", maintain_order="left"
+        sigs, on=["country", "language", "mask", "excluded"], how="left", maintain_order="left"
     )
     # The join matches by signature alone: customers that failed eligibility share
     # signatures with eligible ones but must never reach selection.
@@ -335,6 +353,15 @@ def _trace_expr(policy: Policy, rules: Rules) -> pl.Expr:
                 pl.lit(eligible_list),
             )
         )
+        .when(c("pre_reason") == Reason.DECLINED_BY_PARTNERS.value)
+        .then(
+            pl.format(
+                "declined by {} partners ({}), the most allowed is {}",
+                c("excluded").str.count_matches(";") + 1,
+                c("excluded").str.replace_all(";", ", "),
+                pl.lit(rules.max_declines),
+            )
+        )
         .otherwise(pl.lit("no consent to share contact details with a partner"))
     )
     to_css = pl.format(" -> {}", c("css_queue"))
@@ -370,7 +397,15 @@ def _trace_expr(policy: Policy, rules: Rules) -> pl.Expr:
     )
     return (
         pl.when(c("pre_reason").is_not_null())
-        .then(pl.concat_str(pl.lit("not FRP-eligible: "), pre, to_css))
+        .then(
+            pl.concat_str(
+                pl.when(c("pre_reason") == Reason.DECLINED_BY_PARTNERS.value)
+                .then(pl.lit(""))
+                .otherwise(pl.lit("not FRP-eligible: ")),
+                pre,
+                to_css,
+            )
+        )
         .when(c("pool").is_null() | (c("pool") < 0))
         .then(pl.concat_str(c("match_trace"), pl.lit("; no partner matches"), to_css))
         .when(c("chosen") < 0)

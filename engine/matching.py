@@ -92,9 +92,18 @@ def index_partners(partners: pl.DataFrame, rules: Rules) -> PartnerIndex:
 def prepare_customers(customers: pl.DataFrame, rules: Rules) -> pl.DataFrame:
     """Customers with their eligible workloads, workload mask and eligibility reason.
 
-    Adds ``eligible`` (sorted list), ``mask`` (int) and ``pre_reason`` (the failing
-    eligibility check, null when FRP-eligible), in the documented check order.
+    Adds ``eligible`` (sorted list), ``mask`` (int), ``excluded`` (text: the partners
+    that declined the customer, ';'-joined, '' for none) and ``pre_reason`` (the failing
+    check, null when FRP-eligible), in the documented order; a customer declined by
+    ``rules.max_declines`` partners goes to CSS after the eligibility checks.
     """
+    if "excluded" not in customers.columns:
+        customers = customers.with_columns(pl.lit("").alias("excluded"))
+    n_declined = (
+        pl.when(pl.col("excluded") == "")
+        .then(0)
+        .otherwise(pl.col("excluded").str.count_matches(";") + 1)
+    )
     eligible = list(rules.eligible_workloads)
     bit_of = {w: 1 << j for j, w in enumerate(eligible)}
     consent = pl.col("referral_consent").fill_null(rules.referral_consent_default)
@@ -122,6 +131,8 @@ def prepare_customers(customers: pl.DataFrame, rules: Rules) -> pl.DataFrame:
         .then(pl.lit(Reason.NO_ELIGIBLE_WORKLOAD.value))
         .when(~consent)
         .then(pl.lit(Reason.NO_REFERRAL_CONSENT.value))
+        .when(n_declined >= rules.max_declines)
+        .then(pl.lit(Reason.DECLINED_BY_PARTNERS.value))
         .otherwise(None)
         .alias("pre_reason")
     )
@@ -133,6 +144,8 @@ class Signature:
     language: str
     mask: int
     eligible: tuple[str, ...]
+    #: Partners that declined this customer: never matched again.
+    excluded: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -176,6 +189,12 @@ def match_signature(index: PartnerIndex, sig: Signature, keep_ids: int = TRACE_I
         MatchStep(f"language {sig.language}", int(after_lang.size), lang_gone, n_lang),
         MatchStep("workloads " + "+".join(sig.eligible), int(after_wl.size), wl_gone, n_wl),
     )
+    if sig.excluded:
+        gone = set(sig.excluded)
+        kept = np.array([i for i in after_wl if index.ids[i] not in gone], dtype=np.int64)
+        declined, n_declined = removed(after_wl, kept)
+        steps += (MatchStep("declined earlier", int(kept.size), declined, n_declined),)
+        after_wl = kept
     return Match(after_wl, steps)
 
 

@@ -20,6 +20,7 @@ class Reason(StrEnum):
     BELOW_SEAT_THRESHOLD = "below_seat_threshold"
     NO_ELIGIBLE_WORKLOAD = "no_eligible_workload"
     NO_REFERRAL_CONSENT = "no_referral_consent"
+    DECLINED_BY_PARTNERS = "declined_by_partners"
     NO_PARTNER_MATCH = "no_partner_match"
     CAPACITY_EXHAUSTED = "capacity_exhausted"
     ASSIGNED = "assigned"
@@ -38,13 +39,19 @@ _WORDS = {
     Reason.BELOW_SEAT_THRESHOLD: "Below the seat threshold",
     Reason.NO_ELIGIBLE_WORKLOAD: "No eligible workload",
     Reason.NO_REFERRAL_CONSENT: "No consent to share contact details",
+    Reason.DECLINED_BY_PARTNERS: "Declined by partners too often",
     Reason.NO_PARTNER_MATCH: "No partner matches",
     Reason.CAPACITY_EXHAUSTED: "Matching partners are all full",
     Reason.ASSIGNED: "Assigned to a partner",
 }
 
-#: Reasons that end in a CSS queue, in the order the process decides them.
-CSS_REASONS: tuple[Reason, ...] = tuple(r for r in Reason if r is not Reason.ASSIGNED)
+#: Reasons a run over a new cohort can give; `declined_by_partners` only arises when the
+#: referral life cycle re-assigns a customer that partners declined.
+COHORT_REASONS: tuple[Reason, ...] = tuple(
+    r for r in Reason if r is not Reason.DECLINED_BY_PARTNERS
+)
+#: Reasons of a new cohort that end in a CSS queue, in the order the process decides them.
+CSS_REASONS: tuple[Reason, ...] = tuple(r for r in COHORT_REASONS if r is not Reason.ASSIGNED)
 
 
 class Policy(StrEnum):

@@ -99,19 +99,20 @@ def _load_history(con, referrals: pl.DataFrame, rules: Rules) -> None:
         con.register("hist_customers", customers.to_arrow())
         con.execute(
             """
-            INSERT INTO customers
-            SELECT *, false, 0, now()::TIMESTAMP FROM hist_customers
+            INSERT INTO customers BY NAME
+            SELECT *, false AS in_ftcq, 0 AS ftcq_seq, now()::TIMESTAMP AS queued_at
+            FROM hist_customers
             WHERE tenant_id NOT IN (SELECT tenant_id FROM customers)
             """
         )
         con.execute(
             """
-            INSERT INTO referrals
-            SELECT h._i + 1, NULL, h.tenant_id, h.outcome, h.partner_id, p.psm_name,
-                   p.psm_email, h.queue, h.reason, h.status,
-                   'history: imported with the demo world', NULL, h.region,
-                   h.customer_country, h.customer_language, h.eligible_workloads,
-                   h.created_at, h.created_at
+            INSERT INTO referrals BY NAME
+            SELECT h._i + 1 AS referral_id, NULL AS run_id, h.tenant_id, h.outcome,
+                   h.partner_id, p.psm_name, p.psm_email, h.queue, h.reason, h.status,
+                   'history: imported with the demo world' AS trace, NULL AS pool_key,
+                   h.region, h.customer_country AS country, h.customer_language AS language,
+                   h.eligible_workloads, h.created_at, h.created_at AS updated_at
             FROM hist h LEFT JOIN partners p USING (partner_id)
             ORDER BY h._i
             """

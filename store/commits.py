@@ -10,7 +10,7 @@ referral are left out, so committing the same cohort twice assigns nothing new.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
 import duckdb
@@ -18,7 +18,14 @@ import polars as pl
 
 from engine.assign import Simulation, simulate
 from engine.columns import CUSTOMER_SCHEMA
-from engine.reasons import FTOP_TASK_ID, FTOP_TASK_NAME, FTOP_TASK_ROLE, FTOP_TASK_SERVICE, Policy
+from engine.reasons import (
+    FTOP_TASK_ID,
+    FTOP_TASK_NAME,
+    FTOP_TASK_ROLE,
+    FTOP_TASK_SERVICE,
+    Policy,
+    Reason,
+)
 from engine.rules import Rules, to_toml
 from store import state
 from store.db import StoreError, audit, transaction
@@ -48,6 +55,7 @@ class CommitSummary:
     tasks: int
     notifications: int
     by_reason: dict[str, int] = field(default_factory=dict)
+    held: int = 0  # when_full = "hold": left waiting in the FTCQ for capacity
 
     def describe(self) -> str:
         if self.run_id is None:
@@ -63,6 +71,8 @@ class CommitSummary:
             f"{self.placed} referred to partners, {self.css} to CSS queues; "
             f"{self.tasks} FTOP 3186 tasks opened, {self.notifications} notifications queued"
         )
+        if self.held:
+            text += f"; {self.held} held in the FTCQ until a matching partner has room"
         if self.skipped:
             text += f"; {self.skipped} skipped (already have an open referral)"
         return text + f" [{reasons}]"
@@ -108,14 +118,30 @@ def commit(
     progress: Progress | None = None,
 ) -> CommitSummary:
     """Simulate on the current state and write the run, all in one transaction."""
-    policy = Policy(policy)
     with transaction(con):
-        prep = prepare(con, cohort, source)
-        if prep.cohort.height == 0:
-            return CommitSummary(None, policy.value, 0, 0, 0, len(prep.skipped), 0, 0)
-        sim = simulate(prep.partners, prep.cohort, rules, policy, progress=progress)
-        summary = _write(con, sim, prep, rules, actor)
-    return summary
+        return commit_within(
+            con, rules, policy, cohort, actor=actor, source=source, progress=progress
+        )
+
+
+def commit_within(
+    con: duckdb.DuckDBPyConnection,
+    rules: Rules,
+    policy: Policy | str = Policy.ROUND_ROBIN,
+    cohort: pl.DataFrame | None = None,
+    *,
+    actor: str = "cli",
+    source: str = "",
+    excluded: Mapping[str, Collection[str]] | None = None,
+    progress: Progress | None = None,
+) -> CommitSummary:
+    """:func:`commit` inside a transaction the caller holds (the referral life cycle)."""
+    policy = Policy(policy)
+    prep = prepare(con, cohort, source)
+    if prep.cohort.height == 0:
+        return CommitSummary(None, policy.value, 0, 0, 0, len(prep.skipped), 0, 0)
+    sim = simulate(prep.partners, prep.cohort, rules, policy, excluded=excluded, progress=progress)
+    return _write(con, sim, prep, rules, actor)
 
 
 def _write(
@@ -124,6 +150,14 @@ def _write(
     counts = sim.counts()
     placed = sim.placed
     n = sim.assignments.height
+    hold = rules.when_full == "hold"
+    held = (
+        sim.assignments.filter(pl.col("reason") == Reason.CAPACITY_EXHAUSTED.value).select(
+            "tenant_id"
+        )
+        if hold
+        else pl.DataFrame({"tenant_id": []}, schema={"tenant_id": pl.String})
+    )
     run_id = con.execute("SELECT nextval('run_seq')").fetchall()[0][0]
     con.execute(
         "INSERT INTO runs VALUES (?, now()::TIMESTAMP, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -142,7 +176,8 @@ def _write(
     base = con.execute("SELECT coalesce(max(referral_id), 0) FROM referrals").fetchall()[0][0]
     psm = state.partner_psm(con)
     referrals = (
-        sim.assignments.join(sim.detail, on="tenant_id", how="left", maintain_order="left")
+        sim.assignments.join(held, on="tenant_id", how="anti", maintain_order="left")
+        .join(sim.detail, on="tenant_id", how="left", maintain_order="left")
         .with_row_index("_pos")
         .join(psm, on="partner_id", how="left", maintain_order="left")
         .select(
@@ -170,6 +205,7 @@ def _write(
     cohort = prep.cohort
     con.register("run_referrals", referrals.drop("gateway", "partner_name", "partner_email"))
     con.register("run_cohort", cohort.to_arrow())
+    con.register("run_held", held.to_arrow())
     con.register("run_pools", sim.pools.select("pool_key", "partner_ids").to_arrow())
     order = sim.partners.filter(
         pl.col("last_assigned_after").is_not_null()
@@ -179,17 +215,27 @@ def _write(
     try:
         con.execute(
             """
-            INSERT INTO customers
-            SELECT c.*, false, 0, now()::TIMESTAMP FROM run_cohort c
+            INSERT INTO customers BY NAME
+            SELECT c.*, false AS in_ftcq,
+                   (SELECT coalesce(max(ftcq_seq), 0) FROM customers) + row_number() OVER ()
+                       AS ftcq_seq,
+                   now()::TIMESTAMP AS queued_at
+            FROM run_cohort c
             WHERE c.tenant_id NOT IN (SELECT tenant_id FROM customers)
             """
         )
         con.execute(
-            "UPDATE customers SET in_ftcq = false "
-            "WHERE tenant_id IN (SELECT tenant_id FROM run_cohort)"
+            "UPDATE customers SET in_ftcq = false, held_since = NULL "
+            "WHERE tenant_id IN (SELECT tenant_id FROM run_referrals)"
+        )
+        # Held customers stay in (or join) the FTCQ with their old place, oldest first.
+        con.execute(
+            "UPDATE customers SET in_ftcq = true, held_since = coalesce(held_since, "
+            "now()::TIMESTAMP) WHERE tenant_id IN (SELECT tenant_id FROM run_held)"
         )
         con.execute(
-            "INSERT INTO referrals SELECT *, now()::TIMESTAMP, now()::TIMESTAMP FROM run_referrals"
+            "INSERT INTO referrals BY NAME SELECT *, now()::TIMESTAMP AS created_at, "
+            "now()::TIMESTAMP AS updated_at FROM run_referrals"
         )
         con.execute("INSERT OR IGNORE INTO pools SELECT * FROM run_pools")
         con.execute("INSERT OR REPLACE INTO rr_order SELECT * FROM run_order")
@@ -210,7 +256,7 @@ def _write(
         )
         con.register("run_tasks", tasks.to_arrow())
         con.execute(
-            "INSERT INTO ftop_tasks SELECT *, now()::TIMESTAMP, NULL::TIMESTAMP FROM run_tasks"
+            "INSERT INTO ftop_tasks BY NAME SELECT *, now()::TIMESTAMP AS created_at FROM run_tasks"
         )
         messages = referral_messages(
             frp.join(
@@ -226,8 +272,8 @@ def _write(
         if messages.height:
             con.register("run_messages", messages.to_arrow())
             con.execute(
-                "INSERT INTO outbox SELECT *, 'pending', now()::TIMESTAMP, NULL, 0, NULL "
-                "FROM run_messages"
+                "INSERT INTO outbox BY NAME SELECT *, 'pending' AS status, "
+                "now()::TIMESTAMP AS created_at, 0 AS attempts FROM run_messages"
             )
         audit(
             con,
@@ -248,6 +294,7 @@ def _write(
         for name in (
             "run_referrals",
             "run_cohort",
+            "run_held",
             "run_pools",
             "run_order",
             "run_tasks",
@@ -267,9 +314,10 @@ def _write(
         sim.policy.value,
         n,
         placed,
-        n - placed,
+        n - placed - held.height,
         len(prep.skipped),
         tasks.height,
         messages.height,
         counts,
+        held.height,
     )

@@ -139,6 +139,9 @@ CREATE TABLE IF NOT EXISTS outbox (
     attempts INTEGER NOT NULL DEFAULT 0,
     last_error VARCHAR
 );
+-- The HTML part of a notification (the plain-text part is `body`); added after the first
+-- release, so older files gain it here. NULL for messages queued before: sent as text only.
+ALTER TABLE outbox ADD COLUMN IF NOT EXISTS body_html VARCHAR;
 
 CREATE TABLE IF NOT EXISTS audit_log (
     id BIGINT PRIMARY KEY,
@@ -148,6 +151,10 @@ CREATE TABLE IF NOT EXISTS audit_log (
     subject VARCHAR,
     details VARCHAR
 );
+
+-- Added after the first schema: ALTER keeps older database files working.
+ALTER TABLE customers ADD COLUMN IF NOT EXISTS held_since TIMESTAMP;
+ALTER TABLE referrals ADD COLUMN IF NOT EXISTS decline_reason VARCHAR;
 
 CREATE OR REPLACE VIEW partner_state AS
 SELECT

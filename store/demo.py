@@ -40,7 +40,7 @@ from typing import Any
 import polars as pl
 
 from engine.columns import CUSTOMER_SCHEMA, PARTNER_SCHEMA, REFERRAL_HISTORY_SCHEMA, TEXT_LIST
-from engine.reasons import FRP_QUEUE, Outcome, Reason
+from engine.reasons import CSS_REASONS, FRP_QUEUE, Outcome, Reason
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "data" / "demo"
 
@@ -512,7 +512,7 @@ def _make_history(
                 psm_email=partner.psm_email,
             )
 
-    css_reasons = [r for r in Reason if r is not Reason.ASSIGNED]
+    css_reasons = list(CSS_REASONS)
     css_count = round(len(rows) * 0.3)
     for reason in rng.choices(css_reasons, weights=(30, 18, 14, 26, 12), k=css_count):
         customer = _customer(rng, tables, used, kind=reason)

@@ -1,7 +1,8 @@
 """Reading the stored state as the engine's frames (PARTNER_SCHEMA, CUSTOMER_SCHEMA).
 
-Every read takes its own cursor, so the dashboard's callbacks and download threads can
-share one connection safely.
+Reads run on the connection (or cursor) they are given, so that inside a transaction
+they see its own writes; the dashboard gives each operation a fresh cursor of its one
+shared connection (callbacks and downloads run on other threads).
 """
 
 from __future__ import annotations
@@ -22,21 +23,13 @@ _CUSTOMER_COLS = ", ".join(CUSTOMER_SCHEMA)
 
 
 def query(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> pl.DataFrame:
-    """Run one read on a fresh cursor and return a Polars frame."""
-    cur = con.cursor()
-    try:
-        return cur.sql(sql, params=params or []).pl()
-    finally:
-        cur.close()
+    """Run one read and return a Polars frame."""
+    return con.sql(sql, params=params or []).pl()
 
 
 def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None):
-    cur = con.cursor()
-    try:
-        rows = cur.execute(sql, params or []).fetchall()
-        return rows[0][0] if rows else None
-    finally:
-        cur.close()
+    rows = con.execute(sql, params or []).fetchall()
+    return rows[0][0] if rows else None
 
 
 def partners(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
@@ -63,15 +56,14 @@ def open_referral_tenants(con: duckdb.DuckDBPyConnection, tenant_ids: list[str])
     if not tenant_ids:
         return set()
     frame = pl.DataFrame({"tenant_id": tenant_ids}, schema={"tenant_id": pl.String})
-    cur = con.cursor()
+    con.register("wanted_tenants", frame.to_arrow())
     try:
-        cur.register("wanted", frame.to_arrow())
-        rows = cur.execute(
-            "SELECT DISTINCT r.tenant_id FROM referrals r JOIN wanted w USING (tenant_id) "
+        rows = con.execute(
+            "SELECT DISTINCT r.tenant_id FROM referrals r JOIN wanted_tenants w USING (tenant_id) "
             "WHERE r.status IN ('active', 'accepted')"
         ).fetchall()
     finally:
-        cur.close()
+        con.unregister("wanted_tenants")
     return {r[0] for r in rows}
 
 
