@@ -1,11 +1,199 @@
-"""Subcommands for outbox sending and export, FTOP tasks (issue 5)."""
+"""Subcommands for delivery: the notification outbox (send, export), PSM load, FTOP tasks.
+
+``frp outbox send`` reads its SMTP settings from ``FRP_SMTP_*`` only (never from the
+database); a missing or bad setting, an unknown task or a task closed already ends with
+exit code 2 and one line, like every other bad input.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from cli.main import EXIT_OK, _progress, db_arg
+from store.db import StoreError
+
+Handler = Callable[[argparse.Namespace], int]
 
 
-def register(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Namespace], int]]:
+def register(sub: argparse._SubParsersAction) -> dict[str, Handler]:
     """Add this module's subcommands to ``sub``; return their handlers by name."""
-    return {}
+    p = sub.add_parser("outbox", help="send the queued referral notifications, or export them")
+    actions = p.add_subparsers(dest="action", required=True, parser_class=type(p))
+    a = actions.add_parser(
+        "send", help="send pending notifications over SMTP (settings: FRP_SMTP_* variables)"
+    )
+    a.add_argument(
+        "--attempts",
+        type=_positive_int,
+        default=3,
+        help="tries per message on temporary failures (default 3)",
+    )
+    a.add_argument(
+        "--backoff",
+        type=_seconds,
+        default=0.2,
+        help="seconds before the first retry, doubling after each (default 0.2)",
+    )
+    db_arg(a)
+    a = actions.add_parser("export", help="write one .eml file per notification into DIR")
+    a.add_argument("dir", metavar="DIR", help="folder for the .eml files (created if missing)")
+    a.add_argument(
+        "--status",
+        choices=["pending", "sent", "failed", "cancelled"],
+        action="append",
+        help="only messages with this status (repeatable; default: all)",
+    )
+    db_arg(a)
+
+    p = sub.add_parser("psm", help="open referrals per Partner Success Manager")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a text table")
+    db_arg(p)
+
+    p = sub.add_parser("task", help="FTOP task 3186: list or close")
+    actions = p.add_subparsers(dest="action", required=True, parser_class=type(p))
+    a = actions.add_parser("list", help="list FTOP 3186 tasks")
+    a.add_argument("--status", choices=["open", "closed"], help="only open or only closed tasks")
+    a.add_argument("--json", action="store_true", help="print JSON instead of a text table")
+    db_arg(a)
+    a = actions.add_parser("close", help="close an open task")
+    a.add_argument("task_id", metavar="TASK_ID", type=int, help="the task's id (`frp task list`)")
+    db_arg(a)
+    return {"outbox": cmd_outbox, "psm": cmd_psm, "task": cmd_task}
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 1")
+    return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 60:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected seconds between 0 and 60")
+    return value
+
+
+def _open(args: argparse.Namespace, *, read_only: bool = False):
+    from store.db import connect, resolve_path
+
+    path = resolve_path(args.db)
+    if not path.exists():
+        raise StoreError(
+            f"{path}: no such database; build the demo with `frp demo` or "
+            "import partners with `frp import --partners FILE`"
+        )
+    return connect(path, read_only=read_only)
+
+
+def cmd_outbox(args: argparse.Namespace) -> int:
+    from store import outbox
+
+    if args.action == "send":
+        settings = outbox.SmtpSettings.from_env()  # before opening the database
+        con = _open(args)
+        try:
+            summary = outbox.send_pending(
+                con,
+                settings,
+                attempts=args.attempts,
+                backoff=args.backoff,
+                progress=_progress("sending"),
+            )
+        finally:
+            con.close()
+        print(f"outbox via {settings.describe()}: {summary.describe()}")
+        if not summary.ok:
+            raise StoreError(summary.problem())
+        return EXIT_OK
+    con = _open(args)  # read-write: an older file gains the body_html column first
+    try:
+        written = outbox.export_eml(con, args.dir, args.status or ())
+    finally:
+        con.close()
+    print(f"{len(written):,} .eml files written to {Path(args.dir)}")
+    return EXIT_OK
+
+
+def cmd_psm(args: argparse.Namespace) -> int:
+    from store.views import psm_load
+
+    con = _open(args, read_only=True)
+    try:
+        load = psm_load(con)
+    finally:
+        con.close()
+    if args.json:
+        print(json.dumps(load.to_dicts(), indent=2))
+        return EXIT_OK
+    _table(
+        [
+            (r["psm_name"], r["psm_email"], r["partners"], r["open_referrals"])
+            for r in load.iter_rows(named=True)
+        ],
+        ("PSM", "email", "partners", "open referrals"),
+        right=(2, 3),
+    )
+    return EXIT_OK
+
+
+def cmd_task(args: argparse.Namespace) -> int:
+    from store import tasks
+
+    if args.action == "close":
+        con = _open(args)
+        try:
+            task = tasks.close(con, args.task_id, actor="cli")
+        finally:
+            con.close()
+        print(
+            f"task {task['task_id']} (FTOP {task['task_number']}, {task['tenant_id']} → "
+            f"{task['partner_id']}) closed at {task['closed_at']:%Y-%m-%d %H:%M}"
+        )
+        return EXIT_OK
+    con = _open(args, read_only=True)
+    try:
+        frame = tasks.tasks(con, args.status)
+    finally:
+        con.close()
+    if args.json:
+        print(json.dumps(frame.to_dicts(), indent=2, default=str))
+        return EXIT_OK
+    _table(
+        [
+            (
+                r["task_id"],
+                r["status"],
+                r["tenant_id"],
+                r["customer"] or "",
+                r["partner_id"],
+                f"{r['created_at']:%Y-%m-%d %H:%M}",
+                f"{r['closed_at']:%Y-%m-%d %H:%M}" if r["closed_at"] else "",
+            )
+            for r in frame.iter_rows(named=True)
+        ],
+        ("task", "status", "tenant", "customer", "partner", "opened", "closed"),
+        right=(0,),
+    )
+    return EXIT_OK
+
+
+def _table(rows: list[tuple[Any, ...]], header: tuple[str, ...], right: tuple[int, ...]) -> None:
+    cells = [header, *[tuple(str(c) for c in r) for r in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    for r in cells:
+        print(
+            "  ".join(
+                c.rjust(w) if i in right else c.ljust(w)
+                for i, (c, w) in enumerate(zip(r, widths, strict=True))
+            ).rstrip()
+        )
+    if not rows:
+        print("(none)")

@@ -1,4 +1,5 @@
-"""Referrals: what was assigned and why, the FTOP 3186 tasks and the notification outbox."""
+"""Referrals: what was assigned and why, the FTOP 3186 tasks, the notification outbox
+(sent from here) and the load on each Partner Success Manager."""
 
 from __future__ import annotations
 
@@ -19,9 +20,12 @@ if view("counts")["referrals"] == 0:
     )
     st.stop()
 
+referrals.toast_pending()
 opts = view("referral_options")
-run = referrals.run_filter(opts)  # applies to all three tabs; follows ?run=
-tab_refs, tab_tasks, tab_outbox = st.tabs(["Referrals", "FTOP 3186 tasks", "Notification outbox"])
+run = referrals.run_filter(opts)  # applies to the first three tabs; follows ?run=
+tab_refs, tab_tasks, tab_outbox, tab_psm = st.tabs(
+    ["Referrals", "FTOP 3186 tasks", "Notification outbox", "PSM load"]
+)
 
 with tab_refs:
     c1, c2, c3 = st.columns(3)
@@ -80,7 +84,9 @@ with tab_refs:
 
 with tab_tasks:
     n_tasks = view("task_count", run)
-    st.metric("FTOP 3186 tasks", f"{n_tasks:,}")
+    c1, c2 = st.columns(2)
+    c1.metric("FTOP 3186 tasks", f"{n_tasks:,}")
+    c2.metric("Open", f"{view('task_count', run, 'open'):,}")
     if n_tasks == 0:
         st.info(
             "No FTOP task 3186 here: one is opened for each Gateway customer that a commit "
@@ -90,8 +96,11 @@ with tab_tasks:
         tasks = view("ftop_tasks", run, views.ROW_CAP)
         referrals.capped(tasks.height, n_tasks, "tasks")
         st.dataframe(tasks, hide_index=True, height=360)
+        st.subheader("Close a task")
+        referrals.close_task(run)
 
 with tab_outbox:
+    referrals.send_outbox()
     picked = st.multiselect("Message status", view("outbox_statuses"), key="ref_outbox_status")
     n_msgs = view("outbox_count", tuple(picked), run)
     st.metric("Notifications", f"{n_msgs:,}")
@@ -130,4 +139,10 @@ with tab_outbox:
         msg = view("message", mid)
         if msg:
             st.markdown(f"**To:** {msg['to_email']}  \n**Subject:** {msg['subject']}")
+            if msg.get("body_html"):
+                with st.expander("HTML part"):
+                    st.html(msg["body_html"])
             st.code(msg["body"], language=None, wrap_lines=True)
+
+with tab_psm:
+    referrals.psm_load()

@@ -1,91 +1,252 @@
 """Referral notifications: three messages per FRP referral (customer, partner, PSM).
 
-Messages are built column-wise for a whole run at once and queued in the outbox by the
-commit's transaction; sending them is a separate step. Each message id is derived from
-the referral and the recipient role, so it is stable across retries and resends.
+Each message is rendered from Jinja2 templates, a plain-text and an HTML part plus a
+subject, when the commit queues it in the outbox (inside the commit's transaction);
+sending is a separate step (``store.outbox``). The templates ship in ``templates/<lang>/``
+and a folder named by ``FRP_TEMPLATES`` overrides them file by file.
+
+Language: all three messages of a referral are in the customer's language (the partner
+speaks it: matching requires it); a language without a complete set of templates falls
+back to English. HTML is autoescaped; subjects are folded to one line, so a name cannot
+add mail headers.
+
+Privacy: the templates see only what a referral needs, namely the customer's name, tenant
+id, country, language and contact email, the eligible workloads, the partner's and the
+PSM's names and contacts. Seats, Gateway status and internal notes are never passed to
+them, so no template (shipped or overriding) can share them.
+
+Each message id is derived from the referral and the recipient role, so it is stable
+across retries and resends (it becomes the Message-ID header).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
 import polars as pl
 
-SUBJECT = "Your request for a FastTrack Specialist has been assigned - {company}"
+from store.db import StoreError
+
 ROLES = ("customer", "partner", "psm")
 MESSAGE_DOMAIN = "frp-assign.invalid"
+
+#: The shipped templates; ``$FRP_TEMPLATES`` names a folder whose files win over these.
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES_ENV = "FRP_TEMPLATES"
+DEFAULT_LANGUAGE = "en"
+#: Every language needs these files (``<lang>/<name>``); they may include others.
+REQUIRED = ("subject.txt", *(f"{role}.{part}" for role in ROLES for part in ("txt", "html")))
+
+#: Product names for workload ids in messages (an unknown id is shown as it is).
+WORKLOAD_NAMES = {
+    "exchange": "Exchange Online",
+    "sharepoint": "SharePoint Online",
+    "onedrive": "OneDrive",
+    "teams": "Microsoft Teams",
+    "m365-apps": "Microsoft 365 Apps",
+    "intune": "Microsoft Intune",
+    "entra-id": "Microsoft Entra ID",
+    "windows": "Windows",
+    "defender": "Microsoft Defender",
+    "purview": "Microsoft Purview",
+    "viva": "Microsoft Viva",
+}
+
+#: Columns of the outbox rows :func:`referral_messages` returns.
+MESSAGE_SCHEMA = {
+    "message_id": pl.String,
+    "referral_id": pl.Int64,
+    "tenant_id": pl.String,
+    "recipient_role": pl.String,
+    "to_email": pl.String,
+    "subject": pl.String,
+    "body": pl.String,
+    "body_html": pl.String,
+}
+
+
+class TemplateError(StoreError):
+    """A template folder or file that cannot be used; the message names it and the line."""
 
 
 def message_id(referral_id: int, role: str) -> str:
     return f"<referral-{referral_id}-{role}@{MESSAGE_DOMAIN}>"
 
 
-def referral_messages(referred: pl.DataFrame) -> pl.DataFrame:
-    """Outbox rows for FRP referrals.
+def template_folders(folder: str | Path | None = None) -> tuple[Path, ...]:
+    """Where templates are looked up, first match wins: ``folder`` (default
+    ``$FRP_TEMPLATES``), then the shipped ``templates/``."""
+    chosen = folder if folder is not None else os.environ.get(TEMPLATES_ENV) or None
+    if chosen is None:
+        return (TEMPLATES_DIR,)
+    path = Path(chosen)
+    if not path.is_dir():
+        raise TemplateError(
+            f"{TEMPLATES_ENV}={path}: no such folder; point it at a folder laid out like "
+            f"{TEMPLATES_DIR} (files there override the shipped ones), or unset it"
+        )
+    return (path.resolve(), TEMPLATES_DIR)
+
+
+@lru_cache(maxsize=8)
+def _environment(folders: tuple[Path, ...]) -> jinja2.Environment:
+    # One environment per folder chain: Jinja compiles each template once and keeps it
+    # (auto_reload re-reads a file only when its modification time changes).
+    return jinja2.Environment(
+        loader=jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(f)) for f in folders]),
+        autoescape=jinja2.select_autoescape(["html"], default_for_string=False),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        auto_reload=True,
+    )
+
+
+@dataclass(frozen=True)
+class _Language:
+    subject: jinja2.Template
+    parts: dict[str, tuple[jinja2.Template, jinja2.Template]]  # role -> (text, html)
+
+
+class Templates:
+    """The compiled templates of one folder chain, per language, loaded on first use."""
+
+    def __init__(self, folder: str | Path | None = None) -> None:
+        self.folders = template_folders(folder)
+        self.env = _environment(self.folders)
+        names = set(self.env.list_templates())
+        prefixes = {n.split("/", 1)[0] for n in names if "/" in n}
+        self.languages = tuple(
+            sorted(lang for lang in prefixes if all(f"{lang}/{r}" in names for r in REQUIRED))
+        )
+        if DEFAULT_LANGUAGE not in self.languages:
+            missing = [r for r in REQUIRED if f"{DEFAULT_LANGUAGE}/{r}" not in names]
+            raise TemplateError(
+                f"templates: English ({DEFAULT_LANGUAGE}/) is incomplete, missing "
+                f"{', '.join(missing)}; it is the fallback for every language"
+            )
+        self._loaded: dict[str, _Language] = {}
+
+    def language(self, wanted: str | None) -> str:
+        """``wanted`` when it has a complete set of templates, else English."""
+        lang = (wanted or "").strip().lower()
+        return lang if lang in self.languages else DEFAULT_LANGUAGE
+
+    def _get(self, lang: str) -> _Language:
+        if lang not in self._loaded:
+            try:
+                self._loaded[lang] = _Language(
+                    self.env.get_template(f"{lang}/subject.txt"),
+                    {
+                        role: (
+                            self.env.get_template(f"{lang}/{role}.txt"),
+                            self.env.get_template(f"{lang}/{role}.html"),
+                        )
+                        for role in ROLES
+                    },
+                )
+            except jinja2.TemplateSyntaxError as exc:
+                raise TemplateError(
+                    f"template {exc.filename or exc.name}, line {exc.lineno}: {exc.message}"
+                ) from None
+            except jinja2.TemplateNotFound as exc:
+                raise TemplateError(f"template {exc.name}: not found in {self._where()}") from None
+        return self._loaded[lang]
+
+    def _where(self) -> str:
+        return " or ".join(str(f) for f in self.folders)
+
+    def render(self, lang: str, role: str, context: dict[str, Any]) -> tuple[str, str, str]:
+        """(subject, text, html) of one message; ``lang`` as given by :meth:`language`."""
+        chosen = self._get(lang)
+        text_t, html_t = chosen.parts[role]
+        current = chosen.subject
+        try:
+            subject = " ".join(current.render(context).split())
+            ctx = {**context, "subject": subject}
+            current = text_t
+            text = text_t.render(ctx)
+            current = html_t
+            html = html_t.render(ctx)
+        except jinja2.TemplateError as exc:
+            where = current.filename or current.name
+            raise TemplateError(f"template {where}: {exc}") from None
+        return subject, text, html
+
+
+def workload_names(ids: Iterable[str] | None) -> list[str]:
+    return [WORKLOAD_NAMES.get(w, w) for w in ids or ()]
+
+
+def context(row: dict[str, Any], role: str, lang: str) -> dict[str, Any]:
+    """What a template sees for one message (README, "Delivery", lists every variable)."""
+    return {
+        "role": role,
+        "language": lang,
+        "referral_id": row["referral_id"],
+        "customer": {
+            "name": row["customer_name"],
+            "tenant_id": row["tenant_id"],
+            "country": row.get("country"),
+            "language": row.get("language"),
+            "contact_email": row["customer_email"],
+        },
+        "partner": {
+            "partner_id": row["partner_id"],
+            "name": row["partner_name"],
+            "contact_email": row["partner_email"],
+        },
+        "psm": {"name": row["psm_name"], "email": row["psm_email"]},
+        "workloads": workload_names(row["eligible_workloads"]),
+        "workload_ids": list(row["eligible_workloads"] or ()),
+    }
+
+
+_INPUT = (
+    "referral_id",
+    "tenant_id",
+    "customer_name",
+    "customer_email",
+    "eligible_workloads",
+    "partner_id",
+    "partner_name",
+    "partner_email",
+    "psm_name",
+    "psm_email",
+)
+_OPTIONAL = ("language", "country")
+
+
+def referral_messages(referred: pl.DataFrame, templates: Templates | None = None) -> pl.DataFrame:
+    """Outbox rows (MESSAGE_SCHEMA) for FRP referrals, three per referral.
 
     ``referred`` has one row per FRP referral with: referral_id, tenant_id, customer_name,
     customer_email, eligible_workloads (list), partner_id, partner_name, partner_email,
-    psm_name, psm_email. Only what the referral needs is shared with the partner: no seat
-    counts or internal notes.
+    psm_name, psm_email, and optionally the customer's ``language`` (else English) and
+    ``country``. Only these reach the templates: no seat counts or internal notes.
     """
-    c = pl.col
-    workloads = c("eligible_workloads").list.join(", ")
-    subject = pl.format(SUBJECT.replace("{company}", "{}"), c("customer_name"))
-    intro = pl.format(
-        "{} ({}) has been referred to FastTrack Ready Partner {} ({}) for: {}.",
-        c("customer_name"),
-        c("tenant_id"),
-        c("partner_name"),
-        c("partner_id"),
-        workloads,
-    )
-    contacts = pl.format(
-        "Partner contact: {}\nPartner Success Manager: {} <{}>\nCustomer contact: {}",
-        c("partner_email"),
-        c("psm_name"),
-        c("psm_email"),
-        c("customer_email"),
-    )
-    next_step = (
-        "Next step: the partner contacts the customer to begin FastTrack Ready Partner onboarding."
-    )
-    bodies = {
-        "customer": pl.concat_str(
-            pl.format("Hello {},\n\n", c("customer_name")),
-            intro,
-            pl.lit("\n\n"),
-            contacts,
-            pl.lit("\n\n" + next_step + "\n"),
-        ),
-        "partner": pl.concat_str(
-            pl.format("Hello {},\n\n", c("partner_name")),
-            intro,
-            pl.lit("\n\n"),
-            contacts,
-            pl.lit("\n\n" + next_step + "\n"),
-        ),
-        "psm": pl.concat_str(
-            pl.format("Hello {},\n\n", c("psm_name")),
-            intro,
-            pl.lit("\n\n"),
-            contacts,
-            pl.lit("\n\n" + next_step + "\n"),
-        ),
-    }
-    to = {"customer": c("customer_email"), "partner": c("partner_email"), "psm": c("psm_email")}
-    frames = []
-    for role in ROLES:
-        frames.append(
-            referred.select(
-                pl.format(
-                    "<referral-{}-" + role + "@" + MESSAGE_DOMAIN + ">", c("referral_id")
-                ).alias("message_id"),
-                c("referral_id"),
-                c("tenant_id"),
-                pl.lit(role).alias("recipient_role"),
-                to[role].alias("to_email"),
-                subject.alias("subject"),
-                bodies[role].alias("body"),
-            )
-        )
-    if not frames:
-        return pl.DataFrame()
-    return pl.concat(frames).sort("referral_id", "recipient_role")
+    if referred.height == 0:
+        return pl.DataFrame(schema=MESSAGE_SCHEMA)
+    tpl = templates or Templates()
+    cols = [c for c in (*_INPUT, *_OPTIONAL) if c in referred.columns]
+    out: dict[str, list[Any]] = {k: [] for k in MESSAGE_SCHEMA}
+    for row in referred.select(cols).iter_rows(named=True):
+        lang = tpl.language(row.get("language"))
+        for role in ROLES:
+            subject, text, html = tpl.render(lang, role, context(row, role, lang))
+            out["message_id"].append(message_id(row["referral_id"], role))
+            out["referral_id"].append(row["referral_id"])
+            out["tenant_id"].append(row["tenant_id"])
+            out["recipient_role"].append(role)
+            out["to_email"].append(row[f"{role}_email"])
+            out["subject"].append(subject)
+            out["body"].append(text)
+            out["body_html"].append(html)
+    return pl.DataFrame(out, schema=MESSAGE_SCHEMA).sort("referral_id", "recipient_role")

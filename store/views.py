@@ -715,8 +715,8 @@ def trace_steps(trace: str | None) -> list[str]:
     return [s.strip() for s in trace.split("; ") if s.strip()]
 
 
-def task_count(con: Con, run: int | str | None = None) -> int:
-    sql, params = _run_clause(run)
+def task_count(con: Con, run: int | str | None = None, status: str | None = None) -> int:
+    sql, params = _task_where(run, status)
     return int(
         state.scalar(
             con,
@@ -727,9 +727,12 @@ def task_count(con: Con, run: int | str | None = None) -> int:
     )
 
 
-def ftop_tasks(con: Con, run: int | str | None = None, limit: int = ROW_CAP) -> pl.DataFrame:
-    """FTOP task 3186 rows (newest first), with the customer and partner names."""
-    sql, params = _run_clause(run)
+def ftop_tasks(
+    con: Con, run: int | str | None = None, limit: int = ROW_CAP, status: str | None = None
+) -> pl.DataFrame:
+    """FTOP task 3186 rows (newest first), with the customer and partner names; ``status``
+    (``open`` or ``closed``) filters."""
+    sql, params = _task_where(run, status)
     return state.query(
         con,
         f"""
@@ -744,6 +747,14 @@ def ftop_tasks(con: Con, run: int | str | None = None, limit: int = ROW_CAP) -> 
         """,
         [*params, limit],
     )
+
+
+def _task_where(run: int | str | None, status: str | None) -> tuple[str, list[Any]]:
+    sql, params = _run_clause(run)
+    if status:
+        sql += " AND t.status = ?"
+        params = [*params, status]
+    return sql, params
 
 
 def _run_clause(run: int | str | None) -> tuple[str, list[Any]]:
@@ -801,3 +812,27 @@ def outbox_statuses(con: Con) -> list[str]:
 def message(con: Con, message_id: str) -> dict[str, Any] | None:
     frame = state.query(con, "SELECT * FROM outbox WHERE message_id = ?", [message_id])
     return frame.row(0, named=True) if frame.height else None
+
+
+# --- PSM load ----------------------------------------------------------------------------
+
+
+def psm_load(con: Con) -> pl.DataFrame:
+    """Open referrals per Partner Success Manager, most loaded first: ``psm_name,
+    psm_email, partners`` (how many partners the PSM looks after now), ``open_referrals``
+    (referrals committed here and still open, with those partners), ``partner_ids``.
+
+    A PSM is known by email; referrals count for the partner's current PSM, who takes
+    over a partner's open referrals when the partner file names a new one.
+    """
+    return state.query(
+        con,
+        """
+        SELECT min(psm_name) AS psm_name, psm_email, count(*) AS partners,
+               sum(open_referrals)::BIGINT AS open_referrals,
+               list(partner_id ORDER BY partner_id) AS partner_ids
+        FROM partner_state
+        GROUP BY psm_email
+        ORDER BY open_referrals DESC, psm_name, psm_email
+        """,
+    )

@@ -1,4 +1,6 @@
-"""The Referrals page, driven through Streamlit's AppTest on the demo world after one commit."""
+"""The Referrals page, driven through Streamlit's AppTest on the demo world after one commit:
+referrals, FTOP tasks (and closing one), the outbox (and sending it to a real SMTP server
+on loopback), PSM load."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from streamlit.testing.v1 import AppTest
 from engine.rules import load_rules
 from store.commits import commit
 from store.db import connect
+from store.notify import ROLES, message_id
+from tests.smtp_server import Server, running
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = str(ROOT / "pages" / "referrals.py")
@@ -148,3 +152,111 @@ def test_through_the_router(db: Path) -> None:
 def test_empty_database_says_what_to_do(empty_db: Path) -> None:
     at = run_page()
     assert any("No referrals yet" in i.value and "frp demo" in i.value for i in at.info)
+
+
+# --- delivery: send the outbox, close a task, PSM load ----------------------------------
+
+
+@pytest.fixture(autouse=True)
+def no_smtp(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HOST", "PORT", "STARTTLS", "USER", "PASSWORD", "FROM"):
+        monkeypatch.delenv(f"FRP_SMTP_{name}", raising=False)
+
+
+def test_html_part_of_a_message_is_shown(db: Path) -> None:
+    at = run_page({"run": "1"})
+    message_id = at.selectbox(key="ref_message").value
+    (html,) = row(db, "SELECT body_html FROM outbox WHERE message_id = ?", [message_id])
+    shown = at.get("html")
+    assert shown and "<!DOCTYPE html>" in html
+    assert "FastTrack Ready Partner" in shown[-1].proto.body
+
+
+def test_without_smtp_settings_sending_is_off(db: Path) -> None:
+    at = run_page()
+    assert at.button(key="outbox_send").disabled
+    assert any("Sending is off" in i.value and "FRP_SMTP_HOST" in i.value for i in at.info)
+
+
+def test_send_button_delivers_the_pending_notifications(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Leave two referrals' messages pending, so the real server gets six.
+    con = duckdb.connect(str(db))
+    sql = "SELECT DISTINCT referral_id FROM outbox ORDER BY 1 LIMIT 2"
+    keep = [r[0] for r in con.execute(sql).fetchall()]
+    con.execute(
+        "UPDATE outbox SET status = 'sent', sent_at = now()::TIMESTAMP "
+        "WHERE NOT list_contains(?, referral_id)",
+        [keep],
+    )
+    con.close()
+    with running() as server:
+        for key, value in server.env().items():
+            monkeypatch.setenv(key, value)
+        at = run_page()
+        button = at.button(key="outbox_send")
+        assert not button.disabled and button.label == "Send 6 pending notifications"
+        button.click().run()
+        assert not at.exception
+    assert len(server.mailbox.received) == 6
+    assert {m["Message-ID"] for m in server.mailbox.received} == {
+        message_id(r, role) for r in keep for role in ROLES
+    }
+    assert row(db, "SELECT count(*) FROM outbox WHERE status <> 'sent'") == (0,)
+    assert any("6 sent, 0 failed, 0 left pending" in s.value for s in at.success)
+    assert [t.value for t in at.toast] == ["Outbox: 6 sent, 0 failed, 0 left pending"]
+    assert at.button(key="outbox_send").disabled  # nothing left to send
+    assert at.button(key="outbox_send").label == "Nothing to send"
+    at.multiselect(key="ref_outbox_status").set_value(["sent"]).run()
+    (n,) = row(db, "SELECT count(*) FROM outbox")
+    assert metric(at, "Notifications") == f"{n:,}"
+
+
+def test_send_to_an_unreachable_server_says_what_is_left(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = Server()  # a free port where nothing listens
+    for key, value in server.env().items():
+        monkeypatch.setenv(key, value)
+    at = run_page()
+    at.button(key="outbox_send").click().run()
+    assert not at.exception
+    (n,) = row(db, "SELECT count(*) FROM outbox")
+    warning = " ".join(w.value for w in at.warning)
+    assert f"0 sent, 0 failed, {n:,} left pending ({n - 1:,} not tried" in warning
+    assert f"cannot reach 127.0.0.1:{server.port}" in warning
+    assert row(db, "SELECT count(*) FROM outbox WHERE status = 'pending'") == (n,)
+    assert row(db, "SELECT max(attempts) FROM outbox") == (3,)
+
+
+def test_close_a_task_from_the_tasks_tab(db: Path) -> None:
+    at = run_page({"run": "1"})
+    (n_open,) = row(db, "SELECT count(*) FROM ftop_tasks WHERE status = 'open'")
+    assert metric(at, "Open") == f"{n_open:,}"
+    at.selectbox(key="task_pick").select_index(1).run()
+    task_id = at.selectbox(key="task_pick").value
+    at.button(key="task_close").click().run()
+    assert not at.exception
+    picked = at.selectbox(key="task_pick").value
+    status, closed_at = row(
+        db, "SELECT status, closed_at FROM ftop_tasks WHERE task_id = ?", [task_id]
+    )
+    assert status == "closed" and closed_at is not None
+    assert picked != task_id  # the closed task left the list
+    assert metric(at, "Open") == f"{n_open - 1:,}"
+    assert any(f"Task {task_id} (FTOP 3186" in s.value for s in at.success)
+    assert row(db, "SELECT actor FROM audit_log WHERE action = 'close_task'") == ("dashboard",)
+
+
+def test_psm_load_tab(db: Path) -> None:
+    at = run_page()
+    (n_open,) = row(
+        db,
+        "SELECT count(*) FROM referrals WHERE outcome = 'frp' AND status IN ('active', 'accepted')",
+    )
+    (n_psm,) = row(db, "SELECT count(DISTINCT psm_email) FROM partners")
+    assert metric(at, "Open referrals") == f"{n_open:,}"
+    assert metric(at, "PSMs") == f"{n_psm:,}"
+    table = next(d.value for d in at.dataframe if "psm_email" in d.value.columns)
+    assert len(table) == n_psm and table["open_referrals"].sum() == n_open

@@ -179,7 +179,7 @@ def test_email_previews_and_downloads(demo_db: Path) -> None:
     assert len(previews) == 3
     bodies = [t.value for t in at.text if t.value.startswith("Hello ")]
     assert len(bodies) == 9  # three recipients each: customer, partner, PSM
-    assert all("has been referred to FastTrack Ready Partner" in b for b in bodies)
+    assert all("FastTrack Ready Partner onboarding" in b for b in bodies)  # templates/en
     assert len(at.get("download_button")) == 2
 
     sim = at.session_state[LATEST_KEY]["round-robin"]

@@ -423,7 +423,15 @@ def test_commit_writes_referrals_tasks_and_messages(
             assert m["to_email"] == contact[m["tenant_id"]]
         else:
             assert m["to_email"] == emails[(m["referral_id"], m["recipient_role"])]
-        assert m["subject"].startswith("Your request for a FastTrack Specialist has been assigned")
+        # In the customer's language (tests/test_notify.py checks each), English by default.
+        assert m["subject"].startswith(
+            (
+                "Your request for a FastTrack Specialist has been assigned - ",
+                "Ihre Anfrage für einen FastTrack-Spezialisten wurde zugewiesen - ",
+                "Votre demande de spécialiste FastTrack a été attribuée - ",
+                "Su solicitud de un especialista de FastTrack ha sido asignada - ",
+            )
+        )
 
 
 def test_css_referrals_name_no_partner(committed: dict[str, Any]) -> None:

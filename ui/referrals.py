@@ -1,5 +1,6 @@
 """Pieces of the Referrals page: the run filter that follows ``?run=``, one referral's
-trace, and the capped-table note.
+trace, the capped-table note, and delivery: the outbox's send button, closing an FTOP
+task, the PSM load.
 
 The Simulate page links to a run's referrals with ``?run=<id>``; ``?run=history`` shows
 the referrals imported without a run.
@@ -12,7 +13,10 @@ from typing import Any
 import streamlit as st
 
 from engine.reasons import Reason
-from store import views
+from store import tasks, views
+from store.db import StoreError
+from store.outbox import DeliveryError, SmtpSettings, send_pending
+from ui import db
 from ui.reads import view
 
 RUN_KEY = "ref_run"
@@ -98,3 +102,151 @@ def trace(ref: dict[str, Any]) -> None:
     st.markdown("\n".join(f"{n}. {s}" for n, s in enumerate(steps, 1)) or "_no trace_")
     with st.expander("Trace as stored"):
         st.code(ref["trace"] or "", language=None, wrap_lines=True)
+
+
+# --- Delivery: sending the outbox, closing FTOP tasks, PSM load -------------------------
+
+SEND_KEY = "outbox_sent"  # the last send's SendSummary, shown after the rerun
+TOAST_KEY = "_referrals_toast"
+TASK_PICK = "task_pick"
+TASK_RESULT = "task_closed"  # ("success" | "error", message)
+
+
+def toast_pending() -> None:
+    """A toast queued by an action before the page reran (st.rerun drops live toasts)."""
+    text = st.session_state.pop(TOAST_KEY, None)
+    if text:
+        st.toast(text, icon=":material/check_circle:")
+
+
+def send_outbox() -> None:
+    """The outbox tab's send button: SMTP settings from ``FRP_SMTP_*``, a progress bar,
+    then a rerun so every count on the page shows the new statuses."""
+    try:
+        settings: SmtpSettings | None = SmtpSettings.from_env()
+        problem = ""
+    except DeliveryError as exc:
+        settings, problem = None, str(exc)
+    pending = view("outbox_count", ("pending",), None)
+    if settings is None:
+        st.info(
+            f"Sending is off: {problem}. Set the `FRP_SMTP_*` variables (README, "
+            "*Delivery*) before starting the dashboard; `frp outbox export DIR` writes the "
+            "messages as .eml files meanwhile."
+        )
+    else:
+        st.caption(f"Sends through `{settings.describe()}`. Sent messages are never sent again.")
+    clicked = st.button(
+        f"Send {pending:,} pending notification{'s' if pending != 1 else ''}"
+        if pending
+        else "Nothing to send",
+        type="primary",
+        disabled=settings is None or pending == 0,
+        key="outbox_send",
+        icon=":material/send:",
+    )
+    if clicked and settings is not None:
+        with st.status("Sending notifications…", expanded=True) as status:
+            bar = st.progress(0.0, text=f"0 of {pending:,}")
+            try:
+                summary = send_pending(
+                    db.cursor(),
+                    settings,
+                    actor="dashboard",
+                    progress=lambda done, total: bar.progress(
+                        done / total if total else 1.0, text=f"{done:,} of {total:,}"
+                    ),
+                )
+            except StoreError as exc:
+                db.after_write()  # some may have gone before the error
+                status.update(label="Sending stopped", state="error")
+                st.error(f"Sending stopped: {exc}")
+                return
+            status.update(label="Sent", state="complete", expanded=False)
+        db.after_write()
+        st.session_state[SEND_KEY] = summary
+        st.session_state[TOAST_KEY] = f"Outbox: {summary.describe()}"
+        st.rerun()
+    summary = st.session_state.get(SEND_KEY)
+    if summary is not None:
+        if summary.ok:
+            st.success(f"Last send: {summary.describe()}.")
+        else:
+            st.warning(f"Last send: {summary.describe()}. {summary.problem()}.")
+
+
+def _close_picked() -> None:
+    task_id = st.session_state.get(TASK_PICK)
+    if task_id is None:
+        return
+    try:
+        task = tasks.close(db.cursor(), int(task_id), actor="dashboard")
+    except StoreError as exc:
+        st.session_state[TASK_RESULT] = ("error", str(exc))
+        return
+    db.after_write()
+    text = (
+        f"Task {task['task_id']} (FTOP {task['task_number']}, {task['tenant_id']} → "
+        f"{task['partner_id']}) closed."
+    )
+    st.session_state[TASK_RESULT] = ("success", text)
+    st.session_state[TOAST_KEY] = text
+
+
+def close_task(run: int | str | None) -> None:
+    """Pick an open task (of the run filter) and close it; the close runs as a callback,
+    so the tables below already show it closed."""
+    result = st.session_state.pop(TASK_RESULT, None)
+    if result is not None:
+        getattr(st, result[0])(result[1])
+    open_tasks = view("ftop_tasks", run, views.ROW_CAP, "open")
+    if open_tasks.height == 0:
+        st.caption("Every task here is closed.")
+        return
+    shown = {r["task_id"]: r for r in open_tasks.iter_rows(named=True)}
+    if st.session_state.get(TASK_PICK) not in shown:
+        st.session_state.pop(TASK_PICK, None)
+    with st.container(horizontal=True, vertical_alignment="bottom"):
+        st.selectbox(
+            "Open task to close",
+            list(shown),
+            format_func=lambda t: (
+                f"#{t} · {shown[t]['tenant_id']} {shown[t]['customer'] or ''} → "
+                f"{shown[t]['partner_id']} {shown[t]['partner'] or ''}"
+            ),
+            key=TASK_PICK,
+        )
+        st.button("Close task", key="task_close", on_click=_close_picked, icon=":material/done:")
+
+
+def psm_load() -> None:
+    """Open referrals per Partner Success Manager (today's partners and their PSMs)."""
+    load = view("psm_load")
+    if load.height == 0:
+        st.info("No partners yet: import a partner file on the **Data** page.")
+        return
+    c1, c2, c3 = st.columns(3)
+    c1.metric("PSMs", f"{load.height:,}")
+    c2.metric("Open referrals", f"{int(load['open_referrals'].sum()):,}")
+    c3.metric("Most on one PSM", f"{int(load['open_referrals'].max()):,}")
+    st.dataframe(
+        load,
+        hide_index=True,
+        height=420,
+        column_config={
+            "psm_name": "PSM",
+            "psm_email": "email",
+            "partners": st.column_config.NumberColumn("partners", help="partners they look after"),
+            "open_referrals": st.column_config.ProgressColumn(
+                "open referrals",
+                format="%d",
+                min_value=0,
+                max_value=max(int(load["open_referrals"].max()), 1),
+            ),
+            "partner_ids": st.column_config.ListColumn("partner ids"),
+        },
+    )
+    st.caption(
+        "Open referrals (active or accepted) committed here, counted for each partner's "
+        "current PSM; `frp psm` prints the same."
+    )

@@ -1,0 +1,503 @@
+"""Delivering the outbox: sending queued notifications over SMTP, or exporting them as .eml.
+
+A commit queues messages as ``pending``; :func:`send_pending` hands each one to the SMTP
+server named by the ``FRP_SMTP_*`` environment variables (never stored in the database)
+and marks it ``sent`` in its own short transaction right after the server accepted it.
+A temporary failure (connection refused or dropped, a 4xx reply) is retried with
+back-off and, if it persists, leaves the message ``pending`` with ``attempts`` and
+``last_error``; a permanent one (a 5xx reply to the message) marks it ``failed`` with the
+server's reply. A second run never sends a ``sent`` message again. A pending message
+whose referral was declined (or ended otherwise without completion) is marked
+``cancelled`` and never sent: the declining partner loses access to the customer's details.
+
+Guarantee: at least once. A crash after the server accepted a message but before it was
+marked leaves it ``pending``, and the next run sends it again under the *same* Message-ID
+header (the outbox ``message_id``), so the duplicate can be recognised and dropped.
+"""
+
+from __future__ import annotations
+
+import email.policy
+import email.utils
+import hashlib
+import json
+import os
+import smtplib
+import ssl
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from store.db import OPEN_STATUSES, StoreError, audit, transaction
+
+Con = duckdb.DuckDBPyConnection
+Progress = Callable[[int, int], None]
+
+STATUSES = ("pending", "sent", "failed", "cancelled")
+#: Referral statuses whose notifications still go out; others cancel their pending ones.
+DELIVERABLE = (*OPEN_STATUSES, "completed")
+#: Tries per message in one run, and the wait before the 2nd, 3rd, ... try (doubling).
+ATTEMPTS = 3
+BACKOFF = 0.2
+#: Seconds to wait for the server on connect and on each command.
+TIMEOUT = 30.0
+#: From address of exported .eml files when FRP_SMTP_FROM is not set.
+EXPORT_FROM = "FastTrack <noreply@frp-assign.invalid>"
+
+ENV = {
+    "host": "FRP_SMTP_HOST",
+    "port": "FRP_SMTP_PORT",
+    "starttls": "FRP_SMTP_STARTTLS",
+    "user": "FRP_SMTP_USER",
+    "password": "FRP_SMTP_PASSWORD",
+    "sender": "FRP_SMTP_FROM",
+}
+_TRUE, _FALSE = {"true", "yes", "1", "on"}, {"false", "no", "0", "off", ""}
+_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+
+
+class DeliveryError(StoreError):
+    """Settings or a server that make sending impossible; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """Where and how to send; read from ``FRP_SMTP_*`` by :meth:`from_env`."""
+
+    host: str
+    port: int
+    sender: str
+    starttls: bool = False
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> SmtpSettings:
+        env = os.environ if environ is None else environ
+        host = env.get(ENV["host"], "").strip()
+        if not host:
+            raise DeliveryError(
+                f"{ENV['host']} is not set: name the SMTP server to send through "
+                f"(and {ENV['sender']}, the sender address)"
+            )
+        raw_tls = env.get(ENV["starttls"], "").strip().lower()
+        if raw_tls not in _TRUE | _FALSE:
+            raise DeliveryError(f"{ENV['starttls']}={raw_tls!r}: expected true or false")
+        starttls = raw_tls in _TRUE
+        raw_port = env.get(ENV["port"], "").strip()
+        if raw_port:
+            if not (raw_port.isascii() and raw_port.isdigit()) or not 0 < int(raw_port) < 65536:
+                raise DeliveryError(f"{ENV['port']}={raw_port!r}: expected a port number 1-65535")
+            port = int(raw_port)
+        else:
+            port = 587 if starttls else 25
+        sender = env.get(ENV["sender"], "").strip()
+        if not sender or "@" not in email.utils.parseaddr(sender)[1]:
+            raise DeliveryError(
+                f"{ENV['sender']}={sender!r}: set the sender address, e.g. "
+                "'FastTrack <fasttrack@example.com>'"
+            )
+        user = env.get(ENV["user"], "").strip() or None
+        password = env.get(ENV["password"]) or None
+        if user and password is None:
+            raise DeliveryError(f"{ENV['user']} is set but {ENV['password']} is not")
+        if user and not starttls and host.lower() not in _LOOPBACK:
+            raise DeliveryError(
+                f"{ENV['user']} is set without {ENV['starttls']}=true: the password would "
+                f"cross the network in clear text to {host}"
+            )
+        return cls(host, port, sender, starttls, user, password)
+
+    def describe(self) -> str:
+        tls = ", STARTTLS" if self.starttls else ""
+        auth = f", as {self.user}" if self.user else ""
+        return f"{self.host}:{self.port}{tls}{auth}, from {self.sender}"
+
+
+@dataclass
+class SendSummary:
+    """What one :func:`send_pending` run did."""
+
+    sent: int = 0
+    failed: int = 0
+    pending: int = 0  # tried and left pending after temporary failures
+    untried: int = 0  # not tried: the server could not be reached
+    cancelled: int = 0  # their referral was declined before they were sent
+    errors: list[str] = field(default_factory=list)  # "message_id: reply", in order
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == self.pending == self.untried == 0
+
+    def describe(self) -> str:
+        left = self.pending + self.untried
+        text = f"{self.sent:,} sent, {self.failed:,} failed, {left:,} left pending"
+        if self.untried:
+            text += f" ({self.untried:,} not tried: the server could not be reached)"
+        if self.cancelled:
+            text += f", {self.cancelled:,} cancelled (referral declined before sending)"
+        return text
+
+    def problem(self) -> str:
+        """One line on what did not go ('' when everything went)."""
+        if self.ok:
+            return ""
+        parts = []
+        if self.failed:
+            parts.append(f"{self.failed:,} notification(s) refused for good (status failed)")
+        if self.pending + self.untried:
+            parts.append(
+                f"{self.pending + self.untried:,} left pending: run `frp outbox send` again later"
+            )
+        first = f"; first: {self.errors[0]}" if self.errors else ""
+        return "; ".join(parts) + first
+
+
+# --- messages ---------------------------------------------------------------------------
+
+
+def build_message(row: Mapping[str, Any], sender: str) -> EmailMessage:
+    """One outbox row as a MIME message: multipart/alternative (text, html) when it has an
+    HTML part, else plain text; Message-ID is the outbox ``message_id``, Date its creation."""
+    msg = EmailMessage(policy=email.policy.SMTP)
+    msg["Message-ID"] = row["message_id"]
+    msg["Date"] = email.utils.format_datetime(_aware(row["created_at"]))
+    msg["From"] = sender
+    msg["To"] = row["to_email"]
+    msg["Subject"] = row["subject"]
+    # Quoted-printable keeps every part 7-bit: no server needs 8BITMIME for accents.
+    msg.set_content(row["body"], cte="quoted-printable")
+    if row.get("body_html"):
+        msg.add_alternative(row["body_html"], subtype="html", cte="quoted-printable")
+        # A boundary from the id, not a random one: a resend is byte for byte the same
+        # message. "=_" never occurs in base64 or quoted-printable text.
+        digest = hashlib.sha256(row["message_id"].encode()).hexdigest()[:32]
+        msg.set_boundary(f"=_frp_{digest}")
+    return msg
+
+
+def _aware(value: datetime | None) -> datetime:
+    if value is None:
+        return datetime.now().astimezone()
+    return value if value.tzinfo else value.astimezone()  # stored as local time
+
+
+_COLUMNS = "message_id, to_email, subject, body, body_html, created_at"
+
+
+def _rows(con: Con, where: str, params: list[Any]) -> list[dict[str, Any]]:
+    cur = con.cursor()
+    try:
+        rel = cur.execute(
+            f"SELECT {_COLUMNS} FROM outbox WHERE {where} "
+            "ORDER BY created_at, referral_id, recipient_role",
+            params,
+        )
+        names = [d[0] for d in rel.description]
+        return [dict(zip(names, r, strict=True)) for r in rel.fetchall()]
+    finally:
+        cur.close()
+
+
+# --- sending ----------------------------------------------------------------------------
+
+
+class _Temporary(Exception):
+    """Worth trying again later: no connection, a dropped one, or a 4xx reply."""
+
+    def __init__(self, reply: str, *, connection: bool) -> None:
+        super().__init__(reply)
+        self.reply = reply
+        self.connection = connection  # the server itself is unreachable
+
+
+class _Permanent(Exception):
+    """The server refused this message for good (a 5xx reply)."""
+
+    def __init__(self, reply: str) -> None:
+        super().__init__(reply)
+        self.reply = reply
+
+
+def _reply(code: int, text: bytes | str) -> str:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return f"{code} {' '.join(text.split())}".strip()
+
+
+class _Session:
+    """One SMTP session, opened on first use and reopened after a failure."""
+
+    def __init__(self, settings: SmtpSettings, timeout: float) -> None:
+        self.settings = settings
+        self.timeout = timeout
+        self.smtp: smtplib.SMTP | None = None
+
+    def _open(self) -> smtplib.SMTP:
+        s = self.settings
+        try:
+            smtp = smtplib.SMTP(s.host, s.port, timeout=self.timeout)
+        except smtplib.SMTPConnectError as exc:
+            raise self._session_error(exc.smtp_code, exc.smtp_error) from None
+        except (OSError, smtplib.SMTPException) as exc:
+            raise _Temporary(_os_reply(exc, s), connection=True) from None
+        try:
+            smtp.ehlo()
+            if s.starttls:
+                smtp.starttls(context=ssl.create_default_context())
+                smtp.ehlo()
+            if s.user:
+                smtp.login(s.user, s.password or "")
+        except smtplib.SMTPNotSupportedError as exc:
+            _quit(smtp)
+            raise DeliveryError(f"SMTP server {s.host}:{s.port}: {exc}") from None
+        except smtplib.SMTPResponseException as exc:
+            _quit(smtp)
+            raise self._session_error(exc.smtp_code, exc.smtp_error) from None
+        except (OSError, smtplib.SMTPException) as exc:
+            _quit(smtp)
+            raise _Temporary(_os_reply(exc, s), connection=True) from None
+        return smtp
+
+    def _session_error(self, code: int, text: bytes | str) -> Exception:
+        # A refusal before any message (greeting, EHLO, STARTTLS, login) is about the
+        # settings or the server, not about a message: never mark messages failed for it.
+        reply = _reply(code, text)
+        if 400 <= code < 500:
+            return _Temporary(reply, connection=True)
+        s = self.settings
+        return DeliveryError(f"SMTP server {s.host}:{s.port} refused the session: {reply}")
+
+    def send(self, msg: EmailMessage, to: str) -> None:
+        """Returns once the server accepted the message; raises _Temporary or _Permanent."""
+        if self.smtp is None:
+            self.smtp = self._open()
+        sender = email.utils.parseaddr(self.settings.sender)[1]
+        try:
+            self.smtp.send_message(msg, from_addr=sender, to_addrs=[to])
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, text = next(iter(exc.recipients.values()))
+            self._classify(code, text)
+        except smtplib.SMTPSenderRefused as exc:
+            if exc.smtp_code >= 500:
+                self.close()
+                raise DeliveryError(
+                    f"SMTP server refused the sender {sender}: "
+                    f"{_reply(exc.smtp_code, exc.smtp_error)}; check {ENV['sender']}"
+                ) from None
+            self._classify(exc.smtp_code, exc.smtp_error)
+        except smtplib.SMTPResponseException as exc:  # DATA refused, or a 421 mid-session
+            self._classify(exc.smtp_code, exc.smtp_error)
+        except (OSError, smtplib.SMTPException) as exc:  # dropped connection, timeout
+            self.close()
+            raise _Temporary(_os_reply(exc, self.settings), connection=True) from None
+
+    def _classify(self, code: int, text: bytes | str) -> None:
+        reply = _reply(code, text)
+        if code >= 500:
+            raise _Permanent(reply)
+        if code == 421:  # the server is closing the session: the next try reconnects
+            self.close()
+        raise _Temporary(reply, connection=code == 421)
+
+    def close(self) -> None:
+        if self.smtp is not None:
+            _quit(self.smtp)
+            self.smtp = None
+
+
+def _quit(smtp: smtplib.SMTP) -> None:
+    try:
+        smtp.quit()
+    except (OSError, smtplib.SMTPException):
+        smtp.close()
+
+
+def _os_reply(exc: BaseException, s: SmtpSettings) -> str:
+    what = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return f"cannot reach {s.host}:{s.port}: {what}"
+
+
+def _mark_sent(con: Con, message_id: str) -> None:
+    with transaction(con):
+        con.execute(
+            "UPDATE outbox SET status = 'sent', sent_at = now()::TIMESTAMP, "
+            "attempts = attempts + 1, last_error = NULL "
+            "WHERE message_id = ? AND status = 'pending'",
+            [message_id],
+        )
+
+
+def _mark_failed(con: Con, message_id: str, reply: str) -> None:
+    with transaction(con):
+        con.execute(
+            "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ? "
+            "WHERE message_id = ? AND status = 'pending'",
+            [reply, message_id],
+        )
+
+
+def _mark_attempt(con: Con, message_id: str, reply: str) -> None:
+    with transaction(con):
+        con.execute(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ? "
+            "WHERE message_id = ? AND status = 'pending'",
+            [reply, message_id],
+        )
+
+
+def send_pending(
+    con: Con,
+    settings: SmtpSettings,
+    *,
+    attempts: int = ATTEMPTS,
+    backoff: float = BACKOFF,
+    sleep: Callable[[float], None] = time.sleep,
+    timeout: float = TIMEOUT,
+    actor: str = "cli",
+    progress: Progress | None = None,
+) -> SendSummary:
+    """Send every ``pending`` message, oldest first; see the module docstring for what
+    happens on failures. ``backoff`` doubles after each try (0.2, 0.4, ... seconds)."""
+    if attempts < 1:
+        raise ValueError("attempts must be at least 1")
+    summary = SendSummary(cancelled=_cancel_undeliverable(con))
+    rows = _rows(con, "status = 'pending'", [])
+    session = _Session(settings, timeout)
+    try:
+        for done, row in enumerate(rows):
+            msg = build_message(row, settings.sender)
+            outcome = _send_one(con, session, msg, row, attempts, backoff, sleep)
+            if outcome is None:
+                summary.sent += 1
+            elif isinstance(outcome, _Permanent):
+                summary.failed += 1
+                summary.errors.append(f"{row['message_id']}: {outcome.reply}")
+            else:
+                summary.pending += 1
+                summary.errors.append(f"{row['message_id']}: {outcome.reply}")
+                if outcome.connection:  # unreachable: the rest would fail the same way
+                    summary.untried = len(rows) - done - 1
+                    break
+            if progress is not None:
+                progress(done + 1, len(rows))
+    finally:
+        session.close()
+        if rows or summary.cancelled:
+            with transaction(con):
+                audit(
+                    con,
+                    actor,
+                    "send_outbox",
+                    settings.host,
+                    json.dumps(
+                        {
+                            "sent": summary.sent,
+                            "failed": summary.failed,
+                            "pending": summary.pending + summary.untried,
+                            "cancelled": summary.cancelled,
+                        }
+                    ),
+                )
+    return summary
+
+
+def _cancel_undeliverable(con: Con) -> int:
+    """Cancel pending messages of referrals that ended without completion (declined)."""
+    with transaction(con):
+        rows = con.execute(
+            """
+            UPDATE outbox SET status = 'cancelled',
+                   last_error = 'referral ' || r.status || ' before it was sent'
+            FROM referrals r
+            WHERE outbox.referral_id = r.referral_id AND outbox.status = 'pending'
+              AND NOT list_contains(?::VARCHAR[], r.status)
+            RETURNING outbox.message_id
+            """,
+            [list(DELIVERABLE)],
+        ).fetchall()
+    return len(rows)
+
+
+def _send_one(
+    con: Con,
+    session: _Session,
+    msg: EmailMessage,
+    row: Mapping[str, Any],
+    attempts: int,
+    backoff: float,
+    sleep: Callable[[float], None],
+) -> _Temporary | _Permanent | None:
+    """Try one message up to ``attempts`` times; None when the server accepted it."""
+    mid = row["message_id"]
+    last: _Temporary | None = None
+    for attempt in range(attempts):
+        if attempt:
+            sleep(backoff * 2 ** (attempt - 1))
+        try:
+            session.send(msg, row["to_email"])
+        except _Permanent as exc:
+            _mark_failed(con, mid, exc.reply)
+            return exc
+        except _Temporary as exc:
+            _mark_attempt(con, mid, exc.reply)
+            last = exc
+            continue
+        # Accepted: from here a crash before the mark means one duplicate on the next run
+        # (same Message-ID), never a lost message.
+        _mark_sent(con, mid)
+        return None
+    return last
+
+
+# --- export -----------------------------------------------------------------------------
+
+
+def export_eml(
+    con: Con, folder: str | Path, statuses: Sequence[str] = (), sender: str | None = None
+) -> list[Path]:
+    """Write one ``.eml`` file per outbox message (``statuses`` filter; all when empty) into
+    ``folder``, named after the message id (``referral-42-customer.eml``). Marks nothing."""
+    out = Path(folder)
+    if out.exists() and not out.is_dir():
+        raise DeliveryError(f"{out}: exists and is not a folder; name a folder for the .eml files")
+    bad = [s for s in statuses if s not in STATUSES]
+    if bad:
+        raise DeliveryError(f"status {bad[0]!r}: expected one of {', '.join(STATUSES)}")
+    where, params = (
+        ("list_contains(?::VARCHAR[], status)", [list(statuses)])
+        if statuses
+        else (
+            "TRUE",
+            [],
+        )
+    )
+    rows = _rows(con, where, params)
+    sender = sender or os.environ.get(ENV["sender"], "").strip() or EXPORT_FROM
+    written = []
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for row in rows:
+            path = out / f"{eml_name(row['message_id'])}.eml"
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_bytes(build_message(row, sender).as_bytes())
+            tmp.replace(path)  # a reader never sees half a file
+            written.append(path)
+    except OSError as exc:
+        raise DeliveryError(
+            f"{out}: cannot write the .eml files ({exc.strerror or exc}); "
+            f"{len(written)} written before that"
+        ) from None
+    return written
+
+
+def eml_name(message_id: str) -> str:
+    """``<referral-42-customer@frp-assign.invalid>`` -> ``referral-42-customer``."""
+    local = message_id.strip("<>").split("@", 1)[0]
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in local) or "message"

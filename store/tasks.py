@@ -1,0 +1,95 @@
+"""FTOP task 3186, "(Gateway Only) Completion of Referral Process": listing and closing.
+
+A commit opens one task per Gateway customer referred to a partner (``store.commits``);
+the FastTrack Manager closes it once the referral process is complete. Closing sets
+``status = 'closed'`` and ``closed_at``, and writes an audit entry, in one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from store import state
+from store.db import StoreError, audit, transaction
+
+Con = duckdb.DuckDBPyConnection
+STATUSES = ("open", "closed")
+
+
+class TaskError(StoreError):
+    """A task that cannot be closed (unknown, or closed already); the message says which."""
+
+
+def tasks(con: Con, status: str | None = None) -> pl.DataFrame:
+    """Tasks, oldest first, with the customer's and partner's names; ``status`` filters."""
+    if status is not None and status not in STATUSES:
+        raise TaskError(f"task status {status!r}: expected one of {', '.join(STATUSES)}")
+    where, params = ("t.status = ?", [status]) if status else ("TRUE", [])
+    return state.query(
+        con,
+        f"""
+        SELECT t.task_id, t.task_number, t.status, t.tenant_id, c.name AS customer,
+               t.partner_id, p.name AS partner, t.referral_id, t.created_at, t.closed_at
+        FROM ftop_tasks t
+        LEFT JOIN customers c ON c.tenant_id = t.tenant_id
+        LEFT JOIN partners p ON p.partner_id = t.partner_id
+        WHERE {where}
+        ORDER BY t.task_id
+        """,
+        params,
+    )
+
+
+def close(con: Con, task_id: int, *, actor: str = "cli") -> dict[str, Any]:
+    """Close one open task; returns it as closed. Unknown or closed already: TaskError."""
+    with transaction(con):
+        rows = con.execute(
+            "SELECT task_id, task_number, status, tenant_id, referral_id, partner_id, closed_at "
+            "FROM ftop_tasks WHERE task_id = ?",
+            [task_id],
+        ).fetchall()
+        if not rows:
+            raise TaskError(f"task {task_id}: no such FTOP task (see `frp task list`)")
+        _, number, status, tenant, referral, partner, closed_at = rows[0]
+        if status == "closed":
+            when = f" on {closed_at:%Y-%m-%d %H:%M}" if closed_at else ""
+            raise TaskError(f"task {task_id}: already closed{when}; nothing changed")
+        con.execute(
+            "UPDATE ftop_tasks SET status = 'closed', closed_at = now()::TIMESTAMP "
+            "WHERE task_id = ?",
+            [task_id],
+        )
+        audit(
+            con,
+            actor,
+            "close_task",
+            f"task {task_id}",
+            json.dumps(
+                {
+                    "task_number": number,
+                    "tenant_id": tenant,
+                    "referral_id": referral,
+                    "partner_id": partner,
+                }
+            ),
+        )
+        closed = con.execute(
+            "SELECT task_id, task_number, status, tenant_id, referral_id, partner_id, "
+            "created_at, closed_at FROM ftop_tasks WHERE task_id = ?",
+            [task_id],
+        ).fetchall()[0]
+    keys = (
+        "task_id",
+        "task_number",
+        "status",
+        "tenant_id",
+        "referral_id",
+        "partner_id",
+        "created_at",
+        "closed_at",
+    )
+    return dict(zip(keys, closed, strict=True))

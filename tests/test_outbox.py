@@ -1,0 +1,554 @@
+"""Sending the outbox to a real SMTP server on loopback (aiosmtpd), and exporting .eml files.
+
+Each test commits a small world (four referrals to partners in four languages, one
+customer to CSS) and sends it to a server it starts on a free port. Back-off waits are
+injected, so nothing here sleeps.
+"""
+
+from __future__ import annotations
+
+import email
+import email.message
+import email.policy
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+import store.notify
+import store.outbox
+from engine.columns import CUSTOMER_SCHEMA, PARTNER_SCHEMA
+from engine.rules import load_rules
+from store.commits import commit
+from store.db import connect
+from store.imports import import_customers, import_partners
+from store.lifecycle import decline
+from store.notify import ROLES, message_id
+from store.outbox import DeliveryError, SmtpSettings, export_eml, send_pending
+from tests.smtp_server import Mailbox, Server, running
+
+FRP = str(Path(sys.executable).parent / "frp")
+SENDER = "FastTrack Center <fasttrack@frp.example>"
+
+PARTNERS = [
+    # partner_id, name, country, languages, psm
+    ("P1", "Alpha Cloud Ltd", "US", ["en"], "Ann Able"),
+    ("P2", "Beta Digital GmbH", "DE", ["de", "en"], "Bernd Bauer"),
+    ("P3", "Gamma Conseil SA", "FR", ["fr"], "Chloé Carré"),
+    ("P4", "Delta Soluciones SL", "ES", ["es"], "Diego Díaz"),
+]
+CUSTOMERS = [
+    # tenant_id, name, country, language, seats
+    ("T1", "Acme <Corp> & Sons", "US", "en", 500),
+    ("T2", "Müller Maschinenbau AG", "DE", "de", 4321),
+    ("T3", "Boulangerie Dupont", "FR", "fr", 300),
+    ("T4", "Jamones Ruiz", "ES", "es", 800),
+    ("T5", "Tiny Co", "US", "en", 20),  # below the seat threshold: CSS, no messages
+]
+
+
+def world(path: Path) -> Path:
+    """A store with run 1 committed: referrals 1-4 (T1-T4) to P1-P4, T5 to CSS."""
+    partners = pl.DataFrame(
+        [
+            {
+                "partner_id": pid,
+                "name": name,
+                "countries": [country],
+                "languages": langs,
+                "workloads": ["exchange", "teams", "intune"],
+                "capacity": 10,
+                "active_referrals": 0,
+                "referral_ready": True,
+                "psm_name": psm,
+                "psm_email": f"psm.{pid.lower()}@psm.example",
+                "contact_email": f"referrals@{pid.lower()}.example",
+                "last_assigned": None,
+            }
+            for pid, name, country, langs, psm in PARTNERS
+        ],
+        schema=PARTNER_SCHEMA,
+    )
+    customers = pl.DataFrame(
+        [
+            {
+                "tenant_id": tid,
+                "name": name,
+                "country": country,
+                "language": lang,
+                "seats": seats,
+                "workloads": ["exchange", "teams", "dynamics-365"],
+                "gateway": True,
+                "contact_email": f"it@{tid.lower()}.example",
+                "referral_consent": True,
+            }
+            for tid, name, country, lang, seats in CUSTOMERS
+        ],
+        schema=CUSTOMER_SCHEMA,
+    )
+    con = connect(path)
+    try:
+        import_partners(con, partners)
+        import_customers(con, customers)
+        summary = commit(con, load_rules(), actor="test")
+        assert (summary.placed, summary.notifications) == (4, 12)
+    finally:
+        con.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def world_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return world(tmp_path_factory.mktemp("outbox") / "world.duckdb")
+
+
+@pytest.fixture
+def db(world_master: Path, tmp_path: Path) -> Path:
+    path = tmp_path / "frp.duckdb"
+    path.write_bytes(world_master.read_bytes())
+    return path
+
+
+@pytest.fixture
+def con(db: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    c = connect(db)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    with running() as s:
+        yield s
+
+
+def settings(server: Server, **env: str) -> SmtpSettings:
+    return SmtpSettings.from_env(server.env(**env))
+
+
+def outbox(con: duckdb.DuckDBPyConnection) -> dict[str, dict]:
+    rows = con.execute(
+        "SELECT message_id, status, attempts, last_error, sent_at, to_email FROM outbox"
+    ).fetchall()
+    keys = ("message_id", "status", "attempts", "last_error", "sent_at", "to_email")
+    return {r[0]: dict(zip(keys, r, strict=True)) for r in rows}
+
+
+def referral_of(con: duckdb.DuckDBPyConnection, tenant: str) -> int:
+    return con.execute(
+        "SELECT referral_id FROM referrals WHERE tenant_id = ?", [tenant]
+    ).fetchall()[0][0]
+
+
+def subject(msg: email.message.EmailMessage) -> str:
+    # Python folds a subject that fits on a line of its own onto the next line, and its
+    # parser then keeps the fold's space: compare without it (mail clients drop it).
+    return str(msg["Subject"]).strip()
+
+
+class Sleeps(list):
+    """An injected ``sleep``: records the waits instead of waiting."""
+
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+# --- settings --------------------------------------------------------------------------
+
+
+def test_settings_defaults_and_describe() -> None:
+    base = {"FRP_SMTP_HOST": "smtp.example.com", "FRP_SMTP_FROM": SENDER}
+    plain = SmtpSettings.from_env(base)
+    assert (plain.port, plain.starttls, plain.user) == (25, False, None)
+    tls = SmtpSettings.from_env(
+        base | {"FRP_SMTP_STARTTLS": "true", "FRP_SMTP_USER": "u", "FRP_SMTP_PASSWORD": "pw"}
+    )
+    assert (tls.port, tls.starttls, tls.user, tls.password) == (587, True, "u", "pw")
+    assert "pw" not in repr(tls) and "pw" not in tls.describe()
+    assert tls.describe() == f"smtp.example.com:587, STARTTLS, as u, from {SENDER}"
+
+
+@pytest.mark.parametrize(
+    ("changes", "names"),
+    [
+        ({"FRP_SMTP_HOST": None}, "FRP_SMTP_HOST"),
+        ({"FRP_SMTP_HOST": "  "}, "FRP_SMTP_HOST"),
+        ({"FRP_SMTP_FROM": None}, "FRP_SMTP_FROM"),
+        ({"FRP_SMTP_FROM": "not an address"}, "FRP_SMTP_FROM"),
+        ({"FRP_SMTP_PORT": "smtp"}, "FRP_SMTP_PORT"),
+        ({"FRP_SMTP_PORT": "70000"}, "FRP_SMTP_PORT"),
+        ({"FRP_SMTP_STARTTLS": "maybe"}, "FRP_SMTP_STARTTLS"),
+        ({"FRP_SMTP_USER": "u"}, "FRP_SMTP_PASSWORD"),
+        ({"FRP_SMTP_USER": "u", "FRP_SMTP_PASSWORD": "p"}, "FRP_SMTP_STARTTLS"),
+    ],
+)
+def test_bad_settings_name_the_variable(changes: dict[str, str | None], names: str) -> None:
+    env = {"FRP_SMTP_HOST": "smtp.example.com", "FRP_SMTP_FROM": SENDER} | changes
+    with pytest.raises(DeliveryError, match=names) as info:
+        SmtpSettings.from_env({k: v for k, v in env.items() if v is not None})
+    assert "\n" not in str(info.value)
+
+
+# --- delivery --------------------------------------------------------------------------
+
+
+def test_every_message_is_delivered_with_its_content(
+    con: duckdb.DuckDBPyConnection, server: Server
+) -> None:
+    summary = send_pending(con, settings(server), sleep=Sleeps())
+    assert (summary.sent, summary.failed, summary.pending, summary.ok) == (12, 0, 0, True)
+    box = server.mailbox
+    queued = outbox(con)
+    assert sorted(box.ids()) == sorted(queued)  # each exactly once, under its own id
+    assert all(
+        m["status"] == "sent" and m["sent_at"] and m["attempts"] == 1 for m in queued.values()
+    )
+    for msg in box.received:
+        assert msg["To"] == queued[msg["Message-ID"]]["to_email"]
+        assert msg["From"] == SENDER
+        assert msg["Date"] is not None
+        assert msg.get_content_type() == "multipart/alternative"
+        assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
+    assert {env[0] for env in box.envelopes} == {"fasttrack@frp.example"}
+
+    # The German customer gets the German templates, names and contacts included.
+    rid = referral_of(con, "T2")
+    msg = box.by_id(message_id(rid, "customer"))
+    assert msg["To"] == "it@t2.example"
+    assert subject(msg) == (
+        "Ihre Anfrage für einen FastTrack-Spezialisten wurde zugewiesen - Müller Maschinenbau AG"
+    )
+    text = msg.get_body(("plain",)).get_content()
+    html = msg.get_body(("html",)).get_content()
+    for part in (text, html):
+        assert "Guten Tag Müller Maschinenbau AG" in part
+        assert "Beta Digital GmbH" in part and "referrals@p2.example" in part
+        assert "Bernd Bauer" in part and "psm.p2@psm.example" in part
+        assert "Exchange Online" in part and "Microsoft Teams" in part
+        assert "Dynamics" not in part and "dynamics-365" not in part  # not eligible
+        assert "Nächster Schritt" in part
+    assert '<html lang="de">' in html
+    # The partner's copy: who to contact for onboarding, never the seat count.
+    partner = box.by_id(message_id(rid, "partner"))
+    assert partner["To"] == "referrals@p2.example"
+    body = partner.get_body(("plain",)).get_content()
+    assert "it@t2.example" in body and "4321" not in body and "4,321" not in body
+    assert box.by_id(message_id(rid, "psm"))["To"] == "psm.p2@psm.example"
+
+    # HTML is escaped; the English subject is DOMAIN.md's.
+    acme = box.by_id(message_id(referral_of(con, "T1"), "customer"))
+    assert subject(acme) == (
+        "Your request for a FastTrack Specialist has been assigned - Acme <Corp> & Sons"
+    )
+    assert "Acme &lt;Corp&gt; &amp; Sons" in acme.get_body(("html",)).get_content()
+    assert "Acme <Corp> & Sons" in acme.get_body(("plain",)).get_content()
+    assert "FastTrack Ready Partner onboarding" in acme.get_body(("plain",)).get_content()
+    fr = box.by_id(message_id(referral_of(con, "T3"), "partner"))
+    es = box.by_id(message_id(referral_of(con, "T4"), "psm"))
+    assert subject(fr).startswith("Votre demande de spécialiste FastTrack a été attribuée")
+    assert subject(es).startswith("Su solicitud de un especialista de FastTrack")
+
+
+def test_a_second_send_delivers_nothing(con: duckdb.DuckDBPyConnection, server: Server) -> None:
+    assert send_pending(con, settings(server)).sent == 12
+    again = send_pending(con, settings(server))
+    assert (again.sent, again.failed, again.pending, again.untried) == (0, 0, 0, 0)
+    assert len(server.mailbox.received) == 12
+    (audits,) = con.execute(
+        "SELECT count(*) FROM audit_log WHERE action = 'send_outbox'"
+    ).fetchall()[0]
+    assert audits == 1  # a run with nothing to send writes no audit entry
+
+
+def test_refused_connection_is_retried_with_backoff(con: duckdb.DuckDBPyConnection) -> None:
+    server = Server()  # its port is chosen but nothing listens yet: connections are refused
+    sleeps = Sleeps()
+
+    def start_server(seconds: float) -> None:  # the back-off wait brings the server up
+        sleeps(seconds)
+        server.start()
+
+    try:
+        summary = send_pending(con, settings(server), backoff=0.05, sleep=start_server)
+    finally:
+        server.stop()
+    assert summary.sent == 12 and summary.ok
+    assert sleeps == [0.05]
+    first = min(outbox(con).values(), key=lambda m: m["sent_at"])
+    assert first["attempts"] == 2 and first["last_error"] is None
+    assert len(server.mailbox.received) == 12
+
+
+def test_unreachable_server_leaves_everything_pending(con: duckdb.DuckDBPyConnection) -> None:
+    server = Server()  # never started
+    sleeps = Sleeps()
+    summary = send_pending(con, settings(server), attempts=3, backoff=0.2, sleep=sleeps)
+    assert sleeps == [0.2, 0.4]  # doubling, bounded by the attempts
+    assert (summary.sent, summary.failed, summary.pending, summary.untried) == (0, 0, 1, 11)
+    assert "Connection refused" in summary.problem() or "refused" in summary.problem().lower()
+    rows = outbox(con).values()
+    assert all(r["status"] == "pending" and r["sent_at"] is None for r in rows)
+    tried = [r for r in rows if r["attempts"]]
+    assert len(tried) == 1 and tried[0]["attempts"] == 3
+    assert f"cannot reach 127.0.0.1:{server.port}" in tried[0]["last_error"]
+
+
+def test_a_421_is_retried(con: duckdb.DuckDBPyConnection) -> None:
+    box = Mailbox(refuse_once={"it@t3.example": ["421 4.3.2 Service shutting down, try later"]})
+    with running(box) as server:
+        sleeps = Sleeps()
+        summary = send_pending(con, settings(server), sleep=sleeps)
+    assert summary.sent == 12 and summary.ok and sleeps == [0.2]
+    row = outbox(con)[message_id(referral_of(con, "T3"), "customer")]
+    assert (row["status"], row["attempts"], row["last_error"]) == ("sent", 2, None)
+    assert len(box.received) == 12
+
+
+def test_a_lasting_4xx_leaves_the_message_pending_and_goes_on(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    box = Mailbox(refuse={"it@t4.example": "450 4.2.1 Mailbox busy, try again later"})
+    with running(box) as server:
+        summary = send_pending(con, settings(server), sleep=Sleeps())
+        assert (summary.sent, summary.pending, summary.failed) == (11, 1, 0)
+        row = outbox(con)[message_id(referral_of(con, "T4"), "customer")]
+        assert (row["status"], row["attempts"]) == ("pending", 3)
+        assert row["last_error"] == "450 4.2.1 Mailbox busy, try again later"
+        # Once the mailbox takes mail again, the next run delivers just that one.
+        box.refuse.clear()
+        again = send_pending(con, settings(server), sleep=Sleeps())
+    assert (again.sent, again.pending) == (1, 0)
+    assert len(box.received) == 12 and len(set(box.ids())) == 12
+
+
+def test_a_5xx_marks_the_message_failed_with_the_reply(
+    con: duckdb.DuckDBPyConnection, server: Server
+) -> None:
+    server.mailbox.refuse["psm.p1@psm.example"] = "550 5.1.1 <psm.p1@psm.example>: no such user"
+    sleeps = Sleeps()
+    summary = send_pending(con, settings(server), sleep=sleeps)
+    assert (summary.sent, summary.failed, summary.pending) == (11, 1, 0)
+    assert sleeps == []  # a permanent refusal is not retried
+    failed = outbox(con)[message_id(referral_of(con, "T1"), "psm")]
+    assert (failed["status"], failed["attempts"], failed["sent_at"]) == ("failed", 1, None)
+    assert failed["last_error"] == "550 5.1.1 <psm.p1@psm.example>: no such user"
+    assert "no such user" in summary.problem()
+    # A failed message is not tried again.
+    server.mailbox.refuse.clear()
+    assert send_pending(con, settings(server)).sent == 0
+    assert len(server.mailbox.received) == 11
+
+
+def test_crash_between_acceptance_and_marking_resends_with_the_same_message_id(
+    con: duckdb.DuckDBPyConnection, server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def crash(con: duckdb.DuckDBPyConnection, message_id: str) -> None:
+        raise RuntimeError("power cut")
+
+    monkeypatch.setattr(store.outbox, "_mark_sent", crash)
+    with pytest.raises(RuntimeError, match="power cut"):
+        send_pending(con, settings(server))
+    (accepted,) = server.mailbox.ids()  # the server took the first message...
+    assert outbox(con)[accepted]["status"] == "pending"  # ...but it was never marked
+
+    monkeypatch.undo()
+    summary = send_pending(con, settings(server))
+    assert summary.sent == 12
+    ids = server.mailbox.ids()
+    assert len(ids) == 13 and ids.count(accepted) == 2  # at least once: one duplicate,
+    assert len(set(ids)) == 12  # recognisable by its unchanged Message-ID
+    first, second = (m for m in server.mailbox.received if m["Message-ID"] == accepted)
+    assert first.as_bytes() == second.as_bytes()  # the very same message, Date included
+    assert outbox(con)[accepted]["status"] == "sent"
+
+
+def test_notifications_of_a_declined_referral_are_cancelled(
+    con: duckdb.DuckDBPyConnection, server: Server
+) -> None:
+    # The partner declines before the outbox is sent: it must not receive the customer's
+    # details any more, and the customer must not hear of a partner that declined.
+    rid = referral_of(con, "T3")
+    decline(con, "T3", "at_capacity", load_rules(), actor="test")
+    summary = send_pending(con, settings(server))
+    assert (summary.sent, summary.cancelled, summary.ok) == (9, 3, True)
+    assert "3 cancelled" in summary.describe()
+    rows = outbox(con)
+    for role in ROLES:
+        row = rows[message_id(rid, role)]
+        assert (row["status"], row["sent_at"]) == ("cancelled", None)
+        assert row["last_error"] == "referral declined before it was sent"
+        assert message_id(rid, role) not in server.mailbox.ids()
+    assert send_pending(con, settings(server)).cancelled == 0
+
+
+def test_login_when_a_user_is_set(con: duckdb.DuckDBPyConnection) -> None:
+    with running(password="s3cret") as server:
+        good = settings(server, FRP_SMTP_USER="frp", FRP_SMTP_PASSWORD="s3cret")
+        assert send_pending(con, good).sent == 12
+    assert server.mailbox.logins == ["frp"]
+
+
+def test_a_refused_login_marks_nothing(con: duckdb.DuckDBPyConnection) -> None:
+    with running(password="s3cret") as server:
+        bad = settings(server, FRP_SMTP_USER="frp", FRP_SMTP_PASSWORD="wrong")
+        with pytest.raises(DeliveryError, match="refused the session: 535"):
+            send_pending(con, bad)
+    assert {r["status"] for r in outbox(con).values()} == {"pending"}
+    assert server.mailbox.received == []
+
+
+def test_messages_queued_before_html_go_as_text(db: Path, server: Server) -> None:
+    # An outbox from before the HTML part: connect() adds the column back, empty.
+    raw = duckdb.connect(str(db))
+    raw.execute("ALTER TABLE outbox DROP COLUMN body_html")
+    raw.close()
+    con = connect(db)
+    try:
+        assert send_pending(con, settings(server)).sent == 12
+    finally:
+        con.close()
+    msg = server.mailbox.received[0]
+    assert msg.get_content_type() == "text/plain"
+    assert "FastTrack" in msg.get_content()
+
+
+# --- export ----------------------------------------------------------------------------
+
+
+def test_export_writes_one_eml_per_message(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FRP_SMTP_FROM", SENDER)
+    folder = tmp_path / "eml" / "run1"
+    written = export_eml(con, folder)
+    assert len(written) == 12 and {p.parent for p in written} == {folder}
+    rid = referral_of(con, "T2")
+    path = folder / f"referral-{rid}-customer.eml"
+    assert path in written
+    msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    assert msg["Message-ID"] == message_id(rid, "customer")
+    assert (msg["From"], msg["To"]) == (SENDER, "it@t2.example")
+    assert subject(msg).startswith("Ihre Anfrage für einen FastTrack-Spezialisten")
+    assert msg["Date"] is not None
+    assert msg.get_content_type() == "multipart/alternative"
+    assert "Nächster Schritt" in msg.get_body(("html",)).get_content()
+    assert {r["status"] for r in outbox(con).values()} == {"pending"}  # marks nothing
+
+    monkeypatch.delenv("FRP_SMTP_FROM")
+    con.execute("UPDATE outbox SET status = 'sent' WHERE recipient_role = 'psm'")
+    only = export_eml(con, tmp_path / "psm", ["sent"])
+    assert sorted(p.name for p in only) == sorted(
+        f"referral-{referral_of(con, t)}-psm.eml" for t in ("T1", "T2", "T3", "T4")
+    )
+    exported = email.message_from_bytes(only[0].read_bytes(), policy=email.policy.default)
+    assert exported["From"] == store.outbox.EXPORT_FROM
+
+
+def test_export_refuses_a_file_as_folder(con: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    target = tmp_path / "taken"
+    target.write_text("x")
+    with pytest.raises(DeliveryError, match="not a folder"):
+        export_eml(con, target)
+
+
+# --- command line ----------------------------------------------------------------------
+
+
+def frp(*args: object, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("FRP_SMTP_", "FRP_DEBUG"))}
+    proc = subprocess.run(
+        [FRP, *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=base | env,
+        cwd=cwd,
+        timeout=120,
+    )
+    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
+    return proc
+
+
+def test_cli_send_and_export(db: Path, server: Server, tmp_path: Path) -> None:
+    missing = frp("outbox", "send", "--db", db, env={}, cwd=tmp_path)
+    assert missing.returncode == 2 and missing.stdout == ""
+    assert missing.stderr.splitlines() == [missing.stderr.strip()]
+    assert "FRP_SMTP_HOST is not set" in missing.stderr
+
+    sent = frp("outbox", "send", "--db", db, env=server.env(), cwd=tmp_path)
+    assert sent.returncode == 0, sent.stderr
+    assert "12 sent, 0 failed, 0 left pending" in sent.stdout and sent.stderr == ""
+    assert len(server.mailbox.received) == 12
+    again = frp("outbox", "send", "--db", db, env=server.env(), cwd=tmp_path)
+    assert again.returncode == 0 and "0 sent" in again.stdout
+    assert len(server.mailbox.received) == 12
+
+    out = tmp_path / "eml"
+    export = frp("outbox", "export", out, "--db", db, "--status", "sent", env={}, cwd=tmp_path)
+    assert export.returncode == 0, export.stderr
+    assert "12 .eml files written" in export.stdout and len(list(out.glob("*.eml"))) == 12
+
+
+def test_cli_send_to_an_unreachable_server_is_one_line(db: Path, tmp_path: Path) -> None:
+    server = Server()  # never started
+    proc = frp("outbox", "send", "--db", db, "--backoff", "0", env=server.env(), cwd=tmp_path)
+    assert proc.returncode == 2
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith("frp: 12 left pending: run `frp outbox send` again later")
+    assert f"cannot reach 127.0.0.1:{server.port}" in line
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("outbox",),
+        ("outbox", "send", "--attempts", "0"),
+        ("outbox", "send", "--backoff", "soon"),
+        ("outbox", "export"),
+        ("outbox", "export", "x", "--status", "lost"),
+        ("outbox", "send", "--db", "{missing}"),
+    ],
+)
+def test_cli_bad_arguments_are_one_line(tmp_path: Path, args: tuple[str, ...]) -> None:
+    argv = [a.replace("{missing}", str(tmp_path / "none.duckdb")) for a in args]
+    env = Server().env() if "send" in args else {}
+    proc = frp(*argv, env=env, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert len(proc.stderr.splitlines()) == 1, proc.stderr
+
+
+# --- documentation ---------------------------------------------------------------------
+
+
+def test_readme_documents_every_delivery_setting_and_template_variable() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    delivery = readme.split("\n## Delivery\n", 1)[1].split("\n## ", 1)[0]
+    for variable in (*store.outbox.ENV.values(), "FRP_TEMPLATES"):
+        assert f"`{variable}" in delivery, variable
+    row = {
+        "referral_id": 1,
+        "tenant_id": "T",
+        "customer_name": "C",
+        "customer_email": "c@x.example",
+        "eligible_workloads": ["exchange"],
+        "partner_id": "P",
+        "partner_name": "P",
+        "partner_email": "p@x.example",
+        "psm_name": "S",
+        "psm_email": "s@x.example",
+    }
+    context = store.notify.context(row, "customer", "en")
+    names = [
+        f"{key}.{sub}" if isinstance(value, dict) else key
+        for key, value in context.items()
+        for sub in (value if isinstance(value, dict) else [None])
+    ]
+    for name in [*names, "subject"]:
+        assert f"`{name}`" in delivery, name
+    assert "at least once" in delivery and "Message-ID" in delivery
+    for command in ("frp outbox send", "frp outbox export", "frp psm", "frp task list"):
+        assert command in readme, command
