@@ -81,6 +81,7 @@ with tab_refs:
         ref = view("referral_detail", rid)
         if ref:
             referrals.trace(ref)
+            referrals.respond(ref)
 
 with tab_tasks:
     n_tasks = view("task_count", run)

@@ -260,3 +260,38 @@ def test_psm_load_tab(db: Path) -> None:
     assert metric(at, "PSMs") == f"{n_psm:,}"
     table = next(d.value for d in at.dataframe if "psm_email" in d.value.columns)
     assert len(table) == n_psm and table["open_referrals"].sum() == n_open
+
+
+def test_partner_response_accept_then_decline_reassigns(db: Path) -> None:
+    rid, tenant, partner = row(
+        db,
+        "SELECT referral_id, tenant_id, partner_id FROM referrals WHERE run_id = 1 "
+        "AND outcome = 'frp' ORDER BY referral_id DESC LIMIT 1",
+    )
+    at = run_page({"run": "1"})
+    at.selectbox(key="ref_partner").set_value(partner).run()
+    assert at.selectbox(key="ref_pick").value == rid  # newest first
+    at.button(key="ref_accept").click().run()
+    assert not at.exception
+    assert row(db, "SELECT status FROM referrals WHERE referral_id = ?", [rid]) == ("accepted",)
+    assert any("active -> accepted" in s.value for s in at.success)
+    at.selectbox(key="decline_reason").set_value("outside_service_area")
+    at.button(key="ref_decline").click().run()
+    assert not at.exception
+    assert row(db, "SELECT status, decline_reason FROM referrals WHERE referral_id = ?", [rid]) == (
+        "declined",
+        "outside_service_area",
+    )
+    (n_open,) = row(
+        db,
+        "SELECT count(*) FROM referrals WHERE tenant_id = ? AND status IN ('active', 'accepted')",
+        [tenant],
+    )
+    assert n_open == 1
+    (new_partner,) = row(
+        db,
+        "SELECT coalesce(partner_id, '') FROM referrals WHERE tenant_id = ? "
+        "ORDER BY referral_id DESC LIMIT 1",
+        [tenant],
+    )
+    assert new_partner != partner

@@ -13,7 +13,7 @@ from typing import Any
 import streamlit as st
 
 from engine.reasons import Reason
-from store import tasks, views
+from store import lifecycle, tasks, views
 from store.db import StoreError
 from store.outbox import DeliveryError, SmtpSettings, send_pending
 from ui import db
@@ -250,3 +250,58 @@ def psm_load() -> None:
         "Open referrals (active or accepted) committed here, counted for each partner's "
         "current PSM; `frp psm` prints the same."
     )
+
+
+# --- Life cycle: the partner's response to one referral ---------------------------------
+
+LIFECYCLE_RESULT = "lifecycle_result"  # ("success" | "error", message) for the next run
+
+
+def _respond(tenant_id: str, action: str) -> None:
+    reason = st.session_state.get("decline_reason")
+    con = db.cursor()
+    rules = db.active_rules()
+    try:
+        if action == "accept":
+            change = lifecycle.accept(con, tenant_id, actor="dashboard")
+        elif action == "complete":
+            change = lifecycle.complete(con, tenant_id, rules, actor="dashboard")
+        else:
+            change = lifecycle.decline(con, tenant_id, reason, rules, actor="dashboard")
+    except StoreError as exc:
+        st.session_state[LIFECYCLE_RESULT] = ("error", f"Nothing changed: {exc}")
+        return
+    db.after_write()
+    text = change.describe()
+    st.session_state[LIFECYCLE_RESULT] = ("success", text[:1].upper() + text[1:] + ".")
+    st.session_state[TOAST_KEY] = f"{tenant_id}: {change.before} → {change.after}"
+
+
+def respond(ref: dict[str, Any]) -> None:
+    """Accept, decline (with a reason: the customer is re-assigned at once) or complete."""
+    result = st.session_state.pop(LIFECYCLE_RESULT, None)
+    if result is not None:
+        getattr(st, result[0])(result[1])
+    if ref["outcome"] != "frp" or ref["status"] not in ("active", "accepted"):
+        return
+    st.markdown("**The partner's response**")
+    with st.container(horizontal=True, vertical_alignment="bottom"):
+        if ref["status"] == "active":
+            st.button(
+                "Accept", key="ref_accept", on_click=_respond, args=(ref["tenant_id"], "accept")
+            )
+        st.selectbox(
+            "Decline reason",
+            list(lifecycle.DECLINE_REASONS),
+            format_func=lifecycle.DECLINE_REASONS.__getitem__,
+            key="decline_reason",
+        )
+        st.button(
+            "Decline and re-assign",
+            key="ref_decline",
+            on_click=_respond,
+            args=(ref["tenant_id"], "decline"),
+        )
+        st.button(
+            "Complete", key="ref_complete", on_click=_respond, args=(ref["tenant_id"], "complete")
+        )
