@@ -2,9 +2,11 @@
 
 import streamlit as st
 
+from ui import auth
 from ui.router import follow_deep_link, routing
 
 st.set_page_config(page_title="FRP Assign", page_icon=":handshake:", layout="wide")
+auth.sidebar()  # the sign-in screen (and nothing else) until signed in, then who and what role
 
 PAGES = {
     "capacity.py": st.Page(

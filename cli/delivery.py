@@ -82,6 +82,7 @@ def _seconds(text: str) -> float:
 
 
 def _open(args: argparse.Namespace, *, read_only: bool = False):
+    """A connection for one command, closed by the caller; waits while the file is busy."""
     from store.db import connect, resolve_path
 
     path = resolve_path(args.db)
@@ -146,11 +147,14 @@ def cmd_psm(args: argparse.Namespace) -> int:
 
 def cmd_task(args: argparse.Namespace) -> int:
     from store import tasks
+    from store.db import retry_conflicts
 
     if args.action == "close":
         con = _open(args)
         try:
-            task = tasks.close(con, args.task_id, actor="cli")
+            task = retry_conflicts(
+                lambda: tasks.close(con, args.task_id, actor="cli"), what="closing the task"
+            )
         finally:
             con.close()
         print(

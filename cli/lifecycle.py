@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from cli.main import EXIT_OK, db_arg, policy_arg, rules_arg
 from engine.rules import load_rules
-from store.db import StoreError, connect, resolve_path
+from store.db import StoreError, connect, resolve_path, retry_conflicts
 from store.lifecycle import DECLINE_REASONS, accept, complete, decline, drain
 
 
@@ -48,14 +48,17 @@ def cmd_referral(args: argparse.Namespace) -> int:
             "frp referral decline: --reason is required (" + ", ".join(DECLINE_REASONS) + ")"
         )
     rules = load_rules(args.rules)
-    con = _open(args)
-    try:
+    con = _open(args)  # waits (FRP_LOCK_TIMEOUT) while another process writes
+
+    def respond():
         if args.action == "accept":
-            change = accept(con, args.tenant, actor=args.actor)
-        elif args.action == "complete":
-            change = complete(con, args.tenant, rules, actor=args.actor)
-        else:
-            change = decline(con, args.tenant, args.reason, rules, actor=args.actor)
+            return accept(con, args.tenant, actor=args.actor)
+        if args.action == "complete":
+            return complete(con, args.tenant, rules, actor=args.actor)
+        return decline(con, args.tenant, args.reason, rules, actor=args.actor)
+
+    try:
+        change = retry_conflicts(respond, what=f"referral {args.action}")
     finally:
         con.close()
     print(change.describe())
@@ -66,7 +69,9 @@ def cmd_drain(args: argparse.Namespace) -> int:
     rules = load_rules(args.rules)
     con = _open(args)
     try:
-        summary = drain(con, rules, args.policy, actor=args.actor)
+        summary = retry_conflicts(
+            lambda: drain(con, rules, args.policy, actor=args.actor), what="the drain"
+        )
     finally:
         con.close()
     print(summary.describe() if summary.run_id else "nothing to drain: no customer is held")

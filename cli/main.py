@@ -54,7 +54,7 @@ def policy_arg(p: argparse.ArgumentParser) -> None:
 
 
 #: Modules that add subcommands: each has ``register(sub) -> {name: handler}``.
-EXTENSIONS = ("cli.delivery", "cli.lifecycle")
+EXTENSIONS = ("cli.delivery", "cli.lifecycle", "cli.maintenance")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -186,16 +186,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         skipped: list[str] = []
     else:
         from store.commits import simulate_stored
-        from store.db import connect, resolve_path
+        from store.db import open_db, resolve_path
 
         cohort = read_customers(args.cohort) if args.cohort else None
-        con = connect(_existing(resolve_path(args.db)), read_only=True)
-        try:
+        with open_db(_existing(resolve_path(args.db)), read_only=True) as con:
             sim, prep = simulate_stored(
                 con, rules, args.policy, cohort, progress=_progress("assigning")
             )
-        finally:
-            con.close()
         skipped = prep.skipped
     if args.out:
         write_table(result_frame(sim), args.out)
@@ -260,49 +257,47 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from store.db import connect, resolve_path
+    from store.db import open_db, resolve_path, retry_conflicts
     from store.files import read_customers, read_partners
     from store.imports import import_customers, import_partners
 
     path = resolve_path(args.db)
     if args.partners:
         frame = read_partners(args.partners)  # validated before the database is opened
-        con = connect(path)
-        try:
-            summary = import_partners(con, frame, source=args.partners)
-        finally:
-            con.close()
+        with open_db(path) as con:
+            summary = retry_conflicts(
+                lambda: import_partners(con, frame, source=args.partners), what="the import"
+            )
     else:
         frame = read_customers(args.customers)
-        con = connect(path)
-        try:
-            summary = import_customers(con, frame, source=args.customers)
-        finally:
-            con.close()
+        with open_db(path) as con:
+            summary = retry_conflicts(
+                lambda: import_customers(con, frame, source=args.customers), what="the import"
+            )
     print(f"imported into {path}: {summary.describe()}")
     return EXIT_OK
 
 
 def cmd_commit(args: argparse.Namespace) -> int:
     from store.commits import commit
-    from store.db import connect, resolve_path
+    from store.db import open_db, resolve_path, retry_conflicts
     from store.files import read_customers
 
     rules = _rules(args)
     cohort = read_customers(args.cohort) if args.cohort else None
-    con = connect(_existing(resolve_path(args.db)))
-    try:
-        started = time.perf_counter()
-        summary = commit(
-            con,
-            rules,
-            args.policy,
-            cohort,
-            source=args.cohort or "",
-            progress=_progress("assigning"),
+    started = time.perf_counter()
+    with open_db(_existing(resolve_path(args.db))) as con:  # waits while another writes
+        summary = retry_conflicts(
+            lambda: commit(
+                con,
+                rules,
+                args.policy,
+                cohort,
+                source=args.cohort or "",
+                progress=_progress("assigning"),
+            ),
+            what="the commit",
         )
-    finally:
-        con.close()
     print(summary.describe() + f" in {time.perf_counter() - started:.2f} s")
     return EXIT_OK
 

@@ -18,15 +18,15 @@ import polars as pl
 from engine.columns import ASSIGNMENT_SCHEMA
 from engine.matching import (
     TRACE_IDS,
+    Matcher,
     PartnerIndex,
     Signature,
-    describe_steps,
     index_partners,
-    match_signature,
-    prepare_customers,
+    pre_reason_expr,
+    workload_table,
 )
 from engine.optimal import plan
-from engine.policies import NOT_PLACED, Ledger, make_picker
+from engine.policies import Choices, Ledger, select
 from engine.reasons import FRP_QUEUE, Outcome, Policy, Reason
 from engine.rules import Rules
 
@@ -94,76 +94,109 @@ def simulate(
         )
         customers = customers.join(keys, on="tenant_id", how="left", maintain_order="left")
         customers = customers.with_columns(pl.col("excluded").fill_null(""))
-    prepared = prepare_customers(customers, rules)
+    if "excluded" not in customers.columns:
+        customers = customers.with_columns(pl.lit("").alias("excluded"))
+    # Only what the run reads; workload lists are kept once per distinct list (wid).
+    wid, workloads = workload_table(customers["workloads"], rules)
+    prepared = customers.select(
+        "tenant_id",
+        "country",
+        "language",
+        "seats",
+        "gateway",
+        "excluded",
+        "referral_consent",
+        workloads["mask"].gather(wid).alias("mask"),
+    ).with_columns(pre_reason_expr(rules), wid.alias("wid"))
     n = prepared.height
 
     # 1. Signatures of FRP-eligible customers, each matched once; pools deduplicated.
-    eligible = prepared.filter(pl.col("pre_reason").is_null())
-    sigs = eligible.group_by("country", "language", "mask", "excluded", maintain_order=True).agg(
-        pl.col("eligible").first()
+    sigs = (
+        prepared.select(
+            pl.int_range(pl.len(), dtype=pl.UInt32).alias("row"),
+            "country",
+            "language",
+            "mask",
+            "excluded",
+            "wid",
+            "pre_reason",
+        )
+        .filter(pl.col("pre_reason").is_null())
+        .group_by("country", "language", "mask", "excluded", maintain_order=True)
+        .agg(pl.col("row"), pl.col("wid").first())
     )
+    sig_of = np.full(n, -1, dtype=np.int64)
+    sig_of[sigs["row"].explode().to_numpy()] = np.repeat(
+        np.arange(sigs.height, dtype=np.int64), sigs["row"].list.len().to_numpy()
+    )
+    eligible_of = workloads["eligible"].to_list()
     pool_of: dict[bytes, int] = {}
     pools: list[np.ndarray] = []
     sig_pool: list[int] = []
     sig_trace: list[str] = []
-    for country, language, mask, excl, elig in sigs.iter_rows():
-        sig = Signature(
-            country, language, mask, tuple(elig), tuple(excl.split(";")) if excl else ()
+    signatures = [
+        Signature(
+            country,
+            language,
+            mask,
+            tuple(eligible_of[w]),
+            tuple(excl.split(";")) if excl else (),
         )
-        m = match_signature(index, sig)
-        sig_trace.append(describe_steps(m.steps))
-        if m.partners.size == 0:
+        for country, language, mask, excl, w in sigs.select(
+            "country", "language", "mask", "excluded", "wid"
+        ).iter_rows()
+    ]
+    for partners_of_sig, text in Matcher(index).match_many(signatures):
+        sig_trace.append(text)
+        if partners_of_sig.size == 0:
             sig_pool.append(-1)
             continue
-        key = m.partners.tobytes()
-        if key not in pool_of:
-            pool_of[key] = len(pools)
-            pools.append(m.partners)
-        sig_pool.append(pool_of[key])
-    sigs = sigs.with_columns(
-        pl.Series("pool", sig_pool, dtype=pl.Int64),
-        pl.Series("match_trace", sig_trace, dtype=pl.String),
-    ).drop("eligible")
-    prepared = prepared.join(
-        sigs, on=["country", "language", "mask", "excluded"], how="left", maintain_order="left"
-    )
-    # The join matches by signature alone: customers that failed eligibility share
-    # signatures with eligible ones but must never reach selection.
-    prepared = prepared.with_columns(
-        pl.when(pl.col("pre_reason").is_null()).then(pl.col("pool")).alias("pool")
-    )
+        key = partners_of_sig.tobytes()
+        q = pool_of.get(key)
+        if q is None:
+            q = pool_of[key] = len(pools)
+            pools.append(partners_of_sig)
+        sig_pool.append(q)
+    del sigs
+    pool_col = np.full(n, -1, dtype=np.int64)
+    has_sig = sig_of >= 0
+    pool_col[has_sig] = np.array(sig_pool, dtype=np.int64)[sig_of[has_sig]]
 
     # 2. Selection, customer by customer, in cohort order.
     ledger = Ledger.start(index.capacity, index.active, index.last_assigned)
     ledger.register_pools(pools)
-    pool_col = prepared["pool"].fill_null(-1).to_list()
     allotment = None
     if policy is Policy.OPTIMAL:
-        demand = np.bincount([q for q in pool_col if q >= 0], minlength=len(pools))
+        demand = np.bincount(pool_col[pool_col >= 0], minlength=len(pools))
         allotment = plan(ledger, pools, demand.tolist())
-    picker = make_picker(policy, ledger, pools, allotment)
-    chosen = [NOT_PLACED] * n
-    prev = [-1] * n
-    n_full = [0] * n
-    load_after = [0] * n
-    pick = picker.pick
-    for k, q in enumerate(pool_col):
-        if q < 0:
-            continue
-        n_full[k] = ledger.full_count[q]
-        i = pick(q)
-        if i != NOT_PLACED:
-            chosen[k] = i
-            prev[k] = ledger.last_prev
-            load_after[k] = ledger.load[i]
-        else:
-            n_full[k] = ledger.full_count[q]
-        if progress is not None and k % PROGRESS_EVERY == 0:
-            progress(k, n)
+    report = None
+    if progress is not None:
+        every = [PROGRESS_EVERY]
+
+        def report(k: int) -> None:
+            if k >= every[0]:
+                progress(k, n)
+                every[0] = (k // PROGRESS_EVERY + 1) * PROGRESS_EVERY
+
+        progress(0, n)
+    choices = select(policy, ledger, pools, pool_col, allotment, report)
     if progress is not None:
         progress(n, n)
 
-    return _build(policy, rules, index, prepared, pools, ledger, chosen, prev, n_full, load_after)
+    return _build(
+        policy,
+        rules,
+        index,
+        prepared,
+        workloads,
+        pools,
+        ledger,
+        choices,
+        sig_of,
+        sig_pool,
+        sig_trace,
+        pool_col,
+    )
 
 
 def _build(
@@ -171,75 +204,76 @@ def _build(
     rules: Rules,
     index: PartnerIndex,
     prepared: pl.DataFrame,
+    workloads: pl.DataFrame,
     pools: list[np.ndarray],
     ledger: Ledger,
-    chosen: list[int],
-    prev: list[int],
-    n_full: list[int],
-    load_after: list[int],
+    choices: Choices,
+    sig_of: np.ndarray,
+    sig_pool: list[int],
+    sig_trace: list[str],
+    pool: np.ndarray,
 ) -> Simulation:
-    ids = pl.Series("partner_id", index.ids, dtype=pl.String)
-    psm = pl.Series("psm_email", index.psm_email, dtype=pl.String)
-    pool_sizes = pl.Series([len(p) for p in pools], dtype=pl.Int64)
-    chosen_s = pl.Series("chosen", chosen, dtype=pl.Int64)
-    region = pl.col("country").replace_strict(rules.region_of_country, return_dtype=pl.String)
-    queue = region.replace_strict(rules.queue_of_region, return_dtype=pl.String)
-
-    # Text of "which partners were full" for each (pool, count) that occurred.
-    full_pairs = {
-        (q, f)
-        for q, f in zip(prepared["pool"].fill_null(-1).to_list(), n_full, strict=True)
-        if q >= 0 and f > 0
-    }
-    full_text = {
-        (q, f): _ids_text([index.ids[i] for i in ledger.full_order[q][:f]], f)
-        for q, f in sorted(full_pairs)
-    }
-    full_frame = pl.DataFrame(
-        {
-            "pool": [q for q, _ in full_text],
-            "n_full": [f for _, f in full_text],
-            "full_ids": list(full_text.values()),
-        },
-        schema={"pool": pl.Int64, "n_full": pl.Int64, "full_ids": pl.String},
+    n = prepared.height
+    chosen = choices.chosen
+    n_full = choices.n_full
+    pool_sizes = np.array([len(p) for p in pools] + [0], dtype=np.int64)
+    n_matching = pool_sizes[pool]  # -1 picks the trailing 0
+    placed = chosen >= 0
+    # Reason per customer: an eligibility check's when one failed, else by placement.
+    code = np.where(placed, 0, np.where(pool >= 0, 1, 2)).astype(np.uint32)
+    reason_names = pl.Series(
+        [Reason.ASSIGNED.value, Reason.CAPACITY_EXHAUSTED.value, Reason.NO_PARTNER_MATCH.value],
+        dtype=pl.String,
     )
+    reason = pl.coalesce(pl.col("pre_reason"), reason_names.gather(pl.Series(code)))
 
-    frame = prepared.with_columns(
-        chosen_s,
-        pl.Series("prev_stamp", prev, dtype=pl.Int64),
-        pl.Series("n_full", n_full, dtype=pl.Int64),
-        pl.Series("load_after", load_after, dtype=pl.Int64),
+    region = pl.col("country").replace_strict(rules.region_of_country, return_dtype=pl.String)
+    queue_of_country = {
+        country: rules.queue_of_region[r]
+        for country, r in rules.region_of_country.items()
+        if r in rules.queue_of_region
+    }
+    queue = pl.col("country").replace_strict(queue_of_country, return_dtype=pl.String)
+    if index.size:
+        ids = pl.Series("partner_id", index.ids, dtype=pl.String)
+        psm = pl.Series("psm_email", index.psm_email, dtype=pl.String)
+        idx = pl.Series(np.where(placed, chosen, 0))
+        partner_id = ids.gather(idx).set(~pl.Series(placed), None)
+        psm_email = psm.gather(idx).set(~pl.Series(placed), None)
+    else:
+        partner_id = pl.Series("partner_id", [None] * n, dtype=pl.String)
+        psm_email = pl.Series("psm_email", [None] * n, dtype=pl.String)
+    frame = prepared.select(
+        "tenant_id",
+        "country",
+        "language",
+        "seats",
+        "gateway",
+        "excluded",
+        "wid",
+        reason.alias("reason"),
         region.alias("region"),
         queue.alias("css_queue"),
-    ).with_columns(
-        pl.when(pl.col("pool") >= 0)
-        .then(pl.col("pool").replace_strict(list(range(len(pools))), pool_sizes, default=0))
-        .otherwise(0)
-        .alias("n_matching")
+        partner_id.alias("partner_id"),
+        psm_email.alias("psm_email"),
     )
-    frame = frame.join(full_frame, on=["pool", "n_full"], how="left", maintain_order="left")
-    placed = pl.col("chosen") >= 0
-    reason = (
-        pl.when(pl.col("pre_reason").is_not_null())
-        .then(pl.col("pre_reason"))
-        .when(pl.col("pool").is_null() | (pl.col("pool") < 0))
-        .then(pl.lit(Reason.NO_PARTNER_MATCH.value))
-        .when(~placed)
-        .then(pl.lit(Reason.CAPACITY_EXHAUSTED.value))
-        .otherwise(pl.lit(Reason.ASSIGNED.value))
+    trace = _traces(
+        policy,
+        rules,
+        index,
+        frame,
+        workloads,
+        pools,
+        ledger,
+        choices,
+        sig_of,
+        sig_pool,
+        pool,
+        n_matching,
+        sig_trace,
     )
-    if len(ids):
-        partner_id = ids.gather(chosen_s.clip(0)).set(chosen_s < 0, None)
-        psm_email = psm.gather(chosen_s.clip(0)).set(chosen_s < 0, None)
-    else:
-        partner_id = pl.Series("partner_id", [None] * prepared.height, dtype=pl.String)
-        psm_email = pl.Series("psm_email", [None] * prepared.height, dtype=pl.String)
-    frame = frame.with_columns(
-        reason.alias("reason"), partner_id.alias("partner_id"), psm_email.alias("psm_email")
-    )
-    frame = frame.with_columns(_trace_expr(policy, rules).alias("trace"))
 
-    is_frp = pl.col("reason") == Reason.ASSIGNED.value
+    is_frp = pl.Series(placed)
     assignments = frame.select(
         pl.col("tenant_id"),
         pl.when(is_frp)
@@ -250,30 +284,32 @@ def _build(
         pl.col("psm_email"),
         pl.when(is_frp).then(pl.lit(FRP_QUEUE)).otherwise(pl.col("css_queue")).alias("queue"),
         pl.col("reason"),
-        pl.col("trace"),
+        trace.alias("trace"),
     ).cast(ASSIGNMENT_SCHEMA)
 
-    keys = [pool_key([index.ids[i] for i in p]) for p in pools]
+    # Pool members are ascending indexes of partners sorted by id: already sorted ids.
+    encoded = [pid.encode() for pid in index.ids]
+    keys = [
+        hashlib.sha1(b";".join([encoded[i] for i in p.tolist()])).hexdigest()[:12] for p in pools
+    ]
+    key_s = pl.Series("pool_key", [*keys, None], dtype=pl.String)
+    prev = choices.prev
     detail = frame.select(
         "tenant_id",
-        pl.col("pool")
-        .replace_strict(list(range(len(keys))), keys, default=None, return_dtype=pl.String)
-        .alias("pool_key"),
+        key_s.gather(pl.Series(pool)).alias("pool_key"),
         "region",
         "country",
         "language",
         "seats",
         "gateway",
-        pl.col("eligible").alias("eligible_workloads"),
-        "n_matching",
-        "n_full",
-        pl.when(pl.col("prev_stamp") >= 0).then(pl.col("prev_stamp")).alias("prev_last_assigned"),
-        "load_after",
+        workloads["eligible"].gather(frame["wid"]).alias("eligible_workloads"),
+        pl.Series("n_matching", n_matching),
+        pl.Series("n_full", n_full),
+        pl.Series("prev_last_assigned", prev).set(pl.Series(prev < 0), None),
+        pl.Series("load_after", choices.load_after),
     )
 
-    assigned = np.bincount(
-        np.array([c for c in chosen if c >= 0], dtype=np.int64), minlength=index.size
-    )
+    assigned = np.bincount(chosen[placed], minlength=index.size)
     cap = index.capacity
     with np.errstate(divide="ignore", invalid="ignore"):
         util_before = np.where(cap > 0, index.active / np.maximum(cap, 1), np.nan)
@@ -294,34 +330,152 @@ def _build(
         },
         schema_overrides={"last_assigned_before": pl.Int64, "last_assigned_after": pl.Int64},
     )
-    pool_counts = (
-        frame.filter(pl.col("pool") >= 0)
-        .group_by("pool")
-        .agg(pl.len().alias("customers"), (pl.col("chosen") >= 0).sum().alias("placed"))
-    )
-    pool_frame = (
+    in_pool = pool >= 0
+    members = np.concatenate(pools) if pools else np.zeros(0, dtype=np.int64)
+    partner_ids = (
         pl.DataFrame(
             {
-                "pool": list(range(len(pools))),
-                "pool_key": keys,
-                "partner_ids": [[index.ids[i] for i in p] for p in pools],
-                "size": [len(p) for p in pools],
-            },
-            schema={
-                "pool": pl.Int64,
-                "pool_key": pl.String,
-                "partner_ids": pl.List(pl.String),
-                "size": pl.Int64,
-            },
+                "pool": np.repeat(np.arange(len(pools), dtype=np.int64), pool_sizes[:-1]),
+                "partner_ids": pl.Series(index.ids, dtype=pl.String).gather(pl.Series(members)),
+            }
         )
-        .join(pool_counts, on="pool", how="left")
-        .with_columns(
-            pl.col("customers").fill_null(0).cast(pl.Int64),
-            pl.col("placed").fill_null(0).cast(pl.Int64),
-        )
-        .drop("pool")
+        .group_by("pool", maintain_order=True)
+        .agg("partner_ids")
+        .get_column("partner_ids")
+    )
+    pool_frame = pl.DataFrame(
+        {
+            "pool_key": keys,
+            "partner_ids": partner_ids,
+            "size": pool_sizes[:-1],
+            "customers": np.bincount(pool[in_pool], minlength=len(pools)).astype(np.int64),
+            "placed": np.bincount(pool[placed], minlength=len(pools)).astype(np.int64),
+        },
+        schema={
+            "pool_key": pl.String,
+            "partner_ids": pl.List(pl.String),
+            "size": pl.Int64,
+            "customers": pl.Int64,
+            "placed": pl.Int64,
+        },
     )
     return Simulation(policy, rules, assignments, detail, partner_state, pool_frame)
+
+
+def _traces(
+    policy: Policy,
+    rules: Rules,
+    index: PartnerIndex,
+    frame: pl.DataFrame,
+    workloads: pl.DataFrame,
+    pools: list[np.ndarray],
+    ledger: Ledger,
+    choices: Choices,
+    sig_of: np.ndarray,
+    sig_pool: list[int],
+    pool: np.ndarray,
+    n_matching: np.ndarray,
+    sig_trace: list[str],
+) -> pl.Series:
+    """The trace column: its text is built once per distinct trace and gathered per row.
+
+    Customers whose traces read the same values (signature, full partners, chosen
+    partner, the policy's detail; or the eligibility check and what it names) share one
+    text, so a million rows cost one pass of grouping plus the few distinct texts.
+    """
+    n = frame.height
+    chosen = choices.chosen
+    n_full = choices.n_full
+    placed = chosen >= 0
+    has_sig = sig_of >= 0
+    code = np.empty(n, dtype=np.int64)
+    firsts: list[np.ndarray] = []
+    # a. Placed customers: (chosen partner, its turn or load) never repeats, one text each.
+    rows = np.flatnonzero(placed)
+    code[rows] = np.arange(rows.size)
+    firsts.append(rows)
+    offset = rows.size
+    # b. Matched but not placed: the text depends on the signature and n_full only.
+    rows = np.flatnonzero(has_sig & ~placed)
+    if rows.size:
+        # n_full of a signature's customer is in 0..pool size: a dense key, when small
+        # enough, finds the distinct pairs without sorting.
+        span = np.array([len(pools[q]) + 1 if q >= 0 else 1 for q in sig_pool], dtype=np.int64)
+        start = np.concatenate(([0], np.cumsum(span)[:-1]))
+        key = start[sig_of[rows]] + n_full[rows]
+        if int(span.sum()) <= 4 * rows.size:
+            first_row = np.full(int(span.sum()), rows.size, dtype=np.int64)
+            np.minimum.at(first_row, key, np.arange(rows.size, dtype=np.int64))
+            present = first_row < rows.size
+            inverse = (np.cumsum(present) - 1)[key]
+            first = first_row[present]
+        else:
+            _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        code[rows] = offset + inverse.reshape(-1)
+        firsts.append(rows[first])
+        offset += first.size
+    # c. Not FRP-eligible: the failing check, what it names, and the CSS queue.
+    rows = np.flatnonzero(~has_sig)
+    if rows.size:
+        pre = pl.col("reason")
+        groups = (
+            frame.select("reason", "seats", "wid", "excluded", "css_queue")
+            .with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"))
+            .filter(pl.Series(~has_sig))
+            .select(
+                pre,
+                pl.when(pre == Reason.BELOW_SEAT_THRESHOLD.value).then(pl.col("seats")),
+                pl.when(pre == Reason.NO_ELIGIBLE_WORKLOAD.value).then(pl.col("wid")),
+                pl.when(pre == Reason.DECLINED_BY_PARTNERS.value).then(pl.col("excluded")),
+                "css_queue",
+                "_row",
+            )
+            .group_by("reason", "seats", "wid", "excluded", "css_queue")
+            .agg(pl.col("_row"))
+            .get_column("_row")
+        )
+        code[groups.explode().to_numpy()] = offset + np.repeat(
+            np.arange(groups.len(), dtype=np.int64), groups.list.len().to_numpy()
+        )
+        firsts.append(groups.list.first().to_numpy().astype(np.int64))
+        del groups
+    first = np.concatenate(firsts)
+
+    # One representative row per distinct trace, with everything _trace_expr reads.
+    rep_pool = pool[first]
+    rep_full = n_full[first]
+    shown: dict[tuple[int, int], str] = {}
+    full_ids: list[str | None] = []
+    ids = index.ids
+    for q, f in zip(rep_pool.tolist(), rep_full.tolist(), strict=True):
+        if q < 0 or f <= 0:
+            full_ids.append(None)
+            continue
+        head = min(f, TRACE_IDS)
+        text = shown.get((q, head))
+        if text is None:
+            text = shown[q, head] = ", ".join([ids[i] for i in ledger.full_head[q][:head]])
+        full_ids.append(text if f == head else f"{text} +{f - head} more")
+    rep_sig = sig_of[first]
+    sig_text = pl.Series([*sig_trace, None], dtype=pl.String)
+    reps = frame[first].select(
+        pl.when(pl.Series(rep_sig < 0)).then(pl.col("reason")).alias("pre_reason"),
+        "seats",
+        workloads["workloads"].gather(frame["wid"].gather(first)).alias("workloads"),
+        "excluded",
+        "css_queue",
+        "partner_id",
+        sig_text.gather(pl.Series(rep_sig)).alias("match_trace"),
+        pl.Series("pool", np.where(rep_sig >= 0, rep_pool, -1)).set(pl.Series(rep_sig < 0), None),
+        pl.Series("chosen", chosen[first]),
+        pl.Series("n_full", rep_full),
+        pl.Series("n_matching", n_matching[first]),
+        pl.Series("full_ids", full_ids, dtype=pl.String),
+        pl.Series("prev_stamp", choices.prev[first]),
+        pl.Series("load_after", choices.load_after[first]),
+    )
+    texts = reps.select(_trace_expr(policy, rules)).to_series()
+    return texts.gather(pl.Series(code))
 
 
 def _ids_text(ids: list[str], count: int) -> str:
@@ -339,7 +493,7 @@ _WHY = {
 
 
 def _trace_expr(policy: Policy, rules: Rules) -> pl.Expr:
-    """The human-readable trace, built column-wise so a million rows cost milliseconds."""
+    """The human-readable trace, column-wise; _traces runs it on one row per distinct text."""
     c = pl.col
     eligible_list = ", ".join(rules.eligible_workloads)
     pre = (

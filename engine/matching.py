@@ -89,42 +89,55 @@ def index_partners(partners: pl.DataFrame, rules: Rules) -> PartnerIndex:
     )
 
 
-def prepare_customers(customers: pl.DataFrame, rules: Rules) -> pl.DataFrame:
-    """Customers with their eligible workloads, workload mask and eligibility reason.
+def workload_table(workloads: pl.Series, rules: Rules) -> tuple[pl.Series, pl.DataFrame]:
+    """Each distinct workloads list once: its eligible workloads (sorted) and their mask.
 
-    Adds ``eligible`` (sorted list), ``mask`` (int), ``excluded`` (text: the partners
-    that declined the customer, ';'-joined, '' for none) and ``pre_reason`` (the failing
-    check, null when FRP-eligible), in the documented order; a customer declined by
-    ``rules.max_declines`` partners goes to CSS after the eligibility checks.
+    Returns the row -> table index (``wid``, UInt32) and the table (``workloads``,
+    ``eligible``, ``mask``). A cohort has few distinct lists, so this replaces per-row
+    list work with one hash join on the list column.
     """
-    if "excluded" not in customers.columns:
-        customers = customers.with_columns(pl.lit("").alias("excluded"))
+    uniq = workloads.unique(maintain_order=True)
+    bit_of = {w: 1 << j for j, w in enumerate(rules.eligible_workloads)}
+    eligible: list[list[str] | None] = []
+    masks: list[int] = []
+    for wl in uniq.to_list():
+        if wl is None:
+            eligible.append(None)
+            masks.append(0)
+            continue
+        elig = sorted({w for w in wl if w in bit_of})
+        eligible.append(elig)
+        m = 0
+        for w in elig:
+            m |= bit_of[w]
+        masks.append(m)
+    table = pl.DataFrame(
+        {"workloads": uniq, "eligible": eligible, "mask": masks},
+        schema={"workloads": workloads.dtype, "eligible": pl.List(pl.String), "mask": pl.Int64},
+    )
+    wid = (
+        workloads.to_frame("workloads")
+        .join(
+            table.select("workloads").with_row_index("wid"),
+            on="workloads",
+            how="left",
+            maintain_order="left",
+            nulls_equal=True,
+        )
+        .get_column("wid")
+    )
+    return wid, table
+
+
+def pre_reason_expr(rules: Rules) -> pl.Expr:
+    """The failing eligibility check (null when FRP-eligible); needs ``mask`` and ``excluded``."""
     n_declined = (
         pl.when(pl.col("excluded") == "")
         .then(0)
         .otherwise(pl.col("excluded").str.count_matches(";") + 1)
     )
-    eligible = list(rules.eligible_workloads)
-    bit_of = {w: 1 << j for j, w in enumerate(eligible)}
     consent = pl.col("referral_consent").fill_null(rules.referral_consent_default)
-    with_elig = customers.with_columns(
-        pl.col("workloads")
-        .list.eval(pl.element().filter(pl.element().is_in(eligible)))
-        .list.unique()
-        .list.sort()
-        .alias("eligible")
-    )
-    mask = (
-        with_elig.select(
-            pl.col("eligible")
-            .list.eval(pl.element().replace_strict(bit_of, return_dtype=pl.Int64))
-            .list.sum()
-            .fill_null(0)
-        )
-        .to_series()
-        .alias("mask")
-    )
-    return with_elig.with_columns(mask).with_columns(
+    return (
         pl.when(pl.col("seats") < rules.min_seats)
         .then(pl.lit(Reason.BELOW_SEAT_THRESHOLD.value))
         .when(pl.col("mask") == 0)
@@ -136,6 +149,23 @@ def prepare_customers(customers: pl.DataFrame, rules: Rules) -> pl.DataFrame:
         .otherwise(None)
         .alias("pre_reason")
     )
+
+
+def prepare_customers(customers: pl.DataFrame, rules: Rules) -> pl.DataFrame:
+    """Customers with their eligible workloads, workload mask and eligibility reason.
+
+    Adds ``eligible`` (sorted list), ``mask`` (int), ``excluded`` (text: the partners
+    that declined the customer, ';'-joined, '' for none) and ``pre_reason`` (the failing
+    check, null when FRP-eligible), in the documented order; a customer declined by
+    ``rules.max_declines`` partners goes to CSS after the eligibility checks.
+    """
+    if "excluded" not in customers.columns:
+        customers = customers.with_columns(pl.lit("").alias("excluded"))
+    wid, table = workload_table(customers["workloads"], rules)
+    return customers.with_columns(
+        table["eligible"].gather(wid).alias("eligible"),
+        table["mask"].gather(wid).alias("mask"),
+    ).with_columns(pre_reason_expr(rules))
 
 
 @dataclass(frozen=True)
@@ -164,38 +194,148 @@ class Match:
     steps: tuple[MatchStep, ...]
 
 
+class Matcher:
+    """Matches many signatures against one index, caching the per (country, language) work.
+
+    Signatures of a cohort share few (country, language) pairs, so the candidates after
+    those two rules (and the trace of who they removed) are computed once per pair; each
+    signature then costs one vectorised mask test over a small array.
+    """
+
+    def __init__(self, index: PartnerIndex, keep_ids: int = TRACE_IDS) -> None:
+        self.index = index
+        self.keep_ids = keep_ids
+        self.n_ready = index.size - index.n_unavailable
+        self._lang: dict[str, np.ndarray] = {}
+        self._pair: dict[tuple[str, str], tuple] = {}
+        self._head: dict[tuple[str, str], str] = {}  # describe_steps of the pair's steps
+
+    def _speaks(self, language: str) -> np.ndarray:
+        got = self._lang.get(language)
+        if got is None:
+            got = np.zeros(self.index.size, dtype=bool)
+            members = self.index.by_language.get(language)
+            if members is not None:
+                got[members] = True
+            self._lang[language] = got
+        return got
+
+    def _country_language(self, country: str, language: str) -> tuple:
+        key = (country, language)
+        got = self._pair.get(key)
+        if got is None:
+            index = self.index
+            in_country = index.by_country.get(country, _EMPTY)
+            speaks = self._speaks(language)[in_country]
+            after_lang = in_country[speaks]
+            gone = in_country[~speaks]
+            n_ready = self.n_ready
+            steps = (
+                MatchStep("Referral Ready", n_ready, (), index.n_unavailable),
+                MatchStep(
+                    f"country {country}", int(in_country.size), (), n_ready - int(in_country.size)
+                ),
+                MatchStep(
+                    f"language {language}",
+                    int(after_lang.size),
+                    tuple(index.ids[i] for i in gone[: self.keep_ids].tolist()),
+                    int(gone.size),
+                ),
+            )
+            got = (after_lang, index.workload_mask[after_lang], steps)
+            self._pair[key] = got
+        return got
+
+    def describe(self, sig: Signature, match: Match) -> str:
+        """``describe_steps(match.steps)``, with the country and language part cached."""
+        return self._head_text(sig.country, sig.language) + "; " + describe_steps(match.steps[3:])
+
+    def _head_text(self, country: str, language: str) -> str:
+        key = (country, language)
+        head = self._head.get(key)
+        if head is None:
+            head = self._head[key] = describe_steps(self._country_language(country, language)[2])
+        return head
+
+    def match_many(self, sigs: Sequence[Signature]) -> list[tuple[np.ndarray, str]]:
+        """``(match.partners, describe(sig, match))`` for each signature, in order.
+
+        Signatures sharing a (country, language) are tested against its candidates in one
+        vectorised step; those with declined partners go through :meth:`match`.
+        """
+        out: list[tuple[np.ndarray, str] | None] = [None] * len(sigs)
+        by_pair: dict[tuple[str, str], list[int]] = {}
+        for j, sig in enumerate(sigs):
+            if sig.excluded:
+                m = self.match(sig)
+                out[j] = (m.partners, self.describe(sig, m))
+            else:
+                by_pair.setdefault((sig.country, sig.language), []).append(j)
+        ids = self.index.ids
+        keep = self.keep_ids
+        for (country, language), js in by_pair.items():
+            after_lang, masks, _ = self._country_language(country, language)
+            head = self._head_text(country, language)
+            wanted = np.array([sigs[j].mask for j in js], dtype=np.int64)[:, None]
+            ok = (masks[None, :] & wanted) == wanted
+            kept = ok.sum(axis=1).tolist()
+            n = after_lang.size
+            for j, row, n_kept in zip(js, ok, kept, strict=True):
+                text = f"{head}; workloads {'+'.join(sigs[j].eligible)}: {n_kept} left"
+                if n_kept == n:
+                    out[j] = (after_lang, text)
+                    continue
+                text += f", {n - n_kept} removed"
+                gone = [ids[i] for i in after_lang[~row][:keep].tolist()]
+                if gone:
+                    more = n - n_kept - len(gone)
+                    text += " (" + ", ".join(gone) + (f" +{more} more" if more > 0 else "") + ")"
+                out[j] = (after_lang[row], text)
+        return out  # type: ignore[return-value]
+
+    def match(self, sig: Signature) -> Match:
+        """Partners that match one signature, with the trace of each rule's removals."""
+        index = self.index
+        keep = self.keep_ids
+        after_lang, masks, steps = self._country_language(sig.country, sig.language)
+        m = sig.mask
+        ok = (masks & m) == m
+        after_wl = after_lang[ok]
+        n_wl = int(after_lang.size - after_wl.size)
+        wl_gone = after_lang[~ok][:keep].tolist() if n_wl else []
+        steps = (
+            *steps,
+            MatchStep(
+                "workloads " + "+".join(sig.eligible),
+                int(after_wl.size),
+                tuple(index.ids[i] for i in wl_gone),
+                n_wl,
+            ),
+        )
+        if sig.excluded:
+            gone = set(sig.excluded)
+            ids = index.ids
+            keep_mask = np.array([ids[i] not in gone for i in after_wl.tolist()], dtype=bool)
+            kept = after_wl[keep_mask] if after_wl.size else after_wl
+            declined = after_wl[~keep_mask][:keep].tolist() if after_wl.size else []
+            steps += (
+                MatchStep(
+                    "declined earlier",
+                    int(kept.size),
+                    tuple(ids[i] for i in declined),
+                    int(after_wl.size - kept.size),
+                ),
+            )
+            after_wl = kept
+        return Match(after_wl, steps)
+
+
+_EMPTY = np.zeros(0, dtype=np.int64)
+
+
 def match_signature(index: PartnerIndex, sig: Signature, keep_ids: int = TRACE_IDS) -> Match:
     """Partners that match one signature, with the trace of each rule's removals."""
-    n_all = index.size
-    n_ready = n_all - index.n_unavailable
-    empty = np.zeros(0, dtype=np.int64)
-    in_country = index.by_country.get(sig.country, empty)
-    in_language = index.by_language.get(sig.language, empty)
-    after_lang = np.intersect1d(in_country, in_language, assume_unique=True)
-    masks = index.workload_mask[after_lang]
-    after_wl = after_lang[(masks & sig.mask) == sig.mask]
-
-    def removed(before: np.ndarray, after: np.ndarray) -> tuple[tuple[str, ...], int]:
-        gone = np.setdiff1d(before, after, assume_unique=True)
-        return tuple(index.ids[i] for i in gone[:keep_ids]), int(gone.size)
-
-    lang_gone, n_lang = removed(in_country, after_lang)
-    wl_gone, n_wl = removed(after_lang, after_wl)
-    steps = (
-        MatchStep("Referral Ready", n_ready, (), index.n_unavailable),
-        MatchStep(
-            f"country {sig.country}", int(in_country.size), (), n_ready - int(in_country.size)
-        ),
-        MatchStep(f"language {sig.language}", int(after_lang.size), lang_gone, n_lang),
-        MatchStep("workloads " + "+".join(sig.eligible), int(after_wl.size), wl_gone, n_wl),
-    )
-    if sig.excluded:
-        gone = set(sig.excluded)
-        kept = np.array([i for i in after_wl if index.ids[i] not in gone], dtype=np.int64)
-        declined, n_declined = removed(after_wl, kept)
-        steps += (MatchStep("declined earlier", int(kept.size), declined, n_declined),)
-        after_wl = kept
-    return Match(after_wl, steps)
+    return Matcher(index, keep_ids).match(sig)
 
 
 def describe_steps(steps: Sequence[MatchStep]) -> str:

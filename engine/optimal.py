@@ -31,44 +31,49 @@ def plan(
     ledger: Ledger, pools: Sequence[np.ndarray], demand: Sequence[int]
 ) -> list[dict[int, int]]:
     """Seats per (pool, partner) that place the most customers with the most even load."""
-    members: dict[int, int] = {}  # partner index -> node
-    for q, pool in enumerate(pools):
-        if demand[q] == 0:
-            continue
-        for i in pool:
-            i = int(i)
-            if i not in members and ledger.room(i):
-                members[i] = 0
     n_pools = len(pools)
+    allot: list[dict[int, int]] = [{} for _ in pools]
+    demand_np = np.asarray(demand, dtype=np.int64).reshape(-1)
+    wanted = np.flatnonzero(demand_np > 0)
+    if wanted.size == 0:
+        return allot
+    room = np.array(ledger.load, dtype=np.int64) < np.array(ledger.capacity, dtype=np.int64)
+    # Members with room of every pool with demand, pool by pool (members ascending).
+    lens = np.array([len(pools[q]) for q in wanted.tolist()], dtype=np.int64)
+    member = np.concatenate([np.asarray(pools[q], dtype=np.int64) for q in wanted.tolist()])
+    pool_of = np.repeat(wanted, lens)
+    ok = room[member]
+    member, pool_of = member[ok], pool_of[ok]
+    # Partner nodes numbered by partner index; arcs to the sink in order of first use.
+    uniq, first = np.unique(member, return_index=True)
+    used = uniq[np.argsort(first, kind="stable")]
     source, sink = 0, 1
-    next_node = 2 + n_pools
-    for i in sorted(members):
-        members[i] = next_node
-        next_node += 1
+    node = np.zeros(len(ledger.capacity), dtype=np.int64)
+    node[uniq] = 2 + n_pools + np.arange(uniq.size, dtype=np.int64)
 
-    tails: list[int] = []
-    heads: list[int] = []
-    caps: list[int] = []
-    costs: list[int] = []
+    # Arc order as built one by one: per pool its source arc then its assignment arcs.
+    per_pool = np.bincount(pool_of, minlength=n_pools)[wanted]
+    starts = np.concatenate(([0], np.cumsum(per_pool + 1)[:-1]))
+    n_front = int(per_pool.sum() + wanted.size)
+    tails = np.empty(n_front, dtype=np.int64)
+    heads = np.empty(n_front, dtype=np.int64)
+    caps = np.empty(n_front, dtype=np.int64)
+    tails[starts] = source
+    heads[starts] = 2 + wanted
+    caps[starts] = demand_np[wanted]
+    assign_at = np.ones(n_front, dtype=bool)
+    assign_at[starts] = False
+    assign_pos = np.flatnonzero(assign_at)  # in pool order, members ascending: as `member`
+    tails[assign_pos] = 2 + pool_of
+    heads[assign_pos] = node[member]
+    caps[assign_pos] = demand_np[pool_of]
+    costs = np.zeros(n_front, dtype=np.int64)
 
-    def arc(t: int, h: int, cap: int, cost: int) -> int:
-        tails.append(t)
-        heads.append(h)
-        caps.append(cap)
-        costs.append(cost)
-        return len(tails) - 1
-
-    assign_arcs: list[tuple[int, int, int]] = []  # (arc, pool, partner)
-    for q, pool in enumerate(pools):
-        d = int(demand[q])
-        if d == 0:
-            continue
-        arc(source, 2 + q, d, 0)
-        for i in pool:
-            i = int(i)
-            if i in members:
-                assign_arcs.append((arc(2 + q, members[i], d, 0), q, i))
-    for i, node in members.items():
+    s_tails: list[int] = []
+    s_heads: list[int] = []
+    s_caps: list[int] = []
+    s_costs: list[int] = []
+    for i in used.tolist():
         free = ledger.capacity[i] - ledger.load[i]
         pieces = min(free, SEGMENTS)
         start = 0
@@ -77,28 +82,32 @@ def plan(
             if end <= start:
                 continue
             util_after = (ledger.load[i] + end) / ledger.capacity[i]
-            arc(node, sink, end - start, int(round(COST_SCALE * util_after)))
+            s_tails.append(int(node[i]))
+            s_heads.append(sink)
+            s_caps.append(end - start)
+            s_costs.append(int(round(COST_SCALE * util_after)))
             start = end
 
-    allot: list[dict[int, int]] = [{} for _ in pools]
-    if not assign_arcs:
+    if assign_pos.size == 0:
         return allot
     smcf = min_cost_flow.SimpleMinCostFlow()
     smcf.add_arcs_with_capacity_and_unit_cost(
-        np.array(tails, dtype=np.int32),
-        np.array(heads, dtype=np.int32),
-        np.array(caps, dtype=np.int64),
-        np.array(costs, dtype=np.int64),
+        np.concatenate((tails, np.array(s_tails, dtype=np.int64))).astype(np.int32),
+        np.concatenate((heads, np.array(s_heads, dtype=np.int64))).astype(np.int32),
+        np.concatenate((caps, np.array(s_caps, dtype=np.int64))),
+        np.concatenate((costs, np.array(s_costs, dtype=np.int64))),
     )
     # The solver pushes as much as it can from supply to demand nodes, then minimises cost.
-    total = int(sum(demand))
+    total = int(demand_np.sum())
     smcf.set_node_supply(source, total)
     smcf.set_node_supply(sink, -total)
     status = smcf.solve_max_flow_with_min_cost()
     if status != smcf.OPTIMAL:
         raise SolverError(f"min-cost flow solver stopped with status {status}")
-    for a, q, i in assign_arcs:
-        f = smcf.flow(a)
-        if f:
-            allot[q][i] = int(f)
+    flows = smcf.flows(assign_pos)
+    hit = np.flatnonzero(flows)
+    for q, i, f in zip(
+        pool_of[hit].tolist(), member[hit].tolist(), flows[hit].tolist(), strict=True
+    ):
+        allot[q][i] = int(f)
     return allot

@@ -5,32 +5,46 @@ the order a committed run leaves behind is the same whatever policy chose. The h
 policies keep one heap per pool with *lazy* entries: a partner's key changes only when
 it is assigned, so a stale entry is refreshed when it surfaces, and a full partner is
 dropped for good (capacity never grows within a run). Each pick costs O(log pool).
+
+:func:`select` walks a whole cohort: each policy's pick is inlined into one loop over
+plain lists (the loop runs once per customer, so call overhead is most of the cost), and
+customers of pools whose members are all full are settled in bulk between batches.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from engine.matching import TRACE_IDS
 from engine.reasons import Policy
 
 NOT_PLACED = -1
+#: How many full partners of a pool the ledger keeps in order (traces show this many).
+FULL_HEAD = TRACE_IDS
 
 
 @dataclass
 class Ledger:
-    """Mutable state of one run: seats left and the round-robin order, by partner index."""
+    """Mutable state of one run: seats left and the round-robin order, by partner index.
+
+    Per pool it counts the members with no room (``full_count``, a numpy array) and keeps
+    the first :data:`FULL_HEAD` of them in the order they filled (``full_head``, what
+    traces show); ``full_order`` rebuilds the whole order on demand from ``filled``.
+    """
 
     capacity: list[int]
     load: list[int]  # active referrals before the run + those given in this run
     stamp: list[int]  # last_assigned; -1 = never assigned
     counter: int  # the next stamp to hand out
-    pools_of: list[list[int]] = field(default_factory=list)
-    full_count: list[int] = field(default_factory=list)  # per pool: partners with no room
-    full_order: list[list[int]] = field(default_factory=list)  # per pool: in order they filled
+    pools_of: list[np.ndarray] = field(default_factory=list)  # per partner: its pools
+    full_count: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    full_head: list[list[int]] = field(default_factory=list)  # per pool: first full members
+    filled: list[int] = field(default_factory=list)  # partners that filled up in this run
+    pools: list[np.ndarray] = field(default_factory=list)
     last_prev: int = -1  # the stamp the most recently given partner had before (for traces)
 
     @classmethod
@@ -53,15 +67,50 @@ class Ledger:
         return (self.stamp[i] + 1) * len(self.stamp) + i
 
     def register_pools(self, pools: Sequence[np.ndarray]) -> None:
-        self.pools_of = [[] for _ in self.capacity]
-        self.full_count = []
-        self.full_order = []
-        for q, members in enumerate(pools):
-            full = [int(i) for i in members if not self.room(int(i))]
-            self.full_count.append(len(full))
-            self.full_order.append(full)
-            for i in members:
-                self.pools_of[int(i)].append(q)
+        n = len(self.capacity)
+        self.pools = [np.asarray(p, dtype=np.int64) for p in pools]
+        sizes = np.array([p.size for p in self.pools], dtype=np.int64)
+        members = np.concatenate(self.pools) if self.pools else np.zeros(0, dtype=np.int64)
+        pool_id = np.repeat(np.arange(len(self.pools), dtype=np.int64), sizes)
+        no_room = np.array(self.load, dtype=np.int64) >= np.array(self.capacity, dtype=np.int64)
+        full = no_room[members] if members.size else np.zeros(0, dtype=bool)
+        self.full_count = np.bincount(pool_id[full], minlength=len(self.pools)).astype(np.int64)
+        self.full_head = [[] for _ in self.pools]
+        full_pool, full_member = pool_id[full], members[full]  # by pool, members ascending
+        starts = np.concatenate(([0], np.cumsum(self.full_count)[:-1])).astype(np.int64)
+        rank = np.arange(full_pool.size) - starts[full_pool]
+        first = rank < FULL_HEAD
+        for q, i in zip(full_pool[first].tolist(), full_member[first].tolist(), strict=True):
+            self.full_head[q].append(i)
+        self.filled = []
+        by_partner = np.argsort(members, kind="stable")  # pools ascending within a partner
+        counts = np.bincount(members, minlength=n)
+        self.pools_of = np.split(pool_id[by_partner], np.cumsum(counts)[:-1]) if n else []
+
+    def mark_full(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Partner i has just filled up: count it in each of its pools.
+
+        Returns those pools and their new full counts.
+        """
+        qs = self.pools_of[i]
+        fc = self.full_count[qs] + 1
+        self.full_count[qs] = fc
+        head = self.full_head
+        for q in qs[fc <= FULL_HEAD].tolist():
+            head[q].append(i)
+        self.filled.append(i)
+        return qs, fc
+
+    @property
+    def full_order(self) -> list[list[int]]:
+        """Per pool, its members with no room: full at the start (by index), then as filled."""
+        rank = {i: r for r, i in enumerate(self.filled)}
+        out = []
+        for members in self.pools:
+            start = [i for i in members.tolist() if i not in rank and not self.room(i)]
+            later = sorted((i for i in members.tolist() if i in rank), key=rank.__getitem__)
+            out.append(start + later)
+        return out
 
     def give(self, i: int) -> int:
         """Record one referral to partner i; returns the partner's previous stamp."""
@@ -71,154 +120,306 @@ class Ledger:
         self.stamp[i] = self.counter
         self.counter += 1
         if self.load[i] == self.capacity[i]:
-            for q in self.pools_of[i]:
-                self.full_count[q] += 1
-                self.full_order[q].append(i)
+            self.mark_full(i)
         return prev
 
 
-class Picker:
-    """Chooses a partner index from a pool, or NOT_PLACED when every member is full."""
+@dataclass
+class Choices:
+    """The selection step's result, one entry per customer (numpy arrays of length n)."""
 
-    def __init__(self, ledger: Ledger, pools: Sequence[np.ndarray]) -> None:
-        self.ledger = ledger
-        self.pools = pools
-
-    def pick(self, pool: int) -> int:
-        raise NotImplementedError
+    chosen: np.ndarray  # partner index, NOT_PLACED when none
+    prev: np.ndarray  # the chosen partner's stamp before this customer; -1 = never / not placed
+    n_full: np.ndarray  # partners of the pool with no room when the customer's turn came
+    load_after: np.ndarray  # the chosen partner's load after this customer; 0 = not placed
 
 
-class _HeapPicker(Picker):
-    """Smallest key wins; subclasses define the key (a partner's key changes only when given)."""
+#: Customers handled per batch of the selection loop: between batches, customers of pools
+#: whose every member is full are settled at once (vectorised) instead of one by one.
+BATCH = 8_192
 
-    def __init__(self, ledger: Ledger, pools: Sequence[np.ndarray]) -> None:
-        super().__init__(ledger, pools)
-        self.heaps: list[list | None] = [None] * len(pools)
 
-    def key(self, i: int) -> tuple | int:
-        raise NotImplementedError
+def select(
+    policy: Policy,
+    ledger: Ledger,
+    pools: Sequence[np.ndarray],
+    pool_of: np.ndarray,
+    allotment: Sequence[dict[int, int]] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Choices:
+    """Walk the customers in cohort order (``pool_of``: each one's pool, -1 = none).
 
-    def _heap(self, pool: int) -> list:
-        heap = self.heaps[pool]
-        if heap is None:
-            led = self.ledger
-            heap = [(self.key(int(i)), int(i)) for i in self.pools[pool] if led.room(int(i))]
-            heapq.heapify(heap)
-            self.heaps[pool] = heap
-        return heap
+    Each policy's pick is inlined over plain lists (see the module docstring). A pool
+    whose members are all full stays so for the rest of the run (capacity never grows),
+    so its later customers are settled in bulk.
+    """
+    n = int(pool_of.size)
+    chosen = np.full(n, NOT_PLACED, dtype=np.int64)
+    prev = np.full(n, -1, dtype=np.int64)
+    n_full = np.zeros(n, dtype=np.int64)
+    load_after = np.zeros(n, dtype=np.int64)
+    sizes = np.array([len(p) for p in pools], dtype=np.int64)
+    dead = np.array(ledger.full_count, dtype=np.int64) >= sizes  # every member full
+    step = _STEPS[policy](ledger, pools, allotment, dead)
 
-    def pick(self, pool: int) -> int:
-        heap = self._heap(pool)
-        led = self.ledger
-        while heap:
-            k, i = heap[0]
-            if not led.room(i):
-                heapq.heappop(heap)
-                continue
-            current = self.key(i)
-            if current != k:
-                heapq.heapreplace(heap, (current, i))
-                continue
-            led.give(i)
-            if led.room(i):
-                heapq.heapreplace(heap, (self.key(i), i))
+    rows = np.flatnonzero(pool_of >= 0)
+    out = _Out()
+    for start in range(0, rows.size, BATCH):
+        batch = rows[start : start + BATCH]
+        qs = pool_of[batch]
+        settled = dead[qs]
+        if settled.any():
+            n_full[batch[settled]] = sizes[qs[settled]]
+            live = ~settled
+            batch, qs = batch[live], qs[live]
+        step(batch.tolist(), qs.tolist(), out)
+        if progress is not None:
+            progress(int(rows[min(start + BATCH, rows.size) - 1]))
+    if out.prev:
+        ledger.last_prev = out.prev[-1]
+    k = np.array(out.k, dtype=np.int64)
+    chosen[k] = out.i
+    prev[k] = out.prev
+    n_full[k] = out.full
+    load_after[k] = out.load
+    missed = np.array(out.missed, dtype=np.int64)
+    n_full[missed] = out.missed_full
+    return Choices(chosen, prev, n_full, load_after)
+
+
+class _Out:
+    """What the loop records: placed customers (k, i, prev, full, load) and missed ones."""
+
+    def __init__(self) -> None:
+        self.k: list[int] = []
+        self.i: list[int] = []
+        self.prev: list[int] = []
+        self.full: list[int] = []
+        self.load: list[int] = []
+        self.missed: list[int] = []
+        self.missed_full: list[int] = []
+
+
+def _filler(ledger: Ledger, dead: np.ndarray, sizes: list[int]):
+    """Mark partner i full in every pool it belongs to, and the pools now all full as dead."""
+    size_of = np.array(sizes, dtype=np.int64)
+    mark_full = ledger.mark_full
+
+    def fill(i: int) -> None:
+        qs, fc = mark_full(i)
+        dead[qs[fc >= size_of[qs]]] = True
+
+    return fill
+
+
+def _round_robin_step(ledger: Ledger, pools, allotment, dead):
+    return _heap_step(ledger, pools, dead, least_loaded=False)
+
+
+def _least_loaded_step(ledger: Ledger, pools, allotment, dead):
+    return _heap_step(ledger, pools, dead, least_loaded=True)
+
+
+def _heap_step(ledger: Ledger, pools, dead, *, least_loaded: bool):
+    """Round robin and least-loaded: one lazy heap per pool (see the module docstring).
+
+    Round-robin keys are plain ints ``(stamp + 1) * n + i`` (so the partner is
+    ``key % n``); least-loaded keys are flat ``((load + 1) / capacity, rr key)`` pairs
+    (the partner is ``rr key % n``). The current key of every partner is kept in a list,
+    updated when the partner is given; an entry is stale when it differs from that.
+    """
+    cap = ledger.capacity
+    load = ledger.load
+    stamp = ledger.stamp
+    full_count = ledger.full_count
+    size = len(stamp)
+    sizes = [len(p) for p in pools]
+    fill = _filler(ledger, dead, sizes)
+    heappop, heapreplace, heapify = heapq.heappop, heapq.heapreplace, heapq.heapify
+    rr = [(s + 1) * size + i for i, s in enumerate(stamp)]
+    if least_loaded:
+        key = [((load[i] + 1) / cap[i], rr[i]) if cap[i] > 0 else None for i in range(size)]
+    else:
+        key = rr
+    heaps: list[list | None] = [None] * len(pools)
+
+    def step(ks: list[int], qs: list[int], out: _Out) -> None:
+        counter = ledger.counter
+        out_k, out_i, out_prev = out.k.append, out.i.append, out.prev.append
+        out_full, out_load = out.full.append, out.load.append
+        missed, missed_full = out.missed.append, out.missed_full.append
+        for k, q in zip(ks, qs, strict=True):
+            heap = heaps[q]
+            if heap is None:
+                members = [i for i in pools[q].tolist() if load[i] < cap[i]]
+                heap = [key[i] for i in members]
+                heapify(heap)
+                heaps[q] = heap
+            before = full_count[q]
+            while heap:
+                entry = heap[0]
+                i = (entry[1] if least_loaded else entry) % size
+                if load[i] >= cap[i]:
+                    heappop(heap)
+                    continue
+                current = key[i]
+                if current != entry:
+                    heapreplace(heap, current)
+                    continue
+                # give(i)
+                out_prev(stamp[i])
+                li = load[i] + 1
+                load[i] = li
+                stamp[i] = counter
+                r = (counter + 1) * size + i
+                rr[i] = r
+                counter += 1
+                if least_loaded:
+                    key[i] = ((li + 1) / cap[i], r)
+                if li >= cap[i]:
+                    heappop(heap)
+                    fill(i)
+                else:
+                    heapreplace(heap, key[i])
+                out_k(k)
+                out_i(i)
+                out_full(before)
+                out_load(li)
+                break
             else:
-                heapq.heappop(heap)
-            return i
-        return NOT_PLACED
+                missed(k)
+                missed_full(full_count[q])
+        ledger.counter = counter
+
+    return step
 
 
-class RoundRobin(_HeapPicker):
-    def key(self, i: int) -> int:
-        return self.ledger.rr_key(i)
+def _weighted_step(ledger: Ledger, pools, allotment, dead):
+    """Smooth weighted round robin (as in nginx) by effective capacity, per pool.
+
+    Each pool keeps a current weight per member with room; every pick adds each
+    member's capacity to its weight, the highest weight wins (ties: least recently
+    assigned) and gives back the pool's total.
+    """
+    cap = ledger.capacity
+    load = ledger.load
+    stamp = ledger.stamp
+    full_count = ledger.full_count
+    size = len(stamp)
+    sizes = [len(p) for p in pools]
+    fill = _filler(ledger, dead, sizes)
+    rr = [(s + 1) * size + i for i, s in enumerate(stamp)]
+    current: list[dict[int, int] | None] = [None] * len(pools)
+
+    def step(ks: list[int], qs: list[int], out: _Out) -> None:
+        counter = ledger.counter
+        for k, q in zip(ks, qs, strict=True):
+            cur = current[q]
+            if cur is None:
+                cur = {i: 0 for i in pools[q].tolist() if load[i] < cap[i]}
+                current[q] = cur
+            before = full_count[q]
+            if before:
+                for i in [i for i in cur if load[i] >= cap[i]]:
+                    del cur[i]
+            if not cur:
+                out.missed.append(k)
+                out.missed_full.append(full_count[q])
+                continue
+            total = 0
+            best = NOT_PLACED
+            best_val = 0
+            best_rr = 0
+            for i, v in cur.items():
+                w = cap[i]
+                total += w
+                v += w
+                cur[i] = v
+                if best == NOT_PLACED or v > best_val or (v == best_val and rr[i] < best_rr):
+                    best, best_val, best_rr = i, v, rr[i]
+            cur[best] -= total
+            i = best
+            out.prev.append(stamp[i])
+            li = load[i] + 1
+            load[i] = li
+            stamp[i] = counter
+            rr[i] = (counter + 1) * size + i
+            counter += 1
+            if li >= cap[i]:
+                fill(i)
+            out.k.append(k)
+            out.i.append(i)
+            out.full.append(before)
+            out.load.append(li)
+        ledger.counter = counter
+
+    return step
 
 
-class LeastLoaded(_HeapPicker):
-    def key(self, i: int) -> tuple[float, int]:
-        # Floats order these fractions exactly: numerators and denominators are at most
-        # MAX_CAPACITY, so distinct fractions differ far beyond double precision.
-        led = self.ledger
-        return ((led.load[i] + 1) / led.capacity[i], led.rr_key(i))
-
-
-class Weighted(Picker):
-    """Smooth weighted round robin (as in nginx) by effective capacity, per pool."""
-
-    def __init__(self, ledger: Ledger, pools: Sequence[np.ndarray]) -> None:
-        super().__init__(ledger, pools)
-        self.current: list[dict[int, int] | None] = [None] * len(pools)
-
-    def pick(self, pool: int) -> int:
-        led = self.ledger
-        cur = self.current[pool]
-        if cur is None:
-            cur = {int(i): 0 for i in self.pools[pool] if led.room(int(i))}
-            self.current[pool] = cur
-        for i in [i for i in cur if not led.room(i)]:
-            del cur[i]
-        if not cur:
-            return NOT_PLACED
-        total = 0
-        best = NOT_PLACED
-        best_val = 0
-        best_rr = 0
-        cap = led.capacity
-        for i in cur:
-            w = cap[i]
-            total += w
-            v = cur[i] + w
-            cur[i] = v
-            if best == NOT_PLACED or v > best_val or (v == best_val and led.rr_key(i) < best_rr):
-                best, best_val, best_rr = i, v, led.rr_key(i)
-        cur[best] -= total
-        led.give(best)
-        return best
-
-
-class Planned(Picker):
-    """Follows a precomputed allotment per pool (from the optimal solver).
+def _planned_step(ledger: Ledger, pools, allotment, dead):
+    """Follow a precomputed allotment per pool (from the optimal solver).
 
     Within a pool's allotment the least recently assigned partner goes first, so
     customers still rotate through the partners the plan chose.
     """
+    if allotment is None:
+        raise ValueError("the optimal policy needs an allotment from engine.optimal.plan")
+    cap = ledger.capacity
+    load = ledger.load
+    stamp = ledger.stamp
+    full_count = ledger.full_count
+    size = len(stamp)
+    sizes = [len(p) for p in pools]
+    fill = _filler(ledger, dead, sizes)
+    rr = [(s + 1) * size + i for i, s in enumerate(stamp)]
+    left = [dict(a) for a in allotment]
 
-    def __init__(
-        self, ledger: Ledger, pools: Sequence[np.ndarray], allotment: Sequence[dict[int, int]]
-    ) -> None:
-        super().__init__(ledger, pools)
-        self.left = [dict(a) for a in allotment]
+    def step(ks: list[int], qs: list[int], out: _Out) -> None:
+        counter = ledger.counter
+        for k, q in zip(ks, qs, strict=True):
+            best = NOT_PLACED
+            best_rr = 0
+            pool_left = left[q]
+            spent = None
+            for i, n in pool_left.items():
+                if n > 0 and load[i] < cap[i]:
+                    r = rr[i]
+                    if best == NOT_PLACED or r < best_rr:
+                        best, best_rr = i, r
+                elif spent is None:
+                    spent = [i]
+                else:
+                    spent.append(i)
+            if spent is not None:  # allotment used up or partner full: never chosen again
+                for i in spent:
+                    del pool_left[i]
+            if best == NOT_PLACED:
+                out.missed.append(k)
+                out.missed_full.append(full_count[q])
+                continue
+            i = best
+            pool_left[i] -= 1
+            before = full_count[q]
+            out.prev.append(stamp[i])
+            li = load[i] + 1
+            load[i] = li
+            stamp[i] = counter
+            rr[i] = (counter + 1) * size + i
+            counter += 1
+            if li >= cap[i]:
+                fill(i)
+            out.k.append(k)
+            out.i.append(i)
+            out.full.append(before)
+            out.load.append(li)
+        ledger.counter = counter
 
-    def pick(self, pool: int) -> int:
-        left = self.left[pool]
-        led = self.ledger
-        best = NOT_PLACED
-        best_rr = 0
-        for i, n in left.items():
-            if n > 0 and led.room(i):
-                rr = led.rr_key(i)
-                if best == NOT_PLACED or rr < best_rr:
-                    best, best_rr = i, rr
-        if best == NOT_PLACED:
-            return NOT_PLACED
-        left[best] -= 1
-        led.give(best)
-        return best
+    return step
 
 
-def make_picker(
-    policy: Policy,
-    ledger: Ledger,
-    pools: Sequence[np.ndarray],
-    allotment: Sequence[dict[int, int]] | None = None,
-) -> Picker:
-    if policy is Policy.ROUND_ROBIN:
-        return RoundRobin(ledger, pools)
-    if policy is Policy.LEAST_LOADED:
-        return LeastLoaded(ledger, pools)
-    if policy is Policy.WEIGHTED:
-        return Weighted(ledger, pools)
-    if policy is Policy.OPTIMAL:
-        if allotment is None:
-            raise ValueError("the optimal policy needs an allotment from engine.optimal.plan")
-        return Planned(ledger, pools, allotment)
-    raise ValueError(f"unknown policy {policy!r}")
+_STEPS = {
+    Policy.ROUND_ROBIN: _round_robin_step,
+    Policy.LEAST_LOADED: _least_loaded_step,
+    Policy.WEIGHTED: _weighted_step,
+    Policy.OPTIMAL: _planned_step,
+}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -22,6 +21,7 @@ from engine.iso import COUNTRIES, LANGUAGES
 DEFAULT_RULES_PATH = Path(__file__).resolve().parent.parent / "data" / "rules.toml"
 
 WHEN_FULL_CHOICES = ("css", "hold")
+MAX_CAPACITY_SCALE = 100
 
 
 class RulesError(ValueError):
@@ -75,7 +75,7 @@ class Rules:
 _SCALARS: dict[str, tuple[tuple[type, ...], str]] = {
     "min_seats": ((int,), "a whole number >= 0"),
     "referral_consent_default": ((bool,), "true or false"),
-    "capacity_scale": ((int, float), "a number >= 0 (1.0 keeps capacity as it is)"),
+    "capacity_scale": ((int, float), "a number from 0 to 100 (1.0 keeps capacity as it is)"),
     "when_full": ((str,), "one of " + ", ".join(repr(c) for c in WHEN_FULL_CHOICES)),
     "max_declines": ((int,), "a whole number >= 1"),
 }
@@ -114,8 +114,9 @@ def parse_rules_dict(data: Mapping[str, Any], source: str = "rules") -> Rules:
         values[key] = value
     if values.get("min_seats", 0) < 0:
         raise _fail(source, "min_seats", f"got {values['min_seats']}; expected a whole number >= 0")
-    if not 0 <= values.get("capacity_scale", 1.0) < math.inf:  # also rejects nan
-        raise _fail(source, "capacity_scale", "must be a finite number >= 0")
+    # Bounded: a what-if multiplier beyond 100x is a typo, and huge ones overflow capacity.
+    if not 0 <= values.get("capacity_scale", 1.0) <= MAX_CAPACITY_SCALE:  # also rejects nan
+        raise _fail(source, "capacity_scale", f"must be a number from 0 to {MAX_CAPACITY_SCALE}")
     if "capacity_scale" in values:
         values["capacity_scale"] = float(values["capacity_scale"])
     if values.get("when_full", "css") not in WHEN_FULL_CHOICES:
@@ -203,6 +204,10 @@ def load_rules(path: str | Path | None = None) -> Rules:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise RulesError(f"{p}: no such rules file") from None
+    except IsADirectoryError:
+        raise RulesError(f"{p}: is a folder; expected a rules .toml file") from None
+    except OSError as exc:
+        raise RulesError(f"{p}: cannot read ({exc.strerror})") from None
     except UnicodeDecodeError:
         raise RulesError(f"{p}: not UTF-8 text") from None
     return parse_rules(text, source=str(p))

@@ -35,6 +35,10 @@ _TRUE = ("true", "yes", "y", "1", "t")
 _FALSE = ("false", "no", "n", "0", "f")
 _ROW = "__row"
 
+#: Optional integer column of a raw frame: each row's number as a person sees it (a CSV
+#: line when a record spans lines or blank lines were skipped). Not a data column.
+LINE_COLUMN = "__frp_line__"
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -175,6 +179,11 @@ def _validate(
     first_row: int,
     row_label: str,
 ) -> pl.DataFrame:
+    line_numbers: pl.Series | None = None
+    if LINE_COLUMN in raw.columns:
+        if raw.schema[LINE_COLUMN].is_integer():
+            line_numbers = raw.get_column(LINE_COLUMN).cast(pl.Int64).alias(_ROW)
+        raw = raw.drop(LINE_COLUMN)
     header_problems: list[Problem] = []
     names = [str(c).strip().lstrip("\ufeff").lower() for c in raw.columns]
     seen: dict[str, int] = {}
@@ -189,8 +198,14 @@ def _validate(
     if header_problems:
         raise InputError(source, header_problems, row_label=row_label)
 
-    frame = raw.rename(dict(zip(raw.columns, names, strict=True)))
-    frame = frame.select([n for n in spec if n in seen]).with_row_index(_ROW, offset=first_row)
+    # Only the known columns are renamed: extra ones may differ only by case ("Notes",
+    # "notes"), and renaming those to one name would be a clash, not a problem of the input.
+    original = {name: col for col, name in zip(raw.columns, names, strict=True) if name in spec}
+    frame = raw.select([pl.col(original[n]).alias(n) for n in spec if n in seen])
+    if line_numbers is not None and line_numbers.len() == frame.height:
+        frame = frame.with_columns(line_numbers).select(_ROW, *frame.columns)
+    else:
+        frame = frame.with_row_index(_ROW, offset=first_row)
     problems: list[Problem] = []
     total = 0
     exprs: list[pl.Expr] = []
@@ -200,36 +215,32 @@ def _validate(
         if name not in seen:
             exprs.append(pl.lit(None, dtype=schema[name]).alias(name))
             continue
+        frame = _readable(frame, name, col, source, row_label)
         dtype = frame.schema[name]
-        is_list = col.kind in ("countries", "languages", "workloads")
-        if is_list != isinstance(dtype, pl.List) and not (
-            is_list and dtype in (pl.String, pl.Null)
-        ):
-            if not (not is_list and not isinstance(dtype, pl.List | pl.Struct | pl.Array)):
-                what = "a list of text" if is_list else "a single value per cell"
-                raise InputError(
-                    source, [Problem(None, name, str(dtype), what)], row_label=row_label
-                )
         value, bad, shown = _convert(pl.col(name), dtype, col)
         exprs.append(value.cast(schema[name]).alias(name))
         checks.append((name, bad, shown, _EXPECTED[col.kind] + _bound_note(col)))
 
-    masks = frame.select(
-        pl.col(_ROW),
-        *[bad.fill_null(True).alias(f"bad_{i}") for i, (_, bad, _, _) in enumerate(checks)],
-    )
-    for i, (name, _, shown, expected) in enumerate(checks):
-        bad_rows = frame.filter(masks[f"bad_{i}"])
-        if bad_rows.height == 0:
-            continue
-        total += bad_rows.height
-        room = MAX_PROBLEMS - len(problems)
-        if room > 0:
-            shown_vals = bad_rows.head(room).select(pl.col(_ROW), shown.alias("v"))
-            for row, val in shown_vals.iter_rows():
-                problems.append(Problem(row, name, val, expected))
-
-    typed = frame.select(pl.col(_ROW), *exprs)
+    try:
+        masks = frame.select(
+            pl.col(_ROW),
+            *[bad.fill_null(True).alias(f"bad_{i}") for i, (_, bad, _, _) in enumerate(checks)],
+        )
+        for i, (name, _, shown, expected) in enumerate(checks):
+            bad_rows = frame.filter(masks[f"bad_{i}"])
+            if bad_rows.height == 0:
+                continue
+            total += bad_rows.height
+            room = MAX_PROBLEMS - len(problems)
+            if room > 0:
+                shown_vals = bad_rows.head(room).select(pl.col(_ROW), shown.alias("v"))
+                for row, val in shown_vals.iter_rows():
+                    problems.append(Problem(row, name, val, expected))
+        typed = frame.select(pl.col(_ROW), *exprs)
+    except pl.exceptions.PolarsError as exc:
+        # The dtype checks above should make this unreachable; if a column type slips
+        # through, the person still gets the column and the reason, not a traceback.
+        raise _unreadable(frame, checks, exc, source, row_label) from None
     if not problems:
         dup = typed.filter(pl.col(key).is_duplicated())
         if dup.height:
@@ -248,6 +259,78 @@ def _validate(
     return typed.drop(_ROW)
 
 
+_LIST_KINDS = ("countries", "languages", "workloads")
+
+
+def _is_text(dtype: pl.DataType) -> bool:
+    return dtype == pl.String or isinstance(dtype, pl.Categorical | pl.Enum)
+
+
+def _is_scalar(dtype: pl.DataType) -> bool:
+    """Types whose cells read as one text value: text, numbers, booleans, dates, times."""
+    return (
+        _is_text(dtype)
+        or dtype.is_numeric()
+        or dtype in (pl.Boolean, pl.Null, pl.Date, pl.Time)
+        or isinstance(dtype, pl.Datetime)
+    )
+
+
+def _readable(
+    frame: pl.DataFrame, name: str, col: _Col, source: str, row_label: str
+) -> pl.DataFrame:
+    """``frame`` with column ``name`` in a type the checks can read, or a column-level error.
+
+    Parquet can hold any Arrow type; only those that read as the column's kind get
+    through (binary that is valid UTF-8 becomes text), so a list of lists or a struct is
+    one clear error about the column rather than a failure deep inside polars.
+    """
+    dtype = frame.schema[name]
+    is_list = col.kind in _LIST_KINDS
+    if dtype == pl.Binary or (isinstance(dtype, pl.List) and dtype.inner == pl.Binary):
+        target = pl.List(pl.String) if isinstance(dtype, pl.List) else pl.String
+        try:
+            return frame.with_columns(pl.col(name).cast(target))
+        except pl.exceptions.PolarsError:
+            raise InputError(
+                source, [Problem(None, name, str(dtype), "UTF-8 text")], row_label=row_label
+            ) from None
+    if is_list:
+        ok = _is_text(dtype) or dtype == pl.Null
+        if isinstance(dtype, pl.List):
+            inner = dtype.inner
+            ok = _is_text(inner) or inner.is_numeric() or inner in (pl.Boolean, pl.Null)
+        what = "a list of text"
+    else:
+        ok = _is_scalar(dtype)
+        what = "a single value per cell (text, a number or true/false)"
+    if not ok:
+        raise InputError(source, [Problem(None, name, str(dtype), what)], row_label=row_label)
+    return frame
+
+
+def _unreadable(
+    frame: pl.DataFrame,
+    checks: list[tuple[str, pl.Expr, pl.Expr, str]],
+    exc: Exception,
+    source: str,
+    row_label: str,
+) -> InputError:
+    """The error for a column polars cannot convert: find it by trying them one by one."""
+    for name, bad, shown, expected in checks:
+        try:
+            frame.select(bad.fill_null(True).any().alias("bad"), shown.first().alias("shown"))
+        except pl.exceptions.PolarsError as column_exc:
+            reason = str(column_exc).strip().splitlines()[0][:120]
+            return InputError(
+                source,
+                [Problem(None, name, str(frame.schema[name]), f"{expected} ({reason})")],
+                row_label=row_label,
+            )
+    reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+    return InputError(source, [Problem(None, None, None, f"readable columns ({reason})")])
+
+
 def _bound_note(col: _Col) -> str:
     return f" and <= {col.upper:,}" if col.kind == "count" and col.upper < 2**62 else ""
 
@@ -259,7 +342,7 @@ def _text(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
 
 def _convert(expr: pl.Expr, dtype: pl.DataType, col: _Col) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
     """(converted value, bad-row mask, value to show in the error) for one column."""
-    if col.kind in ("countries", "languages", "workloads"):
+    if col.kind in _LIST_KINDS:
         return _convert_list(expr, dtype, col.kind)
     text = _text(expr, dtype)
     empty = text.is_null() | (text == "")
@@ -299,7 +382,7 @@ def _convert(expr: pl.Expr, dtype: pl.DataType, col: _Col) -> tuple[pl.Expr, pl.
 
 
 def _convert_list(expr: pl.Expr, dtype: pl.DataType, kind: str) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
-    if dtype in (pl.String, pl.Null):
+    if _is_text(dtype) or dtype == pl.Null:
         parts = expr.cast(pl.String).str.split(LIST_SEPARATOR)
         shown = expr.cast(pl.String)
     else:

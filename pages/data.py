@@ -10,7 +10,7 @@ import streamlit as st
 from engine.rules import RulesError, load_rules, parse_rules, to_toml
 from engine.schema import InputError
 from store.imports import import_customers, import_partners
-from ui import db
+from ui import auth, db
 from ui.router import through_router
 from ui.uploads import read_upload
 
@@ -80,15 +80,19 @@ for column, kind in zip(st.columns(2), ("partners", "customers"), strict=True):
             st.dataframe(exc.to_frame(), hide_index=True, key=f"{kind}_problems")
             continue
         st.success(f"{file.name}: {_count(frame.height, kind)}, every row valid.")
-        st.dataframe(frame.head(5), hide_index=True)
+        preview = frame.head(5)
+        if kind == "customers":
+            preview = auth.show_column(preview, "contact_email")
+        st.dataframe(preview, hide_index=True)
         file_id, done = st.session_state.get(f"{kind}_done", (None, ""))
         if file_id == file.file_id:
             st.success(done)
         elif st.button(
             f"Import {_count(frame.height, kind)}", type="primary", key=f"{kind}_import"
-        ):
-            summary = IMPORTERS[kind](db.cursor(), frame, actor="dashboard", source=file.name)
-            db.after_write()
+        ) and auth.require(auth.MANAGER, f"import {kind}"):
+            summary = db.write(
+                IMPORTERS[kind], frame, actor=auth.actor(), source=file.name, what="the import"
+            )
             done = f"Imported from {file.name}: {summary.describe()}."
             st.session_state[f"{kind}_done"] = (file.file_id, done)
             st.session_state[TOAST] = f"Imported: {summary.describe()}"
@@ -99,6 +103,9 @@ st.header("Rules", divider="gray")
 
 
 def use_edited_rules() -> None:
+    if refused := auth.refusal(auth.MANAGER, "edit the rules"):
+        st.session_state[RULES_NOTE] = ("error", refused)
+        return
     text = st.session_state.get(RULES_TEXT, "")
     try:
         parse_rules(text, source="edited rules")
@@ -110,6 +117,9 @@ def use_edited_rules() -> None:
 
 
 def reset_rules() -> None:
+    if refused := auth.refusal(auth.MANAGER, "edit the rules"):
+        st.session_state[RULES_NOTE] = ("error", refused)
+        return
     st.session_state.pop(db.RULES_KEY, None)
     st.session_state[RULES_TEXT] = to_toml(load_rules())
     st.session_state[RULES_NOTE] = ("info", "Back to the shipped defaults (data/rules.toml).")

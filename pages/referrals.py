@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import polars as pl
 import streamlit as st
 
 from store import views
-from ui import referrals
+from ui import auth, referrals
 from ui.reads import view
 from ui.router import through_router
 
@@ -112,6 +113,7 @@ with tab_outbox:
         )
     else:
         msgs = view("outbox", tuple(picked), run, views.ROW_CAP)
+        msgs = auth.show_column(msgs, "to_email", pl.col("recipient_role") == "customer")
         referrals.capped(msgs.height, n_msgs, "messages")
         st.dataframe(
             msgs.select(
@@ -139,11 +141,13 @@ with tab_outbox:
         )
         msg = view("message", mid)
         if msg:
-            st.markdown(f"**To:** {msg['to_email']}  \n**Subject:** {msg['subject']}")
+            to = msg["to_email"]
+            to = auth.show_email(to) if msg["recipient_role"] == "customer" else to
+            st.markdown(f"**To:** {to}  \n**Subject:** {msg['subject']}")
             if msg.get("body_html"):
                 with st.expander("HTML part"):
-                    st.html(msg["body_html"])
-            st.code(msg["body"], language=None, wrap_lines=True)
+                    st.html(auth.show_text(msg["body_html"]))
+            st.code(auth.show_text(msg["body"]), language=None, wrap_lines=True)
 
 with tab_psm:
     referrals.psm_load()

@@ -124,12 +124,14 @@ if run_clicked:
             disabled_partners=frozenset(switched_off),
         )
         if source == "backlog":
-            cohort, label = state.backlog(db.cursor()), "FTCQ backlog"
+            with db.session() as con:
+                cohort, label = state.backlog(con), "FTCQ backlog"
         elif source == "upload":
             cohort, label = uploaded, f"uploaded file {file.name}" if uploaded is not None else ""
         else:
             mix = CohortMix(small / 100, gateway / 100, no_consent / 100, other / 100)
-            partners = state.partners(db.cursor())
+            with db.session() as con:
+                partners = state.partners(con)
             cohort = synthetic_cohort(int(size), int(seed), mix, partners)
             label = f"synthetic cohort (seed {int(seed)})"
     except (RulesError, ValueError) as exc:
@@ -143,16 +145,17 @@ if run_clicked:
     else:
         with st.status(f"Simulating {cohort.height:,} customers…", expanded=True) as status:
             bar = st.progress(0.0, text="starting")
-            run = sim_ui.run_policies(
-                db.cursor(),
-                rules,
-                policies,
-                cohort,
-                source=label,
-                committable=source != "synthetic",
-                overrides={"text": sim_ui.describe_overrides(rules, active)},
-                progress=lambda share, text: bar.progress(share, text=text),
-            )
+            with db.session() as con:  # closed before the results are drawn
+                run = sim_ui.run_policies(
+                    con,
+                    rules,
+                    policies,
+                    cohort,
+                    source=label,
+                    committable=source != "synthetic",
+                    overrides={"text": sim_ui.describe_overrides(rules, active)},
+                    progress=lambda share, text: bar.progress(share, text=text),
+                )
             status.update(
                 label=f"Simulated {cohort.height:,} customers under "
                 + (policies[0] if len(policies) == 1 else f"{len(policies)} policies"),

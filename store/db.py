@@ -3,19 +3,36 @@
 One embedded file holds the whole state. Which file: ``--db PATH``, else the
 ``FRP_DB`` environment variable, else ``data/frp.duckdb`` (the demo, built on first
 run). The command line and the dashboard use the same rule through :func:`resolve_path`.
+
+Concurrent use. DuckDB lets one process at a time hold the file read-write; while it
+does, every other process (even read-only) is refused the file. So nobody keeps the file
+open: the command line and the dashboard open a connection per operation
+(:func:`open_db`) and close it at once. :func:`connect` retries a refused open with
+bounded back-off for up to ``FRP_LOCK_TIMEOUT`` seconds (default 10) and then gives up
+with one line saying the database is busy. Inside one process, connections share the
+database and each has its own transaction; a write that collides with another's raises a
+``duckdb.TransactionException``, which :func:`retry_conflicts` retries from the start.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import random
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 
 DEFAULT_DB = Path(__file__).resolve().parent.parent / "data" / "frp.duckdb"
 ENV_VAR = "FRP_DB"
+LOCK_TIMEOUT_VAR = "FRP_LOCK_TIMEOUT"
+DEFAULT_LOCK_TIMEOUT = 10.0  # seconds to wait for another process to let go of the file
+CONFLICT_ATTEMPTS = 5  # tries of a write that collides with another transaction
+
+T = TypeVar("T")
 
 #: Referral statuses that hold a partner's seat and keep the customer out of the FTCQ.
 OPEN_STATUSES = ("active", "accepted")
@@ -187,23 +204,129 @@ def resolve_path(path: str | Path | None = None) -> Path:
     return DEFAULT_DB
 
 
-def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open (creating if needed, unless read-only) the database and make sure its tables exist."""
+def lock_timeout() -> float:
+    """Seconds to wait for a busy database: ``$FRP_LOCK_TIMEOUT``, else 10."""
+    text = os.environ.get(LOCK_TIMEOUT_VAR, "").strip()
+    if not text:
+        return DEFAULT_LOCK_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        raise StoreError(
+            f"{LOCK_TIMEOUT_VAR}={text!r}: expected a number of seconds, e.g. 10"
+        ) from None
+    if not value >= 0:  # also refuses NaN
+        raise StoreError(f"{LOCK_TIMEOUT_VAR}={text!r}: expected a number of seconds >= 0")
+    return value
+
+
+def _busy(exc: duckdb.Error) -> bool:
+    """Another holder of the file: a process (file lock) or, in this process, a connection
+    opened with the other mode (read-only vs read-write); both let go soon."""
+    text = str(exc)
+    return "Could not set lock" in text or (
+        isinstance(exc, duckdb.ConnectionException) and "different configuration" in text
+    )
+
+
+def connect(
+    path: str | Path,
+    *,
+    read_only: bool = False,
+    timeout: float | None = None,
+    schema: bool = True,
+) -> duckdb.DuckDBPyConnection:
+    """Open (creating if needed, unless read-only) the database and make sure its tables exist.
+
+    A file held by another process is retried with bounded back-off for ``timeout``
+    seconds (default :func:`lock_timeout`), then refused with a one-line StoreError.
+    ``schema=False`` skips the schema check (a caller that already ran it on this file).
+    The caller closes the connection; :func:`open_db` does it for you.
+    """
     p = Path(path)
     if read_only and not p.exists():
         raise StoreError(f"{p}: no such database; create it with `frp demo` or `frp import`")
     if not read_only:
         p.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        con = duckdb.connect(str(p), read_only=read_only)
-    except duckdb.IOException as exc:
-        raise StoreError(f"{p}: cannot open the database ({_first_line(exc)})") from None
-    if not read_only:
+    wait = lock_timeout() if timeout is None else max(0.0, timeout)
+    deadline = time.monotonic() + wait
+    delay = 0.02
+    while True:
+        try:
+            con = duckdb.connect(str(p), read_only=read_only)
+            break
+        except (duckdb.IOException, duckdb.ConnectionException) as exc:
+            left = deadline - time.monotonic()
+            if not _busy(exc):
+                raise StoreError(f"{p}: cannot open the database ({_first_line(exc)})") from None
+            if left <= 0:
+                raise StoreError(
+                    f"{p}: the database is busy (another process is writing, e.g. the "
+                    f"dashboard or `frp commit`); tried for {wait:g} s — try again"
+                ) from None
+            time.sleep(min(left, delay * random.uniform(0.5, 1.0)))
+            delay = min(delay * 2, 0.5)
+    if not read_only and schema:
+        try:
+            ensure_schema(con)
+        except BaseException:
+            con.close()
+            raise
+    return con
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create what is missing (tables, columns added later, views) and record the version."""
+    retry_conflicts(lambda: _ensure_schema(con), what="the schema check")
+
+
+def _ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    with transaction(con):
         con.execute(DDL)
         con.execute(
             "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
         )
-    return con
+
+
+@contextmanager
+def open_db(
+    path: str | Path,
+    *,
+    read_only: bool = False,
+    timeout: float | None = None,
+    schema: bool = True,
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A short-lived connection: :func:`connect` (waiting while the file is busy), closed
+    at the end of the block so other processes can use the file."""
+    con = connect(path, read_only=read_only, timeout=timeout, schema=schema)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def retry_conflicts(
+    fn: Callable[[], T], *, attempts: int = CONFLICT_ATTEMPTS, what: str = "the change"
+) -> T:
+    """Run ``fn`` (a whole transaction) again when it collides with a concurrent one.
+
+    DuckDB gives each connection its own transaction and refuses, at the write or at
+    COMMIT, one that touched rows another committed meanwhile (``TransactionException``);
+    nothing of it was written, so running it again from the start (a commit re-simulates
+    on the state as it is now) is safe. After ``attempts`` tries: one-line StoreError.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except duckdb.TransactionException as exc:
+            if attempt == attempts:
+                raise StoreError(
+                    f"{what} collided with other changes made at the same time "
+                    f"{attempts} times; nothing was written — try again "
+                    f"({_first_line(exc)})"
+                ) from None
+            time.sleep(random.uniform(0.01, 0.05) * attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 @contextmanager
@@ -213,7 +336,10 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
     try:
         yield con
     except BaseException:
-        con.execute("ROLLBACK")
+        try:
+            con.execute("ROLLBACK")
+        except duckdb.Error:  # already ended (a failed COMMIT, a lost connection)
+            pass
         raise
     con.execute("COMMIT")
 

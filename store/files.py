@@ -7,16 +7,25 @@ into place, so a failed run never leaves a half-written output behind.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import os
+import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
 
-from engine.columns import LIST_SEPARATOR
-from engine.schema import InputError, Problem, validate_customers, validate_partners
+from engine.columns import ASSIGNMENT_SCHEMA, CUSTOMER_SCHEMA, LIST_SEPARATOR, PARTNER_SCHEMA
+from engine.schema import (
+    LINE_COLUMN,
+    InputError,
+    Problem,
+    validate_customers,
+    validate_partners,
+)
 
 FORMATS = (".csv", ".parquet")
 
@@ -34,7 +43,12 @@ def check_format(path: str | Path) -> str:
 
 
 def read_raw(path: str | Path) -> tuple[pl.DataFrame, int, str]:
-    """(raw frame, number of its first data row, what rows are called) for error messages."""
+    """(raw frame, number of its first data row, what rows are called) for error messages.
+
+    A CSV frame whose records do not sit one per line (a quoted cell spanning lines, or
+    blank lines, which are skipped) carries each record's line in ``LINE_COLUMN``, so that
+    ``engine.schema`` names the line a person sees in an editor.
+    """
     p = Path(path)
     kind = check_format(p)
     try:
@@ -43,54 +57,206 @@ def read_raw(path: str | Path) -> tuple[pl.DataFrame, int, str]:
         raise InputError(str(p), [Problem(None, None, None, "an existing file")]) from None
     except IsADirectoryError:
         raise InputError(str(p), [Problem(None, None, None, "a file, not a folder")]) from None
+    except OSError as exc:
+        raise InputError(
+            str(p), [Problem(None, None, None, f"a readable file ({_short(exc)})")]
+        ) from None
     if kind == ".parquet":
         try:
-            return pl.read_parquet(io.BytesIO(data)), 1, "row"
+            frame = pl.read_parquet(io.BytesIO(data))
         except Exception as exc:  # polars raises several types for a damaged file
             raise InputError(
                 str(p), [Problem(None, None, None, f"a Parquet file ({_short(exc)})")]
             ) from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
+        return frame.drop(LINE_COLUMN, strict=False), 1, "row"  # the reader's, not the file's
+    return _read_csv(str(p), data), 2, "line"
+
+
+#: Leading bytes of files that are not CSV text, and what to tell the person holding one.
+_NOT_TEXT = (
+    (b"\xff\xfe\x00\x00", "UTF-8 text, not UTF-32 (save the file as CSV UTF-8)"),
+    (b"\x00\x00\xfe\xff", "UTF-8 text, not UTF-32 (save the file as CSV UTF-8)"),
+    (b"\xff\xfe", "UTF-8 text, not UTF-16 (save the file as CSV UTF-8)"),
+    (b"\xfe\xff", "UTF-8 text, not UTF-16 (save the file as CSV UTF-8)"),
+    (b"PK\x03\x04", "CSV text, not an Excel workbook or ZIP archive (save it as CSV UTF-8)"),
+    (b"\xd0\xcf\x11\xe0", "CSV text, not an Excel 97-2003 workbook (save it as CSV UTF-8)"),
+    (b"PAR1", "CSV text, not Parquet (name a Parquet file .parquet)"),
+)
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def _read_csv(source: str, data: bytes) -> pl.DataFrame:
+    """The CSV as text columns (every problem an InputError naming the line where it can).
+
+    Works on the bytes (polars parses them, and skips a UTF-8 BOM itself) so that a large
+    file is held once, not again as a Python string.
+    """
+    for magic, expected in _NOT_TEXT:
+        if data.startswith(magic) and (magic != b"PAR1" or data.endswith(magic)):
+            raise InputError(source, [Problem(None, None, None, expected)])
+    nul = data.find(b"\x00")
+    if nul >= 0:
         raise InputError(
-            str(p),
-            [Problem(line, None, None, "UTF-8 text (save the file as CSV UTF-8)")],
+            source,
+            [Problem(_line_at(data, nul), None, None, "text without NUL bytes (a CSV file)")],
             row_label="line",
-        ) from None
-    if not text.strip():
-        raise InputError(str(p), [Problem(None, None, None, "a header line and rows")])
+        )
+    _check_utf8(source, data)
+    start = len(_UTF8_BOM) if data.startswith(_UTF8_BOM) else 0
+    if re.compile(rb"\S").search(data, start) is None:
+        raise InputError(source, [Problem(None, None, None, "a header line and rows")])
+    if b"\n" not in data and b"\r" in data:  # classic Mac line ends: one CR per line
+        data = data.replace(b"\r", b"\n")
     try:
-        frame = pl.read_csv(io.StringIO(text), infer_schema=False, truncate_ragged_lines=False)
-    except Exception as exc:
-        ragged = _ragged_line(text)
-        if ragged is not None:
-            line, width, got = ragged
+        frame = pl.read_csv(data, infer_schema=False, truncate_ragged_lines=False)
+    except Exception as exc:  # polars raises several types for malformed text
+        line, expected = _csv_problem(data) or (None, f"well-formed CSV ({_short(exc)})")
+        raise InputError(source, [Problem(line, None, None, expected)], row_label="line") from None
+    if frame.width == 1 and any(sep in frame.columns[0] for sep in ";\t|"):
+        raise InputError(
+            source,
+            [
+                Problem(
+                    1,
+                    None,
+                    frame.columns[0][:60],
+                    "columns separated by commas (save the file as CSV UTF-8, comma delimited)",
+                )
+            ],
+            row_label="line",
+        )
+    _check_header(source, data)
+    return _with_lines(frame, data)
+
+
+def _check_utf8(source: str, data: bytes) -> None:
+    """InputError naming the line of the first byte that is not UTF-8 (decoded in chunks)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    step = 1 << 20
+    try:
+        for at in range(0, len(data), step):
+            decoder.decode(data[at : at + step], final=at + step >= len(data))
+    except UnicodeDecodeError:
+        try:  # the chunk's error position is relative; decode once more to place it
+            data.decode("utf-8")
+        except UnicodeDecodeError as exc:
             raise InputError(
-                str(p),
-                [Problem(line, None, None, f"{width} fields like the header line, found {got}")],
+                source,
+                [
+                    Problem(
+                        _line_at(data, exc.start),
+                        None,
+                        f"byte 0x{data[exc.start : exc.start + 1].hex()}",
+                        "UTF-8 text (save the file as CSV UTF-8)",
+                    )
+                ],
                 row_label="line",
             ) from None
+
+
+def _line_at(data: bytes, offset: int) -> int:
+    return data.count(b"\n", 0, offset) + 1
+
+
+def _lines(data: bytes) -> Iterator[str]:
+    """The text line by line (split at LF, ends kept), without a second copy of the file."""
+    first = True
+    for line in io.BytesIO(data):
+        if first:
+            line, first = line.removeprefix(_UTF8_BOM), False
+        yield line.decode("utf-8")
+
+
+#: Columns whose meaning the tool knows; naming one twice is ambiguous (extra ones are ignored).
+_KNOWN_COLUMNS = (
+    frozenset(PARTNER_SCHEMA) | frozenset(CUSTOMER_SCHEMA) | frozenset(ASSIGNMENT_SCHEMA)
+)
+
+
+def _check_header(source: str, data: bytes) -> None:
+    """Refuse a header that names a known column twice (polars would rename one silently)."""
+    try:
+        header = next(csv.reader(_lines(data)), [])
+    except csv.Error:
+        return
+    names = [h.strip().lower() for h in header]
+    twice = sorted({n for n in names if n in _KNOWN_COLUMNS and names.count(n) > 1})
+    if twice:
         raise InputError(
-            str(p), [Problem(None, None, None, f"well-formed CSV ({_short(exc)})")]
-        ) from None
-    return frame, 2, "line"
+            source,
+            [Problem(1, n, None, "each column once (it appears twice)") for n in twice],
+            row_label="line",
+        )
 
 
-def _ragged_line(text: str) -> tuple[int, int, int] | None:
-    """(line, header width, fields found) of the first record longer than the header."""
-    reader = csv.reader(io.StringIO(text, newline=""))
+def _with_lines(frame: pl.DataFrame, data: bytes) -> pl.DataFrame:
+    """Blank records dropped; each record's line in LINE_COLUMN unless it is record + 1."""
+    if frame.width == 0 or frame.height == 0:
+        return frame
+    physical = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+    lines: pl.Series | None = None
+    if physical != frame.height + 1:  # a quoted cell spans lines: count records properly
+        starts = _record_lines(data)
+        if starts is not None and len(starts) == frame.height:
+            lines = pl.Series(LINE_COLUMN, starts, dtype=pl.Int64)
+    first = pl.col(frame.columns[0])
+    candidates = frame.select((first.is_null() | (first.str.strip_chars() == "")).any()).item()
+    blank = None
+    if candidates:
+        blank = frame.select(
+            pl.all_horizontal(
+                [pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "") for c in frame.columns]
+            )
+        ).to_series()
+        if not blank.any():
+            blank = None
+    if lines is None and blank is None:
+        return frame
+    if lines is None:
+        lines = pl.int_range(2, frame.height + 2, dtype=pl.Int64, eager=True).alias(LINE_COLUMN)
+    frame = frame.with_columns(lines)
+    return frame if blank is None else frame.filter(~blank)
+
+
+def _record_lines(data: bytes) -> list[int] | None:
+    """The line each data record starts on (None when Python's csv cannot read the text)."""
+    reader = csv.reader(_lines(data))
+    starts: list[int] = []
+    try:
+        next(reader, None)
+        start = reader.line_num + 1
+        for _ in reader:
+            starts.append(start)
+            start = reader.line_num + 1
+    except csv.Error:
+        return None
+    return starts
+
+
+def _csv_problem(data: bytes) -> tuple[int, str] | None:
+    """(line, what was expected) for the first malformed record, when it can be found."""
+    reader = csv.reader(_lines(data), strict=True)
     width, start = None, 1
     try:
         for record in reader:
             if width is None:
                 width = len(record)
             elif len(record) > width:
-                return start, width, len(record)
+                return start, f"{width} fields like the header line, found {len(record)}"
             start = reader.line_num + 1
-    except csv.Error:
-        return None
+    except csv.Error as exc:
+        if "expected after" in str(exc):
+            return (
+                start,
+                'a separator after a closing quote (in a quoted cell, write a quote as "")',
+            )
+        return start, "a closing quote for the quoted cell that starts on this line"
+    # Python's reader takes a quote inside an unquoted cell as text; polars does not.
+    stray = re.search(rb'(?m)(?:^|,)[^",\r\n]+"', data)
+    if stray is not None:
+        return _line_at(data, stray.start()), (
+            'a quote only around a whole cell (quote the cell and write a quote inside as "")'
+        )
     return None
 
 

@@ -37,3 +37,29 @@ def empty_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "empty.duckdb"
     monkeypatch.setenv("FRP_DB", str(path))
     return path
+
+
+# --- Counts the robustness tests report (tests/test_bad_input.py, test_fuzz.py, test_crash.py)
+# Each test adds to ``record_property(name, n)``; the totals are printed at the end of the
+# run (also under pytest-xdist, which carries user_properties back to the controller). The
+# teardown report is read because it holds what the test and its fixtures recorded.
+COUNTED = {
+    "bad_inputs": "bad inputs tried",
+    "bad_inputs_accepted": "of them imported cleanly",
+    "kills": "kills survived",
+    "runs_lost": "runs lost",
+}
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    totals: dict[str, int] = {}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if getattr(report, "when", None) != "teardown":
+                continue
+            for name, value in getattr(report, "user_properties", ()):
+                if name in COUNTED:
+                    totals[name] = totals.get(name, 0) + int(value)
+    if totals:
+        shown = ", ".join(f"{COUNTED[k]}: {totals[k]:,}" for k in COUNTED if k in totals)
+        terminalreporter.write_line(f"robustness: {shown}")

@@ -1,14 +1,22 @@
-"""The dashboard's one DuckDB connection and its cached reads.
+"""The dashboard's database access: short-lived connections and cached reads.
 
-Streamlit reruns a page on every interaction and runs callbacks and downloads on other
-threads, so the connection is created once per database file (``st.cache_resource``)
-and every query takes its own cursor. Query results are cached (``st.cache_data``) and
-the cache is cleared after any write, so pages never show stale state after a commit.
+Nothing keeps the file open between operations, so the `frp` command (another process)
+can read and write while the dashboard is open. Each read or write opens its own
+connection (:func:`session`, about 40 ms on the demo) and closes it at the end; a file busy
+with another process's write is waited for (``FRP_LOCK_TIMEOUT``, default 10 s), then
+reported in one line. Writes go through :func:`write`, which retries a write that
+collided with another session's (each connection has its own transaction) and clears the
+read cache. Query results are cached (``st.cache_data``) under :func:`cache_key`, the file
+and when it last changed, so a write by the dashboard (which also clears the cache) or by
+`frp` in another process shows on the next run; reads change nothing, so they stay cached.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 import duckdb
 import polars as pl
@@ -17,9 +25,11 @@ import streamlit as st
 from engine.rules import Rules, RulesError, load_rules
 from store import state
 from store.bootstrap import ensure_demo
-from store.db import DEFAULT_DB, connect, resolve_path
+from store.db import DEFAULT_DB, connect, open_db, resolve_path, retry_conflicts
 
 RULES_KEY = "rules_toml"
+
+T = TypeVar("T")
 
 
 def db_path() -> Path:
@@ -27,30 +37,78 @@ def db_path() -> Path:
     return resolve_path(None)
 
 
+def cache_key() -> str:
+    """The database file and when it (or its write-ahead log) last changed: part of every
+    cached read's key, so a write made by another process is seen at the next run."""
+    path = db_path()
+    stamps = []
+    for f in (path, path.with_name(path.name + ".wal")):
+        try:
+            st_ = f.stat()
+            stamps.append(f"{st_.st_mtime_ns}:{st_.st_size}")
+        except OSError:
+            stamps.append("-")
+    return f"{path}|{'|'.join(stamps)}"
+
+
 @st.cache_resource(show_spinner="Opening the database…")
-def _connection(path: str) -> duckdb.DuckDBPyConnection:
+def _prepared(path: str) -> bool:
+    """Once per file and process: build the demo on a fresh clone, create or upgrade the
+    schema. Keeps no connection open."""
     if Path(path) == DEFAULT_DB:
         ensure_demo(path)  # first run on a fresh clone: build the demo world
-    return connect(path)
+    with open_db(path):  # creates the file and its tables if needed
+        pass
+    return True
 
 
-def connection() -> duckdb.DuckDBPyConnection:
-    return _connection(str(db_path()))
+def _ready() -> str:
+    path = str(db_path())
+    if not Path(path).exists():  # removed since (tests, a restore in progress): start again
+        _prepared.clear()
+    _prepared(path)
+    return path
+
+
+@contextmanager
+def session() -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection for one operation, closed at the end of the block.
+
+    Read-write (one process cannot mix read-only and read-write connections to a file,
+    and the dashboard writes too); a read holds no transaction open after its query."""
+    with open_db(_ready(), schema=False) as con:
+        yield con
+
+
+def write(fn: Callable[..., T], *args: Any, what: str = "the change", **kwargs: Any) -> T:
+    """Run ``fn(con, *args, **kwargs)`` (one whole transaction) on its own connection; run
+    it again if it collided with another session's write (``store.db.retry_conflicts``);
+    then forget cached reads. Errors (``StoreError``) reach the caller, which reports them."""
+    try:
+        with session() as con:
+            return retry_conflicts(lambda: fn(con, *args, **kwargs), what=what)
+    finally:
+        after_write()
 
 
 def cursor() -> duckdb.DuckDBPyConnection:
-    """A fresh cursor on the shared connection; use one per operation."""
-    return connection().cursor()
+    """A new short-lived connection that the caller must close (``try/finally``).
+
+    Kept for callers written before :func:`session`; prefer ``with db.session() as con``
+    (reads) and :func:`write` (writes), which cannot leave the file open."""
+    return connect(_ready(), schema=False)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def query(sql: str, params: tuple = (), path: str = "") -> pl.DataFrame:
-    """A cached read; ``path`` is part of the cache key, so two databases never share results."""
-    return state.query(cursor(), sql, list(params))
+    """A cached read; ``path`` (:func:`cache_key`) is part of the cache key, so two databases,
+    or one before and after a write, never share results."""
+    with session() as con:
+        return state.query(con, sql, list(params))
 
 
 def read(sql: str, *params) -> pl.DataFrame:
-    return query(sql, tuple(params), str(db_path()))
+    return query(sql, tuple(params), cache_key())
 
 
 def after_write() -> None:

@@ -1,9 +1,9 @@
 """Cached reads for the capacity, fairness and referrals pages.
 
-Each call runs one ``store.views`` function (or a simulation) on its own cursor of the
-shared connection and caches the result per database file; ``db.after_write`` clears
-the cache, so a commit shows up at once. Arguments must be hashable (tuples, frozen
-dataclasses such as ``views.PartnerFilter``).
+Each call runs one ``store.views`` function (or a simulation) on its own short-lived
+connection (``db.session``) and caches the result per database file and version
+(``db.cache_key``): a write, by the dashboard or by `frp`, shows up at the next run.
+Arguments must be hashable (tuples, frozen dataclasses such as ``views.PartnerFilter``).
 """
 
 from __future__ import annotations
@@ -23,48 +23,39 @@ from ui import db
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def _view(name: str, path: str, *args: Any) -> Any:
-    cur = db.cursor()
-    try:
-        return getattr(views, name)(cur, *args)
-    finally:
-        cur.close()
+    with db.session() as con:
+        return getattr(views, name)(con, *args)
 
 
 def view(name: str, *args: Any) -> Any:
     """``store.views.<name>(cursor, *args)``, cached for the current database file."""
-    return _view(name, str(db.db_path()), *args)
+    return _view(name, db.cache_key(), *args)
 
 
 @st.cache_data(show_spinner="Simulating the backlog with round robin…", max_entries=8)
 def _backlog_run(path: str, rules_toml: str) -> tuple[pl.DataFrame, dict[str, int]]:
-    cur = db.cursor()
-    try:
-        sim, _ = simulate_stored(cur, parse_rules(rules_toml, source="rules"), "round-robin")
-    finally:
-        cur.close()
+    with db.session() as con:
+        sim, _ = simulate_stored(con, parse_rules(rules_toml, source="rules"), "round-robin")
     return sim.partners, {**sim.counts(), "customers": sim.assignments.height}
 
 
 def backlog_run() -> tuple[pl.DataFrame, dict[str, int]]:
     """Round robin over the FTCQ backlog as it stands, under the session's rules (writes
     nothing): ``Simulation.partners`` and the customers per reason (plus ``customers``)."""
-    return _backlog_run(str(db.db_path()), to_toml(db.active_rules()))
+    return _backlog_run(db.cache_key(), to_toml(db.active_rules()))
 
 
 @st.cache_data(show_spinner="Computing fairness…", max_entries=16)
 def _committed_fairness(
     path: str, since: datetime | None, until: datetime | None, rules_toml: str
 ) -> tuple[FairnessReport, pl.DataFrame]:
-    cur = db.cursor()
-    try:
-        rules = parse_rules(rules_toml, source="rules")
-        return views.committed_fairness(cur, since, until, rules)
-    finally:
-        cur.close()
+    rules = parse_rules(rules_toml, source="rules")
+    with db.session() as con:
+        return views.committed_fairness(con, since, until, rules)
 
 
 def committed_fairness(
     since: datetime | None, until: datetime | None
 ) -> tuple[FairnessReport, pl.DataFrame]:
     """The fairness report of committed referrals in [since, until), and its pool labels."""
-    return _committed_fairness(str(db.db_path()), since, until, to_toml(db.active_rules()))
+    return _committed_fairness(db.cache_key(), since, until, to_toml(db.active_rules()))

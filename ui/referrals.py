@@ -16,7 +16,7 @@ from engine.reasons import Reason
 from store import lifecycle, tasks, views
 from store.db import StoreError
 from store.outbox import DeliveryError, SmtpSettings, send_pending
-from ui import db
+from ui import auth, db
 from ui.reads import view
 
 RUN_KEY = "ref_run"
@@ -145,18 +145,19 @@ def send_outbox() -> None:
         key="outbox_send",
         icon=":material/send:",
     )
-    if clicked and settings is not None:
+    if clicked and settings is not None and auth.require(auth.MANAGER, "send notifications"):
         with st.status("Sending notifications…", expanded=True) as status:
             bar = st.progress(0.0, text=f"0 of {pending:,}")
             try:
-                summary = send_pending(
-                    db.cursor(),
-                    settings,
-                    actor="dashboard",
-                    progress=lambda done, total: bar.progress(
-                        done / total if total else 1.0, text=f"{done:,} of {total:,}"
-                    ),
-                )
+                with db.session() as con:
+                    summary = send_pending(
+                        con,
+                        settings,
+                        actor=auth.actor(),
+                        progress=lambda done, total: bar.progress(
+                            done / total if total else 1.0, text=f"{done:,} of {total:,}"
+                        ),
+                    )
             except StoreError as exc:
                 db.after_write()  # some may have gone before the error
                 status.update(label="Sending stopped", state="error")
@@ -179,8 +180,15 @@ def _close_picked() -> None:
     task_id = st.session_state.get(TASK_PICK)
     if task_id is None:
         return
+    refused = auth.refusal(auth.MANAGER, "close tasks")
+    if refused:
+        st.session_state[TASK_RESULT] = ("error", refused)
+        return
     try:
-        task = tasks.close(db.cursor(), int(task_id), actor="dashboard")
+        task = db.write(
+            lambda con: tasks.close(con, int(task_id), actor=auth.actor()),
+            what="closing the task",
+        )
     except StoreError as exc:
         st.session_state[TASK_RESULT] = ("error", str(exc))
         return
@@ -258,16 +266,23 @@ LIFECYCLE_RESULT = "lifecycle_result"  # ("success" | "error", message) for the 
 
 
 def _respond(tenant_id: str, action: str) -> None:
+    refused = auth.refusal(auth.MANAGER, "record partner responses")
+    if refused:
+        st.session_state[LIFECYCLE_RESULT] = ("error", refused)
+        return
     reason = st.session_state.get("decline_reason")
-    con = db.cursor()
+    who = auth.actor()
     rules = db.active_rules()
-    try:
+
+    def change_status(con):
         if action == "accept":
-            change = lifecycle.accept(con, tenant_id, actor="dashboard")
-        elif action == "complete":
-            change = lifecycle.complete(con, tenant_id, rules, actor="dashboard")
-        else:
-            change = lifecycle.decline(con, tenant_id, reason, rules, actor="dashboard")
+            return lifecycle.accept(con, tenant_id, actor=who)
+        if action == "complete":
+            return lifecycle.complete(con, tenant_id, rules, actor=who)
+        return lifecycle.decline(con, tenant_id, reason, rules, actor=who)
+
+    try:
+        change = db.write(change_status, what=f"the {action}")
     except StoreError as exc:
         st.session_state[LIFECYCLE_RESULT] = ("error", f"Nothing changed: {exc}")
         return

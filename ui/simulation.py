@@ -32,7 +32,7 @@ from store.commits import Prepared, commit, simulate_stored
 from store.db import StoreError
 from store.files import write_table
 from store.notify import referral_messages
-from ui import db
+from ui import auth, db
 
 #: Session keys. The Fairness page reads LATEST_KEY (policy name -> Simulation).
 LATEST_KEY = "latest_simulations"
@@ -654,8 +654,10 @@ def show_results(run: SimulationRun) -> None:
         label = f"Referral {referral}: {tenant} → {partner_of[tenant]} · {messages['subject'][0]}"
         with st.expander(label, expanded=i == 0):
             for col, row in zip(st.columns(3), messages.iter_rows(named=True), strict=False):
-                col.markdown(f"**{roles[row['recipient_role']]}** · {row['to_email']}")
-                col.text(row["body"])
+                to = row["to_email"]
+                to = auth.show_email(to) if row["recipient_role"] == "customer" else to
+                col.markdown(f"**{roles[row['recipient_role']]}** · {to}")
+                col.text(auth.show_text(row["body"]))
     if emails.height:
         st.caption(
             f"The first {emails['referral_id'].n_unique()} of {sim.placed:,} referrals, three "
@@ -671,6 +673,7 @@ def show_results(run: SimulationRun) -> None:
             file_name=f"{name}.csv",
             mime="text/csv",
             key="download_csv",
+            on_click=auth.export_callback(f"{name}.csv", run.source),
             icon=":material/download:",
         )
         st.download_button(
@@ -679,6 +682,7 @@ def show_results(run: SimulationRun) -> None:
             file_name=f"{name}.parquet",
             mime="application/vnd.apache.parquet",
             key="download_parquet",
+            on_click=auth.export_callback(f"{name}.parquet", run.source),
             icon=":material/download:",
         )
 
@@ -719,18 +723,24 @@ def show_commit(run: SimulationRun) -> None:
         "notifications.",
         key="commit_confirm",
     )
-    if st.button("Commit", type="primary", disabled=not confirmed, key="commit_button"):
+    if not auth.is_manager():
+        st.caption("Only managers can commit; you can simulate and compare policies.")
+    clicked = st.button("Commit", type="primary", disabled=not confirmed, key="commit_button")
+    if clicked and auth.require(auth.MANAGER, "commit referrals"):
         try:
             with st.status("Committing…", expanded=True) as status:
                 bar = st.progress(0.0, text="re-running on the current state")
-                summary = commit(
-                    db.cursor(),
-                    run.rules,
-                    policy,
-                    run.cohort,
-                    actor="dashboard",
-                    source=run.source,
-                    progress=lambda done, total: bar.progress(done / total if total else 1.0),
+                summary = db.write(  # re-run if another session committed meanwhile
+                    lambda con: commit(
+                        con,
+                        run.rules,
+                        policy,
+                        run.cohort,
+                        actor=auth.actor(),
+                        source=run.source,
+                        progress=lambda done, total: bar.progress(done / total if total else 1.0),
+                    ),
+                    what="the commit",
                 )
                 status.update(
                     label="Committed" if summary.run_id else "Nothing new to commit",

@@ -1,0 +1,300 @@
+"""Backups of the store: one Parquet file per table plus a manifest, and restores from them.
+
+A backup reads every table of the database, found in the catalog rather than listed
+here (so tables that later versions add are included), inside one read transaction, so
+the files agree with each other. It is written to a temporary folder that is renamed
+into place only when complete, with ``manifest.json`` written last: a folder without a
+manifest is not a backup.
+
+A restore builds a new database file under a temporary name: the sequences (at the value
+they had), each table as it was declared, its rows, then the current schema on top
+(``store.db.connect``), and checks every table's row count against the manifest before
+renaming the file over the target. A failed restore leaves the target as it was.
+
+The manifest carries the ``CREATE`` statements the database reported; a backup is
+trusted like the database file itself, but only those statement kinds are run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from store.db import StoreError, connect
+
+MANIFEST = "manifest.json"
+FORMAT = "frp-backup"
+FORMAT_VERSION = 1
+
+_CREATE = {
+    "table": re.compile(r"^\s*CREATE\s+TABLE\s", re.IGNORECASE),
+    "view": re.compile(r"^\s*CREATE\s+VIEW\s", re.IGNORECASE),
+    "index": re.compile(r"^\s*CREATE\s+(UNIQUE\s+)?INDEX\s", re.IGNORECASE),
+}
+
+
+@dataclass(frozen=True)
+class BackupSummary:
+    folder: Path
+    tables: dict[str, int]
+    schema_version: str | None
+    created_at: str
+
+    def describe(self) -> str:
+        rows = sum(self.tables.values())
+        return (
+            f"backup written to {self.folder}: {len(self.tables)} tables, {rows:,} rows "
+            f"(schema version {self.schema_version or 'unknown'}, {self.created_at})"
+        )
+
+
+@dataclass(frozen=True)
+class RestoreSummary:
+    path: Path
+    tables: dict[str, int]
+    created_at: str
+
+    def describe(self) -> str:
+        rows = sum(self.tables.values())
+        return (
+            f"restored {self.path} from the backup of {self.created_at}: "
+            f"{len(self.tables)} tables, {rows:,} rows"
+        )
+
+
+def quote(name: str) -> str:
+    """An SQL identifier, quoted."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Every base table of the database's main schema, by name."""
+    rows = con.execute(
+        "SELECT table_name FROM information_schema.tables "
+        "WHERE table_schema = 'main' AND table_type = 'BASE TABLE' "
+        "AND table_catalog = current_database() ORDER BY table_name"
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def table_digest(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, int]]:
+    """Per table: (rows, order-independent hash of every row); equal digests, equal tables."""
+    out: dict[str, tuple[int, int]] = {}
+    for name in tables(con):
+        rows, digest = con.execute(
+            f"SELECT count(*), coalesce(sum(hash(t)), 0) FROM {quote(name)} t"
+        ).fetchall()[0]
+        out[name] = (int(rows), int(digest))
+    return out
+
+
+def backup(db_path: str | Path, folder: str | Path) -> BackupSummary:
+    """Write every table of ``db_path`` to ``folder`` (which must be new or empty)."""
+    db, target = Path(db_path), Path(folder)
+    if not db.is_file():
+        raise StoreError(f"{db}: no such database")
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise StoreError(f"{target}: already exists and is not an empty folder; choose a new one")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
+    try:
+        con = connect(db, read_only=True)  # waits while another process writes
+        try:
+            con.execute("BEGIN TRANSACTION")  # one snapshot for every table
+            manifest = _write_tables(con, partial)
+            con.execute("COMMIT")
+        except duckdb.Error as exc:
+            raise StoreError(f"{db}: cannot back up ({_first_line(exc)})") from None
+        finally:
+            con.close()
+        text = json.dumps(manifest, indent=2, sort_keys=False) + "\n"
+        (partial / MANIFEST).write_text(text, encoding="utf-8")
+        if target.exists():
+            target.rmdir()
+        os.replace(partial, target)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return BackupSummary(
+        target,
+        {name: t["rows"] for name, t in manifest["tables"].items()},
+        manifest["schema_version"],
+        manifest["created_at"],
+    )
+
+
+def _write_tables(con: duckdb.DuckDBPyConnection, folder: Path) -> dict[str, Any]:
+    sql_of = dict(
+        con.execute(
+            "SELECT table_name, sql FROM duckdb_tables() "
+            "WHERE schema_name = 'main' AND database_name = current_database()"
+        ).fetchall()
+    )
+    names = tables(con)
+    out: dict[str, Any] = {}
+    for i, name in enumerate(names):
+        file = f"{i:03d}-{re.sub(r'[^A-Za-z0-9_-]', '_', name)}.parquet"
+        path = str(folder / file).replace("'", "''")
+        con.execute(f"COPY (SELECT * FROM {quote(name)}) TO '{path}' (FORMAT parquet)")
+        rows = con.execute(f"SELECT count(*) FROM {quote(name)}").fetchall()[0][0]
+        out[name] = {"file": file, "rows": int(rows), "sql": sql_of[name]}
+    version = None
+    if "meta" in names:
+        found = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
+        version = found[0][0] if found else None
+    sequences = {
+        name: {"next": int(last + inc) if last is not None else int(start), "increment": int(inc)}
+        for name, start, inc, last in con.execute(
+            "SELECT sequence_name, start_value, increment_by, last_value FROM duckdb_sequences() "
+            "WHERE schema_name = 'main' AND database_name = current_database() "
+            "AND NOT temporary ORDER BY sequence_name"
+        ).fetchall()
+    }
+    views = dict(
+        con.execute(
+            "SELECT view_name, sql FROM duckdb_views() WHERE NOT internal AND NOT temporary "
+            "AND schema_name = 'main' AND database_name = current_database() ORDER BY view_name"
+        ).fetchall()
+    )
+    indexes = dict(
+        con.execute(
+            "SELECT index_name, sql FROM duckdb_indexes() WHERE sql IS NOT NULL "
+            "AND schema_name = 'main' AND database_name = current_database() ORDER BY index_name"
+        ).fetchall()
+    )
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "schema_version": version,
+        "duckdb_version": duckdb.__version__,
+        "tables": out,
+        "sequences": sequences,
+        "views": views,
+        "indexes": indexes,
+    }
+
+
+def read_manifest(folder: str | Path) -> dict[str, Any]:
+    """The manifest of a backup folder, checked: every table's file is there."""
+    folder = Path(folder)
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise StoreError(f"{folder}: not a backup (no {MANIFEST}; was the backup interrupted?)")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StoreError(f"{path}: not a readable manifest ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise StoreError(f"{path}: not an FRP Assign backup manifest")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise StoreError(
+            f"{path}: backup format version {manifest.get('format_version')!r}; "
+            f"this version reads {FORMAT_VERSION}"
+        )
+    tables_ = manifest.get("tables")
+    if not isinstance(tables_, dict) or not tables_:
+        raise StoreError(f"{path}: the manifest lists no tables")
+    for name, table in tables_.items():
+        if not isinstance(table, dict) or not {"file", "rows", "sql"} <= set(table):
+            raise StoreError(f"{path}: table {name}: expected file, rows and sql")
+        if not _CREATE["table"].match(str(table["sql"])):
+            raise StoreError(f"{path}: table {name}: expected a CREATE TABLE statement")
+        file = folder / str(table["file"])
+        if Path(str(table["file"])).name != table["file"] or not file.is_file():
+            raise StoreError(f"{folder}: table {name}: file {table['file']} is missing")
+    return manifest
+
+
+def restore(folder: str | Path, db_path: str | Path, *, force: bool = False) -> RestoreSummary:
+    """Rebuild a database at ``db_path`` from a backup folder; never half-writes the target."""
+    source, target = Path(folder), Path(db_path)
+    manifest = read_manifest(source)
+    if target.exists() and not force:
+        raise StoreError(f"{target}: already exists; use --force to replace it")
+    if target.exists() and not target.is_file():
+        raise StoreError(f"{target}: not a database file")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.restoring-{os.getpid()}")
+    _remove(tmp)
+    try:
+        con = _open(tmp)
+        try:
+            _load(con, source, manifest)
+        except duckdb.Error as exc:  # a damaged or edited backup file
+            raise StoreError(f"{source}: cannot restore ({_first_line(exc)})") from None
+        finally:
+            con.close()
+        con = connect(tmp)  # today's schema on top: new columns, views, schema version
+        try:
+            counts = {
+                name: con.execute(f"SELECT count(*) FROM {quote(name)}").fetchall()[0][0]
+                for name in manifest["tables"]
+            }
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        wrong = {n: c for n, c in counts.items() if c != manifest["tables"][n]["rows"]}
+        if wrong:
+            name = next(iter(wrong))
+            raise StoreError(
+                f"{source}: table {name} restored with {wrong[name]} rows, "
+                f"the manifest says {manifest['tables'][name]['rows']}; nothing was replaced"
+            )
+        _remove(target)
+        os.replace(tmp, target)
+    except BaseException:
+        _remove(tmp)
+        raise
+    return RestoreSummary(target, counts, str(manifest.get("created_at")))
+
+
+def _load(con: duckdb.DuckDBPyConnection, folder: Path, manifest: dict[str, Any]) -> None:
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for name, seq in manifest.get("sequences", {}).items():
+            step = int(seq.get("increment", 1))
+            con.execute(
+                f"CREATE SEQUENCE {quote(name)} START {int(seq['next'])} INCREMENT BY {step}"
+            )
+        for table in manifest["tables"].values():
+            con.execute(table["sql"])
+        for name, table in manifest["tables"].items():
+            path = str(folder / table["file"]).replace("'", "''")
+            con.execute(f"INSERT INTO {quote(name)} BY NAME SELECT * FROM read_parquet('{path}')")
+        for kind in ("views", "indexes"):
+            for name, sql in manifest.get(kind, {}).items():
+                if not _CREATE["view" if kind == "views" else "index"].match(str(sql)):
+                    raise StoreError(f"{folder}: {kind[:-1]} {name}: unexpected statement")
+                con.execute(str(sql))
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def _open(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    try:
+        return duckdb.connect(str(path), read_only=read_only)
+    except duckdb.Error as exc:
+        raise StoreError(f"{path}: cannot open the database ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def _remove(path: Path) -> None:
+    for p in (path, path.with_name(path.name + ".wal")):
+        p.unlink(missing_ok=True)

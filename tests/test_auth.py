@@ -1,0 +1,405 @@
+"""Sign-in, roles and privacy (ui.auth): the role mapping, the sign-in screen, every write
+path refusing a viewer on the server (and writing nothing), managers and local mode
+writing, customer emails masked for viewers, and downloads of personal data audited.
+
+AppTest seeds the signed-in user through ``AppTest.user`` (what ``st.user`` reads) and
+the ``[auth]`` / ``[frp.roles]`` settings through ``AppTest.secrets``.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from engine.rules import load_rules
+from store.commits import commit
+from store.db import connect
+from tests.smtp_server import Server
+from ui import auth
+from ui.db import RULES_KEY
+
+ROOT = Path(__file__).resolve().parent.parent
+REFERRALS = str(ROOT / "pages" / "referrals.py")
+SECRETS = {
+    "auth": {
+        "redirect_uri": "http://localhost:8501/oauth2callback",
+        "cookie_secret": "test-cookie-secret",
+        "client_id": "frp-assign",
+        "client_secret": "not-a-secret",
+        "server_metadata_url": "https://login.example/.well-known/openid-configuration",
+    },
+    "frp": {"roles": {"boss@example.com": "manager", "*@managers.example": "manager"}},
+}
+VIEWER = {"is_logged_in": True, "email": "val.viewer@example.com", "name": "Val Viewer"}
+MANAGER = {"is_logged_in": True, "email": "boss@example.com", "name": "Bo Boss"}
+SIGNED_OUT = {"is_logged_in": False}
+PARTNERS_CSV = (
+    b"partner_id,name,countries,languages,workloads,capacity,active_referrals,"
+    b"referral_ready,psm_name,psm_email,contact_email\n"
+    b"P9001,Tidewell Onboarding,US;CA,en,exchange;teams,40,0,true,Ada Lowell,"
+    b"ada.lowell@psm.example,referrals@tidewell.example\n"
+)
+
+
+# --- The role mapping and masking (no Streamlit) ---------------------------------------
+
+
+def test_an_exact_email_wins_over_its_domain_and_case_does_not_matter() -> None:
+    roles = {"Boss@Example.com": "manager", "*@example.com": "viewer"}
+    assert auth.role_for("boss@example.COM", roles) == "manager"
+    assert auth.role_for("someone@example.com", {"*@example.com": "manager"}) == "manager"
+    assert auth.role_for("other@example.com", roles) == "viewer"
+
+
+def test_a_domain_wildcard_matches_only_that_domain() -> None:
+    roles = {"*@managers.example": "manager"}
+    assert auth.role_for("kim@managers.example", roles) == "manager"
+    assert auth.role_for("kim@sub.managers.example", roles) == "viewer"
+    assert auth.role_for("kim@managers.example.evil", roles) == "viewer"
+
+
+def test_unlisted_users_get_the_default_role_and_unknown_roles_count_as_viewer() -> None:
+    assert auth.role_for("new@example.com", {}) == "viewer"
+    assert auth.role_for("new@example.com", {}, default="manager") == "manager"
+    assert auth.role_for("x@example.com", {"x@example.com": "admin"}) == "viewer"
+    assert auth.role_for("x@example.com", {}, default="superuser") == "viewer"
+
+
+def test_mask_email_keeps_the_first_letter_and_the_domain() -> None:
+    assert auth.mask_email("jane.doe@example.com") == "j***@example.com"
+    assert auth.mask_email("") == ""
+    assert auth.mask_email(None) is None
+    body = 'Contact <a href="mailto:jane.doe@example.com">jane.doe@example.com</a>.'
+    assert auth.mask_text(body) == (
+        'Contact <a href="mailto:j***@example.com">j***@example.com</a>.'
+    )
+
+
+def test_a_user_has_the_rights_of_its_role_and_below() -> None:
+    assert auth.User("M", "m@x.example", "manager").can("viewer")
+    assert not auth.User("V", "v@x.example", "viewer").can("manager")
+    assert auth.LOCAL_USER.can("manager") and auth.LOCAL_USER.actor == "dashboard"
+    assert auth.User("M", "m@x.example", "manager").actor == "m@x.example"
+
+
+# --- Fixtures ------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches() -> None:
+    st.cache_data.clear()
+
+
+@pytest.fixture(scope="module")
+def committed_master(demo_db_master: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo world plus run 1: open FTOP tasks, pending outbox, active referrals."""
+    path = tmp_path_factory.mktemp("auth") / "frp.duckdb"
+    shutil.copy(demo_db_master, path)
+    con = connect(path)
+    try:
+        commit(con, load_rules(), "round-robin", actor="test")
+    finally:
+        con.close()
+    return path
+
+
+@pytest.fixture
+def db(committed_master: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "frp.duckdb"
+    shutil.copy(committed_master, path)
+    monkeypatch.setenv("FRP_DB", str(path))
+    return path
+
+
+def rows(path: Path, sql: str, params: list | None = None) -> list[tuple]:
+    con = duckdb.connect(str(path))  # same process: shares the app's database instance
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
+
+
+def snapshot(path: Path) -> dict[str, list[tuple]]:
+    """Everything a write path could change."""
+    return {
+        "referrals": rows(
+            path, "SELECT count(*), list(status ORDER BY referral_id) FROM referrals"
+        ),
+        "partners": rows(path, "SELECT count(*) FROM partners"),
+        "customers": rows(path, "SELECT count(*) FROM customers"),
+        "runs": rows(path, "SELECT count(*) FROM runs"),
+        "outbox": rows(
+            path, "SELECT status, attempts, count(*) FROM outbox GROUP BY ALL ORDER BY ALL"
+        ),
+        "tasks": rows(path, "SELECT status, count(*) FROM ftop_tasks GROUP BY ALL ORDER BY ALL"),
+        "audit": rows(path, "SELECT count(*) FROM audit_log"),
+    }
+
+
+def signed_in(at: AppTest, user: dict | None) -> AppTest:
+    """``user`` None: local mode (no [auth] section)."""
+    if user is not None:
+        at.secrets = copy.deepcopy(SECRETS)
+        at.user = dict(user)
+    return at
+
+
+def referrals_page(user: dict | None) -> AppTest:
+    at = signed_in(AppTest.from_file(REFERRALS, default_timeout=60), user)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def app_page(user: dict | None, page: str | None = None) -> AppTest:
+    at = signed_in(AppTest.from_file(str(ROOT / "app.py"), default_timeout=90), user)
+    at.run()
+    if page:
+        at.switch_page(page)
+        at.run()
+    assert not at.exception
+    return at
+
+
+def errors(at: AppTest) -> str:
+    return " ".join(e.value for e in at.error)
+
+
+def pick_active_frp_referral(at: AppTest) -> str:
+    at.multiselect(key="ref_outcome").set_value(["frp"])
+    at.multiselect(key="ref_status").set_value(["active"]).run()
+    rid = at.selectbox(key="ref_pick").value
+    return rid
+
+
+# --- Sign-in screen and sidebar ------------------------------------------------------
+
+
+def test_local_mode_is_labelled_and_the_user_is_a_manager(db: Path) -> None:
+    at = app_page(None)
+    assert auth.LOCAL_CAPTION in [c.value for c in at.sidebar.caption]
+    assert at.title[0].value == "Partner capacity"
+
+
+def test_signed_out_users_see_the_sign_in_screen_and_nothing_else(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(auth, "authlib_installed", lambda: True)
+    at = app_page(SIGNED_OUT)
+    assert [b.label for b in at.button] == ["Sign in"]
+    assert [t.value for t in at.title] == ["FRP Assign"]
+    assert not at.metric and not at.dataframe and not at.sidebar.caption
+
+
+def test_without_authlib_the_sign_in_screen_says_what_to_install(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(auth, "authlib_installed", lambda: False)
+    at = app_page(SIGNED_OUT)
+    assert "streamlit[auth]" in errors(at)
+    assert not at.button and not at.metric
+
+
+def test_the_sidebar_shows_who_is_signed_in_their_role_and_sign_out(db: Path) -> None:
+    at = app_page(VIEWER)
+    panel = " ".join(m.value for m in at.sidebar.markdown)
+    assert "Val Viewer" in panel and VIEWER["email"] in panel and "**viewer**" in panel
+    assert [b.label for b in at.sidebar.button] == ["Sign out"]
+    at = app_page({**VIEWER, "email": "kim@managers.example"})
+    assert "**manager**" in " ".join(m.value for m in at.sidebar.markdown)
+
+
+# --- Referrals: send, close a task, partner responses --------------------------------
+
+
+def test_a_viewer_cannot_close_a_task(db: Path) -> None:
+    at = referrals_page(VIEWER)
+    before = snapshot(db)
+    at.button(key="task_close").click().run()
+    assert "Only managers can close tasks" in errors(at)
+    assert snapshot(db) == before
+
+
+def test_a_viewer_cannot_record_partner_responses(db: Path) -> None:
+    at = referrals_page(VIEWER)
+    pick_active_frp_referral(at)
+    before = snapshot(db)
+    for key in ("ref_accept", "ref_decline", "ref_complete"):
+        at.button(key=key).click().run()
+        assert not at.exception
+        assert "Only managers can record partner responses" in errors(at)
+        assert snapshot(db) == before
+
+
+def test_a_viewer_cannot_send_the_outbox(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in Server().env().items():  # a free port: nothing is contacted anyway
+        monkeypatch.setenv(key, value)
+    at = referrals_page(VIEWER)
+    before = snapshot(db)
+    assert not at.button(key="outbox_send").disabled
+    at.button(key="outbox_send").click().run()
+    assert not at.exception
+    assert "Only managers can send notifications" in errors(at)
+    assert snapshot(db) == before
+
+
+def test_a_manager_closes_a_task_and_responds_as_themselves(db: Path) -> None:
+    at = referrals_page(MANAGER)
+    task_id = at.selectbox(key="task_pick").value
+    at.button(key="task_close").click().run()
+    assert not at.error
+    assert rows(db, "SELECT status FROM ftop_tasks WHERE task_id = ?", [task_id]) == [("closed",)]
+    assert rows(db, "SELECT actor FROM audit_log WHERE action = 'close_task'") == [
+        (MANAGER["email"],)
+    ]
+    rid = pick_active_frp_referral(at)
+    at.button(key="ref_accept").click().run()
+    assert not at.error
+    assert rows(db, "SELECT status FROM referrals WHERE referral_id = ?", [rid]) == [("accepted",)]
+
+
+def test_local_mode_writes_as_the_dashboard(db: Path) -> None:
+    at = referrals_page(None)
+    at.button(key="task_close").click().run()
+    assert not at.error
+    assert rows(db, "SELECT actor FROM audit_log WHERE action = 'close_task'") == [("dashboard",)]
+
+
+# --- Data: imports and rules -----------------------------------------------------------
+
+
+def test_a_viewer_cannot_import_or_edit_rules(db: Path) -> None:
+    at = app_page(VIEWER, "pages/data.py")
+    at.file_uploader(key="partners_file").upload("partners.csv", PARTNERS_CSV, "text/csv")
+    at.run()
+    before = snapshot(db)
+    at.button(key="partners_import").click().run()
+    assert not at.exception
+    assert "Only managers can import partners" in errors(at)
+    assert snapshot(db) == before
+    at.text_area(key="rules_text").set_value('min_seats = 1\n[queues]\nEMEA = "x"').run()
+    at.button(key="rules_use").click().run()
+    assert "Only managers can edit the rules" in errors(at)
+    assert RULES_KEY not in at.session_state
+
+
+def test_a_manager_imports(db: Path) -> None:
+    at = app_page(MANAGER, "pages/data.py")
+    at.file_uploader(key="partners_file").upload("partners.csv", PARTNERS_CSV, "text/csv")
+    at.run()
+    at.button(key="partners_import").click().run()
+    assert not at.error and not at.exception
+    assert rows(db, "SELECT count(*) FROM partners WHERE partner_id = 'P9001'") == [(1,)]
+    assert rows(db, "SELECT actor FROM audit_log WHERE action = 'import_partners'")[-1] == (
+        MANAGER["email"],
+    )
+
+
+# --- Simulate: commit, masking, downloads --------------------------------------------
+
+
+def simulate(user: dict | None) -> AppTest:
+    at = app_page(user, "pages/simulate.py")
+    at.multiselect(key="policies").set_value(["round-robin"])
+    at.button[0].click()  # the form's "Run simulation"
+    at.run()
+    assert not at.exception
+    return at
+
+
+def try_commit(at: AppTest) -> AppTest:
+    at.checkbox(key="commit_confirm").check().run()
+    at.button(key="commit_button").click().run()
+    assert not at.exception
+    return at
+
+
+def test_a_viewer_simulates_but_cannot_commit(demo_db: Path) -> None:
+    at = simulate(VIEWER)
+    before = snapshot(demo_db)
+    try_commit(at)
+    assert "Only managers can commit referrals" in errors(at)
+    assert snapshot(demo_db) == before
+
+
+def test_a_manager_commits_as_themselves(demo_db: Path) -> None:
+    before = rows(demo_db, "SELECT count(*) FROM referrals")[0][0]
+    at = try_commit(simulate(MANAGER))
+    assert not at.error
+    assert rows(demo_db, "SELECT count(*) FROM referrals")[0][0] > before
+    assert rows(demo_db, "SELECT actor FROM runs ORDER BY run_id DESC LIMIT 1") == [
+        (MANAGER["email"],)
+    ]
+
+
+def page_text(at: AppTest) -> str:
+    parts = [e.value for kind in ("markdown", "code", "text", "caption") for e in at.get(kind)]
+    parts += [str(o) for s in at.selectbox for o in s.options]
+    parts += [d.value.to_csv() for d in at.dataframe]
+    parts += [h.proto.body for h in at.get("html")]
+    return "\n".join(str(p) for p in parts)
+
+
+def customer_emails(path: Path) -> set[str]:
+    return {e for (e,) in rows(path, "SELECT contact_email FROM customers")}
+
+
+@pytest.mark.parametrize(("user", "masked"), [(VIEWER, True), (MANAGER, False), (None, False)])
+def test_customer_emails_on_the_referrals_page(db: Path, user: dict | None, masked: bool) -> None:
+    at = referrals_page(user)
+    options = at.selectbox(key="ref_message").options  # labels: "customer → EMAIL  ID"
+    at.selectbox(key="ref_message").select_index(
+        next(i for i, o in enumerate(options) if o.startswith("customer"))
+    ).run()
+    text = page_text(at)
+    shown = {e for e in customer_emails(db) if e in text}
+    if masked:
+        assert not shown
+        assert "***@" in text
+    else:
+        assert shown
+
+
+@pytest.mark.parametrize(("user", "masked"), [(VIEWER, True), (MANAGER, False)])
+def test_customer_emails_in_the_simulated_email_preview(
+    demo_db: Path, user: dict, masked: bool
+) -> None:
+    at = simulate(user)
+    text = page_text(at)
+    shown = {e for e in customer_emails(demo_db) if e in text}
+    assert (not shown) if masked else shown
+    if masked:
+        assert "***@" in text
+
+
+def test_a_download_of_personal_data_is_audited(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    viewer = auth.User("Val Viewer", VIEWER["email"], "viewer")
+    monkeypatch.setattr(auth, "current_user", lambda: viewer)
+    auth.export_callback("simulation-round-robin.csv", "FTCQ backlog")()
+    assert rows(
+        db,
+        "SELECT actor, action, subject, details FROM audit_log WHERE action = ?",
+        [auth.EXPORT_ACTION],
+    ) == [(VIEWER["email"], "export_personal_data", "simulation-round-robin.csv", "FTCQ backlog")]
+
+
+def test_the_result_downloads_carry_the_audit_callback(
+    demo_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wired: list[str] = []
+    real = auth.export_callback
+
+    def spy(subject: str, details: str = ""):
+        wired.append(subject)
+        return real(subject, details)
+
+    monkeypatch.setattr(auth, "export_callback", spy)
+    at = simulate(None)
+    assert len(at.get("download_button")) == 2
+    assert wired[-2:] == ["simulation-round-robin.csv", "simulation-round-robin.parquet"]
