@@ -8,13 +8,14 @@ exit code 2 and one line, like every other bad input.
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from cli.main import EXIT_OK, _progress, db_arg
-from store.db import StoreError
+from store.db import StoreError, audit
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -117,6 +118,14 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     con = _open(args)  # read-write: an older file gains the body_html column first
     try:
         written = outbox.export_eml(con, args.dir, args.status or ())
+        # The messages carry customers' contact details: who exported them is recorded.
+        audit(
+            con,
+            f"cli:{getpass.getuser()}",
+            "export_personal_data",
+            f"outbox .eml export to {Path(args.dir)}",
+            json.dumps({"messages": len(written)}),
+        )
     finally:
         con.close()
     print(f"{len(written):,} .eml files written to {Path(args.dir)}")

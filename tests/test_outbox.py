@@ -491,6 +491,14 @@ def test_cli_send_and_export(db: Path, server: Server, tmp_path: Path) -> None:
     export = frp("outbox", "export", out, "--db", db, "--status", "sent", env={}, cwd=tmp_path)
     assert export.returncode == 0, export.stderr
     assert "12 .eml files written" in export.stdout and len(list(out.glob("*.eml"))) == 12
+    con = duckdb.connect(str(db))
+    try:
+        (actor, subject), *_ = con.execute(
+            "SELECT actor, subject FROM audit_log WHERE action = 'export_personal_data'"
+        ).fetchall()
+    finally:
+        con.close()
+    assert actor.startswith("cli:") and str(out) in subject
 
 
 def test_cli_send_to_an_unreachable_server_is_one_line(db: Path, tmp_path: Path) -> None:
