@@ -364,6 +364,10 @@ def _convert(expr: pl.Expr, dtype: pl.DataType, col: _Col) -> tuple[pl.Expr, pl.
         if not col.nullable:
             bad = bad | empty
         value = pl.when(empty).then(None).otherwise(value)
+    elif col.kind == "bool" and dtype == pl.Boolean:
+        # Typed already (Parquet): no text round trip over every row.
+        value = expr
+        bad = expr.is_null() if not col.nullable else pl.lit(False)
     elif col.kind == "bool":
         low = text.str.to_lowercase()
         value = pl.when(low.is_in(_TRUE)).then(True).when(low.is_in(_FALSE)).then(False)
