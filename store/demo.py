@@ -39,6 +39,7 @@ from typing import Any
 
 import polars as pl
 
+from engine.cohorts import WORKLOAD_DEMAND
 from engine.columns import CUSTOMER_SCHEMA, PARTNER_SCHEMA, REFERRAL_HISTORY_SCHEMA, TEXT_LIST
 from engine.reasons import CSS_REASONS, FRP_QUEUE, Outcome, Reason
 
@@ -56,20 +57,8 @@ PSMS_PER_REGION = 16
 #: The default CSS queues (DOMAIN.md); a test checks they agree with data/rules.toml.
 QUEUE_OF_REGION = {"Americas": "CSS Americas", "EMEA": "CSS EMEA", "APAC": "CSS APAC"}
 
-#: Eligible workloads with how often customers ask for them (relative weights)...
-WORKLOAD_DEMAND: dict[str, float] = {
-    "exchange": 10,
-    "teams": 10,
-    "sharepoint": 7,
-    "onedrive": 6,
-    "m365-apps": 4,
-    "intune": 6,
-    "entra-id": 5,
-    "defender": 5,
-    "windows": 1.8,
-    "purview": 1.5,
-    "viva": 1.2,
-}
+#: How often customers ask for each eligible workload: the same weights as synthetic
+#: cohorts (engine.cohorts), so the demo and what-if cohorts look alike...
 #: ...and the share of ordinary partners endorsed for each.
 PARTNER_ENDORSEMENT: dict[str, float] = {
     "exchange": 0.92,

@@ -118,17 +118,11 @@ def committed_inputs(
 def _committed(
     con: duckdb.DuckDBPyConnection, since: datetime | None, until: datetime | None
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    where, params = ["TRUE"], []
-    if since is not None:
-        where.append("created_at >= ?")
-        params.append(since)
-    if until is not None:
-        where.append("created_at < ?")
-        params.append(until)
+    cond, params = state.period(since, until)
     outcomes = state.query(
         con,
         "SELECT tenant_id, outcome, partner_id, reason, region, country, language, "
-        f"eligible_workloads, pool_key FROM referrals WHERE {' AND '.join(where)} "
+        f"eligible_workloads, pool_key FROM referrals WHERE {cond} "
         "ORDER BY referral_id",
         params,
     )

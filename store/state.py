@@ -7,6 +7,8 @@ shared connection (callbacks and downloads run on other threads).
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import duckdb
 import polars as pl
 
@@ -88,3 +90,17 @@ def referrals(con: duckdb.DuckDBPyConnection, run_id: int | None = None) -> pl.D
     where = "WHERE run_id = ?" if run_id is not None else ""
     params = [run_id] if run_id is not None else []
     return query(con, f"SELECT * FROM referrals {where} ORDER BY referral_id", params)
+
+
+def period(
+    since: datetime | None, until: datetime | None, column: str = "created_at"
+) -> tuple[str, list]:
+    """A SQL condition (and its parameters) for rows in [since, until); either may be None."""
+    where, params = ["TRUE"], []
+    if since is not None:
+        where.append(f"{column} >= ?")
+        params.append(since)
+    if until is not None:
+        where.append(f"{column} < ?")
+        params.append(until)
+    return " AND ".join(where), params

@@ -500,14 +500,7 @@ def monthly_fairness(con: Con, since: datetime | None, until: datetime | None) -
     0.0 means every partner got work in proportion to its capacity. Counted in DuckDB,
     then engine.fairness's measures per month.
     """
-    where, params = ["TRUE"], []
-    if since is not None:
-        where.append("created_at >= ?")
-        params.append(since)
-    if until is not None:
-        where.append("created_at < ?")
-        params.append(until)
-    cond = " AND ".join(where)
+    cond, params = state.period(since, until)
     months = state.query(
         con,
         f"""

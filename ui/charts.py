@@ -44,18 +44,23 @@ def utilisation_histogram(bins: pl.DataFrame, title: str, subtitle: str = "") ->
     )
 
 
+def _partner_axis(field: str, order: str) -> alt.Y:
+    """Partners down the side, sorted by ``field``; long names kept readable."""
+    return alt.Y(
+        "partner:N",
+        sort=alt.SortField(field, order=order),
+        title=None,
+        axis=alt.Axis(labelLimit=260),
+    )
+
+
 def free_seats_bars(rows: pl.DataFrame, title: str) -> alt.Chart:
     """Stacked active / free seats per partner (``rank, partner, part, seats, capacity``)."""
     return (
         alt.Chart(rows, title=title)
         .mark_bar()
         .encode(
-            y=alt.Y(
-                "partner:N",
-                sort=alt.SortField("rank", order="ascending"),
-                title=None,
-                axis=alt.Axis(labelLimit=260),
-            ),
+            y=_partner_axis("rank", "ascending"),
             x=alt.X("seats:Q", stack="zero", title="Seats of capacity"),
             color=alt.Color(
                 "part:N",
@@ -168,12 +173,7 @@ def pool_ledger(members: pl.DataFrame, title: str) -> alt.LayerChart:
         alt.Tooltip("deviation:Q", title="Deviation", format="+.2f"),
     ]
     base = alt.Chart().encode(
-        y=alt.Y(
-            "partner:N",
-            sort=alt.SortField("given", order="descending"),
-            title=None,
-            axis=alt.Axis(labelLimit=260),
-        ),
+        y=_partner_axis("given", "descending"),
         tooltip=tooltip,
     )
     bars = base.mark_bar().encode(
@@ -190,12 +190,7 @@ def deviation_bars(rows: pl.DataFrame, title: str) -> alt.Chart:
         alt.Chart(rows, title=title)
         .mark_bar()
         .encode(
-            y=alt.Y(
-                "partner:N",
-                sort=alt.SortField("deviation", order="descending"),
-                title=None,
-                axis=alt.Axis(labelLimit=260),
-            ),
+            y=_partner_axis("deviation", "descending"),
             x=alt.X("deviation:Q", title="Customers given minus ideal share"),
             color=alt.condition(alt.datum.deviation >= 0, alt.value(ORANGE), alt.value(BLUE)),
             tooltip=[
