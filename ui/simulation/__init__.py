@@ -1,0 +1,123 @@
+"""The Simulate page's work, split by what each part owns (the page reads widgets and draws).
+
+This package's own module holds what every part shares: the session keys (the Fairness
+page reads :data:`LATEST_KEY`), :class:`SimulationRun` and :func:`run_policies`, which
+simulates every chosen policy on inputs read *beforehand* in one short session
+(:func:`ui.simulation.cohort.read_inputs`): the engine runs for seconds on a big cohort,
+and the database file must stay free for `frp` and other sessions meanwhile.
+
+- :mod:`ui.simulation.cohort`: choosing the cohort (backlog, upload, synthetic) and
+  reading the stored inputs;
+- :mod:`ui.simulation.comparison`: the per-policy comparison, CSS and load charts;
+- :mod:`ui.simulation.why`: the per-customer table and one customer's decision, step
+  by step;
+- :mod:`ui.simulation.results`: drawing a run (metrics, charts, emails, downloads);
+- :mod:`ui.simulation.commit`: committing one policy's result after confirmation.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from engine.assign import Simulation, simulate
+from engine.fairness import FairnessReport, report_for
+from engine.reasons import Policy, Reason
+from engine.rules import Rules
+from store.commits import Prepared
+from store.files import write_table
+
+#: Session keys. The Fairness page reads LATEST_KEY (policy name -> Simulation).
+LATEST_KEY = "latest_simulations"
+RUN_KEY = "simulate_run"
+COMMIT_KEY = "simulate_commit"
+
+POLICIES = [p.value for p in Policy]
+
+PolicyProgress = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class SimulationRun:
+    """One press of "Run simulation": the cohort, the rules used and a result per policy."""
+
+    cohort: pl.DataFrame  # as chosen, before customers with an open referral were left out
+    source: str
+    committable: bool
+    rules: Rules
+    overrides: Mapping[str, Any]
+    prepared: Prepared  # stored partners, the cohort simulated, who was skipped
+    simulations: dict[str, Simulation] = field(default_factory=dict)
+    reports: dict[str, FairnessReport] = field(default_factory=dict)
+
+
+def policy_words(policy: str) -> str:
+    return Policy(policy).words
+
+
+def reason_words(reason: str) -> str:
+    return Reason(reason).words
+
+
+def run_policies(
+    prepared: Prepared,
+    rules: Rules,
+    policies: list[str],
+    cohort: pl.DataFrame,
+    *,
+    source: str,
+    committable: bool,
+    overrides: Mapping[str, Any] | None = None,
+    progress: PolicyProgress | None = None,
+) -> SimulationRun:
+    """Simulate the ``prepared`` cohort under each policy, with no database connection:
+    the same engine call as ``store.commits.simulate_stored``, on inputs read already."""
+    if not policies:
+        raise ValueError("at least one policy")
+    sims: dict[str, Simulation] = {}
+    reports: dict[str, FairnessReport] = {}
+    total = len(policies)
+    for i, policy in enumerate(policies):
+
+        def report(done: int, n: int, i: int = i, policy: str = policy) -> None:
+            if progress is not None:
+                share = (i + (done / n if n else 1.0)) / total
+                progress(min(share, 1.0), f"{policy}: {done:,} of {n:,} customers")
+
+        sim = simulate(prepared.partners, prepared.cohort, rules, policy, progress=report)
+        sims[policy] = sim
+        reports[policy] = report_for(sim)
+    return SimulationRun(
+        cohort=cohort,
+        source=source,
+        committable=committable,
+        rules=rules,
+        overrides=dict(overrides or {}),
+        prepared=prepared,
+        simulations=sims,
+        reports=reports,
+    )
+
+
+def result_bytes(frame: pl.DataFrame, suffix: str) -> bytes:
+    """A result as the CLI would write it (``store.files.write_table``), as bytes."""
+    with tempfile.TemporaryDirectory(prefix="frp-download-") as folder:
+        path = write_table(frame, Path(folder) / f"result{suffix}")
+        return path.read_bytes()
+
+
+def describe_overrides(rules: Rules, defaults: Rules) -> str:
+    """The rule knobs that differ from the active rules, in words ('' when none)."""
+    parts = []
+    if rules.min_seats != defaults.min_seats:
+        parts.append(f"minimum seats {rules.min_seats:,} (instead of {defaults.min_seats:,})")
+    if rules.capacity_scale != defaults.capacity_scale:
+        parts.append(f"capacity × {rules.capacity_scale:g}")
+    if rules.disabled_partners != defaults.disabled_partners:
+        parts.append(f"{len(rules.disabled_partners)} partner(s) switched off")
+    return "; ".join(parts)

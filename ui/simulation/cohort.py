@@ -1,0 +1,130 @@
+"""Choosing the cohort to simulate (the FTCQ backlog, an uploaded file or a synthetic one)
+and reading what the simulation needs from the store in one short session.
+
+The inputs are read once, then the connection is closed before the engine runs (seconds
+on a big cohort, times the policies chosen): while a connection is open the file is
+locked, and `frp` or another dashboard session could not write meanwhile.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import polars as pl
+import streamlit as st
+
+from engine.cohorts import CohortMix, synthetic_cohort
+from engine.schema import InputError
+from store import state
+from store.commits import Prepared, prepare
+from ui import db
+from ui.uploads import read_upload
+
+Source = Literal["backlog", "upload", "synthetic"]
+BACKLOG_LABEL = "FTCQ backlog"
+
+
+@dataclass(frozen=True)
+class Synthetic:
+    """The synthetic cohort's knobs, as the form gives them."""
+
+    size: int
+    seed: int
+    mix: CohortMix
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The cohort picked above the form: where it comes from, and an uploaded file's rows."""
+
+    source: Source
+    uploaded: pl.DataFrame | None = None
+    filename: str = ""
+
+    @property
+    def committable(self) -> bool:
+        """Invented customers cannot be committed: they are not in the store."""
+        return self.source != "synthetic"
+
+
+def choose(backlog: int) -> Choice:
+    """The cohort radio and, for an upload, the file (validated as `frp import` would)."""
+    sources: dict[Source, str] = {
+        "backlog": f"FTCQ backlog ({backlog:,} waiting)",
+        "upload": "Upload a customers file",
+        "synthetic": "Synthetic cohort",
+    }
+    source: Source = st.radio(
+        "Cohort", list(sources), format_func=sources.get, horizontal=True, key="cohort_source"
+    )
+    if source == "backlog" and backlog == 0:
+        st.info(
+            "The FTCQ backlog is empty: nobody is waiting for assignment. Import customers on "
+            "the **Data** page, upload a cohort file or try a synthetic cohort."
+        )
+    if source != "upload":
+        return Choice(source)
+    file = st.file_uploader(
+        "Customers file (.csv or .parquet), in cohort order; the same columns as `frp import`",
+        type=["csv", "parquet"],
+        key="cohort_file",
+    )
+    if file is None:
+        st.info("Upload a customers file to simulate it instead of the backlog.")
+        return Choice(source)
+    try:
+        uploaded = read_upload(file.getvalue(), file.name, "customers")
+    except InputError as exc:
+        st.error(f"{exc.one_line()}. Fix these rows and upload the file again.")
+        st.dataframe(exc.to_frame(), hide_index=True)
+        return Choice(source, filename=file.name)
+    st.success(f"{file.name}: {uploaded.height:,} customers ready to simulate.")
+    return Choice(source, uploaded, file.name)
+
+
+def synthetic_inputs() -> Synthetic:
+    """The synthetic cohort's widgets (inside the page's form)."""
+    st.markdown(
+        "**Synthetic cohort** — invented customers from the countries and languages "
+        "the partners serve (same seed, same cohort)"
+    )
+    c1, c2, c3, c4, c5, c6 = st.columns(6)
+    size = c1.number_input("Customers", 1, 100_000, 500, step=100, key="syn_size")
+    seed = c2.number_input("Seed", 0, 1_000_000, 1, key="syn_seed")
+    small = c3.slider("Small tenants %", 0, 100, 10, key="syn_small")
+    gateway = c4.slider("Gateway %", 0, 100, 20, key="syn_gateway")
+    no_consent = c5.slider("No consent %", 0, 100, 5, key="syn_consent")
+    other = c6.slider("No eligible workload %", 0, 100, 5, key="syn_other")
+    mix = CohortMix(small / 100, gateway / 100, no_consent / 100, other / 100)
+    return Synthetic(int(size), int(seed), mix)
+
+
+def read_inputs(
+    choice: Choice, synthetic: Synthetic | None = None
+) -> tuple[pl.DataFrame, Prepared] | None:
+    """The cohort as chosen and the stored inputs to simulate it (partners, the cohort
+    minus customers with an open referral), read in one short session; None when there
+    is no cohort (no file uploaded yet)."""
+    if choice.source == "upload" and choice.uploaded is None:
+        return None
+    with db.session() as con:  # closed before the engine runs
+        if choice.source == "backlog":
+            cohort = state.backlog(con)
+        elif choice.source == "upload":
+            assert choice.uploaded is not None
+            cohort = choice.uploaded
+        else:
+            assert synthetic is not None, "the synthetic cohort's knobs"
+            partners = state.partners(con)
+            cohort = synthetic_cohort(synthetic.size, synthetic.seed, synthetic.mix, partners)
+        return cohort, prepare(con, cohort, label(choice, synthetic))
+
+
+def label(choice: Choice, synthetic: Synthetic | None = None) -> str:
+    """The cohort in words, as the results and the commit's audit entry name it."""
+    if choice.source == "backlog":
+        return BACKLOG_LABEL
+    if choice.source == "upload":
+        return f"uploaded file {choice.filename}"
+    return f"synthetic cohort (seed {synthetic.seed if synthetic else 0})"

@@ -1,0 +1,218 @@
+"""Comparing policies: one row per policy, CSS by reason, and partner load before and after.
+
+Frames are aggregated here before any chart sees them (a few hundred rows at most), since
+``st.altair_chart`` ships every row to the browser.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import altair as alt
+import polars as pl
+import streamlit as st
+
+from engine.assign import Simulation
+from engine.reasons import CSS_REASONS, Reason
+from ui.simulation import SimulationRun
+
+#: Partners shown in the before/after load chart.
+TOP_PARTNERS = 20
+
+
+def comparison(run: SimulationRun) -> pl.DataFrame:
+    """One row per policy: placed, CSS by reason, Jain's index and utilisation."""
+    rows = []
+    for policy, sim in run.simulations.items():
+        rep = run.reports[policy]
+        counts = sim.counts()
+        rows.append(
+            {
+                "policy": policy,
+                "customers": rep.customers,
+                "placed": rep.placed,
+                "css": rep.css,
+                **{r.value: counts[r.value] for r in CSS_REASONS},
+                "jain": rep.jain,
+                "max_utilisation": rep.max_utilisation,
+                "mean_utilisation": rep.mean_utilisation,
+            }
+        )
+    return pl.DataFrame(rows)
+
+
+#: Short column headers for the comparison table, with the full words as help.
+COMPARISON_COLUMNS: dict[str, tuple[str, str]] = {
+    "policy": ("Policy", "Selection policy"),
+    "customers": ("Customers", "Customers simulated"),
+    "placed": ("Placed", "Customers referred to a partner"),
+    "css": ("To CSS", "Customers sent to a CSS regional queue"),
+    Reason.BELOW_SEAT_THRESHOLD.value: ("Small", Reason.BELOW_SEAT_THRESHOLD.words),
+    Reason.NO_ELIGIBLE_WORKLOAD.value: ("No workload", Reason.NO_ELIGIBLE_WORKLOAD.words),
+    Reason.NO_REFERRAL_CONSENT.value: ("No consent", Reason.NO_REFERRAL_CONSENT.words),
+    Reason.NO_PARTNER_MATCH.value: ("No match", Reason.NO_PARTNER_MATCH.words),
+    Reason.CAPACITY_EXHAUSTED.value: ("All full", Reason.CAPACITY_EXHAUSTED.words),
+    "jain": ("Jain", "Jain's index of utilisation after the run (1 = perfectly even)"),
+    "max_utilisation": ("Max util.", "Utilisation of the busiest available partner after"),
+    "mean_utilisation": ("Mean util.", "Mean utilisation of available partners after"),
+}
+
+
+def comparison_config() -> dict[str, Any]:
+    """st.dataframe column_config for :func:`comparison`."""
+    config: dict[str, Any] = {}
+    for key, (label, words) in COMPARISON_COLUMNS.items():
+        if key == "jain":
+            config[key] = st.column_config.NumberColumn(label, help=words, format="%.3f")
+        elif key.endswith("utilisation"):
+            config[key] = st.column_config.NumberColumn(label, help=words, format="percent")
+        elif key == "policy":
+            config[key] = st.column_config.TextColumn(label, help=words)
+        else:
+            config[key] = st.column_config.NumberColumn(label, help=words, format="localized")
+    return config
+
+
+def css_by_reason(run: SimulationRun) -> pl.DataFrame:
+    """Long frame (policy, reason, customers) of CSS outcomes, for the grouped bar chart."""
+    rows = [
+        {"policy": policy, "reason": r.words, "customers": sim.counts()[r.value]}
+        for policy, sim in run.simulations.items()
+        for r in CSS_REASONS
+    ]
+    return pl.DataFrame(
+        rows, schema={"policy": pl.String, "reason": pl.String, "customers": pl.Int64}
+    )
+
+
+def css_chart(frame: pl.DataFrame) -> alt.Chart:
+    order = [r.words for r in CSS_REASONS]
+    return (
+        alt.Chart(frame, title="Customers sent to CSS queues, by reason")
+        .mark_bar()
+        .encode(
+            x=alt.X("customers:Q", title="Customers"),
+            y=alt.Y("reason:N", title=None, sort=order, axis=alt.Axis(labelLimit=320)),
+            yOffset=alt.YOffset("policy:N"),
+            color=alt.Color("policy:N", title="Policy"),
+            tooltip=[
+                alt.Tooltip("policy:N", title="Policy"),
+                alt.Tooltip("reason:N", title="Reason"),
+                alt.Tooltip("customers:Q", title="Customers", format=","),
+            ],
+        )
+    )
+
+
+# --- Partner load ----------------------------------------------------------------------
+
+
+def top_load(sim: Simulation, top: int = TOP_PARTNERS) -> pl.DataFrame:
+    """The ``top`` partners given most customers: utilisation before and after (long)."""
+    busiest = (
+        sim.partners.filter(pl.col("assigned") > 0)
+        .sort(["assigned", "partner_id"], descending=[True, False])
+        .head(top)
+    )
+    return busiest.select(
+        "partner_id",
+        "capacity",
+        "assigned",
+        "active_before",
+        "active_after",
+        "utilisation_before",
+        "utilisation_after",
+    )
+
+
+def load_chart(frame: pl.DataFrame, policy: str) -> alt.LayerChart:
+    """A dumbbell per partner: utilisation before the run (grey) to after (blue)."""
+    order = frame["partner_id"].to_list()
+    tooltip = [
+        alt.Tooltip("partner_id:N", title="Partner"),
+        alt.Tooltip("capacity:Q", title="Capacity"),
+        alt.Tooltip("active_before:Q", title="Active before"),
+        alt.Tooltip("assigned:Q", title="Given in this run"),
+        alt.Tooltip("active_after:Q", title="Active after"),
+        alt.Tooltip("utilisation_before:Q", title="Utilisation before", format=".0%"),
+        alt.Tooltip("utilisation_after:Q", title="Utilisation after", format=".0%"),
+    ]
+    title = alt.TitleParams(
+        "Partner load before → after the run",
+        subtitle=f"Top {frame.height} by customers given ({policy}); grey before, blue after",
+    )
+    base = alt.Chart(frame, title=title).encode(
+        y=alt.Y("partner_id:N", title="Partner", sort=order), tooltip=tooltip
+    )
+    rule = base.mark_rule(color="#9aa5b1", strokeWidth=3).encode(
+        x=alt.X(
+            "utilisation_before:Q",
+            title="Utilisation (active referrals / capacity)",
+            axis=alt.Axis(format="%"),
+        ),
+        x2="utilisation_after:Q",
+    )
+    before = base.mark_circle(size=80, color="#9aa5b1", opacity=1).encode(x="utilisation_before:Q")
+    after = base.mark_circle(size=110, color="#1f77b4", opacity=1).encode(x="utilisation_after:Q")
+    return alt.layer(rule, before, after)
+
+
+_BIN_LABELS = [f"{i * 10}–{(i + 1) * 10}%" for i in range(10)] + ["over 100%"]
+
+
+def utilisation_bins(sim: Simulation) -> pl.DataFrame:
+    """Available partners per utilisation band, before the run and after it."""
+    frames = []
+    series = [
+        ("before", sim.partners["utilisation_before"]),
+        ("after", sim.partners["utilisation_after"]),
+    ]
+    available = sim.partners["available"] & (sim.partners["capacity"] > 0)
+    for name, values in series:
+        u = pl.col("u")
+        # Tenths of capacity; exactly full counts in 90-100%, above full (capacity scaled
+        # down below the active load) in its own band.
+        step = pl.when(u > 1).then(10).otherwise((u * 10).floor().clip(0, 9)).cast(pl.Int64)
+        counts = (
+            pl.DataFrame({"u": values.filter(available)})
+            .select(step.replace_strict(list(range(11)), _BIN_LABELS).alias("band"))
+            .group_by("band")
+            .len("partners")
+        )
+        frames.append(counts.with_columns(pl.lit(name).alias("series")))
+    grid = pl.DataFrame(
+        {
+            "series": [n for n, _ in series for _ in _BIN_LABELS],
+            "band": [b for _ in series for b in _BIN_LABELS],
+        }
+    )
+    out = grid.join(pl.concat(frames), on=["series", "band"], how="left", maintain_order="left")
+    return out.with_columns(pl.col("partners").fill_null(0).cast(pl.Int64))
+
+
+def utilisation_chart(frame: pl.DataFrame, policy: str) -> alt.Chart:
+    title = alt.TitleParams(
+        "Available partners by utilisation",
+        subtitle=f"Before the run (grey) and after it under {policy} (blue)",
+    )
+    colours = alt.Scale(domain=["before", "after"], range=["#9aa5b1", "#1f77b4"])
+    return (
+        alt.Chart(frame, title=title)
+        .mark_bar()
+        .encode(
+            x=alt.X(
+                "band:N",
+                title="Utilisation (active referrals / capacity)",
+                sort=_BIN_LABELS,
+                axis=alt.Axis(labelAngle=-90, labelOverlap=False),
+            ),
+            xOffset=alt.XOffset("series:N", sort=["before", "after"]),
+            y=alt.Y("partners:Q", title="Partners"),
+            color=alt.Color("series:N", title=None, scale=colours, sort=["before", "after"]),
+            tooltip=[
+                alt.Tooltip("series:N", title="When"),
+                alt.Tooltip("band:N", title="Utilisation"),
+                alt.Tooltip("partners:Q", title="Partners"),
+            ],
+        )
+    )

@@ -1,0 +1,214 @@
+"""Drawing a run on the Simulate page: the policies side by side, one policy in detail
+(load, customers, the "why"), the referral emails it would send and the downloads.
+
+Viewers see customer names and contact emails masked (``ui.auth``), here as on every page.
+"""
+
+from __future__ import annotations
+
+import re
+
+import polars as pl
+import streamlit as st
+
+from cli.main import result_frame
+from engine.reasons import Reason
+from store.notify import referral_messages
+from ui import auth
+from ui.simulation import SimulationRun, policy_words, reason_words, result_bytes
+from ui.simulation.comparison import (
+    comparison,
+    comparison_config,
+    css_by_reason,
+    css_chart,
+    load_chart,
+    top_load,
+    utilisation_bins,
+    utilisation_chart,
+)
+from ui.simulation.why import customer_table, explain
+
+#: Customers listed in the per-customer table (the downloads hold all of them).
+TABLE_ROWS = 5_000
+
+
+def email_preview(run: SimulationRun, policy: str, limit: int = 3) -> pl.DataFrame:
+    """The notifications the first ``limit`` FRP referrals would send (numbered 1..limit)."""
+    sim = run.simulations[policy]
+    partners = run.prepared.partners.select(
+        "partner_id",
+        pl.col("name").alias("partner_name"),
+        pl.col("contact_email").alias("partner_email"),
+        "psm_name",
+    )
+    referred = (
+        sim.assignments.filter(pl.col("reason") == Reason.ASSIGNED.value)
+        .head(limit)
+        .with_row_index("referral_id", offset=1)
+        .with_columns(pl.col("referral_id").cast(pl.Int64))
+        .join(
+            sim.detail.select("tenant_id", "eligible_workloads", "language", "country"),
+            on="tenant_id",
+            how="left",
+        )
+        .join(
+            run.prepared.cohort.select(
+                "tenant_id",
+                pl.col("name").alias("customer_name"),
+                pl.col("contact_email").alias("customer_email"),
+            ),
+            on="tenant_id",
+            how="left",
+        )
+        .join(partners, on="partner_id", how="left")
+    )
+    if referred.height == 0:
+        return pl.DataFrame()
+    return referral_messages(referred)
+
+
+def show_results(run: SimulationRun) -> None:
+    """Everything the page shows about a run, top to bottom."""
+    n = run.prepared.cohort.height
+    note = f"{n:,} customers of the {run.source}"
+    if run.prepared.skipped:
+        note += f" ({len(run.prepared.skipped):,} left out: they already have an open referral)"
+    if run.overrides.get("text"):
+        note += f" · overrides: {run.overrides['text']}"
+    st.header("Results", divider="gray")
+    st.caption(note)
+
+    table = comparison(run)
+    base = table.row(0, named=True)
+    for col, row in zip(st.columns(len(run.simulations)), table.iter_rows(named=True), strict=True):
+        with col.container(border=True):
+            st.markdown(f"**{policy_words(row['policy'])}**")
+            first = row["policy"] == base["policy"]
+            st.metric(
+                "Placed with partners",
+                f"{row['placed']:,}",
+                None if first else _delta(row["placed"] - base["placed"], "+,"),
+            )
+            st.metric(
+                "To CSS",
+                f"{row['css']:,}",
+                None if first else _delta(row["css"] - base["css"], "+,"),
+                delta_color="inverse",
+            )
+            st.metric(
+                "Jain's index",
+                f"{row['jain']:.3f}",
+                None if first else _delta(row["jain"] - base["jain"], "+.3f"),
+                help="1 = utilisation perfectly even across available partners",
+            )
+            st.metric(
+                "Max utilisation",
+                f"{row['max_utilisation']:.0%}",
+                None if first else _delta(row["max_utilisation"] - base["max_utilisation"], "+.0%"),
+                delta_color="inverse",
+                help="The busiest available partner after the run (active referrals / capacity)",
+            )
+    if len(run.simulations) > 1:
+        st.caption(f"Differences are against {base['policy']}.")
+    st.dataframe(table, hide_index=True, column_config=comparison_config(), key="comparison")
+    st.altair_chart(css_chart(css_by_reason(run)), width="stretch")
+
+    st.header("One policy in detail", divider="gray")
+    policy = st.selectbox(
+        "Policy", list(run.simulations), format_func=policy_words, key="detail_policy"
+    )
+    sim = run.simulations[policy]
+    left, right = st.columns(2)
+    load = top_load(sim)
+    if load.height:
+        left.altair_chart(load_chart(load, policy), width="stretch")
+    else:
+        left.info("No partner receives a customer under this policy.")
+    right.altair_chart(utilisation_chart(utilisation_bins(sim), policy), width="stretch")
+
+    st.subheader("Customers")
+    reasons = [r.value for r in Reason]
+    counts = sim.counts()
+    reason = st.selectbox(
+        "Reason",
+        [None, *reasons],
+        key="detail_reason",
+        format_func=lambda r: "All reasons" if r is None else f"{reason_words(r)} ({counts[r]:,})",
+    )
+    customers = customer_table(run, policy, reason)
+    if customers.height > TABLE_ROWS:
+        st.caption(f"First {TABLE_ROWS:,} of {customers.height:,}; the downloads hold them all.")
+    st.dataframe(
+        customers.head(TABLE_ROWS),
+        hide_index=True,
+        key="customers_table",
+        column_config={"seats": st.column_config.NumberColumn("seats", format="localized")},
+    )
+    show_why(run, policy, customers["tenant_id"].head(TABLE_ROWS).to_list())
+
+    st.subheader("Referral emails it would send")
+    emails = email_preview(run, policy)
+    if emails.height == 0:
+        st.info("No customer would be referred to a partner, so no email would be sent.")
+    roles = {"customer": "Customer", "partner": "Partner", "psm": "PSM"}
+    partner_of = dict(sim.assignments.select("tenant_id", "partner_id").iter_rows())
+    for i, ((referral, tenant), messages) in enumerate(
+        emails.group_by("referral_id", "tenant_id", maintain_order=True)
+    ):
+        label = f"Referral {referral}: {tenant} → {partner_of[tenant]} · {messages['subject'][0]}"
+        with st.expander(label, expanded=i == 0):
+            for col, row in zip(st.columns(3), messages.iter_rows(named=True), strict=False):
+                to = row["to_email"]
+                to = auth.show_email(to) if row["recipient_role"] == "customer" else to
+                col.markdown(f"**{roles[row['recipient_role']]}** · {to}")
+                col.text(auth.show_text(row["body"]))
+    if emails.height:
+        st.caption(
+            f"The first {emails['referral_id'].n_unique()} of {sim.placed:,} referrals, three "
+            "messages each (customer, partner, PSM). Nothing is sent before a commit."
+        )
+
+    result = result_frame(sim)
+    name = f"simulation-{policy}"
+    with st.container(horizontal=True):
+        st.download_button(
+            "Download CSV",
+            lambda: result_bytes(result, ".csv"),
+            file_name=f"{name}.csv",
+            mime="text/csv",
+            key="download_csv",
+            on_click=auth.export_callback(f"{name}.csv", run.source),
+            icon=":material/download:",
+        )
+        st.download_button(
+            "Download Parquet",
+            lambda: result_bytes(result, ".parquet"),
+            file_name=f"{name}.parquet",
+            mime="application/vnd.apache.parquet",
+            key="download_parquet",
+            on_click=auth.export_callback(f"{name}.parquet", run.source),
+            icon=":material/download:",
+        )
+
+
+def show_why(run: SimulationRun, policy: str, tenants: list[str]) -> None:
+    """The "why" panel: pick a customer, see its decision step by step."""
+    st.subheader("Why? One customer, step by step")
+    if not tenants:
+        st.info("No customer with this reason.")
+        return
+    tenant = st.selectbox("Customer", tenants, key="why_tenant", help="Type to search by tenant id")
+    marks = {True: ":green[passed]", False: ":red[failed]", None: ""}
+    for i, step in enumerate(explain(run, policy, tenant), start=1):
+        st.markdown(f"**{i}. {step.title}** {marks[step.passed]}  \n{step.text}")
+        if step.table is not None and step.table.height:
+            st.dataframe(step.table, hide_index=True)
+    trace = run.simulations[policy].assignments.filter(pl.col("tenant_id") == tenant)["trace"][0]
+    with st.expander("Full trace (as stored with the referral)"):
+        st.code(trace, language=None, wrap_lines=True)
+
+
+def _delta(diff: float, fmt: str) -> str | None:
+    """A metric's delta text, or None when it rounds to no change (no arrow for nothing)."""
+    text = format(diff, fmt)
+    return None if not re.search(r"[1-9]", text) else text
