@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cli.main import EXIT_OK, _progress, db_arg
-from store.db import StoreError, audit
+from store.db import StoreError, audit, resolve_path
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -84,7 +84,7 @@ def _seconds(text: str) -> float:
 
 def _open(args: argparse.Namespace, *, read_only: bool = False):
     """A connection for one command, closed by the caller; waits while the file is busy."""
-    from store.db import connect, resolve_path
+    from store.db import connect
 
     path = resolve_path(args.db)
     if not path.exists():
@@ -99,18 +99,20 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     from store import outbox
 
     if args.action == "send":
+        from store.db import open_db
+
         settings = outbox.SmtpSettings.from_env()  # before opening the database
-        con = _open(args)
-        try:
-            summary = outbox.send_pending(
-                con,
-                settings,
-                attempts=args.attempts,
-                backoff=args.backoff,
-                progress=_progress("sending"),
-            )
-        finally:
-            con.close()
+        _open(args).close()  # the file exists and its schema is current (body_html)
+        path = resolve_path(args.db)
+        # A connection only for each read and record: the file stays free for the
+        # dashboard and other commands while the SMTP server takes its time.
+        summary = outbox.send_pending(
+            lambda: open_db(path, schema=False),
+            settings,
+            attempts=args.attempts,
+            backoff=args.backoff,
+            progress=_progress("sending"),
+        )
         print(f"outbox via {settings.describe()}: {summary.describe()}")
         if not summary.ok:
             raise StoreError(summary.problem())

@@ -1,18 +1,23 @@
 """Delivering the outbox: sending queued notifications over SMTP, or exporting them as .eml.
 
 A commit queues messages as ``pending``; :func:`send_pending` hands each one to the SMTP
-server named by the ``FRP_SMTP_*`` environment variables (never stored in the database)
-and marks it ``sent`` in its own short transaction right after the server accepted it.
-A temporary failure (connection refused or dropped, a 4xx reply) is retried with
-back-off and, if it persists, leaves the message ``pending`` with ``attempts`` and
-``last_error``; a permanent one (a 5xx reply to the message) marks it ``failed`` with the
-server's reply. A second run never sends a ``sent`` message again. A pending message
-whose referral was declined (or ended otherwise without completion) is marked
-``cancelled`` and never sent: the declining partner loses access to the customer's details.
+server named by the ``FRP_SMTP_*`` environment variables (never stored in the database).
+It holds no connection while it talks to the server: the pending messages are read in one
+short transaction, sent with the file closed (a slow server must not keep `frp` or the
+dashboard from the database, which one process at a time may hold), and the results are
+recorded in short transactions every few messages or every second. A temporary failure
+(connection refused or dropped, a 4xx reply) is retried with back-off and, if it
+persists, leaves the message ``pending`` with ``attempts`` and ``last_error``; a
+permanent one (a 5xx reply to the message) marks it ``failed`` with the server's reply.
+A second run never sends a ``sent`` message again. A pending message whose referral was
+declined (or ended otherwise without completion) is marked ``cancelled`` and never sent:
+the declining partner loses access to the customer's details.
 
-Guarantee: at least once. A crash after the server accepted a message but before it was
-marked leaves it ``pending``, and the next run sends it again under the *same* Message-ID
-header (the outbox ``message_id``), so the duplicate can be recognised and dropped.
+Guarantee: at least once. A crash after the server accepted a message but before its
+result was recorded leaves it ``pending``, and the next run sends it again under the
+*same* Message-ID header (the outbox ``message_id``) and the same bytes, so the duplicate
+can be recognised and dropped. Two sends running at once may each send a message read as
+pending by both (again under one Message-ID); the first to record it wins.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import smtplib
 import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
@@ -38,6 +44,8 @@ from store.db import OPEN_STATUSES, StoreError, audit, transaction
 
 Con = duckdb.DuckDBPyConnection
 Progress = Callable[[int, int], None]
+#: A short-lived connection: ``with open_con() as con`` opens one and closes it after.
+Opener = Callable[[], AbstractContextManager[Con]]
 
 STATUSES = ("pending", "sent", "failed", "cancelled")
 #: Referral statuses whose notifications still go out; others cancel their pending ones.
@@ -45,6 +53,10 @@ DELIVERABLE = (*OPEN_STATUSES, "completed")
 #: Tries per message in one run, and the wait before the 2nd, 3rd, ... try (doubling).
 ATTEMPTS = 3
 BACKOFF = 0.2
+#: Results are recorded after this many messages or seconds, whichever comes first: few
+#: openings of the file, and few duplicates should the run be killed before a record.
+RECORD_EVERY = 50
+RECORD_AFTER = 1.0
 #: Seconds to wait for the server on connect and on each command.
 TIMEOUT = 30.0
 #: From address of exported .eml files when FRP_SMTP_FROM is not set.
@@ -192,17 +204,15 @@ _COLUMNS = "message_id, to_email, subject, body, body_html, created_at"
 
 
 def _rows(con: Con, where: str, params: list[Any]) -> list[dict[str, Any]]:
-    cur = con.cursor()
-    try:
-        rel = cur.execute(
-            f"SELECT {_COLUMNS} FROM outbox WHERE {where} "
-            "ORDER BY created_at, referral_id, recipient_role",
-            params,
-        )
-        names = [d[0] for d in rel.description]
-        return [dict(zip(names, r, strict=True)) for r in rel.fetchall()]
-    finally:
-        cur.close()
+    """On ``con`` itself, not a cursor: inside :func:`_claim`'s transaction it must see the
+    cancellations made just before."""
+    rel = con.execute(
+        f"SELECT {_COLUMNS} FROM outbox WHERE {where} "
+        "ORDER BY created_at, referral_id, recipient_role",
+        params,
+    )
+    names = [d[0] for d in rel.description]
+    return [dict(zip(names, r, strict=True)) for r in rel.fetchall()]
 
 
 # --- sending ----------------------------------------------------------------------------
@@ -324,36 +334,66 @@ def _os_reply(exc: BaseException, s: SmtpSettings) -> str:
     return f"cannot reach {s.host}:{s.port}: {what}"
 
 
-def _mark_sent(con: Con, message_id: str) -> None:
+@dataclass(frozen=True)
+class _Result:
+    """What became of one message in this run, waiting to be recorded."""
+
+    message_id: str
+    status: str  # "sent", "failed", or "pending" (temporary failures only)
+    tries: int
+    reply: str | None = None
+    unreachable: bool = False  # the server itself could not be reached
+
+
+def _claim(con: Con) -> tuple[int, list[dict[str, Any]]]:
+    """One short transaction: cancel what may no longer go out, read what is pending."""
     with transaction(con):
+        cancelled = _cancel_undeliverable(con)
+        return cancelled, _rows(con, "status = 'pending'", [])
+
+
+def _cancel_undeliverable(con: Con) -> int:
+    """Cancel pending messages of referrals that ended without completion (declined)."""
+    rows = con.execute(
+        """
+        UPDATE outbox SET status = 'cancelled',
+               last_error = 'referral ' || r.status || ' before it was sent'
+        FROM referrals r
+        WHERE outbox.referral_id = r.referral_id AND outbox.status = 'pending'
+          AND NOT list_contains(?::VARCHAR[], r.status)
+        RETURNING outbox.message_id
+        """,
+        [list(DELIVERABLE)],
+    ).fetchall()
+    return len(rows)
+
+
+def _record(con: Con, results: Sequence[_Result]) -> None:
+    """The results of messages tried since the last record (the caller's transaction).
+
+    ``status = 'pending'`` in every update: a message another sender recorded meanwhile
+    (sent or failed) keeps what it has."""
+    for r in results:
         con.execute(
-            "UPDATE outbox SET status = 'sent', sent_at = now()::TIMESTAMP, "
-            "attempts = attempts + 1, last_error = NULL "
+            "UPDATE outbox SET status = ?, attempts = attempts + ?, last_error = ?, "
+            "sent_at = CASE WHEN ? = 'sent' THEN now()::TIMESTAMP END "
             "WHERE message_id = ? AND status = 'pending'",
-            [message_id],
+            [r.status, r.tries, r.reply, r.status, r.message_id],
         )
 
 
-def _mark_failed(con: Con, message_id: str, reply: str) -> None:
-    with transaction(con):
-        con.execute(
-            "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ? "
-            "WHERE message_id = ? AND status = 'pending'",
-            [reply, message_id],
-        )
-
-
-def _mark_attempt(con: Con, message_id: str, reply: str) -> None:
-    with transaction(con):
-        con.execute(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = ? "
-            "WHERE message_id = ? AND status = 'pending'",
-            [reply, message_id],
-        )
+def _audit_send(con: Con, actor: str, host: str, summary: SendSummary) -> None:
+    counts = {
+        "sent": summary.sent,
+        "failed": summary.failed,
+        "pending": summary.pending + summary.untried,
+        "cancelled": summary.cancelled,
+    }
+    audit(con, actor, "send_outbox", host, json.dumps(counts))
 
 
 def send_pending(
-    con: Con,
+    open_con: Opener,
     settings: SmtpSettings,
     *,
     attempts: int = ATTEMPTS,
@@ -362,79 +402,66 @@ def send_pending(
     timeout: float = TIMEOUT,
     actor: str = "cli",
     progress: Progress | None = None,
+    record_every: int = RECORD_EVERY,
+    record_after: float = RECORD_AFTER,
 ) -> SendSummary:
     """Send every ``pending`` message, oldest first; see the module docstring for what
-    happens on failures. ``backoff`` doubles after each try (0.2, 0.4, ... seconds)."""
+    happens on failures. ``backoff`` doubles after each try (0.2, 0.4, ... seconds).
+
+    ``open_con()`` gives a short-lived connection (a context manager that closes it): one
+    to read what is pending, one per record of results (after ``record_every`` messages
+    or ``record_after`` seconds, whichever comes first), one at the end with the audit
+    entry. None is open while the SMTP server is talked to, so a slow server never keeps
+    the file from `frp` or the dashboard."""
     if attempts < 1:
         raise ValueError("attempts must be at least 1")
-    summary = SendSummary(cancelled=_cancel_undeliverable(con))
-    rows = _rows(con, "status = 'pending'", [])
+    with open_con() as con:
+        cancelled, rows = _claim(con)
+    summary = SendSummary(cancelled=cancelled)
     session = _Session(settings, timeout)
+    unrecorded: list[_Result] = []
+    recorded_at = time.monotonic()
     try:
         for done, row in enumerate(rows):
             msg = build_message(row, settings.sender)
-            outcome = _send_one(con, session, msg, row, attempts, backoff, sleep)
-            if outcome is None:
+            result = _send_one(session, msg, row, attempts, backoff, sleep)
+            # Accepted but not yet recorded: a crash from here means a duplicate on the
+            # next run (same Message-ID, byte for byte), never a lost message.
+            unrecorded.append(result)
+            if result.status == "sent":
                 summary.sent += 1
-            elif isinstance(outcome, _Permanent):
-                summary.failed += 1
-                summary.errors.append(f"{row['message_id']}: {outcome.reply}")
             else:
-                summary.pending += 1
-                summary.errors.append(f"{row['message_id']}: {outcome.reply}")
-                if outcome.connection:  # unreachable: the rest would fail the same way
+                summary.failed += result.status == "failed"
+                summary.pending += result.status == "pending"
+                summary.errors.append(f"{result.message_id}: {result.reply}")
+                if result.unreachable:  # the rest would fail the same way
                     summary.untried = len(rows) - done - 1
                     break
+            if len(unrecorded) >= record_every or time.monotonic() - recorded_at >= record_after:
+                with open_con() as con, transaction(con):
+                    _record(con, unrecorded)
+                unrecorded, recorded_at = [], time.monotonic()
             if progress is not None:
                 progress(done + 1, len(rows))
     finally:
         session.close()
-        if rows or summary.cancelled:
-            with transaction(con):
-                audit(
-                    con,
-                    actor,
-                    "send_outbox",
-                    settings.host,
-                    json.dumps(
-                        {
-                            "sent": summary.sent,
-                            "failed": summary.failed,
-                            "pending": summary.pending + summary.untried,
-                            "cancelled": summary.cancelled,
-                        }
-                    ),
-                )
+        if unrecorded or rows or summary.cancelled:
+            with open_con() as con, transaction(con):
+                _record(con, unrecorded)
+                if rows or summary.cancelled:
+                    _audit_send(con, actor, settings.host, summary)
     return summary
 
 
-def _cancel_undeliverable(con: Con) -> int:
-    """Cancel pending messages of referrals that ended without completion (declined)."""
-    with transaction(con):
-        rows = con.execute(
-            """
-            UPDATE outbox SET status = 'cancelled',
-                   last_error = 'referral ' || r.status || ' before it was sent'
-            FROM referrals r
-            WHERE outbox.referral_id = r.referral_id AND outbox.status = 'pending'
-              AND NOT list_contains(?::VARCHAR[], r.status)
-            RETURNING outbox.message_id
-            """,
-            [list(DELIVERABLE)],
-        ).fetchall()
-    return len(rows)
-
-
 def _send_one(
-    con: Con,
     session: _Session,
     msg: EmailMessage,
     row: Mapping[str, Any],
     attempts: int,
     backoff: float,
     sleep: Callable[[float], None],
-) -> _Temporary | _Permanent | None:
-    """Try one message up to ``attempts`` times; None when the server accepted it."""
+) -> _Result:
+    """Try one message up to ``attempts`` times (no connection to the database)."""
     mid = row["message_id"]
     last: _Temporary | None = None
     for attempt in range(attempts):
@@ -443,17 +470,13 @@ def _send_one(
         try:
             session.send(msg, row["to_email"])
         except _Permanent as exc:
-            _mark_failed(con, mid, exc.reply)
-            return exc
+            return _Result(mid, "failed", attempt + 1, exc.reply)
         except _Temporary as exc:
-            _mark_attempt(con, mid, exc.reply)
             last = exc
             continue
-        # Accepted: from here a crash before the mark means one duplicate on the next run
-        # (same Message-ID), never a lost message.
-        _mark_sent(con, mid)
-        return None
-    return last
+        return _Result(mid, "sent", attempt + 1)
+    assert last is not None
+    return _Result(mid, "pending", attempts, last.reply, unreachable=last.connection)
 
 
 # --- export -----------------------------------------------------------------------------

@@ -7,13 +7,17 @@ injected, so nothing here sleeps.
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.message
 import email.policy
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -25,11 +29,11 @@ import store.outbox
 from engine.columns import CUSTOMER_SCHEMA, PARTNER_SCHEMA
 from engine.rules import load_rules
 from store.commits import commit
-from store.db import connect
+from store.db import connect, open_db
 from store.imports import import_customers, import_partners
 from store.lifecycle import decline
 from store.notify import ROLES, message_id
-from store.outbox import DeliveryError, SmtpSettings, export_eml, send_pending
+from store.outbox import DeliveryError, Opener, SmtpSettings, export_eml, send_pending
 from tests.smtp_server import Mailbox, Server, running
 
 FRP = str(Path(sys.executable).parent / "frp")
@@ -127,6 +131,12 @@ def server() -> Iterator[Server]:
         yield s
 
 
+def shared(con: duckdb.DuckDBPyConnection) -> Opener:
+    """Short-lived connections for ``send_pending``: cursors of the test's own connection
+    (same database, each with its own transaction), closed after each use."""
+    return lambda: closing(con.cursor())
+
+
 def settings(server: Server, **env: str) -> SmtpSettings:
     return SmtpSettings.from_env(server.env(**env))
 
@@ -200,7 +210,7 @@ def test_bad_settings_name_the_variable(changes: dict[str, str | None], names: s
 def test_every_message_is_delivered_with_its_content(
     con: duckdb.DuckDBPyConnection, server: Server
 ) -> None:
-    summary = send_pending(con, settings(server), sleep=Sleeps())
+    summary = send_pending(shared(con), settings(server), sleep=Sleeps())
     assert (summary.sent, summary.failed, summary.pending, summary.ok) == (12, 0, 0, True)
     box = server.mailbox
     queued = outbox(con)
@@ -255,8 +265,8 @@ def test_every_message_is_delivered_with_its_content(
 
 
 def test_a_second_send_delivers_nothing(con: duckdb.DuckDBPyConnection, server: Server) -> None:
-    assert send_pending(con, settings(server)).sent == 12
-    again = send_pending(con, settings(server))
+    assert send_pending(shared(con), settings(server)).sent == 12
+    again = send_pending(shared(con), settings(server))
     assert (again.sent, again.failed, again.pending, again.untried) == (0, 0, 0, 0)
     assert len(server.mailbox.received) == 12
     (audits,) = con.execute(
@@ -274,7 +284,7 @@ def test_refused_connection_is_retried_with_backoff(con: duckdb.DuckDBPyConnecti
         server.start()
 
     try:
-        summary = send_pending(con, settings(server), backoff=0.05, sleep=start_server)
+        summary = send_pending(shared(con), settings(server), backoff=0.05, sleep=start_server)
     finally:
         server.stop()
     assert summary.sent == 12 and summary.ok
@@ -287,7 +297,7 @@ def test_refused_connection_is_retried_with_backoff(con: duckdb.DuckDBPyConnecti
 def test_unreachable_server_leaves_everything_pending(con: duckdb.DuckDBPyConnection) -> None:
     server = Server()  # never started
     sleeps = Sleeps()
-    summary = send_pending(con, settings(server), attempts=3, backoff=0.2, sleep=sleeps)
+    summary = send_pending(shared(con), settings(server), attempts=3, backoff=0.2, sleep=sleeps)
     assert sleeps == [0.2, 0.4]  # doubling, bounded by the attempts
     assert (summary.sent, summary.failed, summary.pending, summary.untried) == (0, 0, 1, 11)
     assert "Connection refused" in summary.problem() or "refused" in summary.problem().lower()
@@ -302,7 +312,7 @@ def test_a_421_is_retried(con: duckdb.DuckDBPyConnection) -> None:
     box = Mailbox(refuse_once={"it@t3.example": ["421 4.3.2 Service shutting down, try later"]})
     with running(box) as server:
         sleeps = Sleeps()
-        summary = send_pending(con, settings(server), sleep=sleeps)
+        summary = send_pending(shared(con), settings(server), sleep=sleeps)
     assert summary.sent == 12 and summary.ok and sleeps == [0.2]
     row = outbox(con)[message_id(referral_of(con, "T3"), "customer")]
     assert (row["status"], row["attempts"], row["last_error"]) == ("sent", 2, None)
@@ -314,14 +324,14 @@ def test_a_lasting_4xx_leaves_the_message_pending_and_goes_on(
 ) -> None:
     box = Mailbox(refuse={"it@t4.example": "450 4.2.1 Mailbox busy, try again later"})
     with running(box) as server:
-        summary = send_pending(con, settings(server), sleep=Sleeps())
+        summary = send_pending(shared(con), settings(server), sleep=Sleeps())
         assert (summary.sent, summary.pending, summary.failed) == (11, 1, 0)
         row = outbox(con)[message_id(referral_of(con, "T4"), "customer")]
         assert (row["status"], row["attempts"]) == ("pending", 3)
         assert row["last_error"] == "450 4.2.1 Mailbox busy, try again later"
         # Once the mailbox takes mail again, the next run delivers just that one.
         box.refuse.clear()
-        again = send_pending(con, settings(server), sleep=Sleeps())
+        again = send_pending(shared(con), settings(server), sleep=Sleeps())
     assert (again.sent, again.pending) == (1, 0)
     assert len(box.received) == 12 and len(set(box.ids())) == 12
 
@@ -331,7 +341,7 @@ def test_a_5xx_marks_the_message_failed_with_the_reply(
 ) -> None:
     server.mailbox.refuse["psm.p1@psm.example"] = "550 5.1.1 <psm.p1@psm.example>: no such user"
     sleeps = Sleeps()
-    summary = send_pending(con, settings(server), sleep=sleeps)
+    summary = send_pending(shared(con), settings(server), sleep=sleeps)
     assert (summary.sent, summary.failed, summary.pending) == (11, 1, 0)
     assert sleeps == []  # a permanent refusal is not retried
     failed = outbox(con)[message_id(referral_of(con, "T1"), "psm")]
@@ -340,24 +350,24 @@ def test_a_5xx_marks_the_message_failed_with_the_reply(
     assert "no such user" in summary.problem()
     # A failed message is not tried again.
     server.mailbox.refuse.clear()
-    assert send_pending(con, settings(server)).sent == 0
+    assert send_pending(shared(con), settings(server)).sent == 0
     assert len(server.mailbox.received) == 11
 
 
 def test_crash_between_acceptance_and_marking_resends_with_the_same_message_id(
     con: duckdb.DuckDBPyConnection, server: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def crash(con: duckdb.DuckDBPyConnection, message_id: str) -> None:
+    def crash(con: duckdb.DuckDBPyConnection, results: object) -> None:
         raise RuntimeError("power cut")
 
-    monkeypatch.setattr(store.outbox, "_mark_sent", crash)
+    monkeypatch.setattr(store.outbox, "_record", crash)
     with pytest.raises(RuntimeError, match="power cut"):
-        send_pending(con, settings(server))
+        send_pending(shared(con), settings(server), record_every=1)
     (accepted,) = server.mailbox.ids()  # the server took the first message...
     assert outbox(con)[accepted]["status"] == "pending"  # ...but it was never marked
 
     monkeypatch.undo()
-    summary = send_pending(con, settings(server))
+    summary = send_pending(shared(con), settings(server))
     assert summary.sent == 12
     ids = server.mailbox.ids()
     assert len(ids) == 13 and ids.count(accepted) == 2  # at least once: one duplicate,
@@ -367,6 +377,79 @@ def test_crash_between_acceptance_and_marking_resends_with_the_same_message_id(
     assert outbox(con)[accepted]["status"] == "sent"
 
 
+@dataclass
+class Stalling(Mailbox):
+    """A server that holds the first message's DATA until ``release`` is set."""
+
+    stalled: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        if not self.stalled.is_set():
+            self.stalled.set()
+            await asyncio.get_running_loop().run_in_executor(None, self.release.wait, 30)
+        return await super().handle_DATA(server, session, envelope)
+
+
+#: Another process writing to the file: DuckDB refuses it while any connection is open.
+OTHER_WRITER = """
+import sys, duckdb
+con = duckdb.connect(sys.argv[1])
+con.execute("UPDATE partners SET capacity = 99 WHERE partner_id = 'P1'")
+con.close()
+"""
+
+
+def test_the_database_is_free_while_the_server_is_slow(db: Path) -> None:
+    box = Stalling()
+    outcome: dict[str, object] = {}
+
+    def send() -> None:
+        try:
+            outcome["summary"] = send_pending(lambda: open_db(db, schema=False), settings(server))
+        except BaseException as exc:  # reported by the assertion below
+            outcome["error"] = exc
+
+    with running(box) as server:
+        sender = threading.Thread(target=send)
+        sender.start()
+        try:
+            assert box.stalled.wait(30), "the first message never reached the server"
+            other = subprocess.run(
+                [sys.executable, "-c", OTHER_WRITER, str(db)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+        finally:
+            box.release.set()
+            sender.join(60)
+    assert other.returncode == 0, other.stderr  # it committed while the server stalled
+    assert "error" not in outcome, outcome.get("error")
+    summary = outcome["summary"]
+    assert isinstance(summary, store.outbox.SendSummary) and (summary.sent, summary.ok) == (
+        12,
+        True,
+    )
+    con = connect(db)
+    try:
+        assert {r["status"] for r in outbox(con).values()} == {"sent"}
+        assert con.execute("SELECT capacity FROM partners WHERE partner_id = 'P1'").fetchall() == [
+            (99,)
+        ]
+    finally:
+        con.close()
+    assert sorted(box.ids()) == sorted(outbox_ids(db))
+
+
+def outbox_ids(db: Path) -> list[str]:
+    con = connect(db, read_only=True)
+    try:
+        return [r[0] for r in con.execute("SELECT message_id FROM outbox").fetchall()]
+    finally:
+        con.close()
+
+
 def test_notifications_of_a_declined_referral_are_cancelled(
     con: duckdb.DuckDBPyConnection, server: Server
 ) -> None:
@@ -374,7 +457,7 @@ def test_notifications_of_a_declined_referral_are_cancelled(
     # details any more, and the customer must not hear of a partner that declined.
     rid = referral_of(con, "T3")
     decline(con, "T3", "at_capacity", load_rules(), actor="test")
-    summary = send_pending(con, settings(server))
+    summary = send_pending(shared(con), settings(server))
     assert (summary.sent, summary.cancelled, summary.ok) == (9, 3, True)
     assert "3 cancelled" in summary.describe()
     rows = outbox(con)
@@ -383,13 +466,13 @@ def test_notifications_of_a_declined_referral_are_cancelled(
         assert (row["status"], row["sent_at"]) == ("cancelled", None)
         assert row["last_error"] == "referral declined before it was sent"
         assert message_id(rid, role) not in server.mailbox.ids()
-    assert send_pending(con, settings(server)).cancelled == 0
+    assert send_pending(shared(con), settings(server)).cancelled == 0
 
 
 def test_login_when_a_user_is_set(con: duckdb.DuckDBPyConnection) -> None:
     with running(password="s3cret") as server:
         good = settings(server, FRP_SMTP_USER="frp", FRP_SMTP_PASSWORD="s3cret")
-        assert send_pending(con, good).sent == 12
+        assert send_pending(shared(con), good).sent == 12
     assert server.mailbox.logins == ["frp"]
 
 
@@ -397,7 +480,7 @@ def test_a_refused_login_marks_nothing(con: duckdb.DuckDBPyConnection) -> None:
     with running(password="s3cret") as server:
         bad = settings(server, FRP_SMTP_USER="frp", FRP_SMTP_PASSWORD="wrong")
         with pytest.raises(DeliveryError, match="refused the session: 535"):
-            send_pending(con, bad)
+            send_pending(shared(con), bad)
     assert {r["status"] for r in outbox(con).values()} == {"pending"}
     assert server.mailbox.received == []
 
@@ -409,7 +492,7 @@ def test_messages_queued_before_html_go_as_text(db: Path, server: Server) -> Non
     raw.close()
     con = connect(db)
     try:
-        assert send_pending(con, settings(server)).sent == 12
+        assert send_pending(shared(con), settings(server)).sent == 12
     finally:
         con.close()
     msg = server.mailbox.received[0]

@@ -149,15 +149,14 @@ def send_outbox() -> None:
         with st.status("Sending notifications…", expanded=True) as status:
             bar = st.progress(0.0, text=f"0 of {pending:,}")
             try:
-                with db.session() as con:
-                    summary = send_pending(
-                        con,
-                        settings,
-                        actor=auth.actor(),
-                        progress=lambda done, total: bar.progress(
-                            done / total if total else 1.0, text=f"{done:,} of {total:,}"
-                        ),
-                    )
+                summary = send_pending(  # no connection open while the server works
+                    db.session,
+                    settings,
+                    actor=auth.actor(),
+                    progress=lambda done, total: bar.progress(
+                        done / total if total else 1.0, text=f"{done:,} of {total:,}"
+                    ),
+                )
             except StoreError as exc:
                 db.after_write()  # some may have gone before the error
                 status.update(label="Sending stopped", state="error")
