@@ -15,7 +15,11 @@ Input frames (extra columns are ignored):
 
 - ``outcomes``: one row per customer: ``tenant_id, outcome (frp|css), partner_id``
   (null for css), ``reason, region, country, language, eligible_workloads``
-  (List(String)), ``pool_key`` (null when no partner matched).
+  (List(String)), ``pool_key`` (null when no partner matched). Or counted: one row per
+  distinct combination of those columns (``tenant_id`` left out) with ``customers``, how
+  many customers it stands for (``WEIGHT``), so that a million committed referrals can
+  be grouped in the database and reach this module as a few thousand rows; both forms
+  give the same report.
 - ``partners``: ``partner_id, available, capacity, active_before, assigned``.
 - ``pools`` (optional): ``pool_key, partner_ids`` (List(String)).
 """
@@ -42,6 +46,8 @@ NO_WORKLOAD = "(none)"
 #: Key used when a region or language is missing (for example in old store rows).
 UNKNOWN = "(unknown)"
 _REASON_WORDS = {r.value: r.words for r in Reason}
+#: The column of counted ``outcomes``: how many customers a row stands for.
+WEIGHT = "customers"
 #: Decimal places kept for floats in ``to_dict`` (JSON output).
 DECIMALS = 4
 
@@ -294,14 +300,15 @@ def report(
     outcomes: pl.DataFrame, partners: pl.DataFrame, pools: pl.DataFrame | None = None
 ) -> FairnessReport:
     """The fairness report for one set of outcomes against the partners' load (and pools)."""
-    out = _conform(outcomes, OUTCOME_COLUMNS, "outcomes")
+    out = _outcomes(outcomes)
     per_partner = _per_partner(_conform(partners, PARTNER_COLUMNS, "partners"))
     counted = per_partner.filter(pl.col("available") & pl.col("utilisation_after").is_not_null())
     util = counted["utilisation_after"].to_numpy().astype(np.float64)
 
-    customers = out.height
-    placed = int((out["outcome"] == Outcome.FRP.value).sum())
-    css = int((out["outcome"] == Outcome.CSS.value).sum())
+    weight = out[WEIGHT]
+    customers = int(weight.sum())
+    placed = int(weight.filter(out["outcome"] == Outcome.FRP.value).sum())
+    css = int(weight.filter(out["outcome"] == Outcome.CSS.value).sum())
     if pools is None:
         per_pool = pl.DataFrame(schema=PER_POOL_SCHEMA)
         members = pl.DataFrame(schema=POOL_MEMBER_SCHEMA)
@@ -350,6 +357,20 @@ def _conform(frame: pl.DataFrame, schema: dict[str, pl.DataType], what: str) -> 
     return frame.select(pl.col(c).cast(t) for c, t in schema.items())
 
 
+def _outcomes(frame: pl.DataFrame) -> pl.DataFrame:
+    """The outcome columns plus ``WEIGHT``: 1 per row for one row per customer, else the
+    given counts (which must be whole numbers >= 0)."""
+    if WEIGHT not in frame.columns:
+        return _conform(frame, OUTCOME_COLUMNS, "outcomes").with_columns(
+            pl.lit(1, dtype=pl.Int64).alias(WEIGHT)
+        )
+    counted = {k: v for k, v in OUTCOME_COLUMNS.items() if k != "tenant_id"}
+    weight = frame[WEIGHT].cast(pl.Int64)
+    if weight.null_count() or (weight < 0).any():
+        raise ValueError(f"outcomes: {WEIGHT} must be whole numbers >= 0 (customers per row)")
+    return _conform(frame, counted, "outcomes").with_columns(weight.alias(WEIGHT))
+
+
 def _per_partner(partners: pl.DataFrame) -> pl.DataFrame:
     c = pl.col
     has_room = c("capacity") > 0
@@ -389,13 +410,15 @@ def _per_pool(outcomes: pl.DataFrame, pools: pl.DataFrame) -> tuple[pl.DataFrame
     sizes = members.group_by("pool_key").agg(pl.len().cast(pl.Int64).alias("size"))
     routed = outcomes.filter(c("pool_key").is_not_null())
     is_frp = c("outcome") == Outcome.FRP.value
+    weight = c(WEIGHT)
     counts = routed.group_by("pool_key").agg(
-        pl.len().cast(pl.Int64).alias("customers"), is_frp.sum().cast(pl.Int64).alias("placed")
+        weight.sum().cast(pl.Int64).alias("customers"),
+        weight.filter(is_frp).sum().cast(pl.Int64).alias("placed"),
     )
     given = (
         routed.filter(is_frp & c("partner_id").is_not_null())
         .group_by("pool_key", "partner_id")
-        .agg(pl.len().cast(pl.Int64).alias("given"))
+        .agg(weight.sum().cast(pl.Int64).alias("given"))
     )
     pool_base = (
         keys.join(sizes, on="pool_key", how="left")
@@ -452,10 +475,10 @@ def _css_by(outcomes: pl.DataFrame) -> dict[str, pl.DataFrame]:
         ),
     }
     css_rows = tagged.filter(c("is_css") == 1)
-    total = css_rows.height
+    total = int(css_rows[WEIGHT].sum())
     reasons = (
         css_rows.group_by(c("reason").fill_null(UNKNOWN).alias("key"))
-        .agg(pl.len().cast(pl.Int64).alias("css"))
+        .agg(c(WEIGHT).sum().cast(pl.Int64).alias("css"))
         .with_columns(
             (c("css") / total if total else pl.lit(0.0)).alias("share"),
             # A code this version does not know (old store rows) is shown as itself.
@@ -475,7 +498,10 @@ def _rates(keyed: pl.DataFrame) -> pl.DataFrame:
     c = pl.col
     return (
         keyed.group_by("key")
-        .agg(pl.len().cast(pl.Int64).alias("customers"), c("is_css").sum().alias("css"))
+        .agg(
+            c(WEIGHT).sum().cast(pl.Int64).alias("customers"),
+            (c("is_css") * c(WEIGHT)).sum().alias("css"),
+        )
         .with_columns((c("css") / c("customers")).alias("css_rate"))
         .select(list(CSS_RATE_SCHEMA))
         .cast(CSS_RATE_SCHEMA)

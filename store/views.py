@@ -28,14 +28,14 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from engine.fairness import FairnessReport, gini, jain_index, report
+from engine.fairness import WEIGHT, FairnessReport, gini, jain_index, report
 from engine.iso import COUNTRIES, LANGUAGES
 from engine.matching import Signature, index_partners, match_signature
 from engine.reasons import Outcome, Reason
 from engine.rules import Rules
 from store import state
 from store.db import OPEN_STATUSES
-from store.fairness_inputs import committed_inputs
+from store.fairness_inputs import committed_counts
 
 Con = duckdb.DuckDBPyConnection
 
@@ -376,8 +376,11 @@ def committed_fairness(
     Referrals imported without a pool (the demo's history) get the pool their customer's
     signature matches among today's Referral Ready partners, the same way the command
     line does for result files, so that every period has a turn ledger.
+
+    The referrals are counted in DuckDB (``committed_counts``): over a million of them the
+    page gets tens of thousands of rows, not a million, and the same report.
     """
-    outcomes, partners, pools = committed_inputs(con, since, until)
+    outcomes, partners, pools = committed_counts(con, since, until)
     outcomes, pools = _fill_pools(con, outcomes, pools, rules)
     used = outcomes["pool_key"].drop_nulls().unique()
     fair = report(outcomes, partners, pools.filter(pl.col("pool_key").is_in(used.implode())))
@@ -388,12 +391,15 @@ def pool_labels(outcomes: pl.DataFrame) -> pl.DataFrame:
     """A readable name per pool: its most common signature, e.g. 'CH · de · exchange (+2)'.
 
     ``outcomes`` (or ``Simulation.detail``) has ``pool_key, country, language,
-    eligible_workloads``; the count in brackets is how many other signatures share the pool.
+    eligible_workloads``, and, when counted (``committed_counts``), ``customers``: how
+    many customers a row stands for. The count in brackets is how many other signatures
+    share the pool.
     """
     schema = {"pool_key": pl.String, "label": pl.String}
     routed = outcomes.filter(pl.col("pool_key").is_not_null())
     if routed.height == 0:
         return pl.DataFrame(schema=schema)
+    weight = pl.col(WEIGHT) if WEIGHT in routed.columns else pl.lit(1, dtype=pl.Int64)
     sig = routed.select(
         "pool_key",
         pl.format(
@@ -402,10 +408,11 @@ def pool_labels(outcomes: pl.DataFrame) -> pl.DataFrame:
             pl.col("language"),
             pl.col("eligible_workloads").list.sort().list.join("+"),
         ).alias("sig"),
+        weight.alias("n"),
     )
     counted = (
         sig.group_by("pool_key", "sig")
-        .len()
+        .agg(pl.col("n").sum().alias("len"))
         .sort(["pool_key", "len", "sig"], descending=[False, True, False])
     )
     return (
@@ -440,6 +447,10 @@ def with_labels(frame: pl.DataFrame, dimension: str) -> pl.DataFrame:
     )
 
 
+#: Joins a signature's workload ids into one key (ids never contain it).
+_SEP = "\x1f"
+
+
 def _fill_pools(
     con: Con, outcomes: pl.DataFrame, pools: pl.DataFrame, rules: Rules
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -451,14 +462,20 @@ def _fill_pools(
     missing = outcomes.filter(pl.col("pool_key").is_null() & matched)
     if missing.height == 0:
         return outcomes, pools
+    # Signatures are joined on their workloads as one string: joining on a list column
+    # is slow (most of this function's time over a million referrals).
+    by_workloads = pl.col("eligible_workloads").list.sort()
     sigs = missing.select(
-        "country", "language", pl.col("eligible_workloads").list.sort().alias("elig")
-    ).unique()
+        "country",
+        "language",
+        by_workloads.alias("elig"),
+        by_workloads.list.join(_SEP).alias("elig_key"),
+    ).unique(["country", "language", "elig_key"])
     index = index_partners(state.partners(con), rules)
     bit = {w: 1 << j for j, w in enumerate(rules.eligible_workloads)}
     keys: list[str | None] = []
     new: dict[str, list[str]] = {}
-    for country, language, elig in sigs.iter_rows():
+    for country, language, elig, _ in sigs.iter_rows():
         elig = tuple(elig or ())
         mask = sum(bit.get(w, 0) for w in set(elig))
         ids = [
@@ -469,17 +486,17 @@ def _fill_pools(
         keys.append(key)
         if key is not None:
             new[key] = ids
-    sigs = sigs.with_columns(pl.Series("derived", keys, dtype=pl.String))
+    sigs = sigs.drop("elig").with_columns(pl.Series("derived", keys, dtype=pl.String))
     filled = (
-        outcomes.with_columns(pl.col("eligible_workloads").list.sort().alias("elig"))
-        .join(sigs, on=["country", "language", "elig"], how="left", maintain_order="left")
+        outcomes.with_columns(by_workloads.list.join(_SEP).alias("elig_key"))
+        .join(sigs, on=["country", "language", "elig_key"], how="left", maintain_order="left")
         .with_columns(
             pl.when(pl.col("pool_key").is_null() & matched)
             .then(pl.col("derived"))
             .otherwise(pl.col("pool_key"))
             .alias("pool_key")
         )
-        .drop("elig", "derived")
+        .drop("elig_key", "derived")
     )
     known = set(pools["pool_key"].to_list())
     extra = pl.DataFrame(

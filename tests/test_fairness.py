@@ -14,6 +14,7 @@ from engine.assign import simulate
 from engine.fairness import (
     PER_POOL_SCHEMA,
     POOL_MEMBER_SCHEMA,
+    WEIGHT,
     FairnessReport,
     gini,
     jain_index,
@@ -97,8 +98,7 @@ def test_measures_do_not_depend_on_scale(values: list[float], scale: float) -> N
 # --- A hand-built report ---------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def hand() -> FairnessReport:
+def _hand_inputs() -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     # A, B, C take part; D is switched off and E has no capacity, so neither is measured.
     partners = pl.DataFrame(
         {
@@ -137,7 +137,46 @@ def hand() -> FairnessReport:
         },
         schema_overrides={"eligible_workloads": pl.List(pl.String)},
     )
-    return report(outcomes, partners, pools)
+    return outcomes, partners, pools
+
+
+@pytest.fixture(scope="module")
+def hand() -> FairnessReport:
+    return report(*_hand_inputs())
+
+
+def _counted(outcomes: pl.DataFrame) -> pl.DataFrame:
+    """One row per distinct outcome (without tenant_id), with how many customers it stands for."""
+    rest = [c for c in outcomes.columns if c != "tenant_id"]
+    return outcomes.group_by(rest).agg(pl.len().alias(WEIGHT))
+
+
+def _same(a: FairnessReport, b: FairnessReport) -> None:
+    assert a.headline() == b.headline()
+    for name in ("per_partner", "per_pool", "pool_members"):
+        assert getattr(a, name).equals(getattr(b, name)), name
+    assert set(a.css_by) == set(b.css_by)
+    for dim, frame in a.css_by.items():
+        assert frame.equals(b.css_by[dim]), dim
+    assert a.to_dict() == b.to_dict()
+
+
+@pytest.mark.parametrize("copies", [1, 3])
+def test_counted_outcomes_give_the_same_report(copies: int) -> None:
+    outcomes, partners, pools = _hand_inputs()
+    many = pl.concat([outcomes] * copies)
+    counted = _counted(many)
+    assert counted.height < many.height or copies == 1
+    _same(report(many, partners, pools), report(counted, partners, pools))
+    assert report(counted, partners, pools).customers == 8 * copies
+
+
+@pytest.mark.parametrize("bad", [[-1], [None]])
+def test_counted_outcomes_refuse_bad_counts(bad: list) -> None:
+    outcomes, partners, pools = _hand_inputs()
+    counted = _counted(outcomes.head(1)).with_columns(pl.Series(WEIGHT, bad, dtype=pl.Int64))
+    with pytest.raises(ValueError, match="customers must be whole numbers"):
+        report(counted, partners, pools)
 
 
 def test_hand_headline(hand: FairnessReport) -> None:

@@ -12,11 +12,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from engine.fairness import gini, jain_index
+from engine.fairness import WEIGHT, FairnessReport, gini, jain_index, report
 from engine.rules import load_rules
 from store import views
 from store.commits import commit, simulate_stored
 from store.db import connect
+from store.fairness_inputs import committed_counts, committed_inputs
 
 RULES = load_rules()
 
@@ -256,6 +257,52 @@ def test_committed_fairness_counts_the_period_and_has_a_pool_ledger(con) -> None
     assert fair.pool_members["given"].sum() <= placed
     assert set(fair.per_pool["pool_key"]) <= set(labels["pool_key"])
     assert labels["label"].str.contains(" · ").all()
+
+
+def _row_by_row(
+    con: duckdb.DuckDBPyConnection, since: datetime | None, until: datetime | None
+) -> tuple[FairnessReport, pl.DataFrame]:
+    """committed_fairness as it was before the referrals were counted in DuckDB."""
+    outcomes, partners, pools = committed_inputs(con, since, until)
+    outcomes, pools = views._fill_pools(con, outcomes, pools, RULES)
+    used = outcomes["pool_key"].drop_nulls().unique()
+    fair = report(outcomes, partners, pools.filter(pl.col("pool_key").is_in(used.implode())))
+    return fair, views.pool_labels(outcomes)
+
+
+def _same_report(a: FairnessReport, b: FairnessReport) -> None:
+    assert a.headline() == b.headline()
+    for name in ("per_partner", "per_pool", "pool_members"):
+        assert getattr(a, name).equals(getattr(b, name)), name
+    for dim, frame in a.css_by.items():
+        assert frame.equals(b.css_by[dim]), dim
+    assert a.to_dict() == b.to_dict()
+
+
+@pytest.mark.parametrize(
+    ("since", "until"),
+    [(None, None), (datetime(2026, 1, 1), datetime(2026, 4, 1)), (datetime(2026, 3, 1), None)],
+)
+@pytest.mark.parametrize("db", ["demo", "committed"])
+def test_counted_committed_fairness_equals_the_row_by_row_report(
+    request: pytest.FixtureRequest, db: str, since: datetime | None, until: datetime | None
+) -> None:
+    # The demo's history has no pools (derived ones are filled in); a committed run has.
+    c = request.getfixturevalue("con" if db == "demo" else "committed")
+    fair, labels = views.committed_fairness(c, since, until, RULES)
+    rows_fair, rows_labels = _row_by_row(c, since, until)
+    assert fair.customers > 0
+    _same_report(fair, rows_fair)
+    assert labels.sort("pool_key").equals(rows_labels.sort("pool_key"))
+
+
+def test_committed_counts_stand_for_every_referral(committed) -> None:
+    outcomes, partners, pools = committed_counts(committed)
+    rows, rows_partners, rows_pools = committed_inputs(committed)
+    assert outcomes[WEIGHT].sum() == rows.height == one(committed, "SELECT count(*) FROM referrals")
+    assert outcomes.height < rows.height
+    assert partners.equals(rows_partners) and pools.equals(rows_pools)
+    _same_report(report(outcomes, partners, pools), report(rows, rows_partners, rows_pools))
 
 
 def test_partner_deviation_sums_pool_members(con) -> None:
