@@ -125,7 +125,7 @@ def committed_counts(
     until: datetime | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """As ``committed_inputs``, but the outcomes counted: ``engine.fairness.WEIGHT`` says
-    how many referrals of [since, until) each row stands for (workloads sorted)."""
+    how many referrals of [since, until) each row stands for."""
     if isinstance(db, duckdb.DuckDBPyConnection):
         return _committed(db, since, until, counted=True)
     path = resolve_path(db)
@@ -138,11 +138,13 @@ def committed_counts(
         con.close()
 
 
-# Grouped in DuckDB: the columns the report reads, workloads sorted so that the same set
-# in another order is one group. Ordered, so the frame is the same from run to run.
+# Grouped in DuckDB on the columns the report reads. Workloads are grouped as stored (the
+# engine writes them in one order; a set stored in two orders is two rows, and the same
+# report, since nothing downstream depends on their order): sorting a million lists would
+# cost more than the grouping saves. Ordered, so the frame is the same from run to run.
 _COUNTED = f"""
-SELECT outcome, partner_id, reason, region, country, language,
-       list_sort(eligible_workloads) AS eligible_workloads, pool_key, count(*) AS {WEIGHT}
+SELECT outcome, partner_id, reason, region, country, language, eligible_workloads,
+       pool_key, count(*) AS {WEIGHT}
 FROM referrals WHERE {{cond}}
 GROUP BY ALL
 ORDER BY ALL

@@ -171,6 +171,13 @@ def test_counted_outcomes_give_the_same_report(copies: int) -> None:
     assert report(counted, partners, pools).customers == 8 * copies
 
 
+def test_counted_workloads_in_another_order_count_the_same() -> None:
+    outcomes, partners, pools = _hand_inputs()
+    flipped = outcomes.with_columns(pl.col("eligible_workloads").list.reverse())
+    both = pl.concat([outcomes, flipped])
+    _same(report(both, partners, pools), report(_counted(both), partners, pools))
+
+
 @pytest.mark.parametrize("bad", [[-1], [None]])
 def test_counted_outcomes_refuse_bad_counts(bad: list) -> None:
     outcomes, partners, pools = _hand_inputs()
