@@ -111,6 +111,25 @@ class _Col:
     nullable: bool = False
     upper: int = MAX_COUNT
 
+    @property
+    def coded(self) -> bool:
+        """Codes and lists of codes: few distinct values, so checked once per value."""
+        return self.kind in ("country", "language", *_LIST_KINDS)
+
+
+@dataclass(frozen=True)
+class _Check:
+    """One column's check: a row-wise mask (``bad``, ``shown``) or its bad distinct values.
+
+    ``bad_values`` has the column's bad values and, in ``v``, each one as shown.
+    """
+
+    name: str
+    expected: str
+    bad: pl.Expr | None = None
+    shown: pl.Expr | None = None
+    bad_values: pl.DataFrame | None = None
+
 
 _PARTNER_COLS: dict[str, _Col] = {
     "partner_id": _Col("text"),
@@ -206,11 +225,8 @@ def _validate(
         frame = frame.with_columns(line_numbers).select(_ROW, *frame.columns)
     else:
         frame = frame.with_row_index(_ROW, offset=first_row)
-    problems: list[Problem] = []
-    total = 0
-    exprs: list[pl.Expr] = []
-    checks: list[tuple[str, pl.Expr, pl.Expr, str]] = []  # column, bad-mask, shown value, expected
-
+    exprs: list[pl.Expr | pl.Series] = []
+    checks: list[_Check] = []
     for name, col in spec.items():
         if name not in seen:
             exprs.append(pl.lit(None, dtype=schema[name]).alias(name))
@@ -218,30 +234,53 @@ def _validate(
         frame = _readable(frame, name, col, source, row_label)
         dtype = frame.schema[name]
         value, bad, shown = _convert(pl.col(name), dtype, col)
-        exprs.append(value.cast(schema[name]).alias(name))
-        checks.append((name, bad, shown, _EXPECTED[col.kind] + _bound_note(col)))
+        expected = _EXPECTED[col.kind] + _bound_note(col)
+        by_value = _by_value(frame, name, schema[name], value, bad, shown) if col.coded else None
+        if by_value is None:
+            exprs.append(value.cast(schema[name]).alias(name))
+            checks.append(_Check(name, expected, bad, shown))
+        else:
+            mapped, bad_values = by_value
+            exprs.append(mapped)
+            checks.append(_Check(name, expected, bad_values=bad_values))
 
+    problems: list[Problem] = []
+    found: list[tuple[_Check, pl.DataFrame]] = []  # (check, its bad rows: row and value)
+    total = 0
     try:
+        rows = [(c, c.bad, c.shown) for c in checks if c.bad is not None and c.shown is not None]
         masks = frame.select(
-            pl.col(_ROW),
-            *[bad.fill_null(True).alias(f"bad_{i}") for i, (_, bad, _, _) in enumerate(checks)],
+            *[bad.fill_null(True).alias(f"bad_{i}") for i, (_, bad, _) in enumerate(rows)]
         )
-        for i, (name, _, shown, expected) in enumerate(checks):
-            bad_rows = frame.filter(masks[f"bad_{i}"])
-            if bad_rows.height == 0:
-                continue
-            total += bad_rows.height
+        any_bad = masks.select(pl.all().any()).row(0) if rows else ()
+        for i, (check, _, shown) in enumerate(rows):
+            if any_bad[i]:
+                bad_rows = frame.filter(masks.get_column(f"bad_{i}"))
+                found.append((check, bad_rows.select(pl.col(_ROW), shown.alias("v"))))
+        for check in checks:
+            if check.bad_values is not None and check.bad_values.height:
+                found.append(
+                    (
+                        check,
+                        frame.select(_ROW, check.name)
+                        .join(check.bad_values, on=check.name, nulls_equal=True)
+                        .sort(_ROW)
+                        .select(_ROW, "v"),
+                    )
+                )
+        order = list(spec)
+        found.sort(key=lambda f: order.index(f[0].name))  # as the columns come, like the rows
+        for check, shown_rows in found:
+            total += shown_rows.height
             room = MAX_PROBLEMS - len(problems)
-            if room > 0:
-                shown_vals = bad_rows.head(room).select(pl.col(_ROW), shown.alias("v"))
-                for row, val in shown_vals.iter_rows():
-                    problems.append(Problem(row, name, val, expected))
+            for row, val in shown_rows.head(max(room, 0)).iter_rows():
+                problems.append(Problem(row, check.name, val, check.expected))
         typed = frame.select(pl.col(_ROW), *exprs)
     except pl.exceptions.PolarsError as exc:
         # The dtype checks above should make this unreachable; if a column type slips
         # through, the person still gets the column and the reason, not a traceback.
         raise _unreadable(frame, checks, exc, source, row_label) from None
-    if not problems:
+    if not problems and typed.get_column(key).n_unique() < typed.height:
         dup = typed.filter(pl.col(key).is_duplicated())
         if dup.height:
             firsts = dup.group_by(key).agg(pl.col(_ROW).min().alias("first"))
@@ -311,15 +350,20 @@ def _readable(
 
 def _unreadable(
     frame: pl.DataFrame,
-    checks: list[tuple[str, pl.Expr, pl.Expr, str]],
+    checks: list[_Check],
     exc: Exception,
     source: str,
     row_label: str,
 ) -> InputError:
     """The error for a column polars cannot convert: find it by trying them one by one."""
-    for name, bad, shown, expected in checks:
+    for check in checks:
+        name, expected = check.name, check.expected
+        if check.bad is None or check.shown is None:
+            continue
         try:
-            frame.select(bad.fill_null(True).any().alias("bad"), shown.first().alias("shown"))
+            frame.select(
+                check.bad.fill_null(True).any().alias("bad"), check.shown.first().alias("shown")
+            )
         except pl.exceptions.PolarsError as column_exc:
             reason = str(column_exc).strip().splitlines()[0][:120]
             return InputError(
@@ -329,6 +373,63 @@ def _unreadable(
             )
     reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
     return InputError(source, [Problem(None, None, None, f"readable columns ({reason})")])
+
+
+#: Above this share of distinct values in a coded column, checking per row is cheaper.
+_CODED_SHARE = 8
+
+
+def _by_value(
+    frame: pl.DataFrame,
+    name: str,
+    dtype: pl.DataType,
+    value: pl.Expr,
+    bad: pl.Expr,
+    shown: pl.Expr,
+) -> tuple[pl.Expr | pl.Series, pl.DataFrame] | None:
+    """Check a coded column once per distinct value: (typed column, bad values), or None.
+
+    A million customers name a few dozen countries and a few thousand workload lists, so
+    the conversions run on those and are joined back only when a value actually changes
+    (a lower-case country, a ';'-joined list from CSV); a clean Parquet column is kept
+    as it is, without a copy. The conversions are cell by cell, so the result is the
+    same as checking every row. None when the column has too many distinct values.
+    """
+    column = frame.get_column(name)
+    try:
+        distinct = column.unique()
+    except pl.exceptions.PolarsError:  # a type polars cannot hash: the row-wise path reports it
+        return None
+    if distinct.len() * _CODED_SHARE > max(column.len(), 1024):
+        return None
+    try:
+        checked = distinct.to_frame().select(
+            pl.col(name),
+            value.cast(dtype).alias("value"),
+            bad.fill_null(True).alias("bad"),
+            shown.alias("v"),
+        )
+    except pl.exceptions.PolarsError:
+        return None
+    bad_values = checked.filter("bad").select(name, "v")
+    same = column.dtype == dtype and bool(
+        checked.select(pl.col(name).eq_missing(pl.col("value")).all()).item()
+    )
+    if same:
+        return pl.col(name), bad_values
+    mapped = (
+        column.to_frame()
+        .join(
+            checked.select(name, "value"),
+            on=name,
+            how="left",
+            nulls_equal=True,
+            maintain_order="left",
+        )
+        .get_column("value")
+        .alias(name)
+    )
+    return mapped, bad_values
 
 
 def _bound_note(col: _Col) -> str:
@@ -345,7 +446,12 @@ def _convert(expr: pl.Expr, dtype: pl.DataType, col: _Col) -> tuple[pl.Expr, pl.
     if col.kind in _LIST_KINDS:
         return _convert_list(expr, dtype, col.kind)
     text = _text(expr, dtype)
-    empty = text.is_null() | (text == "")
+    # Numbers and booleans are never blank: only missing (no text round trip per row).
+    empty = (
+        expr.is_null()
+        if dtype.is_numeric() or dtype == pl.Boolean
+        else text.is_null() | (text == "")
+    )
     shown = text
     if col.kind in ("text", "email"):
         value = text

@@ -423,6 +423,41 @@ def test_a_column_type_that_slips_through_is_still_one_clear_error(
     assert "\n" not in message
 
 
+def test_codes_are_checked_once_per_value_yet_named_on_every_row() -> None:
+    """Coded columns are checked per distinct value (engine.schema._by_value): every row
+    holding a bad value is still named, and clean values that need normalising (case,
+    spaces, a duplicate workload) come out as they would row by row."""
+    n = 6
+    raw = pl.DataFrame(
+        {
+            "tenant_id": [f"T{k}" for k in range(n)],
+            "name": ["Alder"] * n,
+            "country": ["de", " GB", "XX", "DE", "de", "XX"],
+            "language": ["DE", "en", "en", "de ", "de", "en"],
+            "seats": [500] * n,
+            "workloads": [["Exchange", "teams", "exchange"], ["intune"], [], None, ["teams"], []],
+            "gateway": [True] * n,
+            "contact_email": ["it@alder.example"] * n,
+        }
+    )
+    with pytest.raises(InputError) as caught:
+        engine.schema.validate_customers(raw, "cohort.parquet")
+    bad = [(p.row, p.column, p.value) for p in caught.value.problems]
+    assert bad == [(3, "country", "XX"), (6, "country", "XX")]
+    fixed = raw.with_columns(pl.col("country").replace("XX", "SE"))
+    typed = engine.schema.validate_customers(fixed, "cohort.parquet")
+    assert typed["country"].to_list() == ["DE", "GB", "SE", "DE", "DE", "SE"]
+    assert typed["language"].to_list() == ["de", "en", "en", "de", "de", "en"]
+    assert typed["workloads"].to_list() == [
+        ["exchange", "teams"],
+        ["intune"],
+        [],
+        [],
+        ["teams"],
+        [],
+    ]
+
+
 # --- 100 MB --------------------------------------------------------------------------------
 
 BIG_BYTES = 100 * 1024 * 1024

@@ -279,6 +279,41 @@ def test_random_cells_validate_and_parquet(kind: str, tmp_path: Path, tally: Tal
     run()
 
 
+def _validated(validate: Callable[..., pl.DataFrame], raw: pl.DataFrame) -> tuple[Any, ...]:
+    """What validating ``raw`` gives, in a comparable form: rows, or every problem."""
+    try:
+        frame = validate(raw, "upload.csv")
+    except InputError as error:
+        return (
+            "error",
+            error.total,
+            [(p.row, p.column, p.value, p.expected) for p in error.problems],
+        )
+    return ("ok", frame.schema, frame.rows())
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_coded_columns_checked_per_value_as_per_row(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Countries, languages and workload lists are checked once per distinct value: the
+    typed frame and every reported problem must be what checking each row gives."""
+    import engine.schema
+
+    validate = KINDS[kind][1]
+
+    @fuzz(150)
+    @given(raw=raw_frame(kind))
+    def run(raw: pl.DataFrame) -> None:
+        by_value = _validated(validate, raw)
+        with monkeypatch.context() as patched:
+            patched.setattr(engine.schema, "_by_value", lambda *args: None)
+            by_row = _validated(validate, raw)
+        assert by_value == by_row
+
+    run()
+
+
 # --- no partial write: random files through `frp import` into a database ------------------
 
 
