@@ -6,9 +6,13 @@ import argparse
 from collections.abc import Callable
 
 from cli.main import EXIT_OK, db_arg, policy_arg, rules_arg
+from engine.reasons import DECLINE_REASONS
 from engine.rules import load_rules
-from store.db import StoreError, connect, resolve_path, retry_conflicts
-from store.lifecycle import DECLINE_REASONS, accept, complete, decline, drain
+from store.errors import StoreError
+
+# The store (DuckDB, the engine, the mail templates) is imported by the handlers, not
+# here: every `frp` command builds the whole parser, and `frp simulate` on files should
+# not pay for loading what only these commands use.
 
 
 def register(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Namespace], int]]:
@@ -36,6 +40,8 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Na
 
 
 def _open(args: argparse.Namespace):
+    from store.db import connect, resolve_path
+
     path = resolve_path(args.db)
     if not path.exists():
         raise StoreError(f"{path}: no such database; build it with `frp demo`")
@@ -47,6 +53,9 @@ def cmd_referral(args: argparse.Namespace) -> int:
         raise StoreError(
             "frp referral decline: --reason is required (" + ", ".join(DECLINE_REASONS) + ")"
         )
+    from store.db import retry_conflicts
+    from store.lifecycle import accept, complete, decline
+
     rules = load_rules(args.rules)
     con = _open(args)  # waits (FRP_LOCK_TIMEOUT) while another process writes
 
@@ -66,6 +75,9 @@ def cmd_referral(args: argparse.Namespace) -> int:
 
 
 def cmd_drain(args: argparse.Namespace) -> int:
+    from store.db import retry_conflicts
+    from store.lifecycle import drain
+
     rules = load_rules(args.rules)
     con = _open(args)
     try:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 import polars as pl
@@ -22,7 +23,7 @@ from engine.matching import (
     PartnerIndex,
     Signature,
     index_partners,
-    pre_reason_expr,
+    pre_reason_code_expr,
     workload_table,
 )
 from engine.optimal import plan
@@ -31,8 +32,39 @@ from engine.reasons import FRP_QUEUE, Outcome, Policy, Reason
 from engine.rules import Rules
 
 Progress = Callable[[int, int], None]
+#: The customer columns a run reads; callers holding a large cohort can keep only these.
+INPUT_COLUMNS = (
+    "tenant_id",
+    "country",
+    "language",
+    "seats",
+    "workloads",
+    "gateway",
+    "referral_consent",
+)
+#: The ``detail`` columns a result file carries after the assignment columns.
+OUTPUT_DETAIL = ("pool_key", "region", "country", "language", "eligible_workloads")
 #: How often (in customers) the selection loop reports progress.
 PROGRESS_EVERY = 50_000
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """The small tables a run's per-customer codes index (see :class:`Simulation`)."""
+
+    partner_ids: pl.Series  # by partner index
+    psm_emails: pl.Series  # by partner index
+    pool_keys: pl.Series  # by pool
+    pool_sizes: pl.Series  # by pool
+    eligible: pl.Series  # eligible workloads by distinct workloads list (wid)
+    traces: pl.Series  # by trace code
+    region_of_country: Mapping[str, str]
+    queue_of_country: Mapping[str, str]
+
+
+#: Reason names by the codes a run's rows carry (position in :class:`Reason`).
+REASONS = pl.Series("reason", [r.value for r in Reason], dtype=pl.String)
+_REASON_CODE = {r: i for i, r in enumerate(Reason)}
 
 
 @dataclass(frozen=True)
@@ -44,23 +76,111 @@ class Simulation:
       eligible workloads, partners matching and full at the time of choice).
     - ``partners``: per partner, load before and after, and the round-robin order after.
     - ``pools``: each pool's partner ids and its customers.
+
+    A run keeps one compact row per customer (``rows``: codes and numbers, with the
+    input's own columns shared, not copied) and the small tables the codes index
+    (``lookup``). ``assignments`` and ``detail`` are spelled out from them on first use,
+    and :meth:`output_lazy` lets a sink spell out a slice at a time: a million-customer
+    result file never has to exist in memory whole.
     """
 
     policy: Policy
     rules: Rules
-    assignments: pl.DataFrame
-    detail: pl.DataFrame
+    rows: pl.DataFrame
+    lookup: Lookup
     partners: pl.DataFrame
     pools: pl.DataFrame
 
+    @cached_property
+    def assignments(self) -> pl.DataFrame:
+        return self._assignments(self.rows)
+
+    @cached_property
+    def detail(self) -> pl.DataFrame:
+        return self._detail(self.rows)
+
     @property
     def placed(self) -> int:
-        return int((self.assignments["outcome"] == Outcome.FRP.value).sum())
+        return self.rows.height - self.rows.get_column("chosen").null_count()
+
+    def with_detail(self, *columns: str) -> pl.DataFrame:
+        """``assignments`` with ``detail`` columns alongside, without a join.
+
+        Both are in cohort order, row for row, so the columns are placed side by side; a
+        join on tenant_id would hash a million keys and copy every column again.
+        """
+        return pl.concat([self.assignments, self.detail.select(columns)], how="horizontal")
+
+    def output(self) -> pl.DataFrame:
+        """The result file: DOMAIN.md's columns, the trace, then what fairness needs."""
+        return self.with_detail(*OUTPUT_DETAIL)
 
     def counts(self) -> dict[str, int]:
         """Customers per reason, every reason present (zero when absent)."""
-        got = dict(self.assignments.group_by("reason").len().iter_rows())
-        return {r.value: int(got.get(r.value, 0)) for r in Reason}
+        codes = self.rows.get_column("reason").to_numpy()
+        got = np.bincount(codes, minlength=len(REASONS)) if codes.size else np.zeros(len(REASONS))
+        return {r.value: int(got[i]) for i, r in enumerate(Reason)}
+
+    def _assignments(self, rows: pl.DataFrame) -> pl.DataFrame:
+        return rows.select(self._assignment_exprs()).cast(ASSIGNMENT_SCHEMA)
+
+    def _detail(self, rows: pl.DataFrame) -> pl.DataFrame:
+        return rows.select(self._detail_exprs().values())
+
+    def output_lazy(self) -> pl.LazyFrame:
+        """:meth:`output` as a lazy query over the compact rows, for a streaming sink."""
+        detail = self._detail_exprs()
+        return self.rows.lazy().select(
+            *self._assignment_exprs(), *[detail[name] for name in OUTPUT_DETAIL]
+        )
+
+    def _assignment_exprs(self) -> list[pl.Expr]:
+        lk = self.lookup
+        placed = pl.col("chosen").is_not_null()
+        return [
+            pl.col("tenant_id"),
+            pl.when(placed)
+            .then(pl.lit(Outcome.FRP.value))
+            .otherwise(pl.lit(Outcome.CSS.value))
+            .alias("outcome"),
+            _gather(lk.partner_ids, "chosen").alias("partner_id"),
+            _gather(lk.psm_emails, "chosen").alias("psm_email"),
+            pl.when(placed)
+            .then(pl.lit(FRP_QUEUE))
+            .otherwise(
+                pl.col("country").replace_strict(lk.queue_of_country, return_dtype=pl.String)
+            )
+            .alias("queue"),
+            _gather(REASONS, "reason").alias("reason"),
+            _gather(lk.traces, "trace").alias("trace"),
+        ]
+
+    def _detail_exprs(self) -> dict[str, pl.Expr]:
+        lk = self.lookup
+        exprs = [
+            pl.col("tenant_id"),
+            _gather(lk.pool_keys, "pool").alias("pool_key"),
+            pl.col("country")
+            .replace_strict(lk.region_of_country, return_dtype=pl.String)
+            .alias("region"),
+            pl.col("country"),
+            pl.col("language"),
+            pl.col("seats"),
+            pl.col("gateway"),
+            _gather(lk.eligible, "wid").alias("eligible_workloads"),
+            _gather(lk.pool_sizes, "pool").fill_null(0).cast(pl.Int64).alias("n_matching"),
+            pl.col("n_full").cast(pl.Int64),
+            pl.col("prev").alias("prev_last_assigned"),
+            pl.col("load_after").cast(pl.Int64),
+        ]
+        return {e.meta.output_name(): e for e in exprs}
+
+
+def _gather(table: pl.Series, codes: str) -> pl.Expr:
+    """``table[code]`` per row (null where the code is null), also when the table is empty."""
+    if table.len() == 0:
+        return pl.lit(None, dtype=table.dtype)
+    return pl.lit(table).gather(pl.col(codes))
 
 
 def pool_key(partner_ids: list[str]) -> str:
@@ -107,7 +227,7 @@ def simulate(
         "excluded",
         "referral_consent",
         workloads["mask"].gather(wid).alias("mask"),
-    ).with_columns(pre_reason_expr(rules), wid.alias("wid"))
+    ).with_columns(pre_reason_code_expr(rules), wid.alias("wid"))
     n = prepared.height
 
     # 1. Signatures of FRP-eligible customers, each matched once; pools deduplicated.
@@ -119,9 +239,9 @@ def simulate(
             "mask",
             "excluded",
             "wid",
-            "pre_reason",
+            "pre",
         )
-        .filter(pl.col("pre_reason").is_null())
+        .filter(pl.col("pre").is_null())
         .group_by("country", "language", "mask", "excluded", maintain_order=True)
         .agg(pl.col("row"), pl.col("wid").first())
     )
@@ -213,37 +333,22 @@ def _build(
     sig_trace: list[str],
     pool: np.ndarray,
 ) -> Simulation:
-    n = prepared.height
     chosen = choices.chosen
-    n_full = choices.n_full
+    placed = chosen >= 0
     pool_sizes = np.array([len(p) for p in pools] + [0], dtype=np.int64)
     n_matching = pool_sizes[pool]  # -1 picks the trailing 0
-    placed = chosen >= 0
     # Reason per customer: an eligibility check's when one failed, else by placement.
-    code = np.where(placed, 0, np.where(pool >= 0, 1, 2)).astype(np.uint32)
-    reason_names = pl.Series(
-        [Reason.ASSIGNED.value, Reason.CAPACITY_EXHAUSTED.value, Reason.NO_PARTNER_MATCH.value],
-        dtype=pl.String,
-    )
-    reason = pl.coalesce(pl.col("pre_reason"), reason_names.gather(pl.Series(code)))
-
-    region = pl.col("country").replace_strict(rules.region_of_country, return_dtype=pl.String)
-    queue_of_country = {
-        country: rules.queue_of_region[r]
-        for country, r in rules.region_of_country.items()
-        if r in rules.queue_of_region
-    }
-    queue = pl.col("country").replace_strict(queue_of_country, return_dtype=pl.String)
-    if index.size:
-        ids = pl.Series("partner_id", index.ids, dtype=pl.String)
-        psm = pl.Series("psm_email", index.psm_email, dtype=pl.String)
-        idx = pl.Series(np.where(placed, chosen, 0))
-        partner_id = ids.gather(idx).set(~pl.Series(placed), None)
-        psm_email = psm.gather(idx).set(~pl.Series(placed), None)
-    else:
-        partner_id = pl.Series("partner_id", [None] * n, dtype=pl.String)
-        psm_email = pl.Series("psm_email", [None] * n, dtype=pl.String)
-    frame = prepared.select(
+    code = np.where(
+        placed,
+        _REASON_CODE[Reason.ASSIGNED],
+        np.where(
+            pool >= 0,
+            _REASON_CODE[Reason.CAPACITY_EXHAUSTED],
+            _REASON_CODE[Reason.NO_PARTNER_MATCH],
+        ),
+    ).astype(np.uint8)
+    prev = choices.prev
+    rows = prepared.select(
         "tenant_id",
         "country",
         "language",
@@ -251,17 +356,39 @@ def _build(
         "gateway",
         "excluded",
         "wid",
-        reason.alias("reason"),
-        region.alias("region"),
-        queue.alias("css_queue"),
-        partner_id.alias("partner_id"),
-        psm_email.alias("psm_email"),
+        pl.coalesce(pl.col("pre"), pl.Series(code)).alias("reason"),
+        pl.Series("pool", pool, dtype=pl.Int32).set(pl.Series(pool < 0), None),
+        pl.Series("chosen", chosen, dtype=pl.Int32).set(pl.Series(~placed), None),
+        pl.Series("n_full", choices.n_full, dtype=pl.Int32),
+        pl.Series("prev", prev).set(pl.Series(prev < 0), None),
+        pl.Series("load_after", choices.load_after, dtype=pl.Int32),
     )
-    trace = _traces(
+    queue_of_country = {
+        country: rules.queue_of_region[r]
+        for country, r in rules.region_of_country.items()
+        if r in rules.queue_of_region
+    }
+    # Pool members are ascending indexes of partners sorted by id: already sorted ids.
+    encoded = [pid.encode() for pid in index.ids]
+    keys = [
+        hashlib.sha1(b";".join([encoded[i] for i in p.tolist()])).hexdigest()[:12] for p in pools
+    ]
+    lookup = Lookup(
+        partner_ids=pl.Series("partner_id", index.ids, dtype=pl.String),
+        psm_emails=pl.Series("psm_email", index.psm_email, dtype=pl.String),
+        pool_keys=pl.Series("pool_key", keys, dtype=pl.String),
+        pool_sizes=pl.Series("n_matching", pool_sizes[:-1], dtype=pl.Int64),
+        eligible=workloads.get_column("eligible"),
+        traces=pl.Series("trace", [], dtype=pl.String),
+        region_of_country=rules.region_of_country,
+        queue_of_country=queue_of_country,
+    )
+    codes, texts = _traces(
         policy,
         rules,
         index,
-        frame,
+        rows,
+        lookup,
         workloads,
         pools,
         ledger,
@@ -272,42 +399,8 @@ def _build(
         n_matching,
         sig_trace,
     )
-
-    is_frp = pl.Series(placed)
-    assignments = frame.select(
-        pl.col("tenant_id"),
-        pl.when(is_frp)
-        .then(pl.lit(Outcome.FRP.value))
-        .otherwise(pl.lit(Outcome.CSS.value))
-        .alias("outcome"),
-        pl.col("partner_id"),
-        pl.col("psm_email"),
-        pl.when(is_frp).then(pl.lit(FRP_QUEUE)).otherwise(pl.col("css_queue")).alias("queue"),
-        pl.col("reason"),
-        trace.alias("trace"),
-    ).cast(ASSIGNMENT_SCHEMA)
-
-    # Pool members are ascending indexes of partners sorted by id: already sorted ids.
-    encoded = [pid.encode() for pid in index.ids]
-    keys = [
-        hashlib.sha1(b";".join([encoded[i] for i in p.tolist()])).hexdigest()[:12] for p in pools
-    ]
-    key_s = pl.Series("pool_key", [*keys, None], dtype=pl.String)
-    prev = choices.prev
-    detail = frame.select(
-        "tenant_id",
-        key_s.gather(pl.Series(pool)).alias("pool_key"),
-        "region",
-        "country",
-        "language",
-        "seats",
-        "gateway",
-        workloads["eligible"].gather(frame["wid"]).alias("eligible_workloads"),
-        pl.Series("n_matching", n_matching),
-        pl.Series("n_full", n_full),
-        pl.Series("prev_last_assigned", prev).set(pl.Series(prev < 0), None),
-        pl.Series("load_after", choices.load_after),
-    )
+    rows = rows.drop("excluded").with_columns(pl.Series("trace", codes, dtype=pl.UInt32))
+    lookup = replace(lookup, traces=texts)
 
     assigned = np.bincount(chosen[placed], minlength=index.size)
     cap = index.capacity
@@ -336,7 +429,7 @@ def _build(
         pl.DataFrame(
             {
                 "pool": np.repeat(np.arange(len(pools), dtype=np.int64), pool_sizes[:-1]),
-                "partner_ids": pl.Series(index.ids, dtype=pl.String).gather(pl.Series(members)),
+                "partner_ids": lookup.partner_ids.gather(pl.Series(members)),
             }
         )
         .group_by("pool", maintain_order=True)
@@ -359,7 +452,7 @@ def _build(
             "placed": pl.Int64,
         },
     )
-    return Simulation(policy, rules, assignments, detail, partner_state, pool_frame)
+    return Simulation(policy, rules, rows, lookup, partner_state, pool_frame)
 
 
 def _traces(
@@ -367,6 +460,7 @@ def _traces(
     rules: Rules,
     index: PartnerIndex,
     frame: pl.DataFrame,
+    lookup: Lookup,
     workloads: pl.DataFrame,
     pools: list[np.ndarray],
     ledger: Ledger,
@@ -376,8 +470,8 @@ def _traces(
     pool: np.ndarray,
     n_matching: np.ndarray,
     sig_trace: list[str],
-) -> pl.Series:
-    """The trace column: its text is built once per distinct trace and gathered per row.
+) -> tuple[np.ndarray, pl.Series]:
+    """Each customer's trace code, and the text of each code.
 
     Customers whose traces read the same values (signature, full partners, chosen
     partner, the policy's detail; or the eligibility check and what it names) share one
@@ -414,23 +508,23 @@ def _traces(
         code[rows] = offset + inverse.reshape(-1)
         firsts.append(rows[first])
         offset += first.size
-    # c. Not FRP-eligible: the failing check, what it names, and the CSS queue.
+    # c. Not FRP-eligible: the failing check, what it names, and the CSS queue (country).
     rows = np.flatnonzero(~has_sig)
     if rows.size:
         pre = pl.col("reason")
         groups = (
-            frame.select("reason", "seats", "wid", "excluded", "css_queue")
+            frame.select("reason", "seats", "wid", "excluded", "country")
             .with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"))
             .filter(pl.Series(~has_sig))
             .select(
                 pre,
-                pl.when(pre == Reason.BELOW_SEAT_THRESHOLD.value).then(pl.col("seats")),
-                pl.when(pre == Reason.NO_ELIGIBLE_WORKLOAD.value).then(pl.col("wid")),
-                pl.when(pre == Reason.DECLINED_BY_PARTNERS.value).then(pl.col("excluded")),
-                "css_queue",
+                pl.when(pre == _REASON_CODE[Reason.BELOW_SEAT_THRESHOLD]).then(pl.col("seats")),
+                pl.when(pre == _REASON_CODE[Reason.NO_ELIGIBLE_WORKLOAD]).then(pl.col("wid")),
+                pl.when(pre == _REASON_CODE[Reason.DECLINED_BY_PARTNERS]).then(pl.col("excluded")),
+                "country",
                 "_row",
             )
-            .group_by("reason", "seats", "wid", "excluded", "css_queue")
+            .group_by("reason", "seats", "wid", "excluded", "country")
             .agg(pl.col("_row"))
             .get_column("_row")
         )
@@ -459,12 +553,14 @@ def _traces(
     rep_sig = sig_of[first]
     sig_text = pl.Series([*sig_trace, None], dtype=pl.String)
     reps = frame[first].select(
-        pl.when(pl.Series(rep_sig < 0)).then(pl.col("reason")).alias("pre_reason"),
+        pl.when(pl.Series(rep_sig < 0)).then(_gather(REASONS, "reason")).alias("pre_reason"),
         "seats",
         workloads["workloads"].gather(frame["wid"].gather(first)).alias("workloads"),
         "excluded",
-        "css_queue",
-        "partner_id",
+        pl.col("country")
+        .replace_strict(lookup.queue_of_country, return_dtype=pl.String)
+        .alias("css_queue"),
+        _gather(lookup.partner_ids, "chosen").alias("partner_id"),
         sig_text.gather(pl.Series(rep_sig)).alias("match_trace"),
         pl.Series("pool", np.where(rep_sig >= 0, rep_pool, -1)).set(pl.Series(rep_sig < 0), None),
         pl.Series("chosen", chosen[first]),
@@ -474,8 +570,8 @@ def _traces(
         pl.Series("prev_stamp", choices.prev[first]),
         pl.Series("load_after", choices.load_after[first]),
     )
-    texts = reps.select(_trace_expr(policy, rules)).to_series()
-    return texts.gather(pl.Series(code))
+    texts = reps.select(_trace_expr(policy, rules)).to_series().alias("trace")
+    return code, texts
 
 
 def _ids_text(ids: list[str], count: int) -> str:

@@ -129,8 +129,14 @@ def workload_table(workloads: pl.Series, rules: Rules) -> tuple[pl.Series, pl.Da
     return wid, table
 
 
-def pre_reason_expr(rules: Rules) -> pl.Expr:
-    """The failing eligibility check (null when FRP-eligible); needs ``mask`` and ``excluded``."""
+def pre_reason_code_expr(rules: Rules) -> pl.Expr:
+    """The failing eligibility check as its position in :class:`Reason` (UInt8), null when
+    FRP-eligible; needs ``seats``, ``mask``, ``referral_consent`` and ``excluded``.
+
+    A code rather than the name: a million customers then cost a byte each, and the
+    names are spelled out only where a person reads them.
+    """
+    code = {r: pl.lit(i, dtype=pl.UInt8) for i, r in enumerate(Reason)}
     n_declined = (
         pl.when(pl.col("excluded") == "")
         .then(0)
@@ -139,16 +145,22 @@ def pre_reason_expr(rules: Rules) -> pl.Expr:
     consent = pl.col("referral_consent").fill_null(rules.referral_consent_default)
     return (
         pl.when(pl.col("seats") < rules.min_seats)
-        .then(pl.lit(Reason.BELOW_SEAT_THRESHOLD.value))
+        .then(code[Reason.BELOW_SEAT_THRESHOLD])
         .when(pl.col("mask") == 0)
-        .then(pl.lit(Reason.NO_ELIGIBLE_WORKLOAD.value))
+        .then(code[Reason.NO_ELIGIBLE_WORKLOAD])
         .when(~consent)
-        .then(pl.lit(Reason.NO_REFERRAL_CONSENT.value))
+        .then(code[Reason.NO_REFERRAL_CONSENT])
         .when(n_declined >= rules.max_declines)
-        .then(pl.lit(Reason.DECLINED_BY_PARTNERS.value))
+        .then(code[Reason.DECLINED_BY_PARTNERS])
         .otherwise(None)
-        .alias("pre_reason")
+        .alias("pre")
     )
+
+
+def pre_reason_expr(rules: Rules) -> pl.Expr:
+    """The failing eligibility check's name (null when FRP-eligible); see the code version."""
+    names = pl.Series([r.value for r in Reason], dtype=pl.String)
+    return pl.lit(names).gather(pre_reason_code_expr(rules)).alias("pre_reason")
 
 
 def prepare_customers(customers: pl.DataFrame, rules: Rules) -> pl.DataFrame:

@@ -80,3 +80,12 @@ FTOP_TASK_NAME = "(Gateway Only) Completion of Referral Process"
 FTOP_TASK_ROLE = "FastTrack Manager"
 FTOP_TASK_SERVICE = "Core Onboarding"
 FRP_QUEUE = "FRP"
+
+
+#: Why a partner declines a referral (the playbook's list); a decline must give one.
+DECLINE_REASONS = {
+    "at_capacity": "At capacity",
+    "not_endorsed": "Not endorsed for the workload",
+    "outside_service_area": "Outside the service area",
+    "customer_unresponsive": "Customer unresponsive",
+}

@@ -26,6 +26,8 @@ from typing import TypeVar
 
 import duckdb
 
+from store.errors import StoreError
+
 DEFAULT_DB = Path(__file__).resolve().parent.parent / "data" / "frp.duckdb"
 ENV_VAR = "FRP_DB"
 LOCK_TIMEOUT_VAR = "FRP_LOCK_TIMEOUT"
@@ -188,10 +190,6 @@ LEFT JOIN (
 ) o USING (partner_id)
 LEFT JOIN rr_order r USING (partner_id);
 """
-
-
-class StoreError(RuntimeError):
-    """A store operation that cannot go ahead; the message says why and what to do."""
 
 
 def resolve_path(path: str | Path | None = None) -> Path:

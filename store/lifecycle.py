@@ -19,19 +19,11 @@ import duckdb
 import polars as pl
 
 from engine.columns import CUSTOMER_SCHEMA
-from engine.reasons import Policy
+from engine.reasons import DECLINE_REASONS, Policy
 from engine.rules import Rules
 from store import state
 from store.commits import CommitSummary, commit_within
 from store.db import OPEN_STATUSES, StoreError, audit, transaction
-
-#: Why a partner declines (the playbook's list); a decline must give one.
-DECLINE_REASONS = {
-    "at_capacity": "At capacity",
-    "not_endorsed": "Not endorsed for the workload",
-    "outside_service_area": "Outside the service area",
-    "customer_unresponsive": "Customer unresponsive",
-}
 
 
 @dataclass(frozen=True)

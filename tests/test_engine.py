@@ -14,7 +14,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from engine.assign import Simulation, simulate
+from engine.assign import OUTPUT_DETAIL, Simulation, simulate
 from engine.columns import ASSIGNMENT_COLUMNS, CUSTOMER_SCHEMA, PARTNER_SCHEMA
 from engine.reasons import Policy, Reason
 from engine.rules import load_rules
@@ -396,6 +396,21 @@ def test_pools_frame_sizes() -> None:
     assert keys["T1"] == keys["T3"] != keys["T2"]
     assert keys["T6"] is None and keys["T9"] is None
     assert sim.detail["n_matching"].to_list() == [2, 1, 2, 2, 2, 0, 0, 0, 0]
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_the_compact_rows_spell_out_the_same_result_every_way(policy: Policy) -> None:
+    """A run keeps codes per customer; the frames, the streamed result file and the
+    counts spelled out from them must agree with one another, row for row."""
+    sim = mixed_run(policy)
+    whole = sim.output()
+    assert whole.columns == [*ASSIGNMENT_COLUMNS, "trace", *OUTPUT_DETAIL]
+    assert sim.output_lazy().collect().equals(whole)
+    assert whole["tenant_id"].to_list() == [f"T{k}" for k in range(1, 10)]
+    assert sim.detail["tenant_id"].equals(sim.assignments["tenant_id"])
+    by_reason = dict(sim.assignments.group_by("reason").len().iter_rows())
+    assert {r: c for r, c in sim.counts().items() if c} == by_reason
+    assert sim.placed == (sim.assignments["outcome"] == "frp").sum()
 
 
 @pytest.mark.parametrize("policy", POLICIES)
