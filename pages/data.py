@@ -82,7 +82,7 @@ for column, kind in zip(st.columns(2), ("partners", "customers"), strict=True):
         st.success(f"{file.name}: {_count(frame.height, kind)}, every row valid.")
         preview = frame.head(5)
         if kind == "customers":
-            preview = auth.show_column(preview, "contact_email")
+            preview = auth.show_names(auth.show_column(preview, "contact_email"), "name")
         st.dataframe(preview, hide_index=True)
         file_id, done = st.session_state.get(f"{kind}_done", (None, ""))
         if file_id == file.file_id:

@@ -61,7 +61,7 @@ with tab_refs:
         tenant=tenant,
     )
     total = view("referral_count", where)
-    rows = view("referral_rows", where, views.ROW_CAP)
+    rows = auth.show_names(view("referral_rows", where, views.ROW_CAP), "customer")
     st.metric("Referrals matching", f"{total:,}")
     referrals.capped(rows.height, total, "referrals")
     if rows.height == 0:
@@ -95,7 +95,7 @@ with tab_tasks:
             "refers to a partner."
         )
     else:
-        tasks = view("ftop_tasks", run, views.ROW_CAP)
+        tasks = auth.show_names(view("ftop_tasks", run, views.ROW_CAP), "customer")
         referrals.capped(tasks.height, n_tasks, "tasks")
         st.dataframe(tasks, hide_index=True, height=360)
         st.subheader("Close a task")
@@ -114,6 +114,8 @@ with tab_outbox:
     else:
         msgs = view("outbox", tuple(picked), run, views.ROW_CAP)
         msgs = auth.show_column(msgs, "to_email", pl.col("recipient_role") == "customer")
+        customers = referrals.customer_names(msgs["tenant_id"].unique().to_list())
+        msgs = auth.hide_names_in(msgs, "subject", customers)
         referrals.capped(msgs.height, n_msgs, "messages")
         st.dataframe(
             msgs.select(
@@ -143,11 +145,14 @@ with tab_outbox:
         if msg:
             to = msg["to_email"]
             to = auth.show_email(to) if msg["recipient_role"] == "customer" else to
-            st.markdown(f"**To:** {to}  \n**Subject:** {msg['subject']}")
+            name = referrals.customer_names([msg["tenant_id"]]).get(msg["tenant_id"])
+            subject = auth.hide_name(msg["subject"], name)
+            st.markdown(f"**To:** {to}  \n**Subject:** {subject}")
             if msg.get("body_html"):
                 with st.expander("HTML part"):
-                    st.html(auth.show_text(msg["body_html"]))
-            st.code(auth.show_text(msg["body"]), language=None, wrap_lines=True)
+                    st.html(auth.hide_name(auth.show_text(msg["body_html"]), name))
+            body = auth.hide_name(auth.show_text(msg["body"]), name)
+            st.code(body, language=None, wrap_lines=True)
 
 with tab_psm:
     referrals.psm_load()

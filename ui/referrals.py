@@ -74,6 +74,15 @@ def run_filter(opts: dict[str, Any]) -> int | str | None:
     return st.selectbox("Run", options, format_func=label, key=RUN_KEY, on_change=_to_param)
 
 
+def customer_names(tenants: list[str]) -> dict[str, str]:
+    """Tenant id -> customer name, to take names out of texts (subjects, bodies) shown to
+    viewers; empty for managers, who see the texts whole."""
+    if auth.is_manager() or not tenants:
+        return {}
+    sql = "SELECT tenant_id, name FROM customers WHERE list_contains(?, tenant_id)"
+    return dict(db.read(sql, tenants).iter_rows())
+
+
 def capped(shown: int, total: int, what: str) -> None:
     if total > shown:
         st.caption(
@@ -93,9 +102,10 @@ def trace(ref: dict[str, Any]) -> None:
     gateway = "Gateway" if ref["gateway"] else "not Gateway"
     run = f"run {ref['run_id']}" if ref["run_id"] else "imported history"
     st.markdown(
-        f"**{ref['customer'] or ref['tenant_id']}** ({ref['tenant_id']}; {ref['country']}, "
-        f"{ref['language']}, {ref['seats'] or '?'} seats, {gateway}) went to {to}: "
-        f"{REASON_WORDS.get(ref['reason'], ref['reason'])}. Status **{ref['status']}**, {run}, "
+        f"**{auth.show_name(ref['customer']) or ref['tenant_id']}** ({ref['tenant_id']}; "
+        f"{ref['country']}, {ref['language']}, {ref['seats'] or '?'} seats, {gateway}) went "
+        f"to {to}: {REASON_WORDS.get(ref['reason'], ref['reason'])}. Status "
+        f"**{ref['status']}**, {run}, "
         f"{ref['created_at']:%Y-%m-%d %H:%M}."
     )
     steps = views.trace_steps(ref["trace"])
@@ -206,7 +216,7 @@ def close_task(run: int | str | None) -> None:
     result = st.session_state.pop(TASK_RESULT, None)
     if result is not None:
         getattr(st, result[0])(result[1])
-    open_tasks = view("ftop_tasks", run, views.ROW_CAP, "open")
+    open_tasks = auth.show_names(view("ftop_tasks", run, views.ROW_CAP, "open"), "customer")
     if open_tasks.height == 0:
         st.caption("Every task here is closed.")
         return

@@ -139,34 +139,14 @@ def show_results(run: SimulationRun) -> None:
     if customers.height > TABLE_ROWS:
         st.caption(f"First {TABLE_ROWS:,} of {customers.height:,}; the downloads hold them all.")
     st.dataframe(
-        customers.head(TABLE_ROWS),
+        auth.show_names(customers.head(TABLE_ROWS), "name"),
         hide_index=True,
         key="customers_table",
         column_config={"seats": st.column_config.NumberColumn("seats", format="localized")},
     )
     show_why(run, policy, customers["tenant_id"].head(TABLE_ROWS).to_list())
 
-    st.subheader("Referral emails it would send")
-    emails = email_preview(run, policy)
-    if emails.height == 0:
-        st.info("No customer would be referred to a partner, so no email would be sent.")
-    roles = {"customer": "Customer", "partner": "Partner", "psm": "PSM"}
-    partner_of = dict(sim.assignments.select("tenant_id", "partner_id").iter_rows())
-    for i, ((referral, tenant), messages) in enumerate(
-        emails.group_by("referral_id", "tenant_id", maintain_order=True)
-    ):
-        label = f"Referral {referral}: {tenant} → {partner_of[tenant]} · {messages['subject'][0]}"
-        with st.expander(label, expanded=i == 0):
-            for col, row in zip(st.columns(3), messages.iter_rows(named=True), strict=False):
-                to = row["to_email"]
-                to = auth.show_email(to) if row["recipient_role"] == "customer" else to
-                col.markdown(f"**{roles[row['recipient_role']]}** · {to}")
-                col.text(auth.show_text(row["body"]))
-    if emails.height:
-        st.caption(
-            f"The first {emails['referral_id'].n_unique()} of {sim.placed:,} referrals, three "
-            "messages each (customer, partner, PSM). Nothing is sent before a commit."
-        )
+    show_emails(run, policy)
 
     result = result_frame(sim)
     name = f"simulation-{policy}"
@@ -189,6 +169,35 @@ def show_results(run: SimulationRun) -> None:
             on_click=auth.export_callback(f"{name}.parquet", run.source),
             icon=":material/download:",
         )
+
+
+def show_emails(run: SimulationRun, policy: str) -> None:
+    """The first referrals' messages, as a viewer may see them: customer names and
+    customer addresses masked (the partner's and PSM's addresses are work contacts)."""
+    st.subheader("Referral emails it would send")
+    sim = run.simulations[policy]
+    emails = email_preview(run, policy)
+    if emails.height == 0:
+        st.info("No customer would be referred to a partner, so no email would be sent.")
+        return
+    roles = {"customer": "Customer", "partner": "Partner", "psm": "PSM"}
+    partner_of = dict(sim.assignments.select("tenant_id", "partner_id").iter_rows())
+    names = dict(run.prepared.cohort.select("tenant_id", "name").iter_rows())
+    for i, ((referral, tenant), messages) in enumerate(
+        emails.group_by("referral_id", "tenant_id", maintain_order=True)
+    ):
+        subject = auth.hide_name(messages["subject"][0], names.get(tenant))
+        label = f"Referral {referral}: {tenant} → {partner_of[tenant]} · {subject}"
+        with st.expander(label, expanded=i == 0):
+            for col, row in zip(st.columns(3), messages.iter_rows(named=True), strict=False):
+                to = row["to_email"]
+                to = auth.show_email(to) if row["recipient_role"] == "customer" else to
+                col.markdown(f"**{roles[row['recipient_role']]}** · {to}")
+                col.text(auth.hide_name(auth.show_text(row["body"]), names.get(tenant)))
+    st.caption(
+        f"The first {emails['referral_id'].n_unique()} of {sim.placed:,} referrals, three "
+        "messages each (customer, partner, PSM). Nothing is sent before a commit."
+    )
 
 
 def show_why(run: SimulationRun, policy: str, tenants: list[str]) -> None:
