@@ -63,3 +63,42 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if totals:
         shown = ", ".join(f"{COUNTED[k]}: {totals[k]:,}" for k in COUNTED if k in totals)
         terminalreporter.write_line(f"robustness: {shown}")
+
+
+# --- AppTest (tests/app_helpers.py holds the plain functions) ---------------------------
+
+
+@pytest.fixture
+def fresh_caches() -> None:
+    """Forget cached reads: each test has its own database file, and a read cached for
+    another test's file must not leak into this one."""
+    import streamlit as st
+
+    st.cache_data.clear()
+
+
+@pytest.fixture(scope="session")
+def committed_master(demo_db_master: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo world plus run 1 (round robin over the backlog): open FTOP tasks, a pending
+    outbox, active referrals. Never write to it (use ``committed_db``)."""
+    from engine.rules import load_rules
+    from store.commits import commit
+    from store.db import connect
+
+    path = tmp_path_factory.mktemp("committed") / "frp.duckdb"
+    shutil.copy(demo_db_master, path)
+    con = connect(path)
+    try:
+        commit(con, load_rules(), "round-robin", actor="test")
+    finally:
+        con.close()
+    return path
+
+
+@pytest.fixture
+def committed_db(committed_master: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private copy of ``committed_master``, set as FRP_DB."""
+    path = tmp_path / "frp.duckdb"
+    shutil.copy(committed_master, path)
+    monkeypatch.setenv("FRP_DB", str(path))
+    return path

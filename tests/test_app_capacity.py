@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import duckdb
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -13,22 +12,14 @@ from engine.rules import load_rules
 from store import views
 from store.commits import simulate_stored
 from store.db import connect
+from tests.app_helpers import open_app, open_page, row, value
 
-ROOT = Path(__file__).resolve().parent.parent
-PAGE = str(ROOT / "pages" / "capacity.py")
-
-
-def row(path: Path, query: str, params: list | None = None) -> tuple:
-    """One row from a short-lived connection (same process as the app: same database)."""
-    con = duckdb.connect(str(path))
-    try:
-        return con.execute(query, params or []).fetchall()[0]
-    finally:
-        con.close()
+PAGE = "pages/capacity.py"
+pytestmark = pytest.mark.usefixtures("fresh_caches")
 
 
 def sql(path: Path, query: str, params: list | None = None):
-    return row(path, query, params)[0]
+    return value(path, query, params)
 
 
 def metrics(at: AppTest) -> dict[str, str]:
@@ -49,10 +40,7 @@ def chart_titles(at: AppTest) -> list[str]:
 
 @pytest.fixture
 def at(demo_db: Path) -> AppTest:
-    app = AppTest.from_file(PAGE, default_timeout=60)
-    app.run()
-    assert not app.exception
-    return app
+    return open_page(PAGE)
 
 
 def test_headline_numbers_match_the_store(demo_db: Path, at: AppTest) -> None:
@@ -137,14 +125,10 @@ def test_partner_detail_shows_the_selected_partners_psm(demo_db: Path, at: AppTe
 
 
 def test_through_the_router_capacity_is_the_default_page(demo_db: Path) -> None:
-    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    app.run()
-    assert not app.exception
+    app = open_app()
     assert app.title[0].value == "Partner capacity"
 
 
 def test_empty_database_says_what_to_do(empty_db: Path) -> None:
-    app = AppTest.from_file(PAGE, default_timeout=60)
-    app.run()
-    assert not app.exception
+    app = open_page(PAGE)
     assert any("No partners yet" in i.value and "frp demo" in i.value for i in app.info)

@@ -5,20 +5,18 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import duckdb
 import polars as pl
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from engine.cohorts import synthetic_cohort
 from engine.columns import LIST_SEPARATOR
 from engine.rules import load_rules, parse_rules, to_toml
 from engine.schema import InputError
+from tests.app_helpers import open_app, value
 from ui.db import RULES_KEY
 from ui.uploads import read_upload
 
-ROOT = Path(__file__).resolve().parent.parent
 HEADER = (
     "partner_id,name,countries,languages,workloads,capacity,active_referrals,"
     "referral_ready,psm_name,psm_email,contact_email"
@@ -38,27 +36,15 @@ BAD_PARTNERS = (
 ).encode()
 
 
-@pytest.fixture(autouse=True)
-def fresh_caches() -> None:
-    # ui.db.query's `_path` is not part of st.cache_data's key: clear between databases.
-    st.cache_data.clear()
+pytestmark = pytest.mark.usefixtures("fresh_caches")
 
 
 def open_data() -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
-    at.run()
-    at.switch_page("pages/data.py")
-    at.run()
-    assert not at.exception
-    return at
+    return open_app("pages/data.py")
 
 
 def count(db: Path, sql: str) -> int:
-    con = duckdb.connect(str(db))  # same process: shares the app's database instance
-    try:
-        return con.execute(sql).fetchall()[0][0]
-    finally:
-        con.close()
+    return value(db, sql)
 
 
 def test_a_bad_partners_file_shows_every_bad_row_and_writes_nothing(demo_db: Path) -> None:

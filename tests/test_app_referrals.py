@@ -4,50 +4,22 @@ on loopback), PSM load."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import duckdb
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from engine.rules import load_rules
-from store.commits import commit
-from store.db import connect
 from store.notify import ROLES, message_id
+from tests.app_helpers import open_app, open_page, row
 from tests.smtp_server import Server, running
 
-ROOT = Path(__file__).resolve().parent.parent
-PAGE = str(ROOT / "pages" / "referrals.py")
-
-
-@pytest.fixture(scope="module")
-def committed_master(demo_db_master: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo world plus run 1 (round robin over the backlog): tasks and outbox exist."""
-    path = tmp_path_factory.mktemp("committed") / "frp.duckdb"
-    shutil.copy(demo_db_master, path)
-    con = connect(path)
-    try:
-        commit(con, load_rules(), "round-robin", actor="test")
-    finally:
-        con.close()
-    return path
+pytestmark = pytest.mark.usefixtures("fresh_caches")
 
 
 @pytest.fixture
-def db(committed_master: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "frp.duckdb"
-    shutil.copy(committed_master, path)
-    monkeypatch.setenv("FRP_DB", str(path))
-    return path
-
-
-def row(path: Path, query: str, params: list | None = None) -> tuple:
-    con = duckdb.connect(str(path))
-    try:
-        return con.execute(query, params or []).fetchall()[0]
-    finally:
-        con.close()
+def db(committed_db: Path) -> Path:
+    return committed_db
 
 
 def metric(at: AppTest, label: str) -> str:
@@ -55,11 +27,7 @@ def metric(at: AppTest, label: str) -> str:
 
 
 def run_page(query_params: dict[str, str] | None = None) -> AppTest:
-    app = AppTest.from_file(PAGE, default_timeout=60)
-    app.query_params.update(query_params or {})
-    app.run()
-    assert not app.exception
-    return app
+    return open_page("pages/referrals.py", query_params=query_params)
 
 
 def test_all_referrals_are_counted_and_the_table_is_capped(db: Path) -> None:
@@ -142,10 +110,7 @@ def test_ftop_tasks_and_outbox(db: Path) -> None:
 
 
 def test_through_the_router(db: Path) -> None:
-    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    app.run()
-    app.switch_page("pages/referrals.py").run()
-    assert not app.exception
+    app = open_app("pages/referrals.py")
     assert app.title[0].value == "Referrals"
 
 

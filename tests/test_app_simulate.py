@@ -5,10 +5,8 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import duckdb
 import polars as pl
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from cli.main import result_frame
@@ -19,35 +17,14 @@ from engine.reasons import CSS_REASONS
 from engine.rules import load_rules
 from store.commits import simulate_stored
 from store.db import connect
+from tests.app_helpers import open_app, run_simulation, value
 from ui.simulation import LATEST_KEY, result_bytes
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(autouse=True)
-def fresh_caches() -> None:
-    # ui.db.query's `_path` argument is not part of st.cache_data's key (a leading
-    # underscore means "do not hash"), so cached reads would leak between databases.
-    st.cache_data.clear()
+pytestmark = pytest.mark.usefixtures("fresh_caches")
 
 
 def open_page(page: str = "pages/simulate.py") -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
-    at.run()
-    at.switch_page(page)
-    at.run()
-    assert not at.exception
-    return at
-
-
-def run_simulation(at: AppTest, policies: list[str], **inputs: object) -> AppTest:
-    at.multiselect(key="policies").set_value(policies)
-    for key, value in inputs.items():
-        at.number_input(key=key).set_value(value)
-    at.button[0].click()  # the form's "Run simulation"
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_app(page)
 
 
 def comparison_table(at: AppTest):
@@ -57,11 +34,7 @@ def comparison_table(at: AppTest):
 
 
 def referral_count(db: Path) -> int:
-    con = duckdb.connect(str(db))  # same process: shares the app's database instance
-    try:
-        return con.execute("SELECT count(*) FROM referrals").fetchall()[0][0]
-    finally:
-        con.close()
+    return value(db, "SELECT count(*) FROM referrals")
 
 
 def direct(db: Path, policy: str, **overrides: object):

@@ -8,43 +8,25 @@ the ``[auth]`` / ``[frp.roles]`` settings through ``AppTest.secrets``.
 
 from __future__ import annotations
 
-import copy
-import shutil
 from pathlib import Path
 
-import duckdb
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from engine.rules import load_rules
-from store.commits import commit
-from store.db import connect
+from tests.app_helpers import MANAGER, VIEWER, open_app, open_page, page_text, rows
 from tests.smtp_server import Server
 from ui import auth
 from ui.db import RULES_KEY
 
-ROOT = Path(__file__).resolve().parent.parent
-REFERRALS = str(ROOT / "pages" / "referrals.py")
-SECRETS = {
-    "auth": {
-        "redirect_uri": "http://localhost:8501/oauth2callback",
-        "cookie_secret": "test-cookie-secret",
-        "client_id": "frp-assign",
-        "client_secret": "not-a-secret",
-        "server_metadata_url": "https://login.example/.well-known/openid-configuration",
-    },
-    "frp": {"roles": {"boss@example.com": "manager", "*@managers.example": "manager"}},
-}
-VIEWER = {"is_logged_in": True, "email": "val.viewer@example.com", "name": "Val Viewer"}
-MANAGER = {"is_logged_in": True, "email": "boss@example.com", "name": "Bo Boss"}
-SIGNED_OUT = {"is_logged_in": False}
 PARTNERS_CSV = (
     b"partner_id,name,countries,languages,workloads,capacity,active_referrals,"
     b"referral_ready,psm_name,psm_email,contact_email\n"
     b"P9001,Tidewell Onboarding,US;CA,en,exchange;teams,40,0,true,Ada Lowell,"
     b"ada.lowell@psm.example,referrals@tidewell.example\n"
 )
+SIGNED_OUT = {"is_logged_in": False}
+
+pytestmark = pytest.mark.usefixtures("fresh_caches")
 
 
 # --- The role mapping and masking (no Streamlit) ---------------------------------------
@@ -91,38 +73,9 @@ def test_a_user_has_the_rights_of_its_role_and_below() -> None:
 # --- Fixtures ------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def fresh_caches() -> None:
-    st.cache_data.clear()
-
-
-@pytest.fixture(scope="module")
-def committed_master(demo_db_master: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo world plus run 1: open FTOP tasks, pending outbox, active referrals."""
-    path = tmp_path_factory.mktemp("auth") / "frp.duckdb"
-    shutil.copy(demo_db_master, path)
-    con = connect(path)
-    try:
-        commit(con, load_rules(), "round-robin", actor="test")
-    finally:
-        con.close()
-    return path
-
-
 @pytest.fixture
-def db(committed_master: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "frp.duckdb"
-    shutil.copy(committed_master, path)
-    monkeypatch.setenv("FRP_DB", str(path))
-    return path
-
-
-def rows(path: Path, sql: str, params: list | None = None) -> list[tuple]:
-    con = duckdb.connect(str(path))  # same process: shares the app's database instance
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
+def db(committed_db: Path) -> Path:
+    return committed_db
 
 
 def snapshot(path: Path) -> dict[str, list[tuple]]:
@@ -142,29 +95,12 @@ def snapshot(path: Path) -> dict[str, list[tuple]]:
     }
 
 
-def signed_in(at: AppTest, user: dict | None) -> AppTest:
-    """``user`` None: local mode (no [auth] section)."""
-    if user is not None:
-        at.secrets = copy.deepcopy(SECRETS)
-        at.user = dict(user)
-    return at
-
-
 def referrals_page(user: dict | None) -> AppTest:
-    at = signed_in(AppTest.from_file(REFERRALS, default_timeout=60), user)
-    at.run()
-    assert not at.exception
-    return at
+    return open_page("pages/referrals.py", user)
 
 
 def app_page(user: dict | None, page: str | None = None) -> AppTest:
-    at = signed_in(AppTest.from_file(str(ROOT / "app.py"), default_timeout=90), user)
-    at.run()
-    if page:
-        at.switch_page(page)
-        at.run()
-    assert not at.exception
-    return at
+    return open_app(page, user)
 
 
 def errors(at: AppTest) -> str:
@@ -338,14 +274,6 @@ def test_a_manager_commits_as_themselves(demo_db: Path) -> None:
     ]
 
 
-def page_text(at: AppTest) -> str:
-    parts = [e.value for kind in ("markdown", "code", "text", "caption") for e in at.get(kind)]
-    parts += [str(o) for s in at.selectbox for o in s.options]
-    parts += [d.value.to_csv() for d in at.dataframe]
-    parts += [h.proto.body for h in at.get("html")]
-    return "\n".join(str(p) for p in parts)
-
-
 def customer_emails(path: Path) -> set[str]:
     return {e for (e,) in rows(path, "SELECT contact_email FROM customers")}
 
@@ -403,3 +331,56 @@ def test_the_result_downloads_carry_the_audit_callback(
     at = simulate(None)
     assert len(at.get("download_button")) == 2
     assert wired[-2:] == ["simulation-round-robin.csv", "simulation-round-robin.parquet"]
+
+
+# --- Customer names ------------------------------------------------------------------
+
+
+def customer_names(path: Path) -> set[str]:
+    # Long names only: a short one ("Iris") could occur in other words on the page.
+    return {n for (n,) in rows(path, "SELECT name FROM customers") if n and len(n) >= 8}
+
+
+def names_shown(at: AppTest, path: Path) -> set[str]:
+    text = page_text(at)
+    return {n for n in customer_names(path) if n in text}
+
+
+@pytest.mark.parametrize(
+    ("open_as", "world"),
+    [
+        (lambda user: open_page("pages/referrals.py", user), "committed_db"),
+        (lambda user: open_app("pages/capacity.py", user), "committed_db"),
+        (lambda user: simulate(user), "demo_db"),  # the backlog still waits there
+    ],
+    ids=["referrals", "capacity", "simulate"],
+)
+def test_a_viewer_sees_no_customer_name_a_manager_sees(
+    open_as, world: str, request: pytest.FixtureRequest
+) -> None:
+    path = request.getfixturevalue(world)
+    seen_by_manager = names_shown(open_as(MANAGER), path)
+    assert seen_by_manager  # the page does show customer names, in full, to a manager
+    viewer = open_as(VIEWER)
+    assert names_shown(viewer, path) == set()
+    assert "***" in page_text(viewer)
+
+
+def test_a_viewer_sees_no_customer_name_in_an_outbox_message(db: Path) -> None:
+    for user, masked in ((MANAGER, False), (VIEWER, True)):
+        at = open_page("pages/referrals.py", user)
+        options = at.selectbox(key="ref_message").options
+        at.selectbox(key="ref_message").select_index(
+            next(i for i, o in enumerate(options) if o.startswith("customer"))
+        ).run()
+        assert not at.exception
+        picked = at.selectbox(key="ref_message").value
+        (tenant,) = rows(db, "SELECT tenant_id FROM outbox WHERE message_id = ?", [picked])[0]
+        (name,) = rows(db, "SELECT name FROM customers WHERE tenant_id = ?", [tenant])[0]
+        body = " ".join(c.value for c in at.code)
+        assert (name not in body and name not in page_text(at)) if masked else name in body
+
+
+def test_mask_name_keeps_the_first_letter() -> None:
+    assert auth.mask_name("Müller Maschinenbau AG") == "M***"
+    assert auth.mask_name("") == "" and auth.mask_name(None) is None
