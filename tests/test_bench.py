@@ -141,6 +141,7 @@ def test_quick_benchmark_runs_and_reports_every_figure(tmp_path: Path) -> None:
     for phase, seconds in size["phases_median_s"].items():
         _positive(seconds, f"phase {phase}")
 
+    assert latest["browser"] is None  # --quick skips the browser part
     assert len(latest["targets"]) == 6
     for t in latest["targets"]:
         _positive(t["value"], t["target"])
@@ -213,3 +214,59 @@ def test_quick_defaults_never_touch_the_published_results() -> None:
     full = bench_run.parse_args([])
     assert full.sizes == ["10k", "100k", "1m"] and full.repeats == 3
     assert full.docs == ROOT / "docs" and full.results == ROOT / "bench" / "results"
+
+
+def test_the_browser_part_is_on_by_default_and_can_be_skipped() -> None:
+    assert bench_run.parse_args([]).browser is True
+    assert bench_run.parse_args(["--no-browser"]).browser is False
+    assert bench_run.parse_args(["--quick"]).browser is False
+    assert bench_run.parse_args(["--quick", "--browser"]).browser is True
+    with pytest.raises(SystemExit):
+        bench_run.parse_args(["--browser", "--no-browser"])
+
+
+def _browser(sim: float, cold: float, warm: float, cold_url: float) -> dict:
+    def timing(median: float) -> dict:
+        return {"median_s": median, "min_s": median, "max_s": median, "runs_s": [median]}
+
+    return {
+        "goal_s": 2.0,
+        "repeats": 1,
+        "chromium": "Chromium 1.0",
+        "playwright": "1.0",
+        "streamlit": "1.0",
+        "database": {
+            "cohort_file": "c.parquet",
+            "referrals": 1_013_850,
+            "build_s": None,
+            "file_mib": 230.0,
+        },
+        "simulate": {"customers": 10_000, "policies": ["round-robin", "least-loaded"]}
+        | timing(sim),
+        "fairness_cold": timing(cold),
+        "fairness_warm": timing(warm),
+        "fairness_cold_url": timing(cold_url),
+        "fairness_warm_url": timing(warm),
+    }
+
+
+def test_browser_targets_are_computed_from_the_medians() -> None:
+    got = bench_run.browser_targets(_browser(1.5, 2.5, 0.5, 4.0))
+    assert [(t["met"], t["status"], t["measured_at"]) for t in got] == [
+        (True, "met", "browser"),
+        (False, "not met", "browser"),
+        (True, "met", "browser"),
+        (False, "not met", "browser"),
+    ]
+    assert "1,013,850 referrals" in got[1]["target"]
+    assert bench_run.browser_targets(None) == []
+    assert bench_run.browser_targets({"error": "no chromium"}) == []
+
+
+def test_the_page_shows_the_browser_timings_or_why_there_are_none() -> None:
+    from bench.report import browser_section
+
+    text = "\n".join(browser_section(_browser(1.5, 2.5, 0.5, 4.0)))
+    assert "1,013,850 committed referrals" in text and "| 2.50 s | 2.50 s | 2.50 s |" in text
+    assert "Not measured" in "\n".join(browser_section(None))
+    assert "no chromium" in "\n".join(browser_section({"error": "no chromium"}))

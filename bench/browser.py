@@ -1,0 +1,405 @@
+"""The dashboard in a real browser: issue #6's two page timings, measured with Chromium.
+
+- **Simulate.** A fresh server on a copy of the demo database; the Simulate page, a
+  synthetic cohort of 10,000 customers, the two default policies; the time from the click
+  on "Run simulation" until the results are drawn (the script has finished, no skeleton,
+  no running indicator). Every repetition opens a new browser session on the same server
+  (the first on a server that has not yet run a simulation).
+- **Fairness.** The demo database plus about a million committed referrals: the demo
+  world (``frp demo``) with the benchmark world's 1,000,000-customer cohort committed to
+  it (``frp commit --cohort``, round-robin). The time from navigating to ``/fairness``
+  until the page is drawn (as above, and its first chart has painted), *cold* (a fresh
+  server process on a fresh copy of the database, so nothing is cached in the process or
+  in the file) and *warm* (a new browser session on the same server afterwards).
+
+Both include what a user waits for: the browser loading Streamlit's front end for the
+page (a new browser context each time, so no browser cache), the script run, the data
+and the charts. The server is started, and answers its health check, before a timer
+starts. The database with the committed cohort is built once and cached under
+``bench/results/tmp/`` (git-ignored), keyed by the world and by the code that writes it.
+
+Chromium is Debian's (``/usr/bin/chromium``), driven by Playwright, as in the browser
+tests (``../shared/browser-testing.md``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+VIEWPORT = {"width": 1400, "height": 1000}
+SIMULATE_CUSTOMERS = 10_000
+SIMULATE_POLICIES = ("round-robin", "least-loaded")  # the page's default pair
+#: The issue's goal for both pages.
+GOAL_S = 2.0
+TIMEOUT_MS = 120_000
+#: Code whose changes make a cached database stale (what `frp demo` and `frp commit` write).
+DB_SOURCES = ("store", "engine", "cli", "data")
+
+Log = Callable[[str], None]
+
+# The script run has ended and everything is drawn: no skeleton, no running indicator.
+_IDLE = """() => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    return app && app.getAttribute('data-test-script-state') === 'notRunning'
+        && !document.querySelector('[data-testid="stSkeleton"]')
+        && !document.querySelector('[data-testid="stStatusWidget"]');
+}"""
+
+
+class BrowserBenchError(RuntimeError):
+    """The browser part could not measure (no Chromium, a server that did not start, ...)."""
+
+
+@dataclass(frozen=True)
+class Databases:
+    demo: Path
+    committed: Path
+    referrals: int
+    build_s: float | None  # None when both came from the cache
+
+
+def _frp() -> list[str]:
+    exe = Path(sys.executable).with_name("frp")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "cli.main"]
+
+
+def _sources_digest() -> str:
+    h = hashlib.sha256()
+    for folder in DB_SOURCES:
+        for f in sorted((ROOT / folder).rglob("*")):
+            if f.is_file() and f.suffix in {".py", ".toml", ".csv", ".json"}:
+                h.update(str(f.relative_to(ROOT)).encode())
+                h.update(f.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def _run(cmd: list[str], log: Log) -> None:
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise BrowserBenchError(f"{' '.join(cmd)} failed:\n{done.stdout}{done.stderr}")
+    log("  " + (done.stdout.strip().splitlines() or [""])[-1][:160])
+
+
+def ensure_databases(cohort: Path, cache: Path, log: Log) -> Databases:
+    """The demo database and the demo with ``cohort`` committed, built once per code version."""
+    folder = cache / f"browser-{_sources_digest()}-{cohort.stem}"
+    demo, committed = folder / "demo.duckdb", folder / "committed.duckdb"
+    built = None
+    if not (demo.exists() and committed.exists()):
+        for old in cache.glob(f"browser-*-{cohort.stem}"):
+            shutil.rmtree(old, ignore_errors=True)  # a stale build of older code
+        folder.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        log(f"[browser] building the databases in {folder}")
+        tmp_demo, tmp_committed = folder / "demo.tmp", folder / "committed.tmp"
+        _run([*_frp(), "demo", "--db", str(tmp_demo), "--force"], log)
+        shutil.copy(tmp_demo, tmp_committed)
+        _run([*_frp(), "commit", "--db", str(tmp_committed), "--cohort", str(cohort)], log)
+        tmp_demo.rename(demo)
+        tmp_committed.rename(committed)
+        built = time.perf_counter() - started
+    import duckdb
+
+    con = duckdb.connect(str(committed), read_only=True)
+    try:
+        row = con.execute("SELECT count(*) FROM referrals").fetchone()
+    finally:
+        con.close()
+    return Databases(demo, committed, int(row[0]) if row else 0, built)
+
+
+# --------------------------------------------------------------------------- server
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def server(db_source: Path, work: Path) -> Iterator[str]:
+    """`streamlit run app.py` on a fresh copy of ``db_source``; yields its URL once healthy."""
+    run_dir = Path(tempfile.mkdtemp(prefix="server-", dir=work))
+    db = run_dir / "frp.duckdb"
+    shutil.copy(db_source, db)
+    port = _free_port()
+    log_path = run_dir / "streamlit.log"
+    with open(log_path, "w") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                str(ROOT / "app.py"),
+                "--server.headless",
+                "true",
+                "--server.address",
+                "127.0.0.1",
+                "--server.port",
+                str(port),
+                "--browser.gatherUsageStats",
+                "false",
+                "--server.fileWatcherType",
+                "none",
+            ],
+            cwd=ROOT,
+            env={**os.environ, "FRP_DB": str(db)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise BrowserBenchError("streamlit did not start:\n" + log_path.read_text())
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- pages
+
+
+def _wait_drawn(page: Any, title: str) -> None:
+    from playwright.sync_api import expect
+
+    expect(page.get_by_role("heading", name=title, exact=True).first).to_be_visible(
+        timeout=TIMEOUT_MS
+    )
+    page.wait_for_function(_IDLE, timeout=TIMEOUT_MS)
+
+
+def _no_exception(page: Any, what: str) -> None:
+    boxes = page.locator('[data-testid="stException"]')
+    if boxes.count():
+        raise BrowserBenchError(f"{what}: the page shows an exception: {boxes.first.inner_text()}")
+
+
+def _fairness_drawn(page: Any) -> None:
+    _wait_drawn(page, "Fairness")
+    chart = page.locator('[data-testid="stVegaLiteChart"]').first
+    chart.locator("canvas, svg").first.wait_for(state="visible", timeout=TIMEOUT_MS)
+
+
+def _check_fairness(page: Any) -> None:
+    _no_exception(page, "fairness")
+    if page.get_by_text("Jain's index").count() == 0:
+        raise BrowserBenchError("fairness: no headline drawn (no referrals in the database?)")
+
+
+def fairness_by_url(browser: Any, url: str) -> float:
+    """Seconds from navigating to /fairness until it is drawn, in a new browser context."""
+    context = browser.new_context(viewport=VIEWPORT)
+    try:
+        page = context.new_page()
+        started = time.perf_counter()
+        page.goto(f"{url}/fairness")
+        _fairness_drawn(page)
+        elapsed = time.perf_counter() - started
+        _check_fairness(page)
+        return elapsed
+    finally:
+        context.close()
+
+
+def fairness_from_sidebar(browser: Any, url: str) -> float:
+    """Seconds from the click on "Fairness" in the sidebar (the dashboard open on its
+    landing page, Partner capacity) until the Fairness page is drawn, in a new context."""
+    context = browser.new_context(viewport=VIEWPORT)
+    try:
+        page = context.new_page()
+        page.goto(url)
+        _wait_drawn(page, "Partner capacity")
+        link = page.get_by_test_id("stSidebarNav").get_by_text("Fairness", exact=True)
+        started = time.perf_counter()
+        link.click()
+        _fairness_drawn(page)
+        elapsed = time.perf_counter() - started
+        _check_fairness(page)
+        return elapsed
+    finally:
+        context.close()
+
+
+def simulate_click(browser: Any, url: str, customers: int = SIMULATE_CUSTOMERS) -> float:
+    """Seconds from the click on "Run simulation" (synthetic cohort of ``customers``) until
+    the results are drawn, in a new browser context."""
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport=VIEWPORT)
+    try:
+        page = context.new_page()
+        page.goto(f"{url}/simulate")
+        _wait_drawn(page, "Simulate cohort")
+        page.get_by_text("Synthetic cohort", exact=True).first.click()
+        size = page.get_by_label("Customers", exact=True)
+        size.wait_for(state="visible", timeout=TIMEOUT_MS)
+        page.wait_for_function(_IDLE, timeout=TIMEOUT_MS)
+        size.fill(str(customers))
+        size.press("Tab")
+        page.wait_for_function(_IDLE, timeout=TIMEOUT_MS)
+        started = time.perf_counter()
+        page.get_by_role("button", name="Run simulation").click()
+        done = page.get_by_text(f"Simulated {customers:,} customers", exact=False).first
+        expect(done).to_be_attached(timeout=TIMEOUT_MS)
+        page.wait_for_function(_IDLE, timeout=TIMEOUT_MS)
+        elapsed = time.perf_counter() - started
+        _no_exception(page, "simulate")
+        if page.get_by_text("Jain", exact=False).count() == 0:
+            raise BrowserBenchError("simulate: the results show no fairness headline")
+        return elapsed
+    finally:
+        context.close()
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def _summary(times: list[float]) -> dict[str, Any]:
+    return {
+        "median_s": statistics.median(times),
+        "min_s": min(times),
+        "max_s": max(times),
+        "runs_s": times,
+    }
+
+
+#: The fairness timings: (key, what it measures); each is repeated on fresh servers.
+FAIRNESS_RUNS = {
+    "fairness_cold": "sidebar click to Fairness drawn, first visit of the page on a fresh server",
+    "fairness_warm": "the same in a new session afterwards (the page's reads cached)",
+    "fairness_cold_url": "/fairness opened by URL as the fresh server's first request "
+    "(the app's start-up and Streamlit's front end included)",
+    "fairness_warm_url": "/fairness opened by URL in a new session afterwards",
+}
+
+
+def measure(cohort: Path, cache: Path, repeats: int, log: Log) -> dict[str, Any]:
+    """Both pages' timings, ``repeats`` times each; every cold run on a fresh server."""
+    if not Path(CHROMIUM).exists():
+        raise BrowserBenchError(
+            f"{CHROMIUM} is missing: install Debian's chromium (`make browser`), "
+            "or run the benchmark with --no-browser"
+        )
+    from playwright.sync_api import sync_playwright
+
+    started = time.perf_counter()
+    dbs = ensure_databases(cohort, cache, log)
+    sim: list[float] = []
+    fair: dict[str, list[float]] = {k: [] for k in FAIRNESS_RUNS}
+    with tempfile.TemporaryDirectory(prefix="browser-", dir=cache) as tmp, sync_playwright() as p:
+        work = Path(tmp)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            with server(dbs.demo, work) as url:
+                for rep in range(repeats):
+                    sim.append(simulate_click(browser, url))
+                    log(f"[browser] repeat {rep + 1}/{repeats} simulate 10k {sim[-1]:6.2f} s")
+            for rep in range(repeats):
+                with server(dbs.committed, work) as url:
+                    fair["fairness_cold"].append(fairness_from_sidebar(browser, url))
+                    fair["fairness_warm"].append(fairness_from_sidebar(browser, url))
+                with server(dbs.committed, work) as url:
+                    fair["fairness_cold_url"].append(fairness_by_url(browser, url))
+                    fair["fairness_warm_url"].append(fairness_by_url(browser, url))
+                log(
+                    f"[browser] repeat {rep + 1}/{repeats} fairness "
+                    + ", ".join(
+                        f"{k.removeprefix('fairness_')} {v[-1]:.2f} s" for k, v in fair.items()
+                    )
+                )
+        finally:
+            browser.close()
+    from importlib import metadata
+
+    return {
+        "goal_s": GOAL_S,
+        "repeats": repeats,
+        "duration_s": time.perf_counter() - started,
+        "chromium": _chromium_version(),
+        "playwright": metadata.version("playwright"),
+        "streamlit": metadata.version("streamlit"),
+        "database": {
+            "cohort_file": _shown(cohort),
+            "referrals": dbs.referrals,
+            "build_s": dbs.build_s,
+            "file_mib": dbs.committed.stat().st_size / 1024 / 1024,
+        },
+        "simulate": {
+            "customers": SIMULATE_CUSTOMERS,
+            "policies": list(SIMULATE_POLICIES),
+            **_summary(sim),
+        },
+        **{k: {"what": FAIRNESS_RUNS[k], **_summary(v)} for k, v in fair.items()},
+    }
+
+
+def _shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def _chromium_version() -> str | None:
+    try:
+        done = subprocess.run([CHROMIUM, "--version"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() or None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.browser [REPEATS]``: only the browser part, printed (nothing written)."""
+    from bench.run import CACHE_DIR
+    from bench.world import ensure_world
+
+    repeats = int((argv or sys.argv[1:] or ["1"])[0])
+    world = ensure_world(1_000_000, 2_000, 1, CACHE_DIR)
+    result = measure(world.customers, CACHE_DIR, repeats, lambda m: print(m, flush=True))
+    for name in ("simulate", *FAIRNESS_RUNS):
+        print(f"{name}: median {result[name]['median_s']:.2f} s {result[name]['runs_s']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
