@@ -25,8 +25,13 @@ def demo_db_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def demo_db(demo_db_master: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private copy of the demo database, also set as FRP_DB for code that resolves it."""
+    return private_copy(demo_db_master, tmp_path, monkeypatch)
+
+
+def private_copy(master: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of ``master`` for one test, set as FRP_DB for code that resolves it."""
     path = tmp_path / "frp.duckdb"
-    shutil.copy(demo_db_master, path)
+    shutil.copy(master, path)
     monkeypatch.setenv("FRP_DB", str(path))
     return path
 
@@ -98,7 +103,4 @@ def committed_master(demo_db_master: Path, tmp_path_factory: pytest.TempPathFact
 @pytest.fixture
 def committed_db(committed_master: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private copy of ``committed_master``, set as FRP_DB."""
-    path = tmp_path / "frp.duckdb"
-    shutil.copy(committed_master, path)
-    monkeypatch.setenv("FRP_DB", str(path))
-    return path
+    return private_copy(committed_master, tmp_path, monkeypatch)

@@ -30,6 +30,7 @@ from ui.simulation.why import customer_table, explain
 
 #: Customers listed in the per-customer table (the downloads hold all of them).
 TABLE_ROWS = 5_000
+DOWNLOAD_PARQUET = "application/vnd.apache.parquet"
 
 
 def email_preview(run: SimulationRun, policy: str, limit: int = 3) -> pl.DataFrame:
@@ -150,25 +151,18 @@ def show_results(run: SimulationRun) -> None:
 
     result = result_frame(sim)
     name = f"simulation-{policy}"
+    formats = {".csv": ("CSV", "text/csv"), ".parquet": ("Parquet", DOWNLOAD_PARQUET)}
     with st.container(horizontal=True):
-        st.download_button(
-            "Download CSV",
-            lambda: result_bytes(result, ".csv"),
-            file_name=f"{name}.csv",
-            mime="text/csv",
-            key="download_csv",
-            on_click=auth.export_callback(f"{name}.csv", run.source),
-            icon=":material/download:",
-        )
-        st.download_button(
-            "Download Parquet",
-            lambda: result_bytes(result, ".parquet"),
-            file_name=f"{name}.parquet",
-            mime="application/vnd.apache.parquet",
-            key="download_parquet",
-            on_click=auth.export_callback(f"{name}.parquet", run.source),
-            icon=":material/download:",
-        )
+        for suffix, (label, mime) in formats.items():
+            st.download_button(
+                f"Download {label}",
+                lambda suffix=suffix: result_bytes(result, suffix),
+                file_name=f"{name}{suffix}",
+                mime=mime,
+                key=f"download_{suffix[1:]}",
+                on_click=auth.export_callback(f"{name}{suffix}", run.source),
+                icon=":material/download:",
+            )
 
 
 def show_emails(run: SimulationRun, policy: str) -> None:
