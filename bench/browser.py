@@ -7,15 +7,18 @@
   (the first on a server that has not yet run a simulation).
 - **Fairness.** The demo database plus about a million committed referrals: the demo
   world (``frp demo``) with the benchmark world's 1,000,000-customer cohort committed to
-  it (``frp commit --cohort``, round-robin). The time from navigating to ``/fairness``
-  until the page is drawn (as above, and its first chart has painted), *cold* (a fresh
-  server process on a fresh copy of the database, so nothing is cached in the process or
-  in the file) and *warm* (a new browser session on the same server afterwards).
+  it (``frp commit --cohort``, round-robin). Drawn = as above, and its first chart has
+  painted. *Cold* runs each start a fresh server process on a fresh copy of the database,
+  so nothing is cached in the process or in the file; *warm* runs follow in a new browser
+  session on the same server. Two ways in: the click on "Fairness" in the sidebar with the
+  dashboard open on its landing page (the first visit of the page; the app is loaded),
+  and ``/fairness`` typed in as the server's very first request (the app's start-up, its
+  imports and Streamlit's front end included).
 
-Both include what a user waits for: the browser loading Streamlit's front end for the
-page (a new browser context each time, so no browser cache), the script run, the data
-and the charts. The server is started, and answers its health check, before a timer
-starts. The database with the committed cohort is built once and cached under
+Each includes what a user waits for: the script run, the data and the charts, and, when
+a page is opened by URL, the browser loading Streamlit's front end (a new browser context
+each time, so no browser cache). The server is started, and answers its health check,
+before a timer starts. The database with the committed cohort is built once and cached under
 ``bench/results/tmp/`` (git-ignored), keyed by the world and by the code that writes it.
 
 Chromium is Debian's (``/usr/bin/chromium``), driven by Playwright, as in the browser
