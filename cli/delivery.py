@@ -12,10 +12,17 @@ import getpass
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import duckdb
 
 from cli.main import EXIT_OK, _progress, db_arg
-from store.db import StoreError, audit, resolve_path
+from store.errors import StoreError
+
+# The store (DuckDB, the mail templates) is imported by the handlers, not here: every
+# `frp` command builds the whole parser, and `frp simulate` on files should not pay
+# about 50 ms for loading what only these commands use.
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -82,9 +89,9 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _open(args: argparse.Namespace, *, read_only: bool = False):
+def _open(args: argparse.Namespace, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """A connection for one command, closed by the caller; waits while the file is busy."""
-    from store.db import connect
+    from store.db import connect, resolve_path
 
     path = resolve_path(args.db)
     if not path.exists():
@@ -97,10 +104,9 @@ def _open(args: argparse.Namespace, *, read_only: bool = False):
 
 def cmd_outbox(args: argparse.Namespace) -> int:
     from store import outbox
+    from store.db import audit, open_db, resolve_path
 
     if args.action == "send":
-        from store.db import open_db
-
         settings = outbox.SmtpSettings.from_env()  # before opening the database
         _open(args).close()  # the file exists and its schema is current (body_html)
         path = resolve_path(args.db)
