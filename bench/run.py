@@ -531,6 +531,10 @@ def browser_targets(browser: dict[str, Any] | None) -> list[dict[str, Any]]:
             sim["median_s"],
         ),
         (
+            "Simulate page, the first simulation of a fresh server",
+            browser["simulate_first"]["median_s"],
+        ),
+        (
             f"Fairness page over {referrals:,} referrals, first visit on a fresh server",
             browser["fairness_cold"]["median_s"],
         ),
