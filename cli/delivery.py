@@ -108,6 +108,7 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 
     if args.action == "send":
         settings = outbox.SmtpSettings.from_env()  # before opening the database
+        claim_timeout = outbox.read_claim_timeout()
         _open(args).close()  # the file exists and its schema is current (body_html)
         path = resolve_path(args.db)
         # A connection only for each read and record: the file stays free for the
@@ -118,6 +119,7 @@ def cmd_outbox(args: argparse.Namespace) -> int:
             attempts=args.attempts,
             backoff=args.backoff,
             progress=_progress("sending"),
+            claim_timeout=claim_timeout,
         )
         print(f"outbox via {settings.describe()}: {summary.describe()}")
         if not summary.ok:

@@ -174,6 +174,10 @@ CREATE TABLE IF NOT EXISTS audit_log (
 -- Added after the first schema: ALTER keeps older database files working.
 ALTER TABLE customers ADD COLUMN IF NOT EXISTS held_since TIMESTAMP;
 ALTER TABLE referrals ADD COLUMN IF NOT EXISTS decline_reason VARCHAR;
+-- A sender's claim on a pending message (store/outbox.py): which run holds it and since
+-- when; NULL when nobody does. Another sender leaves it alone until the claim is stale.
+ALTER TABLE outbox ADD COLUMN IF NOT EXISTS claimed_by VARCHAR;
+ALTER TABLE outbox ADD COLUMN IF NOT EXISTS claimed_at TIMESTAMP;
 
 CREATE OR REPLACE VIEW partner_state AS
 SELECT

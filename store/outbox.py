@@ -13,11 +13,24 @@ A second run never sends a ``sent`` message again. A pending message whose refer
 declined (or ended otherwise without completion) is marked ``cancelled`` and never sent:
 the declining partner loses access to the customer's details.
 
-Guarantee: at least once. A crash after the server accepted a message but before its
-result was recorded leaves it ``pending``, and the next run sends it again under the
-*same* Message-ID header (the outbox ``message_id``) and the same bytes, so the duplicate
-can be recognised and dropped. Two sends running at once may each send a message read as
-pending by both (again under one Message-ID); the first to record it wins.
+Claims. Without the file held during a send, two senders (``frp outbox send`` and the
+dashboard's Send, or two runs of the command) could read the same pending messages. So
+the short read transaction *claims* them: it stamps ``claimed_by`` (a token of this run)
+and ``claimed_at`` on every pending message that nobody holds, and the run sends only
+what it claimed; the other sender finds nothing of it left to claim (DuckDB refuses the
+second of two claims on one row as a transaction conflict, and :func:`retry_conflicts`
+claims again on what is left). Results are recorded only for messages the run still
+holds, and the claim is released then (and at the end for anything left untried). Each
+record refreshes ``claimed_at`` of the rest, and a run that went half the claim timeout
+without one refreshes before its next try, giving up messages it no longer holds.
+
+Guarantee: at least once. A claim older than ``FRP_OUTBOX_CLAIM_TIMEOUT`` seconds
+(default 300) is taken as left by a dead sender, and its messages are claimed and sent
+again. A crash after the server accepted a message but before its result was recorded
+thus leaves it ``pending`` (claimed), and a run after the timeout sends it again under
+the *same* Message-ID header (the outbox ``message_id``) and the same bytes, so the
+duplicate can be recognised and dropped. Two live senders duplicate a message only if
+one SMTP try of it outlasts half the timeout (its claim then expires under it).
 """
 
 from __future__ import annotations
@@ -28,8 +41,10 @@ import hashlib
 import json
 import os
 import smtplib
+import socket
 import ssl
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -40,7 +55,7 @@ from typing import Any
 
 import duckdb
 
-from store.db import OPEN_STATUSES, StoreError, audit, transaction
+from store.db import OPEN_STATUSES, StoreError, audit, retry_conflicts, transaction
 
 Con = duckdb.DuckDBPyConnection
 Progress = Callable[[int, int], None]
@@ -59,6 +74,11 @@ RECORD_EVERY = 50
 RECORD_AFTER = 1.0
 #: Seconds to wait for the server on connect and on each command.
 TIMEOUT = 30.0
+#: Seconds after which another sender's claim counts as left by a dead process. Longer
+#: than one message's worst tries with the defaults (3 x 30 s timeouts plus back-off), so
+#: a live sender refreshes its claim well before it expires.
+CLAIM_TIMEOUT_VAR = "FRP_OUTBOX_CLAIM_TIMEOUT"
+DEFAULT_CLAIM_TIMEOUT = 300.0
 #: From address of exported .eml files when FRP_SMTP_FROM is not set.
 EXPORT_FROM = "FastTrack <noreply@frp-assign.invalid>"
 
@@ -140,6 +160,7 @@ class SendSummary:
     failed: int = 0
     pending: int = 0  # tried and left pending after temporary failures
     untried: int = 0  # not tried: the server could not be reached
+    elsewhere: int = 0  # pending but claimed by another sender that is still within time
     cancelled: int = 0  # their referral was declined before they were sent
     errors: list[str] = field(default_factory=list)  # "message_id: reply", in order
 
@@ -154,6 +175,8 @@ class SendSummary:
             text += f" ({self.untried:,} not tried: the server could not be reached)"
         if self.cancelled:
             text += f", {self.cancelled:,} cancelled (referral declined before sending)"
+        if self.elsewhere:
+            text += f", {self.elsewhere:,} being sent by another sender"
         return text
 
     def problem(self) -> str:
@@ -345,11 +368,62 @@ class _Result:
     unreachable: bool = False  # the server itself could not be reached
 
 
-def _claim(con: Con) -> tuple[int, list[dict[str, Any]]]:
-    """One short transaction: cancel what may no longer go out, read what is pending."""
-    with transaction(con):
-        cancelled = _cancel_undeliverable(con)
-        return cancelled, _rows(con, "status = 'pending'", [])
+def read_claim_timeout(environ: Mapping[str, str] | None = None) -> float:
+    """Seconds before another sender's claim is taken as stale: ``$FRP_OUTBOX_CLAIM_TIMEOUT``,
+    else 300."""
+    env = os.environ if environ is None else environ
+    text = env.get(CLAIM_TIMEOUT_VAR, "").strip()
+    if not text:
+        return DEFAULT_CLAIM_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also refuses NaN
+        raise DeliveryError(f"{CLAIM_TIMEOUT_VAR}={text!r}: expected a number of seconds >= 0")
+    return value
+
+
+def _run_token() -> str:
+    """Who holds a claim: host and process for whoever reads the table, plus a random
+    part so two runs in one process (two dashboard sessions) never share a token."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+#: A claim is free when nobody holds it or its holder has not refreshed it within the
+#: timeout (the second parameter, in microseconds).
+_FREE = (
+    "status = 'pending' AND (claimed_by IS NULL OR claimed_at IS NULL "
+    "OR claimed_at < now()::TIMESTAMP - to_microseconds(?::BIGINT))"
+)
+
+
+@dataclass(frozen=True)
+class _Claim:
+    """What one short transaction claimed for this run."""
+
+    cancelled: int
+    rows: list[dict[str, Any]]
+    elsewhere: int  # pending messages held by another live sender
+
+
+def _claim(con: Con, token: str, timeout: float) -> _Claim:
+    """Cancel what may no longer go out, claim every free pending message for ``token``,
+    and read what was claimed, oldest first (the caller's transaction: one short one)."""
+    cancelled = _cancel_undeliverable(con)
+    con.execute(
+        f"UPDATE outbox SET claimed_by = ?, claimed_at = now()::TIMESTAMP WHERE {_FREE}",
+        [token, _micros(timeout)],
+    )
+    rows = _rows(con, "status = 'pending' AND claimed_by = ?", [token])
+    (elsewhere,) = con.execute(
+        "SELECT count(*) FROM outbox WHERE status = 'pending' AND claimed_by <> ?", [token]
+    ).fetchall()[0]
+    return _Claim(cancelled, rows, elsewhere)
+
+
+def _micros(seconds: float) -> int:
+    return int(seconds * 1_000_000)
 
 
 def _cancel_undeliverable(con: Con) -> int:
@@ -357,7 +431,8 @@ def _cancel_undeliverable(con: Con) -> int:
     rows = con.execute(
         """
         UPDATE outbox SET status = 'cancelled',
-               last_error = 'referral ' || r.status || ' before it was sent'
+               last_error = 'referral ' || r.status || ' before it was sent',
+               claimed_by = NULL, claimed_at = NULL
         FROM referrals r
         WHERE outbox.referral_id = r.referral_id AND outbox.status = 'pending'
           AND NOT list_contains(?::VARCHAR[], r.status)
@@ -368,18 +443,42 @@ def _cancel_undeliverable(con: Con) -> int:
     return len(rows)
 
 
-def _record(con: Con, results: Sequence[_Result]) -> None:
+def _record(con: Con, token: str, results: Sequence[_Result]) -> None:
     """The results of messages tried since the last record (the caller's transaction).
 
-    ``status = 'pending'`` in every update: a message another sender recorded meanwhile
-    (sent or failed) keeps what it has."""
+    Only messages this run still holds (``claimed_by = token``, still ``pending``): one
+    whose claim expired and went to another sender is that sender's to record, and a
+    message cancelled meanwhile (a purge) stays cancelled. Recording releases the claim:
+    a message left pending after temporary failures is free for the next run at once."""
     for r in results:
         con.execute(
             "UPDATE outbox SET status = ?, attempts = attempts + ?, last_error = ?, "
-            "sent_at = CASE WHEN ? = 'sent' THEN now()::TIMESTAMP END "
-            "WHERE message_id = ? AND status = 'pending'",
-            [r.status, r.tries, r.reply, r.status, r.message_id],
+            "sent_at = CASE WHEN ? = 'sent' THEN now()::TIMESTAMP END, "
+            "claimed_by = NULL, claimed_at = NULL "
+            "WHERE message_id = ? AND status = 'pending' AND claimed_by = ?",
+            [r.status, r.tries, r.reply, r.status, r.message_id, token],
         )
+
+
+def _refresh(con: Con, token: str) -> set[str]:
+    """Move this run's claims to now, so no other sender takes them as stale; return the
+    messages it still holds (not taken over after an expiry, not cancelled meanwhile)."""
+    rows = con.execute(
+        "UPDATE outbox SET claimed_at = now()::TIMESTAMP "
+        "WHERE claimed_by = ? AND status = 'pending' RETURNING message_id",
+        [token],
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def _release(con: Con, token: str) -> None:
+    """Free what this run claimed but did not try (the server was unreachable, or an error
+    stopped the run): the next run may send it without waiting for the timeout."""
+    con.execute(
+        "UPDATE outbox SET claimed_by = NULL, claimed_at = NULL "
+        "WHERE claimed_by = ? AND status = 'pending'",
+        [token],
+    )
 
 
 def _audit_send(con: Con, actor: str, host: str, summary: SendSummary) -> None:
@@ -404,52 +503,90 @@ def send_pending(
     progress: Progress | None = None,
     record_every: int = RECORD_EVERY,
     record_after: float = RECORD_AFTER,
+    claim_timeout: float | None = None,
 ) -> SendSummary:
-    """Send every ``pending`` message, oldest first; see the module docstring for what
-    happens on failures. ``backoff`` doubles after each try (0.2, 0.4, ... seconds).
+    """Send every ``pending`` message nobody else holds, oldest first; see the module
+    docstring for claims and failures. ``backoff`` doubles after each try (0.2, 0.4, ...
+    seconds); ``claim_timeout`` defaults to :func:`read_claim_timeout`.
 
     ``open_con()`` gives a short-lived connection (a context manager that closes it): one
-    to read what is pending, one per record of results (after ``record_every`` messages
-    or ``record_after`` seconds, whichever comes first), one at the end with the audit
-    entry. None is open while the SMTP server is talked to, so a slow server never keeps
-    the file from `frp` or the dashboard."""
+    to claim what is pending, one per record of results (after ``record_every`` messages
+    or ``record_after`` seconds, whichever comes first, or before a try once half the
+    claim timeout passed without a record), one at the end with the audit entry. None is
+    open while the SMTP server is talked to, so a slow server never keeps the file from
+    `frp` or the dashboard."""
     if attempts < 1:
         raise ValueError("attempts must be at least 1")
-    with open_con() as con:
-        cancelled, rows = _claim(con)
-    summary = SendSummary(cancelled=cancelled)
+    stale_after = read_claim_timeout() if claim_timeout is None else max(0.0, claim_timeout)
+    token = _run_token()
+
+    def in_transaction(fn: Callable[[Con], Any], what: str) -> Any:
+        """``fn`` in a short transaction of its own, re-run if it collides with another
+        sender's (two claims of one row: the loser claims again on what is left)."""
+
+        def once() -> Any:
+            with open_con() as con, transaction(con):
+                return fn(con)
+
+        return retry_conflicts(once, what=what)
+
+    claim: _Claim = in_transaction(
+        lambda con: _claim(con, token, stale_after), "claiming the pending notifications"
+    )
+    rows = claim.rows
+    summary = SendSummary(cancelled=claim.cancelled, elsewhere=claim.elsewhere)
     session = _Session(settings, timeout)
     unrecorded: list[_Result] = []
+    held = {row["message_id"] for row in rows}
     recorded_at = time.monotonic()
+
+    def flush(con: Con) -> set[str]:
+        _record(con, token, unrecorded)
+        return _refresh(con, token)
+
+    def still_held(message_id: str) -> bool:
+        """Before each try: past half the timeout without a record, record and refresh
+        first, so the claim cannot expire while this run still means to send."""
+        nonlocal held, unrecorded, recorded_at
+        if time.monotonic() - recorded_at >= stale_after / 2:
+            held = in_transaction(flush, "recording sent notifications")
+            unrecorded, recorded_at = [], time.monotonic()
+        return message_id in held
+
     try:
         for done, row in enumerate(rows):
             msg = build_message(row, settings.sender)
-            result = _send_one(session, msg, row, attempts, backoff, sleep)
-            # Accepted but not yet recorded: a crash from here means a duplicate on the
-            # next run (same Message-ID, byte for byte), never a lost message.
-            unrecorded.append(result)
-            if result.status == "sent":
+            result = _send_one(session, msg, row, attempts, backoff, sleep, still_held)
+            if result is None:  # taken over by another sender or cancelled meanwhile
+                pass
+            elif result.status == "sent":
                 summary.sent += 1
             else:
                 summary.failed += result.status == "failed"
                 summary.pending += result.status == "pending"
                 summary.errors.append(f"{result.message_id}: {result.reply}")
+            if result is not None:
+                # Accepted but not yet recorded: a crash from here means a duplicate
+                # after the claim timeout (same Message-ID, byte for byte), never a loss.
+                unrecorded.append(result)
                 if result.unreachable:  # the rest would fail the same way
                     summary.untried = len(rows) - done - 1
                     break
             if len(unrecorded) >= record_every or time.monotonic() - recorded_at >= record_after:
-                with open_con() as con, transaction(con):
-                    _record(con, unrecorded)
+                held = in_transaction(flush, "recording sent notifications")
                 unrecorded, recorded_at = [], time.monotonic()
             if progress is not None:
                 progress(done + 1, len(rows))
     finally:
         session.close()
-        if unrecorded or rows or summary.cancelled:
-            with open_con() as con, transaction(con):
-                _record(con, unrecorded)
-                if rows or summary.cancelled:
-                    _audit_send(con, actor, settings.host, summary)
+        if rows or summary.cancelled:
+
+            def finish(con: Con) -> None:
+                _record(con, token, unrecorded)
+                _release(con, token)
+                _audit_send(con, actor, settings.host, summary)
+
+            in_transaction(finish, "recording sent notifications")
     return summary
 
 
@@ -460,13 +597,17 @@ def _send_one(
     attempts: int,
     backoff: float,
     sleep: Callable[[float], None],
-) -> _Result:
-    """Try one message up to ``attempts`` times (no connection to the database)."""
+    still_held: Callable[[str], bool],
+) -> _Result | None:
+    """Try one message up to ``attempts`` times (no connection to the database, except
+    when ``still_held`` must refresh the claim first); None: the claim was lost."""
     mid = row["message_id"]
     last: _Temporary | None = None
     for attempt in range(attempts):
         if attempt:
             sleep(backoff * 2 ** (attempt - 1))
+        if not still_held(mid):
+            return None
         try:
             session.send(msg, row["to_email"])
         except _Permanent as exc:

@@ -8,17 +8,24 @@ messages per FRP referral, its FTOP tasks one per Gateway FRP referral, one audi
 entry), no customer may hold two open referrals, and each cohort file is either wholly
 imported or absent, its customers waiting in the FTCQ or referred once. A retry without
 a kill then completes the work. The kills survived are counted (conftest prints them).
+
+`frp outbox send` is killed while the SMTP server holds a message: its claims keep a
+second sender off until the claim timeout, and a run after it delivers every message
+(those the dead run handed over again, under the same Message-ID).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -27,6 +34,8 @@ import pytest
 from engine.cohorts import synthetic_cohort
 from store import state
 from store.db import connect
+from tests.smtp_server import Mailbox, running
+from tests.test_outbox import world
 
 FRP = str(Path(sys.executable).parent / "frp")
 COHORT = 100_000  # customers per cohort file; a round imports one and commits it
@@ -235,3 +244,80 @@ def test_sigkill_during_import_and_commit(
     print(f"kills survived: {kills}, runs: {runs_done}, {time.monotonic() - started:.1f} s")
     assert survived >= 10, f"only {survived} kills landed mid-way ({kills}); slow machine?"
     assert kills["commit"] >= 5 and kills["import"] >= 2, kills
+
+
+# --- the outbox: `frp outbox send` killed while the server holds a message -------------
+
+
+@dataclass
+class Holding(Mailbox):
+    """Accepts the first ``accept`` messages, then holds the next one's DATA until released."""
+
+    accept: int = 4
+    held: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        if len(self.received) == self.accept and not self.held.is_set():
+            self.held.set()
+            await asyncio.get_running_loop().run_in_executor(None, self.release.wait, 30)
+        return await super().handle_DATA(server, session, envelope)
+
+
+@pytest.mark.timeout(90)
+def test_sigkill_during_outbox_send(tmp_path: Path, record_property) -> None:
+    """Killed mid-send, a sender leaves its claims; they block nobody past the timeout,
+    and the next run delivers every message (the unrecorded ones again, same Message-ID)."""
+    db = world(tmp_path / "frp.duckdb")
+    box = Holding(accept=4)
+    with running(box) as server:
+        env = server.env()
+        sender = subprocess.Popen(
+            [FRP, "outbox", "send", "--db", str(db)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={k: v for k, v in os.environ.items() if not k.startswith("FRP_")} | env,
+        )
+        try:
+            assert box.held.wait(60), "the sender never reached the fifth message"
+            sender.send_signal(signal.SIGKILL)
+            sender.communicate(timeout=30)
+        finally:
+            box.release.set()
+        assert sender.returncode == -signal.SIGKILL
+        # The held message died with the connection (aiosmtpd cancels its handler), or, if
+        # the release won that race, was accepted: let the server settle either way.
+        time.sleep(0.2)
+        before = box.ids()  # accepted from the dead run; none was recorded as sent
+        assert len(before) in (box.accept, box.accept + 1)
+
+        def send(timeout: str) -> subprocess.CompletedProcess[str]:
+            base = {k: v for k, v in os.environ.items() if not k.startswith("FRP_")}
+            return subprocess.run(
+                [FRP, "outbox", "send", "--db", str(db)],
+                capture_output=True,
+                text=True,
+                env=base | env | {"FRP_OUTBOX_CLAIM_TIMEOUT": timeout},
+                timeout=60,
+            )
+
+        early = send("300")  # within the dead run's claim: nothing goes twice yet
+        assert early.returncode == 0, early.stderr
+        assert "12 being sent by another sender" in early.stdout and box.ids() == before
+        late = send("0")  # past it: the claims are stale, everything goes
+        assert late.returncode == 0, late.stderr
+        assert "12 sent" in late.stdout
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        statuses = con.execute(
+            "SELECT status, count(*), count(claimed_by) FROM outbox GROUP BY status"
+        ).fetchall()
+        ids = [r[0] for r in con.execute("SELECT message_id FROM outbox").fetchall()]
+    finally:
+        con.close()
+    assert statuses == [("sent", 12, 0)]
+    received = box.ids()
+    assert sorted(set(received)) == sorted(ids)  # at least once: nothing lost
+    duplicates = [m for m in set(received) if received.count(m) > 1]
+    assert set(duplicates) <= set(before)  # only what the dead run had handed over
+    record_property("kills", 1)

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +24,7 @@ import duckdb
 import polars as pl
 import pytest
 
+import store.db
 import store.notify
 import store.outbox
 from engine.columns import CUSTOMER_SCHEMA, PARTNER_SCHEMA
@@ -357,7 +358,7 @@ def test_a_5xx_marks_the_message_failed_with_the_reply(
 def test_crash_between_acceptance_and_marking_resends_with_the_same_message_id(
     con: duckdb.DuckDBPyConnection, server: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def crash(con: duckdb.DuckDBPyConnection, results: object) -> None:
+    def crash(con: duckdb.DuckDBPyConnection, token: str, results: object) -> None:
         raise RuntimeError("power cut")
 
     monkeypatch.setattr(store.outbox, "_record", crash)
@@ -367,7 +368,10 @@ def test_crash_between_acceptance_and_marking_resends_with_the_same_message_id(
     assert outbox(con)[accepted]["status"] == "pending"  # ...but it was never marked
 
     monkeypatch.undo()
-    summary = send_pending(shared(con), settings(server))
+    # The dead run's claims still hold within the timeout: nothing goes twice yet.
+    early = send_pending(shared(con), settings(server))
+    assert (early.sent, early.elsewhere) == (0, 12) and len(server.mailbox.ids()) == 1
+    summary = send_pending(shared(con), settings(server), claim_timeout=0)  # past it
     assert summary.sent == 12
     ids = server.mailbox.ids()
     assert len(ids) == 13 and ids.count(accepted) == 2  # at least once: one duplicate,
@@ -440,6 +444,179 @@ def test_the_database_is_free_while_the_server_is_slow(db: Path) -> None:
     finally:
         con.close()
     assert sorted(box.ids()) == sorted(outbox_ids(db))
+
+
+# --- claims: two senders at once, stale claims ---------------------------------------
+
+
+@dataclass
+class Slow(Mailbox):
+    """A server that takes ``delay`` seconds over each message: runs overlap in time."""
+
+    delay: float = 0.1
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        await asyncio.sleep(self.delay)
+        return await super().handle_DATA(server, session, envelope)
+
+
+class Together:
+    """An opener whose first connection waits for the other sender's first one: both
+    claim transactions start at the same moment and collide on the same rows."""
+
+    def __init__(self, db: Path, barrier: threading.Barrier) -> None:
+        self.db, self.barrier, self.first = db, barrier, True
+
+    @contextmanager
+    def __call__(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with open_db(self.db, schema=False) as con:
+            if self.first:
+                self.first = False
+                self.barrier.wait(30)
+            yield con
+
+
+def test_two_senders_at_once_deliver_each_message_once(db: Path) -> None:
+    box = Slow(delay=0.02)
+    barrier = threading.Barrier(2)
+    summaries: list[store.outbox.SendSummary] = []
+    errors: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            summaries.append(send_pending(Together(db, barrier), settings(server)))
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    with running(box) as server:
+        senders = [threading.Thread(target=send) for _ in range(2)]
+        for t in senders:
+            t.start()
+        for t in senders:
+            t.join(60)
+    assert errors == []
+    assert sorted(box.ids()) == sorted(outbox_ids(db))  # each message exactly once
+    # One claimed everything; the other collided, claimed again and found it all held.
+    assert sorted((s.sent, s.elsewhere) for s in summaries) == [(0, 12), (12, 0)]
+    assert all(s.ok for s in summaries)
+    con = connect(db)
+    try:
+        assert {r["status"] for r in outbox(con).values()} == {"sent"}
+        assert con.execute("SELECT count(claimed_by) FROM outbox").fetchall() == [(0,)]
+    finally:
+        con.close()
+
+
+def test_two_frp_outbox_send_processes_at_once_deliver_each_message_once(
+    db: Path, tmp_path: Path
+) -> None:
+    box = Slow(delay=0.15)  # 12 messages take about 2 s: the second run starts inside it
+    with running(box) as server:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FRP_")}
+        procs = [
+            subprocess.Popen(
+                [FRP, "outbox", "send", "--db", str(db)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env | server.env(),
+                cwd=tmp_path,
+            )
+            for _ in range(2)
+        ]
+        outs = [p.communicate(timeout=120) for p in procs]
+    for proc, (_, err) in zip(procs, outs, strict=True):
+        assert proc.returncode == 0, err
+    ids = box.ids()
+    assert len(ids) == 12 and sorted(ids) == sorted(outbox_ids(db))  # exactly once each
+    # The runs overlapped: the later one found what was left held by the earlier one.
+    assert "being sent by another sender" in "".join(out for out, _ in outs), outs
+
+
+def claim(con: duckdb.DuckDBPyConnection, tenant: str, by: str, age: str) -> list[str]:
+    """Mark a referral's three messages as claimed by ``by``, ``age`` ago (an interval)."""
+    rid = referral_of(con, tenant)
+    con.execute(
+        "UPDATE outbox SET claimed_by = ?, "
+        f"claimed_at = now()::TIMESTAMP - INTERVAL '{age}' WHERE referral_id = ?",
+        [by, rid],
+    )
+    return [message_id(rid, role) for role in ROLES]
+
+
+def test_a_stale_claim_is_sent_again_and_a_live_one_is_left_alone(
+    con: duckdb.DuckDBPyConnection, server: Server
+) -> None:
+    dead = claim(con, "T1", "host:1:dead-run", "10 minutes")  # older than the timeout
+    live = claim(con, "T2", "host:2:live-run", "5 seconds")
+    summary = send_pending(shared(con), settings(server), claim_timeout=300)
+    assert (summary.sent, summary.elsewhere, summary.ok) == (9, 3, True)
+    assert "3 being sent by another sender" in summary.describe()
+    ids = server.mailbox.ids()
+    assert set(dead) <= set(ids) and not set(live) & set(ids)
+    rows = outbox(con)
+    assert all(rows[m]["status"] == "pending" for m in live)
+    # The live sender dies without recording: past the timeout its messages go too.
+    assert send_pending(shared(con), settings(server), claim_timeout=300).sent == 0
+    again = send_pending(shared(con), settings(server), claim_timeout=4)
+    assert (again.sent, again.elsewhere) == (3, 0)
+    assert sorted(server.mailbox.ids()) == sorted(outbox(con))  # each once in the end
+
+
+def test_a_sender_gives_up_messages_whose_claim_another_took(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    # A sender past its claim timeout (here 0: it refreshes before every try) finds that
+    # another sender took the rest over: it sends none of them and records nothing there.
+    other = con.cursor()
+
+    @dataclass
+    class TakeOver(Mailbox):
+        async def handle_DATA(self, server, session, envelope):  # noqa: N802
+            if not self.received:
+                other.execute(
+                    "UPDATE outbox SET claimed_by = 'host:9:other-run', "
+                    "claimed_at = now()::TIMESTAMP WHERE status = 'pending'"
+                )
+            return await super().handle_DATA(server, session, envelope)
+
+    box = TakeOver()
+    with running(box) as server:
+        summary = send_pending(shared(con), settings(server), claim_timeout=0)
+    other.close()
+    assert summary.sent == 1 and len(box.ids()) == 1
+    # Even the message it did send is the new holder's to record (and, at worst, to send
+    # again under the same Message-ID): results are recorded by claim.
+    assert {r["status"] for r in outbox(con).values()} == {"pending"}
+    claimed = con.execute("SELECT DISTINCT claimed_by FROM outbox").fetchall()
+    assert claimed == [("host:9:other-run",)]
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"), [(None, 300.0), ("", 300.0), ("45", 45.0), ("0.5", 0.5)]
+)
+def test_claim_timeout_setting(value: str | None, seconds: float) -> None:
+    env = {} if value is None else {"FRP_OUTBOX_CLAIM_TIMEOUT": value}
+    assert store.outbox.read_claim_timeout(env) == seconds
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "nan"])
+def test_a_bad_claim_timeout_names_the_variable(value: str) -> None:
+    with pytest.raises(DeliveryError, match=f"FRP_OUTBOX_CLAIM_TIMEOUT={value!r}"):
+        store.outbox.read_claim_timeout({"FRP_OUTBOX_CLAIM_TIMEOUT": value})
+
+
+def test_older_databases_gain_the_claim_columns(tmp_path: Path) -> None:
+    path = tmp_path / "old.duckdb"
+    old = duckdb.connect(str(path))
+    old.execute(store.db.DDL.split("ALTER TABLE outbox ADD COLUMN IF NOT EXISTS claimed_by")[0])
+    old.close()
+    con = connect(path)  # the schema check adds what is missing
+    try:
+        names = [r[0] for r in con.execute("DESCRIBE outbox").fetchall()]
+    finally:
+        con.close()
+    assert {"claimed_by", "claimed_at"} <= set(names)
 
 
 def outbox_ids(db: Path) -> list[str]:
