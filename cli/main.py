@@ -187,7 +187,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         partners = read_partners(args.partners)
         # Names and contact emails are validated but a what-if never reads them: not
         # keeping them is a third less memory for a large cohort.
-        customers = read_customers(args.customers).select(INPUT_COLUMNS)
+        customers = read_customers(args.customers, columns=INPUT_COLUMNS)
         sim = simulate(partners, customers, rules, args.policy, progress=_progress("assigning"))
         del customers
         skipped: list[str] = []

@@ -9,7 +9,7 @@ needs the whole list at once, not one error per attempt.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import polars as pl
@@ -174,37 +174,50 @@ _EXPECTED = {
 
 
 def validate_partners(
-    raw: pl.DataFrame, source: str = "partners", *, first_row: int = 1, row_label: str = "row"
+    raw: pl.DataFrame | pl.LazyFrame,
+    source: str = "partners",
+    *,
+    first_row: int = 1,
+    row_label: str = "row",
 ) -> pl.DataFrame:
     """Typed partners (PARTNER_SCHEMA) from a raw table, or InputError listing every problem."""
     return _validate(raw, _PARTNER_COLS, PARTNER_SCHEMA, "partner_id", source, first_row, row_label)
 
 
 def validate_customers(
-    raw: pl.DataFrame, source: str = "customers", *, first_row: int = 1, row_label: str = "row"
+    raw: pl.DataFrame | pl.LazyFrame,
+    source: str = "customers",
+    *,
+    first_row: int = 1,
+    row_label: str = "row",
+    keep: Collection[str] | None = None,
 ) -> pl.DataFrame:
-    """Typed customers (CUSTOMER_SCHEMA) from a raw table, or InputError listing every problem."""
+    """Typed customers (CUSTOMER_SCHEMA) from a raw table, or InputError listing every problem.
+
+    Every column is checked; ``keep`` names the columns to return (all by default). A
+    lazy ``raw`` (a file scan) is read in streaming passes, so a caller that keeps only
+    what it needs never holds the other columns of a large file at all.
+    """
     return _validate(
-        raw, _CUSTOMER_COLS, CUSTOMER_SCHEMA, "tenant_id", source, first_row, row_label
+        raw, _CUSTOMER_COLS, CUSTOMER_SCHEMA, "tenant_id", source, first_row, row_label, keep
     )
 
 
 def _validate(
-    raw: pl.DataFrame,
+    raw: pl.DataFrame | pl.LazyFrame,
     spec: dict[str, _Col],
     schema: dict[str, pl.DataType],
     key: str,
     source: str,
     first_row: int,
     row_label: str,
+    keep: Collection[str] | None = None,
 ) -> pl.DataFrame:
-    line_numbers: pl.Series | None = None
-    if LINE_COLUMN in raw.columns:
-        if raw.schema[LINE_COLUMN].is_integer():
-            line_numbers = raw.get_column(LINE_COLUMN).cast(pl.Int64).alias(_ROW)
-        raw = raw.drop(LINE_COLUMN)
+    lazy = raw.lazy()
+    columns = lazy.collect_schema()
+    data_columns = [c for c in columns if c != LINE_COLUMN]
     header_problems: list[Problem] = []
-    names = [str(c).strip().lstrip("\ufeff").lower() for c in raw.columns]
+    names = [str(c).strip().lstrip("\ufeff").lower() for c in data_columns]
     seen: dict[str, int] = {}
     for name in names:
         seen[name] = seen.get(name, 0) + 1
@@ -219,67 +232,64 @@ def _validate(
 
     # Only the known columns are renamed: extra ones may differ only by case ("Notes",
     # "notes"), and renaming those to one name would be a clash, not a problem of the input.
-    original = {name: col for col, name in zip(raw.columns, names, strict=True) if name in spec}
-    frame = raw.select([pl.col(original[n]).alias(n) for n in spec if n in seen])
-    if line_numbers is not None and line_numbers.len() == frame.height:
-        frame = frame.with_columns(line_numbers).select(_ROW, *frame.columns)
+    original = {name: c for c, name in zip(data_columns, names, strict=True) if name in spec}
+    known = [pl.col(original[n]).alias(n) for n in spec if n in seen]
+    if LINE_COLUMN in columns and columns[LINE_COLUMN].is_integer():
+        frame = lazy.select(pl.col(LINE_COLUMN).cast(pl.Int64).alias(_ROW), *known)
     else:
-        frame = frame.with_row_index(_ROW, offset=first_row)
-    exprs: list[pl.Expr | pl.Series] = []
-    checks: list[_Check] = []
+        frame = lazy.select(known).with_row_index(_ROW, offset=first_row)
+
+    exprs: dict[str, pl.Expr] = {}
+    checks: dict[str, _Check] = {}
     for name, col in spec.items():
         if name not in seen:
-            exprs.append(pl.lit(None, dtype=schema[name]).alias(name))
+            exprs[name] = pl.lit(None, dtype=schema[name]).alias(name)
             continue
         frame = _readable(frame, name, col, source, row_label)
-        dtype = frame.schema[name]
-        value, bad, shown = _convert(pl.col(name), dtype, col)
-        expected = _EXPECTED[col.kind] + _bound_note(col)
-        by_value = _by_value(frame, name, schema[name], value, bad, shown) if col.coded else None
-        if by_value is None:
-            exprs.append(value.cast(schema[name]).alias(name))
-            checks.append(_Check(name, expected, bad, shown))
-        else:
-            mapped, bad_values = by_value
-            exprs.append(mapped)
-            checks.append(_Check(name, expected, bad_values=bad_values))
+        value, bad, shown = _convert(pl.col(name), frame.collect_schema()[name], col)
+        exprs[name] = value.cast(schema[name]).alias(name)
+        checks[name] = _Check(name, _EXPECTED[col.kind] + _bound_note(col), bad, shown)
+    wanted = [n for n in spec if keep is None or n in keep or n == key]
+    coded = [n for n in checks if spec[n].coded]
 
     problems: list[Problem] = []
-    found: list[tuple[_Check, pl.DataFrame]] = []  # (check, its bad rows: row and value)
     total = 0
     try:
-        rows = [(c, c.bad, c.shown) for c in checks if c.bad is not None and c.shown is not None]
-        masks = frame.select(
-            *[bad.fill_null(True).alias(f"bad_{i}") for i, (_, bad, _) in enumerate(rows)]
-        )
-        any_bad = masks.select(pl.all().any()).row(0) if rows else ()
-        for i, (check, _, shown) in enumerate(rows):
-            if any_bad[i]:
-                bad_rows = frame.filter(masks.get_column(f"bad_{i}"))
-                found.append((check, bad_rows.select(pl.col(_ROW), shown.alias("v"))))
-        for check in checks:
-            if check.bad_values is not None and check.bad_values.height:
-                found.append(
-                    (
-                        check,
-                        frame.select(_ROW, check.name)
-                        .join(check.bad_values, on=check.name, nulls_equal=True)
-                        .sort(_ROW)
-                        .select(_ROW, "v"),
-                    )
-                )
-        order = list(spec)
-        found.sort(key=lambda f: order.index(f[0].name))  # as the columns come, like the rows
-        for check, shown_rows in found:
-            total += shown_rows.height
+        # One streaming pass over the input: the typed columns kept, the coded columns as
+        # read (checked below once per distinct value) and a bad-row mask per other
+        # column. A column that is checked but not kept is never held in memory.
+        read = frame.select(
+            pl.col(_ROW),
+            *[pl.col(n) if n in coded else exprs[n] for n in spec if n in coded or n in wanted],
+            *[_mask(checks[n]).alias(f"__bad_{n}") for n in checks if n not in coded],
+        ).collect(engine="streaming")
+        found: list[tuple[_Check, int, pl.DataFrame | pl.LazyFrame]] = []
+        for name, check in checks.items():
+            if name in coded:
+                read, check = _check_coded(read, name, schema[name], exprs[name], check)
+                checks[name] = check
+            if check.bad_values is not None:
+                if check.bad_values.height:
+                    hits = read.select(_ROW, name).join(check.bad_values, on=name, nulls_equal=True)
+                    found.append((check, hits.height, hits.sort(_ROW).select(_ROW, "v")))
+                continue
+            count = int(read.get_column(f"__bad_{name}").sum())
+            if count:
+                assert check.shown is not None
+                shown = frame.filter(_mask(check)).select(_ROW, check.shown.alias("v"))
+                found.append((check, count, shown))
+        for check, count, shown_rows in found:  # in column order, like the rows
+            total += count
             room = MAX_PROBLEMS - len(problems)
-            for row, val in shown_rows.head(max(room, 0)).iter_rows():
-                problems.append(Problem(row, check.name, val, check.expected))
-        typed = frame.select(pl.col(_ROW), *exprs)
+            if room > 0:
+                for row, val in shown_rows.head(room).lazy().collect().iter_rows():
+                    problems.append(Problem(row, check.name, val, check.expected))
     except pl.exceptions.PolarsError as exc:
         # The dtype checks above should make this unreachable; if a column type slips
         # through, the person still gets the column and the reason, not a traceback.
-        raise _unreadable(frame, checks, exc, source, row_label) from None
+        raise _unreadable(frame, list(checks.values()), exc, source, row_label) from None
+    typed = read.select(_ROW, *wanted)
+    del read
     if not problems and typed.get_column(key).n_unique() < typed.height:
         dup = typed.filter(pl.col(key).is_duplicated())
         if dup.height:
@@ -296,6 +306,68 @@ def _validate(
         )
         raise InputError(source, problems, total, row_label=row_label)
     return typed.drop(_ROW)
+
+
+def _mask(check: _Check) -> pl.Expr:
+    assert check.bad is not None
+    return check.bad.fill_null(True)
+
+
+#: Above this share of distinct values in a coded column, checking per row is cheaper.
+_CODED_SHARE = 8
+
+
+def _check_coded(
+    read: pl.DataFrame, name: str, dtype: pl.DataType, value: pl.Expr, check: _Check
+) -> tuple[pl.DataFrame, _Check]:
+    """Check a coded column (codes, lists of codes) as read; returns it typed.
+
+    A million customers name a few dozen countries and a few thousand workload lists, so
+    the conversions run once per distinct value and are joined back only when a value
+    actually changes (a lower-case country, a ';'-joined list from CSV); a clean Parquet
+    column is kept as it is, without a copy. The conversions are cell by cell, so the
+    result is the same as checking every row, which is what a column with too many
+    distinct values (or of a type that cannot be hashed) gets instead.
+    """
+    assert check.bad is not None and check.shown is not None
+    column = read.get_column(name)
+    try:
+        distinct = column.unique()
+        if distinct.len() * _CODED_SHARE > max(column.len(), 1024):
+            raise _PerRow
+        checked = distinct.to_frame().select(
+            pl.col(name),
+            value.alias("value"),
+            _mask(check).alias("bad"),
+            check.shown.alias("v"),
+        )
+    except (pl.exceptions.PolarsError, _PerRow):
+        per_row = read.select(value, _mask(check).alias(f"__bad_{name}"))
+        return read.with_columns(per_row), check
+    bad_values = checked.filter("bad").select(name, "v")
+    by_value = _Check(name, check.expected, bad_values=bad_values)
+    same = column.dtype == dtype and bool(
+        checked.select(pl.col(name).eq_missing(pl.col("value")).all()).item()
+    )
+    if same or bad_values.height:  # a refused file is not typed any further
+        return read, by_value
+    typed = (
+        column.to_frame()
+        .join(
+            checked.select(name, "value"),
+            on=name,
+            how="left",
+            nulls_equal=True,
+            maintain_order="left",
+        )
+        .get_column("value")
+        .alias(name)
+    )
+    return read.with_columns(typed), by_value
+
+
+class _PerRow(Exception):
+    """A coded column with too many distinct values to check once per value."""
 
 
 _LIST_KINDS = ("countries", "languages", "workloads")
@@ -316,24 +388,26 @@ def _is_scalar(dtype: pl.DataType) -> bool:
 
 
 def _readable(
-    frame: pl.DataFrame, name: str, col: _Col, source: str, row_label: str
-) -> pl.DataFrame:
+    frame: pl.LazyFrame, name: str, col: _Col, source: str, row_label: str
+) -> pl.LazyFrame:
     """``frame`` with column ``name`` in a type the checks can read, or a column-level error.
 
     Parquet can hold any Arrow type; only those that read as the column's kind get
     through (binary that is valid UTF-8 becomes text), so a list of lists or a struct is
     one clear error about the column rather than a failure deep inside polars.
     """
-    dtype = frame.schema[name]
+    dtype = frame.collect_schema()[name]
     is_list = col.kind in _LIST_KINDS
     if dtype == pl.Binary or (isinstance(dtype, pl.List) and dtype.inner == pl.Binary):
         target = pl.List(pl.String) if isinstance(dtype, pl.List) else pl.String
+        cast = pl.col(name).cast(target)
         try:
-            return frame.with_columns(pl.col(name).cast(target))
+            frame.select(cast.null_count()).collect()  # reads the one column, keeps nothing
         except pl.exceptions.PolarsError:
             raise InputError(
                 source, [Problem(None, name, str(dtype), "UTF-8 text")], row_label=row_label
             ) from None
+        return frame.with_columns(cast)
     if is_list:
         ok = _is_text(dtype) or dtype == pl.Null
         if isinstance(dtype, pl.List):
@@ -349,7 +423,7 @@ def _readable(
 
 
 def _unreadable(
-    frame: pl.DataFrame,
+    frame: pl.LazyFrame,
     checks: list[_Check],
     exc: Exception,
     source: str,
@@ -363,73 +437,17 @@ def _unreadable(
         try:
             frame.select(
                 check.bad.fill_null(True).any().alias("bad"), check.shown.first().alias("shown")
-            )
+            ).collect()
         except pl.exceptions.PolarsError as column_exc:
             reason = str(column_exc).strip().splitlines()[0][:120]
+            dtype = frame.collect_schema()[name]
             return InputError(
                 source,
-                [Problem(None, name, str(frame.schema[name]), f"{expected} ({reason})")],
+                [Problem(None, name, str(dtype), f"{expected} ({reason})")],
                 row_label=row_label,
             )
     reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
     return InputError(source, [Problem(None, None, None, f"readable columns ({reason})")])
-
-
-#: Above this share of distinct values in a coded column, checking per row is cheaper.
-_CODED_SHARE = 8
-
-
-def _by_value(
-    frame: pl.DataFrame,
-    name: str,
-    dtype: pl.DataType,
-    value: pl.Expr,
-    bad: pl.Expr,
-    shown: pl.Expr,
-) -> tuple[pl.Expr | pl.Series, pl.DataFrame] | None:
-    """Check a coded column once per distinct value: (typed column, bad values), or None.
-
-    A million customers name a few dozen countries and a few thousand workload lists, so
-    the conversions run on those and are joined back only when a value actually changes
-    (a lower-case country, a ';'-joined list from CSV); a clean Parquet column is kept
-    as it is, without a copy. The conversions are cell by cell, so the result is the
-    same as checking every row. None when the column has too many distinct values.
-    """
-    column = frame.get_column(name)
-    try:
-        distinct = column.unique()
-    except pl.exceptions.PolarsError:  # a type polars cannot hash: the row-wise path reports it
-        return None
-    if distinct.len() * _CODED_SHARE > max(column.len(), 1024):
-        return None
-    try:
-        checked = distinct.to_frame().select(
-            pl.col(name),
-            value.cast(dtype).alias("value"),
-            bad.fill_null(True).alias("bad"),
-            shown.alias("v"),
-        )
-    except pl.exceptions.PolarsError:
-        return None
-    bad_values = checked.filter("bad").select(name, "v")
-    same = column.dtype == dtype and bool(
-        checked.select(pl.col(name).eq_missing(pl.col("value")).all()).item()
-    )
-    if same:
-        return pl.col(name), bad_values
-    mapped = (
-        column.to_frame()
-        .join(
-            checked.select(name, "value"),
-            on=name,
-            how="left",
-            nulls_equal=True,
-            maintain_order="left",
-        )
-        .get_column("value")
-        .alias(name)
-    )
-    return mapped, bad_values
 
 
 def _bound_note(col: _Col) -> str:

@@ -13,9 +13,10 @@ import io
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 import polars as pl
 
@@ -53,16 +54,7 @@ def read_raw(path: str | Path) -> tuple[pl.DataFrame, int, str]:
     """
     p = Path(path)
     kind = check_format(p)
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise InputError(str(p), [Problem(None, None, None, "an existing file")]) from None
-    except IsADirectoryError:
-        raise InputError(str(p), [Problem(None, None, None, "a file, not a folder")]) from None
-    except OSError as exc:
-        raise InputError(
-            str(p), [Problem(None, None, None, f"a readable file ({_short(exc)})")]
-        ) from None
+    data = _read_bytes(p)
     if kind == ".parquet":
         try:
             frame = pl.read_parquet(io.BytesIO(data))
@@ -72,6 +64,50 @@ def read_raw(path: str | Path) -> tuple[pl.DataFrame, int, str]:
             ) from None
         return frame.drop(LINE_COLUMN, strict=False), 1, "row"  # the reader's, not the file's
     return _read_csv(str(p), data), 2, "line"
+
+
+def scan_raw(path: str | Path) -> tuple[pl.DataFrame | pl.LazyFrame, int, str]:
+    """:func:`read_raw`, but a Parquet file comes back as a lazy scan, not read yet.
+
+    Validation then streams it (``engine.schema``) and materialises only the columns a
+    caller keeps: a million-customer file is never held whole. The footer is read here,
+    so a file that is not Parquet at all is refused at once, like :func:`read_raw` does.
+    """
+    p = Path(path)
+    if check_format(p) != ".parquet":
+        return read_raw(p)
+    with _opened(p):
+        pass
+    try:
+        scan = pl.scan_parquet(p)
+        scan.collect_schema()
+    except Exception as exc:  # polars raises several types for a damaged file
+        raise InputError(
+            str(p), [Problem(None, None, None, f"a Parquet file ({_short(exc)})")]
+        ) from None
+    return scan.drop(LINE_COLUMN, strict=False), 1, "row"
+
+
+def _read_bytes(p: Path) -> bytes:
+    with _opened(p) as f:
+        return f.read()
+
+
+@contextmanager
+def _opened(p: Path) -> Iterator[BinaryIO]:
+    """The file open for reading, or InputError saying why it cannot be."""
+    try:
+        f = p.open("rb")
+    except FileNotFoundError:
+        raise InputError(str(p), [Problem(None, None, None, "an existing file")]) from None
+    except IsADirectoryError:
+        raise InputError(str(p), [Problem(None, None, None, "a file, not a folder")]) from None
+    except OSError as exc:
+        raise InputError(
+            str(p), [Problem(None, None, None, f"a readable file ({_short(exc)})")]
+        ) from None
+    with f:
+        yield f
 
 
 #: Leading bytes of files that are not CSV text, and what to tell the person holding one.
@@ -263,13 +299,29 @@ def _csv_problem(data: bytes) -> tuple[int, str] | None:
 
 
 def read_partners(path: str | Path) -> pl.DataFrame:
-    raw, first, label = read_raw(path)
-    return validate_partners(raw, str(path), first_row=first, row_label=label)
+    raw, first, label = scan_raw(path)
+    with _damaged_parquet(path):
+        return validate_partners(raw, str(path), first_row=first, row_label=label)
 
 
-def read_customers(path: str | Path) -> pl.DataFrame:
-    raw, first, label = read_raw(path)
-    return validate_customers(raw, str(path), first_row=first, row_label=label)
+def read_customers(path: str | Path, *, columns: Collection[str] | None = None) -> pl.DataFrame:
+    """Validated customers; ``columns`` keeps only those (every column is still checked)."""
+    raw, first, label = scan_raw(path)
+    with _damaged_parquet(path):
+        return validate_customers(raw, str(path), first_row=first, row_label=label, keep=columns)
+
+
+@contextmanager
+def _damaged_parquet(path: str | Path) -> Iterator[None]:
+    """A Parquet file whose footer reads but whose data does not: one clear line."""
+    try:
+        yield
+    except InputError:
+        raise
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise InputError(
+            str(path), [Problem(None, None, None, f"a Parquet file ({_short(exc)})")]
+        ) from None
 
 
 def _neutralise(frame: Frame) -> Frame:

@@ -424,7 +424,7 @@ def test_a_column_type_that_slips_through_is_still_one_clear_error(
 
 
 def test_codes_are_checked_once_per_value_yet_named_on_every_row() -> None:
-    """Coded columns are checked per distinct value (engine.schema._by_value): every row
+    """Coded columns are checked per distinct value (engine.schema._check_coded): every row
     holding a bad value is still named, and clean values that need normalising (case,
     spaces, a duplicate workload) come out as they would row by row."""
     n = 6
