@@ -770,6 +770,21 @@ def test_cli_send_to_an_unreachable_server_is_one_line(db: Path, tmp_path: Path)
     assert f"cannot reach 127.0.0.1:{server.port}" in line
 
 
+def test_building_the_frp_parser_loads_neither_duckdb_nor_jinja() -> None:
+    # Every `frp` command builds the whole parser, the outbox commands' included:
+    # `frp simulate` on files must not pay for the store they import in their handlers.
+    code = (
+        "import sys; from cli.main import build_parser; build_parser(); "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'duckdb', 'jinja2'}))"
+    )
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
 @pytest.mark.parametrize(
     "args",
     [
