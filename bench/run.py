@@ -353,19 +353,18 @@ class InProcess:
         )
 
     def _full(self, rep: int, log: Log) -> None:
-        from cli.main import result_frame
-        from engine.assign import simulate
+        from engine.assign import INPUT_COLUMNS, simulate
         from engine.reasons import Policy
         from store.files import read_customers, read_partners, write_table
 
         gc.collect()
         t0 = time.perf_counter()
         p = read_partners(self.world.partners)
-        c = read_customers(self.world.customers)
+        c = read_customers(self.world.customers, columns=INPUT_COLUMNS)  # as frp simulate
         t1 = time.perf_counter()
         sim = simulate(p, c, self.rules, Policy.ROUND_ROBIN)
         t2 = time.perf_counter()
-        write_table(result_frame(sim), self.out)
+        write_table(sim.output_lazy(), self.out)
         t3 = time.perf_counter()
         self.phases["read"].append(t1 - t0)
         self.phases["simulate"].append(t2 - t1)

@@ -15,17 +15,11 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-import polars as pl
 
 from engine.reasons import Policy
 from engine.rules import Rules, RulesError, load_rules
 from engine.schema import InputError
 from store.errors import StoreError
-
-if TYPE_CHECKING:
-    from engine.assign import Simulation
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT = 0, 1, 2
 POLICIES = [p.value for p in Policy]
@@ -207,14 +201,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def result_frame(sim: Simulation) -> pl.DataFrame:
-    """The output file (kept for callers of the old name; see ``Simulation.output``)."""
-    return sim.output()
-
-
 def _summary(sim, skipped: list[str], seconds: float, out: str | None) -> str:
     counts = sim.counts()
-    n = sim.assignments.height
+    n = sim.rows.height  # the compact rows: a summary need not spell out every assignment
     lines = [
         f"{n:,} customers simulated with {sim.policy.value} in {seconds:.2f} s: "
         f"{sim.placed:,} to partners, {n - sim.placed:,} to CSS queues"

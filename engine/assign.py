@@ -26,7 +26,6 @@ from engine.matching import (
     pre_reason_code_expr,
     workload_table,
 )
-from engine.optimal import plan
 from engine.policies import Choices, Ledger, select
 from engine.reasons import FRP_QUEUE, Outcome, Policy, Reason
 from engine.rules import Rules
@@ -42,6 +41,8 @@ INPUT_COLUMNS = (
     "gateway",
     "referral_consent",
 )
+#: Rows a result file's sink spells out at a time (see ``Simulation.output_lazy``).
+OUTPUT_SLICE = 131_072
 #: The ``detail`` columns a result file carries after the assignment columns.
 OUTPUT_DETAIL = ("pool_key", "region", "country", "language", "eligible_workloads")
 #: How often (in customers) the selection loop reports progress.
@@ -112,8 +113,13 @@ class Simulation:
         return pl.concat([self.assignments, self.detail.select(columns)], how="horizontal")
 
     def output(self) -> pl.DataFrame:
-        """The result file: DOMAIN.md's columns, the trace, then what fairness needs."""
-        return self.with_detail(*OUTPUT_DETAIL)
+        """The result file: DOMAIN.md's columns, the trace, then what fairness needs.
+
+        The trace is categorical here (each distinct text once, a code per row): written
+        to Parquet it is dictionary-encoded rather than a million compressed sentences,
+        and any reader still sees text.
+        """
+        return self.output_lazy(max(self.rows.height, 1)).collect()
 
     def counts(self) -> dict[str, int]:
         """Customers per reason, every reason present (zero when absent)."""
@@ -127,15 +133,28 @@ class Simulation:
     def _detail(self, rows: pl.DataFrame) -> pl.DataFrame:
         return rows.select(self._detail_exprs().values())
 
-    def output_lazy(self) -> pl.LazyFrame:
-        """:meth:`output` as a lazy query over the compact rows, for a streaming sink."""
-        detail = self._detail_exprs()
-        return self.rows.lazy().select(
-            *self._assignment_exprs(), *[detail[name] for name in OUTPUT_DETAIL]
-        )
+    def output_lazy(self, slice_rows: int = OUTPUT_SLICE) -> pl.LazyFrame:
+        """:meth:`output` as a lazy query a sink runs a slice of rows at a time.
 
-    def _assignment_exprs(self) -> list[pl.Expr]:
+        The slices are separate inputs of one concatenation, so a streaming sink spells
+        out ``slice_rows`` customers, writes them and moves on: a million-row result
+        file costs the memory of one slice, not of the whole frame.
+        """
+        detail = self._detail_exprs()
+        exprs = [
+            *self._assignment_exprs(categorical_trace=True),
+            *[detail[name] for name in OUTPUT_DETAIL],
+        ]
+        rows = self.rows.lazy()
+        slices = [
+            rows.slice(start, slice_rows).select(exprs)
+            for start in range(0, max(self.rows.height, 1), slice_rows)
+        ]
+        return pl.concat(slices) if len(slices) > 1 else slices[0]
+
+    def _assignment_exprs(self, *, categorical_trace: bool = False) -> list[pl.Expr]:
         lk = self.lookup
+        traces = lk.traces.cast(pl.Categorical) if categorical_trace else lk.traces
         placed = pl.col("chosen").is_not_null()
         return [
             pl.col("tenant_id"),
@@ -152,7 +171,7 @@ class Simulation:
             )
             .alias("queue"),
             _gather(REASONS, "reason").alias("reason"),
-            _gather(lk.traces, "trace").alias("trace"),
+            _gather(traces, "trace").alias("trace"),
         ]
 
     def _detail_exprs(self) -> dict[str, pl.Expr]:
@@ -288,6 +307,8 @@ def simulate(
     allotment = None
     if policy is Policy.OPTIMAL:
         demand = np.bincount(pool_col[pool_col >= 0], minlength=len(pools))
+        from engine.optimal import plan  # OR-Tools loads only for the policy that needs it
+
         allotment = plan(ledger, pools, demand.tolist())
     report = None
     if progress is not None:
@@ -488,6 +509,7 @@ def _traces(
     rows = np.flatnonzero(placed)
     code[rows] = np.arange(rows.size)
     firsts.append(rows)
+    kinds = ["placed"]
     offset = rows.size
     # b. Matched but not placed: the text depends on the signature and n_full only.
     rows = np.flatnonzero(has_sig & ~placed)
@@ -507,6 +529,7 @@ def _traces(
             _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
         code[rows] = offset + inverse.reshape(-1)
         firsts.append(rows[first])
+        kinds.append("missed")
         offset += first.size
     # c. Not FRP-eligible: the failing check, what it names, and the CSS queue (country).
     rows = np.flatnonzero(~has_sig)
@@ -532,6 +555,7 @@ def _traces(
             np.arange(groups.len(), dtype=np.int64), groups.list.len().to_numpy()
         )
         firsts.append(groups.list.first().to_numpy().astype(np.int64))
+        kinds.append("css")
         del groups
     first = np.concatenate(firsts)
 
@@ -570,7 +594,12 @@ def _traces(
         pl.Series("prev_stamp", choices.prev[first]),
         pl.Series("load_after", choices.load_after[first]),
     )
-    texts = reps.select(_trace_expr(policy, rules)).to_series().alias("trace")
+    exprs = _trace_exprs(policy, rules)
+    parts, start = [], 0
+    for kind, size in zip(kinds, (f.size for f in firsts), strict=True):
+        parts.append(reps.slice(start, size).select(exprs[kind].alias("trace")).to_series())
+        start += size
+    texts = pl.concat(parts) if parts else pl.Series("trace", [], dtype=pl.String)
     return code, texts
 
 
@@ -588,8 +617,13 @@ _WHY = {
 }
 
 
-def _trace_expr(policy: Policy, rules: Rules) -> pl.Expr:
-    """The human-readable trace, column-wise; _traces runs it on one row per distinct text."""
+def _trace_exprs(policy: Policy, rules: Rules) -> dict[str, pl.Expr]:
+    """The human-readable trace, column-wise, for each kind of customer _traces groups.
+
+    One expression per kind (placed, matched but not placed, not FRP-eligible), each run
+    on its own rows only: polars computes every branch of a when/then for every row, and
+    a trace is a few hundred characters.
+    """
     c = pl.col
     eligible_list = ", ".join(rules.eligible_workloads)
     pre = (
@@ -645,27 +679,22 @@ def _trace_expr(policy: Policy, rules: Rules) -> pl.Expr:
         if policy is Policy.OPTIMAL
         else pl.lit(": capacity exhausted")
     )
-    return (
-        pl.when(c("pre_reason").is_not_null())
-        .then(
-            pl.concat_str(
-                pl.when(c("pre_reason") == Reason.DECLINED_BY_PARTNERS.value)
-                .then(pl.lit(""))
-                .otherwise(pl.lit("not FRP-eligible: ")),
-                pre,
-                to_css,
-            )
-        )
-        .when(c("pool").is_null() | (c("pool") < 0))
-        .then(pl.concat_str(c("match_trace"), pl.lit("; no partner matches"), to_css))
-        .when(c("chosen") < 0)
-        .then(pl.concat_str(c("match_trace"), pl.lit("; "), full, exhausted, to_css))
-        .otherwise(
-            pl.concat_str(
-                c("match_trace"),
-                pl.lit("; "),
-                full,
-                pl.format("; chose {}: {} ({})", c("partner_id"), pl.lit(_WHY[policy]), detail),
-            )
-        )
+    css = pl.concat_str(
+        pl.when(c("pre_reason") == Reason.DECLINED_BY_PARTNERS.value)
+        .then(pl.lit(""))
+        .otherwise(pl.lit("not FRP-eligible: ")),
+        pre,
+        to_css,
     )
+    missed = (
+        pl.when(c("pool").is_null() | (c("pool") < 0))
+        .then(pl.concat_str(c("match_trace"), pl.lit("; no partner matches"), to_css))
+        .otherwise(pl.concat_str(c("match_trace"), pl.lit("; "), full, exhausted, to_css))
+    )
+    placed = pl.concat_str(
+        c("match_trace"),
+        pl.lit("; "),
+        full,
+        pl.format("; chose {}: {} ({})", c("partner_id"), pl.lit(_WHY[policy]), detail),
+    )
+    return {"placed": placed, "missed": missed, "css": css}

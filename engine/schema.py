@@ -290,7 +290,7 @@ def _validate(
         raise _unreadable(frame, list(checks.values()), exc, source, row_label) from None
     typed = read.select(_ROW, *wanted)
     del read
-    if not problems and typed.get_column(key).n_unique() < typed.height:
+    if not problems and _has_duplicates(typed.get_column(key)):
         dup = typed.filter(pl.col(key).is_duplicated())
         if dup.height:
             firsts = dup.group_by(key).agg(pl.col(_ROW).min().alias("first"))
@@ -306,6 +306,13 @@ def _validate(
         )
         raise InputError(source, problems, total, row_label=row_label)
     return typed.drop(_ROW)
+
+
+def _has_duplicates(keys: pl.Series) -> bool:
+    """Whether a key repeats. Distinct 64-bit hashes prove distinct keys (equal keys hash
+    alike), and counting hashes is several times cheaper than counting a million
+    strings; only when two hashes meet are the keys themselves compared."""
+    return keys.hash().n_unique() < keys.len() and keys.n_unique() < keys.len()
 
 
 def _mask(check: _Check) -> pl.Expr:

@@ -9,7 +9,6 @@ import polars as pl
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cli.main import result_frame
 from engine.cohorts import synthetic_cohort
 from engine.columns import LIST_SEPARATOR
 from engine.fairness import report_for
@@ -157,7 +156,7 @@ def test_email_previews_and_downloads(demo_db: Path) -> None:
     assert len(at.get("download_button")) == 2
 
     sim = at.session_state[LATEST_KEY]["round-robin"]
-    expected = result_frame(sim)
+    expected = sim.output()
     back = pl.read_parquet(io.BytesIO(result_bytes(expected, ".parquet")))
     assert back.equals(expected)
     csv = pl.read_csv(io.BytesIO(result_bytes(expected, ".csv")), infer_schema=False)

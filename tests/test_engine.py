@@ -406,6 +406,7 @@ def test_the_compact_rows_spell_out_the_same_result_every_way(policy: Policy) ->
     whole = sim.output()
     assert whole.columns == [*ASSIGNMENT_COLUMNS, "trace", *OUTPUT_DETAIL]
     assert sim.output_lazy().collect().equals(whole)
+    assert sim.output_lazy(slice_rows=2).collect().equals(whole)  # five slices, in order
     assert whole["tenant_id"].to_list() == [f"T{k}" for k in range(1, 10)]
     assert sim.detail["tenant_id"].equals(sim.assignments["tenant_id"])
     by_reason = dict(sim.assignments.group_by("reason").len().iter_rows())

@@ -11,7 +11,6 @@ import re
 import polars as pl
 import streamlit as st
 
-from cli.main import result_frame
 from engine.reasons import Reason
 from store.notify import referral_messages
 from ui import auth
@@ -149,7 +148,7 @@ def show_results(run: SimulationRun) -> None:
 
     show_emails(run, policy)
 
-    result = result_frame(sim)
+    result = sim.output()
     name = f"simulation-{policy}"
     formats = {".csv": ("CSV", "text/csv"), ".parquet": ("Parquet", DOWNLOAD_PARQUET)}
     with st.container(horizontal=True):
