@@ -269,10 +269,6 @@ def simulate(
         np.arange(sigs.height, dtype=np.int64), sigs["row"].list.len().to_numpy()
     )
     eligible_of = workloads["eligible"].to_list()
-    pool_of: dict[bytes, int] = {}
-    pools: list[np.ndarray] = []
-    sig_pool: list[int] = []
-    sig_trace: list[str] = []
     signatures = [
         Signature(
             country,
@@ -285,21 +281,11 @@ def simulate(
             "country", "language", "mask", "excluded", "wid"
         ).iter_rows()
     ]
-    for partners_of_sig, text in Matcher(index).match_many(signatures):
-        sig_trace.append(text)
-        if partners_of_sig.size == 0:
-            sig_pool.append(-1)
-            continue
-        key = partners_of_sig.tobytes()
-        q = pool_of.get(key)
-        if q is None:
-            q = pool_of[key] = len(pools)
-            pools.append(partners_of_sig)
-        sig_pool.append(q)
+    sig_pool, pools, sig_trace = Matcher(index).match_cohort(signatures)
     del sigs
     pool_col = np.full(n, -1, dtype=np.int64)
     has_sig = sig_of >= 0
-    pool_col[has_sig] = np.array(sig_pool, dtype=np.int64)[sig_of[has_sig]]
+    pool_col[has_sig] = sig_pool[sig_of[has_sig]]
 
     # 2. Selection, customer by customer, in cohort order.
     ledger = Ledger.start(index.capacity, index.active, index.last_assigned)
@@ -350,7 +336,7 @@ def _build(
     ledger: Ledger,
     choices: Choices,
     sig_of: np.ndarray,
-    sig_pool: list[int],
+    sig_pool: np.ndarray,
     sig_trace: list[str],
     pool: np.ndarray,
 ) -> Simulation:
@@ -487,7 +473,7 @@ def _traces(
     ledger: Ledger,
     choices: Choices,
     sig_of: np.ndarray,
-    sig_pool: list[int],
+    sig_pool: np.ndarray,
     pool: np.ndarray,
     n_matching: np.ndarray,
     sig_trace: list[str],
@@ -516,7 +502,8 @@ def _traces(
     if rows.size:
         # n_full of a signature's customer is in 0..pool size: a dense key, when small
         # enough, finds the distinct pairs without sorting.
-        span = np.array([len(pools[q]) + 1 if q >= 0 else 1 for q in sig_pool], dtype=np.int64)
+        sizes = np.array([len(p) for p in pools] + [0], dtype=np.int64)
+        span = sizes[sig_pool] + 1  # pool -1 picks the trailing 0
         start = np.concatenate(([0], np.cumsum(span)[:-1]))
         key = start[sig_of[rows]] + n_full[rows]
         if int(span.sum()) <= 4 * rows.size:

@@ -269,41 +269,91 @@ class Matcher:
             head = self._head[key] = describe_steps(self._country_language(country, language)[2])
         return head
 
-    def match_many(self, sigs: Sequence[Signature]) -> list[tuple[np.ndarray, str]]:
-        """``(match.partners, describe(sig, match))`` for each signature, in order.
+    def match_cohort(
+        self, signatures: Sequence[Signature]
+    ) -> tuple[np.ndarray, list[np.ndarray], list[str]]:
+        """Every signature's pool and match text: ``(pool per signature, pools, texts)``.
 
-        Signatures sharing a (country, language) are tested against its candidates in one
-        vectorised step; those with declined partners go through :meth:`match`.
+        The same result as :meth:`match` on each signature in turn, with the distinct
+        partner sets numbered by first appearance (pool -1: no partner matches), but
+        computed a pair at a time: the signatures of one (country, language) are tested against its
+        candidates as one boolean matrix, each distinct row of it becomes a member array
+        once, and the first removed partners of every row come from one ``nonzero``.
+        A large cohort has tens of thousands of signatures over a few dozen pairs.
         """
-        out: list[tuple[np.ndarray, str] | None] = [None] * len(sigs)
-        by_pair: dict[tuple[str, str], list[int]] = {}
-        for j, sig in enumerate(sigs):
-            if sig.excluded:
-                m = self.match(sig)
-                out[j] = (m.partners, self.describe(sig, m))
-            else:
-                by_pair.setdefault((sig.country, sig.language), []).append(j)
+        n = len(signatures)
         ids = self.index.ids
         keep = self.keep_ids
+        texts = [""] * n
+        local = np.full(n, -1, dtype=np.int64)  # per signature: its distinct member set
+        members: list[np.ndarray] = []
+        by_pair: dict[tuple[str, str], list[int]] = {}
+        for j, sig in enumerate(signatures):
+            if sig.excluded:
+                m = self.match(sig)
+                texts[j] = self.describe(sig, m)
+                local[j] = len(members)
+                members.append(m.partners)
+            else:
+                by_pair.setdefault((sig.country, sig.language), []).append(j)
         for (country, language), js in by_pair.items():
             after_lang, masks, _ = self._country_language(country, language)
             head = self._head_text(country, language)
-            wanted = np.array([sigs[j].mask for j in js], dtype=np.int64)[:, None]
+            wanted = np.array([signatures[j].mask for j in js], dtype=np.int64)[:, None]
             ok = (masks[None, :] & wanted) == wanted
+            n_cand = after_lang.size
             kept = ok.sum(axis=1).tolist()
-            n = after_lang.size
-            for j, row, n_kept in zip(js, ok, kept, strict=True):
-                text = f"{head}; workloads {'+'.join(sigs[j].eligible)}: {n_kept} left"
-                if n_kept == n:
-                    out[j] = (after_lang, text)
-                    continue
-                text += f", {n - n_kept} removed"
-                gone = [ids[i] for i in after_lang[~row][:keep].tolist()]
-                if gone:
-                    more = n - n_kept - len(gone)
-                    text += " (" + ", ".join(gone) + (f" +{more} more" if more > 0 else "") + ")"
-                out[j] = (after_lang[row], text)
-        return out  # type: ignore[return-value]
+            if n_cand:
+                _, first, inverse = np.unique(
+                    np.packbits(ok, axis=1), axis=0, return_index=True, return_inverse=True
+                )
+                local[js] = len(members) + inverse.reshape(-1)
+                members.extend(after_lang[ok[r]] for r in first.tolist())
+            else:  # nobody in this country speaks the language: no pool
+                local[js] = len(members)
+                members.append(after_lang)
+            removed = ~ok
+            rank = np.cumsum(removed, axis=1)
+            rows, cols = np.nonzero(removed & (rank <= keep))
+            names = [ids[i] for i in after_lang[cols].tolist()]
+            starts = np.searchsorted(rows, np.arange(len(js) + 1)).tolist()
+            for t, j in enumerate(js):
+                k = kept[t]
+                text = f"{head}; workloads {'+'.join(signatures[j].eligible)}: {k} left"
+                if k != n_cand:
+                    gone = names[starts[t] : starts[t + 1]]
+                    more = n_cand - k - len(gone)
+                    text += f", {n_cand - k} removed"
+                    if gone:
+                        tail = f" +{more} more" if more > 0 else ""
+                        text += " (" + ", ".join(gone) + tail + ")"
+                texts[j] = text
+        # Number the distinct partner sets by first appearance in signature order.
+        pool_of_local: list[int] = []
+        pool_of: dict[bytes, int] = {}
+        pools: list[np.ndarray] = []
+        for arr in members:
+            if arr.size == 0:
+                pool_of_local.append(-1)
+                continue
+            key = arr.tobytes()
+            q = pool_of.get(key)
+            if q is None:
+                q = pool_of[key] = -2 - len(pool_of)  # provisional: renumbered below
+            pool_of_local.append(q)
+        provisional = np.array(pool_of_local, dtype=np.int64)[local] if n else local
+        renumber: dict[int, int] = {}
+        sig_pool = np.full(n, -1, dtype=np.int64)
+        arrays = {q: arr for q, arr in zip(pool_of_local, members, strict=True)}
+        for j, q in enumerate(provisional.tolist()):
+            if q == -1:
+                continue
+            got = renumber.get(q)
+            if got is None:
+                got = renumber[q] = len(pools)
+                pools.append(arrays[q])
+            sig_pool[j] = got
+        return sig_pool, pools, texts
 
     def match(self, sig: Signature) -> Match:
         """Partners that match one signature, with the trace of each rule's removals."""

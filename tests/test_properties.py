@@ -287,3 +287,35 @@ def test_round_robin_order_carries_across_runs(policy: Policy, world: World, cut
     assert dict(b.partners.select("partner_id", "last_assigned_after").iter_rows()) == dict(
         whole.partners.select("partner_id", "last_assigned_after").iter_rows()
     )
+
+
+@SETTINGS
+@given(world=worlds(), declined=st.lists(st.integers(0, 11), max_size=3))
+def test_matching_a_whole_cohort_equals_matching_each_signature(
+    world: World, declined: list[int]
+) -> None:
+    """``Matcher.match_cohort`` (one boolean matrix per country and language) finds, for
+    every signature, the partners and the text that matching it alone finds, and numbers
+    the distinct partner sets by first appearance."""
+    from engine.matching import Matcher, Signature, index_partners, prepare_customers
+
+    index = index_partners(world.partners, world.rules)
+    rows = prepare_customers(world.customers, world.rules).filter(pl.col("mask") > 0)
+    excluded = tuple(index.ids[i % max(index.size, 1)] for i in declined) if index.size else ()
+    signatures = [
+        Signature(r["country"], r["language"], r["mask"], tuple(r["eligible"]), excluded[:k])
+        for k, r in enumerate(rows.iter_rows(named=True))
+    ]
+    matcher = Matcher(index)
+    sig_pool, pools, texts = matcher.match_cohort(signatures)
+    numbered: dict[bytes, int] = {}
+    for j, sig in enumerate(signatures):
+        alone = matcher.match(sig)
+        assert texts[j] == matcher.describe(sig, alone)
+        if alone.partners.size == 0:
+            assert sig_pool[j] == -1
+            continue
+        expected = numbered.setdefault(alone.partners.tobytes(), len(numbered))
+        assert sig_pool[j] == expected
+        assert pools[expected].tolist() == alone.partners.tolist()
+    assert len(pools) == len(numbered)
