@@ -293,14 +293,15 @@ def cmd_commit(args: argparse.Namespace) -> int:
 
 def cmd_fairness(args: argparse.Namespace) -> int:
     from engine.fairness import report
-    from store.fairness_inputs import committed_inputs, result_inputs
+    from store.fairness_inputs import committed_counts, result_inputs
 
     if args.result:
         outcomes, partners, pools = result_inputs(args.result, args.partners, args.db)
     else:
         if args.partners:
             raise UsageError("frp fairness: --partners applies to a result file")
-        outcomes, partners, pools = committed_inputs(args.db)
+        # Counted in DuckDB: a million referrals reach the report as ~70k weighted rows.
+        outcomes, partners, pools = committed_counts(args.db)
     rep = report(outcomes, partners, pools)
     if args.json:
         print(json.dumps(rep.to_dict(), indent=2))
