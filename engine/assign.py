@@ -8,8 +8,10 @@ sequential by nature); everything else is vectorised or done once per signature.
 
 from __future__ import annotations
 
+import gc
 import hashlib
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import cached_property
 
@@ -21,7 +23,7 @@ from engine.matching import (
     TRACE_IDS,
     Matcher,
     PartnerIndex,
-    Signature,
+    SignatureColumns,
     index_partners,
     pre_reason_code_expr,
     workload_table,
@@ -221,7 +223,35 @@ def simulate(
     ``excluded`` maps a tenant to the partners that declined it (the referral life cycle):
     they are never chosen for it again, and ``rules.max_declines`` of them send it to CSS.
     """
-    policy = Policy(policy)
+    with _gc_paused():
+        return _simulate(partners, customers, rules, Policy(policy), excluded, progress)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection during a run (restored after, as it was).
+
+    A run makes hundreds of thousands of small lists and tuples (heaps, signatures,
+    turns) and no reference cycles; the collector would walk them again and again,
+    about a tenth of a million-customer run.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _simulate(
+    partners: pl.DataFrame,
+    customers: pl.DataFrame,
+    rules: Rules,
+    policy: Policy,
+    excluded: Mapping[str, Collection[str]] | None,
+    progress: Progress | None,
+) -> Simulation:
     index = index_partners(partners, rules)
     if excluded:
         keys = pl.DataFrame(
@@ -268,19 +298,14 @@ def simulate(
     sig_of[sigs["row"].explode().to_numpy()] = np.repeat(
         np.arange(sigs.height, dtype=np.int64), sigs["row"].list.len().to_numpy()
     )
-    eligible_of = workloads["eligible"].to_list()
-    signatures = [
-        Signature(
-            country,
-            language,
-            mask,
-            tuple(eligible_of[w]),
-            tuple(excl.split(";")) if excl else (),
-        )
-        for country, language, mask, excl, w in sigs.select(
-            "country", "language", "mask", "excluded", "wid"
-        ).iter_rows()
-    ]
+    signatures = SignatureColumns(
+        countries=sigs.get_column("country").to_list(),
+        languages=sigs.get_column("language").to_list(),
+        masks=sigs.get_column("mask").to_numpy(),
+        wid=sigs.get_column("wid").to_numpy(),
+        eligible=[tuple(e or ()) for e in workloads.get_column("eligible").to_list()],
+        excluded=sigs.get_column("excluded").to_list(),
+    )
     sig_pool, pools, sig_trace = Matcher(index).match_cohort(signatures)
     del sigs
     pool_col = np.full(n, -1, dtype=np.int64)
@@ -549,18 +574,7 @@ def _traces(
     # One representative row per distinct trace, with everything _trace_expr reads.
     rep_pool = pool[first]
     rep_full = n_full[first]
-    shown: dict[tuple[int, int], str] = {}
-    full_ids: list[str | None] = []
-    ids = index.ids
-    for q, f in zip(rep_pool.tolist(), rep_full.tolist(), strict=True):
-        if q < 0 or f <= 0:
-            full_ids.append(None)
-            continue
-        head = min(f, TRACE_IDS)
-        text = shown.get((q, head))
-        if text is None:
-            text = shown[q, head] = ", ".join([ids[i] for i in ledger.full_head[q][:head]])
-        full_ids.append(text if f == head else f"{text} +{f - head} more")
+    full_ids = _full_ids(index.ids, ledger.full_head, rep_pool, rep_full)
     rep_sig = sig_of[first]
     sig_text = pl.Series([*sig_trace, None], dtype=pl.String)
     reps = frame[first].select(
@@ -577,7 +591,7 @@ def _traces(
         pl.Series("chosen", chosen[first]),
         pl.Series("n_full", rep_full),
         pl.Series("n_matching", n_matching[first]),
-        pl.Series("full_ids", full_ids, dtype=pl.String),
+        full_ids,
         pl.Series("prev_stamp", choices.prev[first]),
         pl.Series("load_after", choices.load_after[first]),
     )
@@ -590,10 +604,29 @@ def _traces(
     return code, texts
 
 
-def _ids_text(ids: list[str], count: int) -> str:
-    shown = ", ".join(ids[:TRACE_IDS])
-    more = count - min(count, TRACE_IDS)
-    return shown + (f" +{more} more" if more else "")
+def _full_ids(
+    ids: list[str], full_head: list[list[int]], pool: np.ndarray, n_full: np.ndarray
+) -> pl.Series:
+    """Per representative row, the full partners a trace names: the first
+    ``TRACE_IDS`` of its pool in the order they filled, then "+N more" (null if none).
+
+    Each distinct (pool, shown) list is joined once; the rest is column arithmetic.
+    """
+    valid = (pool >= 0) & (n_full > 0)
+    head = np.minimum(n_full, TRACE_IDS)
+    key = (pool * (TRACE_IDS + 1) + head)[valid]
+    distinct, inverse = np.unique(key, return_inverse=True)
+    joined = [
+        ", ".join([ids[i] for i in full_head[k // (TRACE_IDS + 1)][: k % (TRACE_IDS + 1)]])
+        for k in distinct.tolist()
+    ]
+    shown = pl.Series(joined, dtype=pl.String).gather(pl.Series(inverse.reshape(-1)))
+    more = pl.Series((n_full - head)[valid])
+    text = pl.select(
+        pl.when(more > 0).then(pl.format("{} +{} more", shown, more)).otherwise(shown)
+    ).to_series()
+    out = pl.Series("full_ids", [None] * pool.size, dtype=pl.String)
+    return out.scatter(np.flatnonzero(valid), text) if valid.any() else out
 
 
 _WHY = {

@@ -191,6 +191,32 @@ class Signature:
 
 
 @dataclass(frozen=True)
+class SignatureColumns:
+    """A cohort's signatures as columns (what :meth:`Matcher.match_cohort` reads).
+
+    ``wid`` indexes ``eligible`` (each distinct eligible-workload tuple once);
+    ``excluded`` is the ';'-joined partners that declined (empty for none).
+    """
+
+    countries: Sequence[str]
+    languages: Sequence[str]
+    masks: np.ndarray
+    wid: np.ndarray
+    eligible: Sequence[tuple[str, ...]]
+    excluded: Sequence[str]
+
+    def signature(self, j: int) -> Signature:
+        declined = self.excluded[j]
+        return Signature(
+            self.countries[j],
+            self.languages[j],
+            int(self.masks[j]),
+            self.eligible[int(self.wid[j])],
+            tuple(declined.split(";")) if declined else (),
+        )
+
+
+@dataclass(frozen=True)
 class MatchStep:
     """One rule of matching: how many partners it kept and which it removed."""
 
@@ -270,36 +296,42 @@ class Matcher:
         return head
 
     def match_cohort(
-        self, signatures: Sequence[Signature]
+        self, sigs: SignatureColumns
     ) -> tuple[np.ndarray, list[np.ndarray], list[str]]:
         """Every signature's pool and match text: ``(pool per signature, pools, texts)``.
 
         The same result as :meth:`match` on each signature in turn, with the distinct
         partner sets numbered by first appearance (pool -1: no partner matches), but
-        computed a pair at a time: the signatures of one (country, language) are tested against its
-        candidates as one boolean matrix, each distinct row of it becomes a member array
-        once, and the first removed partners of every row come from one ``nonzero``.
-        A large cohort has tens of thousands of signatures over a few dozen pairs.
+        computed a pair at a time: the signatures of one (country, language) are tested
+        against its candidates as one boolean matrix, each distinct row of it becomes a
+        member array once, and the first removed partners of every row come from one
+        ``nonzero``. A large cohort has tens of thousands of signatures over a few dozen
+        pairs.
         """
-        n = len(signatures)
+        n = len(sigs.countries)
         ids = self.index.ids
         keep = self.keep_ids
         texts = [""] * n
         local = np.full(n, -1, dtype=np.int64)  # per signature: its distinct member set
         members: list[np.ndarray] = []
         by_pair: dict[tuple[str, str], list[int]] = {}
-        for j, sig in enumerate(signatures):
-            if sig.excluded:
+        for j, (country, language, declined) in enumerate(
+            zip(sigs.countries, sigs.languages, sigs.excluded, strict=True)
+        ):
+            if declined:
+                sig = sigs.signature(j)
                 m = self.match(sig)
                 texts[j] = self.describe(sig, m)
                 local[j] = len(members)
                 members.append(m.partners)
             else:
-                by_pair.setdefault((sig.country, sig.language), []).append(j)
+                by_pair.setdefault((country, language), []).append(j)
+        workloads_text = ["+".join(e) for e in sigs.eligible]
         for (country, language), js in by_pair.items():
             after_lang, masks, _ = self._country_language(country, language)
             head = self._head_text(country, language)
-            wanted = np.array([signatures[j].mask for j in js], dtype=np.int64)[:, None]
+            at = np.array(js, dtype=np.int64)
+            wanted = sigs.masks[at][:, None]
             ok = (masks[None, :] & wanted) == wanted
             n_cand = after_lang.size
             kept = ok.sum(axis=1).tolist()
@@ -307,19 +339,20 @@ class Matcher:
                 _, first, inverse = np.unique(
                     np.packbits(ok, axis=1), axis=0, return_index=True, return_inverse=True
                 )
-                local[js] = len(members) + inverse.reshape(-1)
+                local[at] = len(members) + inverse.reshape(-1)
                 members.extend(after_lang[ok[r]] for r in first.tolist())
             else:  # nobody in this country speaks the language: no pool
-                local[js] = len(members)
+                local[at] = len(members)
                 members.append(after_lang)
             removed = ~ok
             rank = np.cumsum(removed, axis=1)
             rows, cols = np.nonzero(removed & (rank <= keep))
             names = [ids[i] for i in after_lang[cols].tolist()]
             starts = np.searchsorted(rows, np.arange(len(js) + 1)).tolist()
+            wids = sigs.wid[at].tolist()
             for t, j in enumerate(js):
                 k = kept[t]
-                text = f"{head}; workloads {'+'.join(signatures[j].eligible)}: {k} left"
+                text = f"{head}; workloads {workloads_text[wids[t]]}: {k} left"
                 if k != n_cand:
                     gone = names[starts[t] : starts[t + 1]]
                     more = n_cand - k - len(gone)

@@ -297,17 +297,25 @@ def test_matching_a_whole_cohort_equals_matching_each_signature(
     """``Matcher.match_cohort`` (one boolean matrix per country and language) finds, for
     every signature, the partners and the text that matching it alone finds, and numbers
     the distinct partner sets by first appearance."""
-    from engine.matching import Matcher, Signature, index_partners, prepare_customers
+    import numpy as np
+
+    from engine.matching import Matcher, SignatureColumns, index_partners, prepare_customers
 
     index = index_partners(world.partners, world.rules)
     rows = prepare_customers(world.customers, world.rules).filter(pl.col("mask") > 0)
-    excluded = tuple(index.ids[i % max(index.size, 1)] for i in declined) if index.size else ()
-    signatures = [
-        Signature(r["country"], r["language"], r["mask"], tuple(r["eligible"]), excluded[:k])
-        for k, r in enumerate(rows.iter_rows(named=True))
-    ]
+    declined_ids = [index.ids[i % index.size] for i in declined] if index.size else []
+    eligible = [tuple(e) for e in rows["eligible"].to_list()]
+    columns = SignatureColumns(
+        countries=rows["country"].to_list(),
+        languages=rows["language"].to_list(),
+        masks=rows["mask"].to_numpy(),
+        wid=np.arange(rows.height),
+        eligible=eligible,
+        excluded=[";".join(declined_ids[:k]) for k in range(rows.height)],
+    )
+    signatures = [columns.signature(j) for j in range(rows.height)]
     matcher = Matcher(index)
-    sig_pool, pools, texts = matcher.match_cohort(signatures)
+    sig_pool, pools, texts = matcher.match_cohort(columns)
     numbered: dict[bytes, int] = {}
     for j, sig in enumerate(signatures):
         alone = matcher.match(sig)
