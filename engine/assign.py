@@ -44,7 +44,7 @@ INPUT_COLUMNS = (
     "referral_consent",
 )
 #: Rows a result file's sink spells out at a time (see ``Simulation.output_lazy``).
-OUTPUT_SLICE = 131_072
+OUTPUT_SLICE = 65_536
 #: The ``detail`` columns a result file carries after the assignment columns.
 OUTPUT_DETAIL = ("pool_key", "region", "country", "language", "eligible_workloads")
 #: How often (in customers) the selection loop reports progress.
@@ -209,9 +209,62 @@ def pool_key(partner_ids: list[str]) -> str:
     return hashlib.sha1(";".join(sorted(partner_ids)).encode()).hexdigest()[:12]
 
 
+@dataclass(frozen=True)
+class Cohort:
+    """A validated cohort reduced to what a run reads (see :func:`prepare_cohort`).
+
+    ``frame`` has one row per customer: the input's tenant_id, country, language, seats,
+    gateway and consent columns (shared, not copied), the partners that declined each
+    (``excluded``), and each customer's eligible-workload mask and workload-list id
+    (``wid``); ``workloads`` holds each distinct workload list once.
+    """
+
+    frame: pl.DataFrame
+    workloads: pl.DataFrame
+    eligible_workloads: tuple[str, ...]
+
+
+def prepare_cohort(
+    customers: pl.DataFrame,
+    rules: Rules,
+    excluded: Mapping[str, Collection[str]] | None = None,
+) -> Cohort:
+    """The part of a cohort a run reads; see :func:`simulate` for ``excluded``.
+
+    A caller holding a large cohort can let the full frame go once this returns: a
+    million customers' workload lists are the largest thing in it, and a run needs them
+    only once per distinct list.
+    """
+    if excluded:
+        keys = pl.DataFrame(
+            {
+                "tenant_id": list(excluded),
+                "excluded": [";".join(sorted(set(v))) for v in excluded.values()],
+            },
+            schema={"tenant_id": pl.String, "excluded": pl.String},
+        )
+        customers = customers.join(keys, on="tenant_id", how="left", maintain_order="left")
+        customers = customers.with_columns(pl.col("excluded").fill_null(""))
+    if "excluded" not in customers.columns:
+        customers = customers.with_columns(pl.lit("").alias("excluded"))
+    wid, workloads = workload_table(customers["workloads"], rules)
+    frame = customers.select(
+        "tenant_id",
+        "country",
+        "language",
+        "seats",
+        "gateway",
+        "excluded",
+        "referral_consent",
+        workloads["mask"].gather(wid).alias("mask"),
+        wid.alias("wid"),
+    )
+    return Cohort(frame, workloads, tuple(rules.eligible_workloads))
+
+
 def simulate(
     partners: pl.DataFrame,
-    customers: pl.DataFrame,
+    customers: pl.DataFrame | Cohort,
     rules: Rules,
     policy: Policy | str = Policy.ROUND_ROBIN,
     *,
@@ -220,11 +273,21 @@ def simulate(
 ) -> Simulation:
     """Assign a cohort under ``rules`` and ``policy``; see the module docstring.
 
-    ``excluded`` maps a tenant to the partners that declined it (the referral life cycle):
-    they are never chosen for it again, and ``rules.max_declines`` of them send it to CSS.
+    ``customers`` is a validated customers frame, or a :class:`Cohort` prepared from one
+    under the same rules' eligible workloads. ``excluded`` maps a tenant to the partners
+    that declined it (the referral life cycle): they are never chosen for it again, and
+    ``rules.max_declines`` of them send it to CSS.
     """
     with _gc_paused():
-        return _simulate(partners, customers, rules, Policy(policy), excluded, progress)
+        if isinstance(customers, Cohort):
+            if excluded:
+                raise ValueError("give excluded to prepare_cohort, not with a prepared Cohort")
+            if customers.eligible_workloads != tuple(rules.eligible_workloads):
+                raise ValueError("the cohort was prepared under other eligible workloads")
+            cohort = customers
+        else:
+            cohort = prepare_cohort(customers, rules, excluded)
+        return _simulate(partners, cohort, rules, Policy(policy), progress)
 
 
 @contextmanager
@@ -246,37 +309,14 @@ def _gc_paused() -> Iterator[None]:
 
 def _simulate(
     partners: pl.DataFrame,
-    customers: pl.DataFrame,
+    cohort: Cohort,
     rules: Rules,
     policy: Policy,
-    excluded: Mapping[str, Collection[str]] | None,
     progress: Progress | None,
 ) -> Simulation:
     index = index_partners(partners, rules)
-    if excluded:
-        keys = pl.DataFrame(
-            {
-                "tenant_id": list(excluded),
-                "excluded": [";".join(sorted(set(v))) for v in excluded.values()],
-            },
-            schema={"tenant_id": pl.String, "excluded": pl.String},
-        )
-        customers = customers.join(keys, on="tenant_id", how="left", maintain_order="left")
-        customers = customers.with_columns(pl.col("excluded").fill_null(""))
-    if "excluded" not in customers.columns:
-        customers = customers.with_columns(pl.lit("").alias("excluded"))
-    # Only what the run reads; workload lists are kept once per distinct list (wid).
-    wid, workloads = workload_table(customers["workloads"], rules)
-    prepared = customers.select(
-        "tenant_id",
-        "country",
-        "language",
-        "seats",
-        "gateway",
-        "excluded",
-        "referral_consent",
-        workloads["mask"].gather(wid).alias("mask"),
-    ).with_columns(pre_reason_code_expr(rules), wid.alias("wid"))
+    workloads = cohort.workloads
+    prepared = cohort.frame.with_columns(pre_reason_code_expr(rules))
     n = prepared.height
 
     # 1. Signatures of FRP-eligible customers, each matched once; pools deduplicated.
@@ -294,9 +334,9 @@ def _simulate(
         .group_by("country", "language", "mask", "excluded", maintain_order=True)
         .agg(pl.col("row"), pl.col("wid").first())
     )
-    sig_of = np.full(n, -1, dtype=np.int64)
+    sig_of = np.full(n, -1, dtype=np.int32)
     sig_of[sigs["row"].explode().to_numpy()] = np.repeat(
-        np.arange(sigs.height, dtype=np.int64), sigs["row"].list.len().to_numpy()
+        np.arange(sigs.height, dtype=np.int32), sigs["row"].list.len().to_numpy()
     )
     signatures = SignatureColumns(
         countries=sigs.get_column("country").to_list(),
@@ -308,7 +348,7 @@ def _simulate(
     )
     sig_pool, pools, sig_trace = Matcher(index).match_cohort(signatures)
     del sigs
-    pool_col = np.full(n, -1, dtype=np.int64)
+    pool_col = np.full(n, -1, dtype=np.int32)
     has_sig = sig_of >= 0
     pool_col[has_sig] = sig_pool[sig_of[has_sig]]
 
@@ -514,7 +554,7 @@ def _traces(
     n_full = choices.n_full
     placed = chosen >= 0
     has_sig = sig_of >= 0
-    code = np.empty(n, dtype=np.int64)
+    code = np.empty(n, dtype=np.int32)
     firsts: list[np.ndarray] = []
     # a. Placed customers: (chosen partner, its turn or load) never repeats, one text each.
     rows = np.flatnonzero(placed)

@@ -255,13 +255,25 @@ def _validate(
     problems: list[Problem] = []
     total = 0
     try:
-        # One streaming pass over the input: the typed columns kept, the coded columns as
-        # read (checked below once per distinct value) and a bad-row mask per other
-        # column. A column that is checked but not kept is never held in memory.
+        # Two streaming passes over the input. First the columns only checked, not kept
+        # (a what-if keeps no names or emails): how many rows each refuses. Then the
+        # typed columns kept, the coded columns as read (checked below once per distinct
+        # value) and a bad-row mask per other kept column. A file is decoded a column
+        # chunk at a time, so splitting the passes halves the peak for one row group.
+        only_checked = [n for n in checks if n not in coded and n not in wanted]
+        counts: dict[str, int] = {}
+        if only_checked and keep is not None:
+            counted = frame.select([_mask(checks[n]).sum().alias(n) for n in only_checked])
+            row = counted.collect(engine="streaming").row(0)
+            counts = dict(zip(only_checked, row, strict=True))
         read = frame.select(
             pl.col(_ROW),
             *[pl.col(n) if n in coded else exprs[n] for n in spec if n in coded or n in wanted],
-            *[_mask(checks[n]).alias(f"__bad_{n}") for n in checks if n not in coded],
+            *[
+                _mask(checks[n]).alias(f"__bad_{n}")
+                for n in checks
+                if n not in coded and n not in counts
+            ],
         ).collect(engine="streaming")
         found: list[tuple[_Check, int, pl.DataFrame | pl.LazyFrame]] = []
         for name, check in checks.items():
@@ -273,7 +285,7 @@ def _validate(
                     hits = read.select(_ROW, name).join(check.bad_values, on=name, nulls_equal=True)
                     found.append((check, hits.height, hits.sort(_ROW).select(_ROW, "v")))
                 continue
-            count = int(read.get_column(f"__bad_{name}").sum())
+            count = counts[name] if name in counts else int(read.get_column(f"__bad_{name}").sum())
             if count:
                 assert check.shown is not None
                 shown = frame.filter(_mask(check)).select(_ROW, check.shown.alias("v"))
