@@ -319,6 +319,7 @@ _COMMANDS = {
     "fairness": cmd_fairness,
 }
 
+
 def run() -> None:
     """The `frp` console command: :func:`main`, then leave without tearing the heap down.
 
