@@ -565,24 +565,11 @@ def _traces(
     # b. Matched but not placed: the text depends on the signature and n_full only.
     rows = np.flatnonzero(has_sig & ~placed)
     if rows.size:
-        # n_full of a signature's customer is in 0..pool size: a dense key, when small
-        # enough, finds the distinct pairs without sorting.
-        sizes = np.array([len(p) for p in pools] + [0], dtype=np.int64)
-        span = sizes[sig_pool] + 1  # pool -1 picks the trailing 0
-        start = np.concatenate(([0], np.cumsum(span)[:-1]))
-        key = start[sig_of[rows]] + n_full[rows]
-        if int(span.sum()) <= 4 * rows.size:
-            first_row = np.full(int(span.sum()), rows.size, dtype=np.int64)
-            np.minimum.at(first_row, key, np.arange(rows.size, dtype=np.int64))
-            present = first_row < rows.size
-            inverse = (np.cumsum(present) - 1)[key]
-            first = first_row[present]
-        else:
-            _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-        code[rows] = offset + inverse.reshape(-1)
+        first = _distinct_pairs(rows, sig_of, n_full, sig_pool, pools, code, offset)
         firsts.append(rows[first])
         kinds.append("missed")
         offset += first.size
+    del rows
     # c. Not FRP-eligible: the failing check, what it names, and the CSS queue (country).
     rows = np.flatnonzero(~has_sig)
     if rows.size:
@@ -642,6 +629,38 @@ def _traces(
         start += size
     texts = pl.concat(parts) if parts else pl.Series("trace", [], dtype=pl.String)
     return code, texts
+
+
+def _distinct_pairs(
+    rows: np.ndarray,
+    sig_of: np.ndarray,
+    n_full: np.ndarray,
+    sig_pool: np.ndarray,
+    pools: list[np.ndarray],
+    code: np.ndarray,
+    offset: int,
+) -> np.ndarray:
+    """Number the distinct (signature, partners full) pairs of ``rows`` into ``code``
+    (from ``offset``); returns each pair's first row, as positions in ``rows``.
+
+    n_full of a signature's customer is in 0..pool size: a dense key, when small
+    enough, finds the distinct pairs without sorting. A function of its own so that its
+    million-row temporaries are gone before the trace texts are built.
+    """
+    sizes = np.array([len(p) for p in pools] + [0], dtype=np.int64)
+    span = sizes[sig_pool] + 1  # pool -1 picks the trailing 0
+    start = np.concatenate(([0], np.cumsum(span)[:-1]))
+    key = start[sig_of[rows]] + n_full[rows]
+    if int(span.sum()) <= 4 * rows.size:
+        first_row = np.full(int(span.sum()), rows.size, dtype=np.int64)
+        np.minimum.at(first_row, key, np.arange(rows.size, dtype=np.int64))
+        present = first_row < rows.size
+        inverse = (np.cumsum(present) - 1)[key]
+        first = first_row[present]
+    else:
+        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    code[rows] = offset + inverse.reshape(-1)
+    return first
 
 
 def _full_ids(
