@@ -562,3 +562,26 @@ def test_frp_db_is_honoured_and_db_wins(frp: Run, demo_db_master: Path, tmp_path
     assert sim.returncode == 0, sim.stderr
     assert read_result(out).height == counts(demo_db_master)["ftcq"]
     assert not missing.exists()
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        (None, "dirty_decay_ms:50,muzzy_decay_ms:0"),  # unset: frp's setting
+        ("dirty_decay_ms:500,muzzy_decay_ms:1000", "dirty_decay_ms:50,muzzy_decay_ms:0"),
+        ("narenas:1", "narenas:1"),  # the person's own choice is kept
+    ],
+)
+def test_the_allocator_setting_is_frps_unless_the_person_chose_one(
+    given: str | None, expected: str
+) -> None:
+    """cli/__init__ sets jemalloc's decay before polars loads; polars' default inherited
+    from a parent process (a test runner, the benchmark) counts as unset."""
+    env = {k: v for k, v in os.environ.items() if k != "_RJEM_MALLOC_CONF"}
+    if given is not None:
+        env["_RJEM_MALLOC_CONF"] = given
+    code = "import os, cli; print(os.environ['_RJEM_MALLOC_CONF'])"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == expected
