@@ -30,33 +30,21 @@ tests (``../shared/browser-testing.md``).
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.server import CHROMIUM, CHROMIUM_ARGS, ServerError, start_server, stop_server
+
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 VIEWPORT = {"width": 1400, "height": 1000}
 SIMULATE_CUSTOMERS = 10_000
 SIMULATE_POLICIES = ("round-robin", "least-loaded")  # the page's default pair
@@ -142,65 +130,20 @@ def ensure_databases(cohort: Path, cache: Path, log: Log) -> Databases:
 # --------------------------------------------------------------------------- server
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def server(db_source: Path, work: Path) -> Iterator[str]:
     """`streamlit run app.py` on a fresh copy of ``db_source``; yields its URL once healthy."""
     run_dir = Path(tempfile.mkdtemp(prefix="server-", dir=work))
-    db = run_dir / "frp.duckdb"
-    shutil.copy(db_source, db)
-    port = _free_port()
-    log_path = run_dir / "streamlit.log"
-    with open(log_path, "w") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                str(ROOT / "app.py"),
-                "--server.headless",
-                "true",
-                "--server.address",
-                "127.0.0.1",
-                "--server.port",
-                str(port),
-                "--browser.gatherUsageStats",
-                "false",
-                "--server.fileWatcherType",
-                "none",
-            ],
-            cwd=ROOT,
-            env={**os.environ, "FRP_DB": str(db)},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise BrowserBenchError("streamlit did not start:\n" + log_path.read_text())
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            proc, url = start_server(db_source, run_dir)
+        except ServerError as exc:
+            raise BrowserBenchError(str(exc)) from None
+        try:
+            yield url
+        finally:
+            stop_server(proc)
+    finally:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 

@@ -1,0 +1,96 @@
+"""A Streamlit server of the dashboard on a copy of a database, for browser tests and the
+benchmark's browser timings alike (one way to start it, so both measure the same app).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+#: Debian's Chromium and the flags it needs here (../shared/browser-testing.md): without
+#: the background-networking ones it keeps trying hosts it cannot reach.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+#: Seconds a server may take to answer its health check.
+START_TIMEOUT = 60
+
+
+class ServerError(RuntimeError):
+    """The server did not come up; the message holds its log."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(db_source: Path, workdir: Path) -> tuple[subprocess.Popen, str]:
+    """`streamlit run app.py` on a copy of ``db_source`` in ``workdir``; (process, URL)
+    once it answers its health check. The copy keeps the source untouched."""
+    db = workdir / "frp.duckdb"
+    shutil.copy(db_source, db)
+    port = free_port()
+    log_path = workdir / "streamlit.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                str(ROOT / "app.py"),
+                "--server.headless",
+                "true",
+                "--server.address",
+                "127.0.0.1",
+                "--server.port",
+                str(port),
+                "--browser.gatherUsageStats",
+                "false",
+                "--server.fileWatcherType",
+                "none",
+            ],
+            cwd=ROOT,
+            env={**os.environ, "FRP_DB": str(db)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
+                if resp.status == 200:
+                    return proc, url
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_server(proc)
+            raise ServerError("streamlit did not start:\n" + log_path.read_text())
+        time.sleep(0.2)
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
