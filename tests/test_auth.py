@@ -381,6 +381,28 @@ def test_a_viewer_sees_no_customer_name_in_an_outbox_message(db: Path) -> None:
         assert (name not in body and name not in page_text(at)) if masked else name in body
 
 
+@pytest.mark.usefixtures("demo_db")
+def test_a_viewer_sees_no_customer_name_in_an_upload_preview() -> None:
+    """The Data page previews an uploaded customers file: names (and emails) masked for a
+    viewer, in full for a manager."""
+    import io
+
+    from engine.cohorts import synthetic_cohort
+
+    cohort = synthetic_cohort(5, 3)
+    names = {n for n in cohort["name"].to_list() if len(n) >= 8}
+    assert names
+    data = io.BytesIO()
+    cohort.write_parquet(data)
+    for user, masked in ((MANAGER, False), (VIEWER, True)):
+        at = open_page("pages/data.py", user)
+        at.file_uploader(key="customers_file").upload("cohort.parquet", data.getvalue())
+        at.run()
+        assert not at.exception
+        shown = {n for n in names if n in page_text(at)}
+        assert shown == (set() if masked else names)
+
+
 def test_mask_name_keeps_the_first_letter() -> None:
     assert auth.mask_name("Müller Maschinenbau AG") == "M***"
     assert auth.mask_name("") == "" and auth.mask_name(None) is None
