@@ -332,13 +332,18 @@ def report(
 
 def report_for(sim: Simulation) -> FairnessReport:
     """The fairness report of a fresh simulation (its assignments joined with their detail)."""
-    outcomes = sim.assignments.select("tenant_id", "outcome", "partner_id", "reason").join(
-        sim.detail.select(
-            "tenant_id", "region", "country", "language", "eligible_workloads", "pool_key"
-        ),
-        on="tenant_id",
-        how="left",
-        maintain_order="left",
+    outcomes = sim.with_detail(
+        "region", "country", "language", "eligible_workloads", "pool_key"
+    ).select(
+        "tenant_id",
+        "outcome",
+        "partner_id",
+        "reason",
+        "region",
+        "country",
+        "language",
+        "eligible_workloads",
+        "pool_key",
     )
     return report(outcomes, sim.partners, sim.pools)
 

@@ -176,8 +176,8 @@ def _write(
     base = con.execute("SELECT coalesce(max(referral_id), 0) FROM referrals").fetchall()[0][0]
     psm = state.partner_psm(con)
     referrals = (
-        sim.assignments.join(held, on="tenant_id", how="anti", maintain_order="left")
-        .join(sim.detail, on="tenant_id", how="left", maintain_order="left")
+        sim.with_detail(*[c for c in sim.detail.columns if c != "tenant_id"])
+        .join(held, on="tenant_id", how="anti", maintain_order="left")
         .with_row_index("_pos")
         .join(psm, on="partner_id", how="left", maintain_order="left")
         .select(

@@ -42,15 +42,11 @@ def email_preview(run: SimulationRun, policy: str, limit: int = 3) -> pl.DataFra
         "psm_name",
     )
     referred = (
-        sim.assignments.filter(pl.col("reason") == Reason.ASSIGNED.value)
+        sim.with_detail("eligible_workloads", "language", "country")
+        .filter(pl.col("reason") == Reason.ASSIGNED.value)
         .head(limit)
         .with_row_index("referral_id", offset=1)
         .with_columns(pl.col("referral_id").cast(pl.Int64))
-        .join(
-            sim.detail.select("tenant_id", "eligible_workloads", "language", "country"),
-            on="tenant_id",
-            how="left",
-        )
         .join(
             run.prepared.cohort.select(
                 "tenant_id",

@@ -23,13 +23,8 @@ WHY_IDS = 30
 def customer_table(run: SimulationRun, policy: str, reason: str | None = None) -> pl.DataFrame:
     """Per customer, in cohort order: who they are, where they went and why (in words)."""
     sim = run.simulations[policy]
-    frame = sim.assignments.join(
+    frame = sim.with_detail("country", "language", "eligible_workloads").join(
         run.prepared.cohort.select("tenant_id", "name", "seats", "gateway"),
-        on="tenant_id",
-        how="left",
-        maintain_order="left",
-    ).join(
-        sim.detail.select("tenant_id", "country", "language", "eligible_workloads"),
         on="tenant_id",
         how="left",
         maintain_order="left",
