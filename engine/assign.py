@@ -21,12 +21,13 @@ import polars as pl
 from engine.columns import ASSIGNMENT_SCHEMA
 from engine.matching import (
     TRACE_IDS,
+    Cohort,
     Matcher,
     PartnerIndex,
     SignatureColumns,
     index_partners,
     pre_reason_code_expr,
-    workload_table,
+    prepare_cohort,
 )
 from engine.policies import Choices, Ledger, select
 from engine.reasons import FRP_QUEUE, Outcome, Policy, Reason
@@ -209,59 +210,6 @@ def _gather(table: pl.Series, codes: str) -> pl.Expr:
 def pool_key(partner_ids: list[str]) -> str:
     """A short stable name for a pool (its sorted member ids), kept with committed referrals."""
     return hashlib.sha1(";".join(sorted(partner_ids)).encode()).hexdigest()[:12]
-
-
-@dataclass(frozen=True)
-class Cohort:
-    """A validated cohort reduced to what a run reads (see :func:`prepare_cohort`).
-
-    ``frame`` has one row per customer: the input's tenant_id, country, language, seats,
-    gateway and consent columns (shared, not copied), the partners that declined each
-    (``excluded``), and each customer's eligible-workload mask and workload-list id
-    (``wid``); ``workloads`` holds each distinct workload list once.
-    """
-
-    frame: pl.DataFrame
-    workloads: pl.DataFrame
-    eligible_workloads: tuple[str, ...]
-
-
-def prepare_cohort(
-    customers: pl.DataFrame,
-    rules: Rules,
-    excluded: Mapping[str, Collection[str]] | None = None,
-) -> Cohort:
-    """The part of a cohort a run reads; see :func:`simulate` for ``excluded``.
-
-    A caller holding a large cohort can let the full frame go once this returns: a
-    million customers' workload lists are the largest thing in it, and a run needs them
-    only once per distinct list.
-    """
-    if excluded:
-        keys = pl.DataFrame(
-            {
-                "tenant_id": list(excluded),
-                "excluded": [";".join(sorted(set(v))) for v in excluded.values()],
-            },
-            schema={"tenant_id": pl.String, "excluded": pl.String},
-        )
-        customers = customers.join(keys, on="tenant_id", how="left", maintain_order="left")
-        customers = customers.with_columns(pl.col("excluded").fill_null(""))
-    if "excluded" not in customers.columns:
-        customers = customers.with_columns(pl.lit("").alias("excluded"))
-    wid, workloads = workload_table(customers["workloads"], rules)
-    frame = customers.select(
-        "tenant_id",
-        "country",
-        "language",
-        "seats",
-        "gateway",
-        "excluded",
-        "referral_consent",
-        workloads["mask"].gather(wid).alias("mask"),
-        wid.alias("wid"),
-    )
-    return Cohort(frame, workloads, tuple(rules.eligible_workloads))
 
 
 def simulate(

@@ -9,7 +9,7 @@ which round robin takes turns and in which fairness is judged.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -166,6 +166,59 @@ def pre_reason_expr(rules: Rules) -> pl.Expr:
     return pl.lit(names).gather(pre_reason_code_expr(rules)).alias("pre_reason")
 
 
+@dataclass(frozen=True)
+class Cohort:
+    """A validated cohort reduced to what a run reads (see :func:`prepare_cohort`).
+
+    ``frame`` has one row per customer: the input's tenant_id, country, language, seats,
+    gateway and consent columns (shared, not copied), the partners that declined each
+    (``excluded``), and each customer's eligible-workload mask and workload-list id
+    (``wid``); ``workloads`` holds each distinct workload list once.
+    """
+
+    frame: pl.DataFrame
+    workloads: pl.DataFrame
+    eligible_workloads: tuple[str, ...]
+
+
+def prepare_cohort(
+    customers: pl.DataFrame,
+    rules: Rules,
+    excluded: Mapping[str, Collection[str]] | None = None,
+) -> Cohort:
+    """The part of a cohort a run reads; see ``engine.assign.simulate`` for ``excluded``.
+
+    A caller holding a large cohort can let the full frame go once this returns: a
+    million customers' workload lists are the largest thing in it, and a run needs them
+    only once per distinct list.
+    """
+    if excluded:
+        keys = pl.DataFrame(
+            {
+                "tenant_id": list(excluded),
+                "excluded": [";".join(sorted(set(v))) for v in excluded.values()],
+            },
+            schema={"tenant_id": pl.String, "excluded": pl.String},
+        )
+        customers = customers.join(keys, on="tenant_id", how="left", maintain_order="left")
+        customers = customers.with_columns(pl.col("excluded").fill_null(""))
+    if "excluded" not in customers.columns:
+        customers = customers.with_columns(pl.lit("").alias("excluded"))
+    wid, workloads = workload_table(customers["workloads"], rules)
+    frame = customers.select(
+        "tenant_id",
+        "country",
+        "language",
+        "seats",
+        "gateway",
+        "excluded",
+        "referral_consent",
+        workloads["mask"].gather(wid).alias("mask"),
+        wid.alias("wid"),
+    )
+    return Cohort(frame, workloads, tuple(rules.eligible_workloads))
+
+
 def prepare_customers(customers: pl.DataFrame, rules: Rules) -> pl.DataFrame:
     """Customers with their eligible workloads, workload mask and eligibility reason.
 
@@ -174,12 +227,11 @@ def prepare_customers(customers: pl.DataFrame, rules: Rules) -> pl.DataFrame:
     check, null when FRP-eligible), in the documented order; a customer declined by
     ``rules.max_declines`` partners goes to CSS after the eligibility checks.
     """
-    if "excluded" not in customers.columns:
-        customers = customers.with_columns(pl.lit("").alias("excluded"))
-    wid, table = workload_table(customers["workloads"], rules)
+    cohort = prepare_cohort(customers, rules)
     return customers.with_columns(
-        table["eligible"].gather(wid).alias("eligible"),
-        table["mask"].gather(wid).alias("mask"),
+        cohort.frame.get_column("excluded"),
+        cohort.workloads.get_column("eligible").gather(cohort.frame.get_column("wid")),
+        cohort.frame.get_column("mask"),
     ).with_columns(pre_reason_expr(rules))
 
 
