@@ -412,7 +412,7 @@ def _build(
         rows,
         lookup,
         workloads,
-        pools,
+        pool_sizes,
         ledger,
         choices,
         sig_of,
@@ -484,7 +484,7 @@ def _traces(
     frame: pl.DataFrame,
     lookup: Lookup,
     workloads: pl.DataFrame,
-    pools: list[np.ndarray],
+    pool_sizes: np.ndarray,  # members per pool, then a trailing 0 (pool -1)
     ledger: Ledger,
     choices: Choices,
     sig_of: np.ndarray,
@@ -515,7 +515,7 @@ def _traces(
     # b. Matched but not placed: the text depends on the signature and n_full only.
     rows = np.flatnonzero(has_sig & ~placed)
     if rows.size:
-        first = _distinct_pairs(rows, sig_of, n_full, sig_pool, pools, code, offset)
+        first = _distinct_pairs(rows, sig_of, n_full, sig_pool, pool_sizes, code, offset)
         firsts.append(rows[first])
         kinds.append("missed")
         offset += first.size
@@ -590,7 +590,7 @@ def _distinct_pairs(
     sig_of: np.ndarray,
     n_full: np.ndarray,
     sig_pool: np.ndarray,
-    pools: list[np.ndarray],
+    pool_sizes: np.ndarray,
     code: np.ndarray,
     offset: int,
 ) -> np.ndarray:
@@ -601,8 +601,7 @@ def _distinct_pairs(
     enough, finds the distinct pairs without sorting. A function of its own so that its
     million-row temporaries are gone before the trace texts are built.
     """
-    sizes = np.array([len(p) for p in pools] + [0], dtype=np.int64)
-    span = sizes[sig_pool] + 1  # pool -1 picks the trailing 0
+    span = pool_sizes[sig_pool] + 1  # pool -1 picks the trailing 0
     start = np.concatenate(([0], np.cumsum(span)[:-1]))
     key = start[sig_of[rows]] + n_full[rows]
     if int(span.sum()) <= 4 * rows.size:

@@ -262,7 +262,7 @@ def _validate(
         # chunk at a time, so splitting the passes halves the peak for one row group.
         only_checked = [n for n in checks if n not in coded and n not in wanted]
         counts: dict[str, int] = {}
-        if only_checked and keep is not None:
+        if only_checked:
             counted = frame.select([_mask(checks[n]).sum().alias(n) for n in only_checked])
             row = counted.collect(engine="streaming").row(0)
             counts = dict(zip(only_checked, row, strict=True))

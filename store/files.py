@@ -59,9 +59,7 @@ def read_raw(path: str | Path) -> tuple[pl.DataFrame, int, str]:
         try:
             frame = pl.read_parquet(io.BytesIO(data))
         except Exception as exc:  # polars raises several types for a damaged file
-            raise InputError(
-                str(p), [Problem(None, None, None, f"a Parquet file ({_short(exc)})")]
-            ) from None
+            raise _not_parquet(p, exc) from None
         return frame.drop(LINE_COLUMN, strict=False), 1, "row"  # the reader's, not the file's
     return _read_csv(str(p), data), 2, "line"
 
@@ -82,9 +80,7 @@ def scan_raw(path: str | Path) -> tuple[pl.DataFrame | pl.LazyFrame, int, str]:
         scan = pl.scan_parquet(p)
         scan.collect_schema()
     except Exception as exc:  # polars raises several types for a damaged file
-        raise InputError(
-            str(p), [Problem(None, None, None, f"a Parquet file ({_short(exc)})")]
-        ) from None
+        raise _not_parquet(p, exc) from None
     return scan.drop(LINE_COLUMN, strict=False), 1, "row"
 
 
@@ -319,9 +315,12 @@ def _damaged_parquet(path: str | Path) -> Iterator[None]:
     except InputError:
         raise
     except (OSError, pl.exceptions.PolarsError) as exc:
-        raise InputError(
-            str(path), [Problem(None, None, None, f"a Parquet file ({_short(exc)})")]
-        ) from None
+        raise _not_parquet(path, exc) from None
+
+
+def _not_parquet(path: str | Path, exc: BaseException) -> InputError:
+    """The one line for a file named .parquet that polars cannot read as Parquet."""
+    return InputError(str(path), [Problem(None, None, None, f"a Parquet file ({_short(exc)})")])
 
 
 def _neutralise(frame: Frame) -> Frame:
