@@ -8,6 +8,7 @@ holds plain functions, imported by name, so each test reads top to bottom.
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,15 @@ def row(path: Path, sql: str, params: list | None = None) -> tuple[Any, ...]:
 
 def value(path: Path, sql: str, params: list | None = None) -> Any:
     return row(path, sql, params)[0]
+
+
+def chart_titles(at: AppTest) -> list[str]:
+    """The titles of the page's charts, in order (a title may be text or a title object)."""
+    titles = []
+    for chart in at.get("vega_lite_chart"):
+        title = json.loads(chart.proto.spec).get("title")
+        titles.append(title["text"] if isinstance(title, dict) else title)
+    return titles
 
 
 def page_text(at: AppTest) -> str:

@@ -12,7 +12,7 @@ from engine.rules import load_rules
 from store import views
 from store.commits import simulate_stored
 from store.db import connect
-from tests.app_helpers import open_app, open_page, row, value
+from tests.app_helpers import chart_titles, open_app, open_page, row, value
 
 PAGE = "pages/capacity.py"
 pytestmark = pytest.mark.usefixtures("fresh_caches")
@@ -28,14 +28,6 @@ def metrics(at: AppTest) -> dict[str, str]:
     for m in at.metric:
         shown.setdefault(m.label, m.value)
     return shown
-
-
-def chart_titles(at: AppTest) -> list[str]:
-    titles = []
-    for chart in at.get("vega_lite_chart"):
-        title = json.loads(chart.proto.spec).get("title")
-        titles.append(title["text"] if isinstance(title, dict) else title)
-    return titles
 
 
 @pytest.fixture

@@ -2,48 +2,27 @@
 
 from __future__ import annotations
 
-import json
 from datetime import date
 from pathlib import Path
 
-import duckdb
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from engine.rules import load_rules
 from store.commits import simulate_stored
 from store.db import connect
+from tests.app_helpers import ROOT, chart_titles, open_app, open_page, row
 
-ROOT = Path(__file__).resolve().parent.parent
-PAGE = str(ROOT / "pages" / "fairness.py")
-
-
-def row(path: Path, query: str, params: list | None = None) -> tuple:
-    con = duckdb.connect(str(path))
-    try:
-        return con.execute(query, params or []).fetchall()[0]
-    finally:
-        con.close()
+PAGE = "pages/fairness.py"
 
 
 def metrics(at: AppTest) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
 
 
-def chart_titles(at: AppTest) -> list[str]:
-    titles = []
-    for chart in at.get("vega_lite_chart"):
-        title = json.loads(chart.proto.spec).get("title")
-        titles.append(title["text"] if isinstance(title, dict) else title)
-    return titles
-
-
 @pytest.fixture
 def at(demo_db: Path) -> AppTest:
-    app = AppTest.from_file(PAGE, default_timeout=60)
-    app.run()
-    assert not app.exception
-    return app
+    return open_page(PAGE)
 
 
 def test_committed_referrals_headline(demo_db: Path, at: AppTest) -> None:
@@ -104,7 +83,7 @@ def test_latest_simulation_can_be_judged(demo_db: Path) -> None:
         sim, _ = simulate_stored(con, load_rules(), "least-loaded")
     finally:
         con.close()
-    app = AppTest.from_file(PAGE, default_timeout=60)
+    app = AppTest.from_file(str(ROOT / PAGE), default_timeout=60)
     app.session_state["latest_simulations"] = {"least-loaded": sim}
     app.run()
     assert not app.exception
@@ -122,15 +101,10 @@ def test_latest_simulation_can_be_judged(demo_db: Path) -> None:
 
 
 def test_through_the_router(demo_db: Path) -> None:
-    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    app.run()
-    app.switch_page("pages/fairness.py").run()
-    assert not app.exception
+    app = open_app(PAGE)
     assert app.title[0].value == "Fairness"
 
 
 def test_empty_database_says_what_to_do(empty_db: Path) -> None:
-    app = AppTest.from_file(PAGE, default_timeout=60)
-    app.run()
-    assert not app.exception
+    app = open_page(PAGE)
     assert any("No referrals yet" in i.value and "Simulate" in i.value for i in app.info)
