@@ -10,26 +10,24 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import duckdb
 
-from cli.main import EXIT_OK, _progress, db_arg
+from cli.args import EXIT_OK, db_arg, existing, progress
 from store.errors import StoreError
 
 # The store (DuckDB, the mail templates) is imported by the handlers, not here: every
 # `frp` command builds the whole parser, and `frp simulate` on files should not pay
 # about 50 ms for loading what only these commands use.
 
-Handler = Callable[[argparse.Namespace], int]
 
-
-def register(sub: argparse._SubParsersAction) -> dict[str, Handler]:
-    """Add this module's subcommands to ``sub``; return their handlers by name."""
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add this module's subcommands to ``sub``, each with its handler."""
     p = sub.add_parser("outbox", help="send the queued referral notifications, or export them")
+    p.set_defaults(handler=cmd_outbox)
     actions = p.add_subparsers(dest="action", required=True, parser_class=type(p))
     a = actions.add_parser(
         "send", help="send pending notifications over SMTP (settings: FRP_SMTP_* variables)"
@@ -60,8 +58,10 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Handler]:
     p = sub.add_parser("psm", help="open referrals per Partner Success Manager")
     p.add_argument("--json", action="store_true", help="print JSON instead of a text table")
     db_arg(p)
+    p.set_defaults(handler=cmd_psm)
 
     p = sub.add_parser("task", help="FTOP task 3186: list or close")
+    p.set_defaults(handler=cmd_task)
     actions = p.add_subparsers(dest="action", required=True, parser_class=type(p))
     a = actions.add_parser("list", help="list FTOP 3186 tasks")
     a.add_argument("--status", choices=["open", "closed"], help="only open or only closed tasks")
@@ -70,7 +70,6 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Handler]:
     a = actions.add_parser("close", help="close an open task")
     a.add_argument("task_id", metavar="TASK_ID", type=int, help="the task's id (`frp task list`)")
     db_arg(a)
-    return {"outbox": cmd_outbox, "psm": cmd_psm, "task": cmd_task}
 
 
 def _positive_int(text: str) -> int:
@@ -93,13 +92,7 @@ def _open(args: argparse.Namespace, *, read_only: bool = False) -> duckdb.DuckDB
     """A connection for one command, closed by the caller; waits while the file is busy."""
     from store.db import connect, resolve_path
 
-    path = resolve_path(args.db)
-    if not path.exists():
-        raise StoreError(
-            f"{path}: no such database; build the demo with `frp demo` or "
-            "import partners with `frp import --partners FILE`"
-        )
-    return connect(path, read_only=read_only)
+    return connect(existing(resolve_path(args.db)), read_only=read_only)
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
@@ -118,7 +111,7 @@ def cmd_outbox(args: argparse.Namespace) -> int:
             settings,
             attempts=args.attempts,
             backoff=args.backoff,
-            progress=_progress("sending"),
+            progress=progress("sending"),
             claim_timeout=claim_timeout,
         )
         print(f"outbox via {settings.describe()}: {summary.describe()}")

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 
-from cli.main import EXIT_OK, db_arg, policy_arg, rules_arg
+from cli.args import EXIT_OK, db_arg, existing, policy_arg, rules_arg
 from engine.reasons import DECLINE_REASONS
 from engine.rules import load_rules
 from store.errors import StoreError
@@ -15,8 +14,8 @@ from store.errors import StoreError
 # not pay for loading what only these commands use.
 
 
-def register(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Namespace], int]]:
-    """Add this module's subcommands to ``sub``; return their handlers by name."""
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add this module's subcommands to ``sub``, each with its handler."""
     p = sub.add_parser("referral", help="a partner accepts, declines or completes a referral")
     p.add_argument("action", choices=["accept", "decline", "complete"])
     p.add_argument("tenant", help="the customer's tenant_id")
@@ -28,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Na
     p.add_argument("--actor", default="cli", help="who made the change (for the audit log)")
     db_arg(p)
     rules_arg(p)
+    p.set_defaults(handler=cmd_referral)
 
     p = sub.add_parser(
         "drain", help="place customers held in the FTCQ (when_full = hold), oldest first"
@@ -36,16 +36,13 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Na
     db_arg(p)
     rules_arg(p)
     policy_arg(p)
-    return {"referral": cmd_referral, "drain": cmd_drain}
+    p.set_defaults(handler=cmd_drain)
 
 
 def _open(args: argparse.Namespace):
     from store.db import connect, resolve_path
 
-    path = resolve_path(args.db)
-    if not path.exists():
-        raise StoreError(f"{path}: no such database; build it with `frp demo`")
-    return connect(path)
+    return connect(existing(resolve_path(args.db), "build it with `frp demo`"))
 
 
 def cmd_referral(args: argparse.Namespace) -> int:

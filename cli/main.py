@@ -3,124 +3,39 @@
 Bad input ends with exit code 2 and one line naming the file, row, column and what
 was expected; nothing is written in that case (outputs are written atomically, and
 store writes are transactions). ``FRP_DEBUG=1`` shows tracebacks of unexpected errors.
+This module owns the entry point: the top of the parser, which error ends with which
+exit code, and the console command; the subcommands live in the modules it registers.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import json
 import os
 import sys
-import time
 from collections.abc import Sequence
-from pathlib import Path
 
-from engine.reasons import Policy
-from engine.rules import Rules, RulesError, load_rules
+from cli import assignment, delivery, lifecycle, maintenance
+from cli.args import EXIT_BAD_INPUT, EXIT_ERROR, Parser, UsageError
+from engine.rules import RulesError
 from engine.schema import InputError
 from store.errors import StoreError
 
-EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT = 0, 1, 2
-POLICIES = [p.value for p in Policy]
-
-
-class UsageError(Exception):
-    """Arguments that cannot work together; reported like bad input (exit 2)."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2, like every other bad input
-        raise UsageError(f"{self.prog}: {message}")
-
-
-def db_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", help="DuckDB file (default: $FRP_DB, else data/frp.duckdb)")
-
-
-def rules_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--rules", help="rules TOML file (default: data/rules.toml)")
-
-
-def policy_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--policy",
-        choices=POLICIES,
-        default=Policy.ROUND_ROBIN.value,
-        help="selection policy (default: round-robin)",
-    )
-
-
-#: Modules that add subcommands: each has ``register(sub) -> {name: handler}``.
-EXTENSIONS = ("cli.delivery", "cli.lifecycle", "cli.maintenance")
-
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="frp",
         description="Assign FastTrack customers to FastTrack Ready Partners (FRP Assign).",
     )
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    p = sub.add_parser(
-        "simulate", help="what-if run: files in, a result file out; writes nothing to the store"
-    )
-    p.add_argument(
-        "--partners",
-        help="partners file (.csv or .parquet); with --customers: "
-        "simulate on files instead of the store",
-    )
-    p.add_argument("--customers", help="customers file (.csv or .parquet), in cohort order")
-    p.add_argument(
-        "--cohort", help="with the store: customers file to simulate instead of the FTCQ backlog"
-    )
-    p.add_argument("--out", help="result file (.csv or .parquet); one row per customer")
-    db_arg(p)
-    rules_arg(p)
-    policy_arg(p)
-
-    p = sub.add_parser("demo", help="build the demo database (seeded, believable world)")
-    db_arg(p)
-    p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
-    p.add_argument("--force", action="store_true", help="replace an existing database file")
-    p.add_argument(
-        "--if-missing",
-        action="store_true",
-        help="do nothing when the database already exists (for `make run`)",
-    )
-
-    p = sub.add_parser("import", help="import partners or customers (customers join the FTCQ)")
-    group = p.add_mutually_exclusive_group(required=True)
-    group.add_argument("--partners", help="partners file (.csv or .parquet)")
-    group.add_argument("--customers", help="customers file (.csv or .parquet)")
-    db_arg(p)
-
-    p = sub.add_parser("commit", help="simulate and commit in one transaction")
-    p.add_argument("--cohort", help="customers file to commit (default: the FTCQ backlog)")
-    db_arg(p)
-    rules_arg(p)
-    policy_arg(p)
-
-    p = sub.add_parser(
-        "fairness", help="fairness metrics of a result file or of committed referrals"
-    )
-    p.add_argument(
-        "result",
-        nargs="?",
-        help="result file from `frp simulate --out` (default: committed referrals in the store)",
-    )
-    p.add_argument("--partners", help="partners file for a result file (default: the store's)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a text table")
-    db_arg(p)
-    for name in EXTENSIONS:
-        _COMMANDS.update(importlib.import_module(name).register(sub))
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for module in (assignment, delivery, lifecycle, maintenance):
+        module.register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return _COMMANDS[args.command](args)
+        return args.handler(args)
     except UsageError as exc:
         return _fail(str(exc), EXIT_BAD_INPUT)
     except (InputError, RulesError, StoreError) as exc:
@@ -142,182 +57,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _fail(message: str, code: int) -> int:
     print(message.splitlines()[0] if message else "frp: error", file=sys.stderr)
     return code
-
-
-def _rules(args: argparse.Namespace) -> Rules:
-    return load_rules(args.rules)
-
-
-def _progress(label: str):
-    """A progress printer for long runs on a terminal; silent when piped."""
-    if not sys.stderr.isatty():
-        return None
-
-    def report(done: int, total: int) -> None:
-        end = "\n" if done >= total else "\r"
-        print(f"{label}: {done:,} / {total:,}", end=end, file=sys.stderr, flush=True)
-
-    return report
-
-
-def cmd_simulate(args: argparse.Namespace) -> int:
-    from engine.assign import INPUT_COLUMNS, prepare_cohort, simulate
-    from store.files import read_customers, read_partners, write_table
-
-    started = time.perf_counter()
-    if bool(args.partners) != bool(args.customers):
-        raise UsageError(
-            "frp simulate: give both --partners and --customers, or neither "
-            "(then the store is used)"
-        )
-    rules = _rules(args)
-    if args.out:
-        from store.files import check_format
-
-        check_format(args.out)  # refuse a bad output name before any work
-    if args.partners:
-        if args.cohort or args.db:
-            raise UsageError("frp simulate: --cohort/--db apply to the store, not to files")
-        partners = read_partners(args.partners)
-        # Names and contact emails are validated but a what-if never reads them, and the
-        # run reads workload lists once per distinct list: the frame read from the file
-        # is let go as soon as the cohort is prepared (a third of the peak memory at 1M).
-        cohort = prepare_cohort(read_customers(args.customers, columns=INPUT_COLUMNS), rules)
-        sim = simulate(partners, cohort, rules, args.policy, progress=_progress("assigning"))
-        del cohort
-        skipped: list[str] = []
-    else:
-        from store.commits import simulate_stored
-        from store.db import open_db, resolve_path
-
-        cohort = read_customers(args.cohort) if args.cohort else None
-        with open_db(_existing(resolve_path(args.db)), read_only=True) as con:
-            sim, prep = simulate_stored(
-                con, rules, args.policy, cohort, progress=_progress("assigning")
-            )
-        skipped = prep.skipped
-    if args.out:
-        write_table(sim.output_lazy(), args.out)
-    print(_summary(sim, skipped, time.perf_counter() - started, args.out))
-    return EXIT_OK
-
-
-def _summary(sim, skipped: list[str], seconds: float, out: str | None) -> str:
-    counts = sim.counts()
-    n = sim.rows.height  # the compact rows: a summary need not spell out every assignment
-    lines = [
-        f"{n:,} customers simulated with {sim.policy.value} in {seconds:.2f} s: "
-        f"{sim.placed:,} to partners, {n - sim.placed:,} to CSS queues"
-    ]
-    for reason, count in counts.items():
-        if count:
-            lines.append(f"  {reason:<22} {count:>9,}")
-    if skipped:
-        lines.append(f"  {len(skipped):,} skipped: already have an open referral")
-    if out:
-        lines.append(f"written to {out}")
-    return "\n".join(lines)
-
-
-def _existing(path: Path) -> Path:
-    if not path.exists():
-        raise StoreError(
-            f"{path}: no such database; build the demo with `frp demo` or "
-            "import partners with `frp import --partners FILE`"
-        )
-    return path
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from store.bootstrap import build_demo
-    from store.db import resolve_path
-
-    path = resolve_path(args.db)
-    if path.exists() and args.if_missing:
-        return EXIT_OK
-    if path.exists() and not args.force:
-        raise StoreError(f"{path}: already exists; use --force to replace it")
-    started = time.perf_counter()
-    summary = build_demo(path, seed=args.seed, replace=args.force)
-    print(
-        f"demo database {path} built in {time.perf_counter() - started:.1f} s: "
-        + ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in summary.items())
-    )
-    return EXIT_OK
-
-
-def cmd_import(args: argparse.Namespace) -> int:
-    from store.db import open_db, resolve_path, retry_conflicts
-    from store.files import read_customers, read_partners
-    from store.imports import import_customers, import_partners
-
-    path = resolve_path(args.db)
-    if args.partners:
-        frame = read_partners(args.partners)  # validated before the database is opened
-        with open_db(path) as con:
-            summary = retry_conflicts(
-                lambda: import_partners(con, frame, source=args.partners), what="the import"
-            )
-    else:
-        frame = read_customers(args.customers)
-        with open_db(path) as con:
-            summary = retry_conflicts(
-                lambda: import_customers(con, frame, source=args.customers), what="the import"
-            )
-    print(f"imported into {path}: {summary.describe()}")
-    return EXIT_OK
-
-
-def cmd_commit(args: argparse.Namespace) -> int:
-    from store.commits import commit
-    from store.db import open_db, resolve_path, retry_conflicts
-    from store.files import read_customers
-
-    rules = _rules(args)
-    cohort = read_customers(args.cohort) if args.cohort else None
-    started = time.perf_counter()
-    with open_db(_existing(resolve_path(args.db))) as con:  # waits while another writes
-        summary = retry_conflicts(
-            lambda: commit(
-                con,
-                rules,
-                args.policy,
-                cohort,
-                source=args.cohort or "",
-                progress=_progress("assigning"),
-            ),
-            what="the commit",
-        )
-    print(summary.describe() + f" in {time.perf_counter() - started:.2f} s")
-    return EXIT_OK
-
-
-def cmd_fairness(args: argparse.Namespace) -> int:
-    from engine.fairness import report
-    from store.fairness_inputs import committed_counts, result_inputs
-
-    if args.result:
-        outcomes, partners, pools = result_inputs(args.result, args.partners, args.db)
-    else:
-        if args.partners:
-            raise UsageError("frp fairness: --partners applies to a result file")
-        # Counted in DuckDB: a million referrals reach the report as ~70k weighted rows.
-        outcomes, partners, pools = committed_counts(args.db)
-    rep = report(outcomes, partners, pools)
-    if args.json:
-        print(json.dumps(rep.to_dict(), indent=2))
-    else:
-        print(rep.to_text())
-    return EXIT_OK
-
-
-_COMMANDS = {
-    "simulate": cmd_simulate,
-    "demo": cmd_demo,
-    "import": cmd_import,
-    "commit": cmd_commit,
-    "fairness": cmd_fairness,
-}
 
 
 def run() -> None:

@@ -3,7 +3,8 @@
 Two checks: every ``engine/*.py`` is parsed and its import statements inspected (catches
 an import hidden in a function that a test run never reaches), and a fresh interpreter
 imports every engine module and lists what landed in ``sys.modules`` (catches the same
-modules arriving indirectly through a third-party package).
+modules arriving indirectly through a third-party package). The command line gets
+the same static check against the dashboard's code: nothing in ``cli/`` imports ``ui/``.
 """
 
 from __future__ import annotations
@@ -84,3 +85,16 @@ def test_importing_the_whole_engine_loads_no_ui_or_store() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_the_command_line_imports_nothing_from_the_ui() -> None:
+    # Parsed, not imported, so an import inside a handler counts too.
+    cli_files = sorted((ROOT / "cli").glob("*.py"))
+    assert {"main.py", "args.py"} <= {p.name for p in cli_files}
+    found = [
+        (path.name, line, name)
+        for path in cli_files
+        for line, name in imported_modules(ast.parse(path.read_text(encoding="utf-8")))
+        if name.split(".")[0] == "ui"
+    ]
+    assert found == []

@@ -1,0 +1,75 @@
+"""What every `frp` subcommand shares: exit codes, the parser class, the common flags
+(--db, --rules, --policy), the progress printer and the check that a database exists.
+
+The subcommand modules import from here, and cli/main.py imports them: nothing in cli/
+imports back from the entry point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from engine.reasons import Policy
+from store.errors import StoreError
+
+if TYPE_CHECKING:
+    from engine.assign import Progress
+
+EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT = 0, 1, 2
+POLICIES = [p.value for p in Policy]
+
+#: What to do about a missing database, unless a command says otherwise.
+_HOW_TO_BUILD = (
+    "build the demo with `frp demo` or import partners with `frp import --partners FILE`"
+)
+
+
+class UsageError(Exception):
+    """Arguments that cannot work together; reported like bad input (exit 2)."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, like every other bad input
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def db_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", help="DuckDB file (default: $FRP_DB, else data/frp.duckdb)")
+
+
+def rules_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rules", help="rules TOML file (default: data/rules.toml)")
+
+
+def policy_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--policy",
+        choices=POLICIES,
+        default=Policy.ROUND_ROBIN.value,
+        help="selection policy (default: round-robin)",
+    )
+
+
+def progress(label: str) -> Progress | None:
+    """A progress printer for long runs on a terminal; silent when piped."""
+    if not sys.stderr.isatty():
+        return None
+
+    def report(done: int, total: int) -> None:
+        end = "\n" if done >= total else "\r"
+        print(f"{label}: {done:,} / {total:,}", end=end, file=sys.stderr, flush=True)
+
+    return report
+
+
+def existing(path: Path, advice: str = _HOW_TO_BUILD) -> Path:
+    """``path`` when the database file is there; else a StoreError that says what to do.
+
+    Checked before connecting, because connecting would create an empty database.
+    """
+    if not path.exists():
+        raise StoreError(f"{path}: no such database" + (f"; {advice}" if advice else ""))
+    return path
