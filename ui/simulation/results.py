@@ -1,7 +1,7 @@
 """Drawing a run on the Simulate page: the policies side by side, one policy in detail
 (load, customers, the "why"), the referral emails it would send and the downloads.
 
-Viewers see customer names and contact emails masked (``ui.auth``), here as on every page.
+Viewers see customer names and contact emails masked (``ui.privacy``), here as on every page.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import streamlit as st
 
 from engine.reasons import Reason
 from store.notify import referral_messages
-from ui import auth
+from ui import auth, privacy
 from ui.simulation import SimulationRun, policy_words, reason_words, result_bytes
 from ui.simulation.comparison import (
     comparison,
@@ -135,7 +135,7 @@ def show_results(run: SimulationRun) -> None:
     if customers.height > TABLE_ROWS:
         st.caption(f"First {TABLE_ROWS:,} of {customers.height:,}; the downloads hold them all.")
     st.dataframe(
-        auth.show_names(customers.head(TABLE_ROWS), "name"),
+        privacy.mask_name_columns_for_viewers(customers.head(TABLE_ROWS), "name"),
         hide_index=True,
         key="customers_table",
         column_config={"seats": st.column_config.NumberColumn("seats", format="localized")},
@@ -175,14 +175,18 @@ def show_emails(run: SimulationRun, policy: str) -> None:
     for i, ((referral, tenant), messages) in enumerate(
         emails.group_by("referral_id", "tenant_id", maintain_order=True)
     ):
-        subject = auth.hide_name(messages["subject"][0], names.get(tenant))
+        subject = privacy.mask_name_in_text_for_viewers(messages["subject"][0], names.get(tenant))
         label = f"Referral {referral}: {tenant} → {partner_of[tenant]} · {subject}"
         with st.expander(label, expanded=i == 0):
             for col, row in zip(st.columns(3), messages.iter_rows(named=True), strict=False):
                 to = row["to_email"]
-                to = auth.show_email(to) if row["recipient_role"] == "customer" else to
+                to = (
+                    privacy.mask_email_for_viewers(to)
+                    if row["recipient_role"] == "customer"
+                    else to
+                )
                 col.markdown(f"**{roles[row['recipient_role']]}** · {to}")
-                col.text(auth.hide_name(auth.show_text(row["body"]), names.get(tenant)))
+                col.text(privacy.mask_message_for_viewers(row["body"], names.get(tenant)))
     st.caption(
         f"The first {emails['referral_id'].n_unique()} of {sim.placed:,} referrals, three "
         "messages each (customer, partner, PSM). Nothing is sent before a commit."
