@@ -13,17 +13,14 @@ import streamlit as st
 
 from engine.reasons import Reason
 from store.notify import referral_messages
-from ui import auth, privacy
+from ui import auth, charts, privacy
 from ui.simulation import SimulationRun, policy_words, reason_words, result_bytes
 from ui.simulation.comparison import (
     comparison,
     comparison_config,
     css_by_reason,
-    css_chart,
-    load_chart,
     top_load,
     utilisation_bins,
-    utilisation_chart,
 )
 from ui.simulation.why import customer_table, explain
 
@@ -107,7 +104,7 @@ def show_results(run: SimulationRun) -> None:
     if len(run.simulations) > 1:
         st.caption(f"Differences are against {base['policy']}.")
     st.dataframe(table, hide_index=True, column_config=comparison_config(), key="comparison")
-    st.altair_chart(css_chart(css_by_reason(run)), width="stretch")
+    st.altair_chart(charts.css_reasons_by_policy(css_by_reason(run)), width="stretch")
 
     st.header("One policy in detail", divider="gray")
     policy = st.selectbox(
@@ -117,10 +114,12 @@ def show_results(run: SimulationRun) -> None:
     left, right = st.columns(2)
     load = top_load(sim)
     if load.height:
-        left.altair_chart(load_chart(load, policy), width="stretch")
+        left.altair_chart(charts.load_before_after(load, policy), width="stretch")
     else:
         left.info("No partner receives a customer under this policy.")
-    right.altair_chart(utilisation_chart(utilisation_bins(sim), policy), width="stretch")
+    right.altair_chart(
+        charts.utilisation_before_after(utilisation_bins(sim), policy), width="stretch"
+    )
 
     st.subheader("Customers")
     reasons = [r.value for r in Reason]
