@@ -70,7 +70,21 @@ def show_results(run: SimulationRun) -> None:
         note += f" · overrides: {run.overrides['text']}"
     st.header("Results", divider="gray")
     st.caption(note)
+    show_comparison(run)
 
+    st.header("One policy in detail", divider="gray")
+    policy = st.selectbox(
+        "Policy", list(run.simulations), format_func=policy_words, key="detail_policy"
+    )
+    show_load(run, policy)
+    show_customers(run, policy)
+    show_emails(run, policy)
+    show_downloads(run, policy)
+
+
+def show_comparison(run: SimulationRun) -> None:
+    """The policies side by side: a card of metrics each (differences against the first),
+    the comparison table and the CSS chart."""
     table = comparison(run)
     base = table.row(0, named=True)
     for col, row in zip(st.columns(len(run.simulations)), table.iter_rows(named=True), strict=True):
@@ -106,10 +120,10 @@ def show_results(run: SimulationRun) -> None:
     st.dataframe(table, hide_index=True, column_config=comparison_config(), key="comparison")
     st.altair_chart(charts.css_reasons_by_policy(css_by_reason(run)), width="stretch")
 
-    st.header("One policy in detail", divider="gray")
-    policy = st.selectbox(
-        "Policy", list(run.simulations), format_func=policy_words, key="detail_policy"
-    )
+
+def show_load(run: SimulationRun, policy: str) -> None:
+    """Partner load under one policy: the busiest partners before and after, and every
+    available partner by utilisation band."""
     sim = run.simulations[policy]
     left, right = st.columns(2)
     load = top_load(sim)
@@ -121,9 +135,13 @@ def show_results(run: SimulationRun) -> None:
         charts.utilisation_before_after(utilisation_bins(sim), policy), width="stretch"
     )
 
+
+def show_customers(run: SimulationRun, policy: str) -> None:
+    """The customers of one policy, filtered by reason (names masked for viewers), and the
+    "why" of one of them."""
     st.subheader("Customers")
     reasons = [r.value for r in Reason]
-    counts = sim.counts()
+    counts = run.simulations[policy].counts()
     reason = st.selectbox(
         "Reason",
         [None, *reasons],
@@ -141,9 +159,11 @@ def show_results(run: SimulationRun) -> None:
     )
     show_why(run, policy, customers["tenant_id"].head(TABLE_ROWS).to_list())
 
-    show_emails(run, policy)
 
-    result = sim.output()
+def show_downloads(run: SimulationRun, policy: str) -> None:
+    """One policy's whole result as CSV and Parquet; each download goes into the audit
+    log as an export of personal data."""
+    result = run.simulations[policy].output()
     name = f"simulation-{policy}"
     formats = {".csv": ("CSV", "text/csv"), ".parquet": ("Parquet", DOWNLOAD_PARQUET)}
     with st.container(horizontal=True):
