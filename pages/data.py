@@ -10,7 +10,7 @@ import streamlit as st
 from engine.rules import RulesError, load_rules, parse_rules, to_toml
 from engine.schema import InputError
 from store.imports import import_customers, import_partners
-from ui import auth, db
+from ui import auth, db, privacy
 from ui.router import through_router
 from ui.uploads import read_upload
 
@@ -82,7 +82,9 @@ for column, kind in zip(st.columns(2), ("partners", "customers"), strict=True):
         st.success(f"{file.name}: {_count(frame.height, kind)}, every row valid.")
         preview = frame.head(5)
         if kind == "customers":
-            preview = auth.show_names(auth.show_column(preview, "contact_email"), "name")
+            preview = privacy.mask_name_columns_for_viewers(
+                privacy.mask_email_column_for_viewers(preview, "contact_email"), "name"
+            )
         st.dataframe(preview, hide_index=True)
         file_id, done = st.session_state.get(f"{kind}_done", (None, ""))
         if file_id == file.file_id:

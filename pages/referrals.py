@@ -7,7 +7,7 @@ import polars as pl
 import streamlit as st
 
 from store import views
-from ui import auth, referrals
+from ui import privacy, referrals
 from ui.reads import view
 from ui.router import through_router
 
@@ -61,7 +61,9 @@ with tab_refs:
         tenant=tenant,
     )
     total = view("referral_count", where)
-    rows = auth.show_names(view("referral_rows", where, views.ROW_CAP), "customer")
+    rows = privacy.mask_name_columns_for_viewers(
+        view("referral_rows", where, views.ROW_CAP), "customer"
+    )
     st.metric("Referrals matching", f"{total:,}")
     referrals.capped(rows.height, total, "referrals")
     if rows.height == 0:
@@ -95,7 +97,9 @@ with tab_tasks:
             "refers to a partner."
         )
     else:
-        tasks = auth.show_names(view("ftop_tasks", run, views.ROW_CAP), "customer")
+        tasks = privacy.mask_name_columns_for_viewers(
+            view("ftop_tasks", run, views.ROW_CAP), "customer"
+        )
         referrals.capped(tasks.height, n_tasks, "tasks")
         st.dataframe(tasks, hide_index=True, height=360)
         st.subheader("Close a task")
@@ -113,9 +117,11 @@ with tab_outbox:
         )
     else:
         msgs = view("outbox", tuple(picked), run, views.ROW_CAP)
-        msgs = auth.show_column(msgs, "to_email", pl.col("recipient_role") == "customer")
+        msgs = privacy.mask_email_column_for_viewers(
+            msgs, "to_email", pl.col("recipient_role") == "customer"
+        )
         customers = referrals.customer_names(msgs["tenant_id"].unique().to_list())
-        msgs = auth.hide_names_in(msgs, "subject", customers)
+        msgs = privacy.mask_names_in_text_column_for_viewers(msgs, "subject", customers)
         referrals.capped(msgs.height, n_msgs, "messages")
         st.dataframe(
             msgs.select(
@@ -144,14 +150,14 @@ with tab_outbox:
         msg = view("message", mid)
         if msg:
             to = msg["to_email"]
-            to = auth.show_email(to) if msg["recipient_role"] == "customer" else to
+            to = privacy.mask_email_for_viewers(to) if msg["recipient_role"] == "customer" else to
             name = referrals.customer_names([msg["tenant_id"]]).get(msg["tenant_id"])
-            subject = auth.hide_name(msg["subject"], name)
+            subject = privacy.mask_name_in_text_for_viewers(msg["subject"], name)
             st.markdown(f"**To:** {to}  \n**Subject:** {subject}")
             if msg.get("body_html"):
                 with st.expander("HTML part"):
-                    st.html(auth.hide_name(auth.show_text(msg["body_html"]), name))
-            body = auth.hide_name(auth.show_text(msg["body"]), name)
+                    st.html(privacy.mask_message_for_viewers(msg["body_html"], name))
+            body = privacy.mask_message_for_viewers(msg["body"], name)
             st.code(body, language=None, wrap_lines=True)
 
 with tab_psm:

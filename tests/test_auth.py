@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from tests.app_helpers import MANAGER, VIEWER, open_app, open_page, page_text, rows
 from tests.smtp_server import Server
-from ui import auth
+from ui import auth, privacy
 from ui.db import RULES_KEY
 
 PARTNERS_CSV = (
@@ -54,11 +54,11 @@ def test_unlisted_users_get_the_default_role_and_unknown_roles_count_as_viewer()
 
 
 def test_mask_email_keeps_the_first_letter_and_the_domain() -> None:
-    assert auth.mask_email("jane.doe@example.com") == "j***@example.com"
-    assert auth.mask_email("") == ""
-    assert auth.mask_email(None) is None
+    assert privacy.mask_email("jane.doe@example.com") == "j***@example.com"
+    assert privacy.mask_email("") == ""
+    assert privacy.mask_email(None) is None
     body = 'Contact <a href="mailto:jane.doe@example.com">jane.doe@example.com</a>.'
-    assert auth.mask_text(body) == (
+    assert privacy.mask_emails_in_text(body) == (
         'Contact <a href="mailto:j***@example.com">j***@example.com</a>.'
     )
 
@@ -404,5 +404,5 @@ def test_a_viewer_sees_no_customer_name_in_an_upload_preview() -> None:
 
 
 def test_mask_name_keeps_the_first_letter() -> None:
-    assert auth.mask_name("Müller Maschinenbau AG") == "M***"
-    assert auth.mask_name("") == "" and auth.mask_name(None) is None
+    assert privacy.mask_name("Müller Maschinenbau AG") == "M***"
+    assert privacy.mask_name("") == "" and privacy.mask_name(None) is None

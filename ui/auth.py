@@ -1,4 +1,4 @@
-"""Sign-in, roles and what a viewer may see.
+"""Sign-in, roles, and the audit of downloads of personal data.
 
 Sign-in is optional. With an ``[auth]`` section in ``.streamlit/secrets.toml`` the
 dashboard asks for an OpenID Connect sign-in (``st.login``) and shows nothing else until
@@ -10,21 +10,18 @@ Roles: ``viewer`` browses and simulates; ``manager`` also commits, imports, edit
 sends the outbox, closes tasks and records partner responses. Every write path calls
 :func:`require` (or :func:`refusal` in a callback) at the moment it writes, on the server,
 so a hidden or stale button cannot write for a viewer. Viewers see customer contact
-emails (:func:`mask_email`) and customer names (:func:`mask_name`) masked on every page;
-downloads of personal data (which hold both in full) are audited (:func:`export_callback`).
+emails and names masked on every page (:mod:`ui.privacy`); downloads of personal data
+(which hold both in full) are audited here (:func:`export_callback`).
 """
 
 from __future__ import annotations
 
-import html
 import importlib.util
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import duckdb
-import polars as pl
 import streamlit as st
 
 from store.db import audit
@@ -186,87 +183,7 @@ def sidebar() -> User:
     return user
 
 
-# --- Privacy ---------------------------------------------------------------------------
-
-EMAIL_RE = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
-
-
-def mask_email(email: str | None) -> str | None:
-    """``jane.doe@example.com`` -> ``j***@example.com`` (the domain stays, for support)."""
-    if not email or "@" not in email:
-        return email
-    local, _, domain = email.rpartition("@")
-    return f"{local[:1]}***@{domain}"
-
-
-def mask_text(text: str | None) -> str | None:
-    """Every email address in ``text`` masked (message bodies, plain or HTML)."""
-    return EMAIL_RE.sub(lambda m: mask_email(m.group(0)) or "", text) if text else text
-
-
-def show_email(email: str | None) -> str | None:
-    """A customer's email as the current user may see it."""
-    return email if is_manager() else mask_email(email)
-
-
-def show_text(text: str | None) -> str | None:
-    """A text holding customer emails (a message body) as the current user may see it."""
-    return text if is_manager() else mask_text(text)
-
-
-def show_column(frame: pl.DataFrame, column: str, when: pl.Expr | None = None) -> pl.DataFrame:
-    """``frame`` with the emails of ``column`` masked for viewers (only in the rows where
-    ``when`` holds, e.g. customer recipients); unchanged for managers."""
-    if is_manager() or column not in frame.columns:
-        return frame
-    masked = pl.col(column).str.replace(r"^([^@])[^@]*@", "${1}***@")
-    if when is not None:
-        masked = pl.when(when).then(masked).otherwise(pl.col(column))
-    return frame.with_columns(masked.alias(column))
-
-
-def mask_name(name: str | None) -> str | None:
-    """``Müller Maschinenbau AG`` -> ``M***``: rows stay tellable apart (with the tenant id
-    beside them) without showing a viewer who the customer is."""
-    return f"{name[:1]}***" if name else name
-
-
-def show_name(name: str | None) -> str | None:
-    """A customer's name as the current user may see it."""
-    return name if is_manager() else mask_name(name)
-
-
-def show_names(frame: pl.DataFrame, *columns: str) -> pl.DataFrame:
-    """``frame`` with the customer names of ``columns`` masked for viewers."""
-    if is_manager():
-        return frame
-    masked = [
-        (pl.col(c).str.slice(0, 1) + "***").alias(c)
-        for c in columns
-        if c in frame.columns and frame.schema[c] == pl.String
-    ]
-    return frame.with_columns(masked) if masked else frame
-
-
-def hide_name(text: str | None, name: str | None) -> str | None:
-    """``text`` (a subject, a body, a label) without the customer's ``name`` for viewers:
-    the name as written and HTML-escaped (the HTML part) both become :func:`mask_name`."""
-    if is_manager() or not text or not name:
-        return text
-    mask = mask_name(name) or ""
-    return text.replace(name, mask).replace(html.escape(name), mask)
-
-
-def hide_names_in(frame: pl.DataFrame, column: str, names: Mapping[str, str]) -> pl.DataFrame:
-    """``frame`` with each row's customer name (``names``: tenant id -> name, by the row's
-    ``tenant_id``) taken out of ``column`` for viewers. Row by row: shown frames are capped."""
-    if is_manager() or column not in frame.columns or frame.height == 0:
-        return frame
-    texts = [
-        hide_name(text, names.get(tenant))
-        for text, tenant in frame.select(column, "tenant_id").iter_rows()
-    ]
-    return frame.with_columns(pl.Series(column, texts, dtype=pl.String))
+# --- Downloads of personal data --------------------------------------------------------
 
 
 def record_export(con: duckdb.DuckDBPyConnection, who: str, subject: str, details: str) -> None:

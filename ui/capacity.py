@@ -10,7 +10,7 @@ import polars as pl
 import streamlit as st
 
 from store import views
-from ui import auth, charts, db
+from ui import charts, db, privacy
 from ui.reads import backlog_run, view
 
 PERCENT = {"format": "percent", "min_value": 0.0, "max_value": 1.0}
@@ -143,7 +143,9 @@ def partner_detail(partner_id: str, shown: int = 200) -> None:
             f"{n['total']:,} referrals: {n['open']:,} open, {n['completed']:,} completed"
             + (f" (newest {shown} shown)" if n["total"] > shown else "")
         )
-        referrals = auth.show_names(view("partner_referrals", partner_id, shown), "customer")
+        referrals = privacy.mask_name_columns_for_viewers(
+            view("partner_referrals", partner_id, shown), "customer"
+        )
         st.dataframe(referrals, hide_index=True, height=300)
 
 

@@ -19,6 +19,8 @@ GREY = "#bab0ac"
 LIGHT_GREY = "#e8e8e8"
 GAP = "#f7c6c5"  # "no partner": light red, with dark red words on it
 GAP_TEXT = "#8b1a1a"
+BEFORE = "#9aa5b1"  # a partner's load before a simulated run (slate grey) ...
+AFTER = "#1f77b4"  # ... and after it (blue)
 ROW = 22  # pixels per row of a horizontal bar chart or heatmap
 #: Height of charts with one row per item: a fixed step per row, so labels never overlap
 #: however many rows there are (Vega-Lite then pads instead of Streamlit's "fit").
@@ -284,4 +286,93 @@ def css_reason_bars(reasons: pl.DataFrame, title: str) -> alt.Chart:
             ],
         )
         .properties(height=ROWS)
+    )
+
+
+# --- Comparing policies on the Simulate page (frames from ui.simulation.comparison) ----
+
+
+def css_reasons_by_policy(frame: pl.DataFrame) -> alt.Chart:
+    """Customers sent to CSS per reason, one bar per policy (``policy, reason, customers``);
+    reasons in the frame's order."""
+    order = frame["reason"].unique(maintain_order=True).to_list()
+    return (
+        alt.Chart(frame, title="Customers sent to CSS queues, by reason")
+        .mark_bar()
+        .encode(
+            x=alt.X("customers:Q", title="Customers"),
+            y=alt.Y("reason:N", title=None, sort=order, axis=alt.Axis(labelLimit=320)),
+            yOffset=alt.YOffset("policy:N"),
+            color=alt.Color("policy:N", title="Policy"),
+            tooltip=[
+                alt.Tooltip("policy:N", title="Policy"),
+                alt.Tooltip("reason:N", title="Reason"),
+                alt.Tooltip("customers:Q", title="Customers", format=","),
+            ],
+        )
+    )
+
+
+def load_before_after(frame: pl.DataFrame, policy: str) -> alt.LayerChart:
+    """A dumbbell per partner, in the frame's order: utilisation before the run (grey) to
+    after (blue). ``frame``: ``partner_id, capacity, assigned, active_before, active_after,
+    utilisation_before, utilisation_after``."""
+    order = frame["partner_id"].to_list()
+    tooltip = [
+        alt.Tooltip("partner_id:N", title="Partner"),
+        alt.Tooltip("capacity:Q", title="Capacity"),
+        alt.Tooltip("active_before:Q", title="Active before"),
+        alt.Tooltip("assigned:Q", title="Given in this run"),
+        alt.Tooltip("active_after:Q", title="Active after"),
+        alt.Tooltip("utilisation_before:Q", title="Utilisation before", format=".0%"),
+        alt.Tooltip("utilisation_after:Q", title="Utilisation after", format=".0%"),
+    ]
+    title = alt.TitleParams(
+        "Partner load before → after the run",
+        subtitle=f"Top {frame.height} by customers given ({policy}); grey before, blue after",
+    )
+    base = alt.Chart(frame, title=title).encode(
+        y=alt.Y("partner_id:N", title="Partner", sort=order), tooltip=tooltip
+    )
+    rule = base.mark_rule(color=BEFORE, strokeWidth=3).encode(
+        x=alt.X(
+            "utilisation_before:Q",
+            title="Utilisation (active referrals / capacity)",
+            axis=alt.Axis(format="%"),
+        ),
+        x2="utilisation_after:Q",
+    )
+    before = base.mark_circle(size=80, color=BEFORE, opacity=1).encode(x="utilisation_before:Q")
+    after = base.mark_circle(size=110, color=AFTER, opacity=1).encode(x="utilisation_after:Q")
+    return alt.layer(rule, before, after)
+
+
+def utilisation_before_after(frame: pl.DataFrame, policy: str) -> alt.Chart:
+    """Available partners per utilisation band before the run and after it, side by side
+    (``series, band, partners``; series ``before`` or ``after``); bands in the frame's order."""
+    bands = frame["band"].unique(maintain_order=True).to_list()
+    title = alt.TitleParams(
+        "Available partners by utilisation",
+        subtitle=f"Before the run (grey) and after it under {policy} (blue)",
+    )
+    colours = alt.Scale(domain=["before", "after"], range=[BEFORE, AFTER])
+    return (
+        alt.Chart(frame, title=title)
+        .mark_bar()
+        .encode(
+            x=alt.X(
+                "band:N",
+                title="Utilisation (active referrals / capacity)",
+                sort=bands,
+                axis=alt.Axis(labelAngle=-90, labelOverlap=False),
+            ),
+            xOffset=alt.XOffset("series:N", sort=["before", "after"]),
+            y=alt.Y("partners:Q", title="Partners"),
+            color=alt.Color("series:N", title=None, scale=colours, sort=["before", "after"]),
+            tooltip=[
+                alt.Tooltip("series:N", title="When"),
+                alt.Tooltip("band:N", title="Utilisation"),
+                alt.Tooltip("partners:Q", title="Partners"),
+            ],
+        )
     )

@@ -25,7 +25,7 @@ import streamlit as st
 from engine.rules import Rules, RulesError, load_rules
 from store import state
 from store.bootstrap import ensure_demo
-from store.db import DEFAULT_DB, connect, open_db, resolve_path, retry_conflicts
+from store.db import DEFAULT_DB, open_db, resolve_path, retry_conflicts
 
 RULES_KEY = "rules_toml"
 
@@ -89,14 +89,6 @@ def write(fn: Callable[..., T], *args: Any, what: str = "the change", **kwargs: 
             return retry_conflicts(lambda: fn(con, *args, **kwargs), what=what)
     finally:
         after_write()
-
-
-def cursor() -> duckdb.DuckDBPyConnection:
-    """A new short-lived connection that the caller must close (``try/finally``).
-
-    Kept for callers written before :func:`session`; prefer ``with db.session() as con``
-    (reads) and :func:`write` (writes), which cannot leave the file open."""
-    return connect(_ready(), schema=False)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)

@@ -16,7 +16,7 @@ from engine.reasons import Reason
 from store import lifecycle, tasks, views
 from store.db import StoreError
 from store.outbox import DeliveryError, SmtpSettings, send_pending
-from ui import auth, db
+from ui import auth, db, privacy
 from ui.reads import view
 
 RUN_KEY = "ref_run"
@@ -102,7 +102,8 @@ def trace(ref: dict[str, Any]) -> None:
     gateway = "Gateway" if ref["gateway"] else "not Gateway"
     run = f"run {ref['run_id']}" if ref["run_id"] else "imported history"
     st.markdown(
-        f"**{auth.show_name(ref['customer']) or ref['tenant_id']}** ({ref['tenant_id']}; "
+        f"**{privacy.mask_name_for_viewers(ref['customer']) or ref['tenant_id']}** "
+        f"({ref['tenant_id']}; "
         f"{ref['country']}, {ref['language']}, {ref['seats'] or '?'} seats, {gateway}) went "
         f"to {to}: {REASON_WORDS.get(ref['reason'], ref['reason'])}. Status "
         f"**{ref['status']}**, {run}, "
@@ -216,7 +217,9 @@ def close_task(run: int | str | None) -> None:
     result = st.session_state.pop(TASK_RESULT, None)
     if result is not None:
         getattr(st, result[0])(result[1])
-    open_tasks = auth.show_names(view("ftop_tasks", run, views.ROW_CAP, "open"), "customer")
+    open_tasks = privacy.mask_name_columns_for_viewers(
+        view("ftop_tasks", run, views.ROW_CAP, "open"), "customer"
+    )
     if open_tasks.height == 0:
         st.caption("Every task here is closed.")
         return

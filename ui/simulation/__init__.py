@@ -8,7 +8,8 @@ and the database file must stay free for `frp` and other sessions meanwhile.
 
 - :mod:`ui.simulation.cohort`: choosing the cohort (backlog, upload, synthetic) and
   reading the stored inputs;
-- :mod:`ui.simulation.comparison`: the per-policy comparison, CSS and load charts;
+- :mod:`ui.simulation.comparison`: the per-policy comparison and the frames of its CSS
+  and load charts (drawn by :mod:`ui.charts`);
 - :mod:`ui.simulation.why`: the per-customer table and one customer's decision, step
   by step;
 - :mod:`ui.simulation.results`: drawing a run (metrics, charts, emails, downloads);

@@ -1,14 +1,15 @@
-"""Comparing policies: one row per policy, CSS by reason, and partner load before and after.
+"""Comparing policies: the frames of one row per policy, CSS by reason, and partner load
+before and after.
 
 Frames are aggregated here before any chart sees them (a few hundred rows at most), since
-``st.altair_chart`` ships every row to the browser.
+``st.altair_chart`` ships every row to the browser; the charts drawing them are in
+:mod:`ui.charts`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import altair as alt
 import polars as pl
 import streamlit as st
 
@@ -74,7 +75,8 @@ def comparison_config() -> dict[str, Any]:
 
 
 def css_by_reason(run: SimulationRun) -> pl.DataFrame:
-    """Long frame (policy, reason, customers) of CSS outcomes, for the grouped bar chart."""
+    """Long frame (policy, reason, customers) of CSS outcomes, reasons in the order of
+    ``CSS_REASONS``, for the grouped bar chart."""
     rows = [
         {"policy": policy, "reason": r.words, "customers": sim.counts()[r.value]}
         for policy, sim in run.simulations.items()
@@ -82,25 +84,6 @@ def css_by_reason(run: SimulationRun) -> pl.DataFrame:
     ]
     return pl.DataFrame(
         rows, schema={"policy": pl.String, "reason": pl.String, "customers": pl.Int64}
-    )
-
-
-def css_chart(frame: pl.DataFrame) -> alt.Chart:
-    order = [r.words for r in CSS_REASONS]
-    return (
-        alt.Chart(frame, title="Customers sent to CSS queues, by reason")
-        .mark_bar()
-        .encode(
-            x=alt.X("customers:Q", title="Customers"),
-            y=alt.Y("reason:N", title=None, sort=order, axis=alt.Axis(labelLimit=320)),
-            yOffset=alt.YOffset("policy:N"),
-            color=alt.Color("policy:N", title="Policy"),
-            tooltip=[
-                alt.Tooltip("policy:N", title="Policy"),
-                alt.Tooltip("reason:N", title="Reason"),
-                alt.Tooltip("customers:Q", title="Customers", format=","),
-            ],
-        )
     )
 
 
@@ -123,38 +106,6 @@ def top_load(sim: Simulation, top: int = TOP_PARTNERS) -> pl.DataFrame:
         "utilisation_before",
         "utilisation_after",
     )
-
-
-def load_chart(frame: pl.DataFrame, policy: str) -> alt.LayerChart:
-    """A dumbbell per partner: utilisation before the run (grey) to after (blue)."""
-    order = frame["partner_id"].to_list()
-    tooltip = [
-        alt.Tooltip("partner_id:N", title="Partner"),
-        alt.Tooltip("capacity:Q", title="Capacity"),
-        alt.Tooltip("active_before:Q", title="Active before"),
-        alt.Tooltip("assigned:Q", title="Given in this run"),
-        alt.Tooltip("active_after:Q", title="Active after"),
-        alt.Tooltip("utilisation_before:Q", title="Utilisation before", format=".0%"),
-        alt.Tooltip("utilisation_after:Q", title="Utilisation after", format=".0%"),
-    ]
-    title = alt.TitleParams(
-        "Partner load before → after the run",
-        subtitle=f"Top {frame.height} by customers given ({policy}); grey before, blue after",
-    )
-    base = alt.Chart(frame, title=title).encode(
-        y=alt.Y("partner_id:N", title="Partner", sort=order), tooltip=tooltip
-    )
-    rule = base.mark_rule(color="#9aa5b1", strokeWidth=3).encode(
-        x=alt.X(
-            "utilisation_before:Q",
-            title="Utilisation (active referrals / capacity)",
-            axis=alt.Axis(format="%"),
-        ),
-        x2="utilisation_after:Q",
-    )
-    before = base.mark_circle(size=80, color="#9aa5b1", opacity=1).encode(x="utilisation_before:Q")
-    after = base.mark_circle(size=110, color="#1f77b4", opacity=1).encode(x="utilisation_after:Q")
-    return alt.layer(rule, before, after)
 
 
 _BIN_LABELS = [f"{i * 10}–{(i + 1) * 10}%" for i in range(10)] + ["over 100%"]
@@ -188,31 +139,3 @@ def utilisation_bins(sim: Simulation) -> pl.DataFrame:
     )
     out = grid.join(pl.concat(frames), on=["series", "band"], how="left", maintain_order="left")
     return out.with_columns(pl.col("partners").fill_null(0).cast(pl.Int64))
-
-
-def utilisation_chart(frame: pl.DataFrame, policy: str) -> alt.Chart:
-    title = alt.TitleParams(
-        "Available partners by utilisation",
-        subtitle=f"Before the run (grey) and after it under {policy} (blue)",
-    )
-    colours = alt.Scale(domain=["before", "after"], range=["#9aa5b1", "#1f77b4"])
-    return (
-        alt.Chart(frame, title=title)
-        .mark_bar()
-        .encode(
-            x=alt.X(
-                "band:N",
-                title="Utilisation (active referrals / capacity)",
-                sort=_BIN_LABELS,
-                axis=alt.Axis(labelAngle=-90, labelOverlap=False),
-            ),
-            xOffset=alt.XOffset("series:N", sort=["before", "after"]),
-            y=alt.Y("partners:Q", title="Partners"),
-            color=alt.Color("series:N", title=None, scale=colours, sort=["before", "after"]),
-            tooltip=[
-                alt.Tooltip("series:N", title="When"),
-                alt.Tooltip("band:N", title="Utilisation"),
-                alt.Tooltip("partners:Q", title="Partners"),
-            ],
-        )
-    )

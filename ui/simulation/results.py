@@ -1,7 +1,7 @@
 """Drawing a run on the Simulate page: the policies side by side, one policy in detail
 (load, customers, the "why"), the referral emails it would send and the downloads.
 
-Viewers see customer names and contact emails masked (``ui.auth``), here as on every page.
+Viewers see customer names and contact emails masked (``ui.privacy``), here as on every page.
 """
 
 from __future__ import annotations
@@ -13,17 +13,14 @@ import streamlit as st
 
 from engine.reasons import Reason
 from store.notify import referral_messages
-from ui import auth
+from ui import auth, charts, privacy
 from ui.simulation import SimulationRun, policy_words, reason_words, result_bytes
 from ui.simulation.comparison import (
     comparison,
     comparison_config,
     css_by_reason,
-    css_chart,
-    load_chart,
     top_load,
     utilisation_bins,
-    utilisation_chart,
 )
 from ui.simulation.why import customer_table, explain
 
@@ -73,7 +70,21 @@ def show_results(run: SimulationRun) -> None:
         note += f" · overrides: {run.overrides['text']}"
     st.header("Results", divider="gray")
     st.caption(note)
+    show_comparison(run)
 
+    st.header("One policy in detail", divider="gray")
+    policy = st.selectbox(
+        "Policy", list(run.simulations), format_func=policy_words, key="detail_policy"
+    )
+    show_load(run, policy)
+    show_customers(run, policy)
+    show_emails(run, policy)
+    show_downloads(run, policy)
+
+
+def show_comparison(run: SimulationRun) -> None:
+    """The policies side by side: a card of metrics each (differences against the first),
+    the comparison table and the CSS chart."""
     table = comparison(run)
     base = table.row(0, named=True)
     for col, row in zip(st.columns(len(run.simulations)), table.iter_rows(named=True), strict=True):
@@ -107,24 +118,30 @@ def show_results(run: SimulationRun) -> None:
     if len(run.simulations) > 1:
         st.caption(f"Differences are against {base['policy']}.")
     st.dataframe(table, hide_index=True, column_config=comparison_config(), key="comparison")
-    st.altair_chart(css_chart(css_by_reason(run)), width="stretch")
+    st.altair_chart(charts.css_reasons_by_policy(css_by_reason(run)), width="stretch")
 
-    st.header("One policy in detail", divider="gray")
-    policy = st.selectbox(
-        "Policy", list(run.simulations), format_func=policy_words, key="detail_policy"
-    )
+
+def show_load(run: SimulationRun, policy: str) -> None:
+    """Partner load under one policy: the busiest partners before and after, and every
+    available partner by utilisation band."""
     sim = run.simulations[policy]
     left, right = st.columns(2)
     load = top_load(sim)
     if load.height:
-        left.altair_chart(load_chart(load, policy), width="stretch")
+        left.altair_chart(charts.load_before_after(load, policy), width="stretch")
     else:
         left.info("No partner receives a customer under this policy.")
-    right.altair_chart(utilisation_chart(utilisation_bins(sim), policy), width="stretch")
+    right.altair_chart(
+        charts.utilisation_before_after(utilisation_bins(sim), policy), width="stretch"
+    )
 
+
+def show_customers(run: SimulationRun, policy: str) -> None:
+    """The customers of one policy, filtered by reason (names masked for viewers), and the
+    "why" of one of them."""
     st.subheader("Customers")
     reasons = [r.value for r in Reason]
-    counts = sim.counts()
+    counts = run.simulations[policy].counts()
     reason = st.selectbox(
         "Reason",
         [None, *reasons],
@@ -135,16 +152,18 @@ def show_results(run: SimulationRun) -> None:
     if customers.height > TABLE_ROWS:
         st.caption(f"First {TABLE_ROWS:,} of {customers.height:,}; the downloads hold them all.")
     st.dataframe(
-        auth.show_names(customers.head(TABLE_ROWS), "name"),
+        privacy.mask_name_columns_for_viewers(customers.head(TABLE_ROWS), "name"),
         hide_index=True,
         key="customers_table",
         column_config={"seats": st.column_config.NumberColumn("seats", format="localized")},
     )
     show_why(run, policy, customers["tenant_id"].head(TABLE_ROWS).to_list())
 
-    show_emails(run, policy)
 
-    result = sim.output()
+def show_downloads(run: SimulationRun, policy: str) -> None:
+    """One policy's whole result as CSV and Parquet; each download goes into the audit
+    log as an export of personal data."""
+    result = run.simulations[policy].output()
     name = f"simulation-{policy}"
     formats = {".csv": ("CSV", "text/csv"), ".parquet": ("Parquet", DOWNLOAD_PARQUET)}
     with st.container(horizontal=True):
@@ -175,14 +194,18 @@ def show_emails(run: SimulationRun, policy: str) -> None:
     for i, ((referral, tenant), messages) in enumerate(
         emails.group_by("referral_id", "tenant_id", maintain_order=True)
     ):
-        subject = auth.hide_name(messages["subject"][0], names.get(tenant))
+        subject = privacy.mask_name_in_text_for_viewers(messages["subject"][0], names.get(tenant))
         label = f"Referral {referral}: {tenant} → {partner_of[tenant]} · {subject}"
         with st.expander(label, expanded=i == 0):
             for col, row in zip(st.columns(3), messages.iter_rows(named=True), strict=False):
                 to = row["to_email"]
-                to = auth.show_email(to) if row["recipient_role"] == "customer" else to
+                to = (
+                    privacy.mask_email_for_viewers(to)
+                    if row["recipient_role"] == "customer"
+                    else to
+                )
                 col.markdown(f"**{roles[row['recipient_role']]}** · {to}")
-                col.text(auth.hide_name(auth.show_text(row["body"]), names.get(tenant)))
+                col.text(privacy.mask_message_for_viewers(row["body"], names.get(tenant)))
     st.caption(
         f"The first {emails['referral_id'].n_unique()} of {sim.placed:,} referrals, three "
         "messages each (customer, partner, PSM). Nothing is sent before a commit."
