@@ -312,6 +312,21 @@ def make_partners(count: int, seed: int) -> pl.DataFrame:
     return frame
 
 
+def _customer_workloads(rng: np.random.Generator, count: int) -> pa.ListArray:
+    """k distinct workload ids per customer, drawn by popularity (Gumbel top-k), listed in
+    the catalogue's order; built as one flat array plus offsets (no Python loop)."""
+    wl_names = np.array([w for w, _ in CUSTOMER_WORKLOADS])
+    wl_logw = np.log(np.array([w for _, w in CUSTOMER_WORKLOADS]))
+    k = rng.choice(len(WORKLOAD_COUNT_P), size=count, p=WORKLOAD_COUNT_P) + 1
+    keys = wl_logw[None, :] + rng.gumbel(size=(count, len(wl_names)))
+    rank = np.argsort(np.argsort(-keys, axis=1), axis=1)
+    chosen = rank < k[:, None]
+    _, cols = np.nonzero(chosen)
+    offsets = np.zeros(count + 1, dtype=np.int64)
+    np.cumsum(chosen.sum(axis=1), out=offsets[1:])
+    return _list_array(wl_names.tolist(), cols, offsets)
+
+
 def make_customers(count: int, seed: int) -> pl.DataFrame:
     """``count`` customers (CUSTOMER_SCHEMA) in cohort order, drawn column-wise."""
     rng = _customer_rng(seed, count)
@@ -324,19 +339,7 @@ def make_customers(count: int, seed: int) -> pl.DataFrame:
     col = np.minimum(col, cum.shape[1] - 1)
     language = np.array(lang_codes)[lang_idx[country, col]]
 
-    # Workloads: k distinct ids per customer, drawn by popularity (Gumbel top-k), listed
-    # in the catalogue's order. Built as one flat array plus offsets (no Python loop).
-    wl_names = np.array([w for w, _ in CUSTOMER_WORKLOADS])
-    wl_logw = np.log(np.array([w for _, w in CUSTOMER_WORKLOADS]))
-    k = rng.choice(len(WORKLOAD_COUNT_P), size=count, p=WORKLOAD_COUNT_P) + 1
-    keys = wl_logw[None, :] + rng.gumbel(size=(count, len(wl_names)))
-    rank = np.argsort(np.argsort(-keys, axis=1), axis=1)
-    chosen = rank < k[:, None]
-    _, cols = np.nonzero(chosen)
-    offsets = np.zeros(count + 1, dtype=np.int64)
-    np.cumsum(chosen.sum(axis=1), out=offsets[1:])
-    del keys, rank, chosen
-
+    workloads = _customer_workloads(rng, count)
     seats = np.maximum(
         1, np.round(rng.lognormal(np.log(SEATS_MEDIAN), SEATS_SIGMA, size=count))
     ).astype(np.int64)
@@ -364,7 +367,7 @@ def make_customers(count: int, seed: int) -> pl.DataFrame:
             "gateway": gateway,
             "consent": consent_kind,
         }
-    ).with_columns(pl.Series("workloads", _list_array(wl_names.tolist(), cols, offsets)))
+    ).with_columns(pl.Series("workloads", workloads))
     h = pl.col("hex")
     frame = base.select(
         pl.concat_str(

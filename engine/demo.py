@@ -452,30 +452,31 @@ def _days_ago(rng: random.Random, low: float, high: float) -> float:
     return low + (high - low) * rng.random() ** 1.3
 
 
+def _history_row(
+    customer: _Customer, when: datetime, status: str, **referral: Any
+) -> dict[str, Any]:
+    """One past referral in REFERRAL_SCHEMA, with the customer it was for."""
+    return {
+        "tenant_id": None,  # numbered once everything is in time order
+        "status": status,
+        "created_at": when,
+        **referral,
+        "customer_name": customer.name,
+        "customer_country": customer.country,
+        "customer_language": customer.language,
+        "customer_seats": customer.seats,
+        "customer_workloads": customer.workloads,
+        "customer_gateway": customer.gateway,
+        "customer_contact_email": customer.contact_email,
+        "customer_referral_consent": customer.referral_consent,
+    }
+
+
 def _make_history(
     rng: random.Random, tables: _Tables, partners: list[_Partner], as_of: datetime, used: set[str]
 ) -> list[dict[str, Any]]:
     """Past referrals, oldest first; sets each partner's active count and round-robin order."""
     rows: list[dict[str, Any]] = []
-
-    def add(customer: _Customer, when: datetime, status: str, **referral: Any) -> None:
-        rows.append(
-            {
-                "tenant_id": None,  # numbered once everything is in time order
-                "status": status,
-                "created_at": when,
-                **referral,
-                "customer_name": customer.name,
-                "customer_country": customer.country,
-                "customer_language": customer.language,
-                "customer_seats": customer.seats,
-                "customer_workloads": customer.workloads,
-                "customer_gateway": customer.gateway,
-                "customer_contact_email": customer.contact_email,
-                "customer_referral_consent": customer.referral_consent,
-            }
-        )
-
     for partner in partners:
         in_full_pool = any(c in FULL_POOL_COUNTRIES for c in partner.countries)
         if not in_full_pool and rng.random() < 0.06:
@@ -495,7 +496,7 @@ def _make_history(
         for status, days in ages:
             when = (as_of - timedelta(days=days)).replace(microsecond=0)
             partner.latest = when if partner.latest is None else max(partner.latest, when)
-            add(
+            row = _history_row(
                 _customer_of(rng, tables, used, partner),
                 when,
                 status,
@@ -505,13 +506,14 @@ def _make_history(
                 reason=Reason.ASSIGNED.value,
                 psm_email=partner.psm_email,
             )
+            rows.append(row)
 
     css_reasons = list(CSS_REASONS)
     css_count = round(len(rows) * 0.3)
     for reason in rng.choices(css_reasons, weights=(30, 18, 14, 26, 12), k=css_count):
         customer = _customer(rng, tables, used, kind=reason)
         days = _days_ago(rng, 0, HISTORY_DAYS)
-        add(
+        row = _history_row(
             customer,
             (as_of - timedelta(days=days)).replace(microsecond=0),
             "active" if days < 45 else "completed",
@@ -521,6 +523,7 @@ def _make_history(
             reason=reason.value,
             psm_email=None,
         )
+        rows.append(row)
 
     rows.sort(key=lambda r: (r["created_at"], r["customer_name"]))
     for n, row in enumerate(rows, start=1):
