@@ -37,15 +37,15 @@ from engine.vocabulary import (
 MAX_SIZE = 1_000_000
 
 #: The cohort's share of each seat bucket (engine.vocabulary.SEAT_BUCKETS), and its cap on
-#: the open-ended largest bucket (the demo world's are its own: engine.demo._seats).
+#: the open-ended largest bucket (the demo world's are its own: engine.demo.SEAT_WEIGHTS).
 SEAT_SHARES: dict[str, float] = {"XS": 0.55, "S": 0.33, "M": 0.08, "L": 0.04}
 MOST_SEATS = 120_000
 
 #: Share of a partner's capacity that weighs for its home country (listed first).
 HOME_SHARE = 0.75
 
-#: Used when no partners are given: a few big markets with their main languages (the demo
-#: world's ten biggest by customer weight, India and Spain here with one language only).
+#: Used when no partners are given: a few big markets with their main languages, weighted
+#: as in the demo world's data/demo/countries.csv (where India and Spain have a second one).
 DEFAULT_COUNTRIES: dict[str, tuple[float, tuple[str, ...]]] = {
     "US": (22, ("en", "es")),
     "GB": (9, ("en",)),
