@@ -24,7 +24,7 @@ before a timer starts. The database with the committed cohort is built once and 
 ``bench/results/tmp/`` (git-ignored), keyed by the world and by the code that writes it.
 
 Chromium is Debian's (``/usr/bin/chromium``), driven by Playwright, as in the browser
-tests (``../shared/browser-testing.md``).
+tests (``tests/browser/``).
 """
 
 from __future__ import annotations
@@ -42,9 +42,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.paths import CACHE_DIR, ROOT
 from bench.server import CHROMIUM, CHROMIUM_ARGS, ServerError, start_server, stop_server
+from bench.world import ensure_world
 
-ROOT = Path(__file__).resolve().parent.parent
 VIEWPORT = {"width": 1400, "height": 1000}
 SIMULATE_CUSTOMERS = 10_000
 SIMULATE_POLICIES = ("round-robin", "least-loaded")  # the page's default pair
@@ -374,9 +375,6 @@ def _chromium_version() -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m bench.browser [REPEATS]``: only the browser part, printed (nothing written)."""
-    from bench.run import CACHE_DIR
-    from bench.world import ensure_world
-
     repeats = int((argv or sys.argv[1:] or ["1"])[0])
     world = ensure_world(1_000_000, 2_000, 1, CACHE_DIR)
     result = measure(world.customers, CACHE_DIR, repeats, lambda m: print(m, flush=True))

@@ -57,13 +57,8 @@ import polars as pl
 
 from bench.browser import GOAL_S, BrowserBenchError
 from bench.browser import measure as measure_browser
+from bench.paths import CACHE_DIR, DOCS_DIR, QUICK_DIR, RESULTS_DIR, ROOT
 from bench.world import GENERATOR_VERSION, World, ensure_world, parameters
-
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS_DIR = ROOT / "bench" / "results"
-CACHE_DIR = RESULTS_DIR / "tmp"
-QUICK_DIR = CACHE_DIR / "quick"
-DOCS_DIR = ROOT / "docs"
 
 SIZES: dict[str, int] = {"10k": 10_000, "100k": 100_000, "1m": 1_000_000}
 POLICIES = ("round-robin", "weighted", "least-loaded", "optimal")

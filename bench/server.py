@@ -13,9 +13,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-#: Debian's Chromium and the flags it needs here (../shared/browser-testing.md): without
-#: the background-networking ones it keeps trying hosts it cannot reach.
+from bench.paths import ROOT
+
+#: Debian's Chromium and the flags it needs here: without the background-networking ones
+#: it keeps trying hosts it cannot reach.
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",

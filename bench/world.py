@@ -18,7 +18,8 @@ Everything is drawn with numpy and assembled with polars / pyarrow, column-wise,
 million customers take a few seconds; the same (size, partners, seed) always gives the
 same files. The partners depend only on (partners, seed), so every cohort size of a
 benchmark meets the same 2,000 partners. Files are Parquet with exactly the columns of
-``engine.columns`` (list columns as ``list<string>``).
+``engine.columns`` (list columns as ``list<string>``). Workloads and company name parts are
+``engine.vocabulary``'s, shared with the demo world and synthetic cohorts.
 """
 
 from __future__ import annotations
@@ -32,13 +33,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.columns import CUSTOMER_SCHEMA, PARTNER_SCHEMA
+from engine.vocabulary import COMPANY_PREFIXES, INDUSTRIES, NON_ELIGIBLE_WORKLOADS, WORKLOAD_DEMAND
 
 #: Bump when the generator changes, so cached worlds are not reused across versions.
 GENERATOR_VERSION = 1
 
 #: (country, languages with their share of the country's customers, neighbours), by
 #: demand rank: the first is the biggest market. Shares need not sum to 1; the main
-#: language (first) takes what is left after the others and English.
+#: language (first) takes what is left after the others and English. The benchmark's own
+#: table: the demo world's (data/demo/countries.csv) has weights and regions instead.
 COUNTRIES: tuple[tuple[str, tuple[tuple[str, float], ...], tuple[str, ...]], ...] = (
     ("US", (("en", 0.0), ("es", 0.08)), ("CA", "MX")),
     ("GB", (("en", 0.0),), ("IE", "NL", "FR")),
@@ -91,22 +94,16 @@ PARTNER_SPREAD = 0.75
 #: Share of a non-English country's customers who ask for English.
 ENGLISH_SHARE = 0.10
 
-#: Workloads customers ask for, with their popularity; the last three are not eligible.
+#: How often customers ask for the workloads FastTrack does not cover: the benchmark's own
+#: weights (the demo world and synthetic cohorts pick among them evenly).
+NON_ELIGIBLE_DEMAND: dict[str, float] = dict(
+    zip(NON_ELIGIBLE_WORKLOADS, (2.5, 1.5, 1.0), strict=True)
+)
+#: Workloads customers ask for, with their popularity: the vocabulary's eligible ones, most
+#: asked first (the order a customer's workloads are listed in), then the uncovered ones.
 CUSTOMER_WORKLOADS: tuple[tuple[str, float], ...] = (
-    ("exchange", 10),
-    ("teams", 10),
-    ("sharepoint", 7),
-    ("onedrive", 6),
-    ("intune", 6),
-    ("entra-id", 5),
-    ("defender", 5),
-    ("m365-apps", 4),
-    ("windows", 1.8),
-    ("purview", 1.5),
-    ("viva", 1.2),
-    ("dynamics-365", 2.5),
-    ("power-bi", 1.5),
-    ("power-platform", 1.0),
+    *sorted(WORKLOAD_DEMAND.items(), key=lambda item: -item[1]),
+    *NON_ELIGIBLE_DEMAND.items(),
 )
 #: How many workloads a customer asks for (1..5) and how often.
 WORKLOAD_COUNT_P = (0.35, 0.30, 0.20, 0.10, 0.05)
@@ -137,17 +134,10 @@ SEATS_MEDIAN, SEATS_SIGMA = 700.0, 1.4
 CONSENT_P = (0.93, 0.03, 0.04)  # true, false, empty
 GATEWAY_SHARE = 0.20
 
-_PREFIX = (
-    "Alder", "Amberfield", "Ashgrove", "Bellcliff", "Birchmont", "Bramblewood", "Calderon",
-    "Cloudberry", "Coppervale", "Dawnridge", "Elmwick", "Fernhollow", "Flintmoor", "Galewater",
-    "Glassbrook", "Hazelport", "Hillcrest", "Juniperfield", "Kestrelmoor", "Lanternhill",
-    "Marshfield", "Mistral", "Northwind", "Oakenshaw", "Pebblecourt", "Quarrystone", "Redwater",
-    "Rushmere", "Saltmarsh", "Sparrowdale", "Stillbrook", "Thornbury", "Umberlea", "Valewood",
-)  # fmt: skip
-_INDUSTRY = (
-    "Analytics", "Bakeries", "Biotech", "Builders", "Clinics", "Freight", "Foods", "Insurance",
-    "Logistics", "Manufacturing", "Media", "Mining", "Pharma", "Retail", "Robotics", "Shipping",
-)  # fmt: skip
+#: Company names use the vocabulary's first 34 prefixes and 16 industries: drawing from
+#: more would change every generated world (bump GENERATOR_VERSION when doing so).
+_PREFIX = COMPANY_PREFIXES[:34]
+_INDUSTRY = INDUSTRIES[:16]
 _PARTNER_SUFFIX = ("Consulting", "Cloud Partners", "Digital", "IT Services", "Solutions")
 _FIRST = ("Alex", "Sam", "Robin", "Kim", "Jordan", "Maria", "Chen", "Yuki", "Noor", "Lena")
 _LAST = ("Berg", "Okafor", "Tanaka", "Moreau", "Silva", "Novak", "Lund", "Haddad", "Rossi")
@@ -322,6 +312,21 @@ def make_partners(count: int, seed: int) -> pl.DataFrame:
     return frame
 
 
+def _customer_workloads(rng: np.random.Generator, count: int) -> pa.ListArray:
+    """k distinct workload ids per customer, drawn by popularity (Gumbel top-k), listed in
+    the catalogue's order; built as one flat array plus offsets (no Python loop)."""
+    wl_names = np.array([w for w, _ in CUSTOMER_WORKLOADS])
+    wl_logw = np.log(np.array([w for _, w in CUSTOMER_WORKLOADS]))
+    k = rng.choice(len(WORKLOAD_COUNT_P), size=count, p=WORKLOAD_COUNT_P) + 1
+    keys = wl_logw[None, :] + rng.gumbel(size=(count, len(wl_names)))
+    rank = np.argsort(np.argsort(-keys, axis=1), axis=1)
+    chosen = rank < k[:, None]
+    _, cols = np.nonzero(chosen)
+    offsets = np.zeros(count + 1, dtype=np.int64)
+    np.cumsum(chosen.sum(axis=1), out=offsets[1:])
+    return _list_array(wl_names.tolist(), cols, offsets)
+
+
 def make_customers(count: int, seed: int) -> pl.DataFrame:
     """``count`` customers (CUSTOMER_SCHEMA) in cohort order, drawn column-wise."""
     rng = _customer_rng(seed, count)
@@ -334,19 +339,7 @@ def make_customers(count: int, seed: int) -> pl.DataFrame:
     col = np.minimum(col, cum.shape[1] - 1)
     language = np.array(lang_codes)[lang_idx[country, col]]
 
-    # Workloads: k distinct ids per customer, drawn by popularity (Gumbel top-k), listed
-    # in the catalogue's order. Built as one flat array plus offsets (no Python loop).
-    wl_names = np.array([w for w, _ in CUSTOMER_WORKLOADS])
-    wl_logw = np.log(np.array([w for _, w in CUSTOMER_WORKLOADS]))
-    k = rng.choice(len(WORKLOAD_COUNT_P), size=count, p=WORKLOAD_COUNT_P) + 1
-    keys = wl_logw[None, :] + rng.gumbel(size=(count, len(wl_names)))
-    rank = np.argsort(np.argsort(-keys, axis=1), axis=1)
-    chosen = rank < k[:, None]
-    _, cols = np.nonzero(chosen)
-    offsets = np.zeros(count + 1, dtype=np.int64)
-    np.cumsum(chosen.sum(axis=1), out=offsets[1:])
-    del keys, rank, chosen
-
+    workloads = _customer_workloads(rng, count)
     seats = np.maximum(
         1, np.round(rng.lognormal(np.log(SEATS_MEDIAN), SEATS_SIGMA, size=count))
     ).astype(np.int64)
@@ -374,7 +367,7 @@ def make_customers(count: int, seed: int) -> pl.DataFrame:
             "gateway": gateway,
             "consent": consent_kind,
         }
-    ).with_columns(pl.Series("workloads", _list_array(wl_names.tolist(), cols, offsets)))
+    ).with_columns(pl.Series("workloads", workloads))
     h = pl.col("hex")
     frame = base.select(
         pl.concat_str(

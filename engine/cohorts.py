@@ -8,13 +8,14 @@ each customer's language is one those partners speak there, so most customers *c
 be matched and the interesting CSS outcomes come from the mix (small tenants, workloads
 FastTrack does not cover, withheld consent) and from capacity, not from nonsense input.
 
-Pure: polars and numpy in, a frame in ``CUSTOMER_SCHEMA`` out (DOMAIN.md, "Input tables").
+Workloads, company names and seat buckets come from ``engine.vocabulary``, shared with the
+demo and benchmark worlds. Pure: polars and numpy in, a frame in ``CUSTOMER_SCHEMA`` out
+(docs/domain.md, "Input tables").
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -23,39 +24,28 @@ import polars as pl
 
 from engine.columns import CUSTOMER_SCHEMA
 from engine.iso import COUNTRIES, LANGUAGES
+from engine.vocabulary import (
+    COMPANY_PREFIXES,
+    INDUSTRIES,
+    NON_ELIGIBLE_WORKLOADS,
+    SEAT_BUCKETS,
+    WORKLOAD_DEMAND,
+    slug,
+)
 
 #: Largest cohort the generator makes (a guard against a typo of a few extra zeros).
 MAX_SIZE = 1_000_000
 
-#: Eligible workloads with how often customers ask for them (relative weights).
-WORKLOAD_DEMAND: dict[str, float] = {
-    "exchange": 10,
-    "teams": 10,
-    "sharepoint": 7,
-    "onedrive": 6,
-    "m365-apps": 4,
-    "intune": 6,
-    "entra-id": 5,
-    "defender": 5,
-    "windows": 1.8,
-    "purview": 1.5,
-    "viva": 1.2,
-}
-#: Workloads customers mention that FastTrack does not cover (ignored for matching).
-OTHER_WORKLOADS = ("dynamics-365", "power-bi", "power-platform")
-
-#: Seat buckets used in reporting (DOMAIN.md): XS 150-499, S 500-4,999, M 5,000-9,999, L 10,000+.
-SEAT_BUCKETS: tuple[tuple[int, int, float], ...] = (
-    (150, 499, 0.55),
-    (500, 4_999, 0.33),
-    (5_000, 9_999, 0.08),
-    (10_000, 120_000, 0.04),
-)
+#: The cohort's share of each seat bucket (engine.vocabulary.SEAT_BUCKETS), and its cap on
+#: the open-ended largest bucket (the demo world's are its own: engine.demo.SEAT_WEIGHTS).
+SEAT_SHARES: dict[str, float] = {"XS": 0.55, "S": 0.33, "M": 0.08, "L": 0.04}
+MOST_SEATS = 120_000
 
 #: Share of a partner's capacity that weighs for its home country (listed first).
 HOME_SHARE = 0.75
 
-#: Used when no partners are given: a few big markets with their main languages.
+#: Used when no partners are given: a few big markets with their main languages, weighted
+#: as in the demo world's data/demo/countries.csv (where India and Spain have a second one).
 DEFAULT_COUNTRIES: dict[str, tuple[float, tuple[str, ...]]] = {
     "US": (22, ("en", "es")),
     "GB": (9, ("en",)),
@@ -69,69 +59,7 @@ DEFAULT_COUNTRIES: dict[str, tuple[float, tuple[str, ...]]] = {
     "ES": (4, ("es",)),
 }
 
-# Invented company names: "<prefix> <industry> <legal form>" (no real company intended).
-_PREFIX = (
-    "Alder",
-    "Amberfield",
-    "Ashgrove",
-    "Bellcliff",
-    "Birchmont",
-    "Bramblewood",
-    "Calderon",
-    "Cloudberry",
-    "Coppervale",
-    "Dawnridge",
-    "Elmwick",
-    "Fernhollow",
-    "Flintmoor",
-    "Galewater",
-    "Glassbrook",
-    "Hazelport",
-    "Hillcrest",
-    "Juniperfield",
-    "Kestrelmoor",
-    "Lanternhill",
-    "Marshfield",
-    "Mistral",
-    "Northwind",
-    "Oakenshaw",
-    "Pebblecourt",
-    "Quarrystone",
-    "Redwater",
-    "Rushmere",
-    "Saltmarsh",
-    "Sparrowdale",
-    "Stillbrook",
-    "Thornbury",
-    "Umberlea",
-    "Valewood",
-    "Westerly",
-    "Whinfell",
-    "Wrenfield",
-    "Yewbank",
-)
-_INDUSTRY = (
-    "Analytics",
-    "Bakeries",
-    "Biotech",
-    "Builders",
-    "Clinics",
-    "Freight",
-    "Foods",
-    "Insurance",
-    "Logistics",
-    "Manufacturing",
-    "Media",
-    "Mining",
-    "Pharma",
-    "Retail",
-    "Robotics",
-    "Shipping",
-    "Textiles",
-    "Travel",
-    "Utilities",
-    "Vineyards",
-)
+# Legal forms that end invented company names, one per country ('Ltd' elsewhere).
 _LEGAL_FORM = {
     "DE": "GmbH",
     "AT": "GmbH",
@@ -175,7 +103,7 @@ class CohortMix:
     gateway_share: float = 0.20
     no_consent_share: float = 0.05
     non_eligible_share: float = 0.05
-    #: Seats below this make a "small" tenant (DOMAIN.md's default minimum).
+    #: Seats below this make a "small" tenant (docs/domain.md, "The process").
     min_seats: int = 150
     countries: tuple[str, ...] = ()
     country_weights: Mapping[str, float] = field(default_factory=dict)
@@ -302,7 +230,7 @@ def synthetic_cohort(
     seats = _seats(rng, size, small, mix.min_seats)
 
     workloads = _workloads(rng, size, other_only)
-    names_idx = rng.integers(0, [len(_PREFIX), len(_INDUSTRY)], size=(size, 2))
+    names_idx = rng.integers(0, [len(COMPANY_PREFIXES), len(INDUSTRIES)], size=(size, 2))
     consent_pick = rng.integers(0, 3, size=size)  # True, True, unknown (the default applies)
 
     # A language per customer, drawn within its country by the partners' weights there.
@@ -315,10 +243,10 @@ def synthetic_cohort(
         pos = int(np.searchsorted(cum, lang_u[k] * cum[-1], side="right"))
         language_col.append(langs[min(pos, len(langs) - 1)])
     names = [
-        f"{_PREFIX[a]} {_INDUSTRY[b]} {_LEGAL_FORM.get(code, 'Ltd')}"
+        f"{COMPANY_PREFIXES[a]} {INDUSTRIES[b]} {_LEGAL_FORM.get(code, 'Ltd')}"
         for (a, b), code in zip(names_idx.tolist(), country_col, strict=True)
     ]
-    emails = [f"it-admin@{_slug(name)}-{k + 1}.example" for k, name in enumerate(names)]
+    emails = [f"it-admin@{slug(name)}-{k + 1}.example" for k, name in enumerate(names)]
     consent_col = [
         False if nc else (None if pick == 2 else True)
         for nc, pick in zip(no_consent.tolist(), consent_pick.tolist(), strict=True)
@@ -347,32 +275,29 @@ def _workloads(rng: np.random.Generator, size: int, other_only: np.ndarray) -> l
     log_p = np.log(np.array(list(WORKLOAD_DEMAND.values())))
     # Gumbel top-k: the k largest of log(weight) + Gumbel noise are a weighted sample of k.
     order = np.argsort(-(log_p + rng.gumbel(size=(size, len(demand)))), axis=1)
-    other_order = np.argsort(rng.random((size, len(OTHER_WORKLOADS))), axis=1)
+    other_order = np.argsort(rng.random((size, len(NON_ELIGIBLE_WORKLOADS))), axis=1)
     count = rng.choice([1, 2, 3], size=size, p=[0.45, 0.38, 0.17])
     extra = rng.random(size) < 0.10
     out: list[list[str]] = []
     for k in range(size):
         if other_only[k]:
-            picks = [OTHER_WORKLOADS[j] for j in other_order[k, : 1 + int(count[k] > 1)]]
+            picks = [NON_ELIGIBLE_WORKLOADS[j] for j in other_order[k, : 1 + int(count[k] > 1)]]
         else:
             picks = [demand[j] for j in order[k, : count[k]]]
             if extra[k]:
-                picks.append(OTHER_WORKLOADS[other_order[k, 0]])
+                picks.append(NON_ELIGIBLE_WORKLOADS[other_order[k, 0]])
         out.append(picks)
     return out
 
 
 def _seats(rng: np.random.Generator, size: int, small: np.ndarray, min_seats: int) -> np.ndarray:
     """Seat counts: small tenants below ``min_seats``; others log-uniform within a size bucket."""
-    lows = np.array([max(lo, min_seats) for lo, _, _ in SEAT_BUCKETS], dtype=np.float64)
-    highs = np.array([max(hi, min_seats) for _, hi, _ in SEAT_BUCKETS], dtype=np.float64)
-    p = np.array([w for _, _, w in SEAT_BUCKETS])
+    bounds = [(lo, MOST_SEATS if hi is None else hi) for lo, hi in SEAT_BUCKETS.values()]
+    lows = np.array([max(lo, min_seats) for lo, _ in bounds], dtype=np.float64)
+    highs = np.array([max(hi, min_seats) for _, hi in bounds], dtype=np.float64)
+    p = np.array([SEAT_SHARES[name] for name in SEAT_BUCKETS])
     bucket = rng.choice(len(SEAT_BUCKETS), size=size, p=p / p.sum())
     lo, hi = lows[bucket], highs[bucket]
     big = np.floor(np.exp(rng.uniform(np.log(lo), np.log(hi + 1)))).astype(np.int64)
     tiny = rng.integers(max(1, min_seats // 20), min_seats, size=size)
     return np.where(small, tiny, big)
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-CONTINENTS = ("Africa", "Americas", "Antarctica", "Asia", "Europe", "Oceania")
-
 
 @dataclass(frozen=True, slots=True)
 class Country:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import polars as pl
 
+from engine.demo import generate_world
 from engine.rules import Rules, load_rules
 from store.db import audit, connect, transaction
-from store.demo import generate_world
 from store.imports import import_customers, import_partners
 
 

@@ -7,8 +7,8 @@ import pytest
 
 from engine.cohorts import CohortMix, market, synthetic_cohort
 from engine.columns import CUSTOMER_SCHEMA, LIST_SEPARATOR
+from engine.demo import generate_world
 from engine.schema import validate_customers
-from store.demo import generate_world
 
 
 @pytest.fixture(scope="module")

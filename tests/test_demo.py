@@ -1,4 +1,4 @@
-"""The seeded demo world (store/demo.py): big enough, believable, consistent, repeatable."""
+"""The seeded demo world (engine/demo.py): big enough, believable, consistent, repeatable."""
 
 from __future__ import annotations
 
@@ -10,11 +10,7 @@ import polars as pl
 import pytest
 
 from engine.columns import CUSTOMER_SCHEMA, PARTNER_SCHEMA, REFERRAL_HISTORY_SCHEMA
-from engine.iso import COUNTRIES, LANGUAGES
-from engine.reasons import CSS_REASONS, Policy
-from engine.reference import reference_simulate
-from engine.rules import Rules, load_rules
-from store.demo import (
+from engine.demo import (
     FULL_POOL_COUNTRIES,
     HISTORY_DAYS,
     QUEUE_OF_REGION,
@@ -23,6 +19,10 @@ from store.demo import (
     generate_world,
     load_tables,
 )
+from engine.iso import COUNTRIES, LANGUAGES
+from engine.reasons import CSS_REASONS, Policy
+from engine.reference import reference_simulate
+from engine.rules import Rules, load_rules
 
 EMAIL = re.compile(r"^[a-z0-9.-]+@[a-z0-9-]+(\.[a-z0-9-]+)*\.example$")
 

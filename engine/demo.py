@@ -3,7 +3,7 @@
 This module owns the believable sample data that the dashboard, the docs and the tests
 share (like datasette's fixtures): one call, :func:`generate_world`, builds Polars frames
 in the documented schemas from a seed, so the same seed always gives the same world.
-It only builds frames; loading them into the store is the store's business.
+It only builds frames; loading them into the store is ``store.bootstrap``'s business.
 
 What makes the world believable, and why each piece is there:
 
@@ -21,6 +21,9 @@ What makes the world believable, and why each piece is there:
   and two nearly full pools (South Korea and Israel) that the backlog overflows.
 * Every name is composed from the invented word lists in ``data/demo/names.toml``;
   every e-mail address is on the reserved ``.example`` domain.
+
+What customers ask for, the seat buckets and how a name becomes a domain are
+``engine.vocabulary``'s, shared with synthetic cohorts and the benchmark world.
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ from __future__ import annotations
 import csv
 import math
 import random
-import re
 import tomllib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -39,9 +41,9 @@ from typing import Any
 
 import polars as pl
 
-from engine.cohorts import WORKLOAD_DEMAND
 from engine.columns import CUSTOMER_SCHEMA, PARTNER_SCHEMA, REFERRAL_HISTORY_SCHEMA, TEXT_LIST
 from engine.reasons import CSS_REASONS, FRP_QUEUE, Outcome, Reason
+from engine.vocabulary import NON_ELIGIBLE_WORKLOADS, SEAT_BUCKETS, WORKLOAD_DEMAND, slug
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "data" / "demo"
 
@@ -54,12 +56,13 @@ BIG_PARTNERS = 12
 MEDIUM_PARTNERS = 40
 PSMS_PER_REGION = 16
 
-#: The default CSS queues (DOMAIN.md); a test checks they agree with data/rules.toml.
+#: The default CSS queues (docs/domain.md, "Default regions and CSS queues"); a test checks
+#: they agree with data/rules.toml.
 QUEUE_OF_REGION = {"Americas": "CSS Americas", "EMEA": "CSS EMEA", "APAC": "CSS APAC"}
 
-#: How often customers ask for each eligible workload: the same weights as synthetic
-#: cohorts (engine.cohorts), so the demo and what-if cohorts look alike...
-#: ...and the share of ordinary partners endorsed for each.
+#: Customers ask for workloads as engine.vocabulary's WORKLOAD_DEMAND says, the same as
+#: synthetic cohorts, so the demo and what-if cohorts look alike. The share of ordinary
+#: partners endorsed for each eligible workload is the demo's own:
 PARTNER_ENDORSEMENT: dict[str, float] = {
     "exchange": 0.92,
     "teams": 0.92,
@@ -74,8 +77,11 @@ PARTNER_ENDORSEMENT: dict[str, float] = {
     "viva": 0.08,
 }
 RARE_WORKLOADS = ("windows", "purview", "viva")
-#: Workloads customers mention that FastTrack does not cover (ignored for matching).
-NON_ELIGIBLE_WORKLOADS = ("dynamics-365", "power-bi", "power-platform")
+
+#: The demo's weight of each seat bucket (engine.vocabulary.SEAT_BUCKETS) and its cap on the
+#: open-ended largest one; synthetic cohorts have their own (engine.cohorts.SEAT_SHARES).
+SEAT_WEIGHTS: dict[str, int] = {"XS": 46, "S": 38, "M": 10, "L": 6}
+MOST_SEATS = 150_000
 
 #: Countries whose partners are nearly full, so the backlog overflows them.
 FULL_POOL_COUNTRIES = ("KR", "IL")
@@ -107,9 +113,10 @@ class DemoWorld:
 
 
 @dataclass(frozen=True)
-class Country:
+class Market:
+    """A country as the demo world sees it (its ISO entry, name included, is engine.iso's)."""
+
     code: str
-    name: str
     region: str
     customer_weight: float
     partner_weight: float
@@ -119,7 +126,7 @@ class Country:
 
 @dataclass(frozen=True)
 class _Tables:
-    countries: dict[str, Country]
+    countries: dict[str, Market]
     names: dict[str, Any]
 
 
@@ -129,7 +136,7 @@ class _Partner:
 
     partner_id: str
     name: str
-    home: Country
+    home: Market
     countries: list[str]
     languages: list[str]
     workloads: list[str]
@@ -145,13 +152,15 @@ class _Partner:
 
 @lru_cache(maxsize=1)
 def load_tables(directory: Path = DEMO_DIR) -> _Tables:
-    """The country table and the name parts (read once; they are static files)."""
-    countries: dict[str, Country] = {}
+    """The country table and the name parts (read once; they are static files).
+
+    The table's ``name`` column is for people reading the file; it repeats engine.iso's.
+    """
+    countries: dict[str, Market] = {}
     with (directory / "countries.csv").open(encoding="utf-8", newline="") as handle:
         for row in csv.DictReader(handle):
-            countries[row["code"]] = Country(
+            countries[row["code"]] = Market(
                 code=row["code"],
-                name=row["name"],
                 region=row["region"],
                 customer_weight=float(row["customer_weight"]),
                 partner_weight=float(row["partner_weight"]),
@@ -164,10 +173,6 @@ def load_tables(directory: Path = DEMO_DIR) -> _Tables:
 
 def _split(cell: str) -> list[str]:
     return [part.strip() for part in cell.split(";") if part.strip()]
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
 def _unique(make: Callable[[], str], used: set[str]) -> str:
@@ -215,7 +220,7 @@ def _make_psms(rng: random.Random, tables: _Tables) -> dict[str, list[tuple[str,
         people = []
         for _ in range(PSMS_PER_REGION):
             name = _unique(lambda: _person(rng, tables.names)[0], used)
-            people.append((name, f"{_slug(name).replace('-', '.')}@partner-success.example"))
+            people.append((name, f"{slug(name).replace('-', '.')}@partner-success.example"))
         by_region[region] = people
     return by_region
 
@@ -237,7 +242,7 @@ def _company_name(rng: random.Random, tables: _Tables, country: str, used: set[s
 
 def _contact_email(rng: random.Random, tables: _Tables, company: str) -> str:
     # The domain drops the legal form: "Amberline Logistics GmbH" -> amberline-logistics.
-    domain = _slug(" ".join(company.split()[:2]))
+    domain = slug(" ".join(company.split()[:2]))
     return f"{_person(rng, tables.names)[1]}@{domain}.example"
 
 
@@ -325,7 +330,7 @@ def _make_partners(rng: random.Random, tables: _Tables) -> list[_Partner]:
                 referral_ready=rng.random() >= 0.1,
                 psm_name=psm_name,
                 psm_email=psm_email,
-                contact_email=f"referrals@{_slug(name)}.example",
+                contact_email=f"referrals@{slug(name)}.example",
             )
         )
     return partners
@@ -335,18 +340,18 @@ def _make_partners(rng: random.Random, tables: _Tables) -> list[_Partner]:
 
 
 def _seats(rng: random.Random) -> int:
-    """Seats by the reporting buckets: XS 150-499, S 500-4,999, M 5,000-9,999, L 10,000+."""
-    bucket = rng.choices(("XS", "S", "M", "L"), weights=(46, 38, 10, 6))[0]
-    if bucket == "XS":
-        return rng.randint(150, 499)
+    """Seats in a reporting bucket drawn by the demo's weights; log-uniform within the
+    buckets that span tenfold or more (S, L), so smaller tenants stay the commoner ones."""
+    bucket = rng.choices(tuple(SEAT_WEIGHTS), weights=tuple(SEAT_WEIGHTS.values()))[0]
+    low, high = SEAT_BUCKETS[bucket]
+    if high is None:
+        return round(math.exp(rng.uniform(math.log(low), math.log(MOST_SEATS))))
     if bucket == "S":
-        return min(4999, round(math.exp(rng.uniform(math.log(500), math.log(5000)))))
-    if bucket == "M":
-        return rng.randint(5000, 9999)
-    return round(math.exp(rng.uniform(math.log(10_000), math.log(150_000))))
+        return min(high, round(math.exp(rng.uniform(math.log(low), math.log(high + 1)))))
+    return rng.randint(low, high)
 
 
-def _language(rng: random.Random, country: Country) -> str:
+def _language(rng: random.Random, country: Market) -> str:
     """Mostly the country's main language, sometimes another of its languages or English."""
     if rng.random() < 0.78:
         return country.languages[0]
@@ -447,30 +452,31 @@ def _days_ago(rng: random.Random, low: float, high: float) -> float:
     return low + (high - low) * rng.random() ** 1.3
 
 
+def _history_row(
+    customer: _Customer, when: datetime, status: str, **referral: Any
+) -> dict[str, Any]:
+    """One past referral in REFERRAL_SCHEMA, with the customer it was for."""
+    return {
+        "tenant_id": None,  # numbered once everything is in time order
+        "status": status,
+        "created_at": when,
+        **referral,
+        "customer_name": customer.name,
+        "customer_country": customer.country,
+        "customer_language": customer.language,
+        "customer_seats": customer.seats,
+        "customer_workloads": customer.workloads,
+        "customer_gateway": customer.gateway,
+        "customer_contact_email": customer.contact_email,
+        "customer_referral_consent": customer.referral_consent,
+    }
+
+
 def _make_history(
     rng: random.Random, tables: _Tables, partners: list[_Partner], as_of: datetime, used: set[str]
 ) -> list[dict[str, Any]]:
     """Past referrals, oldest first; sets each partner's active count and round-robin order."""
     rows: list[dict[str, Any]] = []
-
-    def add(customer: _Customer, when: datetime, status: str, **referral: Any) -> None:
-        rows.append(
-            {
-                "tenant_id": None,  # numbered once everything is in time order
-                "status": status,
-                "created_at": when,
-                **referral,
-                "customer_name": customer.name,
-                "customer_country": customer.country,
-                "customer_language": customer.language,
-                "customer_seats": customer.seats,
-                "customer_workloads": customer.workloads,
-                "customer_gateway": customer.gateway,
-                "customer_contact_email": customer.contact_email,
-                "customer_referral_consent": customer.referral_consent,
-            }
-        )
-
     for partner in partners:
         in_full_pool = any(c in FULL_POOL_COUNTRIES for c in partner.countries)
         if not in_full_pool and rng.random() < 0.06:
@@ -490,7 +496,7 @@ def _make_history(
         for status, days in ages:
             when = (as_of - timedelta(days=days)).replace(microsecond=0)
             partner.latest = when if partner.latest is None else max(partner.latest, when)
-            add(
+            row = _history_row(
                 _customer_of(rng, tables, used, partner),
                 when,
                 status,
@@ -500,13 +506,14 @@ def _make_history(
                 reason=Reason.ASSIGNED.value,
                 psm_email=partner.psm_email,
             )
+            rows.append(row)
 
     css_reasons = list(CSS_REASONS)
     css_count = round(len(rows) * 0.3)
     for reason in rng.choices(css_reasons, weights=(30, 18, 14, 26, 12), k=css_count):
         customer = _customer(rng, tables, used, kind=reason)
         days = _days_ago(rng, 0, HISTORY_DAYS)
-        add(
+        row = _history_row(
             customer,
             (as_of - timedelta(days=days)).replace(microsecond=0),
             "active" if days < 45 else "completed",
@@ -516,6 +523,7 @@ def _make_history(
             reason=reason.value,
             psm_email=None,
         )
+        rows.append(row)
 
     rows.sort(key=lambda r: (r["created_at"], r["customer_name"]))
     for n, row in enumerate(rows, start=1):
