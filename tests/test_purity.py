@@ -1,10 +1,13 @@
-"""The engine is pure: it never imports the UI (streamlit, altair) or the store (duckdb).
+"""The house is layered, and nothing imports upwards.
 
-Two checks: every ``engine/*.py`` is parsed and its import statements inspected (catches
-an import hidden in a function that a test run never reaches), and a fresh interpreter
-imports every engine module and lists what landed in ``sys.modules`` (catches the same
-modules arriving indirectly through a third-party package). The command line gets
-the same static check against the dashboard's code: nothing in ``cli/`` imports ``ui/``.
+Bottom to top: ``engine`` (pure: polars and numpy, nothing of the store or the
+dashboard), ``store`` (DuckDB, no dashboard), then the command line (``cli``) and the
+dashboard (``ui``, ``pages``). ``LAYERS`` says what each package may not import.
+
+Two checks: every file of a package is parsed and its import statements inspected
+(catches an import hidden in a function that a test run never reaches), and a fresh
+interpreter imports every engine module and lists what landed in ``sys.modules``
+(catches the same modules arriving indirectly through a third-party package).
 """
 
 from __future__ import annotations
@@ -19,6 +22,13 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 ENGINE_FILES = sorted((ROOT / "engine").glob("*.py"))
 FORBIDDEN = frozenset({"streamlit", "duckdb", "altair"})
+#: Top-level modules each package must not import: the layers above it, and the
+#: libraries that belong to them.
+LAYERS: dict[str, frozenset[str]] = {
+    "engine": FORBIDDEN | {"store", "ui", "cli", "pages", "bench", "app"},
+    "store": frozenset({"streamlit", "altair", "ui", "cli", "pages", "bench", "app"}),
+    "cli": frozenset({"streamlit", "altair", "ui", "pages", "app"}),
+}
 
 
 def imported_modules(tree: ast.AST) -> list[tuple[int, str]]:
@@ -87,14 +97,22 @@ def test_importing_the_whole_engine_loads_no_ui_or_store() -> None:
     assert done.stdout.strip() == "[]"
 
 
-def test_the_command_line_imports_nothing_from_the_ui() -> None:
-    # Parsed, not imported, so an import inside a handler counts too.
-    cli_files = sorted((ROOT / "cli").glob("*.py"))
-    assert {"main.py", "args.py"} <= {p.name for p in cli_files}
+def _package_files(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+@pytest.mark.parametrize("package", sorted(LAYERS))
+def test_no_package_imports_a_layer_above_it(package: str) -> None:
+    files = _package_files(package)
+    assert files, package
     found = [
-        (path.name, line, name)
-        for path in cli_files
+        (str(path.relative_to(ROOT)), line, name)
+        for path in files
         for line, name in imported_modules(ast.parse(path.read_text(encoding="utf-8")))
-        if name.split(".")[0] == "ui"
+        if name.split(".")[0] in LAYERS[package]
     ]
     assert found == []
+
+
+def test_the_command_line_has_its_shared_module() -> None:
+    assert {"main.py", "args.py"} <= {p.name for p in _package_files("cli")}
