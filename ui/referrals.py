@@ -12,10 +12,12 @@ from typing import Any
 
 import streamlit as st
 
+import store.referrals
 from engine.reasons import Reason
-from store import lifecycle, tasks, views
+from store import lifecycle, tasks
 from store.db import StoreError
 from store.outbox import DeliveryError, SmtpSettings, send_pending
+from store.referrals import HISTORY, ROW_CAP
 from ui import auth, db
 from ui.reads import view
 
@@ -25,9 +27,9 @@ REASON_WORDS = {r.value: r.words for r in Reason}
 
 
 def run_from_param(value: str | None) -> int | str | None:
-    """``"3"`` -> 3, ``"history"`` -> views.HISTORY, anything else -> None (all runs)."""
-    if value == views.HISTORY:
-        return views.HISTORY
+    """``"3"`` -> 3, ``"history"`` -> HISTORY, anything else -> None (all runs)."""
+    if value == HISTORY:
+        return HISTORY
     try:
         return int(value) if value is not None else None
     except ValueError:
@@ -46,10 +48,10 @@ def _to_param() -> None:
 
 def run_filter(opts: dict[str, Any]) -> int | str | None:
     """The run selectbox (all runs, imported history, each run), preset from ``?run=``."""
-    info = {r["run_id"]: r for r in view("runs").iter_rows(named=True)}
+    info = {r["run_id"]: r for r in view(store.referrals.runs).iter_rows(named=True)}
     options: list[int | str | None] = [None]
     if opts["history"]:
-        options.append(views.HISTORY)
+        options.append(HISTORY)
     options += opts["runs"]
     param = st.query_params.get("run")
     if param != st.session_state.get(_SEEN):  # arrived with a new ?run= (a link)
@@ -63,7 +65,7 @@ def run_filter(opts: dict[str, Any]) -> int | str | None:
     def label(run: int | str | None) -> str:
         if run is None:
             return "All runs"
-        if run == views.HISTORY:
+        if run == HISTORY:
             return f"History (imported without a run, {opts['history']:,} referrals)"
         r = info[run]
         return (
@@ -108,7 +110,7 @@ def trace(ref: dict[str, Any]) -> None:
         f"**{ref['status']}**, {run}, "
         f"{ref['created_at']:%Y-%m-%d %H:%M}."
     )
-    steps = views.trace_steps(ref["trace"])
+    steps = store.referrals.trace_steps(ref["trace"])
     st.markdown("\n".join(f"{n}. {s}" for n, s in enumerate(steps, 1)) or "_no trace_")
     with st.expander("Trace as stored"):
         st.code(ref["trace"] or "", language=None, wrap_lines=True)
@@ -137,7 +139,7 @@ def send_outbox() -> None:
         problem = ""
     except DeliveryError as exc:
         settings, problem = None, str(exc)
-    pending = view("outbox_count", ("pending",), None)
+    pending = view(store.referrals.outbox_count, ("pending",), None)
     if settings is None:
         st.info(
             f"Sending is off: {problem}. Set the `FRP_SMTP_*` variables (README, "
@@ -216,7 +218,7 @@ def close_task(run: int | str | None) -> None:
     result = st.session_state.pop(TASK_RESULT, None)
     if result is not None:
         getattr(st, result[0])(result[1])
-    open_tasks = auth.show_names(view("ftop_tasks", run, views.ROW_CAP, "open"), "customer")
+    open_tasks = auth.show_names(view(store.referrals.ftop_tasks, run, ROW_CAP, "open"), "customer")
     if open_tasks.height == 0:
         st.caption("Every task here is closed.")
         return
@@ -238,7 +240,7 @@ def close_task(run: int | str | None) -> None:
 
 def psm_load() -> None:
     """Open referrals per Partner Success Manager (today's partners and their PSMs)."""
-    load = view("psm_load")
+    load = view(store.referrals.psm_load)
     if load.height == 0:
         st.info("No partners yet: import a partner file on the **Data** page.")
         return
