@@ -1,5 +1,5 @@
 """Reading the stored state as the engine's frames (PARTNER_SCHEMA, CUSTOMER_SCHEMA), and
-the store-wide reads every page shares: headline counts, partner names.
+the store-wide reads every page shares: headline counts, partner names, recent changes.
 
 Reads run on the connection (or cursor) they are given, so that inside a transaction
 they see its own writes; the dashboard opens a short-lived connection for each operation
@@ -77,11 +77,13 @@ def open_referral_tenants(con: Con, tenant_ids: list[str]) -> set[str]:
 
 
 def counts(con: Con) -> dict[str, int]:
-    """Headline sizes of the store (for `frp` summaries and empty-state checks)."""
+    """Headline sizes of the store (for `frp` summaries, the Data page's figures and
+    empty-state checks)."""
     sql = f"""
     SELECT
       (SELECT count(*) FROM partners) AS partners,
       (SELECT count(*) FROM partners WHERE referral_ready) AS referral_ready,
+      (SELECT count(*) FROM customers) AS customers,
       (SELECT count(*) FROM customers WHERE in_ftcq) AS backlog,
       (SELECT count(*) FROM referrals) AS referrals,
       (SELECT count(*) FROM referrals WHERE status IN {OPEN_SQL}) AS open_referrals,
@@ -96,6 +98,17 @@ def counts(con: Con) -> dict[str, int]:
 def partner_names(con: Con) -> pl.DataFrame:
     """``partner_id, name`` of every partner, by id: the pages' partner pickers."""
     return query(con, "SELECT partner_id, name FROM partners ORDER BY partner_id")
+
+
+def recent_changes(con: Con, limit: int = 20) -> pl.DataFrame:
+    """The newest imports and commits from the audit log, newest first."""
+    return query(
+        con,
+        "SELECT logged_at, actor, action, subject, details FROM audit_log "
+        "WHERE action IN ('import_partners', 'import_customers', 'commit') "
+        "ORDER BY id DESC LIMIT ?",
+        [limit],
+    )
 
 
 def referrals(con: Con, run_id: int | None = None) -> pl.DataFrame:
