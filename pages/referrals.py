@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import polars as pl
 import streamlit as st
 
 from store import state
@@ -11,8 +10,6 @@ from store.referrals import (
     ROW_CAP,
     ReferralFilter,
     ftop_tasks,
-    message,
-    outbox,
     outbox_count,
     outbox_statuses,
     referral_count,
@@ -126,10 +123,7 @@ with tab_outbox:
             "referral to a partner."
         )
     else:
-        msgs = view(outbox, tuple(picked), run, ROW_CAP)
-        msgs = auth.show_column(msgs, "to_email", pl.col("recipient_role") == "customer")
-        customers = referrals.customer_names(msgs["tenant_id"].unique().to_list())
-        msgs = auth.hide_names_in(msgs, "subject", customers)
+        msgs = referrals.outbox_rows(tuple(picked), run)
         referrals.capped(msgs.height, n_msgs, "messages")
         st.dataframe(
             msgs.select(
@@ -155,18 +149,7 @@ with tab_outbox:
             format_func=lambda m: f"{by_id[m][1]} → {by_id[m][2]}  {m}",
             key="ref_message",
         )
-        msg = view(message, mid)
-        if msg:
-            to = msg["to_email"]
-            to = auth.show_email(to) if msg["recipient_role"] == "customer" else to
-            name = referrals.customer_names([msg["tenant_id"]]).get(msg["tenant_id"])
-            subject = auth.hide_name(msg["subject"], name)
-            st.markdown(f"**To:** {to}  \n**Subject:** {subject}")
-            if msg.get("body_html"):
-                with st.expander("HTML part"):
-                    st.html(auth.hide_name(auth.show_text(msg["body_html"]), name))
-            body = auth.hide_name(auth.show_text(msg["body"]), name)
-            st.code(body, language=None, wrap_lines=True)
+        referrals.message(mid)
 
 with tab_psm:
     referrals.psm_load()

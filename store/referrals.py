@@ -222,6 +222,15 @@ def message(con: Con, message_id: str) -> dict[str, Any] | None:
     return frame.row(0, named=True) if frame.height else None
 
 
+def customer_names(con: Con, tenant_ids: Sequence[str]) -> dict[str, str]:
+    """Tenant id -> customer name of these customers: the names to take out of texts
+    (subjects, bodies) shown to viewers."""
+    if not tenant_ids:
+        return {}
+    sql = "SELECT tenant_id, name FROM customers WHERE list_contains(?, tenant_id)"
+    return dict(state.query(con, sql, [list(tenant_ids)]).iter_rows())
+
+
 def psm_load(con: Con) -> pl.DataFrame:
     """Open referrals per Partner Success Manager, most loaded first: ``psm_name,
     psm_email, partners`` (how many partners the PSM looks after now), ``open_referrals``

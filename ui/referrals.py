@@ -1,6 +1,7 @@
 """Pieces of the Referrals page: the run filter that follows ``?run=``, one referral's
-trace, the capped-table note, and delivery: the outbox's send button, closing an FTOP
-task, the PSM load.
+trace, the capped-table note, and delivery: the outbox as this user may see it (customer
+names and addresses masked for viewers), its send button, closing an FTOP task, the PSM
+load.
 
 The Simulate page links to a run's referrals with ``?run=<id>``; ``?run=history`` shows
 the referrals imported without a run.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import polars as pl
 import streamlit as st
 
 import store.referrals
@@ -81,8 +83,7 @@ def customer_names(tenants: list[str]) -> dict[str, str]:
     viewers; empty for managers, who see the texts whole."""
     if auth.is_manager() or not tenants:
         return {}
-    sql = "SELECT tenant_id, name FROM customers WHERE list_contains(?, tenant_id)"
-    return dict(db.read(sql, tenants).iter_rows())
+    return view(store.referrals.customer_names, tuple(tenants))
 
 
 def capped(shown: int, total: int, what: str) -> None:
@@ -116,7 +117,34 @@ def trace(ref: dict[str, Any]) -> None:
         st.code(ref["trace"] or "", language=None, wrap_lines=True)
 
 
-# --- Delivery: sending the outbox, closing FTOP tasks, PSM load -------------------------
+# --- Delivery: the outbox and sending it, closing FTOP tasks, PSM load -------------------
+
+
+def outbox_rows(statuses: tuple[str, ...], run: int | str | None) -> pl.DataFrame:
+    """The newest queued notifications (``ROW_CAP``) as this user may see them: a viewer
+    sees customers' addresses masked and no customer name in a subject."""
+    msgs = view(store.referrals.outbox, statuses, run, ROW_CAP)
+    msgs = auth.show_column(msgs, "to_email", pl.col("recipient_role") == "customer")
+    customers = customer_names(msgs["tenant_id"].unique().to_list())
+    return auth.hide_names_in(msgs, "subject", customers)
+
+
+def message(message_id: str) -> None:
+    """One notification, addressed and written as it goes out, masked as ``outbox_rows``."""
+    msg = view(store.referrals.message, message_id)
+    if not msg:
+        return
+    to = msg["to_email"]
+    to = auth.show_email(to) if msg["recipient_role"] == "customer" else to
+    name = customer_names([msg["tenant_id"]]).get(msg["tenant_id"])
+    subject = auth.hide_name(msg["subject"], name)
+    st.markdown(f"**To:** {to}  \n**Subject:** {subject}")
+    if msg.get("body_html"):
+        with st.expander("HTML part"):
+            st.html(auth.hide_name(auth.show_text(msg["body_html"]), name))
+    body = auth.hide_name(auth.show_text(msg["body"]), name)
+    st.code(body, language=None, wrap_lines=True)
+
 
 SEND_KEY = "outbox_sent"  # the last send's SendSummary, shown after the rerun
 TOAST_KEY = "_referrals_toast"
