@@ -490,7 +490,7 @@ def browser_section(b: dict[str, Any] | None) -> list[str]:
     lines += [
         "",
         "The Fairness page counts the committed referrals in DuckDB "
-        "(`store.fairness_inputs.committed_counts`: one row per distinct outcome, partner, "
+        "(`store.fairness.committed_counts`: one row per distinct outcome, partner, "
         "reason, place, language, workloads and pool, with how many referrals it stands "
         "for) and hands the counted rows to `engine.fairness.report`, which gives the same "
         "report as from one row per referral (tested). Its reads are cached per database "

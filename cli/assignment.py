@@ -212,7 +212,7 @@ def cmd_commit(args: argparse.Namespace) -> int:
 
 def cmd_fairness(args: argparse.Namespace) -> int:
     from engine.fairness import report
-    from store.fairness_inputs import committed_counts, result_inputs
+    from store.fairness import committed_counts, result_inputs
 
     if args.result:
         outcomes, partners, pools = result_inputs(args.result, args.partners, args.db)

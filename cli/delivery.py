@@ -136,7 +136,7 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 
 
 def cmd_psm(args: argparse.Namespace) -> int:
-    from store.views import psm_load
+    from store.referrals import psm_load
 
     con = _open(args, read_only=True)
     try:

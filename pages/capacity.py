@@ -5,7 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from engine.iso import COUNTRIES, LANGUAGES
-from store import views
+from store import state
+from store.capacity import PartnerFilter, capacity_headline, partner_capacity, partner_options
 from ui import capacity
 from ui.reads import view
 from ui.router import through_router
@@ -15,7 +16,7 @@ through_router(__file__)
 TOP_N = 15
 
 st.title("Partner capacity")
-counts = view("counts")
+counts = view(state.counts)
 if counts["partners"] == 0:
     st.info(
         "No partners yet: import a partner file on the **Data** page, or run `frp demo` "
@@ -24,7 +25,7 @@ if counts["partners"] == 0:
     st.stop()
 
 # --- Filters ---------------------------------------------------------------------------------
-options = view("partner_options")
+options = view(partner_options)
 c1, c2, c3 = st.columns(3)
 countries = c1.multiselect(
     "Country served",
@@ -47,7 +48,7 @@ ready_choice = c4.selectbox(
 )
 min_free = c5.number_input("At least this many free seats", 0, 10_000, 0, key="cap_min_free")
 search = c6.text_input("Search id, name or PSM", key="cap_search")
-where = views.PartnerFilter(
+where = PartnerFilter(
     countries=tuple(countries),
     languages=tuple(languages),
     workloads=tuple(workloads),
@@ -57,7 +58,7 @@ where = views.PartnerFilter(
 )
 
 # --- Headline --------------------------------------------------------------------------------
-head = view("capacity_headline", where)
+head = view(capacity_headline, where)
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Partners", f"{head['partners']:,}", border=True)
 m2.metric("Referral Ready", f"{head['referral_ready']:,}", border=True)
@@ -76,7 +77,7 @@ m4.metric(
 
 # --- Sections --------------------------------------------------------------------------------
 st.subheader("Capacity and active referrals")
-partners = view("partner_capacity", where)
+partners = view(partner_capacity, where)
 if partners.height == 0:
     st.info("No partner matches these filters: clear some of them.")
 else:
@@ -89,7 +90,7 @@ st.subheader("Headroom: who fills up if the backlog arrived")
 capacity.headroom(counts["backlog"])
 
 st.subheader("Partner detail")
-names = dict(view("partner_names").iter_rows())
+names = dict(view(state.partner_names).iter_rows())
 pid = st.selectbox(
     "Partner", list(names), format_func=lambda p: f"{p} · {names[p]}", key="cap_partner"
 )

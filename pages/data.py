@@ -9,8 +9,10 @@ import streamlit as st
 
 from engine.rules import RulesError, load_rules, parse_rules, to_toml
 from engine.schema import InputError
+from store import state
 from store.imports import import_customers, import_partners
 from ui import auth, db, privacy
+from ui.reads import view
 from ui.router import through_router
 from ui.uploads import read_upload
 
@@ -33,16 +35,10 @@ st.caption(
     "the assignment rules used by this session."
 )
 
-counts = db.read(
-    "SELECT (SELECT count(*) FROM partners) AS partners, "
-    "(SELECT count(*) FROM partners WHERE referral_ready) AS ready, "
-    "(SELECT count(*) FROM customers) AS customers, "
-    "(SELECT count(*) FROM customers WHERE in_ftcq) AS backlog, "
-    "(SELECT count(*) FROM referrals) AS referrals"
-).row(0, named=True)
+counts = view(state.counts)
 cols = st.columns(5)
 cols[0].metric("Partners", f"{counts['partners']:,}")
-cols[1].metric("Referral Ready", f"{counts['ready']:,}")
+cols[1].metric("Referral Ready", f"{counts['referral_ready']:,}")
 cols[2].metric("Customers known", f"{counts['customers']:,}")
 cols[3].metric("Waiting in the FTCQ", f"{counts['backlog']:,}")
 cols[4].metric("Referrals", f"{counts['referrals']:,}")
@@ -158,11 +154,7 @@ with right:
         getattr(st, note[0])(note[1])
 
 with st.expander("Recent imports and commits"):
-    log = db.read(
-        "SELECT logged_at, actor, action, subject, details FROM audit_log "
-        "WHERE action IN ('import_partners', 'import_customers', 'commit') "
-        "ORDER BY id DESC LIMIT 20"
-    )
+    log = view(state.recent_changes, 20)
     if log.height:
         st.dataframe(log, hide_index=True)
     else:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from store import state
+from store.fairness import monthly_fairness, referral_dates
 from ui import fairness
 from ui.reads import committed_fairness, view
 from ui.router import through_router
@@ -14,7 +16,7 @@ COMMITTED = "Committed referrals"
 SIMULATION = "Simulation: "
 
 st.title("Fairness")
-counts = view("counts")
+counts = view(state.counts)
 sims = st.session_state.get("latest_simulations") or {}
 if counts["referrals"] == 0 and not sims:
     st.info(
@@ -31,7 +33,7 @@ source = (
 )
 monthly = None
 if source == COMMITTED:
-    first, last = view("referral_dates")
+    first, last = view(referral_dates)
     picked = st.date_input(
         "Referrals created between",
         (first, last),
@@ -41,7 +43,7 @@ if source == COMMITTED:
     )
     since, until = fairness.period(picked)
     fair, labels = committed_fairness(since, until)
-    monthly = view("monthly_fairness", since, until)
+    monthly = view(monthly_fairness, since, until)
     st.caption(
         "Utilisation is each partner's load today; turns count the referrals of the period. "
         "History imported without pools is grouped by the pool its customer matches today."
@@ -58,7 +60,7 @@ if fair.customers == 0:
     st.stop()
 
 fairness.headline(fair)
-names = view("partner_names")
+names = view(state.partner_names)
 tabs = st.tabs(
     ["Turns per pool", "Deviation by partner", "Utilisation", "Over time", "CSS fallback"]
 )

@@ -3,10 +3,21 @@
 
 from __future__ import annotations
 
-import polars as pl
 import streamlit as st
 
-from store import views
+from store import state
+from store.referrals import (
+    ROW_CAP,
+    ReferralFilter,
+    ftop_tasks,
+    outbox_count,
+    outbox_statuses,
+    referral_count,
+    referral_detail,
+    referral_options,
+    referral_rows,
+    task_count,
+)
 from ui import privacy, referrals
 from ui.reads import view
 from ui.router import through_router
@@ -14,7 +25,7 @@ from ui.router import through_router
 through_router(__file__)
 
 st.title("Referrals")
-if view("counts")["referrals"] == 0:
+if view(state.counts)["referrals"] == 0:
     st.info(
         "No referrals yet: simulate and commit a cohort on the **Simulate** page, or run "
         "`frp demo` to build the demo world with its history."
@@ -22,7 +33,7 @@ if view("counts")["referrals"] == 0:
     st.stop()
 
 referrals.toast_pending()
-opts = view("referral_options")
+opts = view(referral_options)
 run = referrals.run_filter(opts)  # applies to the first three tabs; follows ?run=
 tab_refs, tab_tasks, tab_outbox, tab_psm = st.tabs(
     ["Referrals", "FTOP 3186 tasks", "Notification outbox", "PSM load"]
@@ -44,7 +55,7 @@ with tab_refs:
         key="ref_reason",
     )
     c4, c5 = st.columns(2)
-    names = dict(view("partner_names").iter_rows())
+    names = dict(view(state.partner_names).iter_rows())
     partner = c4.selectbox(
         "Partner",
         [None, *names],
@@ -52,7 +63,7 @@ with tab_refs:
         key="ref_partner",
     )
     tenant = c5.text_input("Customer (tenant id or name)", key="ref_tenant")
-    where = views.ReferralFilter(
+    where = ReferralFilter(
         outcomes=tuple(outcomes),
         statuses=tuple(statuses),
         reasons=tuple(reasons),
@@ -60,10 +71,8 @@ with tab_refs:
         run=run,
         tenant=tenant,
     )
-    total = view("referral_count", where)
-    rows = privacy.mask_name_columns_for_viewers(
-        view("referral_rows", where, views.ROW_CAP), "customer"
-    )
+    total = view(referral_count, where)
+    rows = privacy.mask_name_columns_for_viewers(view(referral_rows, where, ROW_CAP), "customer")
     st.metric("Referrals matching", f"{total:,}")
     referrals.capped(rows.height, total, "referrals")
     if rows.height == 0:
@@ -81,25 +90,23 @@ with tab_refs:
             ),
             key="ref_pick",
         )
-        ref = view("referral_detail", rid)
+        ref = view(referral_detail, rid)
         if ref:
             referrals.trace(ref)
             referrals.respond(ref)
 
 with tab_tasks:
-    n_tasks = view("task_count", run)
+    n_tasks = view(task_count, run)
     c1, c2 = st.columns(2)
     c1.metric("FTOP 3186 tasks", f"{n_tasks:,}")
-    c2.metric("Open", f"{view('task_count', run, 'open'):,}")
+    c2.metric("Open", f"{view(task_count, run, 'open'):,}")
     if n_tasks == 0:
         st.info(
             "No FTOP task 3186 here: one is opened for each Gateway customer that a commit "
             "refers to a partner."
         )
     else:
-        tasks = privacy.mask_name_columns_for_viewers(
-            view("ftop_tasks", run, views.ROW_CAP), "customer"
-        )
+        tasks = privacy.mask_name_columns_for_viewers(view(ftop_tasks, run, ROW_CAP), "customer")
         referrals.capped(tasks.height, n_tasks, "tasks")
         st.dataframe(tasks, hide_index=True, height=360)
         st.subheader("Close a task")
@@ -107,8 +114,8 @@ with tab_tasks:
 
 with tab_outbox:
     referrals.send_outbox()
-    picked = st.multiselect("Message status", view("outbox_statuses"), key="ref_outbox_status")
-    n_msgs = view("outbox_count", tuple(picked), run)
+    picked = st.multiselect("Message status", view(outbox_statuses), key="ref_outbox_status")
+    n_msgs = view(outbox_count, tuple(picked), run)
     st.metric("Notifications", f"{n_msgs:,}")
     if n_msgs == 0:
         st.info(
@@ -116,12 +123,7 @@ with tab_outbox:
             "referral to a partner."
         )
     else:
-        msgs = view("outbox", tuple(picked), run, views.ROW_CAP)
-        msgs = privacy.mask_email_column_for_viewers(
-            msgs, "to_email", pl.col("recipient_role") == "customer"
-        )
-        customers = referrals.customer_names(msgs["tenant_id"].unique().to_list())
-        msgs = privacy.mask_names_in_text_column_for_viewers(msgs, "subject", customers)
+        msgs = referrals.outbox_rows(tuple(picked), run)
         referrals.capped(msgs.height, n_msgs, "messages")
         st.dataframe(
             msgs.select(
@@ -147,18 +149,7 @@ with tab_outbox:
             format_func=lambda m: f"{by_id[m][1]} → {by_id[m][2]}  {m}",
             key="ref_message",
         )
-        msg = view("message", mid)
-        if msg:
-            to = msg["to_email"]
-            to = privacy.mask_email_for_viewers(to) if msg["recipient_role"] == "customer" else to
-            name = referrals.customer_names([msg["tenant_id"]]).get(msg["tenant_id"])
-            subject = privacy.mask_name_in_text_for_viewers(msg["subject"], name)
-            st.markdown(f"**To:** {to}  \n**Subject:** {subject}")
-            if msg.get("body_html"):
-                with st.expander("HTML part"):
-                    st.html(privacy.mask_message_for_viewers(msg["body_html"], name))
-            body = privacy.mask_message_for_viewers(msg["body"], name)
-            st.code(body, language=None, wrap_lines=True)
+        referrals.message(mid)
 
 with tab_psm:
     referrals.psm_load()

@@ -7,8 +7,10 @@ Nothing is written until the manager confirms a commit. The work and the charts 
 import streamlit as st
 
 from engine.rules import RulesError
+from store import state
 from ui import db
 from ui import simulation as sim_ui
+from ui.reads import view
 from ui.router import through_router
 from ui.simulation import cohort as cohorts
 from ui.simulation.commit import show_commit
@@ -22,10 +24,7 @@ st.caption(
     "back to CSS, and why? Nothing is written until you commit one policy's result."
 )
 
-counts = db.read(
-    "SELECT (SELECT count(*) FROM partners) AS partners, "
-    "(SELECT count(*) FROM customers WHERE in_ftcq) AS backlog"
-).row(0, named=True)
+counts = view(state.counts)
 if counts["partners"] == 0:
     st.info(
         "There are no partners in the database yet, so nobody could receive a customer. "
@@ -40,9 +39,7 @@ choice = cohorts.choose(counts["backlog"])
 
 # --- Inputs -------------------------------------------------------------------------------
 active = db.active_rules()
-partner_names = dict(
-    db.read("SELECT partner_id, name FROM partners ORDER BY partner_id").iter_rows()
-)
+partner_names = dict(view(state.partner_names).iter_rows())
 with st.form("simulate"):
     synthetic = cohorts.synthetic_inputs() if choice.source == "synthetic" else None
     st.markdown("**Rule overrides** for this what-if (the Data page edits the rules themselves)")

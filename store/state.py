@@ -1,8 +1,9 @@
-"""Reading the stored state as the engine's frames (PARTNER_SCHEMA, CUSTOMER_SCHEMA).
+"""Reading the stored state as the engine's frames (PARTNER_SCHEMA, CUSTOMER_SCHEMA), and
+the store-wide reads every page shares: headline counts, partner names, recent changes.
 
 Reads run on the connection (or cursor) they are given, so that inside a transaction
-they see its own writes; the dashboard gives each operation a fresh cursor of its one
-shared connection (callbacks and downloads run on other threads).
+they see its own writes; the dashboard opens a short-lived connection for each operation
+(``ui.db.session``). ``OPEN_SQL`` spells ``store.db.OPEN_STATUSES`` for read SQL.
 """
 
 from __future__ import annotations
@@ -13,6 +14,12 @@ import duckdb
 import polars as pl
 
 from engine.columns import CUSTOMER_SCHEMA, PARTNER_SCHEMA
+from store.db import OPEN_STATUSES
+
+Con = duckdb.DuckDBPyConnection
+
+#: ``IN`` list of the statuses that hold a seat, for read SQL: ``status IN {OPEN_SQL}``.
+OPEN_SQL = "(" + ", ".join(f"'{s}'" for s in OPEN_STATUSES) + ")"
 
 _PARTNER_SQL = """
 SELECT partner_id, name, countries, languages, workloads, capacity,
@@ -24,22 +31,22 @@ FROM partner_state ORDER BY partner_id
 _CUSTOMER_COLS = ", ".join(CUSTOMER_SCHEMA)
 
 
-def query(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> pl.DataFrame:
+def query(con: Con, sql: str, params: list | None = None) -> pl.DataFrame:
     """Run one read and return a Polars frame."""
     return con.sql(sql, params=params or []).pl()
 
 
-def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None):
+def scalar(con: Con, sql: str, params: list | None = None):
     rows = con.execute(sql, params or []).fetchall()
     return rows[0][0] if rows else None
 
 
-def partners(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+def partners(con: Con) -> pl.DataFrame:
     """Partners as the engine sees them: load includes referrals committed here."""
     return query(con, _PARTNER_SQL).cast(PARTNER_SCHEMA)  # type: ignore[arg-type]
 
 
-def partner_psm(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+def partner_psm(con: Con) -> pl.DataFrame:
     return query(
         con,
         "SELECT partner_id, name AS partner_name, psm_name, contact_email "
@@ -47,13 +54,13 @@ def partner_psm(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     )
 
 
-def backlog(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+def backlog(con: Con) -> pl.DataFrame:
     """Customers waiting in the FTCQ, oldest first (the default cohort)."""
     sql = f"SELECT {_CUSTOMER_COLS} FROM customers WHERE in_ftcq ORDER BY ftcq_seq"
     return query(con, sql).cast(CUSTOMER_SCHEMA)  # type: ignore[arg-type]
 
 
-def open_referral_tenants(con: duckdb.DuckDBPyConnection, tenant_ids: list[str]) -> set[str]:
+def open_referral_tenants(con: Con, tenant_ids: list[str]) -> set[str]:
     """Which of these customers already hold an open referral (and must not get another)."""
     if not tenant_ids:
         return set()
@@ -62,22 +69,24 @@ def open_referral_tenants(con: duckdb.DuckDBPyConnection, tenant_ids: list[str])
     try:
         rows = con.execute(
             "SELECT DISTINCT r.tenant_id FROM referrals r JOIN wanted_tenants w USING (tenant_id) "
-            "WHERE r.status IN ('active', 'accepted')"
+            f"WHERE r.status IN {OPEN_SQL}"
         ).fetchall()
     finally:
         con.unregister("wanted_tenants")
     return {r[0] for r in rows}
 
 
-def counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    """Headline sizes of the store (for `frp` summaries and empty-state checks)."""
-    sql = """
+def counts(con: Con) -> dict[str, int]:
+    """Headline sizes of the store (for `frp` summaries, the Data page's figures and
+    empty-state checks)."""
+    sql = f"""
     SELECT
       (SELECT count(*) FROM partners) AS partners,
       (SELECT count(*) FROM partners WHERE referral_ready) AS referral_ready,
+      (SELECT count(*) FROM customers) AS customers,
       (SELECT count(*) FROM customers WHERE in_ftcq) AS backlog,
       (SELECT count(*) FROM referrals) AS referrals,
-      (SELECT count(*) FROM referrals WHERE status IN ('active', 'accepted')) AS open_referrals,
+      (SELECT count(*) FROM referrals WHERE status IN {OPEN_SQL}) AS open_referrals,
       (SELECT count(*) FROM runs) AS runs,
       (SELECT count(*) FROM ftop_tasks) AS tasks,
       (SELECT count(*) FROM outbox) AS outbox
@@ -86,7 +95,23 @@ def counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     return {k: int(v) for k, v in frame.row(0, named=True).items()}
 
 
-def referrals(con: duckdb.DuckDBPyConnection, run_id: int | None = None) -> pl.DataFrame:
+def partner_names(con: Con) -> pl.DataFrame:
+    """``partner_id, name`` of every partner, by id: the pages' partner pickers."""
+    return query(con, "SELECT partner_id, name FROM partners ORDER BY partner_id")
+
+
+def recent_changes(con: Con, limit: int = 20) -> pl.DataFrame:
+    """The newest imports and commits from the audit log, newest first."""
+    return query(
+        con,
+        "SELECT logged_at, actor, action, subject, details FROM audit_log "
+        "WHERE action IN ('import_partners', 'import_customers', 'commit') "
+        "ORDER BY id DESC LIMIT ?",
+        [limit],
+    )
+
+
+def referrals(con: Con, run_id: int | None = None) -> pl.DataFrame:
     where = "WHERE run_id = ?" if run_id is not None else ""
     params = [run_id] if run_id is not None else []
     return query(con, f"SELECT * FROM referrals {where} ORDER BY referral_id", params)

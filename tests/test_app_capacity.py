@@ -9,9 +9,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from engine.rules import load_rules
-from store import views
+from store.capacity import fills_up
 from store.commits import simulate_stored
 from store.db import connect
+from store.state import partner_names
 from tests.app_helpers import chart_titles, open_app, open_page, row, value
 
 PAGE = "pages/capacity.py"
@@ -94,7 +95,7 @@ def test_headroom_lists_partners_the_backlog_fills(demo_db: Path, at: AppTest) -
     con = connect(demo_db)
     try:
         sim, _ = simulate_stored(con, load_rules(), "round-robin")
-        full = views.fills_up(sim.partners, views.partner_names(con))
+        full = fills_up(sim.partners, partner_names(con))
     finally:
         con.close()
     shown = metrics(at)

@@ -14,9 +14,10 @@ import duckdb
 import pytest
 
 from engine.rules import load_rules
-from store import tasks, views
+from store import tasks
 from store.commits import commit
 from store.db import connect
+from store.referrals import psm_load
 
 FRP = str(Path(sys.executable).parent / "frp")
 
@@ -126,7 +127,7 @@ def test_closing_twice_or_an_unknown_task_changes_nothing(con: duckdb.DuckDBPyCo
 
 
 def test_psm_load_counts_open_referrals_per_psm(con: duckdb.DuckDBPyConnection) -> None:
-    load = views.psm_load(con)
+    load = psm_load(con)
     assert load.columns == ["psm_name", "psm_email", "partners", "open_referrals", "partner_ids"]
     (n_open,) = one(
         con,
@@ -155,7 +156,7 @@ def test_psm_load_counts_open_referrals_per_psm(con: duckdb.DuckDBPyConnection) 
 def test_psm_load_on_an_empty_store(tmp_path: Path) -> None:
     con = connect(tmp_path / "empty.duckdb")
     try:
-        assert views.psm_load(con).height == 0
+        assert psm_load(con).height == 0
     finally:
         con.close()
 
@@ -219,7 +220,7 @@ def test_cli_psm(db: Path, tmp_path: Path) -> None:
     rows = json.loads(as_json.stdout)
     con = connect(db, read_only=True)
     try:
-        assert rows == views.psm_load(con).to_dicts()
+        assert rows == psm_load(con).to_dicts()
     finally:
         con.close()
     text = frp("psm", "--db", db, cwd=tmp_path)

@@ -1,4 +1,5 @@
-"""store.views: the dashboard's aggregate reads, checked against plain SQL on the demo world."""
+"""The dashboard's aggregate reads (store.capacity, store.fairness, store.referrals),
+checked against plain SQL on the demo world."""
 
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ import pytest
 
 from engine.fairness import WEIGHT, FairnessReport, gini, jain_index, report
 from engine.rules import load_rules
-from store import views
+from store import capacity, fairness, referrals, state
 from store.commits import commit, simulate_stored
 from store.db import connect
-from store.fairness_inputs import committed_counts, committed_inputs
+from store.fairness import committed_counts, committed_inputs
 
 RULES = load_rules()
 
@@ -65,7 +66,7 @@ def one(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None):
 
 
 def test_partner_capacity_lists_every_partner_with_load_and_free_seats(con) -> None:
-    frame = views.partner_capacity(con)
+    frame = capacity.partner_capacity(con)
     assert frame.height == one(con, "SELECT count(*) FROM partners")
     expected = dict(
         con.execute(
@@ -80,33 +81,33 @@ def test_partner_capacity_lists_every_partner_with_load_and_free_seats(con) -> N
 @pytest.mark.parametrize(
     ("where", "sql", "params"),
     [
-        (views.PartnerFilter(countries=("DE",)), "list_contains(countries, ?)", ["DE"]),
+        (capacity.PartnerFilter(countries=("DE",)), "list_contains(countries, ?)", ["DE"]),
         (
-            views.PartnerFilter(countries=("DE", "FR")),
+            capacity.PartnerFilter(countries=("DE", "FR")),
             "list_has_any(countries, ['DE', 'FR'])",
             [],
         ),
-        (views.PartnerFilter(languages=("ja",)), "list_contains(languages, ?)", ["ja"]),
+        (capacity.PartnerFilter(languages=("ja",)), "list_contains(languages, ?)", ["ja"]),
         (
-            views.PartnerFilter(workloads=("intune", "purview")),
+            capacity.PartnerFilter(workloads=("intune", "purview")),
             "list_contains(workloads, 'intune') AND list_contains(workloads, 'purview')",
             [],
         ),
-        (views.PartnerFilter(ready=True), "referral_ready", []),
-        (views.PartnerFilter(ready=False), "NOT referral_ready", []),
-        (views.PartnerFilter(min_free=20), "capacity - active_total >= 20", []),
-        (views.PartnerFilter(search="p000"), "partner_id ILIKE '%p000%'", []),
+        (capacity.PartnerFilter(ready=True), "referral_ready", []),
+        (capacity.PartnerFilter(ready=False), "NOT referral_ready", []),
+        (capacity.PartnerFilter(min_free=20), "capacity - active_total >= 20", []),
+        (capacity.PartnerFilter(search="p000"), "partner_id ILIKE '%p000%'", []),
     ],
 )
 def test_partner_filters_match_plain_sql(con, where, sql, params) -> None:
     expected = one(con, f"SELECT count(*) FROM partner_state WHERE {sql}", params)
     assert expected > 0
-    assert views.partner_capacity(con, where).height == expected
-    assert views.capacity_headline(con, where)["partners"] == expected
+    assert capacity.partner_capacity(con, where).height == expected
+    assert capacity.capacity_headline(con, where)["partners"] == expected
 
 
 def test_capacity_headline_matches_plain_sql(con) -> None:
-    head = views.capacity_headline(con)
+    head = capacity.capacity_headline(con)
     assert head["partners"] == one(con, "SELECT count(*) FROM partners")
     assert head["referral_ready"] == one(con, "SELECT count(*) FROM partners WHERE referral_ready")
     assert head["free_seats"] == one(
@@ -117,20 +118,20 @@ def test_capacity_headline_matches_plain_sql(con) -> None:
 
 
 def test_backlog_headline_follows_country_and_language_filters(con) -> None:
-    where = views.PartnerFilter(countries=("DE", "AT"), languages=("de",))
+    where = capacity.PartnerFilter(countries=("DE", "AT"), languages=("de",))
     expected = one(
         con,
         "SELECT count(*) FROM customers WHERE in_ftcq AND country IN ('DE', 'AT') "
         "AND language = 'de'",
     )
-    assert views.capacity_headline(con, where)["backlog"] == expected > 0
+    assert capacity.capacity_headline(con, where)["backlog"] == expected > 0
 
 
 def test_utilisation_bins_count_every_partner_with_capacity_once(con) -> None:
-    bins = views.utilisation_bins(views.partner_capacity(con))
+    bins = capacity.utilisation_bins(capacity.partner_capacity(con))
     assert bins.height == 11
     assert bins["partners"].sum() == one(con, "SELECT count(*) FROM partners WHERE capacity > 0")
-    full = bins.filter(pl.col("band") == views.FULL_LABEL)["partners"][0]
+    full = bins.filter(pl.col("band") == capacity.FULL_LABEL)["partners"][0]
     assert full == one(
         con, "SELECT count(*) FROM partner_state WHERE capacity > 0 AND active_total >= capacity"
     )
@@ -138,11 +139,11 @@ def test_utilisation_bins_count_every_partner_with_capacity_once(con) -> None:
 
 def test_utilisation_bins_of_nothing_are_all_zero() -> None:
     frame = pl.DataFrame(schema={"utilisation": pl.Float64})
-    assert views.utilisation_bins(frame)["partners"].to_list() == [0] * 11
+    assert capacity.utilisation_bins(frame)["partners"].to_list() == [0] * 11
 
 
 def test_round_robin_position_is_least_recently_assigned_first(con) -> None:
-    frame = views.partner_capacity(con).filter(pl.col("referral_ready")).sort("rr_position")
+    frame = capacity.partner_capacity(con).filter(pl.col("referral_ready")).sort("rr_position")
     assert frame["rr_position"].to_list() == list(range(1, frame.height + 1))
     expected = [
         r[0]
@@ -152,11 +153,13 @@ def test_round_robin_position_is_least_recently_assigned_first(con) -> None:
         ).fetchall()
     ]
     assert frame["partner_id"].to_list() == expected
-    assert views.partner_capacity(con).filter(~pl.col("referral_ready"))["rr_position"].null_count()
+    assert (
+        capacity.partner_capacity(con).filter(~pl.col("referral_ready"))["rr_position"].null_count()
+    )
 
 
 def test_top_free_ranks_referral_ready_partners_by_free_seats(con) -> None:
-    top = views.top_free(views.partner_capacity(con), 5)
+    top = capacity.top_free(capacity.partner_capacity(con), 5)
     assert top.height == 10 and set(top["part"]) == {"active", "free"}
     free = top.filter(pl.col("part") == "free").sort("rank")["seats"].to_list()
     best = [
@@ -170,7 +173,7 @@ def test_top_free_ranks_referral_ready_partners_by_free_seats(con) -> None:
 
 
 def test_coverage_by_country_counts_ready_partners_and_shows_gaps(con) -> None:
-    cells = views.coverage(con, "country", RULES.eligible_workloads)
+    cells = capacity.coverage(con, "country", RULES.eligible_workloads)
     keys = one(
         con,
         "SELECT count(*) FROM (SELECT DISTINCT unnest(countries) FROM partners "
@@ -194,7 +197,7 @@ def test_coverage_by_country_counts_ready_partners_and_shows_gaps(con) -> None:
 
 
 def test_coverage_by_language_counts_backlog_demand(con) -> None:
-    cells = views.coverage(con, "language", RULES.eligible_workloads)
+    cells = capacity.coverage(con, "language", RULES.eligible_workloads)
     ja = cells.filter((pl.col("key") == "ja") & (pl.col("workload") == "teams")).row(0, named=True)
     assert ja["label"] == "ja Japanese"
     assert ja["backlog"] == one(
@@ -203,11 +206,11 @@ def test_coverage_by_language_counts_backlog_demand(con) -> None:
         "AND list_contains(workloads, 'teams')",
     )
     with pytest.raises(ValueError, match="country"):
-        views.coverage(con, "region", RULES.eligible_workloads)  # type: ignore[arg-type]
+        capacity.coverage(con, "region", RULES.eligible_workloads)  # type: ignore[arg-type]
 
 
 def test_partner_detail_has_its_psm_and_referrals(con) -> None:
-    detail = views.partner_detail(con, "P0001")
+    detail = capacity.partner_detail(con, "P0001")
     assert detail is not None
     assert (detail["psm_name"], detail["psm_email"]) == con.execute(
         "SELECT psm_name, psm_email FROM partners WHERE partner_id = 'P0001'"
@@ -215,20 +218,20 @@ def test_partner_detail_has_its_psm_and_referrals(con) -> None:
     assert detail["ready_partners"] == one(
         con, "SELECT count(*) FROM partners WHERE referral_ready"
     )
-    counts = views.partner_referral_counts(con, "P0001")
+    counts = capacity.partner_referral_counts(con, "P0001")
     assert counts["total"] == one(
         con, "SELECT count(*) FROM referrals WHERE partner_id = 'P0001' AND outcome = 'frp'"
     )
     assert counts["open"] == detail["active"]  # the demo holds no load outside the store
-    refs = views.partner_referrals(con, "P0001", limit=5)
+    refs = capacity.partner_referrals(con, "P0001", limit=5)
     assert refs.height == min(5, counts["total"])
     assert refs["created_at"].is_sorted(descending=True)
-    assert views.partner_detail(con, "nobody") is None
+    assert capacity.partner_detail(con, "nobody") is None
 
 
 def test_fills_up_lists_partners_a_backlog_run_takes_to_full(con) -> None:
     sim, _ = simulate_stored(con, RULES, "round-robin")
-    full = views.fills_up(sim.partners, views.partner_names(con))
+    full = capacity.fills_up(sim.partners, state.partner_names(con))
     expected = sim.partners.filter(
         pl.col("available")
         & (pl.col("assigned") > 0)
@@ -245,7 +248,7 @@ def test_fills_up_lists_partners_a_backlog_run_takes_to_full(con) -> None:
 
 def test_committed_fairness_counts_the_period_and_has_a_pool_ledger(con) -> None:
     since, until = datetime(2026, 1, 1), datetime(2026, 4, 1)
-    fair, labels = views.committed_fairness(con, since, until, RULES)
+    fair, labels = fairness.committed_fairness(con, since, until, RULES)
     n, placed = con.execute(
         "SELECT count(*), count(*) FILTER (WHERE outcome = 'frp') FROM referrals "
         "WHERE created_at >= ? AND created_at < ?",
@@ -264,10 +267,10 @@ def _row_by_row(
 ) -> tuple[FairnessReport, pl.DataFrame]:
     """committed_fairness as it was before the referrals were counted in DuckDB."""
     outcomes, partners, pools = committed_inputs(con, since, until)
-    outcomes, pools = views._fill_pools(con, outcomes, pools, RULES)
+    outcomes, pools = fairness._fill_pools(con, outcomes, pools, RULES)
     used = outcomes["pool_key"].drop_nulls().unique()
     fair = report(outcomes, partners, pools.filter(pl.col("pool_key").is_in(used.implode())))
-    return fair, views.pool_labels(outcomes)
+    return fair, fairness.pool_labels(outcomes)
 
 
 def _same_report(a: FairnessReport, b: FairnessReport) -> None:
@@ -289,7 +292,7 @@ def test_counted_committed_fairness_equals_the_row_by_row_report(
 ) -> None:
     # The demo's history has no pools (derived ones are filled in); a committed run has.
     c = request.getfixturevalue("con" if db == "demo" else "committed")
-    fair, labels = views.committed_fairness(c, since, until, RULES)
+    fair, labels = fairness.committed_fairness(c, since, until, RULES)
     rows_fair, rows_labels = _row_by_row(c, since, until)
     assert fair.customers > 0
     _same_report(fair, rows_fair)
@@ -306,17 +309,17 @@ def test_committed_counts_stand_for_every_referral(committed) -> None:
 
 
 def test_partner_deviation_sums_pool_members(con) -> None:
-    fair, _ = views.committed_fairness(con, None, None, RULES)
-    dev = views.partner_deviation(fair.pool_members, views.partner_names(con))
+    fair, _ = fairness.committed_fairness(con, None, None, RULES)
+    dev = fairness.partner_deviation(fair.pool_members, state.partner_names(con))
     assert dev.height == fair.pool_members["partner_id"].n_unique()
     assert dev["given"].sum() == fair.pool_members["given"].sum()
     assert dev["deviation"].sum() == pytest.approx(fair.pool_members["deviation"].sum())
-    extremes = views.deviation_extremes(dev, 3)
+    extremes = fairness.deviation_extremes(dev, 3)
     assert extremes.height == 6 and extremes["deviation"].is_sorted(descending=True)
 
 
 def test_monthly_fairness_matches_engine_measures(con) -> None:
-    monthly = views.monthly_fairness(con, None, None)
+    monthly = fairness.monthly_fairness(con, None, None)
     assert monthly["customers"].sum() == one(con, "SELECT count(*) FROM referrals")
     assert monthly.height == one(
         con, "SELECT count(DISTINCT date_trunc('month', created_at)) FROM referrals"
@@ -347,7 +350,7 @@ def test_pool_labels_name_the_most_common_signature() -> None:
             "eligible_workloads": [["teams"], ["teams"], ["exchange"], [], ["teams"]],
         }
     )
-    labels = dict(views.pool_labels(detail).iter_rows())
+    labels = dict(fairness.pool_labels(detail).iter_rows())
     assert labels == {"a": "SE · sv · teams (+1)", "b": "DE · de · "}
 
 
@@ -357,26 +360,26 @@ def test_pool_labels_name_the_most_common_signature() -> None:
 @pytest.mark.parametrize(
     ("where", "sql"),
     [
-        (views.ReferralFilter(), "TRUE"),
-        (views.ReferralFilter(outcomes=("css",)), "outcome = 'css'"),
-        (views.ReferralFilter(statuses=("active",)), "status = 'active'"),
+        (referrals.ReferralFilter(), "TRUE"),
+        (referrals.ReferralFilter(outcomes=("css",)), "outcome = 'css'"),
+        (referrals.ReferralFilter(statuses=("active",)), "status = 'active'"),
         (
-            views.ReferralFilter(reasons=("no_partner_match", "capacity_exhausted")),
+            referrals.ReferralFilter(reasons=("no_partner_match", "capacity_exhausted")),
             "reason IN ('no_partner_match', 'capacity_exhausted')",
         ),
-        (views.ReferralFilter(partner_id="P0001"), "partner_id = 'P0001'"),
-        (views.ReferralFilter(run=views.HISTORY), "run_id IS NULL"),
-        (views.ReferralFilter(run=1), "run_id = 1"),
+        (referrals.ReferralFilter(partner_id="P0001"), "partner_id = 'P0001'"),
+        (referrals.ReferralFilter(run=referrals.HISTORY), "run_id IS NULL"),
+        (referrals.ReferralFilter(run=1), "run_id = 1"),
         (
-            views.ReferralFilter(outcomes=("frp",), run=1, statuses=("active",)),
+            referrals.ReferralFilter(outcomes=("frp",), run=1, statuses=("active",)),
             "outcome = 'frp' AND run_id = 1 AND status = 'active'",
         ),
     ],
 )
 def test_referral_filters_match_plain_sql(committed, where, sql) -> None:
     expected = one(committed, f"SELECT count(*) FROM referrals WHERE {sql}")
-    assert views.referral_count(committed, where) == expected > 0
-    rows = views.referral_rows(committed, where, limit=50)
+    assert referrals.referral_count(committed, where) == expected > 0
+    rows = referrals.referral_rows(committed, where, limit=50)
     assert rows.height == min(50, expected)
     assert rows["created_at"].is_sorted(descending=True)
 
@@ -385,43 +388,43 @@ def test_referral_search_by_customer_name(committed) -> None:
     tenant, name = committed.execute(
         "SELECT tenant_id, name FROM customers ORDER BY tenant_id LIMIT 1"
     ).fetchall()[0]
-    rows = views.referral_rows(committed, views.ReferralFilter(tenant=name))
+    rows = referrals.referral_rows(committed, referrals.ReferralFilter(tenant=name))
     assert tenant in rows["tenant_id"].to_list()
 
 
 def test_referral_options_and_detail(committed) -> None:
-    opts = views.referral_options(committed)
+    opts = referrals.referral_options(committed)
     assert opts["outcomes"] == ["css", "frp"]
     assert opts["runs"] == [1]
     assert opts["history"] == one(committed, "SELECT count(*) FROM referrals WHERE run_id IS NULL")
     rid = one(
         committed, "SELECT min(referral_id) FROM referrals WHERE run_id = 1 AND outcome = 'frp'"
     )
-    ref = views.referral_detail(committed, rid)
+    ref = referrals.referral_detail(committed, rid)
     assert ref is not None and ref["partner_name"] and ref["customer"]
-    steps = views.trace_steps(ref["trace"])
+    steps = referrals.trace_steps(ref["trace"])
     assert steps[0].startswith("Referral Ready:") and steps[-1].startswith("chose ")
-    assert views.trace_steps(None) == []
-    assert views.referral_detail(committed, -1) is None
+    assert referrals.trace_steps(None) == []
+    assert referrals.referral_detail(committed, -1) is None
 
 
 def test_tasks_and_outbox_match_their_tables(committed) -> None:
     n_tasks = one(committed, "SELECT count(*) FROM ftop_tasks")
-    assert views.task_count(committed) == views.task_count(committed, 1) == n_tasks > 0
-    assert views.task_count(committed, views.HISTORY) == 0
-    tasks = views.ftop_tasks(committed, 1, limit=10)
+    assert referrals.task_count(committed) == referrals.task_count(committed, 1) == n_tasks > 0
+    assert referrals.task_count(committed, referrals.HISTORY) == 0
+    tasks = referrals.ftop_tasks(committed, 1, limit=10)
     assert tasks.height == 10 and set(tasks["task_number"]) == {3186}
     n_msgs = one(committed, "SELECT count(*) FROM outbox")
     assert (
-        views.outbox_count(committed)
+        referrals.outbox_count(committed)
         == n_msgs
         == 3 * one(committed, "SELECT count(*) FROM referrals WHERE run_id = 1 AND outcome = 'frp'")
     )
-    assert views.outbox_count(committed, ("sent",)) == 0
-    assert views.outbox_statuses(committed) == ["pending"]
-    msgs = views.outbox(committed, ("pending",), 1, limit=3)
+    assert referrals.outbox_count(committed, ("sent",)) == 0
+    assert referrals.outbox_statuses(committed) == ["pending"]
+    msgs = referrals.outbox(committed, ("pending",), 1, limit=3)
     assert msgs.height == 3
-    msg = views.message(committed, msgs["message_id"][0])
+    msg = referrals.message(committed, msgs["message_id"][0])
     assert msg is not None and msg["body"].startswith("Hello ")
 
 
@@ -429,26 +432,31 @@ def test_tasks_and_outbox_match_their_tables(committed) -> None:
 
 
 def test_every_view_works_on_an_empty_store(empty) -> None:
-    assert views.counts(empty)["partners"] == 0
-    assert views.partner_options(empty) == {"countries": [], "languages": [], "workloads": []}
-    assert views.partner_capacity(empty).height == 0
-    assert views.capacity_headline(empty) == {
+    assert state.counts(empty)["partners"] == 0
+    assert capacity.partner_options(empty) == {"countries": [], "languages": [], "workloads": []}
+    assert capacity.partner_capacity(empty).height == 0
+    assert capacity.capacity_headline(empty) == {
         "partners": 0,
         "referral_ready": 0,
         "free_seats": 0,
         "capacity": 0,
         "backlog": 0,
     }
-    assert views.coverage(empty, "country", RULES.eligible_workloads).height == 0
-    assert views.referral_dates(empty) == (None, None)
-    assert views.monthly_fairness(empty, None, None).height == 0
-    fair, labels = views.committed_fairness(empty, None, None, RULES)
+    assert capacity.coverage(empty, "country", RULES.eligible_workloads).height == 0
+    assert fairness.referral_dates(empty) == (None, None)
+    assert fairness.monthly_fairness(empty, None, None).height == 0
+    fair, labels = fairness.committed_fairness(empty, None, None, RULES)
     assert fair.customers == 0 and labels.height == 0
-    assert views.referral_options(empty) == {
+    assert referrals.referral_options(empty) == {
         "outcomes": [],
         "statuses": [],
         "reasons": [],
         "runs": [],
         "history": 0,
     }
-    assert views.referral_count(empty) == views.task_count(empty) == views.outbox_count(empty) == 0
+    assert (
+        referrals.referral_count(empty)
+        == referrals.task_count(empty)
+        == referrals.outbox_count(empty)
+        == 0
+    )

@@ -9,7 +9,8 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from store import views
+import store.capacity
+from store import state
 from ui import charts, db, privacy
 from ui.reads import backlog_run, view
 
@@ -37,7 +38,7 @@ def partners_table(partners: pl.DataFrame, top_n: int) -> None:
     left, right = st.columns(2)
     left.altair_chart(
         charts.utilisation_histogram(
-            views.utilisation_bins(partners),
+            store.capacity.utilisation_bins(partners),
             "How full are the partners?",
             f"{partners.height} partners shown; red: at or over capacity",
         ),
@@ -45,7 +46,8 @@ def partners_table(partners: pl.DataFrame, top_n: int) -> None:
     )
     right.altair_chart(
         charts.free_seats_bars(
-            views.top_free(partners, top_n), f"Top {top_n} Referral Ready partners by free seats"
+            store.capacity.top_free(partners, top_n),
+            f"Top {top_n} Referral Ready partners by free seats",
         ),
         width="stretch",
     )
@@ -70,7 +72,7 @@ def coverage() -> None:
     tabs = st.tabs(["Country × workload", "Language × workload"])
     for tab, by in zip(tabs, ("country", "language"), strict=True):
         key_title = by.capitalize()
-        cells = view("coverage", by, eligible)
+        cells = view(store.capacity.coverage, by, eligible)
         gaps = cells.filter(pl.col("status") != "room")
         tab.altair_chart(
             charts.coverage_heatmap(cells, key_title, f"Free seats by {by} and workload"),
@@ -92,7 +94,7 @@ def headroom(backlog: int) -> None:
         st.info("The FTCQ backlog is empty: import customers on the **Data** page to see headroom.")
         return
     sim_partners, run = backlog_run()
-    full = views.fills_up(sim_partners, view("partner_names"))
+    full = store.capacity.fills_up(sim_partners, view(state.partner_names))
     h1, h2, h3, h4 = st.columns(4)
     h1.metric("Backlog customers", f"{run['customers']:,}")
     h2.metric("Referred to partners", f"{run['assigned']:,}")
@@ -114,7 +116,7 @@ def headroom(backlog: int) -> None:
 
 def partner_detail(partner_id: str, shown: int = 200) -> None:
     """One partner: PSM and contacts, endorsements, load, round-robin turn, its referrals."""
-    detail = view("partner_detail", partner_id)
+    detail = view(store.capacity.partner_detail, partner_id)
     if not detail:
         st.info(f"Partner {partner_id} is not in the database any more.")
         return
@@ -138,13 +140,13 @@ def partner_detail(partner_id: str, shown: int = 200) -> None:
         k3.metric("Free seats", detail["free"])
         util = detail["utilisation"]
         k4.metric("Utilisation", "n/a" if util is None else f"{util:.0%}")
-        n = view("partner_referral_counts", partner_id)
+        n = view(store.capacity.partner_referral_counts, partner_id)
         st.caption(
             f"{n['total']:,} referrals: {n['open']:,} open, {n['completed']:,} completed"
             + (f" (newest {shown} shown)" if n["total"] > shown else "")
         )
         referrals = privacy.mask_name_columns_for_viewers(
-            view("partner_referrals", partner_id, shown), "customer"
+            view(store.capacity.partner_referrals, partner_id, shown), "customer"
         )
         st.dataframe(referrals, hide_index=True, height=300)
 

@@ -1,6 +1,6 @@
 """Altair chart builders for the dashboard: titled, labelled, with tooltips.
 
-Every builder takes an already aggregated Polars frame (from ``store.views`` or a
+Every builder takes an already aggregated Polars frame (from the ``store`` read modules or a
 ``FairnessReport``), never raw rows: ``st.altair_chart`` ships every row to the browser.
 Colours are colour-blind-safe (Tableau 10 / ColorBrewer sequential) and gaps are drawn
 in a colour of their own with words in the cell, not left as blank space.
@@ -89,7 +89,7 @@ def free_seats_bars(rows: pl.DataFrame, title: str) -> alt.Chart:
 def coverage_heatmap(cells: pl.DataFrame, key_title: str, title: str) -> alt.LayerChart:
     """Free seats per (key, workload); 'no partner' and 'full' cells in colours of their own.
 
-    ``cells``: ``label, workload, partners, free_seats, backlog, status`` (store.views.coverage).
+    ``cells``: ``label, workload, partners, free_seats, backlog, status`` (store.capacity.coverage).
     """
     tooltip = [
         alt.Tooltip("label:N", title=key_title),

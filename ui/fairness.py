@@ -14,7 +14,8 @@ import polars as pl
 import streamlit as st
 
 from engine.fairness import FairnessReport, report_for
-from store import views
+from store.capacity import utilisation_bins, with_labels
+from store.fairness import deviation_extremes, partner_deviation, pool_labels
 from ui import charts
 
 PERCENT = {"format": "percent", "min_value": 0.0, "max_value": 1.0}
@@ -27,7 +28,7 @@ def simulated(policy: str, sim: Any) -> tuple[FairnessReport, pl.DataFrame]:
     key = (policy, id(sim))
     if key not in memo:
         memo.clear()  # only the simulation being looked at is worth keeping
-        memo[key] = (report_for(sim), views.pool_labels(sim.detail))
+        memo[key] = (report_for(sim), pool_labels(sim.detail))
     return memo[key]
 
 
@@ -111,7 +112,7 @@ def turns(fair: FairnessReport, labels: pl.DataFrame, names: pl.DataFrame, key: 
 
 def deviation(fair: FairnessReport, names: pl.DataFrame) -> None:
     """Each partner's customers given minus its ideal share, summed over its pools."""
-    dev = views.partner_deviation(fair.pool_members, names).with_columns(
+    dev = partner_deviation(fair.pool_members, names).with_columns(
         pl.format("{} {}", "partner_id", "name").alias("partner")
     )
     if dev.height == 0:
@@ -119,7 +120,7 @@ def deviation(fair: FairnessReport, names: pl.DataFrame) -> None:
         return
     st.altair_chart(
         charts.deviation_bars(
-            views.deviation_extremes(dev, 10),
+            deviation_extremes(dev, 10),
             "Partners furthest above and below their ideal share (summed over their pools)",
         ),
         width="stretch",
@@ -129,7 +130,7 @@ def deviation(fair: FairnessReport, names: pl.DataFrame) -> None:
 
 
 def utilisation(fair: FairnessReport, names: pl.DataFrame, when: str) -> None:
-    bins = views.utilisation_bins(fair.per_partner, "utilisation_after", only="available")
+    bins = utilisation_bins(fair.per_partner, "utilisation_after", only="available")
     st.altair_chart(
         charts.utilisation_histogram(
             bins,
@@ -175,7 +176,7 @@ def css_fallback(fair: FairnessReport) -> None:
     """CSS fallback rate by region, language and workload, and CSS customers by reason."""
     left, right = st.columns(2)
     for i, dim in enumerate(("region", "language", "workload")):
-        frame = views.with_labels(fair.css_by[dim], dim)
+        frame = with_labels(fair.css_by[dim], dim)
         with left if i % 2 == 0 else right:
             st.altair_chart(
                 charts.css_rate_bars(frame, dim.capitalize(), f"CSS fallback rate by {dim}"),

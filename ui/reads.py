@@ -1,35 +1,44 @@
-"""Cached reads for the capacity, fairness and referrals pages.
+"""Cached reads for the dashboard's pages.
 
-Each call runs one ``store.views`` function (or a simulation) on its own short-lived
-connection (``db.session``) and caches the result per database file and version
-(``db.cache_key``): a write, by the dashboard or by `frp`, shows up at the next run.
-Arguments must be hashable (tuples, frozen dataclasses such as ``views.PartnerFilter``).
+Each call runs one store read (a function of ``store.capacity``, ``store.fairness``,
+``store.referrals`` or ``store.state`` taking a connection first) or a simulation on its
+own short-lived connection (``db.session``) and caches the result per database file and
+version (``db.cache_key``): a write, by the dashboard or by `frp`, shows up at the next run.
+Arguments must be hashable (tuples, frozen dataclasses such as
+``store.capacity.PartnerFilter``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import polars as pl
 import streamlit as st
 
 from engine.fairness import FairnessReport
 from engine.rules import parse_rules, to_toml
-from store import views
+from store import fairness
 from store.commits import simulate_stored
+from store.state import Con
 from ui import db
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def _view(name: str, path: str, *args: Any) -> Any:
+def _view(path: str, name: str, _read: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    # ``name`` stands for ``_read`` in the cache key: Streamlit cannot hash a function.
     with db.session() as con:
-        return getattr(views, name)(con, *args)
+        return _read(con, *args, **kwargs)
 
 
-def view(name: str, *args: Any) -> Any:
-    """``store.views.<name>(cursor, *args)``, cached for the current database file."""
-    return _view(name, db.cache_key(), *args)
+def view(read: Callable[Concatenate[Con, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """``read(cursor, *args, **kwargs)``, cached for the current database file."""
+    name = f"{read.__module__}.{read.__qualname__}"
+    return _view(db.cache_key(), name, read, *args, **kwargs)
 
 
 @st.cache_data(show_spinner="Simulating the backlog with round robin…", max_entries=8)
@@ -51,7 +60,7 @@ def _committed_fairness(
 ) -> tuple[FairnessReport, pl.DataFrame]:
     rules = parse_rules(rules_toml, source="rules")
     with db.session() as con:
-        return views.committed_fairness(con, since, until, rules)
+        return fairness.committed_fairness(con, since, until, rules)
 
 
 def committed_fairness(

@@ -1,6 +1,7 @@
 """Pieces of the Referrals page: the run filter that follows ``?run=``, one referral's
-trace, the capped-table note, and delivery: the outbox's send button, closing an FTOP
-task, the PSM load.
+trace, the capped-table note, and delivery: the outbox as this user may see it (customer
+names and addresses masked for viewers), its send button, closing an FTOP task, the PSM
+load.
 
 The Simulate page links to a run's referrals with ``?run=<id>``; ``?run=history`` shows
 the referrals imported without a run.
@@ -10,12 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import polars as pl
 import streamlit as st
 
+import store.referrals
 from engine.reasons import Reason
-from store import lifecycle, tasks, views
+from store import lifecycle, tasks
 from store.db import StoreError
 from store.outbox import DeliveryError, SmtpSettings, send_pending
+from store.referrals import HISTORY, ROW_CAP
 from ui import auth, db, privacy
 from ui.reads import view
 
@@ -25,9 +29,9 @@ REASON_WORDS = {r.value: r.words for r in Reason}
 
 
 def run_from_param(value: str | None) -> int | str | None:
-    """``"3"`` -> 3, ``"history"`` -> views.HISTORY, anything else -> None (all runs)."""
-    if value == views.HISTORY:
-        return views.HISTORY
+    """``"3"`` -> 3, ``"history"`` -> HISTORY, anything else -> None (all runs)."""
+    if value == HISTORY:
+        return HISTORY
     try:
         return int(value) if value is not None else None
     except ValueError:
@@ -46,10 +50,10 @@ def _to_param() -> None:
 
 def run_filter(opts: dict[str, Any]) -> int | str | None:
     """The run selectbox (all runs, imported history, each run), preset from ``?run=``."""
-    info = {r["run_id"]: r for r in view("runs").iter_rows(named=True)}
+    info = {r["run_id"]: r for r in view(store.referrals.runs).iter_rows(named=True)}
     options: list[int | str | None] = [None]
     if opts["history"]:
-        options.append(views.HISTORY)
+        options.append(HISTORY)
     options += opts["runs"]
     param = st.query_params.get("run")
     if param != st.session_state.get(_SEEN):  # arrived with a new ?run= (a link)
@@ -63,7 +67,7 @@ def run_filter(opts: dict[str, Any]) -> int | str | None:
     def label(run: int | str | None) -> str:
         if run is None:
             return "All runs"
-        if run == views.HISTORY:
+        if run == HISTORY:
             return f"History (imported without a run, {opts['history']:,} referrals)"
         r = info[run]
         return (
@@ -79,8 +83,7 @@ def customer_names(tenants: list[str]) -> dict[str, str]:
     viewers; empty for managers, who see the texts whole."""
     if auth.is_manager() or not tenants:
         return {}
-    sql = "SELECT tenant_id, name FROM customers WHERE list_contains(?, tenant_id)"
-    return dict(db.read(sql, tenants).iter_rows())
+    return view(store.referrals.customer_names, tuple(tenants))
 
 
 def capped(shown: int, total: int, what: str) -> None:
@@ -109,13 +112,42 @@ def trace(ref: dict[str, Any]) -> None:
         f"**{ref['status']}**, {run}, "
         f"{ref['created_at']:%Y-%m-%d %H:%M}."
     )
-    steps = views.trace_steps(ref["trace"])
+    steps = store.referrals.trace_steps(ref["trace"])
     st.markdown("\n".join(f"{n}. {s}" for n, s in enumerate(steps, 1)) or "_no trace_")
     with st.expander("Trace as stored"):
         st.code(ref["trace"] or "", language=None, wrap_lines=True)
 
 
-# --- Delivery: sending the outbox, closing FTOP tasks, PSM load -------------------------
+# --- Delivery: the outbox and sending it, closing FTOP tasks, PSM load -------------------
+
+
+def outbox_rows(statuses: tuple[str, ...], run: int | str | None) -> pl.DataFrame:
+    """The newest queued notifications (``ROW_CAP``) as this user may see them: a viewer
+    sees customers' addresses masked and no customer name in a subject."""
+    msgs = view(store.referrals.outbox, statuses, run, ROW_CAP)
+    msgs = privacy.mask_email_column_for_viewers(
+        msgs, "to_email", pl.col("recipient_role") == "customer"
+    )
+    customers = customer_names(msgs["tenant_id"].unique().to_list())
+    return privacy.mask_names_in_text_column_for_viewers(msgs, "subject", customers)
+
+
+def message(message_id: str) -> None:
+    """One notification, addressed and written as it goes out, masked as ``outbox_rows``."""
+    msg = view(store.referrals.message, message_id)
+    if not msg:
+        return
+    to = msg["to_email"]
+    to = privacy.mask_email_for_viewers(to) if msg["recipient_role"] == "customer" else to
+    name = customer_names([msg["tenant_id"]]).get(msg["tenant_id"])
+    subject = privacy.mask_name_in_text_for_viewers(msg["subject"], name)
+    st.markdown(f"**To:** {to}  \n**Subject:** {subject}")
+    if msg.get("body_html"):
+        with st.expander("HTML part"):
+            st.html(privacy.mask_message_for_viewers(msg["body_html"], name))
+    body = privacy.mask_message_for_viewers(msg["body"], name)
+    st.code(body, language=None, wrap_lines=True)
+
 
 SEND_KEY = "outbox_sent"  # the last send's SendSummary, shown after the rerun
 TOAST_KEY = "_referrals_toast"
@@ -138,7 +170,7 @@ def send_outbox() -> None:
         problem = ""
     except DeliveryError as exc:
         settings, problem = None, str(exc)
-    pending = view("outbox_count", ("pending",), None)
+    pending = view(store.referrals.outbox_count, ("pending",), None)
     if settings is None:
         st.info(
             f"Sending is off: {problem}. Set the `FRP_SMTP_*` variables (README, "
@@ -218,7 +250,7 @@ def close_task(run: int | str | None) -> None:
     if result is not None:
         getattr(st, result[0])(result[1])
     open_tasks = privacy.mask_name_columns_for_viewers(
-        view("ftop_tasks", run, views.ROW_CAP, "open"), "customer"
+        view(store.referrals.ftop_tasks, run, ROW_CAP, "open"), "customer"
     )
     if open_tasks.height == 0:
         st.caption("Every task here is closed.")
@@ -241,7 +273,7 @@ def close_task(run: int | str | None) -> None:
 
 def psm_load() -> None:
     """Open referrals per Partner Success Manager (today's partners and their PSMs)."""
-    load = view("psm_load")
+    load = view(store.referrals.psm_load)
     if load.height == 0:
         st.info("No partners yet: import a partner file on the **Data** page.")
         return
