@@ -55,7 +55,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
-    from store.db import StoreError, open_db, resolve_path, retry_conflicts
+    from store.db import open_db, resolve_path, retry_conflicts
+    from store.errors import StoreError
     from store.privacy import purge
 
     path = resolve_path(args.db)

@@ -28,7 +28,8 @@ from engine.reasons import (
 )
 from engine.rules import Rules, to_toml
 from store import state
-from store.db import StoreError, audit, transaction
+from store.db import audit, transaction
+from store.errors import StoreError
 from store.notify import referral_messages
 
 Progress = Callable[[int, int], None]

@@ -21,7 +21,8 @@ from engine.matching import Signature, index_partners, match_signature
 from engine.rules import Rules, load_rules
 from engine.schema import InputError, Problem
 from store import state
-from store.db import StoreError, connect, resolve_path
+from store.db import connect, resolve_path
+from store.errors import StoreError
 from store.files import read_partners, read_raw
 
 OUTCOME_COLUMNS = ("tenant_id", "outcome", "partner_id", "reason")

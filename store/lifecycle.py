@@ -23,7 +23,8 @@ from engine.reasons import DECLINE_REASONS, Policy
 from engine.rules import Rules
 from store import state
 from store.commits import CommitSummary, commit_within
-from store.db import OPEN_STATUSES, StoreError, audit, transaction
+from store.db import OPEN_STATUSES, audit, transaction
+from store.errors import StoreError
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,8 @@ from typing import Any
 
 import duckdb
 
-from store.db import OPEN_STATUSES, StoreError, audit, retry_conflicts, transaction
+from store.db import OPEN_STATUSES, audit, retry_conflicts, transaction
+from store.errors import StoreError
 
 Con = duckdb.DuckDBPyConnection
 Progress = Callable[[int, int], None]

@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-from store.db import StoreError, audit, transaction
+from store.db import audit, transaction
+from store.errors import StoreError
 
 PREFIX = "purged-"
 REDACTED = "(purged)"

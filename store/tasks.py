@@ -14,7 +14,8 @@ import duckdb
 import polars as pl
 
 from store import state
-from store.db import StoreError, audit, transaction
+from store.db import audit, transaction
+from store.errors import StoreError
 
 Con = duckdb.DuckDBPyConnection
 STATUSES = ("open", "closed")

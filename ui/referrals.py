@@ -14,7 +14,7 @@ import streamlit as st
 
 from engine.reasons import Reason
 from store import lifecycle, tasks, views
-from store.db import StoreError
+from store.errors import StoreError
 from store.outbox import DeliveryError, SmtpSettings, send_pending
 from ui import auth, db
 from ui.reads import view
