@@ -28,7 +28,7 @@ from engine.reasons import (
 )
 from engine.rules import Rules, to_toml
 from store import state
-from store.db import audit, transaction
+from store.db import OPEN_SQL, audit, transaction
 from store.errors import StoreError
 from store.notify import referral_messages
 
@@ -306,8 +306,8 @@ def _write(
             except duckdb.Error:
                 pass
     if con.execute(
-        "SELECT count(*) FROM (SELECT tenant_id FROM referrals WHERE status IN "
-        "('active', 'accepted') GROUP BY tenant_id HAVING count(*) > 1)"
+        f"SELECT count(*) FROM (SELECT tenant_id FROM referrals WHERE status IN {OPEN_SQL} "
+        "GROUP BY tenant_id HAVING count(*) > 1)"
     ).fetchall()[0][0]:
         raise StoreError("commit would give a customer two open referrals; nothing was written")
     return CommitSummary(

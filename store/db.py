@@ -38,10 +38,12 @@ T = TypeVar("T")
 
 #: Referral statuses that hold a partner's seat and keep the customer out of the FTCQ.
 OPEN_STATUSES = ("active", "accepted")
+#: The same as an SQL list, for ``status IN {OPEN_SQL}``.
+OPEN_SQL = "(" + ", ".join(f"'{s}'" for s in OPEN_STATUSES) + ")"
 
 SCHEMA_VERSION = 1
 
-DDL = """
+DDL = f"""
 CREATE SEQUENCE IF NOT EXISTS run_seq START 1;
 CREATE SEQUENCE IF NOT EXISTS referral_seq START 1;
 CREATE SEQUENCE IF NOT EXISTS task_seq START 1;
@@ -189,7 +191,7 @@ FROM partners p
 LEFT JOIN (
     SELECT partner_id, count(*) AS open_referrals
     FROM referrals
-    WHERE outcome = 'frp' AND status IN ('active', 'accepted')
+    WHERE outcome = 'frp' AND status IN {OPEN_SQL}
     GROUP BY partner_id
 ) o USING (partner_id)
 LEFT JOIN rr_order r USING (partner_id);

@@ -13,7 +13,7 @@ import duckdb
 import polars as pl
 
 from engine.columns import CUSTOMER_SCHEMA, PARTNER_SCHEMA
-from store.db import audit, transaction
+from store.db import OPEN_SQL, audit, transaction
 
 
 @dataclass(frozen=True)
@@ -94,13 +94,13 @@ def import_customers(
                 """
             )
             con.execute(
-                """
+                f"""
                 INSERT INTO customers BY NAME
                 SELECT i.tenant_id, i.name, i.country, i.language, i.seats, i.workloads,
                        i.gateway, i.contact_email, i.referral_consent,
                        ? AND NOT EXISTS (
                            SELECT 1 FROM referrals r WHERE r.tenant_id = i.tenant_id
-                           AND r.status IN ('active', 'accepted')) AS in_ftcq,
+                           AND r.status IN {OPEN_SQL}) AS in_ftcq,
                        ? + i._pos + 1 AS ftcq_seq, now()::TIMESTAMP AS queued_at
                 FROM incoming_customers i
                 WHERE i.tenant_id NOT IN (SELECT tenant_id FROM customers)
