@@ -348,6 +348,22 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
     con.execute("COMMIT")
 
 
+@contextmanager
+def registered(con: duckdb.DuckDBPyConnection, **frames: object) -> Iterator[None]:
+    """Frames (Polars or Arrow) readable by SQL under the given names inside the block only:
+    a failed statement must not leave a stale view for the next write on the connection."""
+    try:
+        for name, frame in frames.items():
+            con.register(name, frame)
+        yield
+    finally:
+        for name in frames:
+            try:
+                con.unregister(name)
+            except duckdb.Error:  # the connection is gone
+                pass
+
+
 def audit(
     con: duckdb.DuckDBPyConnection, actor: str, action: str, subject: str | None, details: str
 ) -> None:

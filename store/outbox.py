@@ -1,6 +1,7 @@
-"""Delivering the outbox: sending queued notifications over SMTP, or exporting them as .eml.
+"""The outbox: queuing notifications, sending them over SMTP, or exporting them as .eml.
 
-A commit queues messages as ``pending``; :func:`send_pending` hands each one to the SMTP
+A commit queues its messages as ``pending`` (:func:`queue_messages`, inside the commit's
+transaction); :func:`send_pending` hands each one to the SMTP
 server named by the ``FRP_SMTP_*`` environment variables (never stored in the database).
 It holds no connection while it talks to the server: the pending messages are read in one
 short transaction, sent with the file closed (a slow server must not keep `frp` or the
@@ -51,12 +52,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from store.db import OPEN_STATUSES, audit, retry_conflicts, transaction
+from store.db import OPEN_STATUSES, audit, registered, retry_conflicts, transaction
 from store.errors import StoreError
+
+if TYPE_CHECKING:
+    import polars as pl
 
 Con = duckdb.DuckDBPyConnection
 Progress = Callable[[int, int], None]
@@ -196,6 +200,19 @@ class SendSummary:
 
 
 # --- messages ---------------------------------------------------------------------------
+
+
+def queue_messages(con: Con, messages: pl.DataFrame) -> int:
+    """Add rendered messages (``store.notify.MESSAGE_SCHEMA``) as ``pending``, in the
+    caller's transaction, so they exist exactly when the commit's referrals do; returns
+    how many were queued."""
+    if messages.height:
+        with registered(con, run_messages=messages.to_arrow()):
+            con.execute(
+                "INSERT INTO outbox BY NAME SELECT *, 'pending' AS status, "
+                "now()::TIMESTAMP AS created_at, 0 AS attempts FROM run_messages"
+            )
+    return messages.height
 
 
 def build_message(row: Mapping[str, Any], sender: str) -> EmailMessage:
