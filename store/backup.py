@@ -28,7 +28,8 @@ from typing import Any
 
 import duckdb
 
-from store.db import StoreError, connect
+from store.db import connect
+from store.errors import StoreError
 
 MANIFEST = "manifest.json"
 FORMAT = "frp-backup"

@@ -14,7 +14,7 @@ import polars as pl
 
 from engine.demo import generate_world
 from engine.rules import Rules, load_rules
-from store.db import audit, connect, transaction
+from store.db import audit, connect, registered, transaction
 from store.imports import import_customers, import_partners
 
 
@@ -94,9 +94,10 @@ def _load_history(con, referrals: pl.DataFrame, rules: Rules) -> None:
         ).alias("contact_email"),
         pl.lit(True).alias("referral_consent"),
     )
-    with transaction(con):
-        con.register("hist", hist.to_arrow())
-        con.register("hist_customers", customers.to_arrow())
+    with (
+        transaction(con),
+        registered(con, hist=hist.to_arrow(), hist_customers=customers.to_arrow()),
+    ):
         con.execute(
             """
             INSERT INTO customers BY NAME
@@ -117,5 +118,3 @@ def _load_history(con, referrals: pl.DataFrame, rules: Rules) -> None:
             ORDER BY h._i
             """
         )
-        con.unregister("hist")
-        con.unregister("hist_customers")

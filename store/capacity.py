@@ -25,7 +25,8 @@ import polars as pl
 
 from engine.iso import COUNTRIES, LANGUAGES
 from store import state
-from store.state import OPEN_SQL, Con
+from store.db import OPEN_SQL
+from store.state import Con
 
 #: Utilisation bins of the histograms: 0-10 %, ..., 90-100 %, then "full" (>= 100 %).
 BIN_WIDTH = 0.1

@@ -18,18 +18,14 @@ import polars as pl
 
 from engine.assign import Simulation, simulate
 from engine.columns import CUSTOMER_SCHEMA
-from engine.reasons import (
-    FTOP_TASK_ID,
-    FTOP_TASK_NAME,
-    FTOP_TASK_ROLE,
-    FTOP_TASK_SERVICE,
-    Policy,
-    Reason,
-)
+from engine.reasons import Policy, Reason
 from engine.rules import Rules, to_toml
 from store import state
-from store.db import StoreError, audit, transaction
+from store.db import OPEN_SQL, audit, registered, transaction
+from store.errors import StoreError
 from store.notify import referral_messages
+from store.outbox import queue_messages
+from store.tasks import open_gateway_tasks
 
 Progress = Callable[[int, int], None]
 
@@ -147,18 +143,59 @@ def commit_within(
 def _write(
     con: duckdb.DuckDBPyConnection, sim: Simulation, prep: Prepared, rules: Rules, actor: str
 ) -> CommitSummary:
+    """The commit's writes, in the caller's transaction; the last step refuses the lot
+    should it leave a customer with two open referrals."""
     counts = sim.counts()
-    placed = sim.placed
-    n = sim.assignments.height
-    hold = rules.when_full == "hold"
-    held = (
-        sim.assignments.filter(pl.col("reason") == Reason.CAPACITY_EXHAUSTED.value).select(
-            "tenant_id"
-        )
-        if hold
-        else pl.DataFrame({"tenant_id": []}, schema={"tenant_id": pl.String})
+    n, placed = sim.assignments.height, sim.placed
+    held = _held(sim, rules)
+    run_id = _insert_run(con, sim, prep, rules, actor)
+    referrals = _referrals(con, sim, held, run_id)
+    _insert_referrals(con, sim, prep.cohort, referrals, held)
+    frp = referrals.filter(pl.col("outcome") == "frp")
+    tasks = open_gateway_tasks(con, frp)
+    messages = queue_messages(con, referral_messages(_recipients(frp, prep.cohort)))
+    details = {
+        "policy": sim.policy.value,
+        "customers": n,
+        "placed": placed,
+        "skipped": len(prep.skipped),
+        "by_reason": counts,
+    }
+    audit(con, actor, "commit", f"run {run_id}", json.dumps(details))
+    if con.execute(
+        f"SELECT count(*) FROM (SELECT tenant_id FROM referrals WHERE status IN {OPEN_SQL} "
+        "GROUP BY tenant_id HAVING count(*) > 1)"
+    ).fetchall()[0][0]:
+        raise StoreError("commit would give a customer two open referrals; nothing was written")
+    return CommitSummary(
+        run_id,
+        sim.policy.value,
+        n,
+        placed,
+        n - placed - held.height,
+        len(prep.skipped),
+        tasks,
+        messages,
+        counts,
+        held.height,
     )
-    run_id = con.execute("SELECT nextval('run_seq')").fetchall()[0][0]
+
+
+def _held(sim: Simulation, rules: Rules) -> pl.DataFrame:
+    """Customers (tenant_id) left waiting in the FTCQ: with when_full = "hold", those whose
+    matching partners were all full; none otherwise (they go to a CSS queue)."""
+    if rules.when_full != "hold":
+        return pl.DataFrame({"tenant_id": []}, schema={"tenant_id": pl.String})
+    return sim.assignments.filter(pl.col("reason") == Reason.CAPACITY_EXHAUSTED.value).select(
+        "tenant_id"
+    )
+
+
+def _insert_run(
+    con: duckdb.DuckDBPyConnection, sim: Simulation, prep: Prepared, rules: Rules, actor: str
+) -> int:
+    run_id: int = con.execute("SELECT nextval('run_seq')").fetchall()[0][0]
+    n, placed = sim.assignments.height, sim.placed
     con.execute(
         "INSERT INTO runs VALUES (?, now()::TIMESTAMP, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
@@ -173,9 +210,17 @@ def _write(
             len(prep.skipped),
         ],
     )
+    return run_id
+
+
+def _referrals(
+    con: duckdb.DuckDBPyConnection, sim: Simulation, held: pl.DataFrame, run_id: int
+) -> pl.DataFrame:
+    """The run's referrals (all but the held customers), numbered on from the stored ones,
+    with the customer's Gateway flag and the partner's contacts for tasks and messages."""
     base = con.execute("SELECT coalesce(max(referral_id), 0) FROM referrals").fetchall()[0][0]
     psm = state.partner_psm(con)
-    referrals = (
+    return (
         sim.with_detail(*[c for c in sim.detail.columns if c != "tenant_id"])
         .join(held, on="tenant_id", how="anti", maintain_order="left")
         .with_row_index("_pos")
@@ -202,122 +247,70 @@ def _write(
             "partner_email",
         )
     )
-    cohort = prep.cohort
-    con.register("run_referrals", referrals.drop("gateway", "partner_name", "partner_email"))
-    con.register("run_cohort", cohort.to_arrow())
-    con.register("run_held", held.to_arrow())
-    con.register("run_pools", sim.pools.select("pool_key", "partner_ids").to_arrow())
+
+
+def _insert_referrals(
+    con: duckdb.DuckDBPyConnection,
+    sim: Simulation,
+    cohort: pl.DataFrame,
+    referrals: pl.DataFrame,
+    held: pl.DataFrame,
+) -> None:
+    """The referrals and what they move: the customers' places in the FTCQ, the pools
+    they were drawn from, and the round-robin order of the partners that took one."""
     order = sim.partners.filter(
         pl.col("last_assigned_after").is_not_null()
         & (pl.col("last_assigned_after") != pl.col("last_assigned_before").fill_null(-1))
     ).select("partner_id", "last_assigned_after")
-    con.register("run_order", order.to_arrow())
-    try:
-        con.execute(
-            """
-            INSERT INTO customers BY NAME
-            SELECT c.*, false AS in_ftcq,
-                   (SELECT coalesce(max(ftcq_seq), 0) FROM customers) + row_number() OVER ()
-                       AS ftcq_seq,
-                   now()::TIMESTAMP AS queued_at
-            FROM run_cohort c
-            WHERE c.tenant_id NOT IN (SELECT tenant_id FROM customers)
-            """
-        )
-        con.execute(
-            "UPDATE customers SET in_ftcq = false, held_since = NULL "
-            "WHERE tenant_id IN (SELECT tenant_id FROM run_referrals)"
-        )
-        # Held customers stay in (or join) the FTCQ with their old place, oldest first.
-        con.execute(
-            "UPDATE customers SET in_ftcq = true, held_since = coalesce(held_since, "
-            "now()::TIMESTAMP) WHERE tenant_id IN (SELECT tenant_id FROM run_held)"
-        )
+    with registered(
+        con,
+        run_referrals=referrals.drop("gateway", "partner_name", "partner_email"),
+        run_cohort=cohort.to_arrow(),
+        run_held=held.to_arrow(),
+        run_pools=sim.pools.select("pool_key", "partner_ids").to_arrow(),
+        run_order=order.to_arrow(),
+    ):
+        _update_customers(con)
         con.execute(
             "INSERT INTO referrals BY NAME SELECT *, now()::TIMESTAMP AS created_at, "
             "now()::TIMESTAMP AS updated_at FROM run_referrals"
         )
         con.execute("INSERT OR IGNORE INTO pools SELECT * FROM run_pools")
         con.execute("INSERT OR REPLACE INTO rr_order SELECT * FROM run_order")
-        frp = referrals.filter(pl.col("outcome") == "frp")
-        gateway = frp.filter(pl.col("gateway"))
-        task_base = con.execute("SELECT coalesce(max(task_id), 0) FROM ftop_tasks").fetchall()[0][0]
-        tasks = gateway.with_row_index("_i").select(
-            (pl.col("_i").cast(pl.Int64) + task_base + 1).alias("task_id"),
-            pl.lit(FTOP_TASK_ID, dtype=pl.Int32).alias("task_number"),
-            pl.lit(FTOP_TASK_NAME).alias("name"),
+
+
+def _update_customers(con: duckdb.DuckDBPyConnection) -> None:
+    """Customers new to the store are added, referred ones leave the FTCQ, held ones stay."""
+    con.execute(
+        """
+        INSERT INTO customers BY NAME
+        SELECT c.*, false AS in_ftcq,
+               (SELECT coalesce(max(ftcq_seq), 0) FROM customers) + row_number() OVER ()
+                   AS ftcq_seq,
+               now()::TIMESTAMP AS queued_at
+        FROM run_cohort c
+        WHERE c.tenant_id NOT IN (SELECT tenant_id FROM customers)
+        """
+    )
+    con.execute(
+        "UPDATE customers SET in_ftcq = false, held_since = NULL "
+        "WHERE tenant_id IN (SELECT tenant_id FROM run_referrals)"
+    )
+    # Held customers stay in (or join) the FTCQ with their old place, oldest first.
+    con.execute(
+        "UPDATE customers SET in_ftcq = true, held_since = coalesce(held_since, "
+        "now()::TIMESTAMP) WHERE tenant_id IN (SELECT tenant_id FROM run_held)"
+    )
+
+
+def _recipients(frp: pl.DataFrame, cohort: pl.DataFrame) -> pl.DataFrame:
+    """The FRP referrals with the customer's name and contact email, as notify wants them."""
+    return frp.join(
+        cohort.select(
             "tenant_id",
-            "referral_id",
-            "partner_id",
-            pl.lit(FTOP_TASK_ROLE).alias("role"),
-            pl.lit(FTOP_TASK_SERVICE).alias("service"),
-            pl.lit(True).alias("mandatory"),
-            pl.lit("open").alias("status"),
-        )
-        con.register("run_tasks", tasks.to_arrow())
-        con.execute(
-            "INSERT INTO ftop_tasks BY NAME SELECT *, now()::TIMESTAMP AS created_at FROM run_tasks"
-        )
-        messages = referral_messages(
-            frp.join(
-                cohort.select(
-                    "tenant_id",
-                    pl.col("name").alias("customer_name"),
-                    pl.col("contact_email").alias("customer_email"),
-                ),
-                on="tenant_id",
-                how="left",
-            )
-        )
-        if messages.height:
-            con.register("run_messages", messages.to_arrow())
-            con.execute(
-                "INSERT INTO outbox BY NAME SELECT *, 'pending' AS status, "
-                "now()::TIMESTAMP AS created_at, 0 AS attempts FROM run_messages"
-            )
-        audit(
-            con,
-            actor,
-            "commit",
-            f"run {run_id}",
-            json.dumps(
-                {
-                    "policy": sim.policy.value,
-                    "customers": n,
-                    "placed": placed,
-                    "skipped": len(prep.skipped),
-                    "by_reason": counts,
-                }
-            ),
-        )
-    finally:
-        for name in (
-            "run_referrals",
-            "run_cohort",
-            "run_held",
-            "run_pools",
-            "run_order",
-            "run_tasks",
-            "run_messages",
-        ):
-            try:
-                con.unregister(name)
-            except duckdb.Error:
-                pass
-    if con.execute(
-        "SELECT count(*) FROM (SELECT tenant_id FROM referrals WHERE status IN "
-        "('active', 'accepted') GROUP BY tenant_id HAVING count(*) > 1)"
-    ).fetchall()[0][0]:
-        raise StoreError("commit would give a customer two open referrals; nothing was written")
-    return CommitSummary(
-        run_id,
-        sim.policy.value,
-        n,
-        placed,
-        n - placed - held.height,
-        len(prep.skipped),
-        tasks.height,
-        messages.height,
-        counts,
-        held.height,
+            pl.col("name").alias("customer_name"),
+            pl.col("contact_email").alias("customer_email"),
+        ),
+        on="tenant_id",
+        how="left",
     )

@@ -38,10 +38,12 @@ T = TypeVar("T")
 
 #: Referral statuses that hold a partner's seat and keep the customer out of the FTCQ.
 OPEN_STATUSES = ("active", "accepted")
+#: The same as an SQL list, for ``status IN {OPEN_SQL}``.
+OPEN_SQL = "(" + ", ".join(f"'{s}'" for s in OPEN_STATUSES) + ")"
 
 SCHEMA_VERSION = 1
 
-DDL = """
+DDL = f"""
 CREATE SEQUENCE IF NOT EXISTS run_seq START 1;
 CREATE SEQUENCE IF NOT EXISTS referral_seq START 1;
 CREATE SEQUENCE IF NOT EXISTS task_seq START 1;
@@ -189,7 +191,7 @@ FROM partners p
 LEFT JOIN (
     SELECT partner_id, count(*) AS open_referrals
     FROM referrals
-    WHERE outcome = 'frp' AND status IN ('active', 'accepted')
+    WHERE outcome = 'frp' AND status IN {OPEN_SQL}
     GROUP BY partner_id
 ) o USING (partner_id)
 LEFT JOIN rr_order r USING (partner_id);
@@ -344,6 +346,22 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
             pass
         raise
     con.execute("COMMIT")
+
+
+@contextmanager
+def registered(con: duckdb.DuckDBPyConnection, **frames: object) -> Iterator[None]:
+    """Frames (Polars or Arrow) readable by SQL under the given names inside the block only:
+    a failed statement must not leave a stale view for the next write on the connection."""
+    try:
+        for name, frame in frames.items():
+            con.register(name, frame)
+        yield
+    finally:
+        for name in frames:
+            try:
+                con.unregister(name)
+            except duckdb.Error:  # the connection is gone
+                pass
 
 
 def audit(

@@ -31,7 +31,8 @@ from engine.reasons import Outcome, Reason
 from engine.rules import Rules, load_rules
 from engine.schema import InputError, Problem
 from store import state
-from store.db import StoreError, open_db, resolve_path
+from store.db import open_db, resolve_path
+from store.errors import StoreError
 from store.files import read_partners, read_raw
 from store.state import Con
 

@@ -13,7 +13,7 @@ import duckdb
 import polars as pl
 
 from engine.columns import CUSTOMER_SCHEMA, PARTNER_SCHEMA
-from store.db import audit, transaction
+from store.db import OPEN_SQL, audit, registered, transaction
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,7 @@ def import_partners(
     """Add or replace partners by partner_id; a last_assigned column also sets the order."""
     frame = partners.select(list(PARTNER_SCHEMA))
     with transaction(con):
-        con.register("incoming_partners", frame.to_arrow())
-        try:
+        with registered(con, incoming_partners=frame.to_arrow()):
             existing = con.execute(
                 "SELECT count(*) FROM partners JOIN incoming_partners USING (partner_id)"
             ).fetchall()[0][0]
@@ -59,8 +58,6 @@ def import_partners(
             )
             summary = ImportSummary("partners", frame.height - existing, existing)
             audit(con, actor, "import_partners", source or None, json.dumps(summary.__dict__))
-        finally:
-            con.unregister("incoming_partners")
     return summary
 
 
@@ -80,8 +77,7 @@ def import_customers(
     frame = customers.select(list(CUSTOMER_SCHEMA)).with_row_index("_pos")
     with transaction(con):
         base = con.execute("SELECT coalesce(max(ftcq_seq), 0) FROM customers").fetchall()[0][0]
-        con.register("incoming_customers", frame.to_arrow())
-        try:
+        with registered(con, incoming_customers=frame.to_arrow()):
             existing = con.execute(
                 "SELECT count(*) FROM customers JOIN incoming_customers USING (tenant_id)"
             ).fetchall()[0][0]
@@ -94,13 +90,13 @@ def import_customers(
                 """
             )
             con.execute(
-                """
+                f"""
                 INSERT INTO customers BY NAME
                 SELECT i.tenant_id, i.name, i.country, i.language, i.seats, i.workloads,
                        i.gateway, i.contact_email, i.referral_consent,
                        ? AND NOT EXISTS (
                            SELECT 1 FROM referrals r WHERE r.tenant_id = i.tenant_id
-                           AND r.status IN ('active', 'accepted')) AS in_ftcq,
+                           AND r.status IN {OPEN_SQL}) AS in_ftcq,
                        ? + i._pos + 1 AS ftcq_seq, now()::TIMESTAMP AS queued_at
                 FROM incoming_customers i
                 WHERE i.tenant_id NOT IN (SELECT tenant_id FROM customers)
@@ -114,6 +110,4 @@ def import_customers(
             ).fetchall()[0][0]
             summary = ImportSummary("customers", frame.height - existing, existing, queued)
             audit(con, actor, "import_customers", source or None, json.dumps(summary.__dict__))
-        finally:
-            con.unregister("incoming_customers")
     return summary

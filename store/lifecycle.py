@@ -23,7 +23,8 @@ from engine.reasons import DECLINE_REASONS, Policy
 from engine.rules import Rules
 from store import state
 from store.commits import CommitSummary, commit_within
-from store.db import OPEN_STATUSES, StoreError, audit, transaction
+from store.db import OPEN_SQL, OPEN_STATUSES, audit, transaction
+from store.errors import StoreError
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ def _open_referral(con: duckdb.DuckDBPyConnection, tenant_id: str) -> dict:
         con,
         "SELECT r.referral_id, r.partner_id, r.status, r.run_id, runs.policy "
         "FROM referrals r LEFT JOIN runs USING (run_id) "
-        "WHERE r.tenant_id = ? AND r.outcome = 'frp' AND r.status IN ('active', 'accepted') "
+        f"WHERE r.tenant_id = ? AND r.outcome = 'frp' AND r.status IN {OPEN_SQL} "
         "ORDER BY r.referral_id DESC",
         [tenant_id],
     )

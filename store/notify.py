@@ -31,7 +31,7 @@ from typing import Any
 import jinja2
 import polars as pl
 
-from store.db import StoreError
+from store.errors import StoreError
 
 ROLES = ("customer", "partner", "psm")
 MESSAGE_DOMAIN = "frp-assign.invalid"

@@ -1,6 +1,7 @@
-"""Delivering the outbox: sending queued notifications over SMTP, or exporting them as .eml.
+"""The outbox: queuing notifications, sending them over SMTP, or exporting them as .eml.
 
-A commit queues messages as ``pending``; :func:`send_pending` hands each one to the SMTP
+A commit queues its messages as ``pending`` (:func:`queue_messages`, inside the commit's
+transaction); :func:`send_pending` hands each one to the SMTP
 server named by the ``FRP_SMTP_*`` environment variables (never stored in the database).
 It holds no connection while it talks to the server: the pending messages are read in one
 short transaction, sent with the file closed (a slow server must not keep `frp` or the
@@ -51,13 +52,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import duckdb
 
-from store.db import OPEN_STATUSES, StoreError, audit, retry_conflicts, transaction
+from store.db import OPEN_STATUSES, audit, registered, retry_conflicts, transaction
+from store.errors import StoreError
+
+if TYPE_CHECKING:
+    import polars as pl
 
 Con = duckdb.DuckDBPyConnection
+T = TypeVar("T")
 Progress = Callable[[int, int], None]
 #: A short-lived connection: ``with open_con() as con`` opens one and closes it after.
 Opener = Callable[[], AbstractContextManager[Con]]
@@ -195,6 +201,19 @@ class SendSummary:
 
 
 # --- messages ---------------------------------------------------------------------------
+
+
+def queue_messages(con: Con, messages: pl.DataFrame) -> int:
+    """Add rendered messages (``store.notify.MESSAGE_SCHEMA``) as ``pending``, in the
+    caller's transaction, so they exist exactly when the commit's referrals do; returns
+    how many were queued."""
+    if messages.height:
+        with registered(con, run_messages=messages.to_arrow()):
+            con.execute(
+                "INSERT INTO outbox BY NAME SELECT *, 'pending' AS status, "
+                "now()::TIMESTAMP AS created_at, 0 AS attempts FROM run_messages"
+            )
+    return messages.height
 
 
 def build_message(row: Mapping[str, Any], sender: str) -> EmailMessage:
@@ -491,6 +510,77 @@ def _audit_send(con: Con, actor: str, host: str, summary: SendSummary) -> None:
     audit(con, actor, "send_outbox", host, json.dumps(counts))
 
 
+class _Run:
+    """One run's hold on the messages it claimed, kept between its short transactions: the
+    claim token, which messages it still holds, and the results not yet recorded."""
+
+    def __init__(self, open_con: Opener, stale_after: float) -> None:
+        self.open_con = open_con
+        self.stale_after = stale_after
+        self.token = _run_token()
+        self.held: set[str] = set()
+        self.unrecorded: list[_Result] = []
+        self.recorded_at = time.monotonic()
+
+    def transact(self, fn: Callable[[Con], T], what: str) -> T:
+        """``fn`` in a short transaction of its own, re-run if it collides with another
+        sender's (two claims of one row: the loser claims again on what is left)."""
+
+        def once() -> T:
+            with self.open_con() as con, transaction(con):
+                return fn(con)
+
+        return retry_conflicts(once, what=what)
+
+    def claim(self) -> _Claim:
+        claim = self.transact(
+            lambda con: _claim(con, self.token, self.stale_after),
+            "claiming the pending notifications",
+        )
+        self.held = {row["message_id"] for row in claim.rows}
+        self.recorded_at = time.monotonic()
+        return claim
+
+    def record(self) -> None:
+        """Record the results so far and refresh the claims on the rest."""
+
+        def flush(con: Con) -> set[str]:
+            _record(con, self.token, self.unrecorded)
+            return _refresh(con, self.token)
+
+        self.held = self.transact(flush, "recording sent notifications")
+        self.unrecorded, self.recorded_at = [], time.monotonic()
+
+    def due(self, every: int, after: float) -> bool:
+        return len(self.unrecorded) >= every or time.monotonic() - self.recorded_at >= after
+
+    def still_held(self, message_id: str) -> bool:
+        """Before each try: past half the timeout without a record, record and refresh
+        first, so the claim cannot expire while this run still means to send."""
+        if time.monotonic() - self.recorded_at >= self.stale_after / 2:
+            self.record()
+        return message_id in self.held
+
+    def finish(self, actor: str, host: str, summary: SendSummary) -> None:
+        """The last record: results, claims released on what was not tried, the audit."""
+
+        def last(con: Con) -> None:
+            _record(con, self.token, self.unrecorded)
+            _release(con, self.token)
+            _audit_send(con, actor, host, summary)
+
+        self.transact(last, "recording sent notifications")
+
+
+def _tally(summary: SendSummary, result: _Result) -> None:
+    if result.status == "sent":
+        summary.sent += 1
+        return
+    summary.failed += result.status == "failed"
+    summary.pending += result.status == "pending"
+    summary.errors.append(f"{result.message_id}: {result.reply}")
+
+
 def send_pending(
     open_con: Opener,
     settings: SmtpSettings,
@@ -518,75 +608,31 @@ def send_pending(
     if attempts < 1:
         raise ValueError("attempts must be at least 1")
     stale_after = read_claim_timeout() if claim_timeout is None else max(0.0, claim_timeout)
-    token = _run_token()
-
-    def in_transaction(fn: Callable[[Con], Any], what: str) -> Any:
-        """``fn`` in a short transaction of its own, re-run if it collides with another
-        sender's (two claims of one row: the loser claims again on what is left)."""
-
-        def once() -> Any:
-            with open_con() as con, transaction(con):
-                return fn(con)
-
-        return retry_conflicts(once, what=what)
-
-    claim: _Claim = in_transaction(
-        lambda con: _claim(con, token, stale_after), "claiming the pending notifications"
-    )
+    run = _Run(open_con, stale_after)
+    claim = run.claim()
     rows = claim.rows
     summary = SendSummary(cancelled=claim.cancelled, elsewhere=claim.elsewhere)
     session = _Session(settings, timeout)
-    unrecorded: list[_Result] = []
-    held = {row["message_id"] for row in rows}
-    recorded_at = time.monotonic()
-
-    def flush(con: Con) -> set[str]:
-        _record(con, token, unrecorded)
-        return _refresh(con, token)
-
-    def still_held(message_id: str) -> bool:
-        """Before each try: past half the timeout without a record, record and refresh
-        first, so the claim cannot expire while this run still means to send."""
-        nonlocal held, unrecorded, recorded_at
-        if time.monotonic() - recorded_at >= stale_after / 2:
-            held = in_transaction(flush, "recording sent notifications")
-            unrecorded, recorded_at = [], time.monotonic()
-        return message_id in held
-
     try:
         for done, row in enumerate(rows):
             msg = build_message(row, settings.sender)
-            result = _send_one(session, msg, row, attempts, backoff, sleep, still_held)
-            if result is None:  # taken over by another sender or cancelled meanwhile
-                pass
-            elif result.status == "sent":
-                summary.sent += 1
-            else:
-                summary.failed += result.status == "failed"
-                summary.pending += result.status == "pending"
-                summary.errors.append(f"{result.message_id}: {result.reply}")
-            if result is not None:
+            result = _send_one(session, msg, row, attempts, backoff, sleep, run.still_held)
+            if result is not None:  # None: taken over by another sender or cancelled meanwhile
                 # Accepted but not yet recorded: a crash from here means a duplicate
                 # after the claim timeout (same Message-ID, byte for byte), never a loss.
-                unrecorded.append(result)
+                run.unrecorded.append(result)
+                _tally(summary, result)
                 if result.unreachable:  # the rest would fail the same way
                     summary.untried = len(rows) - done - 1
                     break
-            if len(unrecorded) >= record_every or time.monotonic() - recorded_at >= record_after:
-                held = in_transaction(flush, "recording sent notifications")
-                unrecorded, recorded_at = [], time.monotonic()
+            if run.due(record_every, record_after):
+                run.record()
             if progress is not None:
                 progress(done + 1, len(rows))
     finally:
         session.close()
         if rows or summary.cancelled:
-
-            def finish(con: Con) -> None:
-                _record(con, token, unrecorded)
-                _release(con, token)
-                _audit_send(con, actor, settings.host, summary)
-
-            in_transaction(finish, "recording sent notifications")
+            run.finish(actor, settings.host, summary)
     return summary
 
 

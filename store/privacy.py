@@ -1,6 +1,6 @@
 """Purging a customer's personal data while keeping the anonymous history fairness needs.
 
-A deletion request (DOMAIN.md: personal data must be deleted within 30 days) removes the
+A deletion request (docs/domain.md: personal data must be deleted within 30 days) removes the
 customer's name and contact email, the bodies, subjects and customer addresses of the
 notifications about it (pending ones are cancelled: nothing about it goes out any more),
 and every other mention of its name, email or tenant id in the store's text (traces,
@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-from store.db import StoreError, audit, transaction
+from store.db import audit, transaction
+from store.errors import StoreError
 
 PREFIX = "purged-"
 REDACTED = "(purged)"
@@ -77,30 +78,9 @@ def purge(con: duckdb.DuckDBPyConnection, tenant_id: str, *, actor: str = "cli")
         alias = pseudonym(con, tenant_id)
         personal = _personal(con, tenant_id)
         rows: dict[str, int] = {}
-
-        # Notifications about the customer: nothing of theirs is kept, and none still goes out.
         outbox = columns.get("outbox", [])
         if {"tenant_id", "to_email"} <= set(outbox):
-            # Every rendering of the message (subject, body, body_html, ...) goes whole.
-            blank = [c for c in outbox if c == "subject" or c.startswith("body")]
-            sets = [f"{_q(c)} = CASE WHEN {_q(c)} IS NULL THEN NULL ELSE ? END" for c in blank]
-            role = "recipient_role = 'customer' OR " if "recipient_role" in outbox else ""
-            sets.append(f"to_email = CASE WHEN {role}to_email = ? THEN ? ELSE to_email END")
-            params: list[object] = [REDACTED] * len(blank)
-            params += [personal.get("contact_email") or "", REDACTED]
-            if {"status", "last_error"} <= set(outbox):
-                sets.append(
-                    "status = CASE WHEN status = 'pending' THEN 'cancelled' ELSE status END"
-                )
-                sets.append(
-                    "last_error = CASE WHEN status = 'pending' THEN 'customer data purged' "
-                    "ELSE last_error END"
-                )
-            rows["outbox"] = _count(
-                con,
-                f"UPDATE outbox SET {', '.join(sets)} WHERE tenant_id = ?",
-                [*params, tenant_id],
-            )
+            rows["outbox"] = _purge_outbox(con, outbox, tenant_id, personal)
         if "customers" in columns:
             rows["customers"] = _count(
                 con,
@@ -108,39 +88,89 @@ def purge(con: duckdb.DuckDBPyConnection, tenant_id: str, *, actor: str = "cli")
                 "WHERE tenant_id = ?",
                 [REDACTED, REDACTED, tenant_id],
             )
-
-        # Every other mention, in the customer's rows of any table: replaced, not deleted.
-        # Longest first, so an email that contains the tenant id is replaced whole.
-        pairs = sorted(
-            [(tenant_id, alias)]
-            + [(value, REDACTED) for value in personal.values() if value and len(value) >= 3],
-            key=lambda pair: -len(pair[0]),
-        )
+        pairs = _replacements(tenant_id, alias, personal)
         for table in keyed:
-            texts = [c for c in columns[table] if c != "tenant_id"]
-            sets = ["tenant_id = ?"] + [f"{_q(c)} = {_scrub(c, pairs)}" for c in texts]
-            params = [alias] + [x for _ in texts for pair in pairs for x in pair]
-            changed = _count(
-                con,
-                f"UPDATE {_q(table)} SET {', '.join(sets)} WHERE tenant_id = ?",
-                [*params, tenant_id],
-            )
+            changed = _pseudonymise(con, table, columns[table], tenant_id, alias, pairs)
             rows[table] = max(rows.get(table, 0), changed)
-        # Tables without a tenant_id column (the audit log): rows that mention the customer
-        # by tenant id or email (a name alone is too common a string to go by).
-        probes = [tenant_id] + [personal["contact_email"]] * bool(personal.get("contact_email"))
-        for table, texts in columns.items():
-            if table in keyed or table == "meta" or not texts:
-                continue
-            sets = [f"{_q(c)} = {_scrub(c, pairs)}" for c in texts]
-            where = " OR ".join(f"contains({_q(c)}, ?)" for c in texts for _ in probes)
-            params = [x for _ in texts for pair in pairs for x in pair]
-            params += [p for _ in texts for p in probes]
-            rows[table] = _count(
-                con, f"UPDATE {_q(table)} SET {', '.join(sets)} WHERE {where}", params
-            )
+        rows.update(_scrub_mentions(con, columns, keyed, tenant_id, personal, pairs))
         audit(con, actor, "purge", alias, json.dumps({"rows": rows}))
     return PurgeSummary(alias, rows)
+
+
+def _purge_outbox(
+    con: duckdb.DuckDBPyConnection, columns: list[str], tenant_id: str, personal: dict[str, str]
+) -> int:
+    """Notifications about the customer: nothing of theirs is kept, and none still goes out."""
+    # Every rendering of the message (subject, body, body_html, ...) goes whole.
+    blank = [c for c in columns if c == "subject" or c.startswith("body")]
+    sets = [f"{_q(c)} = CASE WHEN {_q(c)} IS NULL THEN NULL ELSE ? END" for c in blank]
+    role = "recipient_role = 'customer' OR " if "recipient_role" in columns else ""
+    sets.append(f"to_email = CASE WHEN {role}to_email = ? THEN ? ELSE to_email END")
+    params: list[object] = [REDACTED] * len(blank)
+    params += [personal.get("contact_email") or "", REDACTED]
+    if {"status", "last_error"} <= set(columns):
+        sets.append("status = CASE WHEN status = 'pending' THEN 'cancelled' ELSE status END")
+        sets.append(
+            "last_error = CASE WHEN status = 'pending' THEN 'customer data purged' "
+            "ELSE last_error END"
+        )
+    return _count(
+        con,
+        f"UPDATE outbox SET {', '.join(sets)} WHERE tenant_id = ?",
+        [*params, tenant_id],
+    )
+
+
+def _replacements(tenant_id: str, alias: str, personal: dict[str, str]) -> list[tuple[str, str]]:
+    """(text, replacement): the tenant id becomes the pseudonym, name and email go. Longest
+    first, so an email that contains the tenant id is replaced whole."""
+    return sorted(
+        [(tenant_id, alias)]
+        + [(value, REDACTED) for value in personal.values() if value and len(value) >= 3],
+        key=lambda pair: -len(pair[0]),
+    )
+
+
+def _pseudonymise(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    columns: list[str],
+    tenant_id: str,
+    alias: str,
+    pairs: list[tuple[str, str]],
+) -> int:
+    """The customer's rows of a table keyed by tenant_id: every mention replaced, not deleted."""
+    texts = [c for c in columns if c != "tenant_id"]
+    sets = ["tenant_id = ?"] + [f"{_q(c)} = {_scrub(c, pairs)}" for c in texts]
+    params = [alias] + [x for _ in texts for pair in pairs for x in pair]
+    return _count(
+        con,
+        f"UPDATE {_q(table)} SET {', '.join(sets)} WHERE tenant_id = ?",
+        [*params, tenant_id],
+    )
+
+
+def _scrub_mentions(
+    con: duckdb.DuckDBPyConnection,
+    columns: dict[str, list[str]],
+    keyed: list[str],
+    tenant_id: str,
+    personal: dict[str, str],
+    pairs: list[tuple[str, str]],
+) -> dict[str, int]:
+    """Tables without a tenant_id column (the audit log): rows that mention the customer by
+    tenant id or email (a name alone is too common a string to go by)."""
+    probes = [tenant_id] + [personal["contact_email"]] * bool(personal.get("contact_email"))
+    rows: dict[str, int] = {}
+    for table, texts in columns.items():
+        if table in keyed or table == "meta" or not texts:
+            continue
+        sets = [f"{_q(c)} = {_scrub(c, pairs)}" for c in texts]
+        where = " OR ".join(f"contains({_q(c)}, ?)" for c in texts for _ in probes)
+        params = [x for _ in texts for pair in pairs for x in pair]
+        params += [p for _ in texts for p in probes]
+        rows[table] = _count(con, f"UPDATE {_q(table)} SET {', '.join(sets)} WHERE {where}", params)
+    return rows
 
 
 def _text_columns(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:

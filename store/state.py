@@ -3,7 +3,7 @@ the store-wide reads every page shares: headline counts, partner names, recent c
 
 Reads run on the connection (or cursor) they are given, so that inside a transaction
 they see its own writes; the dashboard opens a short-lived connection for each operation
-(``ui.db.session``). ``OPEN_SQL`` spells ``store.db.OPEN_STATUSES`` for read SQL.
+(``ui.db.session``).
 """
 
 from __future__ import annotations
@@ -14,12 +14,9 @@ import duckdb
 import polars as pl
 
 from engine.columns import CUSTOMER_SCHEMA, PARTNER_SCHEMA
-from store.db import OPEN_STATUSES
+from store.db import OPEN_SQL
 
 Con = duckdb.DuckDBPyConnection
-
-#: ``IN`` list of the statuses that hold a seat, for read SQL: ``status IN {OPEN_SQL}``.
-OPEN_SQL = "(" + ", ".join(f"'{s}'" for s in OPEN_STATUSES) + ")"
 
 _PARTNER_SQL = """
 SELECT partner_id, name, countries, languages, workloads, capacity,

@@ -1,7 +1,8 @@
-"""FTOP task 3186, "(Gateway Only) Completion of Referral Process": listing and closing.
+"""FTOP task 3186, "(Gateway Only) Completion of Referral Process": opening, listing, closing.
 
-A commit opens one task per Gateway customer referred to a partner (``store.commits``);
-the FastTrack Manager closes it once the referral process is complete. Closing sets
+A commit opens one task per Gateway customer referred to a partner, inside its own
+transaction (:func:`open_gateway_tasks`); the FastTrack Manager closes it once the
+referral process is complete. Closing sets
 ``status = 'closed'`` and ``closed_at``, and writes an audit entry, in one transaction.
 """
 
@@ -13,8 +14,10 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from engine.reasons import FTOP_TASK_ID, FTOP_TASK_NAME, FTOP_TASK_ROLE, FTOP_TASK_SERVICE
 from store import state
-from store.db import StoreError, audit, transaction
+from store.db import audit, registered, transaction
+from store.errors import StoreError
 
 Con = duckdb.DuckDBPyConnection
 STATUSES = ("open", "closed")
@@ -22,6 +25,34 @@ STATUSES = ("open", "closed")
 
 class TaskError(StoreError):
     """A task that cannot be closed (unknown, or closed already); the message says which."""
+
+
+def open_gateway_tasks(con: Con, referred: pl.DataFrame) -> int:
+    """Open a task for each FRP referral in ``referred`` (referral_id, tenant_id, partner_id,
+    gateway) whose customer has a Gateway, in the caller's transaction, so the tasks exist
+    exactly when the commit's referrals do; returns how many were opened."""
+    base = con.execute("SELECT coalesce(max(task_id), 0) FROM ftop_tasks").fetchall()[0][0]
+    opened = (
+        referred.filter(pl.col("gateway"))
+        .with_row_index("_i")
+        .select(
+            (pl.col("_i").cast(pl.Int64) + base + 1).alias("task_id"),
+            pl.lit(FTOP_TASK_ID, dtype=pl.Int32).alias("task_number"),
+            pl.lit(FTOP_TASK_NAME).alias("name"),
+            "tenant_id",
+            "referral_id",
+            "partner_id",
+            pl.lit(FTOP_TASK_ROLE).alias("role"),
+            pl.lit(FTOP_TASK_SERVICE).alias("service"),
+            pl.lit(True).alias("mandatory"),
+            pl.lit("open").alias("status"),
+        )
+    )
+    with registered(con, run_tasks=opened.to_arrow()):
+        con.execute(
+            "INSERT INTO ftop_tasks BY NAME SELECT *, now()::TIMESTAMP AS created_at FROM run_tasks"
+        )
+    return opened.height
 
 
 def tasks(con: Con, status: str | None = None) -> pl.DataFrame:

@@ -19,7 +19,8 @@ import pytest
 import store.privacy
 from cli.main import main as frp_main
 from store.backup import MANIFEST, read_manifest, table_digest, tables
-from store.db import StoreError, connect
+from store.db import connect
+from store.errors import StoreError
 from store.privacy import PREFIX, REDACTED, pseudonym, purge
 
 

@@ -14,7 +14,8 @@ import pytest
 from engine.rules import Rules, load_rules
 from engine.schema import validate_customers, validate_partners
 from store.commits import commit
-from store.db import StoreError, connect
+from store.db import connect
+from store.errors import StoreError
 from store.imports import import_customers, import_partners
 from store.lifecycle import accept, complete, decline, drain, held
 

@@ -17,7 +17,8 @@ import streamlit as st
 import store.referrals
 from engine.reasons import Reason
 from store import lifecycle, tasks
-from store.db import StoreError
+from store.db import OPEN_STATUSES
+from store.errors import StoreError
 from store.outbox import DeliveryError, SmtpSettings, send_pending
 from store.referrals import HISTORY, ROW_CAP
 from ui import auth, db, privacy
@@ -341,7 +342,7 @@ def respond(ref: dict[str, Any]) -> None:
     result = st.session_state.pop(LIFECYCLE_RESULT, None)
     if result is not None:
         getattr(st, result[0])(result[1])
-    if ref["outcome"] != "frp" or ref["status"] not in ("active", "accepted"):
+    if ref["outcome"] != "frp" or ref["status"] not in OPEN_STATUSES:
         return
     st.markdown("**The partner's response**")
     with st.container(horizontal=True, vertical_alignment="bottom"):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from store.commits import commit
-from store.db import StoreError
+from store.errors import StoreError
 from ui import auth, db
 from ui.simulation import COMMIT_KEY, SimulationRun, policy_words
 
