@@ -251,7 +251,7 @@ def test_every_message_is_delivered_with_its_content(
     assert "it@t2.example" in body and "4321" not in body and "4,321" not in body
     assert box.by_id(message_id(rid, "psm"))["To"] == "psm.p2@psm.example"
 
-    # HTML is escaped; the English subject is DOMAIN.md's.
+    # HTML is escaped; the English subject is the one docs/domain.md gives ("Outcome").
     acme = box.by_id(message_id(referral_of(con, "T1"), "customer"))
     assert subject(acme) == (
         "Your request for a FastTrack Specialist has been assigned - Acme <Corp> & Sons"

@@ -1,6 +1,6 @@
 """Real-browser fixtures: a Streamlit server on a copy of the demo database, Debian's Chromium.
 
-Recipe: ../shared/browser-testing.md. A browser that cannot start fails the test; it is
+Recipe: docs/testing.md, "Browser tests". A browser that cannot start fails the test; it is
 never skipped.
 """
 
