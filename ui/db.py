@@ -6,8 +6,8 @@ connection (:func:`session`, about 40 ms on the demo) and closes it at the end; 
 with another process's write is waited for (``FRP_LOCK_TIMEOUT``, default 10 s), then
 reported in one line. Writes go through :func:`write`, which retries a write that
 collided with another session's (each connection has its own transaction) and clears the
-read cache. Query results are cached (``st.cache_data``) under :func:`cache_key`, the file
-and when it last changed, so a write by the dashboard (which also clears the cache) or by
+read cache. Reads are cached (``st.cache_data``, in ``ui.reads``) under :func:`cache_key`,
+the file and when it last changed, so a write by the dashboard (which also clears the cache) or by
 `frp` in another process shows on the next run; reads change nothing, so they stay cached.
 """
 
@@ -19,11 +19,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import duckdb
-import polars as pl
 import streamlit as st
 
 from engine.rules import Rules, RulesError, load_rules
-from store import state
 from store.bootstrap import ensure_demo
 from store.db import DEFAULT_DB, open_db, resolve_path, retry_conflicts
 
@@ -89,18 +87,6 @@ def write(fn: Callable[..., T], *args: Any, what: str = "the change", **kwargs: 
             return retry_conflicts(lambda: fn(con, *args, **kwargs), what=what)
     finally:
         after_write()
-
-
-@st.cache_data(show_spinner=False, max_entries=256)
-def query(sql: str, params: tuple = (), path: str = "") -> pl.DataFrame:
-    """A cached read; ``path`` (:func:`cache_key`) is part of the cache key, so two databases,
-    or one before and after a write, never share results."""
-    with session() as con:
-        return state.query(con, sql, list(params))
-
-
-def read(sql: str, *params) -> pl.DataFrame:
-    return query(sql, tuple(params), cache_key())
 
 
 def after_write() -> None:
