@@ -5,7 +5,7 @@ PORT    ?= 8501
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: run test install browser lint format check demo bench clean screenshots
+.PHONY: run test install browser lint typecheck format check demo bench clean screenshots
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -33,11 +33,15 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# The engine and the store are typed; mypy checks them (settings in pyproject.toml).
+typecheck: install
+	$(VENV)/bin/mypy
+
 format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: install browser lint
+test: install browser lint typecheck
 	$(VENV)/bin/pytest -n 2 $(PYTEST_ARGS)
 
 check: test
@@ -46,7 +50,7 @@ bench: install
 	$(PY) -m bench.run
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis
 
 # Refresh the README's screenshots (docs/screenshots/*.png) from the browser tests.
 screenshots: install browser

@@ -169,9 +169,9 @@ def market(
                     vote = (3.0 if j == 0 else 1.0) if home else 0.2
                     langs[lang] = langs.get(lang, 0.0) + vote
     else:
-        for c, (weight, langs) in DEFAULT_COUNTRIES.items():
+        for c, (weight, spoken_here) in DEFAULT_COUNTRIES.items():
             weights[c] = weight
-            table[c] = {lang: 1.0 for lang in langs}
+            table[c] = {lang: 1.0 for lang in spoken_here}
     out: dict[str, tuple[float, tuple[str, ...], tuple[float, ...]]] = {}
     for code in sorted(table):
         langs = table[code]

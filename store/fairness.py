@@ -40,16 +40,18 @@ from store.state import Con
 Frames = tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]
 
 #: Pool membership: the ``pools`` frame of the report's inputs.
-_POOLS = {"pool_key": pl.String, "partner_ids": pl.List(pl.String)}
+_POOLS = pl.Schema({"pool_key": pl.String(), "partner_ids": pl.List(pl.String)})
 
 OUTCOME_COLUMNS = ("tenant_id", "outcome", "partner_id", "reason")
-_OPTIONAL = {
-    "region": pl.String,
-    "country": pl.String,
-    "language": pl.String,
-    "pool_key": pl.String,
-    "eligible_workloads": pl.List(pl.String),
-}
+_OPTIONAL = pl.Schema(
+    {
+        "region": pl.String(),
+        "country": pl.String(),
+        "language": pl.String(),
+        "pool_key": pl.String(),
+        "eligible_workloads": pl.List(pl.String),
+    }
+)
 
 
 def result_inputs(

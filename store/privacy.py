@@ -24,6 +24,7 @@ import hashlib
 import hmac
 import json
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import duckdb
@@ -206,7 +207,7 @@ def _scrub(column: str, pairs: list[tuple[str, str]]) -> str:
     return expr
 
 
-def _count(con: duckdb.DuckDBPyConnection, sql: str, params: list[object]) -> int:
+def _count(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object]) -> int:
     found = con.execute(sql, params).fetchall()
     return int(found[0][0]) if found else 0
 

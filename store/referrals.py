@@ -35,7 +35,8 @@ class ReferralFilter:
     tenant: str = ""
 
     def where(self) -> tuple[str, list[Any]]:
-        sql, params = ["TRUE"], []
+        sql: list[str] = ["TRUE"]
+        params: list[Any] = []
         for column, values in (
             ("outcome", self.outcomes),
             ("status", self.statuses),
