@@ -29,15 +29,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import polars as pl
 
 from engine.reasons import Outcome, Reason
-
-if TYPE_CHECKING:  # engine.assign pulls in OR-Tools; only its type is needed here.
-    from engine.assign import Simulation
+from engine.simulation import Simulation
 
 #: The dimensions ``css_by`` breaks CSS fallback down by, in the order reports show them.
 CSS_DIMENSIONS = ("region", "language", "workload", "reason")

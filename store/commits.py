@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import duckdb
 import polars as pl
 
-from engine.assign import Simulation, simulate
+from engine.assign import simulate
 from engine.columns import CUSTOMER_SCHEMA
 from engine.reasons import (
     FTOP_TASK_ID,
@@ -27,6 +27,7 @@ from engine.reasons import (
     Reason,
 )
 from engine.rules import Rules, to_toml
+from engine.simulation import Simulation
 from store import state
 from store.db import StoreError, audit, transaction
 from store.notify import referral_messages
