@@ -128,6 +128,8 @@ class Explanation:
     """One customer's decision, step by step; a step the process never reached is None."""
 
     tenant_id: str
+    country: str
+    language: str
     policy: Policy
     eligibility: Eligibility
     matching: Matching | None  # None: a check before matching failed
@@ -177,6 +179,8 @@ def explain(sim: Simulation, which: int | str, keep_ids: int = TRACE_IDS) -> Exp
         )
     return Explanation(
         tenant_id=row["tenant_id"],
+        country=row["country"],
+        language=row["language"],
         policy=sim.policy,
         eligibility=eligibility,
         matching=matching,
@@ -238,11 +242,7 @@ def _matching(
     """The customer's matching steps, and the matching partners' indexes."""
     index = sim.lookup.index
     sig = signature_of(
-        sim.rules,
-        str(row["country"]),
-        str(row["language"]),
-        eligibility.eligible,
-        eligibility.declined_by,
+        sim.rules, row["country"], row["language"], eligibility.eligible, eligibility.declined_by
     )
     match = match_signature(index, sig, keep_ids)
     off = np.flatnonzero(~index.available)[:keep_ids]
