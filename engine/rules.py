@@ -1,4 +1,4 @@
-"""The assignment rules: DOMAIN.md's defaults, loaded from TOML through a strict schema.
+"""The assignment rules: the defaults of docs/domain.md, loaded from TOML through a strict schema.
 
 A rules file is small and edited by hand (or on the dashboard's Data page), so every
 mistake must come back as a sentence that names the key and what was expected: an
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.iso import COUNTRIES, LANGUAGES
+from engine.iso import COUNTRIES
 
 DEFAULT_RULES_PATH = Path(__file__).resolve().parent.parent / "data" / "rules.toml"
 
@@ -268,7 +268,3 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     raise TypeError(f"cannot render {value!r} as TOML")
-
-
-def is_language(code: str) -> bool:
-    return code in LANGUAGES
