@@ -136,8 +136,11 @@ class Explanation:
     capacity: Capacity | None  # None: no partner matches
     selection: Selection | None  # None: not placed
     reason: Reason
-    outcome: Outcome
     queue: str
+
+    @property
+    def outcome(self) -> Outcome:
+        return self.reason.outcome
 
 
 def explain(sim: Simulation, which: int | str, keep_ids: int = TRACE_IDS) -> Explanation:
@@ -150,33 +153,15 @@ def explain(sim: Simulation, which: int | str, keep_ids: int = TRACE_IDS) -> Exp
     if keep_ids < TRACE_IDS:
         raise ValueError(f"keep_ids: at least {TRACE_IDS}, what a trace names")
     row = _row(sim, which)
-    lk = sim.lookup
     reason = Reason(REASONS[row["reason"]])
-    placed = row["chosen"] is not None
     eligibility = _eligibility(sim, row)
-    matching = capacity = selection = None
+    matching: Matching | None = None
+    capacity: Capacity | None = None
     if reason not in eligibility_failures(sim.rules):
         matching, members = _matching(sim, row, eligibility, keep_ids)
-    if matching is not None and matching.partners:
-        n_full = int(row["n_full"])
-        full, _ = _full_in_order(_fill_rank(sim.partners), [members], np.zeros(1, np.int64))
-        capacity = Capacity(
-            n_matching=len(matching.partners),
-            n_full=n_full,
-            full=tuple(lk.index.ids[i] for i in full[: min(n_full, keep_ids)].tolist()),
-            plan_kept_seats=(
-                sim.policy is Policy.OPTIMAL and not placed and n_full < len(matching.partners)
-            ),
-        )
-    if placed:
-        chosen = int(row["chosen"])
-        selection = Selection(
-            partner_id=lk.index.ids[chosen],
-            psm_email=lk.index.psm_email[chosen],
-            previous_turn=row["prev"],
-            load_after=int(row["load_after"]),
-            capacity=int(lk.index.capacity[chosen]),
-        )
+        if members.size:
+            capacity = _capacity(sim, row, members, keep_ids)
+    placed = row["chosen"] is not None
     return Explanation(
         tenant_id=row["tenant_id"],
         country=row["country"],
@@ -185,10 +170,9 @@ def explain(sim: Simulation, which: int | str, keep_ids: int = TRACE_IDS) -> Exp
         eligibility=eligibility,
         matching=matching,
         capacity=capacity,
-        selection=selection,
+        selection=_selection(sim, row) if placed else None,
         reason=reason,
-        outcome=reason.outcome,
-        queue=FRP_QUEUE if placed else lk.queue_of_country[row["country"]],
+        queue=FRP_QUEUE if placed else sim.lookup.queue_of_country[row["country"]],
     )
 
 
@@ -252,6 +236,30 @@ def _matching(
         unavailable=tuple(index.ids[i] for i in off.tolist()),
     )
     return matching, match.partners
+
+
+def _capacity(sim: Simulation, row: dict[str, Any], members: np.ndarray, keep_ids: int) -> Capacity:
+    n_full = int(row["n_full"])
+    full, _ = _full_in_order(_fill_rank(sim.partners), [members], np.zeros(1, np.int64))
+    missed = row["chosen"] is None
+    return Capacity(
+        n_matching=members.size,
+        n_full=n_full,
+        full=tuple(sim.lookup.index.ids[i] for i in full[: min(n_full, keep_ids)].tolist()),
+        plan_kept_seats=sim.policy is Policy.OPTIMAL and missed and n_full < members.size,
+    )
+
+
+def _selection(sim: Simulation, row: dict[str, Any]) -> Selection:
+    index = sim.lookup.index
+    chosen = int(row["chosen"])
+    return Selection(
+        partner_id=index.ids[chosen],
+        psm_email=index.psm_email[chosen],
+        previous_turn=row["prev"],
+        load_after=int(row["load_after"]),
+        capacity=int(index.capacity[chosen]),
+    )
 
 
 # --- One customer, in words --------------------------------------------------------------
