@@ -25,7 +25,7 @@ from engine.rules import load_rules
 from store.errors import StoreError
 
 if TYPE_CHECKING:
-    from engine.assign import Simulation
+    from engine.simulation import Simulation
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -88,7 +88,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from engine.assign import INPUT_COLUMNS, prepare_cohort, simulate
+    from engine.assign import INPUT_COLUMNS, simulate
+    from engine.matching import prepare_cohort
     from store.files import read_customers, read_partners, write_table
 
     started = time.perf_counter()

@@ -1,4 +1,4 @@
-"""The documented shapes of every frame that crosses a boundary (DOMAIN.md, "Input tables").
+"""The documented shapes of every frame that crosses a boundary (docs/domain.md, "Input tables").
 
 Column names are the domain's words. Validated inputs always have exactly these
 columns and dtypes, so the rest of the engine never re-checks them.
@@ -40,7 +40,7 @@ CUSTOMER_SCHEMA: dict[str, pl.DataType] = {
 }
 CUSTOMER_OPTIONAL = ("referral_consent",)
 
-#: The columns of a run's output, in DOMAIN.md's order; `trace` follows them.
+#: The columns of a run's output, in docs/domain.md's order; `trace` follows them.
 ASSIGNMENT_COLUMNS = ("tenant_id", "outcome", "partner_id", "psm_email", "queue", "reason")
 
 ASSIGNMENT_SCHEMA: dict[str, pl.DataType] = {

@@ -1,6 +1,6 @@
 """Fairness of a run: is load balanced, does every pool member get its turn, who falls to CSS.
 
-This module owns the answers to DOMAIN.md's "Is round robin fair?" question: Jain's
+This module owns the answers to the "Is round robin fair?" question (docs/domain.md): Jain's
 index and the Gini coefficient of partner utilisation, per-pool turn-taking (how many
 customers each member of a pool was given against an equal share), and CSS fallback
 rates by region, language, workload and reason.
@@ -29,18 +29,17 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import polars as pl
 
 from engine.reasons import Outcome, Reason
+from engine.simulation import Simulation
 
-if TYPE_CHECKING:  # engine.assign pulls in OR-Tools; only its type is needed here.
-    from engine.assign import Simulation
-
-#: The dimensions ``css_by`` breaks CSS fallback down by, in the order reports show them.
-CSS_DIMENSIONS = ("region", "language", "workload", "reason")
+#: The dimensions ``css_by`` gives CSS fallback rates by, in the order reports show them
+#: (``css_by`` then has CSS customers by "reason").
+CSS_RATE_DIMENSIONS = ("region", "language", "workload")
 #: Key used for customers with no eligible workload in the by-workload breakdown.
 NO_WORKLOAD = "(none)"
 #: Key used when a region or language is missing (for example in old store rows).
@@ -215,6 +214,15 @@ class FairnessReport:
             f"mean {self.mean_utilisation:.1%}   "
             f"(over {self._counted()} available partners with capacity)",
         ]
+        lines += self._css_lines(top)
+        if self.per_partner.height:
+            lines += self._partner_lines(top)
+        if self.per_pool.height:
+            lines += self._pool_lines(pools)
+        return "\n".join(lines) + "\n"
+
+    def _css_lines(self, top: int) -> list[str]:
+        lines: list[str] = []
         by_reason = self.css_by.get("reason")
         if by_reason is not None and by_reason.height:
             lines += ["", "CSS by reason"]
@@ -232,12 +240,16 @@ class FairnessReport:
                 ["region", "customers", "css", "rate"],
                 [(k, str(n), str(c), f"{r:.1%}") for k, n, c, r in by_region.head(top).iter_rows()],
             )
-        if self.per_partner.height:
-            busiest = self.per_partner.filter(pl.col("utilisation_after").is_not_null()).sort(
-                ["utilisation_after", "partner_id"], descending=[True, False]
-            )
-            lines += ["", f"Top {min(top, busiest.height)} partners by utilisation after the run"]
-            lines += _table(
+        return lines
+
+    def _partner_lines(self, top: int) -> list[str]:
+        busiest = self.per_partner.filter(pl.col("utilisation_after").is_not_null()).sort(
+            ["utilisation_after", "partner_id"], descending=[True, False]
+        )
+        return [
+            "",
+            f"Top {min(top, busiest.height)} partners by utilisation after the run",
+            *_table(
                 ["partner", "capacity", "before", "assigned", "after", "utilisation"],
                 [
                     (p, str(cap), str(b), str(a), str(aft), f"{u:.1%}" + ("" if ok else " (off)"))
@@ -253,26 +265,22 @@ class FairnessReport:
                     )
                     .iter_rows()
                 ],
-            )
-        if self.per_pool.height:
-            widest = self.per_pool.sort(
-                ["spread", "customers", "pool_key"], descending=[True, True, False]
-            ).head(pools)
-            names = dict(
-                self.pool_members.group_by("pool_key").agg(pl.col("partner_id").sort()).iter_rows()
-            )
-            lines += ["", f"Pools with the largest spread (of {self.per_pool.height})"]
-            lines += _table(
-                [
-                    "pool",
-                    "size",
-                    "customers",
-                    "placed",
-                    "given min-max",
-                    "ideal",
-                    "max dev",
-                    "members",
-                ],
+            ),
+        ]
+
+    def _pool_lines(self, pools: int) -> list[str]:
+        widest = self.per_pool.sort(
+            ["spread", "customers", "pool_key"], descending=[True, True, False]
+        ).head(pools)
+        names = dict(
+            self.pool_members.group_by("pool_key").agg(pl.col("partner_id").sort()).iter_rows()
+        )
+        header = ["pool", "size", "customers", "placed", "given min-max", "ideal", "max dev"]
+        return [
+            "",
+            f"Pools with the largest spread (of {self.per_pool.height})",
+            *_table(
+                [*header, "members"],
                 [
                     (
                         k,
@@ -287,8 +295,8 @@ class FairnessReport:
                     for k, s, c, p, lo, hi, _, ideal, dev in widest.iter_rows()
                 ],
                 left=1,
-            )
-        return "\n".join(lines) + "\n"
+            ),
+        ]
 
     def _counted(self) -> int:
         return self.per_partner.filter(
@@ -466,19 +474,18 @@ def _css_by(outcomes: pl.DataFrame) -> dict[str, pl.DataFrame]:
     c = pl.col
     is_css = (c("outcome") == Outcome.CSS.value).cast(pl.Int64)
     tagged = outcomes.with_columns(is_css.alias("is_css"))
-    by: dict[str, pl.DataFrame] = {
-        "region": _rates(tagged.with_columns(c("region").fill_null(UNKNOWN).alias("key"))),
-        "language": _rates(tagged.with_columns(c("language").fill_null(UNKNOWN).alias("key"))),
+    keys = {
+        "region": c("region").fill_null(UNKNOWN),
+        "language": c("language").fill_null(UNKNOWN),
         # One customer counts once under each of its eligible workloads.
-        "workload": _rates(
-            tagged.with_columns(
-                pl.when(c("eligible_workloads").list.len().fill_null(0) == 0)
-                .then(pl.lit([NO_WORKLOAD], dtype=pl.List(pl.String)))
-                .otherwise(c("eligible_workloads"))
-                .alias("key")
-            ).explode("key")
-        ),
+        "workload": pl.when(c("eligible_workloads").list.len().fill_null(0) == 0)
+        .then(pl.lit([NO_WORKLOAD], dtype=pl.List(pl.String)))
+        .otherwise(c("eligible_workloads")),
     }
+    by: dict[str, pl.DataFrame] = {}
+    for dim in CSS_RATE_DIMENSIONS:
+        keyed = tagged.with_columns(keys[dim].alias("key"))
+        by[dim] = _rates(keyed.explode("key") if dim == "workload" else keyed)
     css_rows = tagged.filter(c("is_css") == 1)
     total = int(css_rows[WEIGHT].sum())
     reasons = (

@@ -9,7 +9,8 @@ which round robin takes turns and in which fairness is judged.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+import hashlib
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,16 +43,20 @@ class PartnerIndex:
         return len(self.ids)
 
 
+def workload_mask(workloads: Iterable[str | None] | None, eligible_workloads: Sequence[str]) -> int:
+    """Bit j set when ``workloads`` has ``eligible_workloads[j]``: the form in which
+    matching compares what a customer needs with what a partner covers."""
+    have = set(workloads or ())
+    return sum(1 << j for j, w in enumerate(eligible_workloads) if w in have)
+
+
 def index_partners(partners: pl.DataFrame, rules: Rules) -> PartnerIndex:
     """Arrays and inverted indexes over validated partners (PARTNER_SCHEMA)."""
     p = partners.sort("partner_id")
-    bit = {w: 1 << j for j, w in enumerate(rules.eligible_workloads)}
-    masks = np.zeros(p.height, dtype=np.int64)
-    for i, wl in enumerate(p["workloads"].to_list()):
-        m = 0
-        for w in wl or ():
-            m |= bit.get(w, 0)
-        masks[i] = m
+    masks = np.array(
+        [workload_mask(wl, rules.eligible_workloads) for wl in p["workloads"].to_list()],
+        dtype=np.int64,
+    )
     ids = p["partner_id"].to_list()
     disabled = rules.disabled_partners
     available = np.array(
@@ -105,20 +110,9 @@ def workload_table(workloads: pl.Series, rules: Rules) -> tuple[pl.Series, pl.Da
         .agg("row")
     )
     uniq = groups.get_column("workloads")
-    bit_of = {w: 1 << j for j, w in enumerate(rules.eligible_workloads)}
-    eligible: list[list[str] | None] = []
-    masks: list[int] = []
-    for wl in uniq.to_list():
-        if wl is None:
-            eligible.append(None)
-            masks.append(0)
-            continue
-        elig = sorted({w for w in wl if w in bit_of})
-        eligible.append(elig)
-        m = 0
-        for w in elig:
-            m |= bit_of[w]
-        masks.append(m)
+    known = set(rules.eligible_workloads)
+    eligible = [None if wl is None else sorted(known.intersection(wl)) for wl in uniq.to_list()]
+    masks = [workload_mask(e, rules.eligible_workloads) for e in eligible]
     table = pl.DataFrame(
         {"workloads": uniq, "eligible": eligible, "mask": masks},
         schema={"workloads": workloads.dtype, "eligible": pl.List(pl.String), "mask": pl.Int64},
@@ -132,32 +126,40 @@ def workload_table(workloads: pl.Series, rules: Rules) -> tuple[pl.Series, pl.Da
     return wid, table
 
 
-def pre_reason_code_expr(rules: Rules) -> pl.Expr:
-    """The failing eligibility check as its position in :class:`Reason` (UInt8), null when
-    FRP-eligible; needs ``seats``, ``mask``, ``referral_consent`` and ``excluded``.
+def eligibility_failures(rules: Rules) -> dict[Reason, pl.Expr]:
+    """Each check before matching, in the order the process applies them (docs/domain.md,
+    "The process"), as an expression true for the customers that fail it; needs
+    ``seats``, ``mask``, ``referral_consent`` and ``excluded``.
 
-    A code rather than the name: a million customers then cost a byte each, and the
-    names are spelled out only where a person reads them.
+    The run keeps the first failure (:func:`pre_reason_code_expr`); an explanation shows
+    every check (``engine.explain``): both read these.
     """
-    code = {r: pl.lit(i, dtype=pl.UInt8) for i, r in enumerate(Reason)}
     n_declined = (
         pl.when(pl.col("excluded") == "")
         .then(0)
         .otherwise(pl.col("excluded").str.count_matches(";") + 1)
     )
     consent = pl.col("referral_consent").fill_null(rules.referral_consent_default)
-    return (
-        pl.when(pl.col("seats") < rules.min_seats)
-        .then(code[Reason.BELOW_SEAT_THRESHOLD])
-        .when(pl.col("mask") == 0)
-        .then(code[Reason.NO_ELIGIBLE_WORKLOAD])
-        .when(~consent)
-        .then(code[Reason.NO_REFERRAL_CONSENT])
-        .when(n_declined >= rules.max_declines)
-        .then(code[Reason.DECLINED_BY_PARTNERS])
-        .otherwise(None)
-        .alias("pre")
-    )
+    return {
+        Reason.BELOW_SEAT_THRESHOLD: pl.col("seats") < rules.min_seats,
+        Reason.NO_ELIGIBLE_WORKLOAD: pl.col("mask") == 0,
+        Reason.NO_REFERRAL_CONSENT: ~consent,
+        Reason.DECLINED_BY_PARTNERS: n_declined >= rules.max_declines,
+    }
+
+
+def pre_reason_code_expr(rules: Rules) -> pl.Expr:
+    """The failing eligibility check as its position in :class:`Reason` (UInt8), null when
+    FRP-eligible; needs the columns :func:`eligibility_failures` reads.
+
+    A code rather than the name: a million customers then cost a byte each, and the
+    names are spelled out only where a person reads them.
+    """
+    code = {r: pl.lit(i, dtype=pl.UInt8) for i, r in enumerate(Reason)}
+    chain: pl.Expr = pl.lit(None, dtype=pl.UInt8)
+    for reason, fails in reversed(eligibility_failures(rules).items()):
+        chain = pl.when(fails).then(code[reason]).otherwise(chain)
+    return chain.alias("pre")
 
 
 def pre_reason_expr(rules: Rules) -> pl.Expr:
@@ -357,15 +359,10 @@ class Matcher:
 
         The same result as :meth:`match` on each signature in turn, with the distinct
         partner sets numbered by first appearance (pool -1: no partner matches), but
-        computed a pair at a time: the signatures of one (country, language) are tested
-        against its candidates as one boolean matrix, each distinct row of it becomes a
-        member array once, and the first removed partners of every row come from one
-        ``nonzero``. A large cohort has tens of thousands of signatures over a few dozen
-        pairs.
+        computed a (country, language) pair at a time (:meth:`_match_pair`): a large
+        cohort has tens of thousands of signatures over a few dozen pairs.
         """
         n = len(sigs.countries)
-        ids = self.index.ids
-        keep = self.keep_ids
         texts = [""] * n
         local = np.full(n, -1, dtype=np.int64)  # per signature: its distinct member set
         members: list[np.ndarray] = []
@@ -381,67 +378,53 @@ class Matcher:
                 members.append(m.partners)
             else:
                 by_pair.setdefault((country, language), []).append(j)
-        workloads_text = ["+".join(e) for e in sigs.eligible]
+        rule_of_wid = ["workloads " + "+".join(e) for e in sigs.eligible]
         for (country, language), js in by_pair.items():
-            after_lang, masks, _ = self._country_language(country, language)
-            head = self._head_text(country, language)
             at = np.array(js, dtype=np.int64)
-            wanted = sigs.masks[at][:, None]
-            ok = (masks[None, :] & wanted) == wanted
-            n_cand = after_lang.size
-            kept = ok.sum(axis=1).tolist()
-            if n_cand:
-                _, first, inverse = np.unique(
-                    np.packbits(ok, axis=1), axis=0, return_index=True, return_inverse=True
-                )
-                local[at] = len(members) + inverse.reshape(-1)
-                members.extend(after_lang[ok[r]] for r in first.tolist())
-            else:  # nobody in this country speaks the language: no pool
-                local[at] = len(members)
-                members.append(after_lang)
-            removed = ~ok
-            rank = np.cumsum(removed, axis=1)
-            rows, cols = np.nonzero(removed & (rank <= keep))
-            names = [ids[i] for i in after_lang[cols].tolist()]
-            starts = np.searchsorted(rows, np.arange(len(js) + 1)).tolist()
-            wids = sigs.wid[at].tolist()
-            for t, j in enumerate(js):
-                k = kept[t]
-                text = f"{head}; workloads {workloads_text[wids[t]]}: {k} left"
-                if k != n_cand:
-                    gone = names[starts[t] : starts[t + 1]]
-                    more = n_cand - k - len(gone)
-                    text += f", {n_cand - k} removed"
-                    if gone:
-                        tail = f" +{more} more" if more > 0 else ""
-                        text += " (" + ", ".join(gone) + tail + ")"
+            rules = [rule_of_wid[w] for w in sigs.wid[at].tolist()]
+            sets, inverse, pair_texts = self._match_pair(country, language, sigs.masks[at], rules)
+            local[at] = len(members) + inverse
+            members.extend(sets)
+            for j, text in zip(js, pair_texts, strict=True):
                 texts[j] = text
-        # Number the distinct partner sets by first appearance in signature order.
-        pool_of_local: list[int] = []
-        pool_of: dict[bytes, int] = {}
-        pools: list[np.ndarray] = []
-        for arr in members:
-            if arr.size == 0:
-                pool_of_local.append(-1)
-                continue
-            key = arr.tobytes()
-            q = pool_of.get(key)
-            if q is None:
-                q = pool_of[key] = -2 - len(pool_of)  # provisional: renumbered below
-            pool_of_local.append(q)
-        provisional = np.array(pool_of_local, dtype=np.int64)[local] if n else local
-        renumber: dict[int, int] = {}
-        sig_pool = np.full(n, -1, dtype=np.int64)
-        arrays = {q: arr for q, arr in zip(pool_of_local, members, strict=True)}
-        for j, q in enumerate(provisional.tolist()):
-            if q == -1:
-                continue
-            got = renumber.get(q)
-            if got is None:
-                got = renumber[q] = len(pools)
-                pools.append(arrays[q])
-            sig_pool[j] = got
+        sig_pool, pools = _number_pools(members, local)
         return sig_pool, pools, texts
+
+    def _match_pair(
+        self, country: str, language: str, masks: np.ndarray, rules: list[str]
+    ) -> tuple[list[np.ndarray], np.ndarray, list[str]]:
+        """The signatures of one (country, language) pair, given by their workload masks
+        and workload rule names: their distinct member sets, each signature's set, and
+        each one's match text.
+
+        The signatures are tested against the pair's candidates as one boolean matrix;
+        each distinct row of it becomes a member array once, and the first removed
+        partners of every row come from one ``nonzero``.
+        """
+        after_lang, cand_masks, _ = self._country_language(country, language)
+        head = self._head_text(country, language)
+        wanted = masks[:, None]
+        ok = (cand_masks[None, :] & wanted) == wanted
+        n_cand = after_lang.size
+        if n_cand:
+            _, first, inverse = np.unique(
+                np.packbits(ok, axis=1), axis=0, return_index=True, return_inverse=True
+            )
+            sets = [after_lang[ok[r]] for r in first.tolist()]
+            inverse = inverse.reshape(-1)
+        else:  # nobody in this country speaks the language: no pool
+            sets, inverse = [after_lang], np.zeros(len(rules), dtype=np.int64)
+        removed = ~ok
+        rank = np.cumsum(removed, axis=1)
+        rows, cols = np.nonzero(removed & (rank <= self.keep_ids))
+        ids = self.index.ids
+        names = [ids[i] for i in after_lang[cols].tolist()]
+        starts = np.searchsorted(rows, np.arange(len(rules) + 1)).tolist()
+        texts = [
+            head + "; " + step_text(rule, k, n_cand - k, names[starts[t] : starts[t + 1]])
+            for t, (rule, k) in enumerate(zip(rules, ok.sum(axis=1).tolist(), strict=True))
+        ]
+        return sets, inverse, texts
 
     def match(self, sig: Signature) -> Match:
         """Partners that match one signature, with the trace of each rule's removals."""
@@ -483,20 +466,85 @@ class Matcher:
 _EMPTY = np.zeros(0, dtype=np.int64)
 
 
+def _number_pools(
+    members: list[np.ndarray], local: np.ndarray
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Each signature's pool (``local``: its index in ``members``) and the pools: the
+    distinct non-empty member sets, numbered by first appearance in signature order."""
+    pool_of_local: list[int] = []
+    pool_of: dict[bytes, int] = {}
+    for arr in members:
+        if arr.size == 0:
+            pool_of_local.append(-1)
+            continue
+        key = arr.tobytes()
+        q = pool_of.get(key)
+        if q is None:
+            q = pool_of[key] = -2 - len(pool_of)  # provisional: renumbered below
+        pool_of_local.append(q)
+    n = local.size
+    provisional = np.array(pool_of_local, dtype=np.int64)[local] if n else local
+    renumber: dict[int, int] = {}
+    sig_pool = np.full(n, -1, dtype=np.int64)
+    pools: list[np.ndarray] = []
+    arrays = {q: arr for q, arr in zip(pool_of_local, members, strict=True)}
+    for j, q in enumerate(provisional.tolist()):
+        if q == -1:
+            continue
+        got = renumber.get(q)
+        if got is None:
+            got = renumber[q] = len(pools)
+            pools.append(arrays[q])
+        sig_pool[j] = got
+    return sig_pool, pools
+
+
 def match_signature(index: PartnerIndex, sig: Signature, keep_ids: int = TRACE_IDS) -> Match:
     """Partners that match one signature, with the trace of each rule's removals."""
     return Matcher(index, keep_ids).match(sig)
 
 
+def signature_of(
+    rules: Rules,
+    country: str,
+    language: str,
+    eligible: Iterable[str] | None,
+    excluded: Iterable[str] = (),
+) -> Signature:
+    """The signature of a customer known by its country, language and eligible workloads
+    (as a run's detail and a committed referral keep them), under ``rules``."""
+    elig = tuple(eligible or ())
+    mask = workload_mask(elig, rules.eligible_workloads)
+    return Signature(country, language, mask, elig, tuple(excluded))
+
+
+def pool_members(
+    index: PartnerIndex, rules: Rules, country: str, language: str, eligible: Iterable[str] | None
+) -> list[str]:
+    """The ids of the partners such a customer matches, in id order: the members of its
+    pool (none when no partner matches). Outside a run, this is how a signature finds
+    its pool (result files, committed referrals); :func:`pool_key` names it."""
+    match = match_signature(index, signature_of(rules, country, language, eligible))
+    return [index.ids[i] for i in match.partners.tolist()]
+
+
+def pool_key(partner_ids: Iterable[str]) -> str:
+    """A short stable name for a pool (its sorted member ids), kept with committed referrals."""
+    return hashlib.sha1(";".join(sorted(partner_ids)).encode()).hexdigest()[:12]
+
+
 def describe_steps(steps: Sequence[MatchStep]) -> str:
     """The match half of a trace, e.g. 'Referral Ready: 270 (30 removed); country SE: 12 ...'."""
-    parts = []
-    for s in steps:
-        text = f"{s.rule}: {s.kept} left"
-        if s.n_removed:
-            text += f", {s.n_removed} removed"
-            if s.removed:
-                more = s.n_removed - len(s.removed)
-                text += " (" + ", ".join(s.removed) + (f" +{more} more" if more > 0 else "") + ")"
-        parts.append(text)
-    return "; ".join(parts)
+    return "; ".join(step_text(s.rule, s.kept, s.n_removed, s.removed) for s in steps)
+
+
+def step_text(rule: str, kept: int, n_removed: int, removed: Sequence[str]) -> str:
+    """One rule of a trace's match half: who is left, how many it removed and the first of
+    them (the rest as "+N more")."""
+    text = f"{rule}: {kept} left"
+    if n_removed:
+        text += f", {n_removed} removed"
+        if removed:
+            more = n_removed - len(removed)
+            text += " (" + ", ".join(removed) + (f" +{more} more" if more > 0 else "") + ")"
+    return text

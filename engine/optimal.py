@@ -69,33 +69,15 @@ def plan(
     caps[assign_pos] = demand_np[pool_of]
     costs = np.zeros(n_front, dtype=np.int64)
 
-    s_tails: list[int] = []
-    s_heads: list[int] = []
-    s_caps: list[int] = []
-    s_costs: list[int] = []
-    for i in used.tolist():
-        free = ledger.capacity[i] - ledger.load[i]
-        pieces = min(free, SEGMENTS)
-        start = 0
-        for k in range(pieces):
-            end = free * (k + 1) // pieces
-            if end <= start:
-                continue
-            util_after = (ledger.load[i] + end) / ledger.capacity[i]
-            s_tails.append(int(node[i]))
-            s_heads.append(sink)
-            s_caps.append(end - start)
-            s_costs.append(int(round(COST_SCALE * util_after)))
-            start = end
-
     if assign_pos.size == 0:
         return allot
+    s_tails, s_caps, s_costs = _sink_arcs(ledger, used, node)
     smcf = min_cost_flow.SimpleMinCostFlow()
     smcf.add_arcs_with_capacity_and_unit_cost(
-        np.concatenate((tails, np.array(s_tails, dtype=np.int64))).astype(np.int32),
-        np.concatenate((heads, np.array(s_heads, dtype=np.int64))).astype(np.int32),
-        np.concatenate((caps, np.array(s_caps, dtype=np.int64))),
-        np.concatenate((costs, np.array(s_costs, dtype=np.int64))),
+        np.concatenate((tails, s_tails)).astype(np.int32),
+        np.concatenate((heads, np.full(s_tails.size, sink, dtype=np.int64))).astype(np.int32),
+        np.concatenate((caps, s_caps)),
+        np.concatenate((costs, s_costs)),
     )
     # The solver pushes as much as it can from supply to demand nodes, then minimises cost.
     total = int(demand_np.sum())
@@ -111,3 +93,29 @@ def plan(
     ):
         allot[q][i] = int(f)
     return allot
+
+
+def _sink_arcs(
+    ledger: Ledger, used: np.ndarray, node: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The arcs from each used partner's node to the sink: its free seats in up to
+    SEGMENTS pieces, each priced by the utilisation once it is filled (tails,
+    capacities, unit costs; in partner order of ``used``)."""
+    tails: list[int] = []
+    caps: list[int] = []
+    costs: list[int] = []
+    for i in used.tolist():
+        free = ledger.capacity[i] - ledger.load[i]
+        pieces = min(free, SEGMENTS)
+        start = 0
+        for k in range(pieces):
+            end = free * (k + 1) // pieces
+            if end <= start:
+                continue
+            util_after = (ledger.load[i] + end) / ledger.capacity[i]
+            tails.append(int(node[i]))
+            caps.append(end - start)
+            costs.append(int(round(COST_SCALE * util_after)))
+            start = end
+    int64 = np.int64
+    return np.array(tails, dtype=int64), np.array(caps, dtype=int64), np.array(costs, dtype=int64)

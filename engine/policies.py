@@ -19,21 +19,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.matching import TRACE_IDS
 from engine.reasons import Policy
 
 NOT_PLACED = -1
-#: How many full partners of a pool the ledger keeps in order (traces show this many).
-FULL_HEAD = TRACE_IDS
 
 
 @dataclass
 class Ledger:
     """Mutable state of one run: seats left and the round-robin order, by partner index.
 
-    Per pool it counts the members with no room (``full_count``, a numpy array) and keeps
-    the first :data:`FULL_HEAD` of them in the order they filled (``full_head``, what
-    traces show); ``full_order`` rebuilds the whole order on demand from ``filled``.
+    Per pool it counts the members with no room (``full_count``, a numpy array): what a
+    customer's turn records. Which members those were, and in what order they filled,
+    follows from the partners' state after the run (``engine.explain``).
     """
 
     capacity: list[int]
@@ -42,10 +39,6 @@ class Ledger:
     counter: int  # the next stamp to hand out
     pools_of: list[np.ndarray] = field(default_factory=list)  # per partner: its pools
     full_count: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    full_head: list[list[int]] = field(default_factory=list)  # per pool: first full members
-    filled: list[int] = field(default_factory=list)  # partners that filled up in this run
-    pools: list[np.ndarray] = field(default_factory=list)
-    last_prev: int = -1  # the stamp the most recently given partner had before (for traces)
 
     @classmethod
     def start(
@@ -59,30 +52,19 @@ class Ledger:
             counter=max(stamps, default=0) + 1 if any(s >= 0 for s in stamps) else 1,
         )
 
-    def room(self, i: int) -> bool:
-        return self.load[i] < self.capacity[i]
-
     def rr_key(self, i: int) -> int:
         """Least recently assigned first; never assigned (-1) before all; ties by index."""
         return (self.stamp[i] + 1) * len(self.stamp) + i
 
     def register_pools(self, pools: Sequence[np.ndarray]) -> None:
         n = len(self.capacity)
-        self.pools = [np.asarray(p, dtype=np.int64) for p in pools]
-        sizes = np.array([p.size for p in self.pools], dtype=np.int64)
-        members = np.concatenate(self.pools) if self.pools else np.zeros(0, dtype=np.int64)
-        pool_id = np.repeat(np.arange(len(self.pools), dtype=np.int64), sizes)
+        arrays = [np.asarray(p, dtype=np.int64) for p in pools]
+        sizes = np.array([p.size for p in arrays], dtype=np.int64)
+        members = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
+        pool_id = np.repeat(np.arange(len(arrays), dtype=np.int64), sizes)
         no_room = np.array(self.load, dtype=np.int64) >= np.array(self.capacity, dtype=np.int64)
         full = no_room[members] if members.size else np.zeros(0, dtype=bool)
-        self.full_count = np.bincount(pool_id[full], minlength=len(self.pools)).astype(np.int64)
-        self.full_head = [[] for _ in self.pools]
-        full_pool, full_member = pool_id[full], members[full]  # by pool, members ascending
-        starts = np.concatenate(([0], np.cumsum(self.full_count)[:-1])).astype(np.int64)
-        rank = np.arange(full_pool.size) - starts[full_pool]
-        first = rank < FULL_HEAD
-        for q, i in zip(full_pool[first].tolist(), full_member[first].tolist(), strict=True):
-            self.full_head[q].append(i)
-        self.filled = []
+        self.full_count = np.bincount(pool_id[full], minlength=len(arrays)).astype(np.int64)
         by_partner = np.argsort(members, kind="stable")  # pools ascending within a partner
         counts = np.bincount(members, minlength=n)
         self.pools_of = np.split(pool_id[by_partner], np.cumsum(counts)[:-1]) if n else []
@@ -95,27 +77,11 @@ class Ledger:
         qs = self.pools_of[i]
         fc = self.full_count[qs] + 1
         self.full_count[qs] = fc
-        head = self.full_head
-        for q in qs[fc <= FULL_HEAD].tolist():
-            head[q].append(i)
-        self.filled.append(i)
         return qs, fc
-
-    @property
-    def full_order(self) -> list[list[int]]:
-        """Per pool, its members with no room: full at the start (by index), then as filled."""
-        rank = {i: r for r, i in enumerate(self.filled)}
-        out = []
-        for members in self.pools:
-            start = [i for i in members.tolist() if i not in rank and not self.room(i)]
-            later = sorted((i for i in members.tolist() if i in rank), key=rank.__getitem__)
-            out.append(start + later)
-        return out
 
     def give(self, i: int) -> int:
         """Record one referral to partner i; returns the partner's previous stamp."""
         prev = self.stamp[i]
-        self.last_prev = prev
         self.load[i] += 1
         self.stamp[i] = self.counter
         self.counter += 1
@@ -177,8 +143,6 @@ def select(
         step(batch.tolist(), qs.tolist(), out)
         if progress is not None:
             progress(int(rows[min(start + BATCH, rows.size) - 1]))
-    if out.prev:
-        ledger.last_prev = out.prev[-1]
     k = np.array(out.k, dtype=np.int64)
     chosen[k] = out.i
     prev[k] = out.prev

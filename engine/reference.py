@@ -1,4 +1,4 @@
-"""The naive reference implementation of one assignment run (DOMAIN.md, "The process").
+"""The naive reference implementation of one assignment run (docs/domain.md, "The process").
 
 This module owns the *meaning* of a run, written so that it can be checked by reading:
 every customer is handled on its own, in cohort order, by scanning every partner.

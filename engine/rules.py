@@ -1,4 +1,4 @@
-"""The assignment rules: DOMAIN.md's defaults, loaded from TOML through a strict schema.
+"""The assignment rules: the defaults of docs/domain.md, loaded from TOML through a strict schema.
 
 A rules file is small and edited by hand (or on the dashboard's Data page), so every
 mistake must come back as a sentence that names the key and what was expected: an
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.iso import COUNTRIES, LANGUAGES
+from engine.iso import COUNTRIES
 
 DEFAULT_RULES_PATH = Path(__file__).resolve().parent.parent / "data" / "rules.toml"
 
@@ -102,7 +102,21 @@ def parse_rules_dict(data: Mapping[str, Any], source: str = "rules") -> Rules:
     missing = [k for k in ("queues", "regions") if k not in data]
     if missing:
         raise _fail(source, missing[0], "missing; " + _TABLES[missing[0]])
+    values = {**_scalars(data, source), **_lists(data, source)}
+    queues = data["queues"]
+    if not isinstance(queues, Mapping) or not queues:
+        raise _fail(source, "queues", "expected " + _TABLES["queues"])
+    for region, queue in queues.items():
+        if not isinstance(queue, str) or not queue.strip():
+            raise _fail(source, f"queues.{region}", f"got {queue!r}; expected a queue name (text)")
+    return Rules(
+        **values,
+        region_of_country=_regions(data["regions"], queues, source),
+        queue_of_region={str(r): str(q).strip() for r, q in queues.items()},
+    )
 
+
+def _scalars(data: Mapping[str, Any], source: str) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for key, (types, expected) in _SCALARS.items():
         if key not in data:
@@ -125,7 +139,11 @@ def parse_rules_dict(data: Mapping[str, Any], source: str = "rules") -> Rules:
         )
     if values.get("max_declines", 1) < 1:
         raise _fail(source, "max_declines", "expected a whole number >= 1")
+    return values
 
+
+def _lists(data: Mapping[str, Any], source: str) -> dict[str, Any]:
+    values: dict[str, Any] = {}
     for key, expected in _LISTS.items():
         if key not in data:
             continue
@@ -138,15 +156,11 @@ def parse_rules_dict(data: Mapping[str, Any], source: str = "rules") -> Rules:
         values[key] = (
             tuple(dict.fromkeys(cleaned)) if key == "eligible_workloads" else frozenset(cleaned)
         )
+    return values
 
-    queues = data["queues"]
-    if not isinstance(queues, Mapping) or not queues:
-        raise _fail(source, "queues", "expected " + _TABLES["queues"])
-    for region, queue in queues.items():
-        if not isinstance(queue, str) or not queue.strip():
-            raise _fail(source, f"queues.{region}", f"got {queue!r}; expected a queue name (text)")
 
-    regions = data["regions"]
+def _regions(regions: Any, queues: Mapping[str, Any], source: str) -> dict[str, str]:
+    """The region of every ISO country, from the ``regions`` table (sorted by country)."""
     if not isinstance(regions, Mapping):
         raise _fail(source, "regions", "expected " + _TABLES["regions"])
     region_of_country: dict[str, str] = {}
@@ -181,12 +195,7 @@ def parse_rules_dict(data: Mapping[str, Any], source: str = "rules") -> Rules:
             f" and {len(unmapped) - 10} more" if len(unmapped) > 10 else ""
         )
         raise _fail(source, "regions", f"every ISO 3166-1 country needs a region; missing {shown}")
-
-    return Rules(
-        **values,
-        region_of_country=dict(sorted(region_of_country.items())),
-        queue_of_region={str(r): str(q).strip() for r, q in queues.items()},
-    )
+    return dict(sorted(region_of_country.items()))
 
 
 def parse_rules(text: str, source: str = "rules") -> Rules:
@@ -268,7 +277,3 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     raise TypeError(f"cannot render {value!r} as TOML")
-
-
-def is_language(code: str) -> bool:
-    return code in LANGUAGES

@@ -213,7 +213,42 @@ def _validate(
     row_label: str,
     keep: Collection[str] | None = None,
 ) -> pl.DataFrame:
-    lazy = raw.lazy()
+    frame, seen = _known_columns(raw.lazy(), spec, source, first_row, row_label)
+    exprs: dict[str, pl.Expr] = {}
+    checks: dict[str, _Check] = {}
+    for name, col in spec.items():
+        if name not in seen:
+            exprs[name] = pl.lit(None, dtype=schema[name]).alias(name)
+            continue
+        frame = _readable(frame, name, col, source, row_label)
+        value, bad, shown = _convert(pl.col(name), frame.collect_schema()[name], col)
+        exprs[name] = value.cast(schema[name]).alias(name)
+        checks[name] = _Check(name, _EXPECTED[col.kind] + _bound_note(col), bad, shown)
+    wanted = [n for n in spec if keep is None or n in keep or n == key]
+    try:
+        read, found = _read_checked(frame, spec, schema, exprs, checks, wanted)
+        problems, total = _first_problems(found)
+    except pl.exceptions.PolarsError as exc:
+        # The dtype checks above should make this unreachable; if a column type slips
+        # through, the person still gets the column and the reason, not a traceback.
+        raise _unreadable(frame, list(checks.values()), exc, source, row_label) from None
+    typed = read.select(_ROW, *wanted)
+    del read
+    if not problems and _has_duplicates(typed.get_column(key)):
+        problems, total = _duplicate_problems(typed, key, row_label)
+    if problems:
+        problems.sort(
+            key=lambda p: (p.row or 0, list(spec).index(p.column) if p.column in spec else 0)
+        )
+        raise InputError(source, problems, total, row_label=row_label)
+    return typed.drop(_ROW)
+
+
+def _known_columns(
+    lazy: pl.LazyFrame, spec: dict[str, _Col], source: str, first_row: int, row_label: str
+) -> tuple[pl.LazyFrame, set[str]]:
+    """The spec's columns present, under their own names, with each row's number; and
+    which were present. A column twice or a required one missing is an InputError."""
     columns = lazy.collect_schema()
     data_columns = [c for c in columns if c != LINE_COLUMN]
     header_problems: list[Problem] = []
@@ -238,86 +273,86 @@ def _validate(
         frame = lazy.select(pl.col(LINE_COLUMN).cast(pl.Int64).alias(_ROW), *known)
     else:
         frame = lazy.select(known).with_row_index(_ROW, offset=first_row)
+    return frame, set(seen)
 
-    exprs: dict[str, pl.Expr] = {}
-    checks: dict[str, _Check] = {}
-    for name, col in spec.items():
-        if name not in seen:
-            exprs[name] = pl.lit(None, dtype=schema[name]).alias(name)
-            continue
-        frame = _readable(frame, name, col, source, row_label)
-        value, bad, shown = _convert(pl.col(name), frame.collect_schema()[name], col)
-        exprs[name] = value.cast(schema[name]).alias(name)
-        checks[name] = _Check(name, _EXPECTED[col.kind] + _bound_note(col), bad, shown)
-    wanted = [n for n in spec if keep is None or n in keep or n == key]
+
+def _read_checked(
+    frame: pl.LazyFrame,
+    spec: dict[str, _Col],
+    schema: dict[str, pl.DataType],
+    exprs: dict[str, pl.Expr],
+    checks: dict[str, _Check],
+    wanted: list[str],
+) -> tuple[pl.DataFrame, list[tuple[_Check, int, pl.DataFrame | pl.LazyFrame]]]:
+    """The ``wanted`` columns, typed; and per column with bad cells (in column order):
+    its check, how many rows it refuses and those rows (row number, value as shown).
+
+    Two streaming passes over the input. First the columns only checked, not kept (a
+    what-if keeps no names or emails): how many rows each refuses. Then the typed columns
+    kept, the coded columns as read (checked once per distinct value) and a bad-row mask
+    per other kept column. A file is decoded a column chunk at a time, so splitting the
+    passes halves the peak for one row group.
+    """
     coded = [n for n in checks if spec[n].coded]
+    only_checked = [n for n in checks if n not in coded and n not in wanted]
+    counts: dict[str, int] = {}
+    if only_checked:
+        counted = frame.select([_mask(checks[n]).sum().alias(n) for n in only_checked])
+        row = counted.collect(engine="streaming").row(0)
+        counts = dict(zip(only_checked, row, strict=True))
+    read = frame.select(
+        pl.col(_ROW),
+        *[pl.col(n) if n in coded else exprs[n] for n in spec if n in coded or n in wanted],
+        *[
+            _mask(checks[n]).alias(f"__bad_{n}")
+            for n in checks
+            if n not in coded and n not in counts
+        ],
+    ).collect(engine="streaming")
+    found: list[tuple[_Check, int, pl.DataFrame | pl.LazyFrame]] = []
+    for name, check in checks.items():
+        if name in coded:
+            read, check = _check_coded(read, name, schema[name], exprs[name], check)
+            checks[name] = check
+        if check.bad_values is not None:
+            if check.bad_values.height:
+                hits = read.select(_ROW, name).join(check.bad_values, on=name, nulls_equal=True)
+                found.append((check, hits.height, hits.sort(_ROW).select(_ROW, "v")))
+            continue
+        count = counts[name] if name in counts else int(read.get_column(f"__bad_{name}").sum())
+        if count:
+            assert check.shown is not None
+            shown = frame.filter(_mask(check)).select(_ROW, check.shown.alias("v"))
+            found.append((check, count, shown))
+    return read, found
 
+
+def _first_problems(
+    found: list[tuple[_Check, int, pl.DataFrame | pl.LazyFrame]],
+) -> tuple[list[Problem], int]:
+    """Up to MAX_PROBLEMS bad cells, column by column; and how many there are in all."""
     problems: list[Problem] = []
     total = 0
-    try:
-        # Two streaming passes over the input. First the columns only checked, not kept
-        # (a what-if keeps no names or emails): how many rows each refuses. Then the
-        # typed columns kept, the coded columns as read (checked below once per distinct
-        # value) and a bad-row mask per other kept column. A file is decoded a column
-        # chunk at a time, so splitting the passes halves the peak for one row group.
-        only_checked = [n for n in checks if n not in coded and n not in wanted]
-        counts: dict[str, int] = {}
-        if only_checked:
-            counted = frame.select([_mask(checks[n]).sum().alias(n) for n in only_checked])
-            row = counted.collect(engine="streaming").row(0)
-            counts = dict(zip(only_checked, row, strict=True))
-        read = frame.select(
-            pl.col(_ROW),
-            *[pl.col(n) if n in coded else exprs[n] for n in spec if n in coded or n in wanted],
-            *[
-                _mask(checks[n]).alias(f"__bad_{n}")
-                for n in checks
-                if n not in coded and n not in counts
-            ],
-        ).collect(engine="streaming")
-        found: list[tuple[_Check, int, pl.DataFrame | pl.LazyFrame]] = []
-        for name, check in checks.items():
-            if name in coded:
-                read, check = _check_coded(read, name, schema[name], exprs[name], check)
-                checks[name] = check
-            if check.bad_values is not None:
-                if check.bad_values.height:
-                    hits = read.select(_ROW, name).join(check.bad_values, on=name, nulls_equal=True)
-                    found.append((check, hits.height, hits.sort(_ROW).select(_ROW, "v")))
-                continue
-            count = counts[name] if name in counts else int(read.get_column(f"__bad_{name}").sum())
-            if count:
-                assert check.shown is not None
-                shown = frame.filter(_mask(check)).select(_ROW, check.shown.alias("v"))
-                found.append((check, count, shown))
-        for check, count, shown_rows in found:  # in column order, like the rows
-            total += count
-            room = MAX_PROBLEMS - len(problems)
-            if room > 0:
-                for row, val in shown_rows.head(room).lazy().collect().iter_rows():
-                    problems.append(Problem(row, check.name, val, check.expected))
-    except pl.exceptions.PolarsError as exc:
-        # The dtype checks above should make this unreachable; if a column type slips
-        # through, the person still gets the column and the reason, not a traceback.
-        raise _unreadable(frame, list(checks.values()), exc, source, row_label) from None
-    typed = read.select(_ROW, *wanted)
-    del read
-    if not problems and _has_duplicates(typed.get_column(key)):
-        dup = typed.filter(pl.col(key).is_duplicated())
-        if dup.height:
-            firsts = dup.group_by(key).agg(pl.col(_ROW).min().alias("first"))
-            dup = dup.join(firsts, on=key).filter(pl.col(_ROW) != pl.col("first")).sort(_ROW)
-            total += dup.height
-            for row, value, first in dup.select(_ROW, key, "first").head(MAX_PROBLEMS).iter_rows():
-                problems.append(
-                    Problem(row, key, value, f"a unique {key} (also on {row_label} {first})")
-                )
-    if problems:
-        problems.sort(
-            key=lambda p: (p.row or 0, list(spec).index(p.column) if p.column in spec else 0)
-        )
-        raise InputError(source, problems, total, row_label=row_label)
-    return typed.drop(_ROW)
+    for check, count, shown_rows in found:  # in column order, like the rows
+        total += count
+        room = MAX_PROBLEMS - len(problems)
+        if room > 0:
+            for row, val in shown_rows.head(room).lazy().collect().iter_rows():
+                problems.append(Problem(row, check.name, val, check.expected))
+    return problems, total
+
+
+def _duplicate_problems(typed: pl.DataFrame, key: str, row_label: str) -> tuple[list[Problem], int]:
+    """Each repeat of a key after its first row (up to MAX_PROBLEMS), and how many."""
+    problems: list[Problem] = []
+    dup = typed.filter(pl.col(key).is_duplicated())
+    if dup.height == 0:
+        return problems, 0
+    firsts = dup.group_by(key).agg(pl.col(_ROW).min().alias("first"))
+    dup = dup.join(firsts, on=key).filter(pl.col(_ROW) != pl.col("first")).sort(_ROW)
+    for row, value, first in dup.select(_ROW, key, "first").head(MAX_PROBLEMS).iter_rows():
+        problems.append(Problem(row, key, value, f"a unique {key} (also on {row_label} {first})"))
+    return problems, dup.height
 
 
 def _has_duplicates(keys: pl.Series) -> bool:

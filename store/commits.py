@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 import duckdb
 import polars as pl
 
-from engine.assign import Simulation, simulate
+from engine.assign import simulate
 from engine.columns import CUSTOMER_SCHEMA
 from engine.reasons import Policy, Reason
 from engine.rules import Rules, to_toml
+from engine.simulation import Simulation
 from store import state
 from store.db import OPEN_SQL, audit, registered, transaction
 from store.errors import StoreError

@@ -24,9 +24,8 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from engine.assign import pool_key
 from engine.fairness import WEIGHT, FairnessReport, gini, jain_index, report
-from engine.matching import Signature, index_partners, match_signature
+from engine.matching import index_partners, pool_key, pool_members
 from engine.reasons import Outcome, Reason
 from engine.rules import Rules, load_rules
 from engine.schema import InputError, Problem
@@ -112,17 +111,11 @@ def _matcher(
     partners: pl.DataFrame, rules: Rules
 ) -> Callable[[str, str, Sequence[str] | None], list[str]]:
     """The ids of the partners matching a signature (country, language, eligible workloads),
-    as matching a customer of that signature would find them."""
+    as matching a customer of that signature would find them; the partners are indexed once."""
     index = index_partners(partners, rules)
-    bit = {w: 1 << j for j, w in enumerate(rules.eligible_workloads)}
-
-    def match(country: str, language: str, workloads: Sequence[str] | None) -> list[str]:
-        elig = tuple(workloads or ())
-        mask = sum(bit.get(w, 0) for w in set(elig))
-        found = match_signature(index, Signature(country, language, mask, elig))
-        return [index.ids[i] for i in found.partners]
-
-    return match
+    return lambda country, language, workloads: pool_members(
+        index, rules, country, language, workloads
+    )
 
 
 def committed_inputs(

@@ -14,11 +14,12 @@ from typing import Any
 import polars as pl
 import pytest
 
-from engine.assign import OUTPUT_DETAIL, Simulation, simulate
+from engine.assign import simulate
 from engine.columns import ASSIGNMENT_COLUMNS, CUSTOMER_SCHEMA, PARTNER_SCHEMA
 from engine.reasons import Policy, Reason
 from engine.rules import load_rules
 from engine.schema import InputError, validate_customers, validate_partners
+from engine.simulation import OUTPUT_DETAIL, Simulation
 
 RULES = load_rules()
 POLICIES = list(Policy)

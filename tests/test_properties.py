@@ -19,11 +19,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.assign import Simulation, simulate
+from engine.assign import simulate
 from engine.columns import ASSIGNMENT_COLUMNS
 from engine.reasons import Outcome, Policy, Reason
 from engine.reference import reference_simulate_with_order
 from engine.rules import Rules
+from engine.simulation import Simulation
 from tests.strategies import World, single_pool_worlds, worlds
 
 POLICIES = list(Policy)

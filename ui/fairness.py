@@ -13,7 +13,7 @@ from typing import Any
 import polars as pl
 import streamlit as st
 
-from engine.fairness import FairnessReport, report_for
+from engine.fairness import CSS_RATE_DIMENSIONS, FairnessReport, report_for
 from store.capacity import utilisation_bins, with_labels
 from store.fairness import deviation_extremes, partner_deviation, pool_labels
 from ui import charts
@@ -175,7 +175,7 @@ def trend(monthly: pl.DataFrame | None) -> None:
 def css_fallback(fair: FairnessReport) -> None:
     """CSS fallback rate by region, language and workload, and CSS customers by reason."""
     left, right = st.columns(2)
-    for i, dim in enumerate(("region", "language", "workload")):
+    for i, dim in enumerate(CSS_RATE_DIMENSIONS):
         frame = with_labels(fair.css_by[dim], dim)
         with left if i % 2 == 0 else right:
             st.altair_chart(

@@ -26,10 +26,11 @@ from typing import Any
 
 import polars as pl
 
-from engine.assign import Simulation, simulate
+from engine.assign import simulate
 from engine.fairness import FairnessReport, report_for
 from engine.reasons import Policy, Reason
 from engine.rules import Rules
+from engine.simulation import Simulation
 from store.commits import Prepared
 from store.files import write_table
 

@@ -13,8 +13,8 @@ from typing import Any
 import polars as pl
 import streamlit as st
 
-from engine.assign import Simulation
 from engine.reasons import CSS_REASONS, Reason
+from engine.simulation import Simulation
 from ui.simulation import SimulationRun
 
 #: Partners shown in the before/after load chart.

@@ -1,22 +1,21 @@
 """Where each customer went and why: the per-customer table and one customer's decision,
-step by step, rebuilt from the engine's matching so the page shows evidence (which rule
-removed which partners, who was full), not just the stored trace."""
+step by step, drawn from the engine's explanation (``engine.explain``): which rule removed
+which partners, who was full, who was chosen and why, as evidence rather than the stored
+trace alone."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from typing import Any
 
 import polars as pl
 
-from engine.assign import Simulation
-from engine.matching import Signature, index_partners, match_signature, prepare_customers
-from engine.reasons import Policy, Reason
-from engine.rules import Rules
+from engine.explain import Capacity, Eligibility, Explanation, Matching, why_chosen
+from engine.explain import explain as explain_decision
+from engine.reasons import Reason
+from engine.simulation import Simulation
 from ui.simulation import SimulationRun, reason_words
 
-#: Partner ids listed per matching rule in the "why" panel.
+#: Partner ids listed per matching rule and of the full partners in the "why" panel.
 WHY_IDS = 30
 
 
@@ -57,35 +56,80 @@ class WhyStep:
 
 
 def explain(run: SimulationRun, policy: str, tenant_id: str) -> list[WhyStep]:
-    """The full trace of one customer, split into the process's steps (DOMAIN.md)."""
+    """One customer's decision, a step per part of the process (docs/domain.md, "The
+    process"); a step the process never reached is left out."""
     sim = run.simulations[policy]
-    rules = sim.rules
-    row = sim.assignments.filter(pl.col("tenant_id") == tenant_id)
-    if row.height == 0:
-        raise KeyError(tenant_id)
-    a = row.row(0, named=True)
-    customer = prepare_customers(
-        run.prepared.cohort.filter(pl.col("tenant_id") == tenant_id), rules
-    ).row(0, named=True)
-    steps = [_eligibility(customer, rules)]
-    if customer["pre_reason"] is not None:
-        steps.append(
-            WhyStep("Outcome", False, f"{reason_words(a['reason'])}: sent to **{a['queue']}**.")
-        )
-        return steps
-
-    index = index_partners(run.prepared.partners, rules)
-    sig = Signature(
-        customer["country"], customer["language"], customer["mask"], tuple(customer["eligible"])
+    e = explain_decision(sim, tenant_id, keep_ids=WHY_IDS)
+    steps = [_eligibility(e.eligibility)]
+    if e.matching is None:
+        text = f"{reason_words(e.reason)}: sent to **{e.queue}**."
+        return [*steps, WhyStep("Outcome", False, text)]
+    steps.append(_matching(e, e.matching))
+    if e.capacity is None:
+        return [*steps, WhyStep("Outcome", False, f"No partner matches: sent to **{e.queue}**.")]
+    steps.append(_capacity(sim, e, e.matching, e.capacity))
+    if e.selection is None:
+        text = f"No matching partner had room: sent to **{e.queue}**."
+        return [*steps, WhyStep("Outcome", False, text)]
+    chosen = e.selection
+    text = (
+        f"Chose **{chosen.partner_id}** under {policy}: {why_chosen(e.policy, chosen)}. "
+        f"PSM {chosen.psm_email} is named on the referral."
     )
-    match = match_signature(index, sig, keep_ids=WHY_IDS)
-    unavailable = [pid for pid, ok in zip(index.ids, index.available, strict=True) if not ok]
+    return [*steps, WhyStep("Selection", True, text)]
+
+
+def _eligibility(el: Eligibility) -> WhyStep:
+    consent_ok = el.consent_default if el.consent is None else el.consent
+    declined = f"declined by {len(el.declined_by)} partner(s)" + (
+        f" ({', '.join(el.declined_by)})" if el.declined_by else ""
+    )
+    checks = [
+        (
+            "seats",
+            Reason.BELOW_SEAT_THRESHOLD,
+            f"{el.seats:,} seats; minimum {el.min_seats:,}",
+        ),
+        (
+            "eligible workload",
+            Reason.NO_ELIGIBLE_WORKLOAD,
+            f"asks for {', '.join(el.workloads) or 'nothing'}; "
+            f"eligible: {', '.join(el.eligible) or 'none'}",
+        ),
+        (
+            "referral consent",
+            Reason.NO_REFERRAL_CONSENT,
+            "not stated (rules default: " + ("yes" if consent_ok else "no") + ")"
+            if el.consent is None
+            else ("agreed" if el.consent else "withheld"),
+        ),
+        (
+            "declines",
+            Reason.DECLINED_BY_PARTNERS,
+            f"{declined}; to CSS after {el.max_declines}",
+        ),
+    ]
+    table = pl.DataFrame(
+        [{"check": k, "passed": el.passed(r), "detail": d} for k, r, d in checks],
+        schema={"check": pl.String, "passed": pl.Boolean, "detail": pl.String},
+    )
+    text = (
+        f"Not FRP-eligible: {reason_words(el.failed[0]).lower()} (the first check that fails)."
+        if el.failed
+        else "FRP-eligible: every check passes."
+    )
+    return WhyStep("Eligibility", not el.failed, text, table)
+
+
+def _matching(e: Explanation, matching: Matching) -> WhyStep:
     rule_rows = []
-    for step in match.steps:
-        removed = list(step.removed) or (unavailable if step.rule == "Referral Ready" else [])
-        shown = ", ".join(removed[:WHY_IDS])
-        if step.n_removed > len(removed[:WHY_IDS]):
-            more = step.n_removed - len(removed[:WHY_IDS])
+    for step in matching.steps:
+        removed = list(step.removed) or (
+            list(matching.unavailable) if step.rule == "Referral Ready" else []
+        )
+        shown = ", ".join(removed)
+        if step.n_removed > len(removed):
+            more = step.n_removed - len(removed)
             what = step.rule.replace("country", "serve").replace("language", "speak")
             shown = f"{shown} +{more} more" if shown else f"{more} partners that do not {what}"
         rule_rows.append(
@@ -96,82 +140,20 @@ def explain(run: SimulationRun, policy: str, tenant_id: str) -> list[WhyStep]:
                 "partners removed": shown,
             }
         )
-    matched = [index.ids[i] for i in match.partners]
-    steps.append(
-        WhyStep(
-            "Matching partners",
-            bool(matched),
-            f"{len(matched)} partner(s) are Referral Ready, serve {customer['country']}, speak "
-            f"{customer['language']} and cover {', '.join(customer['eligible'])}."
-            if matched
-            else "No partner passes every rule.",
-            pl.DataFrame(rule_rows),
-        )
-    )
-    if not matched:
-        steps.append(WhyStep("Outcome", False, f"No partner matches: sent to **{a['queue']}**."))
-        return steps
-
-    steps.append(_capacity(sim, a, matched, policy))
-    if a["reason"] == Reason.ASSIGNED.value:
-        chose = a["trace"].rsplit("; chose ", 1)[-1]
-        steps.append(
-            WhyStep(
-                "Selection",
-                True,
-                f"Chose **{a['partner_id']}** under {policy}: {chose.split(': ', 1)[-1]}. "
-                f"PSM {a['psm_email']} is named on the referral.",
-            )
-        )
-    else:
-        steps.append(
-            WhyStep("Outcome", False, f"No matching partner had room: sent to **{a['queue']}**.")
-        )
-    return steps
-
-
-def _eligibility(c: dict[str, Any], rules: Rules) -> WhyStep:
-    consent = c["referral_consent"]
-    consent_ok = rules.referral_consent_default if consent is None else consent
-    checks = [
-        (
-            "seats",
-            c["seats"] >= rules.min_seats,
-            f"{c['seats']:,} seats; minimum {rules.min_seats:,}",
-        ),
-        (
-            "eligible workload",
-            bool(c["eligible"]),
-            f"asks for {', '.join(c['workloads']) or 'nothing'}; "
-            f"eligible: {', '.join(c['eligible']) or 'none'}",
-        ),
-        (
-            "referral consent",
-            bool(consent_ok),
-            "not stated (rules default: " + ("yes" if consent_ok else "no") + ")"
-            if consent is None
-            else ("agreed" if consent else "withheld"),
-        ),
-    ]
-    table = pl.DataFrame(
-        [{"check": k, "passed": ok, "detail": d} for k, ok, d in checks],
-        schema={"check": pl.String, "passed": pl.Boolean, "detail": pl.String},
-    )
-    pre = c["pre_reason"]
+    matched = matching.partners
     text = (
-        "FRP-eligible: every check passes."
-        if pre is None
-        else f"Not FRP-eligible: {reason_words(pre).lower()} (the first check that fails)."
+        f"{len(matched)} partner(s) are Referral Ready, serve {e.country}, speak "
+        f"{e.language} and cover {', '.join(e.eligibility.eligible)}."
+        if matched
+        else "No partner passes every rule."
     )
-    return WhyStep("Eligibility", pre is None, text, table)
+    return WhyStep("Matching partners", bool(matched), text, pl.DataFrame(rule_rows))
 
 
-_FULL = re.compile(r"(\d+) of (\d+) full \(([^)]*)\)")
-
-
-def _capacity(sim: Simulation, a: dict[str, Any], matched: list[str], policy: str) -> WhyStep:
+def _capacity(sim: Simulation, e: Explanation, matching: Matching, cap: Capacity) -> WhyStep:
+    chosen = e.selection.partner_id if e.selection is not None else ""
     load = (
-        sim.partners.filter(pl.col("partner_id").is_in(matched))
+        sim.partners.filter(pl.col("partner_id").is_in(list(matching.partners)))
         .select(
             "partner_id",
             pl.col("capacity").alias("capacity (after scaling)"),
@@ -180,24 +162,20 @@ def _capacity(sim: Simulation, a: dict[str, Any], matched: list[str], policy: st
             (pl.col("capacity") - pl.col("active_after"))
             .clip(lower_bound=0)
             .alias("room left after"),
-            (pl.col("partner_id") == (a["partner_id"] or "")).alias("chosen"),
+            (pl.col("partner_id") == chosen).alias("chosen"),
         )
         .sort(["chosen", "partner_id"], descending=[True, False])
     )
-    found = _FULL.search(a["trace"] or "")
-    if found:
-        text = (
-            f"{found.group(1)} of {found.group(2)} matching partners were full when this "
-            f"customer's turn came: {found.group(3)}."
-        )
+    turn = "when this customer's turn came"
+    if cap.n_full:
+        more = cap.n_full - len(cap.full)
+        full = ", ".join(cap.full) + (f" +{more} more" if more else "")
+        text = f"{cap.n_full} of {cap.n_matching} matching partners were full {turn}: {full}."
     else:
-        text = (
-            f"None of the {len(matched)} matching partners was full when this customer's turn came."
-        )
-    passed = a["reason"] == Reason.ASSIGNED.value
-    if not passed and policy == Policy.OPTIMAL.value and not found:
+        text = f"None of the {cap.n_matching} matching partners was full {turn}."
+    if cap.plan_kept_seats:
         text += (
             " The optimal plan kept the remaining seats for customers that only they could take, "
             "to place the most customers overall."
         )
-    return WhyStep("Capacity", passed, text, load)
+    return WhyStep("Capacity", e.selection is not None, text, load)

@@ -1,0 +1,626 @@
+"""Why each customer got its outcome: the one home of a decision's explanation and its words.
+
+A run records its decisions as codes (``engine.simulation``). For one customer,
+:func:`explain` turns them into an :class:`Explanation`: every step of the process as
+data (the eligibility checks and what they compared, each matching rule and whom it
+removed, which matching partners were full and in what order, the partner chosen and
+why, the outcome), and :func:`render` gives its sentence, the trace kept with the
+referral. For a whole run, :func:`trace_texts` writes the same sentences column-wise,
+each distinct one once, so a million customers never cost a Python object each. Both
+read the sentence templates below; tests/test_explain.py holds them to the same words
+on every row. The match half of a sentence is matching's own
+(``engine.matching.describe_steps``), since a run's matching writes it per signature.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from engine.matching import (
+    TRACE_IDS,
+    MatchStep,
+    describe_steps,
+    eligibility_failures,
+    match_signature,
+    signature_of,
+)
+from engine.policies import Choices
+from engine.reasons import FRP_QUEUE, Outcome, Policy, Reason
+from engine.rules import Rules
+from engine.simulation import REASON_CODE, REASONS, Simulation, gather
+
+#: Distinct traces whose sentences are built at a time (see :func:`trace_texts`).
+TRACE_SLICE = 32_768
+
+# The sentence templates, shared by `render` (str.format) and the column-wise texts
+# (pl.format): both fill "{}" in order.
+_NOT_ELIGIBLE = "not FRP-eligible: "
+_SEATS = "seats {} < minimum {}"
+_NO_WORKLOAD = "no eligible workload among [{}] (eligible: {})"
+_DECLINED = "declined by {} partners ({}), the most allowed is {}"
+_NO_CONSENT = "no consent to share contact details with a partner"
+_TO_QUEUE = " -> {}"
+_NO_MATCH = "; no partner matches"
+_FULL = "{} of {} full ({})"
+_NONE_FULL = "none of {} full"
+_MORE = "{} +{} more"
+_EXHAUSTED = ": capacity exhausted"
+# Under `optimal` a customer can miss out while a matching partner still has room: the
+# plan gave that seat to another customer (any maximum plan must). Say so, not "full".
+_PLAN_KEPT = " (the optimal plan used their free seats for other customers of the cohort)"
+_CHOSE = "; chose {}: {}"
+_BECAUSE = "{} ({})"
+_TURN = "last assigned at turn {}"
+_NEVER = "never assigned before"
+_LOAD = "{} of its seats taken after this"
+_WHY = {
+    Policy.ROUND_ROBIN: "least recently assigned of those with room",
+    Policy.WEIGHTED: "highest smooth weight (by capacity) of those with room",
+    Policy.LEAST_LOADED: "lowest utilisation after assignment of those with room",
+    Policy.OPTIMAL: "allotted by the optimal plan, least recently assigned of those allotted",
+}
+_LISTED = ", "
+
+
+# --- One customer, as data ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Eligibility:
+    """The checks before matching and what each compared (docs/domain.md, "The process")."""
+
+    seats: int
+    min_seats: int
+    workloads: tuple[str, ...]  # as the customer asked
+    eligible: tuple[str, ...]  # those the rules accept, sorted
+    eligible_workloads: tuple[str, ...]  # the rules' list
+    consent: bool | None  # None: not stated
+    consent_default: bool
+    declined_by: tuple[str, ...]  # partners that declined this customer before
+    max_declines: int
+    failed: tuple[Reason, ...]  # every check that fails, in the order they are applied
+
+    def passed(self, check: Reason) -> bool:
+        return check not in self.failed
+
+
+@dataclass(frozen=True)
+class Matching:
+    """Each matching rule in order, with how many partners it kept and whom it removed."""
+
+    steps: tuple[MatchStep, ...]  # removed ids: the first ``keep_ids`` of :func:`explain`
+    partners: tuple[str, ...]  # those that pass every rule, in id order
+    #: The first partners not Referral Ready or switched off: the Referral Ready rule
+    #: removes them, and a trace only counts them.
+    unavailable: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """The matching partners with no room when the customer's turn came."""
+
+    n_matching: int
+    n_full: int
+    full: tuple[str, ...]  # the first of them, in the order they ran out of room
+    #: `optimal` only: the customer missed out while a matching partner had room, because
+    #: the plan kept those seats for other customers.
+    plan_kept_seats: bool
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The partner chosen and the numbers the policy chose it by."""
+
+    partner_id: str
+    psm_email: str | None
+    previous_turn: int | None  # its last_assigned before this customer (None: never)
+    load_after: int  # its referrals with this one
+    capacity: int  # after the rules' capacity scale
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """One customer's decision, step by step; a step the process never reached is None."""
+
+    tenant_id: str
+    country: str
+    language: str
+    policy: Policy
+    eligibility: Eligibility
+    matching: Matching | None  # None: a check before matching failed
+    capacity: Capacity | None  # None: no partner matches
+    selection: Selection | None  # None: not placed
+    reason: Reason
+    queue: str
+
+    @property
+    def outcome(self) -> Outcome:
+        return self.reason.outcome
+
+
+def explain(sim: Simulation, which: int | str, keep_ids: int = TRACE_IDS) -> Explanation:
+    """The explanation of one customer of ``sim``: its row number or its tenant id.
+
+    ``keep_ids`` partner ids are kept per matching rule and of the full partners (at
+    least :data:`TRACE_IDS`, what a trace names). Matching is done again for this one
+    customer against the partners as the run saw them; the rest is what the run recorded.
+    """
+    if keep_ids < TRACE_IDS:
+        raise ValueError(f"keep_ids: at least {TRACE_IDS}, what a trace names")
+    row = _row(sim, which)
+    reason = Reason(REASONS[row["reason"]])
+    eligibility = _eligibility(sim, row)
+    matching: Matching | None = None
+    capacity: Capacity | None = None
+    if reason not in eligibility_failures(sim.rules):
+        matching, members = _matching(sim, row, eligibility, keep_ids)
+        if members.size:
+            capacity = _capacity(sim, row, members, keep_ids)
+    placed = row["chosen"] is not None
+    return Explanation(
+        tenant_id=row["tenant_id"],
+        country=row["country"],
+        language=row["language"],
+        policy=sim.policy,
+        eligibility=eligibility,
+        matching=matching,
+        capacity=capacity,
+        selection=_selection(sim, row) if placed else None,
+        reason=reason,
+        queue=FRP_QUEUE if placed else sim.lookup.queue_of_country[row["country"]],
+    )
+
+
+def _row(sim: Simulation, which: int | str) -> dict[str, Any]:
+    if isinstance(which, str):
+        at = sim.rows.get_column("tenant_id").index_of(which)
+        if at is None:
+            raise KeyError(which)
+        which = at
+    return sim.rows.row(which, named=True)
+
+
+def _eligibility(sim: Simulation, row: dict[str, Any]) -> Eligibility:
+    """Every check, evaluated by the run's own expressions on this one customer."""
+    rules = sim.rules
+    workloads = sim.lookup.workloads.row(row["wid"], named=True)
+    one = pl.DataFrame(
+        {
+            "seats": [row["seats"]],
+            "mask": [workloads["mask"]],
+            "referral_consent": [row["referral_consent"]],
+            "excluded": [row["excluded"]],
+        },
+        schema={
+            "seats": pl.Int64,
+            "mask": pl.Int64,
+            "referral_consent": pl.Boolean,
+            "excluded": pl.String,
+        },
+    )
+    checks = eligibility_failures(rules)
+    fails = one.select(e.alias(r.value) for r, e in checks.items()).row(0)
+    excluded = str(row["excluded"])
+    return Eligibility(
+        seats=row["seats"],
+        min_seats=rules.min_seats,
+        workloads=tuple(workloads["workloads"] or ()),
+        eligible=tuple(workloads["eligible"] or ()),
+        eligible_workloads=tuple(rules.eligible_workloads),
+        consent=row["referral_consent"],
+        consent_default=rules.referral_consent_default,
+        declined_by=tuple(excluded.split(";")) if excluded else (),
+        max_declines=rules.max_declines,
+        failed=tuple(r for r, failed in zip(checks, fails, strict=True) if failed),
+    )
+
+
+def _matching(
+    sim: Simulation, row: dict[str, Any], eligibility: Eligibility, keep_ids: int
+) -> tuple[Matching, np.ndarray]:
+    """The customer's matching steps, and the matching partners' indexes."""
+    index = sim.lookup.index
+    sig = signature_of(
+        sim.rules, row["country"], row["language"], eligibility.eligible, eligibility.declined_by
+    )
+    match = match_signature(index, sig, keep_ids)
+    off = np.flatnonzero(~index.available)[:keep_ids]
+    matching = Matching(
+        steps=match.steps,
+        partners=tuple(index.ids[i] for i in match.partners.tolist()),
+        unavailable=tuple(index.ids[i] for i in off.tolist()),
+    )
+    return matching, match.partners
+
+
+def _capacity(sim: Simulation, row: dict[str, Any], members: np.ndarray, keep_ids: int) -> Capacity:
+    n_full = int(row["n_full"])
+    full, _ = _full_in_order(_fill_rank(sim.partners), [members], np.zeros(1, np.int64))
+    missed = row["chosen"] is None
+    return Capacity(
+        n_matching=members.size,
+        n_full=n_full,
+        full=tuple(sim.lookup.index.ids[i] for i in full[: min(n_full, keep_ids)].tolist()),
+        plan_kept_seats=sim.policy is Policy.OPTIMAL and missed and n_full < members.size,
+    )
+
+
+def _selection(sim: Simulation, row: dict[str, Any]) -> Selection:
+    index = sim.lookup.index
+    chosen = int(row["chosen"])
+    return Selection(
+        partner_id=index.ids[chosen],
+        psm_email=index.psm_email[chosen],
+        previous_turn=row["prev"],
+        load_after=int(row["load_after"]),
+        capacity=int(index.capacity[chosen]),
+    )
+
+
+# --- One customer, in words --------------------------------------------------------------
+
+
+def render(e: Explanation) -> str:
+    """The sentence of an explanation: the trace the run keeps for that customer."""
+    if e.matching is None:
+        prefix = "" if e.reason is Reason.DECLINED_BY_PARTNERS else _NOT_ELIGIBLE
+        return prefix + _failed_check(e.eligibility, e.reason) + _TO_QUEUE.format(e.queue)
+    shown = tuple(replace(s, removed=s.removed[:TRACE_IDS]) for s in e.matching.steps)
+    text = describe_steps(shown)
+    if e.capacity is None:
+        return text + _NO_MATCH + _TO_QUEUE.format(e.queue)
+    text += "; " + _full(e.capacity)
+    if e.selection is None:
+        kept = _PLAN_KEPT if e.capacity.plan_kept_seats else ""
+        return text + _EXHAUSTED + kept + _TO_QUEUE.format(e.queue)
+    return text + _CHOSE.format(e.selection.partner_id, why_chosen(e.policy, e.selection))
+
+
+def why_chosen(policy: Policy, selection: Selection) -> str:
+    """Why ``policy`` chose the partner, with the number it went by."""
+    if policy is Policy.LEAST_LOADED:
+        detail = _LOAD.format(selection.load_after)
+    elif selection.previous_turn is None:
+        detail = _NEVER
+    else:
+        detail = _TURN.format(selection.previous_turn)
+    return _BECAUSE.format(_WHY[policy], detail)
+
+
+def _failed_check(el: Eligibility, reason: Reason) -> str:
+    if reason is Reason.BELOW_SEAT_THRESHOLD:
+        return _SEATS.format(el.seats, el.min_seats)
+    if reason is Reason.NO_ELIGIBLE_WORKLOAD:
+        return _NO_WORKLOAD.format(_LISTED.join(el.workloads), _LISTED.join(el.eligible_workloads))
+    if reason is Reason.DECLINED_BY_PARTNERS:
+        return _DECLINED.format(len(el.declined_by), _LISTED.join(el.declined_by), el.max_declines)
+    return _NO_CONSENT
+
+
+def _full(c: Capacity) -> str:
+    if not c.n_full:
+        return _NONE_FULL.format(c.n_matching)
+    shown = _LISTED.join(c.full[:TRACE_IDS])
+    more = c.n_full - min(c.n_full, TRACE_IDS)
+    return _FULL.format(c.n_full, c.n_matching, _MORE.format(shown, more) if more else shown)
+
+
+# --- Who was full, in what order ---------------------------------------------------------
+
+
+def _fill_rank(partners: pl.DataFrame) -> np.ndarray:
+    """Per partner (in index order, as ``Simulation.partners``), its place in the order
+    partners ran out of room: those full before the run first (by index), then by the
+    turn that filled them (a full partner is never given another); -1 for never full.
+
+    A pool's members full at a customer's turn are the first ``n_full`` of its members
+    in this order, so a run need not keep them.
+    """
+    capacity = partners.get_column("capacity").to_numpy()
+    before = partners.get_column("active_before").to_numpy()
+    after = partners.get_column("active_after").to_numpy()
+    stamp = partners.get_column("last_assigned_after").fill_null(-1).to_numpy()
+    n = capacity.size
+    rank = np.full(n, -1, dtype=np.int64)
+    full_before = before >= capacity
+    rank[full_before] = np.flatnonzero(full_before)
+    filled = ~full_before & (after >= capacity)
+    rank[filled] = n + stamp[filled]
+    return rank
+
+
+def _full_in_order(
+    rank: np.ndarray, pools: Sequence[np.ndarray], wanted: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The members of each pool of ``wanted`` that ran out of room, by ``rank`` (one sort
+    for all): partner indexes, and where each pool's start (one more at the end)."""
+    qs = wanted.tolist()
+    if not qs:
+        return np.zeros(0, dtype=np.int64), np.zeros(1, dtype=np.int64)
+    members = np.concatenate([pools[q] for q in qs]).astype(np.int64)
+    owner = np.repeat(np.arange(len(qs)), [pools[q].size for q in qs])
+    r = rank[members]
+    full = r >= 0
+    members, owner, r = members[full], owner[full], r[full]
+    order = np.lexsort((r, owner))
+    return members[order], np.searchsorted(owner[order], np.arange(len(qs) + 1))
+
+
+# --- A whole run, column-wise ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What the process decided, as it leaves it for :func:`trace_texts` (numpy, one entry
+    per customer unless said)."""
+
+    sig_of: np.ndarray  # signature, -1 when a check before matching failed
+    sig_pool: np.ndarray  # per signature: its pool, -1 when no partner matches
+    sig_trace: list[str]  # per signature: the match half of its trace
+    pool: np.ndarray  # pool, -1 when none
+    pools: list[np.ndarray]  # per pool: its members (partner indexes, ascending)
+    choices: Choices
+
+
+def trace_texts(sim: Simulation, run: RunRecord) -> tuple[np.ndarray, pl.Series]:
+    """Each customer's trace code, and the text of each code (``sim`` before its traces).
+
+    Customers whose traces read the same values (signature, full partners, chosen
+    partner, the policy's detail; or the eligibility check and what it names) share one
+    text, so a million rows cost one pass of grouping plus the few distinct texts.
+    """
+    code, first, kinds = _trace_codes(sim.rows, run)
+    reps = _representatives(sim, run, first)
+    exprs = _trace_exprs(sim.policy, sim.rules)
+    # A slice of rows at a time: the sentences are built from several columns of text,
+    # and a run can have a few hundred thousand distinct ones (`optimal` at 1M: 220k).
+    parts, start = [], 0
+    for kind, size in kinds:
+        for at in range(start, start + size, TRACE_SLICE):
+            piece = reps.slice(at, min(TRACE_SLICE, start + size - at))
+            parts.append(piece.select(exprs[kind].alias("trace")).to_series())
+        start += size
+    texts = pl.concat(parts) if parts else pl.Series("trace", [], dtype=pl.String)
+    return code, texts
+
+
+def _trace_codes(
+    rows: pl.DataFrame, run: RunRecord
+) -> tuple[np.ndarray, np.ndarray, list[tuple[str, int]]]:
+    """Per customer its trace code; the first row of each code; and the kinds of trace
+    (see :func:`_trace_exprs`) with how many codes each, in code order."""
+    n = rows.height
+    chosen = run.choices.chosen
+    placed = chosen >= 0
+    has_sig = run.sig_of >= 0
+    code = np.empty(n, dtype=np.int32)
+    firsts: list[np.ndarray] = []
+    kinds: list[tuple[str, int]] = []
+    # a. Placed customers: (chosen partner, its turn or load) never repeats, one text each.
+    at = np.flatnonzero(placed)
+    code[at] = np.arange(at.size)
+    firsts.append(at)
+    kinds.append(("placed", at.size))
+    offset = at.size
+    # b. Matched but not placed: the text depends on the signature and n_full only.
+    at = np.flatnonzero(has_sig & ~placed)
+    if at.size:
+        pool_sizes = np.array([p.size for p in run.pools] + [0], dtype=np.int64)
+        first, pair = _distinct_pairs(at, run.sig_of, run.choices.n_full, run.sig_pool, pool_sizes)
+        code[at] = offset + pair
+        firsts.append(at[first])
+        kinds.append(("missed", first.size))
+        offset += first.size
+    del at
+    # c. Not FRP-eligible: the failing check, what it names, and the CSS queue (country).
+    if not has_sig.all():
+        pre = pl.col("reason")
+        groups = (
+            rows.select("reason", "seats", "wid", "excluded", "country")
+            .with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"))
+            .filter(pl.Series(~has_sig))
+            .select(
+                pre,
+                pl.when(pre == REASON_CODE[Reason.BELOW_SEAT_THRESHOLD]).then(pl.col("seats")),
+                pl.when(pre == REASON_CODE[Reason.NO_ELIGIBLE_WORKLOAD]).then(pl.col("wid")),
+                pl.when(pre == REASON_CODE[Reason.DECLINED_BY_PARTNERS]).then(pl.col("excluded")),
+                "country",
+                "_row",
+            )
+            .group_by("reason", "seats", "wid", "excluded", "country")
+            .agg(pl.col("_row"))
+            .get_column("_row")
+        )
+        code[groups.explode().to_numpy()] = offset + np.repeat(
+            np.arange(groups.len(), dtype=np.int64), groups.list.len().to_numpy()
+        )
+        firsts.append(groups.list.first().to_numpy().astype(np.int64))
+        kinds.append(("css", groups.len()))
+    return code, np.concatenate(firsts), kinds
+
+
+def _distinct_pairs(
+    rows: np.ndarray,
+    sig_of: np.ndarray,
+    n_full: np.ndarray,
+    sig_pool: np.ndarray,
+    pool_sizes: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (signature, partners full) pairs of ``rows``: each pair's first row
+    (as positions in ``rows``), and each row's pair number.
+
+    n_full of a signature's customer is in 0..pool size: a dense key, when small
+    enough, finds the distinct pairs without sorting. A function of its own so that its
+    million-row temporaries are gone before the trace texts are built.
+    """
+    span = pool_sizes[sig_pool] + 1  # pool -1 picks the trailing 0
+    start = np.concatenate(([0], np.cumsum(span)[:-1]))
+    key = start[sig_of[rows]] + n_full[rows]
+    if int(span.sum()) <= 4 * rows.size:
+        first_row = np.full(int(span.sum()), rows.size, dtype=np.int64)
+        np.minimum.at(first_row, key, np.arange(rows.size, dtype=np.int64))
+        present = first_row < rows.size
+        inverse = (np.cumsum(present) - 1)[key]
+        first = first_row[present]
+    else:
+        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    return first, inverse.reshape(-1)
+
+
+def _representatives(sim: Simulation, run: RunRecord, first: np.ndarray) -> pl.DataFrame:
+    """One row per distinct trace, with every column :func:`_trace_exprs` reads."""
+    lk = sim.lookup
+    sig = run.sig_of[first]
+    pool = run.pool[first]
+    n_full = run.choices.n_full[first]
+    sizes = np.array([p.size for p in run.pools] + [0], dtype=np.int64)
+    rank = _fill_rank(sim.partners)
+    sig_text = pl.Series([*run.sig_trace, None], dtype=pl.String)
+    return sim.rows[first].select(
+        pl.when(pl.Series(sig < 0)).then(gather(REASONS, "reason")).alias("pre_reason"),
+        "seats",
+        gather(lk.workloads.get_column("workloads"), "wid").alias("workloads"),
+        "excluded",
+        pl.col("country")
+        .replace_strict(lk.queue_of_country, return_dtype=pl.String)
+        .alias("css_queue"),
+        gather(lk.partner_ids, "chosen").alias("partner_id"),
+        sig_text.gather(pl.Series(sig)).alias("match_trace"),
+        pl.Series("pool", np.where(sig >= 0, pool, -1)).set(pl.Series(sig < 0), None),
+        pl.Series("n_full", n_full),
+        pl.Series("n_matching", sizes[pool]),  # pool -1 picks the trailing 0
+        _full_ids(lk.partner_ids, rank, run.pools, pool, n_full),
+        pl.Series("prev_stamp", run.choices.prev[first]),
+        pl.Series("load_after", run.choices.load_after[first]),
+    )
+
+
+def _full_ids(
+    ids: pl.Series,
+    rank: np.ndarray,
+    pools: Sequence[np.ndarray],
+    pool: np.ndarray,
+    n_full: np.ndarray,
+) -> pl.Series:
+    """Per representative row, the full partners a trace names: the first ``TRACE_IDS``
+    of its pool in the order they ran out of room, then "+N more" (null if none).
+
+    Each distinct (pool, shown) list is joined once, and all of them in one grouping;
+    the rest is column arithmetic.
+    """
+    valid = (pool >= 0) & (n_full > 0)
+    head = np.minimum(n_full, TRACE_IDS)
+    key = (pool * (TRACE_IDS + 1) + head)[valid]
+    distinct, inverse = np.unique(key, return_inverse=True)
+    in_pool, shown = distinct // (TRACE_IDS + 1), distinct % (TRACE_IDS + 1)
+    wanted = np.unique(in_pool)
+    members, starts = _full_in_order(rank, pools, wanted)
+    # The members each distinct list names: `shown` of them from its pool's start.
+    first = np.repeat(starts[np.searchsorted(wanted, in_pool)], shown)
+    within = np.arange(int(shown.sum())) - np.repeat(np.cumsum(shown) - shown, shown)
+    joined = (
+        pl.DataFrame(
+            {
+                "list": np.repeat(np.arange(distinct.size), shown),
+                "id": ids.gather(pl.Series(members[first + within])),
+            }
+        )
+        .group_by("list", maintain_order=True)
+        .agg(pl.col("id").str.join(_LISTED))
+        .get_column("id")
+        .gather(pl.Series(inverse.reshape(-1)))
+    )
+    more = pl.Series((n_full - head)[valid])
+    text = pl.select(
+        pl.when(more > 0).then(pl.format(_MORE, joined, more)).otherwise(joined)
+    ).to_series()
+    out = pl.Series("full_ids", [None] * pool.size, dtype=pl.String)
+    return out.scatter(np.flatnonzero(valid), text) if valid.any() else out
+
+
+def _trace_exprs(policy: Policy, rules: Rules) -> dict[str, pl.Expr]:
+    """The trace, column-wise, for each kind of customer :func:`_trace_codes` groups.
+
+    One expression per kind (placed, matched but not placed, not FRP-eligible), each run
+    on its own rows only: polars computes every branch of a when/then for every row, and
+    a trace is a few hundred characters.
+    """
+    c = pl.col
+    to_css = pl.format(_TO_QUEUE, c("css_queue"))
+    full = (
+        pl.when(c("n_full") > 0)
+        .then(pl.format(_FULL, c("n_full"), c("n_matching"), c("full_ids")))
+        .otherwise(pl.format(_NONE_FULL, c("n_matching")))
+    )
+    exhausted = pl.lit(_EXHAUSTED)
+    if policy is Policy.OPTIMAL:
+        exhausted = (
+            pl.when(c("n_full") < c("n_matching"))
+            .then(pl.lit(_EXHAUSTED + _PLAN_KEPT))
+            .otherwise(exhausted)
+        )
+    css = pl.concat_str(
+        pl.when(c("pre_reason") == Reason.DECLINED_BY_PARTNERS.value)
+        .then(pl.lit(""))
+        .otherwise(pl.lit(_NOT_ELIGIBLE)),
+        _failed_check_expr(rules),
+        to_css,
+    )
+    missed = (
+        pl.when(c("pool").is_null() | (c("pool") < 0))
+        .then(pl.concat_str(c("match_trace"), pl.lit(_NO_MATCH), to_css))
+        .otherwise(pl.concat_str(c("match_trace"), pl.lit("; "), full, exhausted, to_css))
+    )
+    placed = pl.concat_str(
+        c("match_trace"),
+        pl.lit("; "),
+        full,
+        pl.format(_CHOSE, c("partner_id"), _why_chosen_expr(policy)),
+    )
+    return {"placed": placed, "missed": missed, "css": css}
+
+
+def _failed_check_expr(rules: Rules) -> pl.Expr:
+    """:func:`_failed_check`, column-wise."""
+    c = pl.col
+    return (
+        pl.when(c("pre_reason") == Reason.BELOW_SEAT_THRESHOLD.value)
+        .then(pl.format(_SEATS, c("seats"), pl.lit(rules.min_seats)))
+        .when(c("pre_reason") == Reason.NO_ELIGIBLE_WORKLOAD.value)
+        .then(
+            pl.format(
+                _NO_WORKLOAD,
+                c("workloads").list.join(_LISTED),
+                pl.lit(_LISTED.join(rules.eligible_workloads)),
+            )
+        )
+        .when(c("pre_reason") == Reason.DECLINED_BY_PARTNERS.value)
+        .then(
+            pl.format(
+                _DECLINED,
+                c("excluded").str.count_matches(";") + 1,
+                c("excluded").str.replace_all(";", _LISTED),
+                pl.lit(rules.max_declines),
+            )
+        )
+        .otherwise(pl.lit(_NO_CONSENT))
+    )
+
+
+def _why_chosen_expr(policy: Policy) -> pl.Expr:
+    """:func:`why_chosen`, column-wise."""
+    c = pl.col
+    if policy is Policy.LEAST_LOADED:
+        detail = pl.format(_LOAD, c("load_after"))
+    else:
+        detail = (
+            pl.when(c("prev_stamp") >= 0)
+            .then(pl.format(_TURN, c("prev_stamp")))
+            .otherwise(pl.lit(_NEVER))
+        )
+    return pl.format(_BECAUSE, pl.lit(_WHY[policy]), detail)
