@@ -10,58 +10,66 @@ import polars as pl
 
 TEXT_LIST = pl.List(pl.String)
 
-PARTNER_SCHEMA: dict[str, pl.DataType] = {
-    "partner_id": pl.String(),
-    "name": pl.String(),
-    "countries": TEXT_LIST,
-    "languages": TEXT_LIST,
-    "workloads": TEXT_LIST,
-    "capacity": pl.Int64(),
-    "active_referrals": pl.Int64(),
-    "referral_ready": pl.Boolean(),
-    "psm_name": pl.String(),
-    "psm_email": pl.String(),
-    "contact_email": pl.String(),
-    # Round-robin order: larger = assigned more recently; null = never assigned.
-    "last_assigned": pl.Int64(),
-}
+PARTNER_SCHEMA = pl.Schema(
+    {
+        "partner_id": pl.String(),
+        "name": pl.String(),
+        "countries": TEXT_LIST,
+        "languages": TEXT_LIST,
+        "workloads": TEXT_LIST,
+        "capacity": pl.Int64(),
+        "active_referrals": pl.Int64(),
+        "referral_ready": pl.Boolean(),
+        "psm_name": pl.String(),
+        "psm_email": pl.String(),
+        "contact_email": pl.String(),
+        # Round-robin order: larger = assigned more recently; null = never assigned.
+        "last_assigned": pl.Int64(),
+    }
+)
 PARTNER_OPTIONAL = ("last_assigned",)
 
-CUSTOMER_SCHEMA: dict[str, pl.DataType] = {
-    "tenant_id": pl.String(),
-    "name": pl.String(),
-    "country": pl.String(),
-    "language": pl.String(),
-    "seats": pl.Int64(),
-    "workloads": TEXT_LIST,
-    "gateway": pl.Boolean(),
-    "contact_email": pl.String(),
-    "referral_consent": pl.Boolean(),
-}
+CUSTOMER_SCHEMA = pl.Schema(
+    {
+        "tenant_id": pl.String(),
+        "name": pl.String(),
+        "country": pl.String(),
+        "language": pl.String(),
+        "seats": pl.Int64(),
+        "workloads": TEXT_LIST,
+        "gateway": pl.Boolean(),
+        "contact_email": pl.String(),
+        "referral_consent": pl.Boolean(),
+    }
+)
 CUSTOMER_OPTIONAL = ("referral_consent",)
 
 #: The columns of a run's output, in docs/domain.md's order; `trace` follows them.
 ASSIGNMENT_COLUMNS = ("tenant_id", "outcome", "partner_id", "psm_email", "queue", "reason")
 
-ASSIGNMENT_SCHEMA: dict[str, pl.DataType] = {
-    "tenant_id": pl.String(),
-    "outcome": pl.String(),
-    "partner_id": pl.String(),
-    "psm_email": pl.String(),
-    "queue": pl.String(),
-    "reason": pl.String(),
-    "trace": pl.String(),
-}
+ASSIGNMENT_SCHEMA = pl.Schema(
+    {
+        "tenant_id": pl.String(),
+        "outcome": pl.String(),
+        "partner_id": pl.String(),
+        "psm_email": pl.String(),
+        "queue": pl.String(),
+        "reason": pl.String(),
+        "trace": pl.String(),
+    }
+)
 
 #: Past referrals (the store's history and the demo world's): one row per referral.
-REFERRAL_HISTORY_SCHEMA: dict[str, pl.DataType] = {
-    "tenant_id": pl.String(),
-    "outcome": pl.String(),  # frp | css
-    "partner_id": pl.String(),  # null for css
-    "queue": pl.String(),
-    "reason": pl.String(),
-    "status": pl.String(),  # active | completed
-    "created_at": pl.Datetime("us"),
-}
+REFERRAL_HISTORY_SCHEMA = pl.Schema(
+    {
+        "tenant_id": pl.String(),
+        "outcome": pl.String(),  # frp | css
+        "partner_id": pl.String(),  # null for css
+        "queue": pl.String(),
+        "reason": pl.String(),
+        "status": pl.String(),  # active | completed
+        "created_at": pl.Datetime("us"),
+    }
+)
 
 LIST_SEPARATOR = ";"

@@ -50,69 +50,85 @@ WEIGHT = "customers"
 #: Decimal places kept for floats in ``to_dict`` (JSON output).
 DECIMALS = 4
 
-OUTCOME_COLUMNS: dict[str, pl.DataType] = {
-    "tenant_id": pl.String(),
-    "outcome": pl.String(),
-    "partner_id": pl.String(),
-    "reason": pl.String(),
-    "region": pl.String(),
-    "country": pl.String(),
-    "language": pl.String(),
-    "eligible_workloads": pl.List(pl.String),
-    "pool_key": pl.String(),
-}
-PARTNER_COLUMNS: dict[str, pl.DataType] = {
-    "partner_id": pl.String(),
-    "available": pl.Boolean(),
-    "capacity": pl.Int64(),
-    "active_before": pl.Int64(),
-    "assigned": pl.Int64(),
-}
-POOL_COLUMNS: dict[str, pl.DataType] = {
-    "pool_key": pl.String(),
-    "partner_ids": pl.List(pl.String),
-}
+OUTCOME_COLUMNS = pl.Schema(
+    {
+        "tenant_id": pl.String(),
+        "outcome": pl.String(),
+        "partner_id": pl.String(),
+        "reason": pl.String(),
+        "region": pl.String(),
+        "country": pl.String(),
+        "language": pl.String(),
+        "eligible_workloads": pl.List(pl.String),
+        "pool_key": pl.String(),
+    }
+)
+PARTNER_COLUMNS = pl.Schema(
+    {
+        "partner_id": pl.String(),
+        "available": pl.Boolean(),
+        "capacity": pl.Int64(),
+        "active_before": pl.Int64(),
+        "assigned": pl.Int64(),
+    }
+)
+POOL_COLUMNS = pl.Schema(
+    {
+        "pool_key": pl.String(),
+        "partner_ids": pl.List(pl.String),
+    }
+)
 
-PER_PARTNER_SCHEMA: dict[str, pl.DataType] = {
-    "partner_id": pl.String(),
-    "capacity": pl.Int64(),
-    "active_before": pl.Int64(),
-    "assigned": pl.Int64(),
-    "active_after": pl.Int64(),
-    "utilisation_before": pl.Float64(),
-    "utilisation_after": pl.Float64(),
-    "available": pl.Boolean(),
-}
-PER_POOL_SCHEMA: dict[str, pl.DataType] = {
-    "pool_key": pl.String(),
-    "size": pl.Int64(),
-    "customers": pl.Int64(),
-    "placed": pl.Int64(),
-    "min_given": pl.Int64(),
-    "max_given": pl.Int64(),
-    "spread": pl.Int64(),
-    "ideal_share": pl.Float64(),
-    "max_deviation": pl.Float64(),
-}
-POOL_MEMBER_SCHEMA: dict[str, pl.DataType] = {
-    "pool_key": pl.String(),
-    "partner_id": pl.String(),
-    "given": pl.Int64(),
-    "ideal_share": pl.Float64(),
-    "deviation": pl.Float64(),
-}
-CSS_RATE_SCHEMA: dict[str, pl.DataType] = {
-    "key": pl.String(),
-    "customers": pl.Int64(),
-    "css": pl.Int64(),
-    "css_rate": pl.Float64(),
-}
-CSS_REASON_SCHEMA: dict[str, pl.DataType] = {
-    "key": pl.String(),
-    "css": pl.Int64(),
-    "share": pl.Float64(),
-    "words": pl.String(),
-}
+PER_PARTNER_SCHEMA = pl.Schema(
+    {
+        "partner_id": pl.String(),
+        "capacity": pl.Int64(),
+        "active_before": pl.Int64(),
+        "assigned": pl.Int64(),
+        "active_after": pl.Int64(),
+        "utilisation_before": pl.Float64(),
+        "utilisation_after": pl.Float64(),
+        "available": pl.Boolean(),
+    }
+)
+PER_POOL_SCHEMA = pl.Schema(
+    {
+        "pool_key": pl.String(),
+        "size": pl.Int64(),
+        "customers": pl.Int64(),
+        "placed": pl.Int64(),
+        "min_given": pl.Int64(),
+        "max_given": pl.Int64(),
+        "spread": pl.Int64(),
+        "ideal_share": pl.Float64(),
+        "max_deviation": pl.Float64(),
+    }
+)
+POOL_MEMBER_SCHEMA = pl.Schema(
+    {
+        "pool_key": pl.String(),
+        "partner_id": pl.String(),
+        "given": pl.Int64(),
+        "ideal_share": pl.Float64(),
+        "deviation": pl.Float64(),
+    }
+)
+CSS_RATE_SCHEMA = pl.Schema(
+    {
+        "key": pl.String(),
+        "customers": pl.Int64(),
+        "css": pl.Int64(),
+        "css_rate": pl.Float64(),
+    }
+)
+CSS_REASON_SCHEMA = pl.Schema(
+    {
+        "key": pl.String(),
+        "css": pl.Int64(),
+        "share": pl.Float64(),
+        "words": pl.String(),
+    }
+)
 
 
 # --- Inequality measures ---------------------------------------------------------------------
@@ -359,7 +375,7 @@ def report_for(sim: Simulation) -> FairnessReport:
 # --- Pieces ----------------------------------------------------------------------------------
 
 
-def _conform(frame: pl.DataFrame, schema: dict[str, pl.DataType], what: str) -> pl.DataFrame:
+def _conform(frame: pl.DataFrame, schema: pl.Schema, what: str) -> pl.DataFrame:
     """Exactly ``schema``'s columns and dtypes, or an error naming what is missing."""
     missing = [c for c in schema if c not in frame.columns]
     if missing:
@@ -377,7 +393,7 @@ def _outcomes(frame: pl.DataFrame) -> pl.DataFrame:
         return _conform(frame, OUTCOME_COLUMNS, "outcomes").with_columns(
             pl.lit(1, dtype=pl.Int64).alias(WEIGHT)
         )
-    counted = {k: v for k, v in OUTCOME_COLUMNS.items() if k != "tenant_id"}
+    counted = pl.Schema({k: v for k, v in OUTCOME_COLUMNS.items() if k != "tenant_id"})
     weight = frame[WEIGHT].cast(pl.Int64)
     if weight.null_count() or (weight < 0).any():
         raise ValueError(f"outcomes: {WEIGHT} must be whole numbers >= 0 (customers per row)")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -203,6 +204,7 @@ def _heap_step(ledger: Ledger, pools, dead, *, least_loaded: bool):
     fill = _filler(ledger, dead, sizes)
     heappop, heapreplace, heapify = heapq.heappop, heapq.heapreplace, heapq.heapify
     rr = [(s + 1) * size + i for i, s in enumerate(stamp)]
+    key: list[Any]  # (utilisation, turn) or None per partner for least-loaded, else the turn
     if least_loaded:
         key = [((load[i] + 1) / cap[i], rr[i]) if cap[i] > 0 else None for i in range(size)]
     else:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import polars as pl
+from polars.datatypes import DataTypeClass
 
 from engine.columns import (
     CUSTOMER_OPTIONAL,
@@ -427,7 +428,7 @@ class _PerRow(Exception):
 _LIST_KINDS = ("countries", "languages", "workloads")
 
 
-def _is_text(dtype: pl.DataType) -> bool:
+def _is_text(dtype: pl.DataType | DataTypeClass) -> bool:
     return dtype == pl.String or isinstance(dtype, pl.Categorical | pl.Enum)
 
 

@@ -180,7 +180,7 @@ def held(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     return state.query(
         con,
         f"SELECT {cols} FROM customers WHERE in_ftcq AND held_since IS NOT NULL ORDER BY ftcq_seq",
-    ).cast(CUSTOMER_SCHEMA)  # type: ignore[arg-type]
+    ).cast(CUSTOMER_SCHEMA)
 
 
 def _drain_within(
@@ -202,7 +202,7 @@ def _customer(con: duckdb.DuckDBPyConnection, tenant_id: str) -> pl.DataFrame:
     frame = state.query(con, f"SELECT {cols} FROM customers WHERE tenant_id = ?", [tenant_id])
     if frame.height == 0:
         raise StoreError(f"{tenant_id} is not a known customer")
-    return frame.cast(CUSTOMER_SCHEMA)  # type: ignore[arg-type]
+    return frame.cast(CUSTOMER_SCHEMA)
 
 
 __all__ = ["DECLINE_REASONS", "OPEN_STATUSES", "Change", "accept", "complete", "decline", "drain"]

@@ -40,7 +40,7 @@ def scalar(con: Con, sql: str, params: list | None = None):
 
 def partners(con: Con) -> pl.DataFrame:
     """Partners as the engine sees them: load includes referrals committed here."""
-    return query(con, _PARTNER_SQL).cast(PARTNER_SCHEMA)  # type: ignore[arg-type]
+    return query(con, _PARTNER_SQL).cast(PARTNER_SCHEMA)
 
 
 def partner_psm(con: Con) -> pl.DataFrame:
@@ -54,7 +54,7 @@ def partner_psm(con: Con) -> pl.DataFrame:
 def backlog(con: Con) -> pl.DataFrame:
     """Customers waiting in the FTCQ, oldest first (the default cohort)."""
     sql = f"SELECT {_CUSTOMER_COLS} FROM customers WHERE in_ftcq ORDER BY ftcq_seq"
-    return query(con, sql).cast(CUSTOMER_SCHEMA)  # type: ignore[arg-type]
+    return query(con, sql).cast(CUSTOMER_SCHEMA)
 
 
 def open_referral_tenants(con: Con, tenant_ids: list[str]) -> set[str]:
