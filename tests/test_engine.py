@@ -566,8 +566,9 @@ def test_one_line_is_a_single_line(value: str) -> None:
 
 @pytest.mark.parametrize("cell", ["", ";", " ; "])
 def test_an_empty_workloads_cell_means_no_workloads(cell: str) -> None:
-    # DOMAIN.md: such a customer has no eligible workload; the file is not wrong. CSV
-    # readers give an empty cell as null, so the table is read the way importers read it.
+    # docs/domain.md ("Default eligible workloads"): such a customer has no eligible
+    # workload; the file is not wrong. CSV readers give an empty cell as null, so the table
+    # is read the way importers read it.
     header = ",".join(GOOD_CUSTOMER)
     line = ",".join(cell if k == "workloads" else v for k, v in GOOD_CUSTOMER.items())
     other = line.replace("T1,", "T2,", 1)

@@ -1,4 +1,5 @@
-"""Properties of ``engine.assign.simulate`` that hold on every input (DOMAIN.md, "The process").
+"""Properties of ``engine.assign.simulate`` that hold on every input
+(docs/domain.md, "The process").
 
 Each property is checked on small random worlds (tests/strategies.py) against facts
 recomputed here from the inputs, never from the engine's own intermediate frames: one
@@ -49,7 +50,7 @@ def eligible_workloads(customer: dict[str, Any], rules: Rules) -> set[str]:
 
 
 def expected_pre_reason(customer: dict[str, Any], rules: Rules) -> str | None:
-    """The first failing eligibility check, in DOMAIN.md's order, or None."""
+    """The first failing eligibility check, in docs/domain.md's order ("Eligibility"), or None."""
     consent = customer["referral_consent"]
     if consent is None:
         consent = rules.referral_consent_default

@@ -1,6 +1,6 @@
 """Hand-computed scenarios for the naive reference run (engine/reference.py).
 
-Every expected value here was worked out on paper from DOMAIN.md's rules, so these
+Every expected value here was worked out on paper from the rules in docs/domain.md, so these
 tests pin the meaning that the fast engine is later compared against.
 """
 
