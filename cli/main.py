@@ -18,6 +18,7 @@ from cli import assignment, delivery, lifecycle, maintenance
 from cli.args import EXIT_BAD_INPUT, EXIT_ERROR, Parser, UsageError
 from engine.rules import RulesError
 from engine.schema import InputError
+from store import clock
 from store.errors import StoreError
 
 
@@ -29,16 +30,36 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for module in (assignment, delivery, lifecycle, maintenance):
         module.register(sub)
+    _now_arg(parser)
     return parser
+
+
+def _now_arg(parser: argparse.ArgumentParser) -> None:
+    """``--now`` on the command and on every subcommand, so it may stand before or after
+    the subcommand's name; suppressed defaults keep a later parser from erasing it."""
+    parser.add_argument(
+        "--now",
+        default=argparse.SUPPRESS,
+        metavar="ISO",
+        help=f"the clock's time for this command (UTC date or date-time; default ${clock.ENV}, "
+        "else the real time)",
+    )
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _now_arg(child)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return args.handler(args)
+        if not hasattr(args, "now"):
+            return args.handler(args)
+        with clock.frozen(args.now):  # for this command only (tests call main in process)
+            return args.handler(args)
     except UsageError as exc:
         return _fail(str(exc), EXIT_BAD_INPUT)
-    except (InputError, RulesError, StoreError) as exc:
+    except (InputError, RulesError, StoreError, clock.ClockError) as exc:
         return _fail(f"frp: {exc}", EXIT_BAD_INPUT)
     except KeyboardInterrupt:
         return _fail("frp: interrupted; nothing was written", 130)

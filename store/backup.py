@@ -22,12 +22,13 @@ import os
 import re
 import shutil
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
+from store import clock
 from store.db import connect
 from store.errors import StoreError
 
@@ -176,7 +177,7 @@ def _write_tables(con: duckdb.DuckDBPyConnection, folder: Path) -> dict[str, Any
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "created_at": clock.now().replace(tzinfo=UTC).isoformat(timespec="seconds"),
         "schema_version": version,
         "duckdb_version": duckdb.__version__,
         "tables": out,

@@ -14,6 +14,7 @@ import polars as pl
 
 from engine.demo import generate_world
 from engine.rules import Rules, load_rules
+from store import clock
 from store.db import audit, connect, registered, transaction
 from store.imports import import_customers, import_partners
 
@@ -101,10 +102,11 @@ def _load_history(con, referrals: pl.DataFrame, rules: Rules) -> None:
         con.execute(
             """
             INSERT INTO customers BY NAME
-            SELECT *, false AS in_ftcq, 0 AS ftcq_seq, now()::TIMESTAMP AS queued_at
+            SELECT *, false AS in_ftcq, 0 AS ftcq_seq, ?::TIMESTAMP AS queued_at
             FROM hist_customers
             WHERE tenant_id NOT IN (SELECT tenant_id FROM customers)
-            """
+            """,
+            [clock.now()],
         )
         con.execute(
             """

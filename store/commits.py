@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import duckdb
 import polars as pl
@@ -21,7 +22,7 @@ from engine.columns import CUSTOMER_SCHEMA
 from engine.reasons import Policy, Reason
 from engine.rules import Rules, to_toml
 from engine.simulation import Simulation
-from store import state
+from store import clock, state
 from store.db import OPEN_SQL, audit, registered, transaction
 from store.errors import StoreError
 from store.notify import referral_messages
@@ -198,9 +199,10 @@ def _insert_run(
     run_id: int = con.execute("SELECT nextval('run_seq')").fetchall()[0][0]
     n, placed = sim.assignments.height, sim.placed
     con.execute(
-        "INSERT INTO runs VALUES (?, now()::TIMESTAMP, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             run_id,
+            clock.now(),
             actor,
             sim.policy.value,
             prep.source,
@@ -271,16 +273,18 @@ def _insert_referrals(
         run_pools=sim.pools.select("pool_key", "partner_ids").to_arrow(),
         run_order=order.to_arrow(),
     ):
-        _update_customers(con)
+        at = clock.now()
+        _update_customers(con, at)
         con.execute(
-            "INSERT INTO referrals BY NAME SELECT *, now()::TIMESTAMP AS created_at, "
-            "now()::TIMESTAMP AS updated_at FROM run_referrals"
+            "INSERT INTO referrals BY NAME SELECT *, ?::TIMESTAMP AS created_at, "
+            "?::TIMESTAMP AS updated_at FROM run_referrals",
+            [at, at],
         )
         con.execute("INSERT OR IGNORE INTO pools SELECT * FROM run_pools")
         con.execute("INSERT OR REPLACE INTO rr_order SELECT * FROM run_order")
 
 
-def _update_customers(con: duckdb.DuckDBPyConnection) -> None:
+def _update_customers(con: duckdb.DuckDBPyConnection, at: datetime) -> None:
     """Customers new to the store are added, referred ones leave the FTCQ, held ones stay."""
     con.execute(
         """
@@ -288,10 +292,11 @@ def _update_customers(con: duckdb.DuckDBPyConnection) -> None:
         SELECT c.*, false AS in_ftcq,
                (SELECT coalesce(max(ftcq_seq), 0) FROM customers) + row_number() OVER ()
                    AS ftcq_seq,
-               now()::TIMESTAMP AS queued_at
+               ?::TIMESTAMP AS queued_at
         FROM run_cohort c
         WHERE c.tenant_id NOT IN (SELECT tenant_id FROM customers)
-        """
+        """,
+        [at],
     )
     con.execute(
         "UPDATE customers SET in_ftcq = false, held_since = NULL "
@@ -300,7 +305,8 @@ def _update_customers(con: duckdb.DuckDBPyConnection) -> None:
     # Held customers stay in (or join) the FTCQ with their old place, oldest first.
     con.execute(
         "UPDATE customers SET in_ftcq = true, held_since = coalesce(held_since, "
-        "now()::TIMESTAMP) WHERE tenant_id IN (SELECT tenant_id FROM run_held)"
+        "?::TIMESTAMP) WHERE tenant_id IN (SELECT tenant_id FROM run_held)",
+        [at],
     )
 
 

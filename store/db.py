@@ -26,6 +26,7 @@ from typing import TypeVar
 
 import duckdb
 
+from store import clock
 from store.errors import StoreError
 
 DEFAULT_DB = Path(__file__).resolve().parent.parent / "data" / "frp.duckdb"
@@ -368,8 +369,8 @@ def audit(
     con: duckdb.DuckDBPyConnection, actor: str, action: str, subject: str | None, details: str
 ) -> None:
     con.execute(
-        "INSERT INTO audit_log VALUES (nextval('audit_seq'), now()::TIMESTAMP, ?, ?, ?, ?)",
-        [actor, action, subject, details],
+        "INSERT INTO audit_log VALUES (nextval('audit_seq'), ?, ?, ?, ?, ?)",
+        [clock.now(), actor, action, subject, details],
     )
 
 

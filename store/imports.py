@@ -13,6 +13,7 @@ import duckdb
 import polars as pl
 
 from engine.columns import CUSTOMER_SCHEMA, PARTNER_SCHEMA
+from store import clock
 from store.db import OPEN_SQL, audit, registered, transaction
 
 
@@ -45,9 +46,10 @@ def import_partners(
                 INSERT OR REPLACE INTO partners
                 SELECT partner_id, name, countries, languages, workloads, capacity,
                        active_referrals, referral_ready, psm_name, psm_email, contact_email,
-                       now()::TIMESTAMP
+                       ?::TIMESTAMP
                 FROM incoming_partners
-                """
+                """,
+                [clock.now()],
             )
             con.execute(
                 """
@@ -97,12 +99,12 @@ def import_customers(
                        ? AND NOT EXISTS (
                            SELECT 1 FROM referrals r WHERE r.tenant_id = i.tenant_id
                            AND r.status IN {OPEN_SQL}) AS in_ftcq,
-                       ? + i._pos + 1 AS ftcq_seq, now()::TIMESTAMP AS queued_at
+                       ? + i._pos + 1 AS ftcq_seq, ?::TIMESTAMP AS queued_at
                 FROM incoming_customers i
                 WHERE i.tenant_id NOT IN (SELECT tenant_id FROM customers)
                 ORDER BY i._pos
                 """,
-                [queue, base],
+                [queue, base, clock.now()],
             )
             queued = con.execute(
                 "SELECT count(*) FROM customers c JOIN incoming_customers USING (tenant_id) "

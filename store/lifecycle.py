@@ -21,7 +21,7 @@ import polars as pl
 from engine.columns import CUSTOMER_SCHEMA
 from engine.reasons import DECLINE_REASONS, Policy
 from engine.rules import Rules
-from store import state
+from store import clock, state
 from store.commits import CommitSummary, commit_within
 from store.db import OPEN_SQL, OPEN_STATUSES, audit, transaction
 from store.errors import StoreError
@@ -86,9 +86,8 @@ def _set_status(
     decline_reason: str | None = None,
 ) -> None:
     con.execute(
-        "UPDATE referrals SET status = ?, decline_reason = ?, updated_at = now()::TIMESTAMP "
-        "WHERE referral_id = ?",
-        [status, decline_reason, ref["referral_id"]],
+        "UPDATE referrals SET status = ?, decline_reason = ?, updated_at = ? WHERE referral_id = ?",
+        [status, decline_reason, clock.now(), ref["referral_id"]],
     )
     details = {
         "referral_id": ref["referral_id"],

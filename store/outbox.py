@@ -49,13 +49,14 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import duckdb
 
+from store import clock
 from store.db import OPEN_STATUSES, audit, registered, retry_conflicts, transaction
 from store.errors import StoreError
 
@@ -211,7 +212,8 @@ def queue_messages(con: Con, messages: pl.DataFrame) -> int:
         with registered(con, run_messages=messages.to_arrow()):
             con.execute(
                 "INSERT INTO outbox BY NAME SELECT *, 'pending' AS status, "
-                "now()::TIMESTAMP AS created_at, 0 AS attempts FROM run_messages"
+                "?::TIMESTAMP AS created_at, 0 AS attempts FROM run_messages",
+                [clock.now()],
             )
     return messages.height
 
@@ -237,9 +239,9 @@ def build_message(row: Mapping[str, Any], sender: str) -> EmailMessage:
 
 
 def _aware(value: datetime | None) -> datetime:
-    if value is None:
-        return datetime.now().astimezone()
-    return value if value.tzinfo else value.astimezone()  # stored as local time
+    """A message's Date: when it was queued, as the clock (naive UTC) stored it."""
+    moment = clock.now() if value is None else value
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 _COLUMNS = "message_id, to_email, subject, body, body_html, created_at"
@@ -410,10 +412,11 @@ def _run_token() -> str:
 
 
 #: A claim is free when nobody holds it or its holder has not refreshed it within the
-#: timeout (the second parameter, in microseconds).
+#: timeout. Parameters: the real time (``clock.wall``: claims are leases between
+#: processes, not business time) and the timeout in microseconds.
 _FREE = (
     "status = 'pending' AND (claimed_by IS NULL OR claimed_at IS NULL "
-    "OR claimed_at < now()::TIMESTAMP - to_microseconds(?::BIGINT))"
+    "OR claimed_at < ?::TIMESTAMP - to_microseconds(?::BIGINT))"
 )
 
 
@@ -430,9 +433,10 @@ def _claim(con: Con, token: str, timeout: float) -> _Claim:
     """Cancel what may no longer go out, claim every free pending message for ``token``,
     and read what was claimed, oldest first (the caller's transaction: one short one)."""
     cancelled = _cancel_undeliverable(con)
+    at = clock.wall()
     con.execute(
-        f"UPDATE outbox SET claimed_by = ?, claimed_at = now()::TIMESTAMP WHERE {_FREE}",
-        [token, _micros(timeout)],
+        f"UPDATE outbox SET claimed_by = ?, claimed_at = ? WHERE {_FREE}",
+        [token, at, at, _micros(timeout)],
     )
     rows = _rows(con, "status = 'pending' AND claimed_by = ?", [token])
     (elsewhere,) = con.execute(
@@ -472,10 +476,10 @@ def _record(con: Con, token: str, results: Sequence[_Result]) -> None:
     for r in results:
         con.execute(
             "UPDATE outbox SET status = ?, attempts = attempts + ?, last_error = ?, "
-            "sent_at = CASE WHEN ? = 'sent' THEN now()::TIMESTAMP END, "
+            "sent_at = CASE WHEN ? = 'sent' THEN ?::TIMESTAMP END, "
             "claimed_by = NULL, claimed_at = NULL "
             "WHERE message_id = ? AND status = 'pending' AND claimed_by = ?",
-            [r.status, r.tries, r.reply, r.status, r.message_id, token],
+            [r.status, r.tries, r.reply, r.status, clock.now(), r.message_id, token],
         )
 
 
@@ -483,9 +487,9 @@ def _refresh(con: Con, token: str) -> set[str]:
     """Move this run's claims to now, so no other sender takes them as stale; return the
     messages it still holds (not taken over after an expiry, not cancelled meanwhile)."""
     rows = con.execute(
-        "UPDATE outbox SET claimed_at = now()::TIMESTAMP "
+        "UPDATE outbox SET claimed_at = ? "
         "WHERE claimed_by = ? AND status = 'pending' RETURNING message_id",
-        [token],
+        [clock.wall(), token],
     ).fetchall()
     return {r[0] for r in rows}
 

@@ -15,7 +15,7 @@ import duckdb
 import polars as pl
 
 from engine.reasons import FTOP_TASK_ID, FTOP_TASK_NAME, FTOP_TASK_ROLE, FTOP_TASK_SERVICE
-from store import state
+from store import clock, state
 from store.db import audit, registered, transaction
 from store.errors import StoreError
 
@@ -50,7 +50,8 @@ def open_gateway_tasks(con: Con, referred: pl.DataFrame) -> int:
     )
     with registered(con, run_tasks=opened.to_arrow()):
         con.execute(
-            "INSERT INTO ftop_tasks BY NAME SELECT *, now()::TIMESTAMP AS created_at FROM run_tasks"
+            "INSERT INTO ftop_tasks BY NAME SELECT *, ?::TIMESTAMP AS created_at FROM run_tasks",
+            [clock.now()],
         )
     return opened.height
 
@@ -90,9 +91,8 @@ def close(con: Con, task_id: int, *, actor: str = "cli") -> dict[str, Any]:
             when = f" on {closed_at:%Y-%m-%d %H:%M}" if closed_at else ""
             raise TaskError(f"task {task_id}: already closed{when}; nothing changed")
         con.execute(
-            "UPDATE ftop_tasks SET status = 'closed', closed_at = now()::TIMESTAMP "
-            "WHERE task_id = ?",
-            [task_id],
+            "UPDATE ftop_tasks SET status = 'closed', closed_at = ? WHERE task_id = ?",
+            [clock.now(), task_id],
         )
         audit(
             con,
