@@ -46,13 +46,14 @@ def utilisation_histogram(bins: pl.DataFrame, title: str, subtitle: str = "") ->
     )
 
 
-def _partner_axis(field: str, order: str) -> alt.Y:
-    """Partners down the side, sorted by ``field``; long names kept readable."""
+def _row_axis(label: str, field: str, order: str, label_limit: int = 260) -> alt.Y:
+    """One row per ``label`` (a partner, a reason) down the side, sorted by ``field``; long
+    labels kept readable."""
     return alt.Y(
-        "partner:N",
+        f"{label}:N",
         sort=alt.SortField(field, order=order),
         title=None,
-        axis=alt.Axis(labelLimit=260),
+        axis=alt.Axis(labelLimit=label_limit),
     )
 
 
@@ -62,7 +63,7 @@ def free_seats_bars(rows: pl.DataFrame, title: str) -> alt.Chart:
         alt.Chart(rows, title=title)
         .mark_bar()
         .encode(
-            y=_partner_axis("rank", "ascending"),
+            y=_row_axis("partner", "rank", "ascending"),
             x=alt.X("seats:Q", stack="zero", title="Seats of capacity"),
             color=alt.Color(
                 "part:N",
@@ -175,7 +176,7 @@ def pool_ledger(members: pl.DataFrame, title: str) -> alt.LayerChart:
         alt.Tooltip("deviation:Q", title="Deviation", format="+.2f"),
     ]
     base = alt.Chart().encode(
-        y=_partner_axis("given", "descending"),
+        y=_row_axis("partner", "given", "descending"),
         tooltip=tooltip,
     )
     bars = base.mark_bar().encode(
@@ -192,7 +193,7 @@ def deviation_bars(rows: pl.DataFrame, title: str) -> alt.Chart:
         alt.Chart(rows, title=title)
         .mark_bar()
         .encode(
-            y=_partner_axis("deviation", "descending"),
+            y=_row_axis("partner", "deviation", "descending"),
             x=alt.X("deviation:Q", title="Customers given minus ideal share"),
             color=alt.condition(alt.datum.deviation >= 0, alt.value(ORANGE), alt.value(BLUE)),
             tooltip=[
@@ -243,12 +244,7 @@ def css_rate_bars(rates: pl.DataFrame, key_title: str, title: str) -> alt.Chart:
         alt.Chart(rates, title=title)
         .mark_bar(color=ORANGE)
         .encode(
-            y=alt.Y(
-                "label:N",
-                sort=alt.SortField("css_rate", order="descending"),
-                title=None,
-                axis=alt.Axis(labelLimit=220),
-            ),
+            y=_row_axis("label", "css_rate", "descending", label_limit=220),
             x=alt.X(
                 "css_rate:Q",
                 title="Share of customers sent to CSS",
@@ -272,12 +268,7 @@ def css_reason_bars(reasons: pl.DataFrame, title: str) -> alt.Chart:
         alt.Chart(reasons, title=title)
         .mark_bar(color=RED)
         .encode(
-            y=alt.Y(
-                "words:N",
-                sort=alt.SortField("css", order="descending"),
-                title=None,
-                axis=alt.Axis(labelLimit=260),
-            ),
+            y=_row_axis("words", "css", "descending"),
             x=alt.X("css:Q", title="Customers sent to CSS"),
             tooltip=[
                 alt.Tooltip("words:N", title="Reason"),
