@@ -8,6 +8,8 @@ in a colour of their own with words in the cell, not left as blank space.
 
 from __future__ import annotations
 
+from typing import Any
+
 import altair as alt
 import polars as pl
 
@@ -57,33 +59,33 @@ def _row_axis(label: str, field: str, order: str, label_limit: int = 260) -> alt
     )
 
 
+def _row_bars(frame: pl.DataFrame, title: str, y: alt.Y, **mark: Any) -> alt.Chart:
+    """Horizontal bars down ``y`` (:func:`_row_axis`), a fixed step per row; the caller
+    encodes the rest."""
+    return alt.Chart(frame, title=title).mark_bar(**mark).encode(y=y).properties(height=ROWS)
+
+
 def free_seats_bars(rows: pl.DataFrame, title: str) -> alt.Chart:
     """Stacked active / free seats per partner (``rank, partner, part, seats, capacity``)."""
-    return (
-        alt.Chart(rows, title=title)
-        .mark_bar()
-        .encode(
-            y=_row_axis("partner", "rank", "ascending"),
-            x=alt.X("seats:Q", stack="zero", title="Seats of capacity"),
-            color=alt.Color(
-                "part:N",
-                title="Seats",
-                scale=alt.Scale(domain=["active", "free"], range=[GREY, GREEN]),
-                legend=alt.Legend(
-                    orient="bottom",
-                    labelExpr="datum.label == 'active' ? 'active referrals' : 'free'",
-                ),
+    return _row_bars(rows, title, _row_axis("partner", "rank", "ascending")).encode(
+        x=alt.X("seats:Q", stack="zero", title="Seats of capacity"),
+        color=alt.Color(
+            "part:N",
+            title="Seats",
+            scale=alt.Scale(domain=["active", "free"], range=[GREY, GREEN]),
+            legend=alt.Legend(
+                orient="bottom",
+                labelExpr="datum.label == 'active' ? 'active referrals' : 'free'",
             ),
-            order=alt.Order("part:N", sort="ascending"),
-            tooltip=[
-                alt.Tooltip("partner:N", title="Partner"),
-                alt.Tooltip("part:N", title="Seats"),
-                alt.Tooltip("seats:Q", title="Count"),
-                alt.Tooltip("capacity:Q", title="Capacity"),
-                alt.Tooltip("utilisation:Q", title="Utilisation", format=".0%"),
-            ],
-        )
-        .properties(height=ROWS)
+        ),
+        order=alt.Order("part:N", sort="ascending"),
+        tooltip=[
+            alt.Tooltip("partner:N", title="Partner"),
+            alt.Tooltip("part:N", title="Seats"),
+            alt.Tooltip("seats:Q", title="Count"),
+            alt.Tooltip("capacity:Q", title="Capacity"),
+            alt.Tooltip("utilisation:Q", title="Utilisation", format=".0%"),
+        ],
     )
 
 
@@ -189,22 +191,16 @@ def pool_ledger(members: pl.DataFrame, title: str) -> alt.LayerChart:
 
 def deviation_bars(rows: pl.DataFrame, title: str) -> alt.Chart:
     """Partners' deviation from their ideal share (``partner, given, ideal, deviation``)."""
-    return (
-        alt.Chart(rows, title=title)
-        .mark_bar()
-        .encode(
-            y=_row_axis("partner", "deviation", "descending"),
-            x=alt.X("deviation:Q", title="Customers given minus ideal share"),
-            color=alt.condition(alt.datum.deviation >= 0, alt.value(ORANGE), alt.value(BLUE)),
-            tooltip=[
-                alt.Tooltip("partner:N", title="Partner"),
-                alt.Tooltip("pools:Q", title="Pools"),
-                alt.Tooltip("given:Q", title="Given"),
-                alt.Tooltip("ideal:Q", title="Ideal share", format=".1f"),
-                alt.Tooltip("deviation:Q", title="Deviation", format="+.1f"),
-            ],
-        )
-        .properties(height=ROWS)
+    return _row_bars(rows, title, _row_axis("partner", "deviation", "descending")).encode(
+        x=alt.X("deviation:Q", title="Customers given minus ideal share"),
+        color=alt.condition(alt.datum.deviation >= 0, alt.value(ORANGE), alt.value(BLUE)),
+        tooltip=[
+            alt.Tooltip("partner:N", title="Partner"),
+            alt.Tooltip("pools:Q", title="Pools"),
+            alt.Tooltip("given:Q", title="Given"),
+            alt.Tooltip("ideal:Q", title="Ideal share", format=".1f"),
+            alt.Tooltip("deviation:Q", title="Deviation", format="+.1f"),
+        ],
     )
 
 
@@ -240,43 +236,33 @@ def fairness_trend(monthly: pl.DataFrame, title: str) -> alt.Chart:
 
 def css_rate_bars(rates: pl.DataFrame, key_title: str, title: str) -> alt.Chart:
     """CSS fallback rate per key (``label, customers, css, css_rate``), highest first."""
-    return (
-        alt.Chart(rates, title=title)
-        .mark_bar(color=ORANGE)
-        .encode(
-            y=_row_axis("label", "css_rate", "descending", label_limit=220),
-            x=alt.X(
-                "css_rate:Q",
-                title="Share of customers sent to CSS",
-                axis=alt.Axis(format="%"),
-                scale=alt.Scale(domain=[0, 1]),
-            ),
-            tooltip=[
-                alt.Tooltip("label:N", title=key_title),
-                alt.Tooltip("customers:Q", title="Customers"),
-                alt.Tooltip("css:Q", title="To CSS"),
-                alt.Tooltip("css_rate:Q", title="CSS rate", format=".1%"),
-            ],
-        )
-        .properties(height=ROWS)
+    return _row_bars(
+        rates, title, _row_axis("label", "css_rate", "descending", label_limit=220), color=ORANGE
+    ).encode(
+        x=alt.X(
+            "css_rate:Q",
+            title="Share of customers sent to CSS",
+            axis=alt.Axis(format="%"),
+            scale=alt.Scale(domain=[0, 1]),
+        ),
+        tooltip=[
+            alt.Tooltip("label:N", title=key_title),
+            alt.Tooltip("customers:Q", title="Customers"),
+            alt.Tooltip("css:Q", title="To CSS"),
+            alt.Tooltip("css_rate:Q", title="CSS rate", format=".1%"),
+        ],
     )
 
 
 def css_reason_bars(reasons: pl.DataFrame, title: str) -> alt.Chart:
     """CSS referrals per reason (``words, css, share``)."""
-    return (
-        alt.Chart(reasons, title=title)
-        .mark_bar(color=RED)
-        .encode(
-            y=_row_axis("words", "css", "descending"),
-            x=alt.X("css:Q", title="Customers sent to CSS"),
-            tooltip=[
-                alt.Tooltip("words:N", title="Reason"),
-                alt.Tooltip("css:Q", title="Customers"),
-                alt.Tooltip("share:Q", title="Share of CSS", format=".1%"),
-            ],
-        )
-        .properties(height=ROWS)
+    return _row_bars(reasons, title, _row_axis("words", "css", "descending"), color=RED).encode(
+        x=alt.X("css:Q", title="Customers sent to CSS"),
+        tooltip=[
+            alt.Tooltip("words:N", title="Reason"),
+            alt.Tooltip("css:Q", title="Customers"),
+            alt.Tooltip("share:Q", title="Share of CSS", format=".1%"),
+        ],
     )
 
 
