@@ -12,58 +12,16 @@ from typing import Any
 import polars as pl
 import pytest
 
-from engine.columns import ASSIGNMENT_COLUMNS, CUSTOMER_SCHEMA, PARTNER_SCHEMA
+from engine.columns import ASSIGNMENT_COLUMNS
 from engine.reasons import Policy, Reason
 from engine.reference import reference_simulate, reference_simulate_with_order
 from engine.rules import Rules
+from tests.scenarios import customer, customers_frame, partner, partners_frame
 
 RULES = Rules(
     region_of_country={"DE": "EMEA", "FR": "EMEA", "US": "Americas", "JP": "APAC"},
     queue_of_region={"EMEA": "CSS EMEA", "Americas": "CSS Americas", "APAC": "CSS APAC"},
 )
-
-
-def partner(partner_id: str, **overrides: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "partner_id": partner_id,
-        "name": f"Partner {partner_id}",
-        "countries": ["DE"],
-        "languages": ["de"],
-        "workloads": ["exchange", "teams"],
-        "capacity": 100,
-        "active_referrals": 0,
-        "referral_ready": True,
-        "psm_name": "Pat Example",
-        "psm_email": f"psm.{partner_id.lower()}@psm.example",
-        "contact_email": f"referrals@{partner_id.lower()}.example",
-        "last_assigned": None,
-    }
-    row.update(overrides)
-    return row
-
-
-def customer(tenant_id: str, **overrides: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "tenant_id": tenant_id,
-        "name": f"Customer {tenant_id}",
-        "country": "DE",
-        "language": "de",
-        "seats": 500,
-        "workloads": ["exchange"],
-        "gateway": False,
-        "contact_email": f"it@{tenant_id.lower()}.example",
-        "referral_consent": True,
-    }
-    row.update(overrides)
-    return row
-
-
-def partners_frame(*rows: dict[str, Any]) -> pl.DataFrame:
-    return pl.DataFrame(list(rows), schema=PARTNER_SCHEMA)
-
-
-def customers_frame(*rows: dict[str, Any]) -> pl.DataFrame:
-    return pl.DataFrame(list(rows), schema=CUSTOMER_SCHEMA)
 
 
 def cohort(n: int, **overrides: Any) -> pl.DataFrame:
