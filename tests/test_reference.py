@@ -203,21 +203,28 @@ def test_capacity_scale(scale: float, expected: list[str]) -> None:
 # --- round robin ----------------------------------------------------------------------
 
 
-def test_round_robin_cycles_through_the_pool() -> None:
-    partners = partners_frame(partner("A"), partner("B"), partner("C"))
+@pytest.mark.parametrize(
+    ("last_assigned", "picks", "order_after"),
+    [
+        pytest.param(
+            {}, ["A", "B", "C", "A"], {"A": 4, "B": 2, "C": 3}, id="cycles_through_the_pool"
+        ),
+        # The counter starts after the largest known value (5).
+        pytest.param(
+            {"A": 5, "B": 2},
+            ["C", "B", "A", "C"],
+            {"A": 8, "B": 7, "C": 9},
+            id="never_assigned_first_then_least_recent",
+        ),
+    ],
+)
+def test_round_robin_turns(
+    last_assigned: dict[str, int], picks: list[str], order_after: dict[str, int]
+) -> None:
+    partners = partners_frame(*(partner(p, last_assigned=last_assigned.get(p)) for p in "ABC"))
     result, order = reference_simulate_with_order(partners, cohort(4), RULES)
-    assert chosen(result) == ["A", "B", "C", "A"]
-    assert order == {"A": 4, "B": 2, "C": 3}
-
-
-def test_round_robin_never_assigned_first_then_least_recent() -> None:
-    partners = partners_frame(
-        partner("A", last_assigned=5), partner("B", last_assigned=2), partner("C")
-    )
-    result, order = reference_simulate_with_order(partners, cohort(4), RULES)
-    assert chosen(result) == ["C", "B", "A", "C"]
-    # The counter starts after the largest known value (5).
-    assert order == {"A": 8, "B": 7, "C": 9}
+    assert chosen(result) == picks
+    assert order == order_after
 
 
 def test_round_robin_ties_by_partner_id() -> None:
