@@ -178,53 +178,51 @@ def _check_fairness(page: Any) -> None:
         raise BrowserBenchError("fairness: no headline drawn (no referrals in the database?)")
 
 
-def fairness_by_url(browser: Any, url: str) -> float:
-    """Seconds from navigating to /fairness until it is drawn, in a new browser context."""
+@contextmanager
+def _new_page(browser: Any) -> Iterator[Any]:
+    """A page in a browser context of its own (nothing cached from an earlier measurement),
+    closed after."""
     context = browser.new_context(viewport=VIEWPORT)
     try:
-        page = context.new_page()
-        started = time.perf_counter()
-        page.goto(f"{url}/fairness")
-        _fairness_drawn(page)
-        elapsed = time.perf_counter() - started
-        _check_fairness(page)
-        return elapsed
+        yield context.new_page()
     finally:
         context.close()
+
+
+def _seconds(act: Callable[[], object], drawn: Callable[[], object]) -> float:
+    """Seconds from ``act()`` until ``drawn()`` returns."""
+    started = time.perf_counter()
+    act()
+    drawn()
+    return time.perf_counter() - started
+
+
+def fairness_by_url(browser: Any, url: str) -> float:
+    """Seconds from navigating to /fairness until it is drawn, in a new browser context."""
+    with _new_page(browser) as page:
+        elapsed = _seconds(lambda: page.goto(f"{url}/fairness"), lambda: _fairness_drawn(page))
+        _check_fairness(page)
+        return elapsed
 
 
 def fairness_from_sidebar(browser: Any, url: str) -> float:
     """Seconds from the click on "Fairness" in the sidebar (the dashboard open on its
     landing page, Partner capacity) until the Fairness page is drawn, in a new context."""
-    context = browser.new_context(viewport=VIEWPORT)
-    try:
-        page = context.new_page()
+    with _new_page(browser) as page:
         page.goto(url)
         _wait_drawn(page, "Partner capacity")
         link = page.get_by_test_id("stSidebarNav").get_by_text("Fairness", exact=True)
-        started = time.perf_counter()
-        link.click()
-        _fairness_drawn(page)
-        elapsed = time.perf_counter() - started
+        elapsed = _seconds(link.click, lambda: _fairness_drawn(page))
         _check_fairness(page)
         return elapsed
-    finally:
-        context.close()
 
 
 def page_by_url(browser: Any, url: str, path: str, title: str) -> float:
     """Seconds from navigating to ``path`` until the page is drawn, in a new context."""
-    context = browser.new_context(viewport=VIEWPORT)
-    try:
-        page = context.new_page()
-        started = time.perf_counter()
-        page.goto(f"{url}/{path}")
-        _wait_drawn(page, title)
-        elapsed = time.perf_counter() - started
+    with _new_page(browser) as page:
+        elapsed = _seconds(lambda: page.goto(f"{url}/{path}"), lambda: _wait_drawn(page, title))
         _no_exception(page, path)
         return elapsed
-    finally:
-        context.close()
 
 
 def simulate_click(browser: Any, url: str, customers: int = SIMULATE_CUSTOMERS) -> float:
@@ -232,9 +230,7 @@ def simulate_click(browser: Any, url: str, customers: int = SIMULATE_CUSTOMERS) 
     the results are drawn, in a new browser context."""
     from playwright.sync_api import expect
 
-    context = browser.new_context(viewport=VIEWPORT)
-    try:
-        page = context.new_page()
+    with _new_page(browser) as page:
         page.goto(f"{url}/simulate")
         _wait_drawn(page, "Simulate cohort")
         page.get_by_text("Synthetic cohort", exact=True).first.click()
@@ -244,18 +240,18 @@ def simulate_click(browser: Any, url: str, customers: int = SIMULATE_CUSTOMERS) 
         size.fill(str(customers))
         size.press("Tab")
         page.wait_for_function(_IDLE, timeout=TIMEOUT_MS)
-        started = time.perf_counter()
-        page.get_by_role("button", name="Run simulation").click()
-        done = page.get_by_text(f"Simulated {customers:,} customers", exact=False).first
-        expect(done).to_be_attached(timeout=TIMEOUT_MS)
-        page.wait_for_function(_IDLE, timeout=TIMEOUT_MS)
-        elapsed = time.perf_counter() - started
+
+        def results_drawn() -> None:
+            done = page.get_by_text(f"Simulated {customers:,} customers", exact=False).first
+            expect(done).to_be_attached(timeout=TIMEOUT_MS)
+            page.wait_for_function(_IDLE, timeout=TIMEOUT_MS)
+
+        run = page.get_by_role("button", name="Run simulation")
+        elapsed = _seconds(run.click, results_drawn)
         _no_exception(page, "simulate")
         if page.get_by_text("Jain", exact=False).count() == 0:
             raise BrowserBenchError("simulate: the results show no fairness headline")
         return elapsed
-    finally:
-        context.close()
 
 
 # --------------------------------------------------------------------------- the run

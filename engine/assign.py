@@ -19,6 +19,7 @@ import polars as pl
 
 from engine.explain import RunRecord, trace_texts
 from engine.matching import (
+    COHORT_COLUMNS,
     Cohort,
     Matcher,
     PartnerIndex,
@@ -205,13 +206,7 @@ def _build(
     ).astype(np.uint8)
     prev = choices.prev
     rows = prepared.select(
-        "tenant_id",
-        "country",
-        "language",
-        "seats",
-        "gateway",
-        "excluded",
-        "referral_consent",
+        *COHORT_COLUMNS,
         "wid",
         pl.coalesce(pl.col("pre"), pl.Series(code)).alias("reason"),
         pl.Series("pool", pool, dtype=pl.Int32).set(pl.Series(pool < 0), None),

@@ -168,6 +168,19 @@ def pre_reason_expr(rules: Rules) -> pl.Expr:
     return pl.lit(names).gather(pre_reason_code_expr(rules)).alias("pre_reason")
 
 
+#: The customer columns a run keeps from its cohort, as given, and carries into its rows;
+#: ``excluded`` lists the partners that declined each customer.
+COHORT_COLUMNS = (
+    "tenant_id",
+    "country",
+    "language",
+    "seats",
+    "gateway",
+    "excluded",
+    "referral_consent",
+)
+
+
 @dataclass(frozen=True)
 class Cohort:
     """A validated cohort reduced to what a run reads (see :func:`prepare_cohort`).
@@ -208,13 +221,7 @@ def prepare_cohort(
         customers = customers.with_columns(pl.lit("").alias("excluded"))
     wid, workloads = workload_table(customers["workloads"], rules)
     frame = customers.select(
-        "tenant_id",
-        "country",
-        "language",
-        "seats",
-        "gateway",
-        "excluded",
-        "referral_consent",
+        *COHORT_COLUMNS,
         workloads["mask"].gather(wid).alias("mask"),
         wid.alias("wid"),
     )

@@ -51,9 +51,8 @@ class BackupSummary:
     created_at: str
 
     def describe(self) -> str:
-        rows = sum(self.tables.values())
         return (
-            f"backup written to {self.folder}: {len(self.tables)} tables, {rows:,} rows "
+            f"backup written to {self.folder}: {_size(self.tables)} "
             f"(schema version {self.schema_version or 'unknown'}, {self.created_at})"
         )
 
@@ -65,11 +64,12 @@ class RestoreSummary:
     created_at: str
 
     def describe(self) -> str:
-        rows = sum(self.tables.values())
-        return (
-            f"restored {self.path} from the backup of {self.created_at}: "
-            f"{len(self.tables)} tables, {rows:,} rows"
-        )
+        return f"restored {self.path} from the backup of {self.created_at}: {_size(self.tables)}"
+
+
+def _size(tables: dict[str, int]) -> str:
+    """A backup's size as both summaries say it, from the rows per table."""
+    return f"{len(tables)} tables, {sum(tables.values()):,} rows"
 
 
 def quote(name: str) -> str:

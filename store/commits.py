@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Concatenate, ParamSpec, TypeVar
 
 import duckdb
 import polars as pl
@@ -30,6 +31,8 @@ from store.outbox import queue_messages
 from store.tasks import open_gateway_tasks
 
 Progress = Callable[[int, int], None]
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -105,23 +108,6 @@ def simulate_stored(
     return simulate(prep.partners, prep.cohort, rules, policy, progress=progress), prep
 
 
-def commit(
-    con: duckdb.DuckDBPyConnection,
-    rules: Rules,
-    policy: Policy | str = Policy.ROUND_ROBIN,
-    cohort: pl.DataFrame | None = None,
-    *,
-    actor: str = "cli",
-    source: str = "",
-    progress: Progress | None = None,
-) -> CommitSummary:
-    """Simulate on the current state and write the run, all in one transaction."""
-    with transaction(con):
-        return commit_within(
-            con, rules, policy, cohort, actor=actor, source=source, progress=progress
-        )
-
-
 def commit_within(
     con: duckdb.DuckDBPyConnection,
     rules: Rules,
@@ -133,13 +119,31 @@ def commit_within(
     excluded: Mapping[str, Collection[str]] | None = None,
     progress: Progress | None = None,
 ) -> CommitSummary:
-    """:func:`commit` inside a transaction the caller holds (the referral life cycle)."""
+    """Simulate on the current state and write the run, inside a transaction the caller
+    holds (the referral life cycle); :data:`commit` opens one of its own."""
     policy = Policy(policy)
     prep = prepare(con, cohort, source)
     if prep.cohort.height == 0:
         return CommitSummary(None, policy.value, 0, 0, 0, len(prep.skipped), 0, 0)
     sim = simulate(prep.partners, prep.cohort, rules, policy, excluded=excluded, progress=progress)
     return _write(con, sim, prep, rules, actor)
+
+
+def _own_transaction(
+    within: Callable[Concatenate[duckdb.DuckDBPyConnection, P], T],
+) -> Callable[Concatenate[duckdb.DuckDBPyConnection, P], T]:
+    """``within``, which writes in the caller's transaction, run in one of its own."""
+
+    def run(con: duckdb.DuckDBPyConnection, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        with transaction(con):
+            return within(con, *args, **kwargs)
+
+    return run
+
+
+#: :func:`commit_within` in a transaction of its own: simulate on the current state and
+#: write the run, all or nothing.
+commit = _own_transaction(commit_within)
 
 
 def _write(

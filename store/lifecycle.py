@@ -76,6 +76,19 @@ def _open_referral(con: duckdb.DuckDBPyConnection, tenant_id: str) -> dict:
     return rows.row(0, named=True)
 
 
+def _change(
+    ref: dict,
+    tenant_id: str,
+    after: str,
+    follow_up: CommitSummary | None = None,
+    drained: CommitSummary | None = None,
+) -> Change:
+    """The :class:`Change` of the open referral ``ref`` to ``after``."""
+    return Change(
+        tenant_id, ref["referral_id"], ref["partner_id"], ref["status"], after, follow_up, drained
+    )
+
+
 def _set_status(
     con: duckdb.DuckDBPyConnection,
     ref: dict,
@@ -109,7 +122,7 @@ def accept(con: duckdb.DuckDBPyConnection, tenant_id: str, *, actor: str = "cli"
                 f"{tenant_id}: referral {ref['referral_id']} is already {ref['status']}"
             )
         _set_status(con, ref, tenant_id, "accepted", actor, "referral_accept")
-    return Change(tenant_id, ref["referral_id"], ref["partner_id"], ref["status"], "accepted")
+    return _change(ref, tenant_id, "accepted")
 
 
 def complete(
@@ -119,10 +132,8 @@ def complete(
     with transaction(con):
         ref = _open_referral(con, tenant_id)
         _set_status(con, ref, tenant_id, "completed", actor, "referral_complete")
-        drained = _drain_within(con, rules, None, actor) if rules.when_full == "hold" else None
-    return Change(
-        tenant_id, ref["referral_id"], ref["partner_id"], ref["status"], "completed", None, drained
-    )
+        drained = _place_held(con, rules, actor)
+    return _change(ref, tenant_id, "completed", drained=drained)
 
 
 def decline(
@@ -155,10 +166,8 @@ def decline(
             source=f"re-assignment after {ref['partner_id']} declined ({reason})",
             excluded={tenant_id: declined},
         )
-        drained = _drain_within(con, rules, None, actor) if rules.when_full == "hold" else None
-    return Change(
-        tenant_id, ref["referral_id"], ref["partner_id"], ref["status"], "declined", follow, drained
-    )
+        drained = _place_held(con, rules, actor)
+    return _change(ref, tenant_id, "declined", follow, drained)
 
 
 def drain(
@@ -194,6 +203,12 @@ def _drain_within(
         actor=actor,
         source="drain: customers held for capacity",
     )
+
+
+def _place_held(con: duckdb.DuckDBPyConnection, rules: Rules, actor: str) -> CommitSummary | None:
+    """A seat was freed: customers held for capacity take it, when the rules hold them
+    (``when_full = "hold"``)."""
+    return _drain_within(con, rules, None, actor) if rules.when_full == "hold" else None
 
 
 def _customer(con: duckdb.DuckDBPyConnection, tenant_id: str) -> pl.DataFrame:

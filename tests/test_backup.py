@@ -18,10 +18,11 @@ import pytest
 
 import store.privacy
 from cli.main import main as frp_main
-from store.backup import MANIFEST, read_manifest, table_digest, tables
+from store.backup import MANIFEST, read_manifest, tables
 from store.db import connect
 from store.errors import StoreError
 from store.privacy import PREFIX, REDACTED, pseudonym, purge
+from tests.db_helpers import digest
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
@@ -37,14 +38,6 @@ def refused(capsys: pytest.CaptureFixture[str], *args: object) -> str:
     lines = err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("frp: "), err
     return lines[0]
-
-
-def digest(db: Path) -> dict[str, tuple[int, int]]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return table_digest(con)
-    finally:
-        con.close()
 
 
 def rows_of(db: Path) -> dict[str, list[tuple]]:

@@ -33,8 +33,8 @@ import engine.schema
 from cli.main import main as frp_main
 from engine.rules import RulesError, load_rules
 from engine.schema import InputError
-from store.backup import table_digest
 from store.files import read_customers, read_partners, write_table
+from tests.db_helpers import digest
 from ui.uploads import read_upload
 
 CORPUS = Path(__file__).parent / "corpus"
@@ -42,15 +42,6 @@ EXPECTED: dict[str, dict] = tomllib.loads((CORPUS / "expected.toml").read_text("
 FRP = str(Path(sys.executable).parent / "frp")
 READERS = {"partners": read_partners, "customers": read_customers}
 MAX_CORPUS_FILE = 100 * 1024
-
-
-def digest(db: Path) -> dict[str, tuple[int, int]]:
-    """Every table's row count and content hash: equal digests, untouched database."""
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return table_digest(con)
-    finally:
-        con.close()
 
 
 def one_line(err: str) -> str:

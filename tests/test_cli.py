@@ -130,6 +130,13 @@ def read_result(path: Path) -> pl.DataFrame:
     return pl.read_csv(path, infer_schema=False)
 
 
+def simulate(
+    frp: Run, partners: object, customers: object, out: object, *more: object
+) -> subprocess.CompletedProcess[str]:
+    """`frp simulate` on two input files, writing ``out``; ``more`` adds options."""
+    return frp("simulate", "--partners", partners, "--customers", customers, "--out", out, *more)
+
+
 def one_line(proc: subprocess.CompletedProcess[str]) -> str:
     lines = proc.stderr.splitlines()
     assert len(lines) == 1, proc.stderr
@@ -143,19 +150,8 @@ def one_line(proc: subprocess.CompletedProcess[str]) -> str:
 def test_simulate_files_every_policy(
     frp: Run, files: tuple[Path, Path], tmp_path: Path, policy: str
 ) -> None:
-    partners, customers = files
     out = tmp_path / "out.csv"
-    proc = frp(
-        "simulate",
-        "--partners",
-        partners,
-        "--customers",
-        customers,
-        "--out",
-        out,
-        "--policy",
-        policy,
-    )
+    proc = simulate(frp, *files, out, "--policy", policy)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     assert policy in proc.stdout and str(out.name) in proc.stdout
@@ -193,8 +189,8 @@ def test_simulate_round_robin_csv_and_parquet(
 
     out_pq = tmp_path / "out.parquet"
     out_csv = tmp_path / "out.csv"
-    p1 = frp("simulate", "--partners", partners_pq, "--customers", customers_pq, "--out", out_pq)
-    p2 = frp("simulate", "--partners", partners_csv, "--customers", customers_csv, "--out", out_csv)
+    p1 = simulate(frp, partners_pq, customers_pq, out_pq)
+    p2 = simulate(frp, partners_csv, customers_csv, out_csv)
     assert p1.returncode == 0 and p2.returncode == 0, p1.stderr + p2.stderr
     pq, csv = read_result(out_pq), read_result(out_csv)
     got = {
@@ -284,7 +280,7 @@ def test_simulate_bad_input_one_line_exit_2(
         customers = bad
     out = tmp_path / "out.csv"
     before = set(tmp_path.iterdir())
-    proc = frp("simulate", "--partners", partners, "--customers", customers, "--out", out)
+    proc = simulate(frp, partners, customers, out)
     assert proc.returncode == 2, proc.stderr
     line = one_line(proc)
     assert line.startswith("frp: ")
@@ -298,8 +294,7 @@ def test_simulate_bad_input_one_line_exit_2(
 
 
 def test_simulate_bad_output_name(frp: Run, files: tuple[Path, Path], tmp_path: Path) -> None:
-    partners, customers = files
-    proc = frp("simulate", "--partners", partners, "--customers", customers, "--out", "o.xlsx")
+    proc = simulate(frp, *files, "o.xlsx")
     assert proc.returncode == 2
     assert "o.xlsx" in one_line(proc) and "expected" in proc.stderr
     assert not (tmp_path / "o.xlsx").exists()
@@ -308,19 +303,8 @@ def test_simulate_bad_output_name(frp: Run, files: tuple[Path, Path], tmp_path: 
 def test_bad_rules_file_names_the_key(frp: Run, files: tuple[Path, Path], tmp_path: Path) -> None:
     rules = tmp_path / "rules.toml"
     rules.write_text("min_seats = 100\nmin_seat = 3\n", encoding="utf-8")
-    partners, customers = files
     out = tmp_path / "out.csv"
-    proc = frp(
-        "simulate",
-        "--partners",
-        partners,
-        "--customers",
-        customers,
-        "--out",
-        out,
-        "--rules",
-        rules,
-    )
+    proc = simulate(frp, *files, out, "--rules", rules)
     assert proc.returncode == 2
     line = one_line(proc)
     assert "min_seat:" in line and "unknown key" in line and "rules.toml" in line
@@ -519,7 +503,7 @@ def test_fairness_of_a_result_file(frp: Run, files: tuple[Path, Path], tmp_path:
     partners, customers = files
     csv, parquet = tmp_path / "out.csv", tmp_path / "out.parquet"
     for out in (csv, parquet):
-        sim = frp("simulate", "--partners", partners, "--customers", customers, "--out", out)
+        sim = simulate(frp, partners, customers, out)
         assert sim.returncode == 0, sim.stderr
     text = frp("fairness", csv, "--partners", partners)
     assert text.returncode == 0, text.stderr

@@ -194,19 +194,24 @@ def _hold(db: Path, seconds: float) -> subprocess.Popen[str]:
     return holder
 
 
+def _simulate(db: Path, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """`frp simulate --db db` in a process of its own, with ``env`` added to _env's."""
+    return subprocess.run(
+        [FRP, "simulate", "--db", str(db)],
+        env=_env(db, **env),
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=60,
+    )
+
+
 def test_a_busy_database_is_waited_for_then_refused_in_one_line(
     demo_db: Path, tmp_path: Path
 ) -> None:
     holder = _hold(demo_db, 1.5)
     started = time.monotonic()
-    proc = subprocess.run(
-        [FRP, "simulate", "--db", str(demo_db)],
-        env=_env(demo_db),
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=60,
-    )
+    proc = _simulate(demo_db, tmp_path)
     waited = time.monotonic() - started
     holder.wait(10)
     assert proc.returncode == 0, proc.stderr
@@ -215,14 +220,7 @@ def test_a_busy_database_is_waited_for_then_refused_in_one_line(
 
     holder = _hold(demo_db, 3)
     try:
-        proc = subprocess.run(
-            [FRP, "simulate", "--db", str(demo_db)],
-            env=_env(demo_db, FRP_LOCK_TIMEOUT="0.5"),
-            capture_output=True,
-            text=True,
-            cwd=tmp_path,
-            timeout=60,
-        )
+        proc = _simulate(demo_db, tmp_path, FRP_LOCK_TIMEOUT="0.5")
     finally:
         holder.wait(10)
     assert proc.returncode == 2
@@ -233,14 +231,7 @@ def test_a_busy_database_is_waited_for_then_refused_in_one_line(
 
 
 def test_a_bad_lock_timeout_is_refused_in_one_line(demo_db: Path, tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [FRP, "simulate", "--db", str(demo_db)],
-        env=_env(demo_db, FRP_LOCK_TIMEOUT="soon"),
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=60,
-    )
+    proc = _simulate(demo_db, tmp_path, FRP_LOCK_TIMEOUT="soon")
     assert proc.returncode == 2
     assert "FRP_LOCK_TIMEOUT" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 

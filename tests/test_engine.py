@@ -20,6 +20,8 @@ from engine.reasons import Policy, Reason
 from engine.rules import load_rules
 from engine.schema import InputError, validate_customers, validate_partners
 from engine.simulation import OUTPUT_DETAIL, Simulation
+from tests import scenarios
+from tests.scenarios import customers_frame, partners_frame
 
 RULES = load_rules()
 POLICIES = list(Policy)
@@ -27,47 +29,18 @@ POLICIES = list(Policy)
 
 def partner(partner_id: str, **overrides: Any) -> dict[str, Any]:
     """A Swedish partner speaking Swedish and English, for Exchange and Teams, 2 seats."""
-    row: dict[str, Any] = {
-        "partner_id": partner_id,
-        "name": f"Partner {partner_id}",
+    swedish = {
         "countries": ["SE"],
         "languages": ["sv", "en"],
-        "workloads": ["exchange", "teams"],
         "capacity": 2,
-        "active_referrals": 0,
-        "referral_ready": True,
         "psm_name": f"PSM {partner_id}",
-        "psm_email": f"psm.{partner_id.lower()}@psm.example",
-        "contact_email": f"referrals@{partner_id.lower()}.example",
-        "last_assigned": None,
     }
-    row.update(overrides)
-    return row
+    return scenarios.partner(partner_id, **(swedish | overrides))
 
 
 def customer(tenant_id: str, **overrides: Any) -> dict[str, Any]:
     """An FRP-eligible Swedish customer wanting Exchange."""
-    row: dict[str, Any] = {
-        "tenant_id": tenant_id,
-        "name": f"Customer {tenant_id}",
-        "country": "SE",
-        "language": "sv",
-        "seats": 500,
-        "workloads": ["exchange"],
-        "gateway": False,
-        "contact_email": f"it@{tenant_id.lower()}.example",
-        "referral_consent": True,
-    }
-    row.update(overrides)
-    return row
-
-
-def partners_frame(*rows: dict[str, Any]) -> pl.DataFrame:
-    return pl.DataFrame(list(rows), schema=PARTNER_SCHEMA)
-
-
-def customers_frame(*rows: dict[str, Any]) -> pl.DataFrame:
-    return pl.DataFrame(list(rows), schema=CUSTOMER_SCHEMA)
+    return scenarios.customer(tenant_id, **({"country": "SE", "language": "sv"} | overrides))
 
 
 def column(sim: Simulation, name: str) -> list[Any]:

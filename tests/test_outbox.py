@@ -121,9 +121,8 @@ def db(world_master: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def con(db: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    c = connect(db)
-    yield c
-    c.close()
+    with open_db(db) as c:
+        yield c
 
 
 @pytest.fixture

@@ -12,58 +12,16 @@ from typing import Any
 import polars as pl
 import pytest
 
-from engine.columns import ASSIGNMENT_COLUMNS, CUSTOMER_SCHEMA, PARTNER_SCHEMA
+from engine.columns import ASSIGNMENT_COLUMNS
 from engine.reasons import Policy, Reason
 from engine.reference import reference_simulate, reference_simulate_with_order
 from engine.rules import Rules
+from tests.scenarios import customer, customers_frame, partner, partners_frame
 
 RULES = Rules(
     region_of_country={"DE": "EMEA", "FR": "EMEA", "US": "Americas", "JP": "APAC"},
     queue_of_region={"EMEA": "CSS EMEA", "Americas": "CSS Americas", "APAC": "CSS APAC"},
 )
-
-
-def partner(partner_id: str, **overrides: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "partner_id": partner_id,
-        "name": f"Partner {partner_id}",
-        "countries": ["DE"],
-        "languages": ["de"],
-        "workloads": ["exchange", "teams"],
-        "capacity": 100,
-        "active_referrals": 0,
-        "referral_ready": True,
-        "psm_name": "Pat Example",
-        "psm_email": f"psm.{partner_id.lower()}@psm.example",
-        "contact_email": f"referrals@{partner_id.lower()}.example",
-        "last_assigned": None,
-    }
-    row.update(overrides)
-    return row
-
-
-def customer(tenant_id: str, **overrides: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "tenant_id": tenant_id,
-        "name": f"Customer {tenant_id}",
-        "country": "DE",
-        "language": "de",
-        "seats": 500,
-        "workloads": ["exchange"],
-        "gateway": False,
-        "contact_email": f"it@{tenant_id.lower()}.example",
-        "referral_consent": True,
-    }
-    row.update(overrides)
-    return row
-
-
-def partners_frame(*rows: dict[str, Any]) -> pl.DataFrame:
-    return pl.DataFrame(list(rows), schema=PARTNER_SCHEMA)
-
-
-def customers_frame(*rows: dict[str, Any]) -> pl.DataFrame:
-    return pl.DataFrame(list(rows), schema=CUSTOMER_SCHEMA)
 
 
 def cohort(n: int, **overrides: Any) -> pl.DataFrame:
@@ -245,21 +203,28 @@ def test_capacity_scale(scale: float, expected: list[str]) -> None:
 # --- round robin ----------------------------------------------------------------------
 
 
-def test_round_robin_cycles_through_the_pool() -> None:
-    partners = partners_frame(partner("A"), partner("B"), partner("C"))
+@pytest.mark.parametrize(
+    ("last_assigned", "picks", "order_after"),
+    [
+        pytest.param(
+            {}, ["A", "B", "C", "A"], {"A": 4, "B": 2, "C": 3}, id="cycles_through_the_pool"
+        ),
+        # The counter starts after the largest known value (5).
+        pytest.param(
+            {"A": 5, "B": 2},
+            ["C", "B", "A", "C"],
+            {"A": 8, "B": 7, "C": 9},
+            id="never_assigned_first_then_least_recent",
+        ),
+    ],
+)
+def test_round_robin_turns(
+    last_assigned: dict[str, int], picks: list[str], order_after: dict[str, int]
+) -> None:
+    partners = partners_frame(*(partner(p, last_assigned=last_assigned.get(p)) for p in "ABC"))
     result, order = reference_simulate_with_order(partners, cohort(4), RULES)
-    assert chosen(result) == ["A", "B", "C", "A"]
-    assert order == {"A": 4, "B": 2, "C": 3}
-
-
-def test_round_robin_never_assigned_first_then_least_recent() -> None:
-    partners = partners_frame(
-        partner("A", last_assigned=5), partner("B", last_assigned=2), partner("C")
-    )
-    result, order = reference_simulate_with_order(partners, cohort(4), RULES)
-    assert chosen(result) == ["C", "B", "A", "C"]
-    # The counter starts after the largest known value (5).
-    assert order == {"A": 8, "B": 7, "C": 9}
+    assert chosen(result) == picks
+    assert order == order_after
 
 
 def test_round_robin_ties_by_partner_id() -> None:

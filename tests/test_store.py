@@ -33,7 +33,7 @@ from engine.schema import InputError
 from store import state
 from store.bootstrap import build_demo
 from store.commits import commit, simulate_stored
-from store.db import connect
+from store.db import connect, open_db
 from store.files import read_customers
 from store.imports import import_customers, import_partners
 from store.notify import ROLES, message_id
@@ -59,18 +59,16 @@ def rules() -> Rules:
 @pytest.fixture
 def con(demo_db: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-write connection to a private copy of the demo database."""
-    c = connect(demo_db)
-    yield c
-    c.close()
+    with open_db(demo_db) as c:
+        yield c
 
 
 @pytest.fixture
 def small(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     """A fresh store with one pool of four partners (US, en, exchange), nobody assigned yet."""
-    c = connect(tmp_path / "small.duckdb")
-    import_partners(c, partners_frame([{"partner_id": f"P{i}"} for i in (3, 1, 4, 2)]))
-    yield c
-    c.close()
+    with open_db(tmp_path / "small.duckdb") as c:
+        import_partners(c, partners_frame([{"partner_id": f"P{i}"} for i in (3, 1, 4, 2)]))
+        yield c
 
 
 def partners_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:

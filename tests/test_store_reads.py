@@ -3,7 +3,6 @@ checked against plain SQL on the demo world."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -16,8 +15,8 @@ import pytest
 from engine.fairness import WEIGHT, FairnessReport, gini, jain_index, report
 from engine.rules import load_rules
 from store import capacity, fairness, referrals, state
-from store.commits import commit, simulate_stored
-from store.db import connect
+from store.commits import simulate_stored
+from store.db import open_db
 from store.fairness import committed_counts, committed_inputs
 
 RULES = load_rules()
@@ -26,36 +25,21 @@ RULES = load_rules()
 @pytest.fixture
 def con(demo_db_master: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     """The demo world, read-only (these tests only read)."""
-    c = connect(demo_db_master, read_only=True)
-    yield c
-    c.close()
-
-
-@pytest.fixture(scope="module")
-def committed_db(demo_db_master: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo world after one committed round-robin run over the backlog (built once)."""
-    path = tmp_path_factory.mktemp("committed") / "frp.duckdb"
-    shutil.copy(demo_db_master, path)
-    c = connect(path)
-    try:
-        commit(c, RULES, "round-robin", actor="test")
-    finally:
-        c.close()
-    return path
+    with open_db(demo_db_master, read_only=True) as c:
+        yield c
 
 
 @pytest.fixture
-def committed(committed_db: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    c = connect(committed_db, read_only=True)
-    yield c
-    c.close()
+def committed(committed_master: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The demo world after one committed round-robin run over the backlog (conftest)."""
+    with open_db(committed_master, read_only=True) as c:
+        yield c
 
 
 @pytest.fixture
 def empty(empty_db: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    c = connect(empty_db)
-    yield c
-    c.close()
+    with open_db(empty_db) as c:
+        yield c
 
 
 def one(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None):

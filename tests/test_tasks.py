@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,40 +12,23 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from engine.rules import load_rules
 from store import tasks
-from store.commits import commit
-from store.db import connect
+from store.db import connect, open_db
 from store.referrals import psm_load
 
 FRP = str(Path(sys.executable).parent / "frp")
 
 
-@pytest.fixture(scope="module")
-def committed_master(demo_db_master: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo world after one round-robin run over the backlog: open tasks exist."""
-    path = tmp_path_factory.mktemp("tasks") / "frp.duckdb"
-    shutil.copy(demo_db_master, path)
-    con = connect(path)
-    try:
-        commit(con, load_rules(), actor="test")
-    finally:
-        con.close()
-    return path
-
-
 @pytest.fixture
-def db(committed_master: Path, tmp_path: Path) -> Path:
-    path = tmp_path / "frp.duckdb"
-    shutil.copy(committed_master, path)
-    return path
+def db(committed_db: Path) -> Path:
+    """The demo world after one round-robin run over the backlog (conftest): open tasks exist."""
+    return committed_db
 
 
 @pytest.fixture
 def con(db: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    c = connect(db)
-    yield c
-    c.close()
+    with open_db(db) as c:
+        yield c
 
 
 def one(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None):

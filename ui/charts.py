@@ -8,6 +8,8 @@ in a colour of their own with words in the cell, not left as blank space.
 
 from __future__ import annotations
 
+from typing import Any
+
 import altair as alt
 import polars as pl
 
@@ -46,43 +48,44 @@ def utilisation_histogram(bins: pl.DataFrame, title: str, subtitle: str = "") ->
     )
 
 
-def _partner_axis(field: str, order: str) -> alt.Y:
-    """Partners down the side, sorted by ``field``; long names kept readable."""
+def _row_axis(label: str, field: str, order: str, label_limit: int = 260) -> alt.Y:
+    """One row per ``label`` (a partner, a reason) down the side, sorted by ``field``; long
+    labels kept readable."""
     return alt.Y(
-        "partner:N",
+        f"{label}:N",
         sort=alt.SortField(field, order=order),
         title=None,
-        axis=alt.Axis(labelLimit=260),
+        axis=alt.Axis(labelLimit=label_limit),
     )
+
+
+def _row_bars(frame: pl.DataFrame, title: str, y: alt.Y, **mark: Any) -> alt.Chart:
+    """Horizontal bars down ``y`` (:func:`_row_axis`), a fixed step per row; the caller
+    encodes the rest."""
+    return alt.Chart(frame, title=title).mark_bar(**mark).encode(y=y).properties(height=ROWS)
 
 
 def free_seats_bars(rows: pl.DataFrame, title: str) -> alt.Chart:
     """Stacked active / free seats per partner (``rank, partner, part, seats, capacity``)."""
-    return (
-        alt.Chart(rows, title=title)
-        .mark_bar()
-        .encode(
-            y=_partner_axis("rank", "ascending"),
-            x=alt.X("seats:Q", stack="zero", title="Seats of capacity"),
-            color=alt.Color(
-                "part:N",
-                title="Seats",
-                scale=alt.Scale(domain=["active", "free"], range=[GREY, GREEN]),
-                legend=alt.Legend(
-                    orient="bottom",
-                    labelExpr="datum.label == 'active' ? 'active referrals' : 'free'",
-                ),
+    return _row_bars(rows, title, _row_axis("partner", "rank", "ascending")).encode(
+        x=alt.X("seats:Q", stack="zero", title="Seats of capacity"),
+        color=alt.Color(
+            "part:N",
+            title="Seats",
+            scale=alt.Scale(domain=["active", "free"], range=[GREY, GREEN]),
+            legend=alt.Legend(
+                orient="bottom",
+                labelExpr="datum.label == 'active' ? 'active referrals' : 'free'",
             ),
-            order=alt.Order("part:N", sort="ascending"),
-            tooltip=[
-                alt.Tooltip("partner:N", title="Partner"),
-                alt.Tooltip("part:N", title="Seats"),
-                alt.Tooltip("seats:Q", title="Count"),
-                alt.Tooltip("capacity:Q", title="Capacity"),
-                alt.Tooltip("utilisation:Q", title="Utilisation", format=".0%"),
-            ],
-        )
-        .properties(height=ROWS)
+        ),
+        order=alt.Order("part:N", sort="ascending"),
+        tooltip=[
+            alt.Tooltip("partner:N", title="Partner"),
+            alt.Tooltip("part:N", title="Seats"),
+            alt.Tooltip("seats:Q", title="Count"),
+            alt.Tooltip("capacity:Q", title="Capacity"),
+            alt.Tooltip("utilisation:Q", title="Utilisation", format=".0%"),
+        ],
     )
 
 
@@ -175,7 +178,7 @@ def pool_ledger(members: pl.DataFrame, title: str) -> alt.LayerChart:
         alt.Tooltip("deviation:Q", title="Deviation", format="+.2f"),
     ]
     base = alt.Chart().encode(
-        y=_partner_axis("given", "descending"),
+        y=_row_axis("partner", "given", "descending"),
         tooltip=tooltip,
     )
     bars = base.mark_bar().encode(
@@ -188,22 +191,16 @@ def pool_ledger(members: pl.DataFrame, title: str) -> alt.LayerChart:
 
 def deviation_bars(rows: pl.DataFrame, title: str) -> alt.Chart:
     """Partners' deviation from their ideal share (``partner, given, ideal, deviation``)."""
-    return (
-        alt.Chart(rows, title=title)
-        .mark_bar()
-        .encode(
-            y=_partner_axis("deviation", "descending"),
-            x=alt.X("deviation:Q", title="Customers given minus ideal share"),
-            color=alt.condition(alt.datum.deviation >= 0, alt.value(ORANGE), alt.value(BLUE)),
-            tooltip=[
-                alt.Tooltip("partner:N", title="Partner"),
-                alt.Tooltip("pools:Q", title="Pools"),
-                alt.Tooltip("given:Q", title="Given"),
-                alt.Tooltip("ideal:Q", title="Ideal share", format=".1f"),
-                alt.Tooltip("deviation:Q", title="Deviation", format="+.1f"),
-            ],
-        )
-        .properties(height=ROWS)
+    return _row_bars(rows, title, _row_axis("partner", "deviation", "descending")).encode(
+        x=alt.X("deviation:Q", title="Customers given minus ideal share"),
+        color=alt.condition(alt.datum.deviation >= 0, alt.value(ORANGE), alt.value(BLUE)),
+        tooltip=[
+            alt.Tooltip("partner:N", title="Partner"),
+            alt.Tooltip("pools:Q", title="Pools"),
+            alt.Tooltip("given:Q", title="Given"),
+            alt.Tooltip("ideal:Q", title="Ideal share", format=".1f"),
+            alt.Tooltip("deviation:Q", title="Deviation", format="+.1f"),
+        ],
     )
 
 
@@ -239,53 +236,33 @@ def fairness_trend(monthly: pl.DataFrame, title: str) -> alt.Chart:
 
 def css_rate_bars(rates: pl.DataFrame, key_title: str, title: str) -> alt.Chart:
     """CSS fallback rate per key (``label, customers, css, css_rate``), highest first."""
-    return (
-        alt.Chart(rates, title=title)
-        .mark_bar(color=ORANGE)
-        .encode(
-            y=alt.Y(
-                "label:N",
-                sort=alt.SortField("css_rate", order="descending"),
-                title=None,
-                axis=alt.Axis(labelLimit=220),
-            ),
-            x=alt.X(
-                "css_rate:Q",
-                title="Share of customers sent to CSS",
-                axis=alt.Axis(format="%"),
-                scale=alt.Scale(domain=[0, 1]),
-            ),
-            tooltip=[
-                alt.Tooltip("label:N", title=key_title),
-                alt.Tooltip("customers:Q", title="Customers"),
-                alt.Tooltip("css:Q", title="To CSS"),
-                alt.Tooltip("css_rate:Q", title="CSS rate", format=".1%"),
-            ],
-        )
-        .properties(height=ROWS)
+    return _row_bars(
+        rates, title, _row_axis("label", "css_rate", "descending", label_limit=220), color=ORANGE
+    ).encode(
+        x=alt.X(
+            "css_rate:Q",
+            title="Share of customers sent to CSS",
+            axis=alt.Axis(format="%"),
+            scale=alt.Scale(domain=[0, 1]),
+        ),
+        tooltip=[
+            alt.Tooltip("label:N", title=key_title),
+            alt.Tooltip("customers:Q", title="Customers"),
+            alt.Tooltip("css:Q", title="To CSS"),
+            alt.Tooltip("css_rate:Q", title="CSS rate", format=".1%"),
+        ],
     )
 
 
 def css_reason_bars(reasons: pl.DataFrame, title: str) -> alt.Chart:
     """CSS referrals per reason (``words, css, share``)."""
-    return (
-        alt.Chart(reasons, title=title)
-        .mark_bar(color=RED)
-        .encode(
-            y=alt.Y(
-                "words:N",
-                sort=alt.SortField("css", order="descending"),
-                title=None,
-                axis=alt.Axis(labelLimit=260),
-            ),
-            x=alt.X("css:Q", title="Customers sent to CSS"),
-            tooltip=[
-                alt.Tooltip("words:N", title="Reason"),
-                alt.Tooltip("css:Q", title="Customers"),
-                alt.Tooltip("share:Q", title="Share of CSS", format=".1%"),
-            ],
-        )
-        .properties(height=ROWS)
+    return _row_bars(reasons, title, _row_axis("words", "css", "descending"), color=RED).encode(
+        x=alt.X("css:Q", title="Customers sent to CSS"),
+        tooltip=[
+            alt.Tooltip("words:N", title="Reason"),
+            alt.Tooltip("css:Q", title="Customers"),
+            alt.Tooltip("share:Q", title="Share of CSS", format=".1%"),
+        ],
     )
 
 
