@@ -8,6 +8,7 @@ date. The rules: docs/domain.md, "Referral life cycle".
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,10 +20,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engine.cohorts import synthetic_cohort
+from engine.reasons import Policy
 from engine.rules import DEFAULT_RULES_PATH, Rules, RulesError, load_rules
-from store import clock
+from store import clock, state
 from store.commits import commit
-from store.db import connect
+from store.db import OPEN_SQL, connect
 from store.imports import import_customers, import_partners
 from store.lifecycle import accept, decline, due, expire
 from store.notify import message_id
@@ -446,3 +449,83 @@ def _always(con: duckdb.DuckDBPyConnection, rules: Rules) -> None:
         ).fetchall()[0][0]
         == 0
     )
+
+
+# --- a month on the demo -----------------------------------------------------------------
+
+
+def test_a_month_of_days_on_the_demo_keeps_every_referral_consistent(demo_db: Path) -> None:
+    """Each day: a commit (the backlog, then a small new cohort under a varying policy),
+    some accepts and declines, then `frp expire`; after every day the store is consistent."""
+    rng = random.Random(2026)
+    rules = load_rules()
+    start = datetime(2026, 11, 24, 9, 0)  # the morning after the demo's last referral
+    con = connect(demo_db)
+    expired = reminded = 0
+    try:
+        for day in range(30):
+            at = start + day * DAY
+            with clock.frozen(at):
+                cohort = None if day == 0 else _new_customers(con, rng, day)
+                commit(con, rules, rng.choice(list(Policy)), cohort, actor="month")
+            _respond(con, rules, rng, at + timedelta(hours=2))
+            summary = run_expire(con, at + timedelta(hours=12), rules)
+            expired, reminded = expired + summary.expired, reminded + summary.reminded
+            assert _inconsistencies(con) == {}, f"day {day}"
+    finally:
+        con.close()
+    assert expired > 1_000 and reminded > 100  # the month did expire and remind
+
+
+def _new_customers(con: duckdb.DuckDBPyConnection, rng: random.Random, day: int):
+    return synthetic_cohort(rng.randint(10, 40), seed=1_000 + day, partners=state.partners(con))
+
+
+def _respond(con: duckdb.DuckDBPyConnection, rules: Rules, rng: random.Random, at: datetime):
+    """A few partners answer: some accept, fewer decline (each re-assigns its customer)."""
+    waiting = [
+        t
+        for (t,) in con.execute(
+            "SELECT tenant_id FROM referrals WHERE outcome = 'frp' AND status = 'active' "
+            "ORDER BY referral_id"
+        ).fetchall()
+    ]
+    picked = rng.sample(waiting, min(len(waiting), 15))
+    with clock.frozen(at):
+        for tenant in picked[:12]:
+            accept(con, tenant, actor="partner")
+        for tenant in picked[12:]:
+            decline(con, tenant, rng.choice(["at_capacity", "not_endorsed"]), rules)
+
+
+#: Each query counts what must never happen (docs/domain.md, "Referral life cycle").
+INVARIANTS = {
+    "customers with two open referrals": f"""
+        SELECT count(*) FROM (SELECT tenant_id FROM referrals WHERE status IN {OPEN_SQL}
+        GROUP BY tenant_id HAVING count(*) > 1)""",
+    "partners above capacity": "SELECT count(*) FROM partner_state WHERE active_total > capacity",
+    "a customer referred twice to one partner": """
+        SELECT count(*) FROM (SELECT tenant_id, partner_id FROM referrals
+        WHERE outcome = 'frp' GROUP BY ALL HAVING count(*) > 1)""",
+    "open tasks not of an open partner referral of a Gateway customer": f"""
+        SELECT count(*) FROM ftop_tasks t JOIN referrals r USING (referral_id)
+        JOIN customers c ON c.tenant_id = t.tenant_id
+        WHERE t.status = 'open'
+          AND NOT (r.outcome = 'frp' AND r.status IN {OPEN_SQL} AND c.gateway)""",
+    "tasks of ended referrals not cancelled": """
+        SELECT count(*) FROM ftop_tasks t JOIN referrals r USING (referral_id)
+        WHERE r.status IN ('declined', 'expired') AND t.status <> 'cancelled'""",
+    "open Gateway referrals of a run without their open task": f"""
+        SELECT count(*) FROM referrals r JOIN customers c USING (tenant_id)
+        WHERE r.run_id IS NOT NULL AND r.outcome = 'frp' AND r.status IN {OPEN_SQL}
+          AND c.gateway AND NOT EXISTS (SELECT 1 FROM ftop_tasks t
+              WHERE t.referral_id = r.referral_id AND t.status = 'open')""",
+    "pending messages of referrals that are not open": f"""
+        SELECT count(*) FROM outbox o JOIN referrals r USING (referral_id)
+        WHERE o.status = 'pending' AND r.status NOT IN {OPEN_SQL}""",
+}
+
+
+def _inconsistencies(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    counts = {what: con.execute(sql).fetchall()[0][0] for what, sql in INVARIANTS.items()}
+    return {what: n for what, n in counts.items() if n}
