@@ -1,4 +1,5 @@
-"""Subcommands for the referral life cycle: `frp referral accept|decline|complete`, `frp drain`."""
+"""Subcommands for the referral life cycle: `frp referral accept|decline|complete`, `frp drain`,
+and `frp expire` (the clock's part: acceptance windows and reminders)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     rules_arg(p)
     policy_arg(p)
     p.set_defaults(handler=cmd_drain)
+
+    p = sub.add_parser(
+        "expire",
+        help="expire referrals past their acceptance window (re-assigning their customers) "
+        "and queue the reminders due; sends nothing",
+    )
+    p.add_argument("--actor", default="cli", help="who ran it (for the audit log)")
+    db_arg(p)
+    rules_arg(p)
+    p.set_defaults(handler=cmd_expire)
 
 
 def _open(args: argparse.Namespace):
@@ -84,4 +95,20 @@ def cmd_drain(args: argparse.Namespace) -> int:
     finally:
         con.close()
     print(summary.describe() if summary.run_id else "nothing to drain: no customer is held")
+    return EXIT_OK
+
+
+def cmd_expire(args: argparse.Namespace) -> int:
+    from store.db import retry_conflicts
+    from store.lifecycle import expire
+
+    rules = load_rules(args.rules)
+    con = _open(args)
+    try:
+        summary = retry_conflicts(
+            lambda: expire(con, rules, actor=args.actor), what="the expiry run"
+        )
+    finally:
+        con.close()
+    print(summary.describe())
     return EXIT_OK

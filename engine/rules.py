@@ -13,6 +13,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -55,11 +56,19 @@ class Rules:
     when_full: str = "css"
     #: Declines after which a customer goes to its CSS queue (referral life cycle).
     max_declines: int = 2
+    #: Days a partner has to accept a referral before it expires (0: no window).
+    accept_within_days: int = 7
+    #: Days after which the partner and its PSM are reminded of an active referral (0: never).
+    remind_after_days: int = 5
     region_of_country: Mapping[str, str] = field(default_factory=dict)
     queue_of_region: Mapping[str, str] = field(default_factory=dict)
 
     def queue_for(self, country: str) -> str:
         return self.queue_of_region[self.region_of_country[country]]
+
+    def accept_by(self, made: datetime) -> datetime | None:
+        """When a referral made at ``made`` expires if still active; None without a window."""
+        return made + timedelta(days=self.accept_within_days) if self.accept_within_days else None
 
     def replace(self, **changes: Any) -> Rules:
         """A copy with some knobs changed, validated like a file would be."""
@@ -78,6 +87,8 @@ _SCALARS: dict[str, tuple[tuple[type, ...], str]] = {
     "capacity_scale": ((int, float), "a number from 0 to 100 (1.0 keeps capacity as it is)"),
     "when_full": ((str,), "one of " + ", ".join(repr(c) for c in WHEN_FULL_CHOICES)),
     "max_declines": ((int,), "a whole number >= 1"),
+    "accept_within_days": ((int,), "a whole number of days >= 0 (0: no acceptance window)"),
+    "remind_after_days": ((int,), "a whole number of days >= 0 (0: no reminder)"),
 }
 _LISTS = {
     "eligible_workloads": "a list of workload ids (text)",
@@ -139,7 +150,24 @@ def _scalars(data: Mapping[str, Any], source: str) -> dict[str, Any]:
         )
     if values.get("max_declines", 1) < 1:
         raise _fail(source, "max_declines", "expected a whole number >= 1")
+    _check_days(values, source)
     return values
+
+
+def _check_days(values: dict[str, Any], source: str) -> None:
+    """The acceptance window and the reminder (docs/domain.md, "Referral life cycle"): a
+    reminder at or after the window would come for a referral already expired."""
+    for key in ("accept_within_days", "remind_after_days"):
+        if values.get(key, 0) < 0:
+            raise _fail(source, key, f"got {values[key]}; expected {_SCALARS[key][1]}")
+    window = values.get("accept_within_days", Rules.accept_within_days)
+    remind = values.get("remind_after_days", Rules.remind_after_days)
+    if window and remind and remind >= window:
+        raise _fail(
+            source,
+            "remind_after_days",
+            f"got {remind}; must be below accept_within_days ({window}), or 0 for no reminder",
+        )
 
 
 def _lists(data: Mapping[str, Any], source: str) -> dict[str, Any]:

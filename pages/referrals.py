@@ -19,6 +19,7 @@ from store.referrals import (
     task_count,
 )
 from ui import privacy, referrals
+from ui.expiry import expiry_panel
 from ui.reads import view
 from ui.router import through_router
 
@@ -33,6 +34,7 @@ if view(state.counts)["referrals"] == 0:
     st.stop()
 
 referrals.toast_pending()
+expiry_panel()  # "N referrals past their window, M reminders due" and Expire now
 opts = view(referral_options)
 run = referrals.run_filter(opts)  # applies to the first three tabs; follows ?run=
 tab_refs, tab_tasks, tab_outbox, tab_psm = st.tabs(

@@ -156,10 +156,14 @@ def _write(
     held = _held(sim, rules)
     run_id = _insert_run(con, sim, prep, rules, actor)
     referrals = _referrals(con, sim, held, run_id)
-    _insert_referrals(con, sim, prep.cohort, referrals, held)
+    at = clock.now()
+    _insert_referrals(con, sim, prep.cohort, referrals, held, at)
     frp = referrals.filter(pl.col("outcome") == "frp")
     tasks = open_gateway_tasks(con, frp)
-    messages = queue_messages(con, referral_messages(_recipients(frp, prep.cohort)))
+    recipients = _recipients(frp, prep.cohort).with_columns(
+        pl.lit(rules.accept_by(at), dtype=pl.Datetime("us")).alias("accept_by")
+    )
+    messages = queue_messages(con, referral_messages(recipients))
     details = {
         "policy": sim.policy.value,
         "customers": n,
@@ -262,9 +266,11 @@ def _insert_referrals(
     cohort: pl.DataFrame,
     referrals: pl.DataFrame,
     held: pl.DataFrame,
+    at: datetime,
 ) -> None:
-    """The referrals and what they move: the customers' places in the FTCQ, the pools
-    they were drawn from, and the round-robin order of the partners that took one."""
+    """The referrals (made ``at``) and what they move: the customers' places in the FTCQ,
+    the pools they were drawn from, and the round-robin order of the partners that took
+    one."""
     order = sim.partners.filter(
         pl.col("last_assigned_after").is_not_null()
         & (pl.col("last_assigned_after") != pl.col("last_assigned_before").fill_null(-1))
@@ -277,7 +283,6 @@ def _insert_referrals(
         run_pools=sim.pools.select("pool_key", "partner_ids").to_arrow(),
         run_order=order.to_arrow(),
     ):
-        at = clock.now()
         _update_customers(con, at)
         con.execute(
             "INSERT INTO referrals BY NAME SELECT *, ?::TIMESTAMP AS created_at, "

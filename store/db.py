@@ -41,6 +41,10 @@ T = TypeVar("T")
 OPEN_STATUSES = ("active", "accepted")
 #: The same as an SQL list, for ``status IN {OPEN_SQL}``.
 OPEN_SQL = "(" + ", ".join(f"'{s}'" for s in OPEN_STATUSES) + ")"
+#: Referral statuses under which the partner keeps access to the customer: any other
+#: (declined, expired) ended the referral without completion, so its unsent messages and
+#: its open FTOP task are cancelled (docs/domain.md, "Referral life cycle").
+DELIVERABLE = (*OPEN_STATUSES, "completed")
 
 SCHEMA_VERSION = 1
 
@@ -181,6 +185,9 @@ ALTER TABLE referrals ADD COLUMN IF NOT EXISTS decline_reason VARCHAR;
 -- when; NULL when nobody does. Another sender leaves it alone until the claim is stale.
 ALTER TABLE outbox ADD COLUMN IF NOT EXISTS claimed_by VARCHAR;
 ALTER TABLE outbox ADD COLUMN IF NOT EXISTS claimed_at TIMESTAMP;
+-- When the partner and its PSM were reminded of a referral still active (store/lifecycle.py,
+-- expire); NULL until then, so a referral is reminded at most once.
+ALTER TABLE referrals ADD COLUMN IF NOT EXISTS reminded_at TIMESTAMP;
 
 CREATE OR REPLACE VIEW partner_state AS
 SELECT

@@ -1,4 +1,5 @@
-"""Referral notifications: three messages per FRP referral (customer, partner, PSM).
+"""Referral notifications: three messages per FRP referral (customer, partner, PSM), and
+the reminder of a referral still waiting for the partner's answer (partner, PSM).
 
 Each message is rendered from Jinja2 templates, a plain-text and an HTML part plus a
 subject, when the commit queues it in the outbox (inside the commit's transaction);
@@ -15,15 +16,17 @@ id, country, language and contact email, the eligible workloads, the partner's a
 PSM's names and contacts. Seats, Gateway status and internal notes are never passed to
 them, so no template (shipped or overriding) can share them.
 
-Each message id is derived from the referral and the recipient role, so it is stable
-across retries and resends (it becomes the Message-ID header).
+Each message id is derived from the referral and the recipient role (and ``reminder`` for
+a reminder), so it is stable across retries and resends (it becomes the Message-ID header).
+The partner's and the PSM's messages state the accept-by date when the rules set an
+acceptance window (docs/domain.md, "Referral life cycle").
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -34,6 +37,8 @@ import polars as pl
 from store.errors import StoreError
 
 ROLES = ("customer", "partner", "psm")
+#: Who is reminded of a referral still active: the partner's referral contact and its PSM.
+REMINDED = ("partner", "psm")
 MESSAGE_DOMAIN = "frp-assign.invalid"
 
 #: The shipped templates; ``$FRP_TEMPLATES`` names a folder whose files win over these.
@@ -42,6 +47,8 @@ TEMPLATES_ENV = "FRP_TEMPLATES"
 DEFAULT_LANGUAGE = "en"
 #: Every language needs these files (``<lang>/<name>``); they may include others.
 REQUIRED = ("subject.txt", *(f"{role}.{part}" for role in ROLES for part in ("txt", "html")))
+#: A language's reminder (one body for both recipients); without them, the English one.
+REMINDER = ("reminder_subject.txt", "reminder.txt", "reminder.html")
 
 #: Product names for workload ids in messages (an unknown id is shown as it is).
 WORKLOAD_NAMES = {
@@ -75,8 +82,10 @@ class TemplateError(StoreError):
     """A template folder or file that cannot be used; the message names it and the line."""
 
 
-def message_id(referral_id: int, role: str) -> str:
-    return f"<referral-{referral_id}-{role}@{MESSAGE_DOMAIN}>"
+def message_id(referral_id: int, role: str, kind: str = "") -> str:
+    """``kind`` "reminder" for a reminder; "" for the referral notification."""
+    suffix = f"-{kind}" if kind else ""
+    return f"<referral-{referral_id}-{role}{suffix}@{MESSAGE_DOMAIN}>"
 
 
 def template_folders(folder: str | Path | None = None) -> tuple[Path, ...]:
@@ -109,12 +118,6 @@ def _environment(folders: tuple[Path, ...]) -> jinja2.Environment:
     )
 
 
-@dataclass(frozen=True)
-class _Language:
-    subject: jinja2.Template
-    parts: dict[str, tuple[jinja2.Template, jinja2.Template]]  # role -> (text, html)
-
-
 class Templates:
     """The compiled templates of one folder chain, per language, loaded on first use."""
 
@@ -123,53 +126,61 @@ class Templates:
         self.env = _environment(self.folders)
         names = set(self.env.list_templates())
         prefixes = {n.split("/", 1)[0] for n in names if "/" in n}
-        self.languages = tuple(
-            sorted(lang for lang in prefixes if all(f"{lang}/{r}" in names for r in REQUIRED))
-        )
-        if DEFAULT_LANGUAGE not in self.languages:
-            missing = [r for r in REQUIRED if f"{DEFAULT_LANGUAGE}/{r}" not in names]
-            raise TemplateError(
-                f"templates: English ({DEFAULT_LANGUAGE}/) is incomplete, missing "
-                f"{', '.join(missing)}; it is the fallback for every language"
+
+        def complete(files: tuple[str, ...]) -> tuple[str, ...]:
+            return tuple(
+                sorted(lang for lang in prefixes if all(f"{lang}/{f}" in names for f in files))
             )
-        self._loaded: dict[str, _Language] = {}
 
-    def language(self, wanted: str | None) -> str:
-        """``wanted`` when it has a complete set of templates, else English."""
-        lang = (wanted or "").strip().lower()
-        return lang if lang in self.languages else DEFAULT_LANGUAGE
-
-    def _get(self, lang: str) -> _Language:
-        if lang not in self._loaded:
-            try:
-                self._loaded[lang] = _Language(
-                    self.env.get_template(f"{lang}/subject.txt"),
-                    {
-                        role: (
-                            self.env.get_template(f"{lang}/{role}.txt"),
-                            self.env.get_template(f"{lang}/{role}.html"),
-                        )
-                        for role in ROLES
-                    },
+        self.languages = complete(REQUIRED)
+        self.reminder_languages = complete(REMINDER)
+        for have, files in ((self.languages, REQUIRED), (self.reminder_languages, REMINDER)):
+            if DEFAULT_LANGUAGE not in have:
+                missing = [f for f in files if f"{DEFAULT_LANGUAGE}/{f}" not in names]
+                raise TemplateError(
+                    f"templates: English ({DEFAULT_LANGUAGE}/) is incomplete, missing "
+                    f"{', '.join(missing)}; it is the fallback for every language"
                 )
+        self._loaded: dict[str, jinja2.Template] = {}
+
+    def language(self, wanted: str | None, reminder: bool = False) -> str:
+        """``wanted`` when it has a complete set of templates (of the reminder, with
+        ``reminder``), else English."""
+        lang = (wanted or "").strip().lower()
+        have = self.reminder_languages if reminder else self.languages
+        return lang if lang in have else DEFAULT_LANGUAGE
+
+    def _get(self, name: str) -> jinja2.Template:
+        if name not in self._loaded:
+            try:
+                self._loaded[name] = self.env.get_template(name)
             except jinja2.TemplateSyntaxError as exc:
                 raise TemplateError(
                     f"template {exc.filename or exc.name}, line {exc.lineno}: {exc.message}"
                 ) from None
             except jinja2.TemplateNotFound as exc:
                 raise TemplateError(f"template {exc.name}: not found in {self._where()}") from None
-        return self._loaded[lang]
+        return self._loaded[name]
 
     def _where(self) -> str:
         return " or ".join(str(f) for f in self.folders)
 
     def render(self, lang: str, role: str, context: dict[str, Any]) -> tuple[str, str, str]:
         """(subject, text, html) of one message; ``lang`` as given by :meth:`language`."""
-        chosen = self._get(lang)
-        text_t, html_t = chosen.parts[role]
-        current = chosen.subject
+        return self._render(("subject.txt", f"{role}.txt", f"{role}.html"), lang, context)
+
+    def render_reminder(self, lang: str, context: dict[str, Any]) -> tuple[str, str, str]:
+        """(subject, text, html) of a reminder; ``lang`` from ``language(..., reminder=True)``."""
+        return self._render(REMINDER, lang, context)
+
+    def _render(
+        self, files: tuple[str, ...], lang: str, context: dict[str, Any]
+    ) -> tuple[str, str, str]:
+        # All three loaded first: a broken one is reported before any is rendered.
+        subject_t, text_t, html_t = (self._get(f"{lang}/{f}") for f in files)
+        current = subject_t
         try:
-            subject = " ".join(current.render(context).split())
+            subject = " ".join(subject_t.render(context).split())
             ctx = {**context, "subject": subject}
             current = text_t
             text = text_t.render(ctx)
@@ -206,7 +217,14 @@ def context(row: dict[str, Any], role: str, lang: str) -> dict[str, Any]:
         "psm": {"name": row["psm_name"], "email": row["psm_email"]},
         "workloads": workload_names(row["eligible_workloads"]),
         "workload_ids": list(row["eligible_workloads"] or ()),
+        "accept_by": _when(row.get("accept_by")),
     }
+
+
+def _when(moment: datetime | None) -> str | None:
+    """An accept-by time as messages state it, in UTC to the minute (rounded down: the
+    partner is never told a time after the real one)."""
+    return f"{moment:%Y-%m-%d %H:%M} UTC" if moment is not None else None
 
 
 _INPUT = (
@@ -221,7 +239,7 @@ _INPUT = (
     "psm_name",
     "psm_email",
 )
-_OPTIONAL = ("language", "country")
+_OPTIONAL = ("language", "country", "accept_by")
 
 
 def referral_messages(referred: pl.DataFrame, templates: Templates | None = None) -> pl.DataFrame:
@@ -229,19 +247,35 @@ def referral_messages(referred: pl.DataFrame, templates: Templates | None = None
 
     ``referred`` has one row per FRP referral with: referral_id, tenant_id, customer_name,
     customer_email, eligible_workloads (list), partner_id, partner_name, partner_email,
-    psm_name, psm_email, and optionally the customer's ``language`` (else English) and
-    ``country``. Only these reach the templates: no seat counts or internal notes.
+    psm_name, psm_email, and optionally the customer's ``language`` (else English),
+    ``country`` and ``accept_by`` (a datetime; none: no acceptance window). Only these
+    reach the templates: no seat counts or internal notes.
     """
-    if referred.height == 0:
+    return _messages(referred, templates, ROLES, "")
+
+
+def reminder_messages(waiting: pl.DataFrame, templates: Templates | None = None) -> pl.DataFrame:
+    """Outbox rows (MESSAGE_SCHEMA) reminding the partner and its PSM of referrals still
+    active: two per referral, ``waiting`` shaped as for :func:`referral_messages`."""
+    return _messages(waiting, templates, REMINDED, "reminder")
+
+
+def _messages(
+    frame: pl.DataFrame, templates: Templates | None, roles: tuple[str, ...], kind: str
+) -> pl.DataFrame:
+    if frame.height == 0:
         return pl.DataFrame(schema=MESSAGE_SCHEMA)
     tpl = templates or Templates()
-    cols = [c for c in (*_INPUT, *_OPTIONAL) if c in referred.columns]
+    cols = [c for c in (*_INPUT, *_OPTIONAL) if c in frame.columns]
     out: dict[str, list[Any]] = {k: [] for k in MESSAGE_SCHEMA}
-    for row in referred.select(cols).iter_rows(named=True):
-        lang = tpl.language(row.get("language"))
-        for role in ROLES:
-            subject, text, html = tpl.render(lang, role, context(row, role, lang))
-            out["message_id"].append(message_id(row["referral_id"], role))
+    for row in frame.select(cols).iter_rows(named=True):
+        lang = tpl.language(row.get("language"), reminder=bool(kind))
+        for role in roles:
+            ctx = context(row, role, lang)
+            subject, text, html = (
+                tpl.render_reminder(lang, ctx) if kind else tpl.render(lang, role, ctx)
+            )
+            out["message_id"].append(message_id(row["referral_id"], role, kind))
             out["referral_id"].append(row["referral_id"])
             out["tenant_id"].append(row["tenant_id"])
             out["recipient_role"].append(role)

@@ -11,8 +11,8 @@ recorded in short transactions every few messages or every second. A temporary f
 persists, leaves the message ``pending`` with ``attempts`` and ``last_error``; a
 permanent one (a 5xx reply to the message) marks it ``failed`` with the server's reply.
 A second run never sends a ``sent`` message again. A pending message whose referral was
-declined (or ended otherwise without completion) is marked ``cancelled`` and never sent:
-the declining partner loses access to the customer's details.
+declined or expired is ``cancelled`` with that change (``store.lifecycle``) and never sent
+nor exported: the partner loses access to the customer's details.
 
 Claims. Without the file held during a send, two senders (``frp outbox send`` and the
 dashboard's Send, or two runs of the command) could read the same pending messages. So
@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import duckdb
 
 from store import clock
-from store.db import OPEN_STATUSES, audit, registered, retry_conflicts, transaction
+from store.db import DELIVERABLE, audit, registered, retry_conflicts, transaction
 from store.errors import StoreError
 
 if TYPE_CHECKING:
@@ -70,8 +70,6 @@ Progress = Callable[[int, int], None]
 Opener = Callable[[], AbstractContextManager[Con]]
 
 STATUSES = ("pending", "sent", "failed", "cancelled")
-#: Referral statuses whose notifications still go out; others cancel their pending ones.
-DELIVERABLE = (*OPEN_STATUSES, "completed")
 #: Tries per message in one run, and the wait before the 2nd, 3rd, ... try (doubling).
 ATTEMPTS = 3
 BACKOFF = 0.2
@@ -168,7 +166,7 @@ class SendSummary:
     pending: int = 0  # tried and left pending after temporary failures
     untried: int = 0  # not tried: the server could not be reached
     elsewhere: int = 0  # pending but claimed by another sender that is still within time
-    cancelled: int = 0  # their referral was declined before they were sent
+    cancelled: int = 0  # their referral ended (declined, expired) before they were sent
     errors: list[str] = field(default_factory=list)  # "message_id: reply", in order
 
     @property
@@ -181,7 +179,7 @@ class SendSummary:
         if self.untried:
             text += f" ({self.untried:,} not tried: the server could not be reached)"
         if self.cancelled:
-            text += f", {self.cancelled:,} cancelled (referral declined before sending)"
+            text += f", {self.cancelled:,} cancelled (referral ended before sending)"
         if self.elsewhere:
             text += f", {self.elsewhere:,} being sent by another sender"
         return text
@@ -432,7 +430,7 @@ class _Claim:
 def _claim(con: Con, token: str, timeout: float) -> _Claim:
     """Cancel what may no longer go out, claim every free pending message for ``token``,
     and read what was claimed, oldest first (the caller's transaction: one short one)."""
-    cancelled = _cancel_undeliverable(con)
+    cancelled = cancel_undeliverable(con)
     at = clock.wall()
     con.execute(
         f"UPDATE outbox SET claimed_by = ?, claimed_at = ? WHERE {_FREE}",
@@ -449,8 +447,10 @@ def _micros(seconds: float) -> int:
     return int(seconds * 1_000_000)
 
 
-def _cancel_undeliverable(con: Con) -> int:
-    """Cancel pending messages of referrals that ended without completion (declined)."""
+def cancel_undeliverable(con: Con) -> int:
+    """Cancel pending messages of referrals that ended without completion (declined,
+    expired), in the caller's transaction: the life cycle calls it with the change that
+    ends them, and a send again first, for files older than that rule."""
     rows = con.execute(
         """
         UPDATE outbox SET status = 'cancelled',
@@ -677,7 +677,10 @@ def export_eml(
     con: Con, folder: str | Path, statuses: Sequence[str] = (), sender: str | None = None
 ) -> list[Path]:
     """Write one ``.eml`` file per outbox message (``statuses`` filter; all when empty) into
-    ``folder``, named after the message id (``referral-42-customer.eml``). Marks nothing."""
+    ``folder``, named after the message id (``referral-42-customer.eml``). Marks nothing.
+
+    Never a cancelled message, nor any of a referral that ended without completion
+    (declined, expired): the partner lost access to the customer with it."""
     out = Path(folder)
     if out.exists() and not out.is_dir():
         raise DeliveryError(f"{out}: exists and is not a folder; name a folder for the .eml files")
@@ -685,14 +688,13 @@ def export_eml(
     if bad:
         raise DeliveryError(f"status {bad[0]!r}: expected one of {', '.join(STATUSES)}")
     where, params = (
-        ("list_contains(?::VARCHAR[], status)", [list(statuses)])
-        if statuses
-        else (
-            "TRUE",
-            [],
-        )
+        ("list_contains(?::VARCHAR[], status)", [list(statuses)]) if statuses else ("TRUE", [])
     )
-    rows = _rows(con, where, params)
+    deliverable = (
+        "status <> 'cancelled' AND referral_id IN (SELECT referral_id FROM referrals "
+        "WHERE list_contains(?::VARCHAR[], status))"
+    )
+    rows = _rows(con, f"{where} AND {deliverable}", [*params, list(DELIVERABLE)])
     sender = sender or os.environ.get(ENV["sender"], "").strip() or EXPORT_FROM
     written = []
     try:

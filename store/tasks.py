@@ -4,6 +4,9 @@ A commit opens one task per Gateway customer referred to a partner, inside its o
 transaction (:func:`open_gateway_tasks`); the FastTrack Manager closes it once the
 referral process is complete. Closing sets
 ``status = 'closed'`` and ``closed_at``, and writes an audit entry, in one transaction.
+A referral that ends without completion (declined, expired) takes the partner's access
+with it: its open task becomes ``cancelled`` in the same transaction
+(:func:`cancel_ended`), and the customer's next partner referral opens its own.
 """
 
 from __future__ import annotations
@@ -16,11 +19,11 @@ import polars as pl
 
 from engine.reasons import FTOP_TASK_ID, FTOP_TASK_NAME, FTOP_TASK_ROLE, FTOP_TASK_SERVICE
 from store import clock, state
-from store.db import audit, registered, transaction
+from store.db import DELIVERABLE, audit, registered, transaction
 from store.errors import StoreError
 
 Con = duckdb.DuckDBPyConnection
-STATUSES = ("open", "closed")
+STATUSES = ("open", "closed", "cancelled")
 
 
 class TaskError(StoreError):
@@ -56,6 +59,22 @@ def open_gateway_tasks(con: Con, referred: pl.DataFrame) -> int:
     return opened.height
 
 
+def cancel_ended(con: Con) -> int:
+    """Cancel the open tasks of referrals that ended without completion, in the caller's
+    transaction (the change that ended them); returns how many."""
+    rows = con.execute(
+        """
+        UPDATE ftop_tasks SET status = 'cancelled', closed_at = ?
+        FROM referrals r
+        WHERE ftop_tasks.referral_id = r.referral_id AND ftop_tasks.status = 'open'
+          AND NOT list_contains(?::VARCHAR[], r.status)
+        RETURNING ftop_tasks.task_id
+        """,
+        [clock.now(), list(DELIVERABLE)],
+    ).fetchall()
+    return len(rows)
+
+
 def tasks(con: Con, status: str | None = None) -> pl.DataFrame:
     """Tasks, oldest first, with the customer's and partner's names; ``status`` filters."""
     if status is not None and status not in STATUSES:
@@ -77,7 +96,7 @@ def tasks(con: Con, status: str | None = None) -> pl.DataFrame:
 
 
 def close(con: Con, task_id: int, *, actor: str = "cli") -> dict[str, Any]:
-    """Close one open task; returns it as closed. Unknown or closed already: TaskError."""
+    """Close one open task; returns it as closed. Unknown, closed or cancelled: TaskError."""
     with transaction(con):
         rows = con.execute(
             "SELECT task_id, task_number, status, tenant_id, referral_id, partner_id, closed_at "
@@ -87,9 +106,9 @@ def close(con: Con, task_id: int, *, actor: str = "cli") -> dict[str, Any]:
         if not rows:
             raise TaskError(f"task {task_id}: no such FTOP task (see `frp task list`)")
         _, number, status, tenant, referral, partner, closed_at = rows[0]
-        if status == "closed":
+        if status != "open":
             when = f" on {closed_at:%Y-%m-%d %H:%M}" if closed_at else ""
-            raise TaskError(f"task {task_id}: already closed{when}; nothing changed")
+            raise TaskError(f"task {task_id}: already {status}{when}; nothing changed")
         con.execute(
             "UPDATE ftop_tasks SET status = 'closed', closed_at = ? WHERE task_id = ?",
             [clock.now(), task_id],

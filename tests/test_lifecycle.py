@@ -246,3 +246,28 @@ def test_cli_referral_commands(tmp_path: Path) -> None:
     assert "Traceback" not in unknown.stderr
     drained = frp("drain", "--db", db)
     assert drained.returncode == 0 and "nothing to drain" in drained.stdout
+
+
+def open_tasks(con: duckdb.DuckDBPyConnection, tenant: str) -> list[tuple[int, str]]:
+    return con.execute(
+        "SELECT referral_id, partner_id FROM ftop_tasks WHERE tenant_id = ? AND status = 'open'",
+        [tenant],
+    ).fetchall()
+
+
+def test_a_declined_referrals_task_is_cancelled_and_the_new_one_has_its_own(world) -> None:
+    # Ending a referral ends the partner's access (docs/domain.md, "Referral life cycle").
+    rules = load_rules()
+    commit(world, rules)
+    first = world.execute("SELECT referral_id FROM referrals WHERE tenant_id = 'T1'").fetchall()
+    decline(world, "T1", "at_capacity", rules, actor="p1")
+    (old,) = first[0]
+    status, closed_at = world.execute(
+        "SELECT status, closed_at FROM ftop_tasks WHERE referral_id = ?", [old]
+    ).fetchall()[0]
+    assert (status, closed_at is not None) == ("cancelled", True)
+    now_open = open_tasks(world, "T1")
+    assert len(now_open) == 1 and now_open[0][1] != "P1"
+    # Re-routed to CSS after the second decline: no task left open for any partner.
+    decline(world, "T1", "not_endorsed", rules, actor="p2")
+    assert open_tasks(world, "T1") == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from store.commits import commit
 from store.db import connect
 from store.notify import (
     MESSAGE_SCHEMA,
+    REMINDER,
     REQUIRED,
     ROLES,
     TEMPLATES_DIR,
@@ -24,6 +26,7 @@ from store.notify import (
     Templates,
     message_id,
     referral_messages,
+    reminder_messages,
 )
 
 SUBJECTS = {
@@ -318,3 +321,66 @@ def test_old_database_gains_the_html_column(tmp_path: Path) -> None:
         assert con.execute("SELECT message_id, body_html FROM outbox").fetchall() == [("<m>", None)]
     finally:
         con.close()
+
+
+# --- the accept-by time and the reminder (docs/domain.md, "Referral life cycle") ---------
+
+ACCEPT_BY = datetime(2026, 3, 9, 9, 0, 59)  # stated to the minute, rounded down
+REMINDER_SUBJECTS = {
+    "en": "Reminder: a FastTrack referral is waiting for an answer - Acme",
+    "de": "Erinnerung: Eine FastTrack-Vermittlung wartet auf Antwort - Acme",
+    "fr": "Rappel : une attribution FastTrack attend une réponse - Acme",
+    "es": "Recordatorio: una asignación de FastTrack espera respuesta - Acme",
+}
+
+
+@pytest.mark.parametrize("lang", ["en", "de", "fr", "es"])
+def test_partner_and_psm_are_told_the_accept_by_time(lang: str) -> None:
+    msgs = by_role(referral_messages(referred(language=lang, accept_by=ACCEPT_BY)))
+    for role in ("partner", "psm"):
+        assert "2026-03-09 09:00 UTC" in msgs[role]["body"], role
+        assert "<strong>2026-03-09 09:00 UTC</strong>" in msgs[role]["body_html"], role
+    assert "UTC" not in msgs["customer"]["body"]
+    without = referral_messages(referred(language=lang, accept_by=None))
+    assert not any("UTC" in b for b in without["body"].to_list() + without["body_html"].to_list())
+
+
+def test_shipped_languages_have_the_reminder() -> None:
+    tpl = Templates()
+    assert tpl.reminder_languages == tpl.languages
+    for lang in tpl.languages:
+        for name in REMINDER:
+            assert (TEMPLATES_DIR / lang / name).is_file()
+
+
+@pytest.mark.parametrize("lang", ["en", "de", "fr", "es"])
+def test_a_reminder_goes_to_partner_and_psm_in_the_customers_language(lang: str) -> None:
+    out = reminder_messages(referred(language=lang, accept_by=ACCEPT_BY))
+    assert out.schema == pl.Schema(MESSAGE_SCHEMA)
+    msgs = by_role(out)
+    assert {r: (m["to_email"], m["message_id"]) for r, m in msgs.items()} == {
+        "partner": ("referrals@contoso.example", message_id(1, "partner", "reminder")),
+        "psm": ("pat@psm.example", message_id(1, "psm", "reminder")),
+    }
+    greet = {"en": "Hello", "de": "Guten Tag", "fr": "Bonjour", "es": "Hola,"}[lang]
+    assert msgs["partner"]["body"].startswith(f"{greet} Contoso Partners")
+    assert msgs["psm"]["body"].startswith(f"{greet} Pat Sullivan")
+    for m in msgs.values():
+        assert m["subject"] == REMINDER_SUBJECTS[lang]
+        for body in (m["body"], m["body_html"]):
+            for needed in ("Acme", "T1", "Exchange Online", "2026-03-09 09:00 UTC"):
+                assert needed in body, (m["recipient_role"], needed)
+        assert f'<html lang="{lang}">' in m["body_html"]
+
+
+def test_a_language_without_reminder_files_gets_the_english_reminder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    it = tmp_path / "it"
+    it.mkdir()
+    for name in REQUIRED:  # a complete Italian notification, but no reminder
+        (it / name).write_text("Ciao {{ customer.name }}\n", encoding="utf-8")
+    monkeypatch.setenv("FRP_TEMPLATES", str(tmp_path))
+    assert "it" in Templates().languages and "it" not in Templates().reminder_languages
+    out = reminder_messages(referred(language="it", accept_by=ACCEPT_BY))
+    assert set(out["subject"]) == {REMINDER_SUBJECTS["en"]}

@@ -634,8 +634,8 @@ def test_notifications_of_a_declined_referral_are_cancelled(
     rid = referral_of(con, "T3")
     decline(con, "T3", "at_capacity", load_rules(), actor="test")
     summary = send_pending(shared(con), settings(server))
-    assert (summary.sent, summary.cancelled, summary.ok) == (9, 3, True)
-    assert "3 cancelled" in summary.describe()
+    # Cancelled with the decline itself, so the send finds nothing left to cancel.
+    assert (summary.sent, summary.cancelled, summary.ok) == (9, 0, True)
     rows = outbox(con)
     for role in ROLES:
         row = rows[message_id(rid, role)]
@@ -834,3 +834,36 @@ def test_readme_documents_every_delivery_setting_and_template_variable() -> None
     assert "at least once" in delivery and "Message-ID" in delivery
     for command in ("frp outbox send", "frp outbox export", "frp psm", "frp task list"):
         assert command in readme, command
+
+
+def test_export_never_writes_a_declined_referrals_messages(db: Path, tmp_path: Path) -> None:
+    # The declining partner loses access at once: its message (with the customer's contact
+    # details) is cancelled with the decline, so an export of what is pending leaves it out.
+    con = connect(db)
+    try:
+        rid = referral_of(con, "T3")
+        decline(con, "T3", "at_capacity", load_rules(), actor="test")
+        cancelled = {r["status"] for r in outbox(con).values() if f"-{rid}-" in r["message_id"]}
+    finally:
+        con.close()
+    out = tmp_path / "pending"
+    done = frp("outbox", "export", out, "--db", db, "--status", "pending", env={}, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    names = {p.name for p in out.glob("*.eml")}
+    assert names and not any(n.startswith(f"referral-{rid}-") for n in names)
+    everything = tmp_path / "all"
+    frp("outbox", "export", everything, "--db", db, env={}, cwd=tmp_path)
+    assert not any(p.name.startswith(f"referral-{rid}-") for p in everything.glob("*.eml"))
+    assert cancelled == {"cancelled"}  # at the decline, not at the next send
+
+
+def test_a_send_cancels_what_an_older_version_left_pending(
+    con: duckdb.DuckDBPyConnection, server: Server
+) -> None:
+    # A file where a referral was declined before declines cancelled its messages at once.
+    rid = referral_of(con, "T2")
+    con.execute("UPDATE referrals SET status = 'declined' WHERE referral_id = ?", [rid])
+    summary = send_pending(shared(con), settings(server))
+    assert (summary.sent, summary.cancelled) == (9, 3)
+    assert "3 cancelled (referral ended before sending)" in summary.describe()
+    assert {outbox(con)[message_id(rid, role)]["status"] for role in ROLES} == {"cancelled"}
