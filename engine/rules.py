@@ -22,6 +22,8 @@ DEFAULT_RULES_PATH = Path(__file__).resolve().parent.parent / "data" / "rules.to
 
 WHEN_FULL_CHOICES = ("css", "hold")
 MAX_CAPACITY_SCALE = 100
+#: The longest pause a rules file may allow: a partner away for longer is not Referral Ready.
+MAX_PAUSE_DAYS = 365
 
 
 class RulesError(ValueError):
@@ -55,6 +57,8 @@ class Rules:
     when_full: str = "css"
     #: Declines after which a customer goes to its CSS queue (referral life cycle).
     max_declines: int = 2
+    #: Days after the clock's date a partner's ``paused_until`` may be, at most.
+    max_pause_days: int = 30
     region_of_country: Mapping[str, str] = field(default_factory=dict)
     queue_of_region: Mapping[str, str] = field(default_factory=dict)
 
@@ -78,6 +82,7 @@ _SCALARS: dict[str, tuple[tuple[type, ...], str]] = {
     "capacity_scale": ((int, float), "a number from 0 to 100 (1.0 keeps capacity as it is)"),
     "when_full": ((str,), "one of " + ", ".join(repr(c) for c in WHEN_FULL_CHOICES)),
     "max_declines": ((int,), "a whole number >= 1"),
+    "max_pause_days": ((int,), f"a whole number from 0 to {MAX_PAUSE_DAYS}"),
 }
 _LISTS = {
     "eligible_workloads": "a list of workload ids (text)",
@@ -139,6 +144,12 @@ def _scalars(data: Mapping[str, Any], source: str) -> dict[str, Any]:
         )
     if values.get("max_declines", 1) < 1:
         raise _fail(source, "max_declines", "expected a whole number >= 1")
+    if not 0 <= values.get("max_pause_days", 0) <= MAX_PAUSE_DAYS:
+        raise _fail(
+            source,
+            "max_pause_days",
+            f"got {values['max_pause_days']}; expected {_SCALARS['max_pause_days'][1]}",
+        )
     return values
 
 
