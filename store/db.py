@@ -181,6 +181,10 @@ ALTER TABLE referrals ADD COLUMN IF NOT EXISTS decline_reason VARCHAR;
 -- when; NULL when nobody does. Another sender leaves it alone until the claim is stale.
 ALTER TABLE outbox ADD COLUMN IF NOT EXISTS claimed_by VARCHAR;
 ALTER TABLE outbox ADD COLUMN IF NOT EXISTS claimed_at TIMESTAMP;
+-- Partner availability and intake (docs/domain.md): not Referral Ready before paused_until,
+-- at most monthly_quota new referrals a calendar month; NULL for neither.
+ALTER TABLE partners ADD COLUMN IF NOT EXISTS paused_until DATE;
+ALTER TABLE partners ADD COLUMN IF NOT EXISTS monthly_quota BIGINT;
 
 CREATE OR REPLACE VIEW partner_state AS
 SELECT
