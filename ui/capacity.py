@@ -19,6 +19,9 @@ PARTNER_COLUMNS = {
     "partner_id": st.column_config.TextColumn("Partner", pinned=True),
     "name": st.column_config.TextColumn("Name"),
     "referral_ready": st.column_config.CheckboxColumn("Referral Ready"),
+    "paused": st.column_config.CheckboxColumn(
+        "Paused", help="Referral Ready, but takes no referrals before its paused-until date"
+    ),
     "utilisation": st.column_config.ProgressColumn("Utilisation", **PERCENT),
     "capacity": st.column_config.NumberColumn("Capacity"),
     "active": st.column_config.NumberColumn("Active referrals"),
