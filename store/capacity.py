@@ -23,7 +23,7 @@ Frames and their columns (the domain's words):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import polars as pl
@@ -142,11 +142,23 @@ def partner_options(con: Con) -> dict[str, list[str]]:
 
 def partner_capacity(con: Con, where: PartnerFilter = PartnerFilter()) -> pl.DataFrame:
     """Partners matching the filter, busiest first (highest utilisation, then id)."""
+    return _partners(con, where, _PARTNER_COLUMNS, "utilisation DESC NULLS LAST, partner_id")
+
+
+def paused_partners(con: Con, where: PartnerFilter = PartnerFilter()) -> pl.DataFrame:
+    """The filtered partners paused on the clock's date, back soonest first:
+    ``partner_id, name, paused_until``."""
+    paused = replace(where, paused=True)
+    return _partners(con, paused, "partner_id, name, paused_until", "paused_until, partner_id")
+
+
+def _partners(con: Con, where: PartnerFilter, columns: str, order: str) -> pl.DataFrame:
+    """``columns`` of the partners matching ``where``, sorted by ``order`` (SQL over the
+    columns of ``_PARTNERS``)."""
     sql, params = where.where()
     return state.query(
         con,
-        f"SELECT {_PARTNER_COLUMNS} FROM ({_PARTNERS}) WHERE {sql} "
-        "ORDER BY utilisation DESC NULLS LAST, partner_id",
+        f"SELECT {columns} FROM ({_PARTNERS}) WHERE {sql} ORDER BY {order}",
         intake_params() + params,
     )
 
@@ -176,18 +188,6 @@ def capacity_headline(con: Con, where: PartnerFilter = PartnerFilter()) -> dict[
         con, f"SELECT count(*) FROM customers WHERE {backlog_sql}", backlog_params
     )
     return {**{k: int(v or 0) for k, v in row.items()}, "backlog": int(backlog or 0)}
-
-
-def paused_partners(con: Con, where: PartnerFilter = PartnerFilter()) -> pl.DataFrame:
-    """The filtered partners paused on the clock's date, back soonest first:
-    ``partner_id, name, paused_until``."""
-    sql, params = where.where()
-    return state.query(
-        con,
-        f"SELECT partner_id, name, paused_until FROM ({_PARTNERS}) WHERE paused AND {sql} "
-        "ORDER BY paused_until, partner_id",
-        intake_params() + params,
-    )
 
 
 def utilisation_bins(
