@@ -57,7 +57,7 @@ def partners(con: Con, today: date | None = None) -> pl.DataFrame:
     """Partners as the engine sees them on ``today`` (default: the clock's date): load
     includes referrals committed here, and MONTH_REFERRALS counts that month's."""
     frame = query(con, _PARTNER_SQL, intake_params(today))
-    return frame.cast({**PARTNER_SCHEMA, MONTH_REFERRALS: pl.Int64()})
+    return frame.cast(PARTNER_SCHEMA).with_columns(pl.col(MONTH_REFERRALS).cast(pl.Int64))
 
 
 def intake_params(today: date | None = None) -> list:
