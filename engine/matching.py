@@ -118,9 +118,10 @@ def _paused_on(partners: pl.DataFrame, today: date | None) -> np.ndarray:
 
 
 def _seat_limit(partners: pl.DataFrame, capacity: np.ndarray, active: np.ndarray) -> np.ndarray:
-    """Per partner, the load at which it is full: remaining seats are the smaller of
-    ``capacity - load`` and what its monthly quota leaves this month, so the quota comes
-    down to a lower capacity, folded in once before a run."""
+    """Per partner, the load at which it is full. Remaining seats are the smaller of
+    ``capacity - load`` and what its monthly quota leaves this month; as a limit on the
+    load that is ``min(capacity, active + quota left)``, worked out once here so that the
+    selection loop still tests one number per partner."""
     if "monthly_quota" not in partners.columns:
         return capacity
     made = (
