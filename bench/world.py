@@ -233,6 +233,8 @@ def _to_arrow(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pa.Table:
             t = pa.int64()
         elif dtype == pl.Boolean:
             t = pa.bool_()
+        elif dtype == pl.Date:
+            t = pa.date32()
         else:  # pragma: no cover - the schemas use only the types above
             raise TypeError(f"unexpected dtype {dtype} for {name}")
         fields.append(pa.field(name, t))
@@ -306,6 +308,8 @@ def make_partners(count: int, seed: int) -> pl.DataFrame:
             "psm_email": [f"psm{k + 1:02d}@psm.example" for k in psm],
             "contact_email": [f"referrals@{pid.lower()}.example" for pid in ids],
             "last_assigned": [int(o) if h else None for o, h in zip(order, has_order, strict=True)],
+            "paused_until": [None] * count,  # the generated partners have no pauses or quotas
+            "monthly_quota": [None] * count,
         },
         schema=PARTNER_SCHEMA,
     )

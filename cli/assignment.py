@@ -64,6 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     group.add_argument("--partners", help="partners file (.csv or .parquet)")
     group.add_argument("--customers", help="customers file (.csv or .parquet)")
     db_arg(p)
+    rules_arg(p)  # max_pause_days: how far ahead a partner's paused_until may be
     p.set_defaults(handler=cmd_import)
 
     p = sub.add_parser("commit", help="simulate and commit in one transaction")
@@ -90,6 +91,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from engine.assign import INPUT_COLUMNS, simulate
     from engine.matching import prepare_cohort
+    from store import clock
     from store.files import read_customers, read_partners, write_table
 
     started = time.perf_counter()
@@ -106,12 +108,19 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.partners:
         if args.cohort or args.db:
             raise UsageError("frp simulate: --cohort/--db apply to the store, not to files")
-        partners = read_partners(args.partners)
+        partners = read_partners(args.partners, max_pause_days=rules.max_pause_days)
         # Names and contact emails are validated but a what-if never reads them, and the
         # run reads workload lists once per distinct list: the frame read from the file
         # is let go as soon as the cohort is prepared (a third of the peak memory at 1M).
         cohort = prepare_cohort(read_customers(args.customers, columns=INPUT_COLUMNS), rules)
-        sim = simulate(partners, cohort, rules, args.policy, progress=progress("assigning"))
+        sim = simulate(
+            partners,
+            cohort,
+            rules,
+            args.policy,
+            today=clock.today(),
+            progress=progress("assigning"),
+        )
         del cohort
         skipped: list[str] = []
     else:
@@ -172,7 +181,9 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     path = resolve_path(args.db)
     if args.partners:
-        frame = read_partners(args.partners)  # validated before the database is opened
+        rules = load_rules(args.rules)
+        # Validated before the database is opened.
+        frame = read_partners(args.partners, max_pause_days=rules.max_pause_days)
         with open_db(path) as con:
             summary = retry_conflicts(
                 lambda: import_partners(con, frame, source=args.partners), what="the import"

@@ -13,6 +13,7 @@ import gc
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import date
 
 import numpy as np
 import polars as pl
@@ -56,6 +57,7 @@ def simulate(
     policy: Policy | str = Policy.ROUND_ROBIN,
     *,
     excluded: Mapping[str, Collection[str]] | None = None,
+    today: date | None = None,
     progress: Progress | None = None,
 ) -> Simulation:
     """Assign a cohort under ``rules`` and ``policy``; see the module docstring.
@@ -63,7 +65,11 @@ def simulate(
     ``customers`` is a validated customers frame, or a :class:`Cohort` prepared from one
     under the same rules' eligible workloads. ``excluded`` maps a tenant to the partners
     that declined it (the referral life cycle): they are never chosen for it again, and
-    ``rules.max_declines`` of them send it to CSS.
+    ``rules.max_declines`` of them send it to CSS. ``today`` is the run's date (the
+    clock's, given by the caller): partners paused until a later date take no one; None
+    considers no pause. A ``monthly_quota`` counts the partners' MONTH_REFERRALS column,
+    which the caller counts for ``today``'s month (docs/domain.md, "Partner availability
+    and intake").
     """
     with _gc_paused():
         if isinstance(customers, Cohort):
@@ -74,7 +80,7 @@ def simulate(
             cohort = customers
         else:
             cohort = prepare_cohort(customers, rules, excluded)
-        return _simulate(partners, cohort, rules, Policy(policy), progress)
+        return _simulate(partners, cohort, rules, Policy(policy), today, progress)
 
 
 @contextmanager
@@ -99,9 +105,10 @@ def _simulate(
     cohort: Cohort,
     rules: Rules,
     policy: Policy,
+    today: date | None,
     progress: Progress | None,
 ) -> Simulation:
-    index = index_partners(partners, rules)
+    index = index_partners(partners, rules, today)
     prepared = cohort.frame.with_columns(pre_reason_code_expr(rules))
     n = prepared.height
 
@@ -114,7 +121,7 @@ def _simulate(
     pool[has_sig] = sig_pool[sig_of[has_sig]]
 
     # 2. Selection, customer by customer, in cohort order.
-    ledger = Ledger.start(index.capacity, index.active, index.last_assigned)
+    ledger = Ledger.start(index.capacity, index.active, index.last_assigned, index.limit)
     ledger.register_pools(pools)
     allotment = None
     if policy is Policy.OPTIMAL:
@@ -244,7 +251,8 @@ def _build(
 
 
 def _partner_state(index: PartnerIndex, ledger: Ledger, chosen: np.ndarray) -> pl.DataFrame:
-    """Per partner: load before and after the run, and the round-robin order after."""
+    """Per partner: load before and after the run, the load at which it is full (its
+    capacity or sooner its monthly quota), and the round-robin order after."""
     assigned = np.bincount(chosen[chosen >= 0], minlength=index.size)
     cap = index.capacity
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -254,7 +262,9 @@ def _partner_state(index: PartnerIndex, ledger: Ledger, chosen: np.ndarray) -> p
         {
             "partner_id": index.ids,
             "available": index.available,
+            "paused": index.paused,
             "capacity": cap,
+            "seat_limit": index.limit,
             "active_before": index.active,
             "assigned": assigned,
             "active_after": index.active + assigned,

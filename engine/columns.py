@@ -25,9 +25,17 @@ PARTNER_SCHEMA = pl.Schema(
         "contact_email": pl.String(),
         # Round-robin order: larger = assigned more recently; null = never assigned.
         "last_assigned": pl.Int64(),
+        # Not Referral Ready before this date; null = not paused.
+        "paused_until": pl.Date(),
+        # New referrals allowed in a calendar month; null = no quota.
+        "monthly_quota": pl.Int64(),
     }
 )
-PARTNER_OPTIONAL = ("last_assigned",)
+PARTNER_OPTIONAL = ("last_assigned", "paused_until", "monthly_quota")
+#: What a run's partners may carry beyond PARTNER_SCHEMA: the referrals made to each in
+#: the run's calendar month, which its ``monthly_quota`` counts (docs/domain.md, "Partner
+#: availability and intake"). The store counts them; a partners file has none (0).
+MONTH_REFERRALS = "referrals_this_month"
 
 CUSTOMER_SCHEMA = pl.Schema(
     {

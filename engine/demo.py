@@ -595,6 +595,8 @@ def generate_world(
             "psm_email": p.psm_email,
             "contact_email": p.contact_email,
             "last_assigned": p.last_assigned,
+            "paused_until": None,  # the demo's partners take referrals all year round
+            "monthly_quota": None,
         }
         for p in partners
     ]

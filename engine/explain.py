@@ -95,8 +95,8 @@ class Matching:
 
     steps: tuple[MatchStep, ...]  # removed ids: the first ``keep_ids`` of :func:`explain`
     partners: tuple[str, ...]  # those that pass every rule, in id order
-    #: The first partners not Referral Ready or switched off: the Referral Ready rule
-    #: removes them, and a trace only counts them.
+    #: The first partners not Referral Ready, switched off or paused: the Referral Ready
+    #: rule removes them, and a trace only counts them (and names the paused ones).
     unavailable: tuple[str, ...]
 
 
@@ -270,7 +270,10 @@ def render(e: Explanation) -> str:
     if e.matching is None:
         prefix = "" if e.reason is Reason.DECLINED_BY_PARTNERS else _NOT_ELIGIBLE
         return prefix + _failed_check(e.eligibility, e.reason) + _TO_QUEUE.format(e.queue)
-    shown = tuple(replace(s, removed=s.removed[:TRACE_IDS]) for s in e.matching.steps)
+    shown = tuple(
+        replace(s, removed=s.removed[:TRACE_IDS], paused=s.paused[:TRACE_IDS])
+        for s in e.matching.steps
+    )
     text = describe_steps(shown)
     if e.capacity is None:
         return text + _NO_MATCH + _TO_QUEUE.format(e.queue)
@@ -321,15 +324,15 @@ def _fill_rank(partners: pl.DataFrame) -> np.ndarray:
     A pool's members full at a customer's turn are the first ``n_full`` of its members
     in this order, so a run need not keep them.
     """
-    capacity = partners.get_column("capacity").to_numpy()
+    limit = partners.get_column("seat_limit").to_numpy()
     before = partners.get_column("active_before").to_numpy()
     after = partners.get_column("active_after").to_numpy()
     stamp = partners.get_column("last_assigned_after").fill_null(-1).to_numpy()
-    n = capacity.size
+    n = limit.size
     rank = np.full(n, -1, dtype=np.int64)
-    full_before = before >= capacity
+    full_before = before >= limit
     rank[full_before] = np.flatnonzero(full_before)
-    filled = ~full_before & (after >= capacity)
+    filled = ~full_before & (after >= limit)
     rank[filled] = n + stamp[filled]
     return rank
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 
 import numpy as np
 import polars as pl
 
+from engine.columns import MONTH_REFERRALS
 from engine.reasons import Reason
 from engine.rules import Rules
 
@@ -31,7 +33,10 @@ class PartnerIndex:
     psm_email: list[str | None]
     capacity: np.ndarray  # effective capacity after rules.capacity_scale
     active: np.ndarray
-    available: np.ndarray  # Referral Ready and not switched off for this run
+    #: The load at which a partner is full: its capacity, or sooner its monthly quota.
+    limit: np.ndarray
+    available: np.ndarray  # Referral Ready, not switched off and not paused for this run
+    paused: np.ndarray  # Referral Ready but paused on the run's date
     workload_mask: np.ndarray  # bit j set = covers rules.eligible_workloads[j]
     last_assigned: list[int | None]
     by_country: dict[str, np.ndarray]  # available partners serving a country
@@ -50,8 +55,13 @@ def workload_mask(workloads: Iterable[str | None] | None, eligible_workloads: Se
     return sum(1 << j for j, w in enumerate(eligible_workloads) if w in have)
 
 
-def index_partners(partners: pl.DataFrame, rules: Rules) -> PartnerIndex:
-    """Arrays and inverted indexes over validated partners (PARTNER_SCHEMA)."""
+def index_partners(partners: pl.DataFrame, rules: Rules, today: date | None = None) -> PartnerIndex:
+    """Arrays and inverted indexes over validated partners (PARTNER_SCHEMA, and
+    MONTH_REFERRALS when the store gives it).
+
+    ``today`` is the run's date: a partner is paused before its ``paused_until``
+    (docs/domain.md, "Partner availability and intake"); None considers no pause.
+    """
     p = partners.sort("partner_id")
     masks = np.array(
         [workload_mask(wl, rules.eligible_workloads) for wl in p["workloads"].to_list()],
@@ -59,16 +69,19 @@ def index_partners(partners: pl.DataFrame, rules: Rules) -> PartnerIndex:
     )
     ids = p["partner_id"].to_list()
     disabled = rules.disabled_partners
-    available = np.array(
+    ready = np.array(
         [
             bool(r) and pid not in disabled
             for pid, r in zip(ids, p["referral_ready"].to_list(), strict=True)
         ],
         dtype=bool,
     )
+    paused = ready & _paused_on(p, today)
+    available = ready & ~paused
     capacity = np.floor(p["capacity"].to_numpy().astype(np.float64) * rules.capacity_scale).astype(
         np.int64
     )
+    active = p["active_referrals"].to_numpy().astype(np.int64)
     by_country: dict[str, list[int]] = {}
     by_language: dict[str, list[int]] = {}
     for i, (countries, languages) in enumerate(
@@ -84,14 +97,42 @@ def index_partners(partners: pl.DataFrame, rules: Rules) -> PartnerIndex:
         ids=ids,
         psm_email=p["psm_email"].to_list(),
         capacity=capacity,
-        active=p["active_referrals"].to_numpy().astype(np.int64),
+        active=active,
+        limit=_seat_limit(p, capacity, active),
         available=available,
+        paused=paused,
         workload_mask=masks,
         last_assigned=p["last_assigned"].to_list(),
         by_country={k: np.array(v, dtype=np.int64) for k, v in by_country.items()},
         by_language={k: np.array(v, dtype=np.int64) for k, v in by_language.items()},
         n_unavailable=int((~available).sum()),
     )
+
+
+def _paused_on(partners: pl.DataFrame, today: date | None) -> np.ndarray:
+    """Per partner: paused on ``today``, which is before its ``paused_until``."""
+    if today is None or "paused_until" not in partners.columns:
+        return np.zeros(partners.height, dtype=bool)
+    paused = (pl.col("paused_until") > today).fill_null(False)
+    return partners.select(paused).to_series().to_numpy()
+
+
+def _seat_limit(partners: pl.DataFrame, capacity: np.ndarray, active: np.ndarray) -> np.ndarray:
+    """Per partner, the load at which it is full. Remaining seats are the smaller of
+    ``capacity - load`` and what its monthly quota leaves this month; as a limit on the
+    load that is ``min(capacity, active + quota left)``, worked out once here so that the
+    selection loop still tests one number per partner."""
+    if "monthly_quota" not in partners.columns:
+        return capacity
+    made = (
+        pl.col(MONTH_REFERRALS).fill_null(0)
+        if MONTH_REFERRALS in partners.columns
+        else pl.lit(0, dtype=pl.Int64)
+    )
+    left = partners.select((pl.col("monthly_quota") - made).alias("left")).to_series()
+    has_quota = left.is_not_null().to_numpy()
+    by_quota = active + left.fill_null(0).to_numpy().astype(np.int64)
+    return np.where(has_quota, np.minimum(capacity, by_quota), capacity)
 
 
 def workload_table(workloads: pl.Series, rules: Rules) -> tuple[pl.Series, pl.DataFrame]:
@@ -288,6 +329,10 @@ class MatchStep:
     kept: int
     removed: tuple[str, ...]  # partner ids removed by this rule (may be truncated: see n_removed)
     n_removed: int
+    #: Referral Ready only: the partners it removed because they are paused (truncated
+    #: like ``removed``: see n_paused).
+    paused: tuple[str, ...] = ()
+    n_paused: int = 0
 
 
 @dataclass(frozen=True)
@@ -308,6 +353,15 @@ class Matcher:
         self.index = index
         self.keep_ids = keep_ids
         self.n_ready = index.size - index.n_unavailable
+        paused = np.flatnonzero(index.paused)
+        self._ready_step = MatchStep(
+            "Referral Ready",
+            self.n_ready,
+            (),
+            index.n_unavailable,
+            tuple(index.ids[i] for i in paused[:keep_ids].tolist()),
+            int(paused.size),
+        )
         self._lang: dict[str, np.ndarray] = {}
         self._pair: dict[tuple[str, str], tuple] = {}
         self._head: dict[tuple[str, str], str] = {}  # describe_steps of the pair's steps
@@ -333,7 +387,7 @@ class Matcher:
             gone = in_country[~speaks]
             n_ready = self.n_ready
             steps = (
-                MatchStep("Referral Ready", n_ready, (), index.n_unavailable),
+                self._ready_step,
                 MatchStep(
                     f"country {country}", int(in_country.size), (), n_ready - int(in_country.size)
                 ),
@@ -542,16 +596,32 @@ def pool_key(partner_ids: Iterable[str]) -> str:
 
 def describe_steps(steps: Sequence[MatchStep]) -> str:
     """The match half of a trace, e.g. 'Referral Ready: 270 (30 removed); country SE: 12 ...'."""
-    return "; ".join(step_text(s.rule, s.kept, s.n_removed, s.removed) for s in steps)
+    return "; ".join(
+        step_text(s.rule, s.kept, s.n_removed, s.removed, s.paused, s.n_paused) for s in steps
+    )
 
 
-def step_text(rule: str, kept: int, n_removed: int, removed: Sequence[str]) -> str:
+def step_text(
+    rule: str,
+    kept: int,
+    n_removed: int,
+    removed: Sequence[str],
+    paused: Sequence[str] = (),
+    n_paused: int = 0,
+) -> str:
     """One rule of a trace's match half: who is left, how many it removed and the first of
-    them (the rest as "+N more")."""
+    them (the rest as "+N more"); for Referral Ready, how many of them are paused."""
     text = f"{rule}: {kept} left"
     if n_removed:
         text += f", {n_removed} removed"
         if removed:
-            more = n_removed - len(removed)
-            text += " (" + ", ".join(removed) + (f" +{more} more" if more > 0 else "") + ")"
+            text += f" ({_first_of(removed, n_removed)})"
+        if n_paused:
+            text += f" ({n_paused} paused: {_first_of(paused, n_paused)})"
     return text
+
+
+def _first_of(ids: Sequence[str], n: int) -> str:
+    """The first of ``n`` partner ids, and how many more: "P1, P2 +3 more"."""
+    more = n - len(ids)
+    return ", ".join(ids) + (f" +{more} more" if more > 0 else "")

@@ -37,7 +37,7 @@ def plan(
     wanted = np.flatnonzero(demand_np > 0)
     if wanted.size == 0:
         return allot
-    room = np.array(ledger.load, dtype=np.int64) < np.array(ledger.capacity, dtype=np.int64)
+    room = np.array(ledger.load, dtype=np.int64) < np.array(ledger.limit, dtype=np.int64)
     # Members with room of every pool with demand, pool by pool (members ascending).
     lens = np.array([len(pools[q]) for q in wanted.tolist()], dtype=np.int64)
     member = np.concatenate([np.asarray(pools[q], dtype=np.int64) for q in wanted.tolist()])
@@ -105,7 +105,7 @@ def _sink_arcs(
     caps: list[int] = []
     costs: list[int] = []
     for i in used.tolist():
-        free = ledger.capacity[i] - ledger.load[i]
+        free = ledger.limit[i] - ledger.load[i]
         pieces = min(free, SEGMENTS)
         start = 0
         for k in range(pieces):

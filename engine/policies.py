@@ -34,7 +34,10 @@ class Ledger:
     follows from the partners' state after the run (``engine.explain``).
     """
 
-    capacity: list[int]
+    capacity: list[int]  # what weights and utilisation are measured against
+    #: The load at which a partner is full: its capacity, or sooner its monthly quota
+    #: (``engine.matching.PartnerIndex.limit``). Every "has room" test reads this.
+    limit: list[int]
     load: list[int]  # active referrals before the run + those given in this run
     stamp: list[int]  # last_assigned; -1 = never assigned
     counter: int  # the next stamp to hand out
@@ -43,11 +46,17 @@ class Ledger:
 
     @classmethod
     def start(
-        cls, capacity: np.ndarray, active: np.ndarray, last_assigned: Sequence[int | None]
+        cls,
+        capacity: np.ndarray,
+        active: np.ndarray,
+        last_assigned: Sequence[int | None],
+        limit: np.ndarray | None = None,
     ) -> Ledger:
+        """A run's ledger; ``limit`` defaults to the capacity (no partner has a quota)."""
         stamps = [-1 if v is None else int(v) for v in last_assigned]
         return cls(
             capacity=[int(c) for c in capacity],
+            limit=[int(c) for c in (capacity if limit is None else limit)],
             load=[int(a) for a in active],
             stamp=stamps,
             counter=max(stamps, default=0) + 1 if any(s >= 0 for s in stamps) else 1,
@@ -63,7 +72,7 @@ class Ledger:
         sizes = np.array([p.size for p in arrays], dtype=np.int64)
         members = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
         pool_id = np.repeat(np.arange(len(arrays), dtype=np.int64), sizes)
-        no_room = np.array(self.load, dtype=np.int64) >= np.array(self.capacity, dtype=np.int64)
+        no_room = np.array(self.load, dtype=np.int64) >= np.array(self.limit, dtype=np.int64)
         full = no_room[members] if members.size else np.zeros(0, dtype=bool)
         self.full_count = np.bincount(pool_id[full], minlength=len(arrays)).astype(np.int64)
         by_partner = np.argsort(members, kind="stable")  # pools ascending within a partner
@@ -86,7 +95,7 @@ class Ledger:
         self.load[i] += 1
         self.stamp[i] = self.counter
         self.counter += 1
-        if self.load[i] == self.capacity[i]:
+        if self.load[i] == self.limit[i]:
             self.mark_full(i)
         return prev
 
@@ -196,6 +205,7 @@ def _heap_step(ledger: Ledger, pools, dead, *, least_loaded: bool):
     updated when the partner is given; an entry is stale when it differs from that.
     """
     cap = ledger.capacity
+    limit = ledger.limit
     load = ledger.load
     stamp = ledger.stamp
     full_count = ledger.full_count
@@ -219,7 +229,7 @@ def _heap_step(ledger: Ledger, pools, dead, *, least_loaded: bool):
         for k, q in zip(ks, qs, strict=True):
             heap = heaps[q]
             if heap is None:
-                members = [i for i in pools[q].tolist() if load[i] < cap[i]]
+                members = [i for i in pools[q].tolist() if load[i] < limit[i]]
                 heap = [key[i] for i in members]
                 heapify(heap)
                 heaps[q] = heap
@@ -227,7 +237,7 @@ def _heap_step(ledger: Ledger, pools, dead, *, least_loaded: bool):
             while heap:
                 entry = heap[0]
                 i = (entry[1] if least_loaded else entry) % size
-                if load[i] >= cap[i]:
+                if load[i] >= limit[i]:
                     heappop(heap)
                     continue
                 current = key[i]
@@ -244,7 +254,7 @@ def _heap_step(ledger: Ledger, pools, dead, *, least_loaded: bool):
                 counter += 1
                 if least_loaded:
                     key[i] = ((li + 1) / cap[i], r)
-                if li >= cap[i]:
+                if li >= limit[i]:
                     heappop(heap)
                     fill(i)
                 else:
@@ -270,6 +280,7 @@ def _weighted_step(ledger: Ledger, pools, allotment, dead):
     assigned) and gives back the pool's total.
     """
     cap = ledger.capacity
+    limit = ledger.limit
     load = ledger.load
     stamp = ledger.stamp
     full_count = ledger.full_count
@@ -284,11 +295,11 @@ def _weighted_step(ledger: Ledger, pools, allotment, dead):
         for k, q in zip(ks, qs, strict=True):
             cur = current[q]
             if cur is None:
-                cur = {i: 0 for i in pools[q].tolist() if load[i] < cap[i]}
+                cur = {i: 0 for i in pools[q].tolist() if load[i] < limit[i]}
                 current[q] = cur
             before = full_count[q]
             if before:
-                for i in [i for i in cur if load[i] >= cap[i]]:
+                for i in [i for i in cur if load[i] >= limit[i]]:
                     del cur[i]
             if not cur:
                 out.missed.append(k)
@@ -313,7 +324,7 @@ def _weighted_step(ledger: Ledger, pools, allotment, dead):
             stamp[i] = counter
             rr[i] = (counter + 1) * size + i
             counter += 1
-            if li >= cap[i]:
+            if li >= limit[i]:
                 fill(i)
             out.k.append(k)
             out.i.append(i)
@@ -332,7 +343,7 @@ def _planned_step(ledger: Ledger, pools, allotment, dead):
     """
     if allotment is None:
         raise ValueError("the optimal policy needs an allotment from engine.optimal.plan")
-    cap = ledger.capacity
+    limit = ledger.limit
     load = ledger.load
     stamp = ledger.stamp
     full_count = ledger.full_count
@@ -350,7 +361,7 @@ def _planned_step(ledger: Ledger, pools, allotment, dead):
             pool_left = left[q]
             spent = None
             for i, n in pool_left.items():
-                if n > 0 and load[i] < cap[i]:
+                if n > 0 and load[i] < limit[i]:
                     r = rr[i]
                     if best == NOT_PLACED or r < best_rr:
                         best, best_rr = i, r
@@ -374,7 +385,7 @@ def _planned_step(ledger: Ledger, pools, allotment, dead):
             stamp[i] = counter
             rr[i] = (counter + 1) * size + i
             counter += 1
-            if li >= cap[i]:
+            if li >= limit[i]:
                 fill(i)
             out.k.append(k)
             out.i.append(i)

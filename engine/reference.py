@@ -13,9 +13,12 @@ The semantics fixed here, and implemented identically by the fast engine:
   ``rules.min_seats``, no eligible workload, no referral consent (null consent means
   ``rules.referral_consent_default``).
 * Effective capacity is ``floor(capacity * rules.capacity_scale)``; remaining capacity
-  subtracts active referrals and the referrals given earlier in this run.
-* A partner matches when it is Referral Ready, not in ``rules.disabled_partners``, serves
-  the customer's country, speaks its language and covers every eligible workload.
+  subtracts active referrals and the referrals given earlier in this run. With a
+  ``monthly_quota``, remaining is at most the quota minus the referrals made to the
+  partner this month (``referrals_this_month``, 0 when absent) and those given in this run.
+* A partner matches when it is Referral Ready, not in ``rules.disabled_partners``, not
+  paused (the run's date before its ``paused_until``), serves the customer's country,
+  speaks its language and covers every eligible workload.
 * The round-robin key ``(never assigned first, last_assigned, partner_id)`` orders
   partners "least recently assigned first"; every assignment, under any policy, moves the
   chosen partner to the end by giving it the next value of a run-wide counter.
@@ -26,12 +29,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import date
 from fractions import Fraction
 from typing import Any
 
 import polars as pl
 
-from engine.columns import ASSIGNMENT_COLUMNS
+from engine.columns import ASSIGNMENT_COLUMNS, MONTH_REFERRALS
 from engine.reasons import FRP_QUEUE, Outcome, Policy, Reason
 from engine.rules import Rules
 
@@ -54,11 +58,15 @@ class _Partner:
     effective_capacity: int
     active_referrals: int
     last_assigned: int | None
+    quota_left: int | None  # monthly quota minus the referrals made this month; None: no quota
     given_in_run: int = 0
 
     @property
     def remaining(self) -> int:
-        return self.effective_capacity - self.active_referrals - self.given_in_run
+        seats = self.effective_capacity - self.active_referrals - self.given_in_run
+        if self.quota_left is None:
+            return seats
+        return min(seats, self.quota_left - self.given_in_run)
 
     @property
     def round_robin_key(self) -> RoundRobinKey:
@@ -78,7 +86,20 @@ def _workload_ids(values: Iterable[str | None] | None) -> frozenset[str]:
     return frozenset(v.strip().lower() for v in _texts(values))
 
 
-def _load_partners(partners: pl.DataFrame, rules: Rules) -> list[_Partner]:
+def _paused(row: dict[str, Any], today: date | None) -> bool:
+    """Whether the partner is paused on ``today``: before its ``paused_until``."""
+    until = row.get("paused_until")
+    return today is not None and until is not None and today < until
+
+
+def _quota_left(row: dict[str, Any]) -> int | None:
+    quota = row.get("monthly_quota")
+    if quota is None:
+        return None
+    return quota - (row.get(MONTH_REFERRALS) or 0)
+
+
+def _load_partners(partners: pl.DataFrame, rules: Rules, today: date | None) -> list[_Partner]:
     loaded = []
     for row in partners.iter_rows(named=True):
         loaded.append(
@@ -89,10 +110,12 @@ def _load_partners(partners: pl.DataFrame, rules: Rules) -> list[_Partner]:
                 languages=frozenset(_texts(row["languages"])),
                 workloads=_workload_ids(row["workloads"]),
                 ready=bool(row["referral_ready"])
-                and row["partner_id"] not in rules.disabled_partners,
+                and row["partner_id"] not in rules.disabled_partners
+                and not _paused(row, today),
                 effective_capacity=math.floor(row["capacity"] * rules.capacity_scale),
                 active_referrals=row["active_referrals"],
                 last_assigned=row["last_assigned"],
+                quota_left=_quota_left(row),
             )
         )
     return loaded
@@ -152,11 +175,14 @@ def reference_simulate_with_order(
     customers: pl.DataFrame,
     rules: Rules,
     policy: Policy = Policy.ROUND_ROBIN,
+    *,
+    today: date | None = None,
 ) -> tuple[pl.DataFrame, dict[str, int | None]]:
     """Run the cohort and also return each partner's ``last_assigned`` after the run.
 
     The second value is what a commit would store: the round-robin order carried into
-    the next run (unchanged for partners that got nobody).
+    the next run (unchanged for partners that got nobody). ``today`` is the run's date
+    (None: no partner is paused).
     """
     policy = Policy(policy)
     if policy not in SUPPORTED_POLICIES:
@@ -164,7 +190,7 @@ def reference_simulate_with_order(
             f"the reference implementation does not support policy {policy.value!r}; "
             f"use one of {', '.join(p.value for p in SUPPORTED_POLICIES)}"
         )
-    book = _load_partners(partners, rules)
+    book = _load_partners(partners, rules, today)
     known = [p.last_assigned for p in book if p.last_assigned is not None]
     counter = max(known) + 1 if known else 1
     # Weighted round robin keeps one "current weight" table per pool of matching partners.
@@ -225,8 +251,10 @@ def reference_simulate(
     customers: pl.DataFrame,
     rules: Rules,
     policy: Policy = Policy.ROUND_ROBIN,
+    *,
+    today: date | None = None,
 ) -> pl.DataFrame:
     """One row per customer, in cohort order: ``tenant_id, outcome, partner_id, psm_email,
     queue, reason`` (all text; partner and PSM are null for CSS)."""
-    frame, _ = reference_simulate_with_order(partners, customers, rules, policy)
+    frame, _ = reference_simulate_with_order(partners, customers, rules, policy, today=today)
     return frame

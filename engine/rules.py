@@ -23,6 +23,8 @@ DEFAULT_RULES_PATH = Path(__file__).resolve().parent.parent / "data" / "rules.to
 
 WHEN_FULL_CHOICES = ("css", "hold")
 MAX_CAPACITY_SCALE = 100
+#: The longest pause a rules file may allow: a partner away for longer is not Referral Ready.
+MAX_PAUSE_DAYS = 365
 
 
 class RulesError(ValueError):
@@ -60,6 +62,8 @@ class Rules:
     accept_within_days: int = 7
     #: Days after which the partner and its PSM are reminded of an active referral (0: never).
     remind_after_days: int = 5
+    #: Days after the clock's date a partner's ``paused_until`` may be, at most.
+    max_pause_days: int = 30
     region_of_country: Mapping[str, str] = field(default_factory=dict)
     queue_of_region: Mapping[str, str] = field(default_factory=dict)
 
@@ -89,6 +93,7 @@ _SCALARS: dict[str, tuple[tuple[type, ...], str]] = {
     "max_declines": ((int,), "a whole number >= 1"),
     "accept_within_days": ((int,), "a whole number of days >= 0 (0: no acceptance window)"),
     "remind_after_days": ((int,), "a whole number of days >= 0 (0: no reminder)"),
+    "max_pause_days": ((int,), f"a whole number from 0 to {MAX_PAUSE_DAYS}"),
 }
 _LISTS = {
     "eligible_workloads": "a list of workload ids (text)",
@@ -155,11 +160,17 @@ def _scalars(data: Mapping[str, Any], source: str) -> dict[str, Any]:
 
 
 def _check_days(values: dict[str, Any], source: str) -> None:
-    """The acceptance window and the reminder (docs/domain.md, "Referral life cycle"): a
-    reminder at or after the window would come for a referral already expired."""
+    """The rules counted in days: the acceptance window and the reminder (docs/domain.md,
+    "Referral life cycle"; a reminder at or after the window would come for a referral
+    already expired) and the longest pause ("Partner availability and intake")."""
     for key in ("accept_within_days", "remind_after_days"):
         if values.get(key, 0) < 0:
             raise _fail(source, key, f"got {values[key]}; expected {_SCALARS[key][1]}")
+    if not 0 <= values.get("max_pause_days", 0) <= MAX_PAUSE_DAYS:
+        got = values["max_pause_days"]
+        raise _fail(
+            source, "max_pause_days", f"got {got}; expected {_SCALARS['max_pause_days'][1]}"
+        )
     window = values.get("accept_within_days", Rules.accept_within_days)
     remind = values.get("remind_after_days", Rules.remind_after_days)
     if window and remind and remind >= window:

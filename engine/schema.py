@@ -10,7 +10,8 @@ needs the whole list at once, not one error per attempt.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
 
 import polars as pl
 from polars.datatypes import DataTypeClass
@@ -24,6 +25,7 @@ from engine.columns import (
     TEXT_LIST,
 )
 from engine.iso import COUNTRIES, LANGUAGES
+from engine.rules import Rules
 
 #: Largest number accepted in a count column; anything above is a typo or an overflow.
 MAX_COUNT = 10_000_000
@@ -32,6 +34,7 @@ MAX_PROBLEMS = 1_000
 
 _EMAIL = r"^[^@\s;,]+@[^@\s;,]+\.[^@\s;,]+$"
 _WORKLOAD = r"^[a-z0-9][a-z0-9.+_-]*$"
+_ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
 _TRUE = ("true", "yes", "y", "1", "t")
 _FALSE = ("false", "no", "n", "0", "f")
 _ROW = "__row"
@@ -105,12 +108,14 @@ class InputError(ValueError):
 
 @dataclass(frozen=True)
 class _Col:
-    kind: (
-        str  # text | email | count | bool | countries | languages | workloads | country | language
-    )
+    #: text | email | count | bool | date | countries | languages | workloads | country | language
+    kind: str
     required: bool = True
     nullable: bool = False
     upper: int = MAX_COUNT
+    #: A date column's latest accepted value, and why (said in the error).
+    latest: date | None = None
+    latest_why: str = ""
 
     @property
     def coded(self) -> bool:
@@ -145,6 +150,8 @@ _PARTNER_COLS: dict[str, _Col] = {
     "psm_email": _Col("email"),
     "contact_email": _Col("email"),
     "last_assigned": _Col("count", required=False, nullable=True, upper=2**62),
+    "paused_until": _Col("date", required=False, nullable=True),
+    "monthly_quota": _Col("count", required=False, nullable=True, upper=MAX_CAPACITY),
 }
 _CUSTOMER_COLS: dict[str, _Col] = {
     "tenant_id": _Col("text"),
@@ -166,6 +173,7 @@ _EXPECTED = {
     "email": "an email address like name@example.com",
     "count": "a whole number >= 0",
     "bool": "true or false",
+    "date": "a date as YYYY-MM-DD (e.g. 2025-07-01)",
     "countries": "';'-separated ISO 3166-1 alpha-2 country codes, at least one (e.g. US;CA)",
     "languages": "';'-separated ISO 639-1 language codes, at least one (e.g. en;fr)",
     "workloads": "';'-separated workload ids (e.g. exchange;teams)",
@@ -180,9 +188,22 @@ def validate_partners(
     *,
     first_row: int = 1,
     row_label: str = "row",
+    today: date | None = None,
+    max_pause_days: int = Rules.max_pause_days,
 ) -> pl.DataFrame:
-    """Typed partners (PARTNER_SCHEMA) from a raw table, or InputError listing every problem."""
-    return _validate(raw, _PARTNER_COLS, PARTNER_SCHEMA, "partner_id", source, first_row, row_label)
+    """Typed partners (PARTNER_SCHEMA) from a raw table, or InputError listing every problem.
+
+    ``today`` is the clock's date (the engine never reads the clock): a ``paused_until``
+    more than ``max_pause_days`` after it is a bad cell (docs/domain.md, "Partner
+    availability and intake"). Without it, any date is accepted.
+    """
+    spec = _PARTNER_COLS
+    if today is not None:
+        latest = today + timedelta(days=max_pause_days)
+        why = f"today {today.isoformat()} + max_pause_days {max_pause_days}"
+        paused = replace(spec["paused_until"], latest=latest, latest_why=why)
+        spec = {**spec, "paused_until": paused}
+    return _validate(raw, spec, PARTNER_SCHEMA, "partner_id", source, first_row, row_label)
 
 
 def validate_customers(
@@ -506,6 +527,8 @@ def _unreadable(
 
 
 def _bound_note(col: _Col) -> str:
+    if col.latest is not None:
+        return f", no later than {col.latest.isoformat()} ({col.latest_why})"
     return f" and <= {col.upper:,}" if col.kind == "count" and col.upper < 2**62 else ""
 
 
@@ -519,10 +542,10 @@ def _convert(expr: pl.Expr, dtype: pl.DataType, col: _Col) -> tuple[pl.Expr, pl.
     if col.kind in _LIST_KINDS:
         return _convert_list(expr, dtype, col.kind)
     text = _text(expr, dtype)
-    # Numbers and booleans are never blank: only missing (no text round trip per row).
+    # Numbers, booleans and dates are never blank: only missing (no text round trip per row).
     empty = (
         expr.is_null()
-        if dtype.is_numeric() or dtype == pl.Boolean
+        if dtype.is_numeric() or dtype in (pl.Boolean, pl.Date)
         else text.is_null() | (text == "")
     )
     shown = text
@@ -553,6 +576,8 @@ def _convert(expr: pl.Expr, dtype: pl.DataType, col: _Col) -> tuple[pl.Expr, pl.
         bad = ~empty & value.is_null()
         if not col.nullable:
             bad = bad | empty
+    elif col.kind == "date":
+        value, bad = _convert_date(expr, dtype, text, empty, col)
     elif col.kind == "country":
         value = text.str.to_uppercase()
         bad = empty | ~value.is_in(list(COUNTRIES))
@@ -562,6 +587,23 @@ def _convert(expr: pl.Expr, dtype: pl.DataType, col: _Col) -> tuple[pl.Expr, pl.
     else:  # pragma: no cover - the spec tables above are the only callers
         raise AssertionError(col.kind)
     return value, bad, shown
+
+
+def _convert_date(
+    expr: pl.Expr, dtype: pl.DataType, text: pl.Expr, empty: pl.Expr, col: _Col
+) -> tuple[pl.Expr, pl.Expr]:
+    """(date, bad-row mask): a Parquet date as it is, text only as ISO ``YYYY-MM-DD``."""
+    if dtype == pl.Date:
+        value = expr
+    else:
+        iso = text.str.contains(_ISO_DATE)
+        value = pl.when(iso).then(text.str.to_date("%Y-%m-%d", strict=False))
+    bad = value.is_null() & ~empty
+    if not col.nullable:
+        bad = bad | empty
+    if col.latest is not None:
+        bad = bad | (value > col.latest).fill_null(False)
+    return value, bad
 
 
 def _convert_list(expr: pl.Expr, dtype: pl.DataType, kind: str) -> tuple[pl.Expr, pl.Expr, pl.Expr]:

@@ -6,7 +6,13 @@ import streamlit as st
 
 from engine.iso import COUNTRIES, LANGUAGES
 from store import state
-from store.capacity import PartnerFilter, capacity_headline, partner_capacity, partner_options
+from store.capacity import (
+    PartnerFilter,
+    capacity_headline,
+    partner_capacity,
+    partner_options,
+    paused_partners,
+)
 from ui import capacity
 from ui.reads import view
 from ui.router import through_router
@@ -43,37 +49,53 @@ workloads = c3.multiselect(
     "Workloads covered (all of them)", options["workloads"], key="cap_workloads"
 )
 c4, c5, c6 = st.columns(3)
-ready_choice = c4.selectbox(
-    "Referral Ready", ["All partners", "Referral Ready only", "Not Referral Ready"], key="cap_ready"
-)
+READY_CHOICES = {
+    "All partners": (None, None),
+    "Referral Ready only": (True, None),
+    "Not Referral Ready": (False, None),
+    "Paused (Referral Ready, back later)": (True, True),
+}
+ready_choice = c4.selectbox("Referral Ready", list(READY_CHOICES), key="cap_ready")
 min_free = c5.number_input("At least this many free seats", 0, 10_000, 0, key="cap_min_free")
 search = c6.text_input("Search id, name or PSM", key="cap_search")
 where = PartnerFilter(
     countries=tuple(countries),
     languages=tuple(languages),
     workloads=tuple(workloads),
-    ready={"Referral Ready only": True, "Not Referral Ready": False}.get(ready_choice),
+    ready=READY_CHOICES[ready_choice][0],
+    paused=READY_CHOICES[ready_choice][1],
     min_free=int(min_free),
     search=search,
 )
 
 # --- Headline --------------------------------------------------------------------------------
 head = view(capacity_headline, where)
-m1, m2, m3, m4 = st.columns(4)
+paused = view(paused_partners, where)
+m1, m2, m3, m4, m5 = st.columns(5)
 m1.metric("Partners", f"{head['partners']:,}", border=True)
 m2.metric("Referral Ready", f"{head['referral_ready']:,}", border=True)
 m3.metric(
-    "Free seats",
-    f"{head['free_seats']:,}",
-    help="Capacity minus active referrals, over the Referral Ready partners shown.",
+    "Paused",
+    f"{paused.height:,}",
+    help="Referral Ready partners paused until a later date: they take no referrals until "
+    "then, and their seats are not counted as free.",
     border=True,
 )
 m4.metric(
+    "Free seats",
+    f"{head['free_seats']:,}",
+    help="Capacity minus active referrals (or what a monthly quota leaves, if less), over the "
+    "Referral Ready partners shown that are not paused.",
+    border=True,
+)
+m5.metric(
     "Backlog waiting in FTCQ",
     f"{head['backlog']:,}",
     help="Customers waiting for assignment (in the selected countries and languages, if any).",
     border=True,
 )
+
+capacity.paused_list(paused)
 
 # --- Sections --------------------------------------------------------------------------------
 st.subheader("Capacity and active referrals")

@@ -54,7 +54,8 @@ st.header("Import", divider="gray")
 HELP = {
     "partners": "Columns: partner_id, name, countries, languages, workloads, capacity, "
     "active_referrals, referral_ready, psm_name, psm_email, contact_email, optional "
-    "last_assigned. Lists are `;`-separated in CSV. A partner_id already stored is replaced.",
+    "last_assigned, paused_until (YYYY-MM-DD) and monthly_quota. Lists are `;`-separated in "
+    "CSV. A partner_id already stored is replaced.",
     "customers": "Columns: tenant_id, name, country, language, seats, workloads, gateway, "
     "contact_email, optional referral_consent. New customers join the FTCQ backlog in file "
     "order; known ones keep their place and get their details updated.",
@@ -70,7 +71,12 @@ for column, kind in zip(st.columns(2), ("partners", "customers"), strict=True):
         if file is None:
             continue
         try:
-            frame = read_upload(file.getvalue(), file.name, kind)
+            frame = read_upload(
+                file.getvalue(),
+                file.name,
+                kind,
+                max_pause_days=db.active_rules().max_pause_days,
+            )
         except InputError as exc:
             st.error(f"{exc.one_line()}. Nothing was written: fix these rows and upload again.")
             st.dataframe(exc.to_frame(), hide_index=True, key=f"{kind}_problems")

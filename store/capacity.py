@@ -8,53 +8,71 @@ shape frames already read. Nothing here imports Streamlit; ``ui.reads`` caches t
 Frames and their columns (the domain's words):
 
 - ``partner_capacity``: one row per partner: ``partner_id, name, countries, languages,
-  workloads, referral_ready, capacity, active, free, utilisation`` (null for capacity 0),
-  ``last_assigned, rr_position`` (place in the round-robin order among Referral Ready
-  partners, 1 = next; null when not Referral Ready), ``psm_name, psm_email``.
+  workloads, referral_ready, paused`` (Referral Ready but before its ``paused_until``, on
+  the clock's date), ``paused_until, capacity, active, free`` (the seats a run could give
+  now: capacity minus active, or less when the monthly quota leaves fewer),
+  ``utilisation`` (null for capacity 0), ``monthly_quota, this_month`` (FRP referrals
+  made to it this calendar month), ``quota_used`` ("7 / 10", null without a quota),
+  ``last_assigned, rr_position`` (place in the round-robin order among the partners
+  taking referrals, 1 = next; null for the others), ``psm_name, psm_email``.
 - ``coverage``: one row per (key, workload): ``key, label, workload, partners, free_seats,
-  backlog, status`` (``no partner`` | ``full`` | ``room``), over Referral Ready partners.
+  backlog, status`` (``no partner`` | ``full`` | ``room``), over the partners taking
+  referrals (Referral Ready and not paused).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import polars as pl
 
+from engine.columns import MONTH_REFERRALS
 from engine.iso import COUNTRIES, LANGUAGES
 from store import state
 from store.db import OPEN_SQL
-from store.state import Con
+from store.state import INTAKE_SQL, Con, intake_params
 
 #: Utilisation bins of the histograms: 0-10 %, ..., 90-100 %, then "full" (>= 100 %).
 BIN_WIDTH = 0.1
 FULL_LABEL = "100%+ (full)"
 
-# Partners with load, free seats and their place in the round-robin order. The order is
-# the engine's (engine.policies.Ledger.rr_key): least recently assigned first, never
-# assigned before all, ties by partner_id; only Referral Ready partners take turns.
-_PARTNERS = """
+# The seats a run could give a partner now (docs/domain.md, "Partner availability and
+# intake"): capacity minus load, or fewer when its monthly quota leaves fewer (least()
+# skips a NULL quota). Over INTAKE_SQL's rows.
+_FREE = f"greatest(least(capacity - active_total, monthly_quota - {MONTH_REFERRALS}), 0)"
+# Partners with load, free seats, intake and their place in the round-robin order. The
+# order is the engine's (engine.policies.Ledger.rr_key): least recently assigned first,
+# never assigned before all, ties by partner_id; only partners taking referrals (Referral
+# Ready and not paused) take turns. Parameters: state.intake_params().
+_PARTNERS = f"""
 WITH ranked AS (
     SELECT
-        partner_id, name, countries, languages, workloads, referral_ready, capacity,
+        partner_id, name, countries, languages, workloads, referral_ready, paused,
+        paused_until, capacity,
         active_total AS active,
-        greatest(capacity - active_total, 0) AS free,
+        {_FREE} AS free,
         CASE WHEN capacity > 0 THEN active_total / capacity END AS utilisation,
+        monthly_quota, {MONTH_REFERRALS} AS this_month,
+        CASE WHEN monthly_quota IS NOT NULL
+             THEN format('{{}} / {{}}', {MONTH_REFERRALS}, monthly_quota) END AS quota_used,
         last_assigned,
-        CASE WHEN referral_ready THEN row_number() OVER (
-            PARTITION BY referral_ready ORDER BY last_assigned ASC NULLS FIRST, partner_id
+        CASE WHEN referral_ready AND NOT paused THEN row_number() OVER (
+            PARTITION BY referral_ready AND NOT paused
+            ORDER BY last_assigned ASC NULLS FIRST, partner_id
         ) END AS rr_position,
+        count(*) FILTER (WHERE referral_ready AND NOT paused) OVER () AS ready_partners,
         psm_name, psm_email, contact_email,
         open_referrals
-    FROM partner_state
+    FROM ({INTAKE_SQL})
 )
 SELECT * FROM ranked
 """
 _PARTNER_COLUMNS = (
-    "partner_id, name, countries, languages, workloads, referral_ready, capacity, active, "
-    "free, utilisation, last_assigned, rr_position, psm_name, psm_email"
+    "partner_id, name, countries, languages, workloads, referral_ready, paused, paused_until, "
+    "capacity, active, free, utilisation, monthly_quota, this_month, quota_used, "
+    "last_assigned, rr_position, psm_name, psm_email"
 )
 
 
@@ -70,6 +88,7 @@ class PartnerFilter:
     languages: tuple[str, ...] = ()
     workloads: tuple[str, ...] = ()
     ready: bool | None = None
+    paused: bool | None = None
     min_free: int = 0
     search: str = ""
 
@@ -82,6 +101,7 @@ class PartnerFilter:
             (self.languages, "list_has_any(languages, ?::VARCHAR[])", [list(self.languages)]),
             (self.workloads, "list_has_all(workloads, ?::VARCHAR[])", [list(self.workloads)]),
             (self.ready is not None, "referral_ready = ?", [self.ready]),
+            (self.paused is not None, "paused = ?", [self.paused]),
             (self.min_free > 0, "free >= ?", [int(self.min_free)]),
             (
                 self.search.strip(),
@@ -122,20 +142,33 @@ def partner_options(con: Con) -> dict[str, list[str]]:
 
 def partner_capacity(con: Con, where: PartnerFilter = PartnerFilter()) -> pl.DataFrame:
     """Partners matching the filter, busiest first (highest utilisation, then id)."""
+    return _partners(con, where, _PARTNER_COLUMNS, "utilisation DESC NULLS LAST, partner_id")
+
+
+def paused_partners(con: Con, where: PartnerFilter = PartnerFilter()) -> pl.DataFrame:
+    """The filtered partners paused on the clock's date, back soonest first:
+    ``partner_id, name, paused_until``."""
+    paused = replace(where, paused=True)
+    return _partners(con, paused, "partner_id, name, paused_until", "paused_until, partner_id")
+
+
+def _partners(con: Con, where: PartnerFilter, columns: str, order: str) -> pl.DataFrame:
+    """``columns`` of the partners matching ``where``, sorted by ``order`` (SQL over the
+    columns of ``_PARTNERS``)."""
     sql, params = where.where()
     return state.query(
         con,
-        f"SELECT {_PARTNER_COLUMNS} FROM ({_PARTNERS}) WHERE {sql} "
-        "ORDER BY utilisation DESC NULLS LAST, partner_id",
-        params,
+        f"SELECT {columns} FROM ({_PARTNERS}) WHERE {sql} ORDER BY {order}",
+        intake_params() + params,
     )
 
 
 def capacity_headline(con: Con, where: PartnerFilter = PartnerFilter()) -> dict[str, int]:
     """The page's headline numbers for the filtered partners.
 
-    ``free_seats`` counts only Referral Ready partners (the others take no referrals);
-    ``backlog`` is the FTCQ backlog in the filtered countries and languages.
+    ``free_seats`` and ``capacity`` count only the partners taking referrals: Referral
+    Ready and not paused (:func:`paused_partners` lists those away); ``backlog`` is the
+    FTCQ backlog in the filtered countries and languages.
     """
     sql, params = where.where()
     backlog_sql, backlog_params = where.backlog_where()
@@ -145,11 +178,11 @@ def capacity_headline(con: Con, where: PartnerFilter = PartnerFilter()) -> dict[
         SELECT
           count(*) AS partners,
           count(*) FILTER (WHERE referral_ready) AS referral_ready,
-          coalesce(sum(free) FILTER (WHERE referral_ready), 0) AS free_seats,
-          coalesce(sum(capacity) FILTER (WHERE referral_ready), 0) AS capacity
+          coalesce(sum(free) FILTER (WHERE rr_position IS NOT NULL), 0) AS free_seats,
+          coalesce(sum(capacity) FILTER (WHERE rr_position IS NOT NULL), 0) AS capacity
         FROM ({_PARTNERS}) WHERE {sql}
         """,
-        params,
+        intake_params() + params,
     ).row(0, named=True)
     backlog = state.scalar(
         con, f"SELECT count(*) FROM customers WHERE {backlog_sql}", backlog_params
@@ -186,10 +219,11 @@ def utilisation_bins(
 
 
 def top_free(frame: pl.DataFrame, n: int = 15) -> pl.DataFrame:
-    """The ``n`` Referral Ready partners with the most free seats, as (partner, part, seats)
-    rows ready for a stacked bar (part is ``active`` or ``free``; ``rank`` 1 = most free)."""
+    """The ``n`` partners taking referrals (Referral Ready, not paused) with the most free
+    seats, as (partner, part, seats) rows ready for a stacked bar (part is ``active`` or
+    ``free``; ``rank`` 1 = most free)."""
     top = (
-        frame.filter(pl.col("referral_ready"))
+        frame.filter(pl.col("referral_ready") & ~pl.col("paused"))
         .sort(["free", "partner_id"], descending=[True, False])
         .head(n)
         .with_row_index("rank", offset=1)
@@ -209,7 +243,8 @@ def top_free(frame: pl.DataFrame, n: int = 15) -> pl.DataFrame:
 def coverage(
     con: Con, by: Literal["country", "language"], workloads: Sequence[str]
 ) -> pl.DataFrame:
-    """Free seats of Referral Ready partners per (country or language) x workload.
+    """Free seats of the partners taking referrals (Referral Ready, not paused) per
+    (country or language) x workload.
 
     Keys are every country (or language) a partner serves or a customer has, so places
     with demand but no partner show as gaps. A partner serving several keys counts under
@@ -222,9 +257,8 @@ def coverage(
         con,
         f"""
         WITH p AS (
-            SELECT partner_id, unnest({plural}) AS key, workloads,
-                   greatest(capacity - active_total, 0) AS free
-            FROM partner_state WHERE referral_ready
+            SELECT partner_id, unnest({plural}) AS key, workloads, {_FREE} AS free
+            FROM ({INTAKE_SQL}) WHERE referral_ready AND NOT paused
         ),
         pw AS (SELECT key, unnest(workloads) AS workload, partner_id, free FROM p),
         agg AS (
@@ -251,7 +285,7 @@ def coverage(
         LEFT JOIN demand d ON d.key = k.key AND d.workload = w.workload
         ORDER BY k.key, w.workload
         """,
-        [list(workloads)],
+        [*intake_params(), list(workloads)],
     )
     return (
         with_labels(frame, by)
@@ -286,12 +320,10 @@ def with_labels(frame: pl.DataFrame, dimension: str) -> pl.DataFrame:
 
 
 def partner_detail(con: Con, partner_id: str) -> dict[str, Any] | None:
-    """One partner with its PSM, load and round-robin position (None if unknown)."""
+    """One partner with its PSM, load, intake and round-robin position (None if unknown);
+    ``ready_partners`` is how many take turns."""
     frame = state.query(
-        con,
-        f"SELECT *, (SELECT count(*) FROM partners WHERE referral_ready) AS ready_partners "
-        f"FROM ({_PARTNERS}) WHERE partner_id = ?",
-        [partner_id],
+        con, f"SELECT * FROM ({_PARTNERS}) WHERE partner_id = ?", [*intake_params(), partner_id]
     )
     return frame.row(0, named=True) if frame.height else None
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Concatenate, ParamSpec, TypeVar
 
 import duckdb
@@ -37,12 +37,15 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Prepared:
-    """A cohort ready to simulate: who runs, and who was left out because already referred."""
+    """A cohort ready to simulate: who runs, and who was left out because already referred;
+    and the clock's date the partners were read on, which the run is given (pauses, the
+    month a quota counts)."""
 
     partners: pl.DataFrame
     cohort: pl.DataFrame
     skipped: list[str]
     source: str
+    today: date
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,8 @@ def prepare(
     con: duckdb.DuckDBPyConnection, cohort: pl.DataFrame | None = None, source: str = ""
 ) -> Prepared:
     """The stored partners and the cohort (given, or the FTCQ backlog) minus open referrals."""
-    partners = state.partners(con)
+    today = clock.today()
+    partners = state.partners(con, today)
     if cohort is None:
         cohort = state.backlog(con)
         source = source or "FTCQ backlog"
@@ -92,7 +96,7 @@ def prepare(
     skipped = [t for t in cohort["tenant_id"].to_list() if t in taken]
     if skipped:
         cohort = cohort.filter(~pl.col("tenant_id").is_in(skipped))
-    return Prepared(partners, cohort, skipped, source or "cohort file")
+    return Prepared(partners, cohort, skipped, source or "cohort file", today)
 
 
 def simulate_stored(
@@ -105,7 +109,8 @@ def simulate_stored(
 ) -> tuple[Simulation, Prepared]:
     """What-if: the run as it would go now. Writes nothing."""
     prep = prepare(con, cohort)
-    return simulate(prep.partners, prep.cohort, rules, policy, progress=progress), prep
+    sim = simulate(prep.partners, prep.cohort, rules, policy, today=prep.today, progress=progress)
+    return sim, prep
 
 
 def commit_within(
@@ -125,7 +130,15 @@ def commit_within(
     prep = prepare(con, cohort, source)
     if prep.cohort.height == 0:
         return CommitSummary(None, policy.value, 0, 0, 0, len(prep.skipped), 0, 0)
-    sim = simulate(prep.partners, prep.cohort, rules, policy, excluded=excluded, progress=progress)
+    sim = simulate(
+        prep.partners,
+        prep.cohort,
+        rules,
+        policy,
+        excluded=excluded,
+        today=prep.today,
+        progress=progress,
+    )
     return _write(con, sim, prep, rules, actor)
 
 

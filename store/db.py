@@ -188,6 +188,10 @@ ALTER TABLE outbox ADD COLUMN IF NOT EXISTS claimed_at TIMESTAMP;
 -- When the partner and its PSM were reminded of a referral still active (store/lifecycle.py,
 -- expire); NULL until then, so a referral is reminded at most once.
 ALTER TABLE referrals ADD COLUMN IF NOT EXISTS reminded_at TIMESTAMP;
+-- Partner availability and intake (docs/domain.md): not Referral Ready before paused_until,
+-- at most monthly_quota new referrals a calendar month; NULL for neither.
+ALTER TABLE partners ADD COLUMN IF NOT EXISTS paused_until DATE;
+ALTER TABLE partners ADD COLUMN IF NOT EXISTS monthly_quota BIGINT;
 
 CREATE OR REPLACE VIEW partner_state AS
 SELECT

@@ -21,6 +21,7 @@ from typing import BinaryIO, TypeVar
 import polars as pl
 
 from engine.columns import ASSIGNMENT_SCHEMA, CUSTOMER_SCHEMA, LIST_SEPARATOR, PARTNER_SCHEMA
+from engine.rules import Rules
 from engine.schema import (
     LINE_COLUMN,
     InputError,
@@ -28,6 +29,7 @@ from engine.schema import (
     validate_customers,
     validate_partners,
 )
+from store import clock
 
 FORMATS = (".csv", ".parquet")
 Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
@@ -294,10 +296,30 @@ def _csv_problem(data: bytes) -> tuple[int, str] | None:
     return None
 
 
-def read_partners(path: str | Path) -> pl.DataFrame:
+def read_partners(path: str | Path, *, max_pause_days: int = Rules.max_pause_days) -> pl.DataFrame:
+    """Validated partners; a pause may end at most ``max_pause_days`` after the clock's date."""
     raw, first, label = scan_raw(path)
     with _damaged_parquet(path):
-        return validate_partners(raw, str(path), first_row=first, row_label=label)
+        return partners_today(raw, str(path), first, label, max_pause_days)
+
+
+def partners_today(
+    raw: pl.DataFrame | pl.LazyFrame,
+    source: str,
+    first_row: int,
+    row_label: str,
+    max_pause_days: int,
+) -> pl.DataFrame:
+    """``engine.schema.validate_partners`` on the clock's date: what every partners file
+    and upload goes through (docs/domain.md, "Partner availability and intake")."""
+    return validate_partners(
+        raw,
+        source,
+        first_row=first_row,
+        row_label=row_label,
+        today=clock.today(),
+        max_pause_days=max_pause_days,
+    )
 
 
 def read_customers(path: str | Path, *, columns: Collection[str] | None = None) -> pl.DataFrame:

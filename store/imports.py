@@ -43,10 +43,10 @@ def import_partners(
             ).fetchall()[0][0]
             con.execute(
                 """
-                INSERT OR REPLACE INTO partners
+                INSERT OR REPLACE INTO partners BY NAME
                 SELECT partner_id, name, countries, languages, workloads, capacity,
                        active_referrals, referral_ready, psm_name, psm_email, contact_email,
-                       ?::TIMESTAMP
+                       paused_until, monthly_quota, ?::TIMESTAMP AS updated_at
                 FROM incoming_partners
                 """,
                 [clock.now()],

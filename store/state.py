@@ -8,21 +8,36 @@ they see its own writes; the dashboard opens a short-lived connection for each o
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 import duckdb
 import polars as pl
 
-from engine.columns import CUSTOMER_SCHEMA, PARTNER_SCHEMA
+from engine.columns import CUSTOMER_SCHEMA, MONTH_REFERRALS, PARTNER_SCHEMA
+from store import clock
 from store.db import OPEN_SQL
 
 Con = duckdb.DuckDBPyConnection
 
-_PARTNER_SQL = """
+#: ``partner_state`` with each partner's intake on a date (docs/domain.md, "Partner
+#: availability and intake"): MONTH_REFERRALS, the FRP referrals made to it in that
+#: date's calendar month (UTC), whatever became of them; and ``paused``, Referral Ready
+#: but before its ``paused_until``. Its parameters come from :func:`intake_params`.
+INTAKE_SQL = f"""
+SELECT s.*, coalesce(m.made, 0) AS {MONTH_REFERRALS},
+       s.referral_ready AND coalesce(s.paused_until > ?::DATE, false) AS paused
+FROM partner_state s LEFT JOIN (
+    SELECT partner_id, count(*) AS made FROM referrals
+    WHERE outcome = 'frp' AND created_at >= ? AND created_at < ?
+    GROUP BY partner_id
+) m USING (partner_id)
+"""
+
+_PARTNER_SQL = f"""
 SELECT partner_id, name, countries, languages, workloads, capacity,
        active_total AS active_referrals, referral_ready, psm_name, psm_email, contact_email,
-       last_assigned
-FROM partner_state ORDER BY partner_id
+       last_assigned, paused_until, monthly_quota, {MONTH_REFERRALS}
+FROM ({INTAKE_SQL}) ORDER BY partner_id
 """
 
 _CUSTOMER_COLS = ", ".join(CUSTOMER_SCHEMA)
@@ -38,9 +53,20 @@ def scalar(con: Con, sql: str, params: list | None = None):
     return rows[0][0] if rows else None
 
 
-def partners(con: Con) -> pl.DataFrame:
-    """Partners as the engine sees them: load includes referrals committed here."""
-    return query(con, _PARTNER_SQL).cast(PARTNER_SCHEMA)
+def partners(con: Con, today: date | None = None) -> pl.DataFrame:
+    """Partners as the engine sees them on ``today`` (default: the clock's date): load
+    includes referrals committed here, and MONTH_REFERRALS counts that month's."""
+    frame = query(con, _PARTNER_SQL, intake_params(today))
+    return frame.cast(PARTNER_SCHEMA).with_columns(pl.col(MONTH_REFERRALS).cast(pl.Int64))
+
+
+def intake_params(today: date | None = None) -> list:
+    """The parameters of :data:`INTAKE_SQL` on ``today`` (default: the clock's date): the
+    date and its calendar month as [first midnight, first midnight of the next month)."""
+    day = today or clock.today()
+    start = datetime(day.year, day.month, 1)
+    end = datetime(day.year + day.month // 12, day.month % 12 + 1, 1)
+    return [day, start, end]
 
 
 def partner_psm(con: Con) -> pl.DataFrame:

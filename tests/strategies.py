@@ -5,20 +5,29 @@ A world is partners, a cohort of customers and the rules, small enough to reason
 languages, four eligible workloads plus ``dynamics-365``) so that customers often match
 some partners, pools overlap and partners fill up. Rows are built as raw text, the way a
 CSV arrives, and go through ``engine.schema`` so every world is a valid, typed input.
+A world drawn with ``intake`` also has pauses around its date and monthly quotas, with
+the referrals each partner was given this month (docs/domain.md, "Partner availability
+and intake").
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 import polars as pl
 from hypothesis import strategies as st
 
+from engine.columns import MONTH_REFERRALS
 from engine.rules import Rules, load_rules
 from engine.schema import validate_customers, validate_partners
 
 BASE_RULES = load_rules()
+#: The date of a world drawn with pauses: they end before it, on it, the day after, later.
+TODAY = date(2025, 6, 10)
+PAUSES = st.sampled_from([None, None, None, "2025-06-01", "2025-06-10", "2025-06-11", "2025-07-01"])
+QUOTAS = st.sampled_from([None, None, "0", "1", "2", "4"])
 
 COUNTRIES = ("SE", "NO", "DE", "US", "JP")
 LANGUAGES = ("sv", "no", "de", "en", "ja")
@@ -43,13 +52,16 @@ class World:
     partner_rows: list[Raw] = field(default_factory=list, compare=False)
     customer_rows: list[Raw] = field(default_factory=list, compare=False)
     tweaks: dict[str, Any] = field(default_factory=dict, compare=False)
+    #: The run's date (pauses are read against it); None for a world without pauses.
+    today: date | None = None
 
     def __repr__(self) -> str:
         lines = ["World(", "  partners=["]
         lines += [f"    {_short(r)}," for r in self.partner_rows]
         lines += ["  ],", "  customers=["]
         lines += [f"    {_short(r)}," for r in self.customer_rows]
-        lines += ["  ],", f"  rules=shipped rules with {self.tweaks!r},", ")"]
+        lines += ["  ],", f"  rules=shipped rules with {self.tweaks!r},"]
+        lines += [f"  today={self.today},", ")"] if self.today else [")"]
         return "\n".join(lines)
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
@@ -84,8 +96,11 @@ def _subset(draw: st.DrawFn, values: tuple[str, ...], min_size: int = 0) -> list
 
 
 @st.composite
-def partner_rows(draw: st.DrawFn, min_size: int = 2, max_size: int = 12) -> list[Raw]:
-    """Raw partner rows P01.. with small, overlapping coverage and tight capacity."""
+def partner_rows(
+    draw: st.DrawFn, min_size: int = 2, max_size: int = 12, intake: bool = False
+) -> list[Raw]:
+    """Raw partner rows P01.. with small, overlapping coverage and tight capacity; with
+    ``intake``, pauses, quotas and the referrals made this month too."""
     n = draw(st.integers(min_size, max_size))
     # Distinct round-robin stamps for the partners that were assigned before.
     stamps = draw(st.permutations(range(1, n + 1)))
@@ -112,6 +127,10 @@ def partner_rows(draw: st.DrawFn, min_size: int = 2, max_size: int = 12) -> list
                 "last_assigned": str(stamps[k - 1]) if draw(st.booleans()) else None,
             }
         )
+        if intake:
+            rows[-1]["paused_until"] = draw(PAUSES)
+            rows[-1]["monthly_quota"] = draw(QUOTAS)
+            rows[-1][MONTH_REFERRALS] = str(draw(st.integers(0, 3)))
     return rows
 
 
@@ -160,8 +179,13 @@ def customer_rows(draw: st.DrawFn, min_size: int = 0, max_size: int = 40) -> lis
 
 
 def partners_frame(rows: list[Raw]) -> pl.DataFrame:
-    raw = pl.DataFrame(rows, schema={c: pl.String for c in _PARTNER_COLUMNS})
-    return validate_partners(raw)
+    """Validated partners; a world with intake keeps the month's referrals beside them."""
+    columns = [*_PARTNER_COLUMNS, *(c for c in _INTAKE_COLUMNS if rows and c in rows[0])]
+    raw = pl.DataFrame(rows, schema={c: pl.String for c in columns})
+    typed = validate_partners(raw)
+    if MONTH_REFERRALS in raw.columns:
+        typed = typed.with_columns(raw.get_column(MONTH_REFERRALS).cast(pl.Int64))
+    return typed
 
 
 def customers_frame(rows: list[Raw]) -> pl.DataFrame:
@@ -183,6 +207,7 @@ _PARTNER_COLUMNS = (
     "contact_email",
     "last_assigned",
 )
+_INTAKE_COLUMNS = ("paused_until", "monthly_quota", MONTH_REFERRALS)
 _CUSTOMER_COLUMNS = (
     "tenant_id",
     "name",
@@ -216,12 +241,22 @@ def rules_with(tweaks: dict[str, Any]) -> Rules:
 
 
 @st.composite
-def worlds(draw: st.DrawFn, max_customers: int = 40, tweak_rules: bool = True) -> World:
-    prows = draw(partner_rows())
+def worlds(
+    draw: st.DrawFn, max_customers: int = 40, tweak_rules: bool = True, intake: bool = False
+) -> World:
+    """A random world; with ``intake``, partners pause and have quotas, and the world has
+    a date (:data:`TODAY`) to run on."""
+    prows = draw(partner_rows(intake=intake))
     crows = draw(customer_rows(max_size=max_customers))
     tweaks = draw(rules_tweaks([r["partner_id"] or "" for r in prows])) if tweak_rules else {}
     return World(
-        partners_frame(prows), customers_frame(crows), rules_with(tweaks), prows, crows, tweaks
+        partners_frame(prows),
+        customers_frame(crows),
+        rules_with(tweaks),
+        prows,
+        crows,
+        tweaks,
+        TODAY if intake else None,
     )
 
 

@@ -125,3 +125,87 @@ def test_through_the_router_capacity_is_the_default_page(demo_db: Path) -> None:
 def test_empty_database_says_what_to_do(empty_db: Path) -> None:
     app = open_page(PAGE)
     assert any("No partners yet" in i.value and "frp demo" in i.value for i in app.info)
+
+
+# --- pauses and quotas (docs/domain.md, "Partner availability and intake") ----------------
+
+#: The day after the demo's last referral: its month (November 2026) has referrals.
+DEMO_NEXT_DAY = "2026-11-24"
+
+
+def partners_table(at: AppTest):
+    """The partners table (after the paused list, when there is one)."""
+    return next(d.value for d in at.dataframe if "quota_used" in d.value.columns)
+
+
+@pytest.fixture
+def intake_db(demo_db: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The demo with P0042 paused until 1 December and P0043 given a quota of 40, on the
+    clock's date 24 November 2026."""
+    monkeypatch.setenv("FRP_NOW", DEMO_NEXT_DAY)
+    con = connect(demo_db)
+    try:
+        con.execute(
+            "UPDATE partners SET referral_ready = true, paused_until = DATE '2026-12-01' "
+            "WHERE partner_id = 'P0042'"
+        )
+        con.execute("UPDATE partners SET monthly_quota = 40 WHERE partner_id = 'P0043'")
+    finally:
+        con.close()
+    return demo_db
+
+
+def test_paused_partners_are_counted_and_their_seats_are_not_free(intake_db: Path) -> None:
+    at = open_page(PAGE)
+    shown = metrics(at)
+    assert shown["Paused"] == "1"
+    free = sql(
+        intake_db,
+        "SELECT sum(greatest(capacity - active_total, 0)) FROM partner_state "
+        "WHERE referral_ready AND partner_id NOT IN ('P0042', 'P0043')",
+    )
+    made = sql(
+        intake_db,
+        "SELECT count(*) FROM referrals WHERE partner_id = 'P0043' AND outcome = 'frp' "
+        "AND created_at >= TIMESTAMP '2026-11-01'",
+    )
+    p0043 = sql(
+        intake_db,
+        "SELECT greatest(least(capacity - active_total, 40 - ?), 0) FROM partner_state "
+        "WHERE partner_id = 'P0043'",
+        [made],
+    )
+    assert shown["Free seats"] == f"{free + p0043:,}"
+    assert any("Paused: 1 Referral Ready partner(s) back later" in e.label for e in at.expander)
+
+    table = partners_table(at)
+    p42 = table[table["partner_id"] == "P0042"].iloc[0]
+    assert str(p42["paused_until"])[:10] == "2026-12-01" and bool(p42["paused"])
+    p43 = table[table["partner_id"] == "P0043"].iloc[0]
+    assert p43["quota_used"] == f"{made} / 40" and made > 0
+
+
+def test_the_paused_filter_shows_only_paused_partners(intake_db: Path) -> None:
+    at = open_page(PAGE)
+    at.selectbox(key="cap_ready").set_value("Paused (Referral Ready, back later)").run()
+    assert not at.exception
+    assert metrics(at)["Partners"] == "1"
+    assert partners_table(at)["partner_id"].tolist() == ["P0042"]
+
+
+def test_partner_detail_shows_the_pause_and_the_quota_used(intake_db: Path) -> None:
+    at = open_page(PAGE)
+    at.selectbox(key="cap_partner").set_value("P0042").run()
+    text = "\n".join(m.value for m in at.markdown)
+    assert "**Paused until:** 2026-12-01 (takes referrals again from that day)" in text
+    assert "paused until 2026-12-01, so skipped by round robin" in text
+    assert [m.value for m in at.metric if m.label == "Quota this month"] == ["no quota"]
+    at.selectbox(key="cap_partner").set_value("P0043").run()
+    quota = [m.value for m in at.metric if m.label == "Quota this month"]
+    assert len(quota) == 1 and quota[0].endswith(" / 40")
+
+
+def test_a_pause_ends_by_itself_on_its_date(intake_db: Path, monkeypatch) -> None:
+    monkeypatch.setenv("FRP_NOW", "2026-12-01")
+    at = open_page(PAGE)
+    assert metrics(at)["Paused"] == "0"

@@ -66,6 +66,19 @@ def declined_worlds(draw: st.DrawFn) -> tuple[World, dict[str, list[str]]]:
 
 @pytest.mark.parametrize("policy", POLICIES, ids=lambda p: p.value)
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(world=worlds(intake=True))
+def test_every_row_of_a_world_with_pauses_and_quotas_renders_to_its_trace(
+    policy: Policy, world: World
+) -> None:
+    sim = simulate(world.partners, world.customers, world.rules, policy, today=world.today)
+    n_paused = int(sim.partners["paused"].sum())
+    for e in every_row_renders_its_trace(sim):
+        if e.matching is not None:
+            assert e.matching.steps[0].n_paused == n_paused
+
+
+@pytest.mark.parametrize("policy", POLICIES, ids=lambda p: p.value)
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(drawn=declined_worlds())
 def test_every_row_of_a_random_world_renders_to_its_trace(
     policy: Policy, drawn: tuple[World, dict[str, list[str]]]

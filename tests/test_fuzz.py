@@ -148,6 +148,8 @@ GOOD = {
     "psm_email": ["ann@psm.example", "ann", "a@b", "-x@y.example"],
     "contact_email": ["it@alder.example", "it at alder", "a;b@c.example", ""],
     "last_assigned": ["", "3", "0", str(2**63), "-1", "1.0"],
+    "paused_until": ["", "2025-07-01", "2025-7-1", "01/07/2025", "2025-02-30", "tomorrow"],
+    "monthly_quota": ["", "10", "0", "-1", "1.5", "ten"],
 }
 ALL_GOOD = sorted({v for values in GOOD.values() for v in values})
 JUNK = st.characters(

@@ -6,7 +6,9 @@ recomputed here from the inputs, never from the engine's own intermediate frames
 row per customer in cohort order, capacity respected, only matching partners chosen,
 the first failing eligibility check as the reason, round robin taking turns, the same
 output for the same input, ``optimal`` placing the most, agreement with the naive
-reference (engine/reference.py), and the round-robin order carrying across runs.
+reference (engine/reference.py), and the round-robin order carrying across runs; and on
+worlds whose partners pause and have monthly quotas, that no paused partner is given a
+customer, no quota is overrun, and the engine still agrees with the reference.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.assign import simulate
-from engine.columns import ASSIGNMENT_COLUMNS
+from engine.columns import ASSIGNMENT_COLUMNS, MONTH_REFERRALS
 from engine.reasons import Outcome, Policy, Reason
 from engine.reference import reference_simulate_with_order
 from engine.rules import Rules
@@ -256,6 +258,59 @@ def test_engine_equals_the_naive_reference(policy: Policy, world: World) -> None
     assert got.to_dicts() == expected.select(ASSIGNMENT_COLUMNS).to_dicts()
     after = dict(sim.partners.select("partner_id", "last_assigned_after").iter_rows())
     assert after == order
+
+
+# --- pauses and quotas ----------------------------------------------------------------------
+
+
+def paused(partner: dict[str, Any], world: World) -> bool:
+    until = partner["paused_until"]
+    return world.today is not None and until is not None and world.today < until
+
+
+def room(partner: dict[str, Any], world: World) -> int:
+    """What the partner could take at the start of the run: seats, or its quota's room."""
+    seats = effective_capacity(partner, world.rules) - partner["active_referrals"]
+    quota = partner["monthly_quota"]
+    return seats if quota is None else min(seats, quota - partner[MONTH_REFERRALS])
+
+
+@pytest.mark.parametrize("policy", REFERENCE_POLICIES)
+@SETTINGS
+@given(world=worlds(intake=True))
+def test_engine_equals_the_naive_reference_with_pauses_and_quotas(
+    policy: Policy, world: World
+) -> None:
+    sim = simulate(world.partners, world.customers, world.rules, policy, today=world.today)
+    expected, order = reference_simulate_with_order(
+        world.partners, world.customers, world.rules, policy, today=world.today
+    )
+    got = sim.assignments.select(ASSIGNMENT_COLUMNS)
+    assert got.to_dicts() == expected.select(ASSIGNMENT_COLUMNS).to_dicts()
+    after = dict(sim.partners.select("partner_id", "last_assigned_after").iter_rows())
+    assert after == order
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@SETTINGS
+@given(world=worlds(intake=True))
+def test_no_paused_partner_is_chosen_and_no_quota_is_overrun(policy: Policy, world: World) -> None:
+    sim = simulate(world.partners, world.customers, world.rules, policy, today=world.today)
+    given_to = assigned_counts(sim)
+    partners = {p["partner_id"]: p for p in rows(world.partners)}
+    for pid, partner in partners.items():
+        assert given_to[pid] <= max(room(partner, world), 0), pid
+        if paused(partner, world):
+            assert given_to[pid] == 0, pid
+    for customer, out in zip(rows(world.customers), rows(sim.assignments), strict=True):
+        if out["reason"] != Reason.CAPACITY_EXHAUSTED.value or policy is Policy.OPTIMAL:
+            continue
+        # Full means full: every matching partner not paused is at capacity or at quota.
+        for p in partners.values():
+            if matches(p, customer, world.rules) and not paused(p, world):
+                assert given_to[p["partner_id"]] >= room(p, world), p["partner_id"]
+    again = simulate(world.partners, world.customers, world.rules, policy, today=world.today)
+    assert again.assignments.equals(sim.assignments, null_equal=True)
 
 
 # --- the round-robin order across runs ----------------------------------------------------------

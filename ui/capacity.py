@@ -19,10 +19,21 @@ PARTNER_COLUMNS = {
     "partner_id": st.column_config.TextColumn("Partner", pinned=True),
     "name": st.column_config.TextColumn("Name"),
     "referral_ready": st.column_config.CheckboxColumn("Referral Ready"),
+    "paused": st.column_config.CheckboxColumn(
+        "Paused", help="Referral Ready, but takes no referrals before its paused-until date"
+    ),
     "utilisation": st.column_config.ProgressColumn("Utilisation", **PERCENT),
     "capacity": st.column_config.NumberColumn("Capacity"),
     "active": st.column_config.NumberColumn("Active referrals"),
-    "free": st.column_config.NumberColumn("Free seats"),
+    "free": st.column_config.NumberColumn(
+        "Free seats", help="Capacity minus active referrals, or less when the quota leaves less"
+    ),
+    "paused_until": st.column_config.DateColumn(
+        "Paused until", help="Takes no referrals before this date, then returns by itself"
+    ),
+    "quota_used": st.column_config.TextColumn(
+        "Quota this month", help="Referrals made this calendar month / monthly quota"
+    ),
     "rr_position": st.column_config.NumberColumn(
         "Round-robin turn", help="1 = next in line among Referral Ready partners"
     ),
@@ -58,6 +69,22 @@ def partners_table(partners: pl.DataFrame, top_n: int) -> None:
         column_order=list(PARTNER_COLUMNS),
         column_config=PARTNER_COLUMNS,
     )
+
+
+def paused_list(paused: pl.DataFrame) -> None:
+    """The partners away for now, and the date each returns (nothing when none is)."""
+    if paused.height == 0:
+        return
+    with st.expander(f"Paused: {paused.height} Referral Ready partner(s) back later"):
+        st.dataframe(
+            paused,
+            hide_index=True,
+            column_config={
+                "partner_id": "Partner",
+                "name": "Name",
+                "paused_until": st.column_config.DateColumn("Back on"),
+            },
+        )
 
 
 def coverage() -> None:
@@ -127,6 +154,7 @@ def partner_detail(partner_id: str, shown: int = 200) -> None:
             f"**PSM:** {detail['psm_name']} ({detail['psm_email']})  \n"
             f"**Referral contact:** {detail['contact_email']}  \n"
             f"**Referral Ready:** {'yes' if detail['referral_ready'] else 'no'}  \n"
+            f"**Paused until:** {_paused(detail)}  \n"
             f"**Countries:** {', '.join(detail['countries'])}  \n"
             f"**Languages:** {', '.join(detail['languages'])}  \n"
             f"**Workloads:** {', '.join(detail['workloads'])}"
@@ -134,12 +162,17 @@ def partner_detail(partner_id: str, shown: int = 200) -> None:
         st.markdown(f"**Round-robin turn:** {_turn(detail)}")
         st.caption("1 = next in line; within a pool only its members compete.")
     with b:
-        k1, k2, k3, k4 = st.columns(4)
+        k1, k2, k3, k4, k5 = st.columns(5)
         k1.metric("Capacity", detail["capacity"])
         k2.metric("Active referrals", detail["active"])
         k3.metric("Free seats", detail["free"])
         util = detail["utilisation"]
         k4.metric("Utilisation", "n/a" if util is None else f"{util:.0%}")
+        k5.metric(
+            "Quota this month",
+            detail["quota_used"] or "no quota",
+            help="Referrals made to it this calendar month / its monthly quota",
+        )
         n = view(store.capacity.partner_referral_counts, partner_id)
         st.caption(
             f"{n['total']:,} referrals: {n['open']:,} open, {n['completed']:,} completed"
@@ -151,9 +184,22 @@ def partner_detail(partner_id: str, shown: int = 200) -> None:
         st.dataframe(referrals, hide_index=True, height=300)
 
 
+def _paused(detail: dict) -> str:
+    until = detail["paused_until"]
+    if until is None:
+        return "not paused"
+    if detail["paused"]:
+        return f"{until.isoformat()} (takes referrals again from that day)"
+    if not detail["referral_ready"]:
+        return f"{until.isoformat()} (not Referral Ready in any case)"
+    return f"not paused (the pause ended on {until.isoformat()})"
+
+
 def _turn(detail: dict) -> str:
     if not detail["referral_ready"]:
         return "not Referral Ready, so skipped by round robin"
+    if detail["paused"]:
+        return f"paused until {detail['paused_until'].isoformat()}, so skipped by round robin"
     place = f"#{detail['rr_position']} of {detail['ready_partners']}"
     if detail["last_assigned"] is None:
         return f"{place}: never assigned yet"

@@ -22,6 +22,7 @@ import duckdb
 import streamlit as st
 
 from engine.rules import Rules, RulesError, load_rules
+from store import clock
 from store.bootstrap import ensure_demo
 from store.db import DEFAULT_DB, open_db, resolve_path, retry_conflicts
 
@@ -36,8 +37,9 @@ def db_path() -> Path:
 
 
 def cache_key() -> str:
-    """The database file and when it (or its write-ahead log) last changed: part of every
-    cached read's key, so a write made by another process is seen at the next run."""
+    """The database file, when it (or its write-ahead log) last changed, and the clock's
+    date: part of every cached read's key, so a write made by another process is seen at
+    the next run, and so is a new day (a pause that ends, a new month's quota)."""
     path = db_path()
     stamps = []
     for f in (path, path.with_name(path.name + ".wal")):
@@ -46,7 +48,7 @@ def cache_key() -> str:
             stamps.append(f"{st_.st_mtime_ns}:{st_.st_size}")
         except OSError:
             stamps.append("-")
-    return f"{path}|{'|'.join(stamps)}"
+    return f"{path}|{'|'.join(stamps)}|{clock.today().isoformat()}"
 
 
 @st.cache_resource(show_spinner="Opening the database…")

@@ -15,14 +15,20 @@ from typing import Literal
 
 import polars as pl
 
-from engine.schema import InputError, validate_customers, validate_partners
-from store.files import check_format, read_raw
+from engine.rules import Rules
+from engine.schema import InputError, validate_customers
+from store.files import check_format, partners_today, read_raw
 
 Kind = Literal["partners", "customers"]
 
 
-def read_upload(data: bytes, filename: str, kind: Kind) -> pl.DataFrame:
-    """The validated frame (PARTNER_SCHEMA or CUSTOMER_SCHEMA); InputError names ``filename``."""
+def read_upload(
+    data: bytes, filename: str, kind: Kind, *, max_pause_days: int = Rules.max_pause_days
+) -> pl.DataFrame:
+    """The validated frame (PARTNER_SCHEMA or CUSTOMER_SCHEMA); InputError names ``filename``.
+
+    Partners are checked on the clock's date, a pause ending at most ``max_pause_days``
+    after it, as ``frp import`` checks them."""
     suffix = check_format(filename)
     with tempfile.TemporaryDirectory(prefix="frp-upload-") as folder:
         path = Path(folder) / f"upload{suffix}"
@@ -31,5 +37,6 @@ def read_upload(data: bytes, filename: str, kind: Kind) -> pl.DataFrame:
             raw, first, label = read_raw(path)
         except InputError as exc:
             raise InputError(filename, exc.problems, exc.total, exc.row_label) from None
-    validate = validate_partners if kind == "partners" else validate_customers
-    return validate(raw, filename, first_row=first, row_label=label)
+    if kind == "partners":
+        return partners_today(raw, filename, first, label, max_pause_days)
+    return validate_customers(raw, filename, first_row=first, row_label=label)

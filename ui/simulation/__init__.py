@@ -91,7 +91,9 @@ def run_policies(
                 share = (i + (done / n if n else 1.0)) / total
                 progress(min(share, 1.0), f"{policy}: {done:,} of {n:,} customers")
 
-        sim = simulate(prepared.partners, prepared.cohort, rules, policy, progress=report)
+        sim = simulate(
+            prepared.partners, prepared.cohort, rules, policy, today=prepared.today, progress=report
+        )
         sims[policy] = sim
         reports[policy] = report_for(sim)
     return SimulationRun(

@@ -127,7 +127,8 @@ def _matching(e: Explanation, matching: Matching) -> WhyStep:
         removed = list(step.removed) or (
             list(matching.unavailable) if step.rule == "Referral Ready" else []
         )
-        shown = ", ".join(removed)
+        paused = set(step.paused)
+        shown = ", ".join(f"{p} (paused)" if p in paused else p for p in removed)
         if step.n_removed > len(removed):
             more = step.n_removed - len(removed)
             what = step.rule.replace("country", "serve").replace("language", "speak")
@@ -159,7 +160,8 @@ def _capacity(sim: Simulation, e: Explanation, matching: Matching, cap: Capacity
             pl.col("capacity").alias("capacity (after scaling)"),
             pl.col("active_before").alias("active before run"),
             pl.col("assigned").alias("given in this run"),
-            (pl.col("capacity") - pl.col("active_after"))
+            # Seats and, when it has one, the monthly quota's room: the smaller counts.
+            (pl.col("seat_limit") - pl.col("active_after"))
             .clip(lower_bound=0)
             .alias("room left after"),
             (pl.col("partner_id") == chosen).alias("chosen"),
