@@ -266,12 +266,17 @@ def css_rate_bars(rates: pl.DataFrame, key_title: str, title: str) -> alt.Chart:
     )
 
 
-def css_reason_bars(reasons: pl.DataFrame, title: str) -> alt.Chart:
-    """CSS referrals per reason (``words, css, share``)."""
+def css_reason_bars(
+    reasons: pl.DataFrame, title: str, apart: str | None = None, subtitle: str = ""
+) -> alt.Chart:
+    """CSS referrals per reason (``key, words, css, share``); the reason ``apart`` (a key)
+    in a colour of its own."""
+    colour = alt.condition(alt.datum.key == apart, alt.value(ORANGE), alt.value(RED))
     return (
-        alt.Chart(reasons, title=title)
-        .mark_bar(color=RED)
+        alt.Chart(reasons, title=alt.Title(title, subtitle=subtitle or alt.Undefined))
+        .mark_bar()
         .encode(
+            color=colour if apart else alt.value(RED),
             y=alt.Y(
                 "words:N",
                 sort=alt.SortField("css", order="descending"),
@@ -287,6 +292,85 @@ def css_reason_bars(reasons: pl.DataFrame, title: str) -> alt.Chart:
         )
         .properties(height=ROWS)
     )
+
+
+def response_bars(partners: pl.DataFrame, title: str) -> alt.Chart:
+    """How each partner answered its referrals, stacked (``partner, accepted, declined,
+    expired, acceptance_rate``), partners in the frame's order."""
+    order = partners["partner"].to_list()
+    words = {"accepted": "accepted", "declined": "declined", "expired": "expired (no answer)"}
+    long = partners.unpivot(
+        index=["partner", "acceptance_rate"],
+        on=list(words),
+        variable_name="response",
+        value_name="referrals",
+    ).with_columns(pl.col("response").replace_strict(words, return_dtype=pl.String))
+    return (
+        alt.Chart(long, title=title)
+        .mark_bar()
+        .encode(
+            y=alt.Y("partner:N", sort=order, title=None, axis=alt.Axis(labelLimit=260)),
+            x=alt.X("referrals:Q", stack="zero", title="Referrals answered"),
+            color=alt.Color(
+                "response:N",
+                title=None,
+                scale=alt.Scale(domain=list(words.values()), range=[GREEN, BLUE, RED]),
+                legend=alt.Legend(orient="bottom"),
+            ),
+            order=alt.Order("response:N", sort="ascending"),
+            tooltip=[
+                alt.Tooltip("partner:N", title="Partner"),
+                alt.Tooltip("response:N", title="Answer"),
+                alt.Tooltip("referrals:Q", title="Referrals"),
+                alt.Tooltip("acceptance_rate:Q", title="Acceptance rate", format=".0%"),
+            ],
+        )
+        .properties(height=ROWS)
+    )
+
+
+def waiting_ages(ages: pl.DataFrame, window: int, title: str) -> alt.LayerChart:
+    """Referrals waiting for the partner's answer per day of age (``age_days, referrals,
+    past_window``), those past the acceptance window in red, the window a dashed line
+    (none when ``window`` is 0: no window)."""
+    bars = ages.with_columns(
+        (pl.col("age_days") + 1).alias("age_end"),
+        pl.when(pl.col("past_window"))
+        .then(pl.lit("past the window"))
+        .otherwise(pl.lit("within the window"))
+        .alias("state"),
+    )
+    chart = (
+        alt.Chart(bars)
+        .mark_bar(stroke="white", strokeWidth=0.5)
+        .encode(
+            x=alt.X("age_days:Q", title="Days waiting for the partner's answer"),
+            x2="age_end:Q",
+            y=alt.Y("referrals:Q", title="Referrals"),
+            y2=alt.datum(0),  # a bar from 0 up (x and x2 alone make it a range across)
+            color=alt.Color(
+                "state:N",
+                title=None,
+                scale=alt.Scale(domain=["within the window", "past the window"], range=[BLUE, RED]),
+                legend=alt.Legend(orient="bottom"),
+            ),
+            tooltip=[
+                alt.Tooltip("age_days:Q", title="Days waiting"),
+                alt.Tooltip("referrals:Q", title="Referrals"),
+                alt.Tooltip("state:N", title="Acceptance window"),
+            ],
+        )
+    )
+    layers: list[alt.Chart] = [chart]
+    if window > 0:
+        mark = alt.Chart(pl.DataFrame({"window": [window], "text": [f"{window}-day window"]}))
+        layers.append(mark.mark_rule(color="black", strokeDash=[6, 4]).encode(x="window:Q"))
+        layers.append(
+            mark.mark_text(align="left", dx=4, dy=-4, baseline="top").encode(
+                x="window:Q", y=alt.value(0), text="text:N"
+            )
+        )
+    return alt.layer(*layers, title=title).properties(height=280)
 
 
 # --- Comparing policies on the Simulate page (frames from ui.simulation.comparison) ----
