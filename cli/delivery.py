@@ -13,6 +13,7 @@ import getpass
 import json
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,9 +30,9 @@ from store.errors import StoreError
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this module's subcommands to ``sub``, each with its handler."""
-    p = sub.add_parser("outbox", help="send the queued referral notifications, or export them")
-    p.set_defaults(handler=cmd_outbox)
-    actions = p.add_subparsers(dest="action", required=True, parser_class=type(p))
+    actions = _group(
+        sub, "outbox", "send the queued referral notifications, or export them", cmd_outbox
+    )
     a = actions.add_parser(
         "send", help="send pending notifications over SMTP (settings: FRP_SMTP_* variables)"
     )
@@ -63,9 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     db_arg(p)
     p.set_defaults(handler=cmd_psm)
 
-    p = sub.add_parser("task", help="FTOP task 3186: list or close")
-    p.set_defaults(handler=cmd_task)
-    actions = p.add_subparsers(dest="action", required=True, parser_class=type(p))
+    actions = _group(sub, "task", "FTOP task 3186: list or close", cmd_task)
     a = actions.add_parser("list", help="list FTOP 3186 tasks")
     a.add_argument("--status", choices=["open", "closed"], help="only open or only closed tasks")
     a.add_argument("--json", action="store_true", help="print JSON instead of a text table")
@@ -76,10 +75,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     _register_css(sub)
 
 
+def _group(
+    sub: argparse._SubParsersAction, name: str, help: str, handler: Callable[..., int]
+) -> argparse._SubParsersAction:
+    """A subcommand with actions of its own (`frp NAME ACTION ...`): its action parsers."""
+    p = sub.add_parser(name, help=help)
+    p.set_defaults(handler=handler)
+    return p.add_subparsers(dest="action", required=True, parser_class=type(p))
+
+
 def _register_css(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("css", help="CSS referrals: export a queue for delivery, hand it off")
-    p.set_defaults(handler=cmd_css)
-    actions = p.add_subparsers(dest="action", required=True, parser_class=type(p))
+    actions = _group(sub, "css", "CSS referrals: export a queue for delivery, hand it off", cmd_css)
     a = actions.add_parser(
         "export", help="a queue's open CSS referrals as CSV, for the delivery team"
     )

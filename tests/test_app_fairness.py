@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from engine.rules import load_rules
 from store.commits import simulate_stored
-from store.db import connect
+from store.db import connect, open_db
 from tests.app_helpers import ROOT, chart_titles, open_app, open_page, row
 
 PAGE = "pages/fairness.py"
@@ -173,15 +173,13 @@ def test_css_after_declines_and_expiries_is_shown_apart(demo_db: Path) -> None:
 
 
 def test_a_simulation_has_no_partner_answers(demo_db: Path) -> None:
-    con = connect(demo_db)
-    try:
-        sim, _ = simulate_stored(con, load_rules(), "round-robin")
-    finally:
-        con.close()
-    app = AppTest.from_file(str(ROOT / PAGE), default_timeout=60)
-    app.session_state["latest_simulations"] = {"round-robin": sim}
-    app.run()
-    app.radio(key="fair_source").set_value("Simulation: round-robin").run()
-    assert not app.exception
-    assert any("answers are shown for committed referrals" in i.value for i in app.info)
-    assert "Acceptance rate" not in metrics(app)
+    at = open_page(PAGE)
+    assert "Acceptance rate" in metrics(at)
+    with open_db(demo_db) as con:
+        simulated = {"round-robin": simulate_stored(con, load_rules())[0]}
+    at.session_state["latest_simulations"] = simulated
+    at.run()
+    at.radio(key="fair_source").set_value("Simulation: round-robin").run()
+    assert not at.exception
+    assert any("answers are shown for committed referrals" in i.value for i in at.info)
+    assert "Acceptance rate" not in metrics(at)

@@ -20,7 +20,7 @@ from engine.rules import load_rules
 from engine.schema import validate_customers
 from store import handoff, state
 from store.commits import commit
-from store.db import connect
+from store.db import connect, open_db
 from store.errors import StoreError
 from store.files import csv_text
 from store.imports import import_customers, import_partners
@@ -170,13 +170,12 @@ def run(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, st
 def test_export_has_the_delivery_columns_and_neutralises_formulas(
     path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    con = connect(path)
-    con.execute(
-        "UPDATE customers SET name = '=HYPERLINK(\"http://evil.example\")', "
-        "contact_email = '+1@example.com' WHERE tenant_id = 'S2'"
-    )
-    s3 = ids(con, "S3")[0]
-    con.close()
+    with open_db(path) as con:
+        con.execute(
+            "UPDATE customers SET name = '=HYPERLINK(\"http://evil.example\")', "
+            "contact_email = '+1@example.com' WHERE tenant_id = 'S2'"
+        )
+        (s3,) = ids(con, "S3")
     out = tmp_path / "emea.csv"
     code, stdout, err = run(capsys, "css", "export", QUEUE, "--out", out, "--db", path)
     assert code == 0, err

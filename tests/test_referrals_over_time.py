@@ -22,14 +22,10 @@ from store.commits import commit
 from store.db import connect
 from store.fairness import partner_responses
 from store.imports import import_customers, import_partners
-from store.referrals import (
-    ReferralFilter,
-    acceptance_window,
-    days_to_accept,
-    waiting_ages,
-    waiting_count,
-    waiting_rows,
-)
+from store.referrals import ReferralFilter, acceptance_window, days_to_accept
+from store.referrals import waiting_ages as ages
+from store.referrals import waiting_count as count
+from store.referrals import waiting_rows as listed
 from tests.test_lifecycle import customers, partners
 
 RULES = load_rules()
@@ -55,19 +51,19 @@ def test_the_window_is_the_domain_default_until_the_rules_key_lands() -> None:
 
 def test_waiting_referrals_are_aged_in_whole_days_at_the_given_time(con) -> None:
     now = datetime(2026, 3, 10, 10, 0)  # A: 8 days 1 hour; B: 4 days 1 hour
-    assert waiting_ages(con, now, 7).rows() == [(4, 1, False), (8, 2, True)]
-    assert waiting_ages(con, now, 0).rows() == [(4, 1, False), (8, 2, False)]  # no window
+    assert ages(con, now, 7).rows() == [(4, 1, False), (8, 2, True)]
+    assert ages(con, now, 0).rows() == [(4, 1, False), (8, 2, False)]  # no window
     # Exactly at the window's end a referral is past it (it expires then).
-    assert waiting_ages(con, datetime(2026, 3, 9, 9, 0), 7).rows() == [(3, 1, False), (7, 2, True)]
+    assert ages(con, datetime(2026, 3, 9, 9, 0), 7).rows() == [(3, 1, False), (7, 2, True)]
     # Answered referrals are not waiting.
     lifecycle.accept(con, "A1")
-    assert waiting_ages(con, now, 7).rows() == [(4, 1, False), (8, 1, True)]
+    assert ages(con, now, 7).rows() == [(4, 1, False), (8, 1, True)]
 
 
 def waiting(con, now: datetime, window: int = 7, **filters: int) -> list[str]:
     where = ReferralFilter(now=now, window=window, **filters)
-    rows = waiting_rows(con, where)
-    assert waiting_count(con, where) == rows.height
+    rows = listed(con, where)
+    assert count(con, where) == rows.height
     return rows["tenant_id"].to_list()
 
 
@@ -87,14 +83,14 @@ def test_waiting_more_than_and_expires_within(con) -> None:
 
 def test_waiting_rows_give_each_age_and_accept_by(con) -> None:
     now = datetime(2026, 3, 10, 10, 0)
-    rows = waiting_rows(con, ReferralFilter(now=now, window=7))
+    rows = listed(con, ReferralFilter(now=now, window=7))
     b1 = rows.filter(pl.col("tenant_id") == "B1").row(0, named=True)
     assert (b1["age_days"], b1["accept_by"]) == (4, datetime(2026, 3, 13, 9, 0))
     assert b1["partner_id"] == "P1" and b1["customer"] == "Customer B1"
-    none = waiting_rows(con, ReferralFilter(now=now, window=0))
+    none = listed(con, ReferralFilter(now=now, window=0))
     assert none["accept_by"].null_count() == none.height
     with pytest.raises(ValueError, match="now"):
-        waiting_rows(con, ReferralFilter())
+        listed(con, ReferralFilter())
 
 
 def test_each_partners_answers_on_a_hand_made_set(

@@ -25,6 +25,7 @@ ROW = 22  # pixels per row of a horizontal bar chart or heatmap
 #: Height of charts with one row per item: a fixed step per row, so labels never overlap
 #: however many rows there are (Vega-Lite then pads instead of Streamlit's "fit").
 ROWS = alt.Step(ROW)
+LEGEND_BELOW = alt.Legend(orient="bottom")
 
 
 def utilisation_histogram(bins: pl.DataFrame, title: str, subtitle: str = "") -> alt.Chart:
@@ -305,25 +306,21 @@ def response_bars(partners: pl.DataFrame, title: str) -> alt.Chart:
         variable_name="response",
         value_name="referrals",
     ).with_columns(pl.col("response").replace_strict(words, return_dtype=pl.String))
+    tooltip = [
+        alt.Tooltip("partner:N", title="Partner"),
+        alt.Tooltip("response:N", title="Answer"),
+        alt.Tooltip("referrals:Q", title="Referrals"),
+        alt.Tooltip("acceptance_rate:Q", title="Acceptance rate", format=".0%"),
+    ]
+    colours = alt.Scale(domain=list(words.values()), range=[GREEN, BLUE, RED])
     return (
         alt.Chart(long, title=title)
         .mark_bar()
         .encode(
             y=alt.Y("partner:N", sort=order, title=None, axis=alt.Axis(labelLimit=260)),
             x=alt.X("referrals:Q", stack="zero", title="Referrals answered"),
-            color=alt.Color(
-                "response:N",
-                title=None,
-                scale=alt.Scale(domain=list(words.values()), range=[GREEN, BLUE, RED]),
-                legend=alt.Legend(orient="bottom"),
-            ),
-            order=alt.Order("response:N", sort="ascending"),
-            tooltip=[
-                alt.Tooltip("partner:N", title="Partner"),
-                alt.Tooltip("response:N", title="Answer"),
-                alt.Tooltip("referrals:Q", title="Referrals"),
-                alt.Tooltip("acceptance_rate:Q", title="Acceptance rate", format=".0%"),
-            ],
+            color=alt.Color("response:N", title=None, scale=colours, legend=LEGEND_BELOW),
+            tooltip=tooltip,
         )
         .properties(height=ROWS)
     )
@@ -352,7 +349,7 @@ def waiting_ages(ages: pl.DataFrame, window: int, title: str) -> alt.LayerChart:
                 "state:N",
                 title=None,
                 scale=alt.Scale(domain=["within the window", "past the window"], range=[BLUE, RED]),
-                legend=alt.Legend(orient="bottom"),
+                legend=LEGEND_BELOW,
             ),
             tooltip=[
                 alt.Tooltip("age_days:Q", title="Days waiting"),
