@@ -308,13 +308,13 @@ def test_waiting_more_than_and_expires_within_filter_the_table(
     at = run_page()
     at.number_input(key="wait_over").set_value(30).run()
     (n,) = row(db, WAITING + " AND created_at < ?", [now - timedelta(days=30)])
-    assert metric(at, "Waiting referrals matching") == f"{n:,}"
+    assert metric(at, "Matching waiting referrals") == f"{n:,}"
     table = next(d.value for d in at.dataframe if "age_days" in d.value.columns)
     assert len(table) == min(n, 1_000) and (table["age_days"] >= 30).all()
     at.number_input(key="wait_over").set_value(None)
     at.number_input(key="wait_expires").set_value(5).run()
     (n,) = row(db, WAITING + " AND created_at <= ?", [now + timedelta(days=5 - 7)])
-    assert metric(at, "Waiting referrals matching") == f"{n:,}"
+    assert metric(at, "Matching waiting referrals") == f"{n:,}"
     table = next(d.value for d in at.dataframe if "accept_by" in d.value.columns)
     assert (table["accept_by"] <= now + timedelta(days=5)).all()
 

@@ -95,7 +95,7 @@ def _waiting_table(at: datetime, window: int) -> None:
         window=window,
     )
     n = view(waiting_count, where)
-    st.metric("Waiting referrals matching", f"{n:,}")
+    st.metric("Matching waiting referrals", f"{n:,}")
     if n == 0:
         st.info("No waiting referral matches these filters.")
         return
