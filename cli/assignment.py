@@ -224,8 +224,9 @@ def cmd_commit(args: argparse.Namespace) -> int:
 
 def cmd_fairness(args: argparse.Namespace) -> int:
     from engine.fairness import report
-    from store.fairness import committed_counts, result_inputs
+    from store.fairness import committed_counts, partner_responses, result_inputs
 
+    responses = None  # how partners answered: committed referrals only
     if args.result:
         outcomes, partners, pools = result_inputs(args.result, args.partners, args.db)
     else:
@@ -233,7 +234,8 @@ def cmd_fairness(args: argparse.Namespace) -> int:
             raise UsageError("frp fairness: --partners applies to a result file")
         # Counted in DuckDB: a million referrals reach the report as ~70k weighted rows.
         outcomes, partners, pools = committed_counts(args.db)
-    rep = report(outcomes, partners, pools)
+        responses = partner_responses(args.db)
+    rep = report(outcomes, partners, pools, responses)
     if args.json:
         print(json.dumps(rep.to_dict(), indent=2))
     else:

@@ -1,4 +1,5 @@
-"""Subcommands for delivery: the notification outbox (send, export), PSM load, FTOP tasks.
+"""Subcommands for delivery: the notification outbox (send, export), PSM load, FTOP tasks,
+and the hand-off of CSS referrals to the delivery team (`frp css export|handoff`).
 
 ``frp outbox send`` reads its SMTP settings from ``FRP_SMTP_*`` only (never from the
 database); a missing or bad setting, an unknown task or a task closed already ends with
@@ -10,13 +11,16 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import shlex
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import duckdb
 
-from cli.args import EXIT_OK, db_arg, existing, progress
+from cli.args import EXIT_OK, UsageError, db_arg, existing, progress
 from store.errors import StoreError
 
 # The store (DuckDB, the mail templates) is imported by the handlers, not here: every
@@ -26,9 +30,9 @@ from store.errors import StoreError
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this module's subcommands to ``sub``, each with its handler."""
-    p = sub.add_parser("outbox", help="send the queued referral notifications, or export them")
-    p.set_defaults(handler=cmd_outbox)
-    actions = p.add_subparsers(dest="action", required=True, parser_class=type(p))
+    actions = _group(
+        sub, "outbox", "send the queued referral notifications, or export them", cmd_outbox
+    )
     a = actions.add_parser(
         "send", help="send pending notifications over SMTP (settings: FRP_SMTP_* variables)"
     )
@@ -60,15 +64,55 @@ def register(sub: argparse._SubParsersAction) -> None:
     db_arg(p)
     p.set_defaults(handler=cmd_psm)
 
-    p = sub.add_parser("task", help="FTOP task 3186: list or close")
-    p.set_defaults(handler=cmd_task)
-    actions = p.add_subparsers(dest="action", required=True, parser_class=type(p))
+    actions = _group(sub, "task", "FTOP task 3186: list or close", cmd_task)
     a = actions.add_parser("list", help="list FTOP 3186 tasks")
-    a.add_argument("--status", choices=["open", "closed"], help="only open or only closed tasks")
+    # store.tasks.STATUSES, spelled out: building the parser loads no DuckDB (tested)
+    a.add_argument(
+        "--status", choices=["open", "closed", "cancelled"], help="only tasks with this status"
+    )
     a.add_argument("--json", action="store_true", help="print JSON instead of a text table")
     db_arg(a)
     a = actions.add_parser("close", help="close an open task")
     a.add_argument("task_id", metavar="TASK_ID", type=int, help="the task's id (`frp task list`)")
+    db_arg(a)
+    _register_css(sub)
+
+
+def _group(
+    sub: argparse._SubParsersAction, name: str, help: str, handler: Callable[..., int]
+) -> argparse._SubParsersAction:
+    """A subcommand with actions of its own (`frp NAME ACTION ...`): its action parsers."""
+    p = sub.add_parser(name, help=help)
+    p.set_defaults(handler=handler)
+    return p.add_subparsers(dest="action", required=True, parser_class=type(p))
+
+
+def _register_css(sub: argparse._SubParsersAction) -> None:
+    actions = _group(sub, "css", "CSS referrals: export a queue for delivery, hand it off", cmd_css)
+    a = actions.add_parser(
+        "export", help="a queue's open CSS referrals as CSV, for the delivery team"
+    )
+    a.add_argument("queue", metavar="QUEUE", help='the CSS queue, e.g. "CSS EMEA"')
+    a.add_argument(
+        "--out", metavar="FILE", help="write to FILE (.csv, or .parquet) instead of stdout"
+    )
+    db_arg(a)
+    a = actions.add_parser("handoff", help="mark open CSS referrals handed off to delivery")
+    a.add_argument("queue", metavar="QUEUE", nargs="?", help="hand off this queue's open ones")
+    a.add_argument(
+        "--up-to",
+        type=int,
+        metavar="ID",
+        help="only referrals up to this id (the last one `frp css export` wrote)",
+    )
+    a.add_argument(
+        "--referral",
+        type=int,
+        action="append",
+        metavar="ID",
+        help="hand off this referral instead of a queue (repeatable)",
+    )
+    a.add_argument("--actor", default="cli", help="who handed off (for the audit log)")
     db_arg(a)
 
 
@@ -95,9 +139,16 @@ def _open(args: argparse.Namespace, *, read_only: bool = False) -> duckdb.DuckDB
     return connect(existing(resolve_path(args.db)), read_only=read_only)
 
 
+def _record_export(con: duckdb.DuckDBPyConnection, subject: str, details: dict) -> None:
+    """An export of customers' personal data, into the audit log: who, what, where to."""
+    from store.db import audit
+
+    audit(con, f"cli:{getpass.getuser()}", "export_personal_data", subject, json.dumps(details))
+
+
 def cmd_outbox(args: argparse.Namespace) -> int:
     from store import outbox
-    from store.db import audit, open_db, resolve_path
+    from store.db import open_db, resolve_path
 
     if args.action == "send":
         settings = outbox.SmtpSettings.from_env()  # before opening the database
@@ -122,13 +173,7 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     try:
         written = outbox.export_eml(con, args.dir, args.status or ())
         # The messages carry customers' contact details: who exported them is recorded.
-        audit(
-            con,
-            f"cli:{getpass.getuser()}",
-            "export_personal_data",
-            f"outbox .eml export to {Path(args.dir)}",
-            json.dumps({"messages": len(written)}),
-        )
+        _record_export(con, f"outbox .eml export to {Path(args.dir)}", {"messages": len(written)})
     finally:
         con.close()
     print(f"{len(written):,} .eml files written to {Path(args.dir)}")
@@ -198,6 +243,65 @@ def cmd_task(args: argparse.Namespace) -> int:
         ("task", "status", "tenant", "customer", "partner", "opened", "closed"),
         right=(0,),
     )
+    return EXIT_OK
+
+
+def cmd_css(args: argparse.Namespace) -> int:
+    if args.action == "export":
+        return _css_export(args)
+    from store.db import retry_conflicts
+    from store.handoff import hand_off
+
+    if (args.queue is None) == (args.referral is None):
+        raise UsageError("frp css handoff: give either a QUEUE or --referral ID")
+    if args.up_to is not None and args.queue is None:
+        raise UsageError("frp css handoff: --up-to applies to a QUEUE")
+    con = _open(args)
+    try:
+        done = retry_conflicts(
+            lambda: hand_off(
+                con,
+                queue=args.queue,
+                referral_ids=args.referral,
+                up_to=args.up_to,
+                actor=args.actor,
+            ),
+            what="the hand-off",
+        )
+    finally:
+        con.close()
+    print(done.describe())
+    return EXIT_OK
+
+
+def _css_export(args: argparse.Namespace) -> int:
+    """The queue's open CSS referrals as CSV (formulas neutralised) to ``--out`` or
+    stdout; the export is audited, as the file holds contact emails."""
+    from store.files import csv_text, write_table
+    from store.handoff import open_referrals
+
+    con = _open(args)  # read-write: the export goes into the audit log
+    try:
+        frame = open_referrals(con, args.queue)
+        where = str(Path(args.out)) if args.out else "stdout"
+        last = frame["referral_id"].max() if frame.height else None
+        if args.out:
+            write_table(frame, args.out)
+        _record_export(
+            con,
+            f"css export of {args.queue} to {where}",
+            {"queue": args.queue, "referrals": frame.height, "up_to": last},
+        )
+    finally:
+        con.close()
+    if not args.out:
+        sys.stdout.write(csv_text(frame))
+    summary = f"{frame.height:,} open CSS referrals of {args.queue} written to {where}"
+    if last is not None:
+        summary += (
+            f"; once delivery has them: frp css handoff {shlex.quote(args.queue)} --up-to {last}"
+        )
+    print(summary, file=sys.stderr if not args.out else sys.stdout)
     return EXIT_OK
 
 

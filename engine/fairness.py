@@ -2,8 +2,10 @@
 
 This module owns the answers to the "Is round robin fair?" question (docs/domain.md): Jain's
 index and the Gini coefficient of partner utilisation, per-pool turn-taking (how many
-customers each member of a pool was given against an equal share), and CSS fallback
-rates by region, language, workload and reason.
+customers each member of a pool was given against an equal share), CSS fallback rates
+by region, language, workload and reason (those sent there because partners declined or
+let referrals expire, ``declined_by_partners``, apart), and, over time, how partners
+answered their referrals: acceptance rate and expiries per partner (``acceptance``).
 
 It takes plain frames rather than a ``Simulation`` so that the same report can be made
 for a fresh simulation (``report_for``) and for committed referrals loaded from the
@@ -22,6 +24,8 @@ Input frames (extra columns are ignored):
   give the same report.
 - ``partners``: ``partner_id, available, capacity, active_before, assigned``.
 - ``pools`` (optional): ``pool_key, partner_ids`` (List(String)).
+- ``responses`` (optional; committed referrals only): ``partner_id, response,
+  referrals``: how many partner referrals got each response (``RESPONSES``).
 """
 
 from __future__ import annotations
@@ -121,6 +125,25 @@ CSS_RATE_SCHEMA = pl.Schema(
         "css_rate": pl.Float64(),
     }
 )
+#: How a partner answered a referral: not yet, took it (accepted, maybe completed since),
+#: declined it, or let its acceptance window close (an expiry counts as a decline).
+RESPONSES = ("waiting", "accepted", "declined", "expired")
+RESPONSE_COLUMNS = pl.Schema(
+    {
+        "partner_id": pl.String(),
+        "response": pl.String(),
+        "referrals": pl.Int64(),
+    }
+)
+ACCEPTANCE_SCHEMA = pl.Schema(
+    {
+        "partner_id": pl.String(),
+        "made": pl.Int64(),
+        **{r: pl.Int64() for r in RESPONSES},
+        "answered": pl.Int64(),
+        "acceptance_rate": pl.Float64(),
+    }
+)
 CSS_REASON_SCHEMA = pl.Schema(
     {
         "key": pl.String(),
@@ -194,6 +217,19 @@ class FairnessReport:
     per_pool: pl.DataFrame
     pool_members: pl.DataFrame
     css_by: Mapping[str, pl.DataFrame] = field(default_factory=dict)
+    #: Per partner, how it answered its referrals (``acceptance``) when ``report`` was given
+    #: the responses (committed referrals); None otherwise (a simulation has no answers).
+    acceptance: pl.DataFrame | None = None
+
+    @property
+    def css_after_declines(self) -> int:
+        """Customers in CSS because partners declined them or let them expire
+        (``declined_by_partners``), apart from those a run sent there at once."""
+        reasons = self.css_by.get("reason")
+        if reasons is None:
+            return 0
+        hit = reasons.filter(pl.col("key") == Reason.DECLINED_BY_PARTNERS.value)["css"]
+        return int(hit.sum())
 
     def headline(self) -> dict[str, int | float]:
         """The single numbers, in the order reports show them."""
@@ -210,13 +246,17 @@ class FairnessReport:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable data (``frp fairness --json``); floats rounded to 4 places."""
-        return {
+        out = {
             **{k: _plain(v) for k, v in self.headline().items()},
+            "css_after_declines": self.css_after_declines,
             "per_partner": _rows(self.per_partner),
             "per_pool": _rows(self.per_pool),
             "pool_members": _rows(self.pool_members),
             "css_by": {k: _rows(v) for k, v in self.css_by.items()},
         }
+        if self.acceptance is not None:
+            out["acceptance"] = _rows(self.acceptance)
+        return out
 
     def to_text(self, top: int = 10, pools: int = 5) -> str:
         """A plain-text report for a terminal (``frp fairness``), well under 60 lines."""
@@ -231,6 +271,8 @@ class FairnessReport:
             f"(over {self._counted()} available partners with capacity)",
         ]
         lines += self._css_lines(top)
+        if self.acceptance is not None and self.acceptance.height:
+            lines += self._acceptance_lines(self.acceptance, pools)
         if self.per_partner.height:
             lines += self._partner_lines(top)
         if self.per_pool.height:
@@ -257,6 +299,32 @@ class FairnessReport:
                 [(k, str(n), str(c), f"{r:.1%}") for k, n, c, r in by_region.head(top).iter_rows()],
             )
         return lines
+
+    def _acceptance_lines(self, frame: pl.DataFrame, shown: int) -> list[str]:
+        totals = {k: int(frame[k].sum()) for k in ("accepted", "answered", "expired")}
+        rate = totals["accepted"] / totals["answered"] if totals["answered"] else 0.0
+        lowest = frame.filter(pl.col("answered") > 0).sort(
+            ["acceptance_rate", "answered", "partner_id"], descending=[False, True, False]
+        )
+        cols = ["made", "waiting", "accepted", "declined", "expired"]
+        return [
+            "",
+            f"Partner responses: acceptance rate {rate:.1%} of {totals['answered']} answered "
+            f"(expired {totals['expired']}; CSS after declines and expiries "
+            f"{self.css_after_declines})",
+            f"Lowest {min(shown, lowest.height)} acceptance rates",
+            *_table(
+                ["partner", *cols, "rate"],
+                [
+                    (
+                        row["partner_id"],
+                        *(str(row[c]) for c in cols),
+                        f"{row['acceptance_rate']:.1%}",
+                    )
+                    for row in lowest.head(shown).iter_rows(named=True)
+                ],
+            ),
+        ]
 
     def _partner_lines(self, top: int) -> list[str]:
         busiest = self.per_partner.filter(pl.col("utilisation_after").is_not_null()).sort(
@@ -321,9 +389,13 @@ class FairnessReport:
 
 
 def report(
-    outcomes: pl.DataFrame, partners: pl.DataFrame, pools: pl.DataFrame | None = None
+    outcomes: pl.DataFrame,
+    partners: pl.DataFrame,
+    pools: pl.DataFrame | None = None,
+    responses: pl.DataFrame | None = None,
 ) -> FairnessReport:
-    """The fairness report for one set of outcomes against the partners' load (and pools)."""
+    """The fairness report for one set of outcomes against the partners' load (and pools,
+    and for committed referrals the partners' responses)."""
     out = _outcomes(outcomes)
     per_partner = _per_partner(_conform(partners, PARTNER_COLUMNS, "partners"))
     counted = per_partner.filter(pl.col("available") & pl.col("utilisation_after").is_not_null())
@@ -351,6 +423,32 @@ def report(
         per_pool=per_pool,
         pool_members=members,
         css_by=_css_by(out),
+        acceptance=acceptance(responses) if responses is not None else None,
+    )
+
+
+def acceptance(responses: pl.DataFrame) -> pl.DataFrame:
+    """Per partner (``ACCEPTANCE_SCHEMA``): referrals made, how many got each of
+    ``RESPONSES``, and the acceptance rate, accepted / (accepted + declined + expired)
+    among the answered ones (an expiry counts as a decline: docs/domain.md, "Time: the
+    referral clock"); null while none is answered. ``responses`` is counted
+    (``RESPONSE_COLUMNS``); a response not in ``RESPONSES`` counts in ``made`` only."""
+    c = pl.col
+    rows = _conform(responses, RESPONSE_COLUMNS, "responses")
+    answered = c("accepted") + c("declined") + c("expired")
+    return (
+        rows.group_by("partner_id")
+        .agg(
+            c("referrals").sum().alias("made"),
+            *(c("referrals").filter(c("response") == r).sum().alias(r) for r in RESPONSES),
+        )
+        .with_columns(answered.alias("answered"))
+        .with_columns(
+            pl.when(c("answered") > 0).then(c("accepted") / c("answered")).alias("acceptance_rate")
+        )
+        .select(list(ACCEPTANCE_SCHEMA))
+        .cast(ACCEPTANCE_SCHEMA)
+        .sort("partner_id")
     )
 
 

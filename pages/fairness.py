@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
+from engine.fairness import acceptance
 from store import state
-from store.fairness import monthly_fairness, referral_dates
+from store.fairness import monthly_fairness, partner_responses, referral_dates
 from ui import fairness
 from ui.reads import committed_fairness, view
 from ui.router import through_router
@@ -31,7 +32,7 @@ source = (
     if len(sources) > 1
     else sources[0]
 )
-monthly = None
+monthly = answers = None
 if source == COMMITTED:
     first, last = view(referral_dates)
     picked = st.date_input(
@@ -44,6 +45,7 @@ if source == COMMITTED:
     since, until = fairness.period(picked)
     fair, labels = committed_fairness(since, until)
     monthly = view(monthly_fairness, since, until)
+    answers = acceptance(view(partner_responses, since, until))
     st.caption(
         "Utilisation is each partner's load today; turns count the referrals of the period. "
         "History imported without pools is grouped by the pool its customer matches today."
@@ -62,7 +64,14 @@ if fair.customers == 0:
 fairness.headline(fair)
 names = view(state.partner_names)
 tabs = st.tabs(
-    ["Turns per pool", "Deviation by partner", "Utilisation", "Over time", "CSS fallback"]
+    [
+        "Turns per pool",
+        "Deviation by partner",
+        "Utilisation",
+        "Over time",
+        "CSS fallback",
+        "Partner answers",
+    ]
 )
 with tabs[0]:
     fairness.turns(fair, labels, names, key="fair_pool" if source == COMMITTED else source)
@@ -74,3 +83,5 @@ with tabs[3]:
     fairness.trend(monthly)
 with tabs[4]:
     fairness.css_fallback(fair)
+with tabs[5]:
+    fairness.responses(answers, names)

@@ -1,5 +1,7 @@
-"""Referrals: what was assigned and why, the FTOP 3186 tasks, the notification outbox
-(sent from here) and the load on each Partner Success Manager."""
+"""Referrals: what was assigned and why, referrals waiting for the partner's answer (by
+age against the acceptance window) and each partner's answers, the hand-off of CSS
+referrals to delivery, the FTOP 3186 tasks, the notification outbox (sent from here) and
+the load on each Partner Success Manager."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from store.referrals import (
     referral_rows,
     task_count,
 )
-from ui import privacy, referrals
+from ui import handoff, privacy, referrals, waiting
 from ui.expiry import expiry_panel
 from ui.reads import view
 from ui.router import through_router
@@ -33,12 +35,20 @@ if view(state.counts)["referrals"] == 0:
     )
     st.stop()
 
+waiting.clock_note()
 referrals.toast_pending()
 expiry_panel()  # "N referrals past their window, M reminders due" and Expire now
 opts = view(referral_options)
-run = referrals.run_filter(opts)  # applies to the first three tabs; follows ?run=
-tab_refs, tab_tasks, tab_outbox, tab_psm = st.tabs(
-    ["Referrals", "FTOP 3186 tasks", "Notification outbox", "PSM load"]
+run = referrals.run_filter(opts)  # applies to referrals, tasks and the outbox; follows ?run=
+tab_refs, tab_wait, tab_css, tab_tasks, tab_outbox, tab_psm = st.tabs(
+    [
+        "Referrals",
+        "Waiting for partners",
+        "CSS hand-off",
+        "FTOP 3186 tasks",
+        "Notification outbox",
+        "PSM load",
+    ]
 )
 
 with tab_refs:
@@ -96,6 +106,12 @@ with tab_refs:
         if ref:
             referrals.trace(ref)
             referrals.respond(ref)
+
+with tab_wait:
+    waiting.waiting()
+
+with tab_css:
+    handoff.css_handoff()
 
 with tab_tasks:
     n_tasks = view(task_count, run)

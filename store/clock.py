@@ -55,6 +55,14 @@ def now() -> datetime:
     return wall()
 
 
+def setting() -> str | None:
+    """Who set "now": ``"--now"`` (set for this process), ``"FRP_NOW"`` (the environment), or
+    None when the clock follows the real time. Pages say so, as ages depend on it."""
+    if _fixed is not None:
+        return "--now"
+    return ENV if os.environ.get(ENV, "").strip() else None
+
+
 def wall() -> datetime:
     """The real time (naive UTC), whatever the clock is set to.
 

@@ -37,8 +37,11 @@ CONFLICT_ATTEMPTS = 5  # tries of a write that collides with another transaction
 
 T = TypeVar("T")
 
-#: Referral statuses that hold a partner's seat and keep the customer out of the FTCQ.
-OPEN_STATUSES = ("active", "accepted")
+#: Referral statuses that keep the customer out of the FTCQ and out of later runs. A
+#: partner referral (outcome ``frp``) in one of them holds the partner's seat; every seat
+#: count reads them with ``outcome = 'frp'``. ``handed_off`` (store/handoff.py) is for CSS
+#: referrals only, which never hold a seat: the customer is with the delivery team.
+OPEN_STATUSES = ("active", "accepted", "handed_off")
 #: The same as an SQL list, for ``status IN {OPEN_SQL}``.
 OPEN_SQL = "(" + ", ".join(f"'{s}'" for s in OPEN_STATUSES) + ")"
 #: Referral statuses under which the partner keeps access to the customer: any other

@@ -8,6 +8,10 @@ groups them in DuckDB first (one row per distinct outcome, partner, reason, plac
 language, workloads and pool, with how many customers it stands for), so a million
 referrals reach Polars as tens of thousands of rows; the report is the same.
 
+How partners answered their referrals (``partner_responses``) is counted in DuckDB too:
+one row per partner and response, which ``engine.fairness.acceptance`` turns into
+acceptance rates and expiries per partner.
+
 The page's reads (``committed_fairness``, ``monthly_fairness``, ``referral_dates``) take a
 connection (or cursor); ``monthly_fairness`` is one row per month: ``month, customers,
 placed, css, css_rate, partners, jain, gini``. Nothing here imports Streamlit.
@@ -184,6 +188,34 @@ def _committed(
     )
     pools = state.query(con, "SELECT pool_key, partner_ids FROM pools ORDER BY pool_key")
     return outcomes, partners, pools
+
+
+# How a partner answered a referral, as ``engine.fairness.RESPONSES`` names it: an expiry
+# (status `expired`, decline reason `no_response`) is told apart from a decline; a
+# completed referral was taken, so it counts as accepted (docs/domain.md, "Time: the
+# referral clock"). A status this version does not know keeps its own name.
+_RESPONSE = """
+CASE WHEN status = 'expired' OR decline_reason = 'no_response' THEN 'expired'
+     WHEN status = 'active' THEN 'waiting'
+     WHEN status IN ('accepted', 'completed') THEN 'accepted'
+     ELSE status END
+"""
+
+
+def partner_responses(
+    db: str | None | Con, since: datetime | None = None, until: datetime | None = None
+) -> pl.DataFrame:
+    """Partner referrals made in [since, until), counted per partner and response:
+    ``partner_id, response, referrals`` (what ``engine.fairness.acceptance`` takes)."""
+    cond, params = state.period(since, until)
+    with _reading(db, "build it with `frp demo`") as con:
+        return state.query(
+            con,
+            f"SELECT partner_id, {_RESPONSE} AS response, count(*) AS referrals "
+            f"FROM referrals WHERE outcome = '{Outcome.FRP.value}' AND {cond} "
+            "GROUP BY ALL ORDER BY ALL",
+            params,
+        )
 
 
 def referral_dates(con: Con) -> tuple[date | None, date | None]:

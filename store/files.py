@@ -365,6 +365,12 @@ def _neutralise(frame: Frame) -> Frame:
     return frame.select(out)
 
 
+def csv_text(frame: pl.DataFrame) -> str:
+    """``frame`` as the CSV text :func:`write_table` writes (lists joined, formulas
+    neutralised), for standard output and the dashboard's downloads."""
+    return _neutralise(frame).write_csv()
+
+
 def write_table(frame: pl.DataFrame | pl.LazyFrame, path: str | Path) -> Path:
     """Write ``frame`` as CSV or Parquet (by extension), atomically.
 

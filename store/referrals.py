@@ -1,5 +1,11 @@
 """Reads behind the Referrals page: referrals and their traces, runs, FTOP 3186 tasks,
-the notification outbox and the open referrals per Partner Success Manager.
+the notification outbox, the open referrals per Partner Success Manager, and referrals
+over time: those waiting for the partner's answer by age against the acceptance window,
+and how long partners take to accept.
+
+Ages count from a referral's ``created_at`` to the ``now`` the caller gives (the page
+reads it from ``store.clock``): a read never looks at the time itself, so it stays
+cacheable and a test can give it any day.
 
 Every read takes a connection (or cursor) and returns a small Polars frame, a dict or a
 count; tables are capped in DuckDB (``ROW_CAP``). Nothing here imports Streamlit;
@@ -10,10 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import polars as pl
 
+from engine.reasons import Outcome
 from store import state
 from store.state import Con
 
@@ -21,6 +29,11 @@ from store.state import Con
 ROW_CAP = 1_000
 #: The run filter's value for referrals imported with the history (no run).
 HISTORY = "history"
+#: A partner referral waiting for the partner's answer (docs/domain.md, "Time: the
+#: referral clock"); the SQL condition on ``referrals r``.
+WAITING_SQL = f"r.outcome = '{Outcome.FRP.value}' AND r.status = 'active'"
+#: Whole days from ``created_at`` to the ``now`` given as the first parameter.
+_AGE_SQL = "floor(epoch(?::TIMESTAMP - r.created_at) / 86400)::BIGINT"
 
 
 @dataclass(frozen=True)
@@ -33,10 +46,17 @@ class ReferralFilter:
     partner_id: str | None = None
     run: int | str | None = None
     tenant: str = ""
+    #: Partner referrals still waiting for an answer, made more than this many days
+    #: before ``now`` ...
+    waiting_over: int | None = None
+    #: ... or whose acceptance window of ``window`` days closes within this many days of
+    #: ``now`` (0: closed already, due to expire).
+    expires_within: int | None = None
+    now: datetime | None = None
+    window: int = 0
 
     def where(self) -> tuple[str, list[Any]]:
-        sql: list[str] = ["TRUE"]
-        params: list[Any] = []
+        sql, params = self._clock_where()
         for column, values in (
             ("outcome", self.outcomes),
             ("status", self.statuses),
@@ -56,6 +76,24 @@ class ReferralFilter:
             sql.append("(r.tenant_id ILIKE ? OR c.name ILIKE ?)")
             params += [f"%{self.tenant.strip()}%"] * 2
         return " AND ".join(sql), params
+
+    def _clock_where(self) -> tuple[list[str], list[Any]]:
+        if self.waiting_over is None and self.expires_within is None:
+            return ["TRUE"], []
+        if self.now is None:
+            raise ValueError("the waiting filters count from `now`: give it")
+        now = self.now
+        sql, params = [WAITING_SQL], []
+        if self.waiting_over is not None:
+            sql.append("r.created_at < ?")
+            params.append(now - timedelta(days=self.waiting_over))
+        if self.expires_within is not None:
+            if self.window <= 0:
+                sql.append("FALSE")  # no window: nothing expires
+            else:
+                sql.append("r.created_at <= ?")
+                params.append(now + timedelta(days=self.expires_within - self.window))
+        return sql, params
 
 
 def referral_options(con: Con) -> dict[str, Any]:
@@ -249,5 +287,82 @@ def psm_load(con: Con) -> pl.DataFrame:
         FROM partner_state
         GROUP BY psm_email
         ORDER BY open_referrals DESC, psm_name, psm_email
+        """,
+    )
+
+
+# --- Referrals over time: waiting for an answer, time to accept -------------------------
+
+
+def waiting_ages(con: Con, now: datetime, window: int) -> pl.DataFrame:
+    """Partner referrals waiting for an answer, per whole day of age at ``now``:
+    ``age_days, referrals, past_window`` (the acceptance window of ``window`` days has
+    closed: the next expiry ends them; never with no window), youngest first."""
+    return state.query(
+        con,
+        f"""
+        SELECT {_AGE_SQL} AS age_days, count(*) AS referrals,
+               ? > 0 AND {_AGE_SQL} >= ? AS past_window
+        FROM referrals r WHERE {WAITING_SQL}
+        GROUP BY ALL ORDER BY age_days
+        """,
+        [now, window, now, window],
+    )
+
+
+def waiting_count(con: Con, where: ReferralFilter) -> int:
+    """How many waiting partner referrals match the filter."""
+    sql, params = where.where()
+    return _count(con, _REFERRAL_FROM, (f"{WAITING_SQL} AND {sql}", params))
+
+
+def waiting_rows(con: Con, where: ReferralFilter, limit: int = ROW_CAP) -> pl.DataFrame:
+    """Waiting partner referrals matching the filter (its ``now`` and ``window`` give
+    each one's age and accept-by time), oldest first, at most ``limit`` rows."""
+    if where.now is None:
+        raise ValueError("waiting referrals are aged at `now`: give it in the filter")
+    sql, params = where.where()
+    return state.query(
+        con,
+        f"""
+        SELECT r.referral_id, r.tenant_id, c.name AS customer, r.partner_id,
+               p.name AS partner, r.run_id, r.created_at, {_AGE_SQL} AS age_days,
+               CASE WHEN ? > 0 THEN r.created_at + to_days(?::INTEGER) END AS accept_by
+        {_REFERRAL_FROM} LEFT JOIN partners p USING (partner_id)
+        WHERE {WAITING_SQL} AND {sql}
+        ORDER BY r.created_at, r.referral_id LIMIT ?
+        """,
+        [where.now, where.window, where.window, *params, limit],
+    )
+
+
+def days_to_accept(con: Con) -> pl.DataFrame:
+    """Per partner, the median days from a referral to the partner's acceptance:
+    ``partner_id, accepted_timed, median_days_to_accept`` (over ``accepted_timed``
+    referrals).
+
+    The time of acceptance is the audit log's ``referral_accept`` entry (it stays when
+    the referral is completed later); a referral imported as ``accepted``, which has no
+    entry, counts from its ``updated_at``. Referrals completed without an acceptance
+    on record are left out: when they were accepted is not known.
+    """
+    return state.query(
+        con,
+        f"""
+        WITH accepts AS (
+            SELECT try_cast(json_extract_string(details, '$.referral_id') AS BIGINT)
+                       AS referral_id,
+                   min(logged_at) AS accepted_at
+            FROM audit_log WHERE action = 'referral_accept' GROUP BY 1
+        ), timed AS (
+            SELECT r.partner_id,
+                   coalesce(a.accepted_at, r.updated_at) - r.created_at AS waited
+            FROM referrals r LEFT JOIN accepts a USING (referral_id)
+            WHERE r.outcome = '{Outcome.FRP.value}'
+              AND (a.accepted_at IS NOT NULL OR r.status = 'accepted')
+        )
+        SELECT partner_id, count(*) AS accepted_timed,
+               median(epoch(waited) / 86400.0) AS median_days_to_accept
+        FROM timed GROUP BY partner_id ORDER BY partner_id
         """,
     )

@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from engine.rules import load_rules
 from store.commits import simulate_stored
-from store.db import connect
+from store.db import connect, open_db
 from tests.app_helpers import ROOT, chart_titles, open_app, open_page, row
 
 PAGE = "pages/fairness.py"
@@ -108,3 +108,78 @@ def test_through_the_router(demo_db: Path) -> None:
 def test_empty_database_says_what_to_do(empty_db: Path) -> None:
     app = open_page(PAGE)
     assert any("No referrals yet" in i.value and "Simulate" in i.value for i in app.info)
+
+
+# --- partners' answers and CSS after declines -------------------------------------------
+
+
+def answered_by_hand(path: Path) -> None:
+    """Some of the demo's completed referrals declined, some waiting ones expired, and some
+    CSS referrals sent there after declines (as the life cycle and the expiry set them)."""
+    con = connect(path)
+    try:
+        con.execute(
+            "UPDATE referrals SET status = 'declined', decline_reason = 'at_capacity' "
+            "WHERE referral_id IN (SELECT referral_id FROM referrals WHERE outcome = 'frp' "
+            "AND status = 'completed' ORDER BY referral_id LIMIT 40)"
+        )
+        con.execute(
+            "UPDATE referrals SET status = 'expired', decline_reason = 'no_response' "
+            "WHERE referral_id IN (SELECT referral_id FROM referrals WHERE outcome = 'frp' "
+            "AND status = 'active' ORDER BY referral_id LIMIT 25)"
+        )
+        con.execute(
+            "UPDATE referrals SET reason = 'declined_by_partners' "
+            "WHERE referral_id IN (SELECT referral_id FROM referrals WHERE outcome = 'css' "
+            "ORDER BY referral_id LIMIT 7)"
+        )
+    finally:
+        con.close()
+
+
+def test_partner_answers_acceptance_rate_and_expiries(demo_db: Path) -> None:
+    answered_by_hand(demo_db)
+    at = open_page(PAGE)
+    accepted, answered = row(
+        demo_db,
+        "SELECT count(*) FILTER (WHERE status IN ('accepted', 'completed')), "
+        "count(*) FILTER (WHERE status IN ('accepted', 'completed', 'declined', 'expired')) "
+        "FROM referrals WHERE outcome = 'frp'",
+    )
+    shown = metrics(at)
+    assert shown["Acceptance rate"] == f"{accepted / answered:.1%}"
+    assert shown["Answered"] == f"{answered:,}"
+    assert shown["Expired"] == "25"
+    assert "Partners with the lowest acceptance rate" in chart_titles(at)
+    table = next(d.value for d in at.dataframe if "acceptance_rate" in d.value.columns)
+    assert table["expired"].sum() == 25 and table["declined"].sum() == 40
+    assert (
+        table["made"].sum()
+        == row(demo_db, "SELECT count(*) FROM referrals WHERE outcome = 'frp'")[0]
+    )
+
+
+def test_css_after_declines_and_expiries_is_shown_apart(demo_db: Path) -> None:
+    answered_by_hand(demo_db)
+    at = open_page(PAGE)
+    (css,) = row(demo_db, "SELECT count(*) FROM referrals WHERE outcome = 'css'")
+    shown = metrics(at)
+    assert shown["CSS after declines and expiries"] == "7"
+    assert shown["CSS at assignment"] == f"{css - 7:,}"
+    chart = next(
+        c for c in at.get("vega_lite_chart") if "Why customers went to CSS" in c.proto.spec
+    )
+    assert "after partners declined or let the referral expire" in chart.proto.spec
+
+
+def test_a_simulation_has_no_partner_answers(demo_db: Path) -> None:
+    at = open_page(PAGE)
+    assert "Acceptance rate" in metrics(at)
+    with open_db(demo_db) as con:
+        simulated = {"round-robin": simulate_stored(con, load_rules())[0]}
+    at.session_state["latest_simulations"] = simulated
+    at.run()
+    at.radio(key="fair_source").set_value("Simulation: round-robin").run()
+    assert not at.exception
+    assert any("answers are shown for committed referrals" in i.value for i in at.info)
+    assert "Acceptance rate" not in metrics(at)

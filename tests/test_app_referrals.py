@@ -1,18 +1,26 @@
 """The Referrals page, driven through Streamlit's AppTest on the demo world after one commit:
-referrals, FTOP tasks (and closing one), the outbox (and sending it to a real SMTP server
-on loopback), PSM load."""
+referrals, waiting referrals by age (at a clock set after the data, never the real date)
+and each partner's answers, placing held customers, the CSS hand-off, FTOP tasks (and
+closing one), the outbox (and sending it to a real SMTP server on loopback), PSM load."""
 
 from __future__ import annotations
 
+import json
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from store import clock, lifecycle
+from store.db import connect
+from store.handoff import EXPORT_COLUMNS
 from store.notify import ROLES, message_id
-from tests.app_helpers import open_app, open_page, row
+from tests.app_helpers import VIEWER, chart_titles, open_app, open_page, row, rows
 from tests.smtp_server import Server, running
+from ui import auth
+from ui import handoff as handoff_ui
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")
 
@@ -260,3 +268,189 @@ def test_partner_response_accept_then_decline_reassigns(db: Path) -> None:
         [tenant],
     )
     assert new_partner != partner
+
+
+# --- over time: waiting referrals, partners' answers, held customers --------------------
+
+
+def clock_after_last_referral(db: Path, monkeypatch: pytest.MonkeyPatch, days: int) -> datetime:
+    """FRP_NOW ``days`` after the newest referral (to the minute): ages follow the data,
+    never the real date."""
+    (last,) = row(db, "SELECT max(created_at) FROM referrals")
+    now = (last + timedelta(days=days)).replace(second=0, microsecond=0)
+    monkeypatch.setenv("FRP_NOW", now.isoformat())
+    return now
+
+
+WAITING = "SELECT count(*) FROM referrals WHERE outcome = 'frp' AND status = 'active'"
+
+
+def test_waiting_referrals_are_aged_at_the_clocks_time(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = clock_after_last_referral(db, monkeypatch, 3)
+    at = run_page()
+    assert any(f"Clock set to {now:%Y-%m-%d %H:%M} (FRP_NOW)" in c.value for c in at.caption)
+    (waiting,) = row(db, WAITING)
+    (past,) = row(db, WAITING + " AND created_at <= ?", [now - timedelta(days=7)])
+    assert 0 < past < waiting
+    assert metric(at, "Waiting for an answer") == f"{waiting:,}"
+    assert metric(at, "Past the 7-day window") == f"{past:,}"
+    assert "Referrals waiting for the partner's answer, by days waiting" in chart_titles(at)
+    chart = next(c for c in at.get("vega_lite_chart") if "days waiting" in c.proto.spec)
+    assert "7-day window" in str(chart.proto)  # the window's line is labelled
+
+
+def test_waiting_more_than_and_expires_within_filter_the_table(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = clock_after_last_referral(db, monkeypatch, 3)
+    at = run_page()
+    at.number_input(key="wait_over").set_value(30).run()
+    (n,) = row(db, WAITING + " AND created_at < ?", [now - timedelta(days=30)])
+    assert metric(at, "Matching waiting referrals") == f"{n:,}"
+    table = next(d.value for d in at.dataframe if "age_days" in d.value.columns)
+    assert len(table) == min(n, 1_000) and (table["age_days"] >= 30).all()
+    at.number_input(key="wait_over").set_value(None)
+    at.number_input(key="wait_expires").set_value(5).run()
+    (n,) = row(db, WAITING + " AND created_at <= ?", [now + timedelta(days=5 - 7)])
+    assert metric(at, "Matching waiting referrals") == f"{n:,}"
+    table = next(d.value for d in at.dataframe if "accept_by" in d.value.columns)
+    assert (table["accept_by"] <= now + timedelta(days=5)).all()
+
+
+def test_without_frp_now_no_clock_caption(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FRP_NOW", raising=False)
+    at = run_page()
+    assert not any("Clock set to" in c.value for c in at.caption)
+
+
+def test_each_partners_answers_with_median_days_to_accept(db: Path) -> None:
+    tenant, partner, created = row(
+        db,
+        "SELECT tenant_id, partner_id, created_at FROM referrals WHERE run_id = 1 "
+        "AND outcome = 'frp' ORDER BY referral_id LIMIT 1",
+    )
+    con = connect(db)
+    try:
+        with clock.frozen(created + timedelta(days=3)):
+            lifecycle.accept(con, tenant, actor="test")
+    finally:
+        con.close()
+    at = run_page()
+    table = next(d.value for d in at.dataframe if "median_days_to_accept" in d.value.columns)
+    mine = table[table["partner_id"] == partner].iloc[0]
+    made, accepted = row(
+        db,
+        "SELECT count(*), count(*) FILTER (WHERE status IN ('accepted', 'completed')) "
+        "FROM referrals WHERE partner_id = ?",
+        [partner],
+    )
+    assert (mine["made"], mine["accepted"]) == (made, accepted)
+    assert mine["median_days_to_accept"] == pytest.approx(3.0)
+    assert len(table) == row(db, "SELECT count(DISTINCT partner_id) FROM referrals")[0]
+
+
+def hold(db: Path, n: int) -> list[str]:
+    """Mark the first ``n`` customers of the FTCQ as held for capacity."""
+    tenants = [
+        t for (t,) in rows(db, "SELECT tenant_id FROM customers WHERE in_ftcq ORDER BY ftcq_seq")
+    ][:n]
+    con = connect(db)
+    try:
+        con.execute(
+            "UPDATE customers SET held_since = queued_at WHERE list_contains(?, tenant_id)",
+            [tenants],
+        )
+    finally:
+        con.close()
+    return tenants
+
+
+def test_place_held_customers_shows_the_count_then_drains(demo_db: Path) -> None:
+    held = hold(demo_db, 3)
+    at = run_page()
+    assert any("3 customers are held in the FTCQ" in c.value for c in at.caption)
+    assert at.button(key="place_held").label == "Place 3 held customers"
+    at.button(key="place_held").click().run()
+    assert not at.exception
+    assert any(s.value.startswith("Held customers placed: run 1 committed") for s in at.success)
+    assert at.button(key="place_held").label == "No customer is held"
+    placed = rows(demo_db, "SELECT DISTINCT tenant_id FROM referrals WHERE run_id = 1")
+    assert sorted(t for (t,) in placed) == sorted(held)
+    assert row(demo_db, "SELECT source, actor FROM runs WHERE run_id = 1") == (
+        "drain: customers held for capacity",
+        "dashboard",
+    )
+
+
+def test_a_viewer_cannot_place_held_customers_or_hand_off(demo_db: Path) -> None:
+    hold(demo_db, 2)
+    at = open_page("pages/referrals.py", VIEWER)
+    before = rows(demo_db, "SELECT referral_id, status FROM referrals ORDER BY 1")
+    at.button(key="place_held").click().run()
+    assert any("Only managers can place held customers" in e.value for e in at.error)
+    at.button(key="css_handoff").click().run()
+    assert any("Only managers can hand off CSS referrals" in e.value for e in at.error)
+    assert rows(demo_db, "SELECT referral_id, status FROM referrals ORDER BY 1") == before
+
+
+# --- the CSS hand-off ---------------------------------------------------------------------
+
+
+def test_css_queues_and_the_hand_off_of_one(db: Path) -> None:
+    at = run_page()
+    queues = next(d.value for d in at.dataframe if "handed_off" in d.value.columns)
+    open_by_queue = dict(
+        rows(
+            db,
+            "SELECT queue, count(*) FILTER (WHERE status = 'active') FROM referrals "
+            "WHERE outcome = 'css' GROUP BY queue",
+        )
+    )
+    assert dict(zip(queues["queue"], queues["open"], strict=True)) == open_by_queue
+    at.selectbox(key="css_queue").set_value("CSS APAC").run()
+    n = open_by_queue["CSS APAC"]
+    listed = next(d.value for d in at.dataframe if "contact_email" in d.value.columns)
+    assert len(listed) == min(n, 1_000) and set(listed["queue"]) == {"CSS APAC"}
+    assert at.get("download_button")[0].proto.label == f"Download {n:,} as CSV"
+    assert at.button(key="css_handoff").label == f"Hand off {n:,} to delivery"
+    at.button(key="css_handoff").click().run()
+    assert not at.exception
+    assert any(f"{n:,} CSS referrals of CSS APAC handed off" in s.value for s in at.success)
+    assert row(
+        db,
+        "SELECT count(*) FILTER (WHERE status = 'handed_off'), count(*) FROM referrals "
+        "WHERE queue = 'CSS APAC' AND outcome = 'css' AND status IN ('active', 'handed_off')",
+    ) == (n, n)
+    assert row(db, "SELECT DISTINCT actor FROM audit_log WHERE action = 'css_handoff'") == (
+        "dashboard",
+    )
+    assert any("Every CSS referral of CSS APAC has been handed off" in c.value for c in at.caption)
+
+
+def test_css_download_is_the_export_and_is_audited(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wired: list[tuple[str, str]] = []
+    real = auth.export_callback
+
+    def spy(subject: str, details: str = ""):
+        wired.append((subject, details))
+        return real(subject, details)
+
+    monkeypatch.setattr(auth, "export_callback", spy)
+    at = run_page()
+    queue = at.selectbox(key="css_queue").value
+    (n, last) = row(
+        db,
+        "SELECT count(*), max(referral_id) FROM referrals WHERE outcome = 'css' "
+        "AND status = 'active' AND queue = ?",
+        [queue],
+    )
+    subject, details = wired[-1]
+    assert subject == handoff_ui.file_name(queue) == "css-handoff-css-apac.csv"
+    assert json.loads(details) == {"queue": queue, "referrals": n, "up_to": last}
+    text = handoff_ui._csv(queue, last).decode()
+    assert text.splitlines()[0] == ",".join(EXPORT_COLUMNS)
+    assert len(text.splitlines()) == n + 1

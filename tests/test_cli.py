@@ -569,3 +569,17 @@ def test_the_allocator_setting_is_frps_unless_the_person_chose_one(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == expected
+
+
+def test_task_list_offers_every_task_status() -> None:
+    import argparse
+
+    from cli.main import build_parser
+    from store.tasks import STATUSES
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    task = next(
+        a for a in sub.choices["task"]._actions if isinstance(a, argparse._SubParsersAction)
+    )
+    status = next(a for a in task.choices["list"]._actions if a.dest == "status")
+    assert tuple(status.choices) == STATUSES

@@ -12,10 +12,12 @@ from hypothesis import strategies as st
 
 from engine.assign import simulate
 from engine.fairness import (
+    ACCEPTANCE_SCHEMA,
     PER_POOL_SCHEMA,
     POOL_MEMBER_SCHEMA,
     WEIGHT,
     FairnessReport,
+    acceptance,
     gini,
     jain_index,
     report,
@@ -534,3 +536,58 @@ def test_report_for_agrees_with_simulation_partner_state() -> None:
     assert got.placed == sim.placed == 6
     assert got.max_utilisation == max(expected["utilisation_after"].to_list())
     assert not math.isnan(got.jain)
+
+
+# --- Partners' answers over time -------------------------------------------------------------
+
+
+def _responses(rows: list[tuple[str, str, int]]) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema=["partner_id", "response", "referrals"], orient="row")
+
+
+def test_acceptance_counts_expiries_as_declines_and_waits_for_an_answer() -> None:
+    got = acceptance(
+        _responses(
+            [
+                ("A", "accepted", 6),
+                ("A", "declined", 1),
+                ("A", "expired", 1),
+                ("A", "waiting", 4),
+                ("B", "waiting", 2),  # nothing answered yet: no rate
+                ("C", "expired", 3),
+                ("C", "handed_over", 1),  # unknown to this version: made, nothing else
+            ]
+        )
+    )
+    assert got.schema == ACCEPTANCE_SCHEMA
+    assert got.rows() == [
+        ("A", 12, 4, 6, 1, 1, 8, 0.75),
+        ("B", 2, 2, 0, 0, 0, 0, None),
+        ("C", 4, 0, 0, 0, 3, 3, 0.0),
+    ]
+    assert acceptance(_responses([])).height == 0
+
+
+def test_a_report_with_responses_shows_them_and_the_css_after_declines() -> None:
+    outcomes, partners, pools = _hand_inputs()
+    outcomes = outcomes.with_columns(
+        pl.when(pl.col("tenant_id") == "t8")
+        .then(pl.lit("declined_by_partners"))
+        .otherwise(pl.col("reason"))
+        .alias("reason")
+    )
+    responses = _responses([("A", "accepted", 2), ("A", "expired", 2), ("C", "declined", 1)])
+    got = report(outcomes, partners, pools, responses)
+    assert got.css_after_declines == 1
+    data = json.loads(json.dumps(got.to_dict()))
+    assert data["css_after_declines"] == 1
+    assert data["acceptance"][0]["acceptance_rate"] == 0.5
+    text = got.to_text()
+    assert "acceptance rate 40.0% of 5 answered (expired 2; CSS after declines and expiries 1)" in (
+        text
+    )
+    assert len(text.splitlines()) < 60
+    # Without responses (a simulation): no answers, in the dict or the text.
+    plain = report(outcomes, partners, pools)
+    assert plain.acceptance is None and "acceptance" not in plain.to_dict()
+    assert "Partner responses" not in plain.to_text()

@@ -27,6 +27,7 @@ ROW = 22  # pixels per row of a horizontal bar chart or heatmap
 #: Height of charts with one row per item: a fixed step per row, so labels never overlap
 #: however many rows there are (Vega-Lite then pads instead of Streamlit's "fit").
 ROWS = alt.Step(ROW)
+LEGEND_BELOW = alt.Legend(orient="bottom")
 
 
 def utilisation_histogram(bins: pl.DataFrame, title: str, subtitle: str = "") -> alt.Chart:
@@ -59,7 +60,7 @@ def _row_axis(label: str, field: str, order: str, label_limit: int = 260) -> alt
     )
 
 
-def _row_bars(frame: pl.DataFrame, title: str, y: alt.Y, **mark: Any) -> alt.Chart:
+def _row_bars(frame: pl.DataFrame, title: str | alt.Title, y: alt.Y, **mark: Any) -> alt.Chart:
     """Horizontal bars down ``y`` (:func:`_row_axis`), a fixed step per row; the caller
     encodes the rest."""
     return alt.Chart(frame, title=title).mark_bar(**mark).encode(y=y).properties(height=ROWS)
@@ -254,9 +255,19 @@ def css_rate_bars(rates: pl.DataFrame, key_title: str, title: str) -> alt.Chart:
     )
 
 
-def css_reason_bars(reasons: pl.DataFrame, title: str) -> alt.Chart:
-    """CSS referrals per reason (``words, css, share``)."""
-    return _row_bars(reasons, title, _row_axis("words", "css", "descending"), color=RED).encode(
+def css_reason_bars(
+    reasons: pl.DataFrame, title: str, apart: str | None = None, subtitle: str = ""
+) -> alt.Chart:
+    """CSS referrals per reason (``key, words, css, share``); the reason ``apart`` (a key)
+    in a colour of its own."""
+    heading = alt.Title(title, subtitle=subtitle) if subtitle else title
+    colour = (
+        alt.condition(alt.datum.key == apart, alt.value(ORANGE), alt.value(RED))
+        if apart
+        else alt.value(RED)
+    )
+    return _row_bars(reasons, heading, _row_axis("words", "css", "descending")).encode(
+        color=colour,
         x=alt.X("css:Q", title="Customers sent to CSS"),
         tooltip=[
             alt.Tooltip("words:N", title="Reason"),
@@ -264,6 +275,81 @@ def css_reason_bars(reasons: pl.DataFrame, title: str) -> alt.Chart:
             alt.Tooltip("share:Q", title="Share of CSS", format=".1%"),
         ],
     )
+
+
+def response_bars(partners: pl.DataFrame, title: str) -> alt.Chart:
+    """How each partner answered its referrals, stacked (``partner, accepted, declined,
+    expired, acceptance_rate``), partners in the frame's order."""
+    order = partners["partner"].to_list()
+    words = {"accepted": "accepted", "declined": "declined", "expired": "expired (no answer)"}
+    long = partners.unpivot(
+        index=["partner", "acceptance_rate"],
+        on=list(words),
+        variable_name="response",
+        value_name="referrals",
+    ).with_columns(pl.col("response").replace_strict(words, return_dtype=pl.String))
+    tooltip = [
+        alt.Tooltip("partner:N", title="Partner"),
+        alt.Tooltip("response:N", title="Answer"),
+        alt.Tooltip("referrals:Q", title="Referrals"),
+        alt.Tooltip("acceptance_rate:Q", title="Acceptance rate", format=".0%"),
+    ]
+    colours = alt.Scale(domain=list(words.values()), range=[GREEN, BLUE, RED])
+    return (
+        alt.Chart(long, title=title)
+        .mark_bar()
+        .encode(
+            y=alt.Y("partner:N", sort=order, title=None, axis=alt.Axis(labelLimit=260)),
+            x=alt.X("referrals:Q", stack="zero", title="Referrals answered"),
+            color=alt.Color("response:N", title=None, scale=colours, legend=LEGEND_BELOW),
+            tooltip=tooltip,
+        )
+        .properties(height=ROWS)
+    )
+
+
+def waiting_ages(ages: pl.DataFrame, window: int, title: str) -> alt.LayerChart:
+    """Referrals waiting for the partner's answer per day of age (``age_days, referrals,
+    past_window``), those past the acceptance window in red, the window a dashed line
+    (none when ``window`` is 0: no window)."""
+    bars = ages.with_columns(
+        (pl.col("age_days") + 1).alias("age_end"),
+        pl.when(pl.col("past_window"))
+        .then(pl.lit("past the window"))
+        .otherwise(pl.lit("within the window"))
+        .alias("state"),
+    )
+    chart = (
+        alt.Chart(bars)
+        .mark_bar(stroke="white", strokeWidth=0.5)
+        .encode(
+            x=alt.X("age_days:Q", title="Days waiting for the partner's answer"),
+            x2="age_end:Q",
+            y=alt.Y("referrals:Q", title="Referrals"),
+            y2=alt.datum(0),  # a bar from 0 up (x and x2 alone make it a range across)
+            color=alt.Color(
+                "state:N",
+                title=None,
+                scale=alt.Scale(domain=["within the window", "past the window"], range=[BLUE, RED]),
+                legend=LEGEND_BELOW,
+            ),
+            tooltip=[
+                alt.Tooltip("age_days:Q", title="Days waiting"),
+                alt.Tooltip("referrals:Q", title="Referrals"),
+                alt.Tooltip("state:N", title="Acceptance window"),
+            ],
+        )
+    )
+    layers: list[alt.Chart] = [chart]
+    if window > 0:
+        mark = alt.Chart(pl.DataFrame({"window": [window], "text": [f"{window}-day window"]}))
+        layers.append(mark.mark_rule(color="black", strokeDash=[6, 4]).encode(x="window:Q"))
+        layers.append(
+            mark.mark_text(align="left", dx=4, dy=-4, baseline="top").encode(
+                x="window:Q", y=alt.value(0), text="text:N"
+            )
+        )
+    return alt.layer(*layers, title=title).properties(height=280)
 
 
 # --- Comparing policies on the Simulate page (frames from ui.simulation.comparison) ----

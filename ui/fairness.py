@@ -14,6 +14,7 @@ import polars as pl
 import streamlit as st
 
 from engine.fairness import CSS_RATE_DIMENSIONS, FairnessReport, report_for
+from engine.reasons import Reason
 from store.capacity import utilisation_bins, with_labels
 from store.fairness import deviation_extremes, partner_deviation, pool_labels
 from ui import charts
@@ -173,7 +174,18 @@ def trend(monthly: pl.DataFrame | None) -> None:
 
 
 def css_fallback(fair: FairnessReport) -> None:
-    """CSS fallback rate by region, language and workload, and CSS customers by reason."""
+    """CSS fallback rate by region, language and workload, and CSS customers by reason:
+    those that partners declined or let expire apart from those a run sent at once."""
+    later = fair.css_after_declines
+    with st.container(horizontal=True):
+        st.metric(
+            "CSS after declines and expiries",
+            f"{later:,}",
+            border=True,
+            help="Partners declined the customer, or let its referral expire, `max_declines` "
+            "times (declined_by_partners)",
+        )
+        st.metric("CSS at assignment", f"{fair.css - later:,}", border=True)
     left, right = st.columns(2)
     for i, dim in enumerate(CSS_RATE_DIMENSIONS):
         frame = with_labels(fair.css_by[dim], dim)
@@ -187,7 +199,57 @@ def css_fallback(fair: FairnessReport) -> None:
     with right:
         reasons = fair.css_by["reason"]
         st.altair_chart(
-            charts.css_reason_bars(reasons, "Why customers went to CSS"), width="stretch"
+            charts.css_reason_bars(
+                reasons,
+                "Why customers went to CSS",
+                apart=Reason.DECLINED_BY_PARTNERS.value,
+                subtitle="Orange: after partners declined or let the referral expire",
+            ),
+            width="stretch",
         )
         with st.expander("Numbers by reason"):
             st.dataframe(reasons, hide_index=True)
+
+
+def responses(frame: pl.DataFrame | None, names: pl.DataFrame, shown: int = 15) -> None:
+    """How partners answered their referrals (``engine.fairness.acceptance``): acceptance
+    rate and expiries per partner; None for a simulation, which has no answers yet."""
+    if frame is None:
+        st.info("Partners' answers are shown for committed referrals.")
+        return
+    answered = int(frame["answered"].sum())
+    with st.container(horizontal=True):
+        rate = int(frame["accepted"].sum()) / answered if answered else None
+        st.metric(
+            "Acceptance rate",
+            f"{rate:.1%}" if rate is not None else "–",
+            border=True,
+            help="accepted / (accepted + declined + expired), over answered referrals",
+        )
+        st.metric("Answered", f"{answered:,}", border=True)
+        st.metric("Expired", f"{int(frame['expired'].sum()):,}", border=True)
+        st.metric("Waiting", f"{int(frame['waiting'].sum()):,}", border=True)
+    table = frame.join(names, on="partner_id", how="left").select(
+        "partner_id", "name", *[c for c in frame.columns if c != "partner_id"]
+    )
+    lowest = (
+        table.filter(pl.col("answered") > 0)
+        .sort(["acceptance_rate", "answered", "partner_id"], descending=[False, True, False])
+        .head(shown)
+        .with_columns(pl.format("{} {}", "partner_id", "name").alias("partner"))
+    )
+    if lowest.height:
+        st.altair_chart(
+            charts.response_bars(lowest, "Partners with the lowest acceptance rate"),
+            width="stretch",
+        )
+    else:
+        st.info("No referral of this period has been answered yet.")
+    with st.expander(f"Answers of all {table.height:,} partners"):
+        st.dataframe(
+            table.sort("partner_id"),
+            hide_index=True,
+            column_config={
+                "acceptance_rate": st.column_config.ProgressColumn("acceptance rate", **PERCENT)
+            },
+        )

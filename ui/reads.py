@@ -1,9 +1,10 @@
 """Cached reads for the dashboard's pages.
 
 Each call runs one store read (a function of ``store.capacity``, ``store.fairness``,
-``store.referrals`` or ``store.state`` taking a connection first) or a simulation on its
-own short-lived connection (``db.session``) and caches the result per database file and
-version (``db.cache_key``): a write, by the dashboard or by `frp`, shows up at the next run.
+``store.referrals``, ``store.handoff`` or ``store.state`` taking a connection first) or a
+simulation on its own short-lived connection (``db.session``) and caches the result per
+database file and version (``db.cache_key``): a write, by the dashboard or by `frp`, shows
+up at the next run.
 Arguments must be hashable (tuples, frozen dataclasses such as
 ``store.capacity.PartnerFilter``).
 """

@@ -1,0 +1,113 @@
+"""The Referrals page's CSS hand-off: open CSS referrals per queue, a download of a queue
+for the delivery team (CSV, formulas neutralised, audited as an export of personal
+data), and the hand-off of what was listed (``store.handoff``; managers only).
+
+The download and the hand-off both stop at the newest open referral the page listed
+(``last_open``), so a customer sent to the queue meanwhile is neither handed off unseen
+nor left out of a file that was already sent.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import streamlit as st
+
+from store import handoff
+from store.errors import StoreError
+from store.files import csv_text
+from store.referrals import ROW_CAP
+from ui import auth, db, privacy
+from ui.reads import view
+from ui.referrals import TOAST_KEY, capped
+
+QUEUE_KEY = "css_queue"
+RESULT_KEY = "handoff_result"  # ("success" | "error", message) of the last hand-off
+
+
+def file_name(queue: str) -> str:
+    """``CSS EMEA`` -> ``css-handoff-css-emea.csv``."""
+    return "css-handoff-" + re.sub(r"[^a-z0-9]+", "-", queue.lower()).strip("-") + ".csv"
+
+
+def _csv(queue: str, up_to: int) -> bytes:
+    with db.session() as con:
+        return csv_text(handoff.open_referrals(con, queue, up_to)).encode()
+
+
+def _hand_off(queue: str, up_to: int) -> None:
+    refused = auth.refusal(auth.MANAGER, "hand off CSS referrals")
+    if refused:
+        st.session_state[RESULT_KEY] = ("error", refused)
+        return
+    who = auth.actor()
+    try:
+        done = db.write(
+            lambda con: handoff.hand_off(con, queue=queue, up_to=up_to, actor=who),
+            what="the hand-off",
+        )
+    except StoreError as exc:
+        st.session_state[RESULT_KEY] = ("error", f"Nothing changed: {exc}")
+        return
+    text = done.describe()
+    st.session_state[RESULT_KEY] = ("success", text[:1].upper() + text[1:] + ".")
+    st.session_state[TOAST_KEY] = text
+
+
+def css_handoff() -> None:
+    """The tab: the queues, one queue's open referrals, its download and its hand-off."""
+    result = st.session_state.pop(RESULT_KEY, None)
+    if result is not None:
+        getattr(st, result[0])(result[1])
+    queues = view(handoff.queues)
+    if queues.height == 0:
+        st.info("No customer has gone to a CSS queue yet.")
+        return
+    st.dataframe(
+        queues.drop("last_open"),
+        hide_index=True,
+        column_config={"open": "open (to hand off)", "handed_off": "handed off"},
+    )
+    info = {r["queue"]: r for r in queues.iter_rows(named=True)}
+    queue = st.selectbox(
+        "Queue",
+        list(info),
+        format_func=lambda q: f"{q} · {info[q]['open']:,} open",
+        key=QUEUE_KEY,
+    )
+    n, last = info[queue]["open"], info[queue]["last_open"]
+    if n == 0 or last is None:
+        st.caption(f"Every CSS referral of {queue} has been handed off.")
+        return
+    rows = view(handoff.open_referrals, queue, last, ROW_CAP)
+    capped(rows.height, n, "open referrals")
+    shown = privacy.mask_email_column_for_viewers(
+        privacy.mask_name_columns_for_viewers(rows, "customer_name"), "contact_email"
+    )
+    st.dataframe(shown, hide_index=True, height=320)
+    with st.container(horizontal=True):
+        st.download_button(
+            f"Download {n:,} as CSV",
+            lambda: _csv(queue, last),
+            file_name=file_name(queue),
+            mime="text/csv",
+            key="css_download",
+            on_click=auth.export_callback(
+                file_name(queue), json.dumps({"queue": queue, "referrals": n, "up_to": last})
+            ),
+            icon=":material/download:",
+        )
+        st.button(
+            f"Hand off {n:,} to delivery",
+            key="css_handoff",
+            on_click=_hand_off,
+            args=(queue, last),
+            type="primary",
+            icon=":material/outbox:",
+        )
+    st.caption(
+        "Download the list for the delivery team (Assign Delivery Resources), then hand it "
+        "off: the referrals become `handed_off` and their customers stay out of later runs. "
+        "`frp css export` and `frp css handoff` do the same from the command line."
+    )
