@@ -456,13 +456,15 @@ def _always(con: duckdb.DuckDBPyConnection, rules: Rules) -> None:
 
 def test_a_month_of_days_on_the_demo_keeps_every_referral_consistent(demo_db: Path) -> None:
     """Each day: a commit (the backlog, then a small new cohort under a varying policy),
-    some accepts and declines, then `frp expire`; after every day the store is consistent."""
+    some accepts and declines, then `frp expire`, with some partners on a monthly quota and
+    some paused; after every day the store is consistent."""
     rng = random.Random(2026)
     rules = load_rules()
     start = datetime(2026, 11, 24, 9, 0)  # the morning after the demo's last referral
     con = connect(demo_db)
     expired = reminded = 0
     try:
+        _limit_intake(con, rng, start)
         for day in range(30):
             at = start + day * DAY
             with clock.frozen(at):
@@ -472,9 +474,43 @@ def test_a_month_of_days_on_the_demo_keeps_every_referral_consistent(demo_db: Pa
             summary = run_expire(con, at + timedelta(hours=12), rules)
             expired, reminded = expired + summary.expired, reminded + summary.reminded
             assert _inconsistencies(con) == {}, f"day {day}"
+        # The limits were met, not just never reached: quotas filled up, pauses ended.
+        (at_quota,) = con.execute(
+            """SELECT count(*) FROM (SELECT r.partner_id FROM referrals r
+            JOIN partners p USING (partner_id) WHERE r.outcome = 'frp'
+              AND r.created_at >= TIMESTAMP '2026-12-01' AND p.monthly_quota IS NOT NULL
+            GROUP BY ALL HAVING count(*) = any_value(p.monthly_quota))"""
+        ).fetchall()[0]
+        (back,) = con.execute(
+            """SELECT count(DISTINCT partner_id) FROM referrals r JOIN partners p
+            USING (partner_id) WHERE r.outcome = 'frp' AND r.created_at::DATE >= p.paused_until
+              AND r.created_at >= TIMESTAMP '2026-11-24 09:00'"""
+        ).fetchall()[0]
     finally:
         con.close()
     assert expired > 1_000 and reminded > 100  # the month did expire and remind
+    assert at_quota > 0 and back > 0
+
+
+def _limit_intake(con: duckdb.DuckDBPyConnection, rng: random.Random, start: datetime) -> None:
+    """Some partners agree to a monthly intake (a few more than they already have this
+    month) and some pause for one to three weeks: the month crosses into December, so
+    quotas are counted in two calendar months and every pause ends within it."""
+    ids = [p for (p,) in con.execute("SELECT partner_id FROM partners ORDER BY 1").fetchall()]
+    month = start.replace(day=1, hour=0, minute=0)
+    for pid in rng.sample(ids, 60):
+        (made,) = con.execute(
+            "SELECT count(*) FROM referrals WHERE partner_id = ? AND outcome = 'frp' "
+            "AND created_at >= ?",
+            [pid, month],
+        ).fetchall()[0]
+        con.execute(
+            "UPDATE partners SET monthly_quota = ? WHERE partner_id = ?",
+            [made + rng.randint(0, 4), pid],
+        )
+    for pid in rng.sample(ids, 25):
+        until = (start + timedelta(days=rng.randint(7, 21))).date()
+        con.execute("UPDATE partners SET paused_until = ? WHERE partner_id = ?", [until, pid])
 
 
 def _new_customers(con: duckdb.DuckDBPyConnection, rng: random.Random, day: int):
@@ -504,6 +540,16 @@ INVARIANTS = {
         SELECT count(*) FROM (SELECT tenant_id FROM referrals WHERE status IN {OPEN_SQL}
         GROUP BY tenant_id HAVING count(*) > 1)""",
     "partners above capacity": "SELECT count(*) FROM partner_state WHERE active_total > capacity",
+    "partners above their monthly quota": """
+        SELECT count(*) FROM (SELECT r.partner_id, date_trunc('month', r.created_at)
+        FROM referrals r JOIN partners p USING (partner_id)
+        WHERE r.outcome = 'frp' AND p.monthly_quota IS NOT NULL
+          AND r.created_at >= TIMESTAMP '2026-11-01'  -- the months since quotas were set
+        GROUP BY ALL HAVING count(*) > any_value(p.monthly_quota))""",
+    "referrals made to a partner while it was paused": """
+        SELECT count(*) FROM referrals r JOIN partners p USING (partner_id)
+        WHERE r.outcome = 'frp' AND r.created_at >= TIMESTAMP '2026-11-24 09:00'
+          AND r.created_at::DATE < p.paused_until""",
     "a customer referred twice to one partner": """
         SELECT count(*) FROM (SELECT tenant_id, partner_id FROM referrals
         WHERE outcome = 'frp' GROUP BY ALL HAVING count(*) > 1)""",
