@@ -19,12 +19,16 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import streamlit as st
 
 from store.db import audit
+from store.errors import StoreError
+from ui import db
+
+T = TypeVar("T")
 
 VIEWER, MANAGER = "viewer", "manager"
 ROLES = (VIEWER, MANAGER)  # in increasing order of rights
@@ -127,6 +131,29 @@ def refusal(role: str, what: str) -> str | None:
         return None
     who = "You are not signed in" if user is None else f"You are signed in as a {user.role}"
     return f"Only {role}s can {what}. {who}, so nothing was written."
+
+
+def managers_write(
+    result_key: str,
+    what: str,
+    change: Callable[[duckdb.DuckDBPyConnection], T],
+    *,
+    doing: str,
+) -> T | None:
+    """A manager's change from a button's callback, written through ``ui.db.write``.
+
+    A callback cannot draw, so a refusal (not a manager: "Only managers can ``what``") or
+    a store error is left in ``st.session_state[result_key]`` as ``("error", message)`` for
+    the page's next run to show, and None is returned: nothing was written then."""
+    refused = refusal(MANAGER, what)
+    if refused:
+        st.session_state[result_key] = ("error", refused)
+        return None
+    try:
+        return db.write(change, what=doing)
+    except StoreError as exc:
+        st.session_state[result_key] = ("error", f"Nothing changed: {exc}")
+        return None
 
 
 def require(role: str, what: str) -> bool:

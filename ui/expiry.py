@@ -12,7 +12,6 @@ from __future__ import annotations
 import streamlit as st
 
 from store import lifecycle
-from store.errors import StoreError
 from ui import auth, db
 from ui.referrals import TOAST_KEY
 
@@ -20,15 +19,14 @@ RESULT_KEY = "expiry_result"  # ("success" | "error", message) for the next run
 
 
 def _expire_now() -> None:
-    refused = auth.refusal(auth.MANAGER, "expire referrals")
-    if refused:
-        st.session_state[RESULT_KEY] = ("error", refused)
-        return
     rules, who = db.active_rules(), auth.actor()
-    try:
-        summary = db.write(lambda con: lifecycle.expire(con, rules, actor=who), what="expiring")
-    except StoreError as exc:
-        st.session_state[RESULT_KEY] = ("error", f"Nothing changed: {exc}")
+    summary = auth.managers_write(
+        RESULT_KEY,
+        "expire referrals",
+        lambda con: lifecycle.expire(con, rules, actor=who),
+        doing="expiring",
+    )
+    if summary is None:
         return
     text = summary.describe()
     st.session_state[RESULT_KEY] = ("success", text[:1].upper() + text[1:] + ".")

@@ -15,7 +15,6 @@ import re
 import streamlit as st
 
 from store import handoff
-from store.errors import StoreError
 from store.files import csv_text
 from store.referrals import ROW_CAP
 from ui import auth, db, privacy
@@ -37,18 +36,14 @@ def _csv(queue: str, up_to: int) -> bytes:
 
 
 def _hand_off(queue: str, up_to: int) -> None:
-    refused = auth.refusal(auth.MANAGER, "hand off CSS referrals")
-    if refused:
-        st.session_state[RESULT_KEY] = ("error", refused)
-        return
     who = auth.actor()
-    try:
-        done = db.write(
-            lambda con: handoff.hand_off(con, queue=queue, up_to=up_to, actor=who),
-            what="the hand-off",
-        )
-    except StoreError as exc:
-        st.session_state[RESULT_KEY] = ("error", f"Nothing changed: {exc}")
+    done = auth.managers_write(
+        RESULT_KEY,
+        "hand off CSS referrals",
+        lambda con: handoff.hand_off(con, queue=queue, up_to=up_to, actor=who),
+        doing="the hand-off",
+    )
+    if done is None:
         return
     text = done.describe()
     st.session_state[RESULT_KEY] = ("success", text[:1].upper() + text[1:] + ".")

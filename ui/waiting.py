@@ -16,7 +16,6 @@ import streamlit as st
 
 from engine.fairness import acceptance
 from store import clock, lifecycle, state
-from store.errors import StoreError
 from store.fairness import partner_responses
 from store.referrals import (
     ROW_CAP,
@@ -153,17 +152,14 @@ def partner_answers() -> None:
 
 
 def _place() -> None:
-    refused = auth.refusal(auth.MANAGER, "place held customers")
-    if refused:
-        st.session_state[HELD_RESULT] = ("error", refused)
-        return
     rules, who = db.active_rules(), auth.actor()
-    try:
-        summary = db.write(
-            lambda con: lifecycle.drain(con, rules, actor=who), what="placing held customers"
-        )
-    except StoreError as exc:
-        st.session_state[HELD_RESULT] = ("error", f"Nothing changed: {exc}")
+    summary = auth.managers_write(
+        HELD_RESULT,
+        "place held customers",
+        lambda con: lifecycle.drain(con, rules, actor=who),
+        doing="placing held customers",
+    )
+    if summary is None:
         return
     text = (
         f"Held customers placed: {summary.describe()}."
