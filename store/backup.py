@@ -33,7 +33,7 @@ from typing import Any
 import duckdb
 
 from store import clock
-from store.db import DDL, SCHEMA_VERSION, connect
+from store.db import DDL, SCHEMA_VERSION, connect, make_folder
 from store.errors import StoreError
 
 MANIFEST = "manifest.json"
@@ -103,7 +103,7 @@ def backup(db_path: str | Path, folder: str | Path) -> BackupSummary:
         raise StoreError(f"{db}: no such database")
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise StoreError(f"{target}: already exists and is not an empty folder; choose a new one")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(target.parent, target, probe=True)
     partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()
@@ -309,7 +309,7 @@ def restore(folder: str | Path, db_path: str | Path, *, force: bool = False) -> 
         raise StoreError(f"{target}: already exists; use --force to replace it")
     if target.exists() and not target.is_file():
         raise StoreError(f"{target}: not a database file")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(target.parent, target, probe=True)
     tmp = target.with_name(f".{target.name}.restoring-{os.getpid()}")
     _remove(tmp)
     try:
