@@ -31,6 +31,10 @@ class UsageError(Exception):
     """Arguments that cannot work together; reported like bad input (exit 2)."""
 
 
+class Interrupted(Exception):
+    """Ctrl-C, with what the store says was saved (exit 130)."""
+
+
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2, like every other bad input
         raise UsageError(f"{self.prog}: {message}")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from cli.args import (
     EXIT_OK,
+    Interrupted,
     UsageError,
     db_arg,
     existing,
@@ -25,6 +26,8 @@ from engine.rules import load_rules
 from store.errors import StoreError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from engine.simulation import Simulation
 
 
@@ -199,6 +202,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_commit(args: argparse.Namespace) -> int:
+    import duckdb
+
     from store.commits import commit
     from store.db import open_db, resolve_path, retry_conflicts
     from store.files import read_customers
@@ -206,20 +211,47 @@ def cmd_commit(args: argparse.Namespace) -> int:
     rules = load_rules(args.rules)
     cohort = read_customers(args.cohort) if args.cohort else None
     started = time.perf_counter()
-    with open_db(existing(resolve_path(args.db))) as con:  # waits while another writes
-        summary = retry_conflicts(
-            lambda: commit(
-                con,
-                rules,
-                args.policy,
-                cohort,
-                source=args.cohort or "",
-                progress=progress("assigning"),
-            ),
-            what="the commit",
-        )
+    db = existing(resolve_path(args.db))
+    runs: list[int] = []  # the run id of each try, told by the commit as soon as it has one
+    try:
+        with open_db(db) as con:  # waits while another writes
+            summary = retry_conflicts(
+                lambda: commit(
+                    con,
+                    rules,
+                    args.policy,
+                    cohort,
+                    source=args.cohort or "",
+                    progress=progress("assigning"),
+                    on_run=runs.append,
+                ),
+                what="the commit",
+            )
+    except (KeyboardInterrupt, duckdb.InterruptException):
+        raise Interrupted(_interrupted_commit(db, runs)) from None
     print(summary.describe() + f" in {time.perf_counter() - started:.2f} s")
     return EXIT_OK
+
+
+def _interrupted_commit(db: Path, runs: list[int]) -> str:
+    """Whether an interrupted commit's run was saved, as the store says (the interrupt may
+    have come after the commit point, when the run is whole)."""
+    if not runs:
+        return "interrupted; nothing was written"
+    import duckdb
+
+    from store.db import open_db
+
+    try:
+        with open_db(db, read_only=True) as con:
+            found = con.execute(
+                f"SELECT max(run_id) FROM runs WHERE run_id IN ({', '.join(map(str, runs))})"
+            ).fetchall()[0][0]
+    except (StoreError, duckdb.Error) as exc:  # cannot be read now: say so, not guess
+        return f"interrupted; whether run {runs[-1]} was saved could not be checked ({exc})"
+    if found is None:
+        return "interrupted; nothing was written"
+    return f"interrupted after the run was saved (run {found})"
 
 
 def cmd_fairness(args: argparse.Namespace) -> int:
