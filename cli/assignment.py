@@ -18,6 +18,7 @@ from cli.args import (
     UsageError,
     db_arg,
     existing,
+    is_interrupt,
     policy_arg,
     progress,
     rules_arg,
@@ -202,8 +203,6 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_commit(args: argparse.Namespace) -> int:
-    import duckdb
-
     from store.commits import commit
     from store.db import open_db, resolve_path, retry_conflicts
     from store.files import read_customers
@@ -227,7 +226,9 @@ def cmd_commit(args: argparse.Namespace) -> int:
                 ),
                 what="the commit",
             )
-    except (KeyboardInterrupt, duckdb.InterruptException):
+    except BaseException as exc:
+        if not is_interrupt(exc):
+            raise
         raise Interrupted(_interrupted_commit(db, runs)) from None
     print(summary.describe() + f" in {time.perf_counter() - started:.2f} s")
     return EXIT_OK

@@ -15,7 +15,14 @@ import sys
 from collections.abc import Sequence
 
 from cli import assignment, delivery, lifecycle, maintenance
-from cli.args import EXIT_BAD_INPUT, EXIT_ERROR, Interrupted, Parser, UsageError
+from cli.args import (
+    EXIT_BAD_INPUT,
+    EXIT_ERROR,
+    Interrupted,
+    Parser,
+    UsageError,
+    is_interrupt,
+)
 from engine.rules import RulesError
 from engine.schema import InputError
 from store import clock
@@ -71,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except Exception as exc:  # an unexpected fault: one line unless debugging
-        if _duckdb_interrupt(exc):  # Ctrl-C during a query: DuckDB's own exception
+        if is_interrupt(exc):  # Ctrl-C during a query: DuckDB's own exception
             return _fail("frp: interrupted; nothing was written", EXIT_INTERRUPTED)
         if os.environ.get("FRP_DEBUG"):
             raise
@@ -79,12 +86,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"frp: internal error: {type(exc).__name__}: {exc} (FRP_DEBUG=1 for details)",
             EXIT_ERROR,
         )
-
-
-def _duckdb_interrupt(exc: Exception) -> bool:
-    """DuckDB's InterruptException, without importing DuckDB for commands that never do."""
-    duckdb = sys.modules.get("duckdb")
-    return duckdb is not None and isinstance(exc, duckdb.InterruptException)
 
 
 def _fail(message: str, code: int) -> int:

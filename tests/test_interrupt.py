@@ -4,14 +4,22 @@ saved (run N)" when the interrupt came after the commit point, "interrupted; not
 written" before it; exit code 130 either way, one line.
 
 The interrupt is injected where the commit happens: a KeyboardInterrupt (what Python
-raises on SIGINT) or DuckDB's InterruptException (what a query interrupted by SIGINT
-raises) right after the run's transaction commits, or right before it does.
+raises on SIGINT), DuckDB's InterruptException or its RuntimeError "Query interrupted"
+(what a query stopped by SIGINT raises) right after the run's transaction commits, or
+right before it does; and a real SIGINT is sent to `frp commit` processes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import duckdb
@@ -21,7 +29,13 @@ import store.commits
 from cli.main import main as frp_main
 from tests.db_helpers import digest
 
-INTERRUPTS = [KeyboardInterrupt, duckdb.InterruptException]
+#: Ctrl-C as Python raises it, as DuckDB does for a query it stopped, and as DuckDB does
+#: when the stopped query was feeding a Polars or Arrow result.
+INTERRUPTS = [
+    KeyboardInterrupt,
+    duckdb.InterruptException,
+    partial(RuntimeError, "Query interrupted"),
+]
 
 
 def interrupted(capsys: pytest.CaptureFixture[str], db: Path) -> str:
@@ -46,7 +60,7 @@ def test_interrupt_right_after_the_commit_point(
     demo_db: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
-    interrupt: type[BaseException],
+    interrupt: Callable[[], BaseException],
 ) -> None:
     real = store.commits.transaction
 
@@ -69,7 +83,7 @@ def test_interrupt_right_before_the_commit_point(
     demo_db: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
-    interrupt: type[BaseException],
+    interrupt: Callable[[], BaseException],
 ) -> None:
     real = store.commits._write
 
@@ -81,3 +95,41 @@ def test_interrupt_right_before_the_commit_point(
     before = digest(demo_db)
     assert interrupted(capsys, demo_db) == "frp: interrupted; nothing was written"
     assert digest(demo_db) == before
+
+
+def test_sigint_at_many_points_says_what_the_store_holds(demo_db: Path, tmp_path: Path) -> None:
+    """A real Ctrl-C (SIGINT to an `frp commit` process) later and later into the commit,
+    each on a fresh copy of the store, until the commit finishes first: whatever the
+    process said is what the store holds afterwards."""
+    frp = str(Path(sys.executable).parent / "frp")
+    env = {k: v for k, v in os.environ.items() if k not in ("FRP_DB", "FRP_DEBUG")}
+    said: set[str] = set()
+    for step in range(24):
+        db = tmp_path / f"copy-{step}.duckdb"
+        shutil.copy(demo_db, db)
+        proc = subprocess.Popen(
+            [frp, "commit", "--db", str(db)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        time.sleep(0.5 + 0.25 * step)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+        saved = runs(db)
+        if proc.returncode == 0:  # finished before the signal
+            assert f"run {saved[-1]} committed" in out
+            break
+        if "Traceback" in err:  # still starting Python, before the command began
+            assert saved == [] and "from cli.main import" in err, err
+            continue
+        assert proc.returncode == 130 and len(err.splitlines()) == 1, err
+        if saved:
+            assert err.strip() == f"frp: interrupted after the run was saved (run {saved[-1]})"
+            said.add("saved")
+            break
+        assert err.strip() == "frp: interrupted; nothing was written"
+        said.add("nothing")
+    assert "nothing" in said  # at least one interrupt landed inside the command
