@@ -31,6 +31,22 @@ class UsageError(Exception):
     """Arguments that cannot work together; reported like bad input (exit 2)."""
 
 
+class Interrupted(Exception):
+    """Ctrl-C, with what the store says was saved (exit 130)."""
+
+
+def is_interrupt(exc: BaseException) -> bool:
+    """Ctrl-C in any of its forms: Python's KeyboardInterrupt, DuckDB's InterruptException
+    for a query it stopped, and the RuntimeError "Query interrupted" DuckDB raises when the
+    query was feeding a Polars or Arrow result (DuckDB not imported for commands without it)."""
+    duckdb = sys.modules.get("duckdb")
+    return (
+        isinstance(exc, KeyboardInterrupt)
+        or (duckdb is not None and isinstance(exc, duckdb.InterruptException))
+        or (type(exc) is RuntimeError and str(exc).startswith("Query interrupted"))
+    )
+
+
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2, like every other bad input
         raise UsageError(f"{self.prog}: {message}")

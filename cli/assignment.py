@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING
 
 from cli.args import (
     EXIT_OK,
+    Interrupted,
     UsageError,
     db_arg,
     existing,
+    is_interrupt,
     policy_arg,
     progress,
     rules_arg,
@@ -25,6 +27,8 @@ from engine.rules import load_rules
 from store.errors import StoreError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from engine.simulation import Simulation
 
 
@@ -206,20 +210,49 @@ def cmd_commit(args: argparse.Namespace) -> int:
     rules = load_rules(args.rules)
     cohort = read_customers(args.cohort) if args.cohort else None
     started = time.perf_counter()
-    with open_db(existing(resolve_path(args.db))) as con:  # waits while another writes
-        summary = retry_conflicts(
-            lambda: commit(
-                con,
-                rules,
-                args.policy,
-                cohort,
-                source=args.cohort or "",
-                progress=progress("assigning"),
-            ),
-            what="the commit",
-        )
+    db = existing(resolve_path(args.db))
+    runs: list[int] = []  # the run id of each try, told by the commit as soon as it has one
+    try:
+        with open_db(db) as con:  # waits while another writes
+            summary = retry_conflicts(
+                lambda: commit(
+                    con,
+                    rules,
+                    args.policy,
+                    cohort,
+                    source=args.cohort or "",
+                    progress=progress("assigning"),
+                    on_run=runs.append,
+                ),
+                what="the commit",
+            )
+    except BaseException as exc:
+        if not is_interrupt(exc):
+            raise
+        raise Interrupted(_interrupted_commit(db, runs)) from None
     print(summary.describe() + f" in {time.perf_counter() - started:.2f} s")
     return EXIT_OK
+
+
+def _interrupted_commit(db: Path, runs: list[int]) -> str:
+    """Whether an interrupted commit's run was saved, as the store says (the interrupt may
+    have come after the commit point, when the run is whole)."""
+    if not runs:
+        return "interrupted; nothing was written"
+    import duckdb
+
+    from store.db import open_db
+
+    try:
+        with open_db(db, read_only=True) as con:
+            found = con.execute(
+                f"SELECT max(run_id) FROM runs WHERE run_id IN ({', '.join(map(str, runs))})"
+            ).fetchall()[0][0]
+    except (StoreError, duckdb.Error) as exc:  # cannot be read now: say so, not guess
+        return f"interrupted; whether run {runs[-1]} was saved could not be checked ({exc})"
+    if found is None:
+        return "interrupted; nothing was written"
+    return f"interrupted after the run was saved (run {found})"
 
 
 def cmd_fairness(args: argparse.Namespace) -> int:

@@ -15,11 +15,20 @@ import sys
 from collections.abc import Sequence
 
 from cli import assignment, delivery, lifecycle, maintenance
-from cli.args import EXIT_BAD_INPUT, EXIT_ERROR, Parser, UsageError
+from cli.args import (
+    EXIT_BAD_INPUT,
+    EXIT_ERROR,
+    Interrupted,
+    Parser,
+    UsageError,
+    is_interrupt,
+)
 from engine.rules import RulesError
 from engine.schema import InputError
 from store import clock
 from store.errors import StoreError
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,12 +70,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc), EXIT_BAD_INPUT)
     except (InputError, RulesError, StoreError, clock.ClockError) as exc:
         return _fail(f"frp: {exc}", EXIT_BAD_INPUT)
+    except Interrupted as exc:
+        return _fail(f"frp: {exc}", EXIT_INTERRUPTED)
     except KeyboardInterrupt:
-        return _fail("frp: interrupted; nothing was written", 130)
+        return _fail("frp: interrupted; nothing was written", EXIT_INTERRUPTED)
     except BrokenPipeError:  # stdout closed early (`frp fairness | head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except Exception as exc:  # an unexpected fault: one line unless debugging
+        if is_interrupt(exc):  # Ctrl-C during a query: DuckDB's own exception
+            return _fail("frp: interrupted; nothing was written", EXIT_INTERRUPTED)
         if os.environ.get("FRP_DEBUG"):
             raise
         return _fail(

@@ -7,12 +7,16 @@ into place only when complete, with ``manifest.json`` written last: a folder wit
 manifest is not a backup.
 
 A restore builds a new database file under a temporary name: the sequences (at the value
-they had), each table as it was declared, its rows, then the current schema on top
-(``store.db.connect``), and checks every table's row count against the manifest before
-renaming the file over the target. A failed restore leaves the target as it was.
+they had), the tables and views from this version's own DDL (``store.db``), each table's
+rows by column name, then the current schema on top (``store.db.connect``), and checks
+every table's row count against the manifest before renaming the file over the target.
+A failed restore leaves the target as it was.
 
-The manifest carries the ``CREATE`` statements the database reported; a backup is
-trusted like the database file itself, but only those statement kinds are run.
+The manifest is data, never code: its format, schema version, table and sequence names
+(only those this version declares), counts and file names (this table's Parquet file,
+inside the folder, not a link) are checked before anything is built. The ``CREATE``
+statements it carries are for the reader; nothing in them runs, and one that is not a
+single ``CREATE`` statement marks an edited backup, which is refused.
 """
 
 from __future__ import annotations
@@ -29,18 +33,12 @@ from typing import Any
 import duckdb
 
 from store import clock
-from store.db import connect
+from store.db import DDL, SCHEMA_VERSION, connect, make_folder
 from store.errors import StoreError
 
 MANIFEST = "manifest.json"
 FORMAT = "frp-backup"
 FORMAT_VERSION = 1
-
-_CREATE = {
-    "table": re.compile(r"^\s*CREATE\s+TABLE\s", re.IGNORECASE),
-    "view": re.compile(r"^\s*CREATE\s+VIEW\s", re.IGNORECASE),
-    "index": re.compile(r"^\s*CREATE\s+(UNIQUE\s+)?INDEX\s", re.IGNORECASE),
-}
 
 
 @dataclass(frozen=True)
@@ -105,7 +103,7 @@ def backup(db_path: str | Path, folder: str | Path) -> BackupSummary:
         raise StoreError(f"{db}: no such database")
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise StoreError(f"{target}: already exists and is not an empty folder; choose a new one")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(target.parent, target, probe=True)
     partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()
@@ -145,7 +143,7 @@ def _write_tables(con: duckdb.DuckDBPyConnection, folder: Path) -> dict[str, Any
     names = tables(con)
     out: dict[str, Any] = {}
     for i, name in enumerate(names):
-        file = f"{i:03d}-{re.sub(r'[^A-Za-z0-9_-]', '_', name)}.parquet"
+        file = f"{i:03d}-{_file_stem(name)}.parquet"
         path = str(folder / file).replace("'", "''")
         con.execute(f"COPY (SELECT * FROM {quote(name)}) TO '{path}' (FORMAT parquet)")
         rows = con.execute(f"SELECT count(*) FROM {quote(name)}").fetchall()[0][0]
@@ -188,7 +186,8 @@ def _write_tables(con: duckdb.DuckDBPyConnection, folder: Path) -> dict[str, Any
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any]:
-    """The manifest of a backup folder, checked: every table's file is there."""
+    """The manifest of a backup folder, checked as data: format and versions, tables and
+    sequences this version declares, integer counts, files inside the folder."""
     folder = Path(folder)
     path = folder / MANIFEST
     if not path.is_file():
@@ -204,18 +203,102 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
             f"{path}: backup format version {manifest.get('format_version')!r}; "
             f"this version reads {FORMAT_VERSION}"
         )
+    if manifest.get("schema_version") != str(SCHEMA_VERSION):
+        raise StoreError(
+            f"{path}: schema version {manifest.get('schema_version')!r}; this version "
+            f"restores {SCHEMA_VERSION} (a backup of a newer version, or edited?)"
+        )
     tables_ = manifest.get("tables")
     if not isinstance(tables_, dict) or not tables_:
         raise StoreError(f"{path}: the manifest lists no tables")
+    columns, sequences = product_schema()
     for name, table in tables_.items():
-        if not isinstance(table, dict) or not {"file", "rows", "sql"} <= set(table):
-            raise StoreError(f"{path}: table {name}: expected file, rows and sql")
-        if not _CREATE["table"].match(str(table["sql"])):
-            raise StoreError(f"{path}: table {name}: expected a CREATE TABLE statement")
-        file = folder / str(table["file"])
-        if Path(str(table["file"])).name != table["file"] or not file.is_file():
-            raise StoreError(f"{folder}: table {name}: file {table['file']} is missing")
+        _check_table(path, name, table, columns)
+    _check_sequences(path, manifest.get("sequences", {}), sequences)
+    for kind, one in (("views", "view"), ("indexes", "index")):
+        entries = manifest.get(kind, {})
+        if not isinstance(entries, dict):
+            raise StoreError(f"{path}: {kind}: expected names and statements")
+        for name, sql in entries.items():
+            _check_create(path, f"{one} {name}", sql, one)
     return manifest
+
+
+def product_schema() -> tuple[dict[str, list[str]], set[str]]:
+    """The tables (with their columns) and sequences this version's own DDL declares
+    (store.db); a restore creates only these, from that DDL, never from the backup."""
+    con = duckdb.connect()
+    try:
+        con.execute(DDL)
+        columns = {
+            name: [
+                r[0]
+                for r in con.execute(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_name = ? ORDER BY ordinal_position",
+                    [name],
+                ).fetchall()
+            ]
+            for name in tables(con)
+        }
+        found = con.execute("SELECT sequence_name FROM duckdb_sequences()").fetchall()
+        return columns, {r[0] for r in found}
+    finally:
+        con.close()
+
+
+def _check_table(path: Path, name: str, table: object, columns: dict[str, list[str]]) -> None:
+    where = f"{path}: table {name}"
+    if name not in columns:
+        raise StoreError(f"{where}: not a table of this version's store (an edited backup?)")
+    if not isinstance(table, dict) or not {"file", "rows"} <= set(table):
+        raise StoreError(f"{where}: expected file and rows")
+    rows = table["rows"]
+    if type(rows) is not int or rows < 0:
+        raise StoreError(f"{where}: rows must be a whole number, not {rows!r}")
+    if "sql" in table:
+        _check_create(path, f"table {name}", table["sql"], "table")
+    file = table["file"]
+    expected = rf"\d{{3}}-{re.escape(_file_stem(name))}\.parquet"
+    if not isinstance(file, str) or not re.fullmatch(expected, file):
+        raise StoreError(f"{where}: file {file!r} is not this table's file name in the backup")
+    found = path.parent / file
+    if found.is_symlink() or not found.is_file():
+        raise StoreError(f"{path.parent}: table {name}: file {file} is missing (or not a file)")
+
+
+def _check_sequences(path: Path, sequences: object, known: set[str]) -> None:
+    if not isinstance(sequences, dict):
+        raise StoreError(f"{path}: sequences: expected names and values")
+    for name, seq in sequences.items():
+        values = list(seq.values()) if isinstance(seq, dict) else []
+        if (
+            name not in known
+            or not isinstance(seq, dict)
+            or set(seq) != {"next", "increment"}
+            or any(type(v) is not int for v in values)
+        ):
+            raise StoreError(
+                f"{path}: sequence {name}: expected a sequence of this version's store "
+                "with whole numbers next and increment"
+            )
+
+
+def _check_create(path: Path, what: str, sql: object, kind: str) -> None:
+    """The statements a manifest carries are for the reader and never run; one that is
+    not a single CREATE statement means the backup was edited, so it is refused."""
+    ok = False
+    if isinstance(sql, str):
+        con = duckdb.connect()
+        try:
+            statements = con.extract_statements(sql)  # parsed only, never executed
+            ok = len(statements) == 1 and statements[0].type == duckdb.StatementType.CREATE
+        except duckdb.Error:
+            ok = False
+        finally:
+            con.close()
+    if not ok:
+        raise StoreError(f"{path}: {what}: expected one CREATE {kind.upper()} statement")
 
 
 def restore(folder: str | Path, db_path: str | Path, *, force: bool = False) -> RestoreSummary:
@@ -226,7 +309,7 @@ def restore(folder: str | Path, db_path: str | Path, *, force: bool = False) -> 
         raise StoreError(f"{target}: already exists; use --force to replace it")
     if target.exists() and not target.is_file():
         raise StoreError(f"{target}: not a database file")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(target.parent, target, probe=True)
     tmp = target.with_name(f".{target.name}.restoring-{os.getpid()}")
     _remove(tmp)
     try:
@@ -262,27 +345,40 @@ def restore(folder: str | Path, db_path: str | Path, *, force: bool = False) -> 
 
 
 def _load(con: duckdb.DuckDBPyConnection, folder: Path, manifest: dict[str, Any]) -> None:
+    """The sequences at their values, the tables from this version's DDL, then each
+    table's rows by column name; the views come from the same DDL."""
+    columns, _ = product_schema()
     con.execute("BEGIN TRANSACTION")
     try:
         for name, seq in manifest.get("sequences", {}).items():
-            step = int(seq.get("increment", 1))
             con.execute(
-                f"CREATE SEQUENCE {quote(name)} START {int(seq['next'])} INCREMENT BY {step}"
+                f"CREATE SEQUENCE {quote(name)} START {int(seq['next'])} "
+                f"INCREMENT BY {int(seq['increment'])}"
             )
-        for table in manifest["tables"].values():
-            con.execute(table["sql"])
+        con.execute(DDL)
         for name, table in manifest["tables"].items():
-            path = str(folder / table["file"]).replace("'", "''")
-            con.execute(f"INSERT INTO {quote(name)} BY NAME SELECT * FROM read_parquet('{path}')")
-        for kind in ("views", "indexes"):
-            for name, sql in manifest.get(kind, {}).items():
-                if not _CREATE["view" if kind == "views" else "index"].match(str(sql)):
-                    raise StoreError(f"{folder}: {kind[:-1]} {name}: unexpected statement")
-                con.execute(str(sql))
+            _load_table(con, folder, name, table["file"], columns[name])
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
+
+
+def _load_table(
+    con: duckdb.DuckDBPyConnection, folder: Path, name: str, file: str, columns: list[str]
+) -> None:
+    path = str(folder / file)
+    found = [r[0] for r in con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [path]).fetchall()]
+    extra = [c for c in found if c not in columns]
+    if extra:
+        raise StoreError(f"{folder}: table {name}: file {file} has unknown column {extra[0]}")
+    names = ", ".join(quote(c) for c in found)
+    con.execute(f"INSERT INTO {quote(name)} ({names}) SELECT {names} FROM read_parquet(?)", [path])
+
+
+def _file_stem(name: str) -> str:
+    """A table's name as it stands in its Parquet file's name."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", name)
 
 
 def _open(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:

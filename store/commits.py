@@ -123,9 +123,12 @@ def commit_within(
     source: str = "",
     excluded: Mapping[str, Collection[str]] | None = None,
     progress: Progress | None = None,
+    on_run: Callable[[int], None] | None = None,
 ) -> CommitSummary:
     """Simulate on the current state and write the run, inside a transaction the caller
-    holds (the referral life cycle); :data:`commit` opens one of its own."""
+    holds (the referral life cycle); :data:`commit` opens one of its own. ``on_run`` is
+    told the run's id as soon as it has one, so a caller interrupted before the summary
+    comes back can look in the store for whether that run was saved."""
     policy = Policy(policy)
     prep = prepare(con, cohort, source)
     if prep.cohort.height == 0:
@@ -139,7 +142,7 @@ def commit_within(
         today=prep.today,
         progress=progress,
     )
-    return _write(con, sim, prep, rules, actor)
+    return _write(con, sim, prep, rules, actor, on_run)
 
 
 def _own_transaction(
@@ -160,7 +163,12 @@ commit = _own_transaction(commit_within)
 
 
 def _write(
-    con: duckdb.DuckDBPyConnection, sim: Simulation, prep: Prepared, rules: Rules, actor: str
+    con: duckdb.DuckDBPyConnection,
+    sim: Simulation,
+    prep: Prepared,
+    rules: Rules,
+    actor: str,
+    on_run: Callable[[int], None] | None = None,
 ) -> CommitSummary:
     """The commit's writes, in the caller's transaction; the last step refuses the lot
     should it leave a customer with two open referrals."""
@@ -168,6 +176,8 @@ def _write(
     n, placed = sim.assignments.height, sim.placed
     held = _held(sim, rules)
     run_id = _insert_run(con, sim, prep, rules, actor)
+    if on_run:
+        on_run(run_id)
     referrals = _referrals(con, sim, held, run_id)
     at = clock.now()
     _insert_referrals(con, sim, prep.cohort, referrals, held, at)

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import os
 import random
+import re
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -266,7 +268,7 @@ def connect(
     if read_only and not p.exists():
         raise StoreError(f"{p}: no such database; create it with `frp demo` or `frp import`")
     if not read_only:
-        p.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(p.parent, p)
     wait = lock_timeout() if timeout is None else max(0.0, timeout)
     deadline = time.monotonic() + wait
     delay = 0.02
@@ -338,6 +340,9 @@ def retry_conflicts(
         try:
             return fn()
         except duckdb.TransactionException as exc:
+            refused = _refused_write(exc)
+            if refused:  # the file system said no: trying again cannot mend it
+                raise StoreError(f"{refused}; nothing was written") from None
             if attempt == attempts:
                 raise StoreError(
                     f"{what} collided with other changes made at the same time "
@@ -386,6 +391,34 @@ def audit(
         "INSERT INTO audit_log VALUES (nextval('audit_seq'), ?, ?, ?, ?, ?)",
         [clock.now(), actor, action, subject, details],
     )
+
+
+def _refused_write(exc: duckdb.Error) -> str | None:
+    """What the file system refused, when a commit failed for that rather than a collision:
+    DuckDB reports a ``.wal`` it cannot create (a read-only folder, no permission) as a
+    failed commit, the same exception type as a conflict."""
+    found = re.search(r'Cannot open file "([^"]+)": (.+)', _first_line(exc))
+    if not found:
+        return None
+    return f"cannot write {found[1]} ({found[2].lower()}): the database's folder must be writable"
+
+
+def make_folder(folder: Path, for_path: Path, *, probe: bool = False) -> None:
+    """Create ``folder`` (with its parents) for ``for_path``; with ``probe``, also prove a
+    file can be created in it. A place that cannot be written (read-only, no permission,
+    a file where a folder should be) is a one-line StoreError naming the path and cause."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if probe:
+            fd, name = tempfile.mkstemp(dir=folder, prefix=f".{for_path.name}.probe-")
+            os.close(fd)
+            os.unlink(name)
+    except OSError as exc:
+        cause = "not a directory" if isinstance(exc, FileExistsError) else exc.strerror
+        raise StoreError(
+            f"{for_path}: cannot write in {folder} ({str(cause or exc).lower()}); "
+            "nothing was written"
+        ) from None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -152,17 +152,14 @@ def test_backup_includes_tables_added_later(
     con.close()
     folder = tmp_path / "backup"
     assert run(capsys, "backup", folder, "--db", demo_db)[0] == 0
-    assert read_manifest(folder)["tables"]["partner_notes"]["rows"] == 2
+    manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    assert manifest["tables"]["partner_notes"]["rows"] == 2
 
+    # A restore builds only this version's tables, from its own DDL (#15): a table it does
+    # not know is refused, not declared from the backup's SQL.
     restored = tmp_path / "restored.duckdb"
-    assert run(capsys, "restore", folder, "--db", restored)[0] == 0
-    assert rows_of(restored) == rows_of(demo_db)
-    con = duckdb.connect(str(restored))
-    try:  # declared as it was: the primary key holds
-        with pytest.raises(duckdb.ConstraintException):
-            con.execute("INSERT INTO partner_notes VALUES ('P0001', 'again', NULL, NULL)")
-    finally:
-        con.close()
+    assert "partner_notes" in refused(capsys, "restore", folder, "--db", restored)
+    assert not restored.exists()
 
 
 def test_restore_never_overwrites_without_force(
@@ -415,3 +412,88 @@ def test_purge_is_all_or_nothing(committed: Path, monkeypatch: pytest.MonkeyPatc
     finally:
         con.close()
     assert digest(committed) != before
+
+
+# --- tampered backups (#15): the manifest is data, nothing in it runs ---------------------
+
+
+def _tamper(folder: Path, setup: str, outside: Path) -> None:
+    """Edit a fresh backup as an attacker would; ``outside`` is a folder beside the backup."""
+    path = folder / MANIFEST
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    customers = manifest["tables"]["customers"]
+    if setup == "sql-after-semicolon":
+        pwned = str(outside / "pwned.csv").replace("'", "''")
+        customers["sql"] += f"; COPY (SELECT 42 AS x) TO '{pwned}' (FORMAT csv)"
+    elif setup == "view-sql":
+        pwned = str(outside / "pwned.csv").replace("'", "''")
+        manifest["views"]["partner_state"] += f"; COPY (SELECT 42) TO '{pwned}'"
+    elif setup in ("path-outside", "absolute-path", "symlink-out"):
+        moved = outside / "customers.parquet"
+        (folder / customers["file"]).rename(moved)
+        if setup == "path-outside":
+            customers["file"] = f"../{outside.name}/customers.parquet"
+        elif setup == "absolute-path":
+            customers["file"] = str(moved)
+        else:
+            (folder / customers["file"]).symlink_to(moved)
+    elif setup == "unknown-table":
+        manifest["tables"]["evil"] = dict(customers, sql="CREATE TABLE evil (x INTEGER)")
+    elif setup == "rows-not-integer":
+        customers["rows"] = str(customers["rows"])
+    elif setup == "sequence-not-integer":
+        manifest["sequences"]["run_seq"]["next"] = "1 INCREMENT BY 1; DROP TABLE runs"
+    elif setup == "newer-schema":
+        manifest["schema_version"] = "999"
+    elif setup == "parquet-columns":
+        con = duckdb.connect()
+        try:
+            file = str(folder / customers["file"])
+            con.execute(
+                f"COPY (SELECT *, 'x' AS evil FROM read_parquet('{file}')) "
+                f"TO '{outside / 'c.parquet'}' (FORMAT parquet)"
+            )
+        finally:
+            con.close()
+        (outside / "c.parquet").replace(folder / customers["file"])
+    path.write_text(json.dumps(manifest), encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    "setup, needle",
+    [
+        ("sql-after-semicolon", "customers"),
+        ("view-sql", "partner_state"),
+        ("path-outside", "customers"),
+        ("absolute-path", "customers"),
+        ("symlink-out", "customers"),
+        ("unknown-table", "evil"),
+        ("rows-not-integer", "rows"),
+        ("sequence-not-integer", "run_seq"),
+        ("newer-schema", "999"),
+        ("parquet-columns", "evil"),
+    ],
+)
+@pytest.mark.parametrize("target_exists", [False, True])
+def test_restore_refuses_a_tampered_backup(
+    committed: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    setup: str,
+    needle: str,
+    target_exists: bool,
+) -> None:
+    folder, outside = tmp_path / "backup", tmp_path / "outside"
+    outside.mkdir()
+    assert run(capsys, "backup", folder, "--db", committed)[0] == 0
+    _tamper(folder, setup, outside)
+    target = committed if target_exists else tmp_path / "new" / "target.duckdb"
+    before = digest(committed)
+    line = refused(capsys, "restore", folder, "--db", target, "--force")
+    assert needle in line
+    assert not (outside / "pwned.csv").exists()  # nothing from the manifest ran
+    if target_exists:
+        assert digest(committed) == before
+        assert [p.name for p in committed.parent.iterdir() if p.name.startswith(".")] == []
+    else:
+        assert not target.exists()

@@ -1,0 +1,135 @@
+"""Honest interrupts (#15): Ctrl-C during `frp commit` says whether the run was saved,
+found by looking for the run in the store, not guessed: "interrupted after the run was
+saved (run N)" when the interrupt came after the commit point, "interrupted; nothing was
+written" before it; exit code 130 either way, one line.
+
+The interrupt is injected where the commit happens: a KeyboardInterrupt (what Python
+raises on SIGINT), DuckDB's InterruptException or its RuntimeError "Query interrupted"
+(what a query stopped by SIGINT raises) right after the run's transaction commits, or
+right before it does; and a real SIGINT is sent to `frp commit` processes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+
+import duckdb
+import pytest
+
+import store.commits
+from cli.main import main as frp_main
+from tests.db_helpers import digest
+
+#: Ctrl-C as Python raises it, as DuckDB does for a query it stopped, and as DuckDB does
+#: when the stopped query was feeding a Polars or Arrow result.
+INTERRUPTS = [
+    KeyboardInterrupt,
+    duckdb.InterruptException,
+    partial(RuntimeError, "Query interrupted"),
+]
+
+
+def interrupted(capsys: pytest.CaptureFixture[str], db: Path) -> str:
+    code = frp_main(["commit", "--db", str(db)])
+    err = capsys.readouterr().err
+    assert code == 130, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("frp: interrupted"), err
+    return lines[0]
+
+
+def runs(db: Path) -> list[int]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return [r[0] for r in con.execute("SELECT run_id FROM runs ORDER BY run_id").fetchall()]
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("interrupt", INTERRUPTS)
+def test_interrupt_right_after_the_commit_point(
+    demo_db: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    interrupt: Callable[[], BaseException],
+) -> None:
+    real = store.commits.transaction
+
+    @contextmanager
+    def then_interrupt(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+        with real(con):
+            yield con
+        raise interrupt()  # the transaction has committed
+
+    monkeypatch.setattr(store.commits, "transaction", then_interrupt)
+    before = runs(demo_db)
+    line = interrupted(capsys, demo_db)
+    after = runs(demo_db)
+    assert len(after) == len(before) + 1
+    assert line == f"frp: interrupted after the run was saved (run {after[-1]})"
+
+
+@pytest.mark.parametrize("interrupt", INTERRUPTS)
+def test_interrupt_right_before_the_commit_point(
+    demo_db: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    interrupt: Callable[[], BaseException],
+) -> None:
+    real = store.commits._write
+
+    def write_then_interrupt(*args: object, **kwargs: object) -> object:
+        real(*args, **kwargs)  # every row written, the transaction not yet committed
+        raise interrupt()
+
+    monkeypatch.setattr(store.commits, "_write", write_then_interrupt)
+    before = digest(demo_db)
+    assert interrupted(capsys, demo_db) == "frp: interrupted; nothing was written"
+    assert digest(demo_db) == before
+
+
+def test_sigint_at_many_points_says_what_the_store_holds(demo_db: Path, tmp_path: Path) -> None:
+    """A real Ctrl-C (SIGINT to an `frp commit` process) later and later into the commit,
+    each on a fresh copy of the store, until the commit finishes first: whatever the
+    process said is what the store holds afterwards."""
+    frp = str(Path(sys.executable).parent / "frp")
+    env = {k: v for k, v in os.environ.items() if k not in ("FRP_DB", "FRP_DEBUG")}
+    said: set[str] = set()
+    for step in range(24):
+        db = tmp_path / f"copy-{step}.duckdb"
+        shutil.copy(demo_db, db)
+        proc = subprocess.Popen(
+            [frp, "commit", "--db", str(db)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        time.sleep(0.5 + 0.25 * step)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+        saved = runs(db)
+        if proc.returncode == 0:  # finished before the signal
+            assert f"run {saved[-1]} committed" in out
+            break
+        if "Traceback" in err:  # still starting Python, before the command began
+            assert saved == [] and "from cli.main import" in err, err
+            continue
+        assert proc.returncode == 130 and len(err.splitlines()) == 1, err
+        if saved:
+            assert err.strip() == f"frp: interrupted after the run was saved (run {saved[-1]})"
+            said.add("saved")
+            break
+        assert err.strip() == "frp: interrupted; nothing was written"
+        said.add("nothing")
+    assert "nothing" in said  # at least one interrupt landed inside the command

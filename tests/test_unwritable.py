@@ -1,0 +1,105 @@
+"""Unwritable places (#15): a database whose folder is read-only and a backup into a
+folder that cannot be written end with exit code 2 and one line naming the path and the
+cause, and nothing is written.
+
+The tests run as root, where file modes deny nothing, so a read-only folder is made
+the honest way: a read-only bind mount of a temporary folder, with the database file
+itself bind-mounted writable on top (DuckDB then opens the file for writing and fails
+only when it creates the ``.wal`` beside it, as it does in a read-only folder). Where
+bind mounts are not allowed the test is skipped. A file standing where a folder should
+be needs no privilege and is tried everywhere.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cli.main import main as frp_main
+from tests.db_helpers import digest
+
+
+def refused(capsys: pytest.CaptureFixture[str], *args: object) -> str:
+    code = frp_main([str(a) for a in args])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("frp: "), err
+    assert "internal error" not in err and "collided" not in err
+    return lines[0]
+
+
+def _mount(*args: str) -> bool:
+    return subprocess.run(["mount", *args], capture_output=True).returncode == 0
+
+
+@pytest.fixture
+def read_only_folder(tmp_path: Path) -> Iterator[Path]:
+    """A read-only folder (a bind mount), empty."""
+    source, folder = tmp_path / "source", tmp_path / "ro"
+    source.mkdir()
+    folder.mkdir()
+    if not shutil.which("mount") or not _mount("--bind", str(source), str(folder)):
+        pytest.skip("bind mounts are not allowed here")
+    try:
+        if not _mount("-o", "remount,bind,ro", str(folder)):
+            pytest.skip("read-only remounts are not allowed here")
+        yield folder
+    finally:
+        subprocess.run(["umount", "-R", str(folder)], check=True)
+
+
+@pytest.fixture
+def db_in_read_only_folder(read_only_folder: Path, demo_db: Path) -> Iterator[Path]:
+    """The demo database, writable, in a read-only folder."""
+    db = read_only_folder / "frp.duckdb"
+    (read_only_folder.parent / "source" / db.name).touch()  # the mount point, seen in ro/
+    subprocess.run(["mount", "--bind", str(demo_db), str(db)], check=True)
+    yield db
+
+
+@pytest.mark.parametrize("command", [["commit"], ["purge", "T1"], ["expire"]])
+def test_a_database_in_a_read_only_folder(
+    db_in_read_only_folder: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    db = db_in_read_only_folder
+    before = digest(db)
+    line = refused(capsys, *command, "--db", db)
+    assert str(db) in line and "read-only" in line
+    assert digest(db) == before
+
+
+def test_backup_into_a_read_only_folder(
+    read_only_folder: Path, demo_db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = read_only_folder / "backup"
+    line = refused(capsys, "backup", target, "--db", demo_db)
+    assert str(target) in line and "read-only" in line
+    assert list(read_only_folder.iterdir()) == []
+
+
+def test_backup_where_a_file_stands_for_a_folder(
+    demo_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("mine", encoding="utf-8")
+    target = blocker / "backup"
+    line = refused(capsys, "backup", target, "--db", demo_db)
+    assert str(target) in line and "not a directory" in line
+    assert blocker.read_text(encoding="utf-8") == "mine"
+
+
+def test_restore_into_a_read_only_folder(
+    read_only_folder: Path, demo_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "backup"
+    assert frp_main(["backup", str(folder), "--db", str(demo_db)]) == 0
+    capsys.readouterr()
+    target = read_only_folder / "frp.duckdb"
+    line = refused(capsys, "restore", folder, "--db", target)
+    assert str(target) in line and "read-only" in line
+    assert list(read_only_folder.iterdir()) == []
