@@ -57,6 +57,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import duckdb
 
+from engine.schema import InputError, check_email
 from store import clock
 from store.db import DELIVERABLE, audit, registered, retry_conflicts, transaction
 from store.errors import StoreError
@@ -271,6 +272,37 @@ def _rows(con: Con, where: str, params: list[Any]) -> list[dict[str, Any]]:
     )
     names = [d[0] for d in rel.description]
     return [dict(zip(names, r, strict=True)) for r in rel.fetchall()]
+
+
+def retry(con: Con, message_id: str, to_email: str, *, actor: str) -> str:
+    """Send a ``failed`` message again, to ``to_email`` (checked as the import checks an
+    address): it is ``pending`` once more, for the next send. Returns the address as stored.
+
+    The audit entry names the message and whether the address changed, never the address:
+    a purge must leave no trace of the customer's email."""
+    try:
+        address = check_email(to_email, "to_email", f"message {message_id}")
+    except InputError as exc:
+        raise DeliveryError(exc.one_line()) from None
+    with transaction(con):
+        rows = con.execute(
+            "SELECT status, to_email FROM outbox WHERE message_id = ?", [message_id]
+        ).fetchall()
+        if not rows:
+            raise DeliveryError(f"message {message_id}: no such message")
+        status, before = rows[0]
+        if status != "failed":
+            raise DeliveryError(
+                f"message {message_id} is {status}: only a failed message is retried"
+            )
+        con.execute(
+            "UPDATE outbox SET status = 'pending', to_email = ?, last_error = NULL, "
+            "claimed_by = NULL, claimed_at = NULL WHERE message_id = ?",
+            [address, message_id],
+        )
+        details = {"address_changed": address != before}
+        audit(con, actor, "retry_message", message_id, json.dumps(details))
+    return address
 
 
 # --- sending ----------------------------------------------------------------------------

@@ -940,3 +940,22 @@ def test_cli_send_and_export_go_past_a_message_that_cannot_be_built(
     (line,) = export.stderr.splitlines()
     assert "1 message(s) skipped" in line and mid in line
     assert len(list(out.glob("*.eml"))) == 11
+
+
+def test_retry_checks_the_address_and_only_takes_a_failed_message(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    mid = bad_address(con, "T4", "it\x1e@t4.example")
+    with pytest.raises(DeliveryError, match="is pending: only a failed message"):
+        store.outbox.retry(con, mid, "it@t4.example", actor="test")
+    con.execute("UPDATE outbox SET status = 'failed', last_error = 'x' WHERE message_id = ?", [mid])
+    with pytest.raises(DeliveryError, match="column to_email.*no control characters"):
+        store.outbox.retry(con, mid, "it\x1e@t4.example", actor="test")
+    with pytest.raises(DeliveryError, match="no such message"):
+        store.outbox.retry(con, "<nope@x>", "it@t4.example", actor="test")
+    assert store.outbox.retry(con, mid, " it@t4.example ", actor="boss") == "it@t4.example"
+    row = outbox(con)[mid]
+    assert (row["status"], row["to_email"], row["last_error"]) == ("pending", "it@t4.example", None)
+    assert con.execute(
+        "SELECT actor, subject FROM audit_log WHERE action = 'retry_message'"
+    ).fetchall() == [("boss", mid)]
