@@ -9,7 +9,9 @@ dashboard from the database, which one process at a time may hold), and the resu
 recorded in short transactions every few messages or every second. A temporary failure
 (connection refused or dropped, a 4xx reply) is retried with back-off and, if it
 persists, leaves the message ``pending`` with ``attempts`` and ``last_error``; a
-permanent one (a 5xx reply to the message) marks it ``failed`` with the server's reply.
+permanent one (a 5xx reply to the message) marks it ``failed`` with the server's reply,
+and so does a message that cannot be built (:class:`Unbuildable`): no message holds up
+the rest. A manager fixes its address and :func:`retry` makes it ``pending`` again.
 A second run never sends a ``sent`` message again. A pending message whose referral was
 declined or expired is ``cancelled`` with that change (``store.lifecycle``) and never sent
 nor exported: the partner loses access to the customer's details.
