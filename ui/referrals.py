@@ -224,13 +224,22 @@ RETRY_ADDRESS = "outbox_retry_to"
 RETRY_RESULT = "outbox_retried"  # ("success" | "error", message)
 
 
-def _retry_picked() -> None:
-    message_id = st.session_state.get(RETRY_PICK)
-    if message_id is None:
-        return
-    refused = auth.refusal(auth.MANAGER, "retry notifications")
+def _manager_pick(pick: str, result: str, what: str) -> Any:
+    """The value picked under ``pick`` when a manager acts on it; None otherwise (the
+    refusal is kept under ``result`` for the next run to show)."""
+    value = st.session_state.get(pick)
+    if value is None:
+        return None
+    refused = auth.refusal(auth.MANAGER, what)
     if refused:
-        st.session_state[RETRY_RESULT] = ("error", refused)
+        st.session_state[result] = ("error", refused)
+        return None
+    return value
+
+
+def _retry_picked() -> None:
+    message_id = _manager_pick(RETRY_PICK, RETRY_RESULT, "retry notifications")
+    if message_id is None:
         return
     address = st.session_state.get(RETRY_ADDRESS) or ""
     try:
@@ -281,12 +290,8 @@ def retry_failed(run: int | str | None) -> None:
 
 
 def _close_picked() -> None:
-    task_id = st.session_state.get(TASK_PICK)
+    task_id = _manager_pick(TASK_PICK, TASK_RESULT, "close tasks")
     if task_id is None:
-        return
-    refused = auth.refusal(auth.MANAGER, "close tasks")
-    if refused:
-        st.session_state[TASK_RESULT] = ("error", refused)
         return
     try:
         task = db.write(
