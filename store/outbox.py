@@ -232,9 +232,8 @@ def build_message(row: Mapping[str, Any], sender: str) -> EmailMessage:
     try:
         return _build(row, sender)
     except (ValueError, TypeError, email.errors.MessageError) as exc:
-        raise Unbuildable(
-            f"cannot build the message to {row['to_email']!r}: {exc}; fix the address and retry"
-        ) from None
+        # Not the address itself: the reason is shown where a viewer sees no customer email.
+        raise Unbuildable(f"cannot build the message ({exc}); fix the address and retry") from None
 
 
 def _build(row: Mapping[str, Any], sender: str) -> EmailMessage:
@@ -399,7 +398,7 @@ class _Session:
         except (smtplib.SMTPNotSupportedError, ValueError) as exc:
             # This message, not the server: an address the server cannot take (non-ASCII
             # without SMTPUTF8) or smtplib refuses to put in a command. Never retried.
-            raise _Permanent(f"cannot send to {to!r}: {exc}") from None
+            raise _Permanent(f"the address cannot be sent to: {exc}") from None
         except (OSError, smtplib.SMTPException) as exc:  # dropped connection, timeout
             self.close()
             raise _Temporary(_os_reply(exc, self.settings), connection=True) from None

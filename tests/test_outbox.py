@@ -893,6 +893,7 @@ def test_a_message_that_cannot_be_built_fails_and_the_rest_are_sent(
     assert (
         "cannot build the message" in row["last_error"] and "fix the address" in row["last_error"]
     )
+    assert address not in row["last_error"]  # a viewer sees the reason, never the address
     assert mid in summary.problem()
     assert send_pending(shared(con), settings(server)).sent == 0
     assert len(server.mailbox.received) == 11
