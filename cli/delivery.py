@@ -177,6 +177,11 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     finally:
         con.close()
     print(f"{len(written):,} .eml files written to {Path(args.dir)}")
+    if written.skipped:
+        raise StoreError(
+            f"{len(written.skipped):,} message(s) skipped, they cannot be built (fix the "
+            f"address on the Referrals page's Outbox tab); first: {written.skipped[0]}"
+        )
     return EXIT_OK
 
 

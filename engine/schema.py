@@ -33,6 +33,10 @@ MAX_CAPACITY = 100_000
 MAX_PROBLEMS = 1_000
 
 _EMAIL = r"^[^@\s;,]+@[^@\s;,]+\.[^@\s;,]+$"
+#: Control characters (Unicode Cc) and the line and paragraph separators: every character
+#: Python's ``str.splitlines`` breaks at is among them, and a mail header holding one
+#: cannot be built, so emails and the names messages carry refuse them all.
+_CONTROL = r"[\p{Cc}\x{2028}\x{2029}]"
 _WORKLOAD = r"^[a-z0-9][a-z0-9.+_-]*$"
 _ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
 _TRUE = ("true", "yes", "y", "1", "t")
@@ -108,7 +112,8 @@ class InputError(ValueError):
 
 @dataclass(frozen=True)
 class _Col:
-    #: text | email | count | bool | date | countries | languages | workloads | country | language
+    #: text | name | email | count | bool | date | countries | languages | workloads | country
+    #: | language; a name is text that goes into messages (subjects), so no control characters
     kind: str
     required: bool = True
     nullable: bool = False
@@ -139,14 +144,14 @@ class _Check:
 
 _PARTNER_COLS: dict[str, _Col] = {
     "partner_id": _Col("text"),
-    "name": _Col("text"),
+    "name": _Col("name"),
     "countries": _Col("countries"),
     "languages": _Col("languages"),
     "workloads": _Col("workloads"),
     "capacity": _Col("count", upper=MAX_CAPACITY),
     "active_referrals": _Col("count", upper=MAX_CAPACITY),
     "referral_ready": _Col("bool"),
-    "psm_name": _Col("text"),
+    "psm_name": _Col("name"),
     "psm_email": _Col("email"),
     "contact_email": _Col("email"),
     "last_assigned": _Col("count", required=False, nullable=True, upper=2**62),
@@ -155,7 +160,7 @@ _PARTNER_COLS: dict[str, _Col] = {
 }
 _CUSTOMER_COLS: dict[str, _Col] = {
     "tenant_id": _Col("text"),
-    "name": _Col("text"),
+    "name": _Col("name"),
     "country": _Col("country"),
     "language": _Col("language"),
     "seats": _Col("count"),
@@ -170,7 +175,8 @@ assert {k for k, c in _CUSTOMER_COLS.items() if not c.required} == set(CUSTOMER_
 
 _EXPECTED = {
     "text": "non-empty text",
-    "email": "an email address like name@example.com",
+    "name": "non-empty text with no control characters (line breaks, tabs)",
+    "email": "an email address like name@example.com, no control characters",
     "count": "a whole number >= 0",
     "bool": "true or false",
     "date": "a date as YYYY-MM-DD (e.g. 2025-07-01)",
@@ -223,6 +229,16 @@ def validate_customers(
     return _validate(
         raw, _CUSTOMER_COLS, CUSTOMER_SCHEMA, "tenant_id", source, first_row, row_label, keep
     )
+
+
+def check_email(value: str, column: str = "email", source: str = "address") -> str:
+    """``value`` as an import would store it (trimmed), or InputError naming ``column``: the
+    import's own check, so an address fixed by hand meets the same rule as a file's."""
+    text, bad, _ = _convert(pl.col(column), pl.String, _Col("email"))
+    row = pl.DataFrame({column: [value]}).select(text.alias("v"), bad.fill_null(True).alias("bad"))
+    if row.item(0, "bad"):
+        raise InputError(source, [Problem(None, column, value, _EXPECTED["email"])])
+    return str(row.item(0, "v"))
 
 
 def _validate(
@@ -549,11 +565,13 @@ def _convert(expr: pl.Expr, dtype: pl.DataType, col: _Col) -> tuple[pl.Expr, pl.
         else text.is_null() | (text == "")
     )
     shown = text
-    if col.kind in ("text", "email"):
+    if col.kind in ("text", "name", "email"):
         value = text
         bad = empty
         if col.kind == "email":
             bad = empty | ~text.str.contains(_EMAIL)
+        if col.kind in ("name", "email"):
+            bad = bad | text.str.contains(_CONTROL)
     elif col.kind == "count":
         if dtype.is_integer():
             value = expr.cast(pl.Int64, strict=False)

@@ -132,6 +132,7 @@ with tab_tasks:
 
 with tab_outbox:
     referrals.send_outbox()
+    referrals.retry_failed(run)
     picked = st.multiselect("Message status", view(outbox_statuses), key="ref_outbox_status")
     n_msgs = view(outbox_count, tuple(picked), run)
     st.metric("Notifications", f"{n_msgs:,}")

@@ -9,7 +9,9 @@ dashboard from the database, which one process at a time may hold), and the resu
 recorded in short transactions every few messages or every second. A temporary failure
 (connection refused or dropped, a 4xx reply) is retried with back-off and, if it
 persists, leaves the message ``pending`` with ``attempts`` and ``last_error``; a
-permanent one (a 5xx reply to the message) marks it ``failed`` with the server's reply.
+permanent one (a 5xx reply to the message) marks it ``failed`` with the server's reply,
+and so does a message that cannot be built (:class:`Unbuildable`): no message holds up
+the rest. A manager fixes its address and :func:`retry` makes it ``pending`` again.
 A second run never sends a ``sent`` message again. A pending message whose referral was
 declined or expired is ``cancelled`` with that change (``store.lifecycle``) and never sent
 nor exported: the partner loses access to the customer's details.
@@ -36,6 +38,7 @@ one SMTP try of it outlasts half the timeout (its claim then expires under it).
 
 from __future__ import annotations
 
+import email.errors
 import email.policy
 import email.utils
 import hashlib
@@ -56,6 +59,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import duckdb
 
+from engine.schema import InputError, check_email
 from store import clock
 from store.db import DELIVERABLE, audit, registered, retry_conflicts, transaction
 from store.errors import StoreError
@@ -216,9 +220,23 @@ def queue_messages(con: Con, messages: pl.DataFrame) -> int:
     return messages.height
 
 
+class Unbuildable(DeliveryError):
+    """An outbox row no MIME message can be made of (an address stored before the import
+    refused control characters): it is marked ``failed``, never left to block the rest."""
+
+
 def build_message(row: Mapping[str, Any], sender: str) -> EmailMessage:
     """One outbox row as a MIME message: multipart/alternative (text, html) when it has an
-    HTML part, else plain text; Message-ID is the outbox ``message_id``, Date its creation."""
+    HTML part, else plain text; Message-ID is the outbox ``message_id``, Date its creation.
+    Raises :class:`Unbuildable` when a header cannot hold its value."""
+    try:
+        return _build(row, sender)
+    except (ValueError, TypeError, email.errors.MessageError) as exc:
+        # Not the address itself: the reason is shown where a viewer sees no customer email.
+        raise Unbuildable(f"cannot build the message ({exc}); fix the address and retry") from None
+
+
+def _build(row: Mapping[str, Any], sender: str) -> EmailMessage:
     msg = EmailMessage(policy=email.policy.SMTP)
     msg["Message-ID"] = row["message_id"]
     msg["Date"] = email.utils.format_datetime(_aware(row["created_at"]))
@@ -255,6 +273,37 @@ def _rows(con: Con, where: str, params: list[Any]) -> list[dict[str, Any]]:
     )
     names = [d[0] for d in rel.description]
     return [dict(zip(names, r, strict=True)) for r in rel.fetchall()]
+
+
+def retry(con: Con, message_id: str, to_email: str, *, actor: str) -> str:
+    """Send a ``failed`` message again, to ``to_email`` (checked as the import checks an
+    address): it is ``pending`` once more, for the next send. Returns the address as stored.
+
+    The audit entry names the message and whether the address changed, never the address:
+    a purge must leave no trace of the customer's email."""
+    try:
+        address = check_email(to_email, "to_email", f"message {message_id}")
+    except InputError as exc:
+        raise DeliveryError(exc.one_line()) from None
+    with transaction(con):
+        rows = con.execute(
+            "SELECT status, to_email FROM outbox WHERE message_id = ?", [message_id]
+        ).fetchall()
+        if not rows:
+            raise DeliveryError(f"message {message_id}: no such message")
+        status, before = rows[0]
+        if status != "failed":
+            raise DeliveryError(
+                f"message {message_id} is {status}: only a failed message is retried"
+            )
+        con.execute(
+            "UPDATE outbox SET status = 'pending', to_email = ?, last_error = NULL, "
+            "claimed_by = NULL, claimed_at = NULL WHERE message_id = ?",
+            [address, message_id],
+        )
+        details = {"address_changed": address != before}
+        audit(con, actor, "retry_message", message_id, json.dumps(details))
+    return address
 
 
 # --- sending ----------------------------------------------------------------------------
@@ -346,6 +395,10 @@ class _Session:
             self._classify(exc.smtp_code, exc.smtp_error)
         except smtplib.SMTPResponseException as exc:  # DATA refused, or a 421 mid-session
             self._classify(exc.smtp_code, exc.smtp_error)
+        except (smtplib.SMTPNotSupportedError, ValueError) as exc:
+            # This message, not the server: an address the server cannot take (non-ASCII
+            # without SMTPUTF8) or smtplib refuses to put in a command. Never retried.
+            raise _Permanent(f"the address cannot be sent to: {exc}") from None
         except (OSError, smtplib.SMTPException) as exc:  # dropped connection, timeout
             self.close()
             raise _Temporary(_os_reply(exc, self.settings), connection=True) from None
@@ -619,8 +672,12 @@ def send_pending(
     session = _Session(settings, timeout)
     try:
         for done, row in enumerate(rows):
-            msg = build_message(row, settings.sender)
-            result = _send_one(session, msg, row, attempts, backoff, sleep, run.still_held)
+            try:
+                msg = build_message(row, settings.sender)
+            except Unbuildable as exc:  # failed for good; the rest still go
+                result: _Result | None = _Result(row["message_id"], "failed", 0, str(exc))
+            else:
+                result = _send_one(session, msg, row, attempts, backoff, sleep, run.still_held)
             if result is not None:  # None: taken over by another sender or cancelled meanwhile
                 # Accepted but not yet recorded: a crash from here means a duplicate
                 # after the claim timeout (same Message-ID, byte for byte), never a loss.
@@ -673,11 +730,21 @@ def _send_one(
 # --- export -----------------------------------------------------------------------------
 
 
+class Exported(list[Path]):
+    """The .eml files written, in order; ``skipped`` says which messages could not be
+    built ("message_id: reason"), so one bad row never stops an export part way."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.skipped: list[str] = []
+
+
 def export_eml(
     con: Con, folder: str | Path, statuses: Sequence[str] = (), sender: str | None = None
-) -> list[Path]:
+) -> Exported:
     """Write one ``.eml`` file per outbox message (``statuses`` filter; all when empty) into
-    ``folder``, named after the message id (``referral-42-customer.eml``). Marks nothing.
+    ``folder``, named after the message id (``referral-42-customer.eml``). Marks nothing;
+    a message that cannot be built is skipped and listed in ``skipped``.
 
     Never a cancelled message, nor any of a referral that ended without completion
     (declined, expired): the partner lost access to the customer with it."""
@@ -696,13 +763,18 @@ def export_eml(
     )
     rows = _rows(con, f"{where} AND {deliverable}", [*params, list(DELIVERABLE)])
     sender = sender or os.environ.get(ENV["sender"], "").strip() or EXPORT_FROM
-    written = []
+    written = Exported()
     try:
         out.mkdir(parents=True, exist_ok=True)
         for row in rows:
             path = out / f"{eml_name(row['message_id'])}.eml"
             tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_bytes(build_message(row, sender).as_bytes())
+            try:
+                data = build_message(row, sender).as_bytes()
+            except Unbuildable as exc:
+                written.skipped.append(f"{row['message_id']}: {exc}")
+                continue
+            tmp.write_bytes(data)
             tmp.replace(path)  # a reader never sees half a file
             written.append(path)
     except OSError as exc:

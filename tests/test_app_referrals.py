@@ -203,6 +203,56 @@ def test_send_to_an_unreachable_server_says_what_is_left(
     assert row(db, "SELECT max(attempts) FROM outbox") == (3,)
 
 
+def test_a_failed_message_is_shown_fixed_and_sent_again(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An address stored before the import refused control characters: it fails, alone.
+    (bad,) = row(db, "SELECT min(message_id) FROM outbox WHERE recipient_role = 'customer'")
+    con = duckdb.connect(str(db))
+    con.execute("UPDATE outbox SET to_email = 'it\x1c@x.example' WHERE message_id = ?", [bad])
+    con.close()
+    (n,) = row(db, "SELECT count(*) FROM outbox")
+    with running() as server:
+        for key, value in server.env().items():
+            monkeypatch.setenv(key, value)
+        at = run_page()
+        at.button(key="outbox_send").click().run()
+        assert not at.exception
+        assert len(server.mailbox.received) == n - 1
+        assert "failed" in at.multiselect(key="ref_outbox_status").options
+        at.multiselect(key="ref_outbox_status").set_value(["failed"]).run()
+        table = next(d.value for d in at.dataframe if "last_error" in d.value.columns)
+        assert table["message_id"].to_list() == [bad]
+        assert "cannot build the message" in table["last_error"][0]
+
+        assert at.selectbox(key="outbox_retry_pick").value == bad
+        assert at.text_input(key="outbox_retry_to").value == "it\x1c@x.example"
+        at.text_input(key="outbox_retry_to").set_value("it@").run()
+        at.button(key="outbox_retry").click().run()
+        assert any("no control characters" in e.value for e in at.error)  # the import's check
+        assert row(db, "SELECT status FROM outbox WHERE message_id = ?", [bad]) == ("failed",)
+
+        at.text_input(key="outbox_retry_to").set_value(" it@fixed.example ").run()
+        at.button(key="outbox_retry").click().run()
+        assert not at.exception and any("pending again" in s.value for s in at.success)
+        assert row(
+            db, "SELECT status, to_email, last_error FROM outbox WHERE message_id = ?", [bad]
+        ) == ("pending", "it@fixed.example", None)
+        (details,) = row(db, "SELECT details FROM audit_log WHERE action = 'retry_message'")
+        assert json.loads(details) == {"address_changed": True}
+        at.button(key="outbox_send").click().run()
+    assert server.mailbox.by_id(bad)["To"] == "it@fixed.example"
+    assert row(db, "SELECT count(*) FROM outbox WHERE status <> 'sent'") == (0,)
+
+
+def test_a_viewer_gets_no_retry_form(db: Path) -> None:
+    with duckdb.connect(str(db)) as con:
+        con.execute("UPDATE outbox SET status = 'failed' WHERE recipient_role = 'psm'")
+    at = open_page("pages/referrals.py", user=VIEWER)
+    assert not at.exception
+    assert not [b for b in at.button if b.key == "outbox_retry"]
+
+
 def test_close_a_task_from_the_tasks_tab(db: Path) -> None:
     at = run_page({"run": "1"})
     (n_open,) = row(db, "SELECT count(*) FROM ftop_tasks WHERE status = 'open'")

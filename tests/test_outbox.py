@@ -12,6 +12,7 @@ import email
 import email.message
 import email.policy
 import os
+import smtplib
 import subprocess
 import sys
 import threading
@@ -867,3 +868,95 @@ def test_a_send_cancels_what_an_older_version_left_pending(
     assert (summary.sent, summary.cancelled) == (9, 3)
     assert "3 cancelled (referral ended before sending)" in summary.describe()
     assert {outbox(con)[message_id(rid, role)]["status"] for role in ROLES} == {"cancelled"}
+
+
+# --- messages that cannot go: failed, never blocking (issue #15) ------------------------
+
+
+def bad_address(con: duckdb.DuckDBPyConnection, tenant: str, address: str) -> str:
+    """Store ``address`` on the customer's message as a file from before the import refused
+    control characters could have; returns that message's id."""
+    mid = message_id(referral_of(con, tenant), "customer")
+    con.execute("UPDATE outbox SET to_email = ? WHERE message_id = ?", [address, mid])
+    return mid
+
+
+@pytest.mark.parametrize("address", ["it\x1c@t1.example", "it@t1\x1e.example", "a\u2028@b.example"])
+def test_a_message_that_cannot_be_built_fails_and_the_rest_are_sent(
+    con: duckdb.DuckDBPyConnection, server: Server, address: str
+) -> None:
+    mid = bad_address(con, "T1", address)
+    summary = send_pending(shared(con), settings(server), sleep=Sleeps())
+    assert (summary.sent, summary.failed, summary.pending, summary.untried) == (11, 1, 0, 0)
+    row = outbox(con)[mid]
+    assert (row["status"], row["sent_at"]) == ("failed", None)
+    assert (
+        "cannot build the message" in row["last_error"] and "fix the address" in row["last_error"]
+    )
+    assert address not in row["last_error"]  # a viewer sees the reason, never the address
+    assert mid in summary.problem()
+    assert send_pending(shared(con), settings(server)).sent == 0
+    assert len(server.mailbox.received) == 11
+
+
+def test_an_address_the_server_cannot_take_fails_and_the_rest_are_sent(
+    con: duckdb.DuckDBPyConnection, server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Non-ASCII needs SMTPUTF8: a server without it refuses this message only.
+    has_extn = smtplib.SMTP.has_extn
+    monkeypatch.setattr(
+        smtplib.SMTP, "has_extn", lambda self, name: name != "smtputf8" and has_extn(self, name)
+    )
+    mid = bad_address(con, "T1", "jürgen@t1.example")
+    summary = send_pending(shared(con), settings(server), sleep=Sleeps())
+    assert (summary.sent, summary.failed, summary.untried) == (11, 1, 0)
+    assert outbox(con)[mid]["status"] == "failed"
+
+
+def test_export_skips_and_reports_a_message_that_cannot_be_built(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    mid = bad_address(con, "T2", "it\x1d@t2.example")
+    written = export_eml(con, tmp_path / "eml")
+    assert len(written) == 11 and len(list((tmp_path / "eml").iterdir())) == 11
+    (skipped,) = written.skipped
+    assert skipped.startswith(f"{mid}: cannot build the message")
+
+
+def test_cli_send_and_export_go_past_a_message_that_cannot_be_built(
+    db: Path, server: Server, tmp_path: Path
+) -> None:
+    with open_db(db) as c:
+        mid = bad_address(c, "T3", "it\x1c@t3.example")
+    sent = frp("outbox", "send", "--db", db, env=server.env(), cwd=tmp_path)
+    assert sent.returncode == 2 and "11 sent, 1 failed, 0 left pending" in sent.stdout
+    (line,) = sent.stderr.splitlines()
+    assert "1 notification(s) refused for good (status failed)" in line and mid in line
+    again = frp("outbox", "send", "--db", db, env=server.env(), cwd=tmp_path)
+    assert again.returncode == 0 and "0 sent, 0 failed, 0 left pending" in again.stdout
+    assert len(server.mailbox.received) == 11
+    out = tmp_path / "eml"
+    export = frp("outbox", "export", out, "--db", db, env={}, cwd=tmp_path)
+    assert export.returncode == 2 and "11 .eml files written" in export.stdout
+    (line,) = export.stderr.splitlines()
+    assert "1 message(s) skipped" in line and mid in line
+    assert len(list(out.glob("*.eml"))) == 11
+
+
+def test_retry_checks_the_address_and_only_takes_a_failed_message(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    mid = bad_address(con, "T4", "it\x1e@t4.example")
+    with pytest.raises(DeliveryError, match="is pending: only a failed message"):
+        store.outbox.retry(con, mid, "it@t4.example", actor="test")
+    con.execute("UPDATE outbox SET status = 'failed', last_error = 'x' WHERE message_id = ?", [mid])
+    with pytest.raises(DeliveryError, match="column to_email.*no control characters"):
+        store.outbox.retry(con, mid, "it\x1e@t4.example", actor="test")
+    with pytest.raises(DeliveryError, match="no such message"):
+        store.outbox.retry(con, "<nope@x>", "it@t4.example", actor="test")
+    assert store.outbox.retry(con, mid, " it@t4.example ", actor="boss") == "it@t4.example"
+    row = outbox(con)[mid]
+    assert (row["status"], row["to_email"], row["last_error"]) == ("pending", "it@t4.example", None)
+    assert con.execute(
+        "SELECT actor, subject FROM audit_log WHERE action = 'retry_message'"
+    ).fetchall() == [("boss", mid)]

@@ -19,7 +19,7 @@ from engine.reasons import Reason
 from store import lifecycle, tasks
 from store.db import OPEN_STATUSES
 from store.errors import StoreError
-from store.outbox import DeliveryError, SmtpSettings, send_pending
+from store.outbox import DeliveryError, SmtpSettings, retry, send_pending
 from store.referrals import HISTORY, ROW_CAP
 from ui import auth, db, privacy
 from ui.reads import view
@@ -219,13 +219,79 @@ def send_outbox() -> None:
             st.warning(f"Last send: {summary.describe()}. {summary.problem()}.")
 
 
-def _close_picked() -> None:
-    task_id = st.session_state.get(TASK_PICK)
-    if task_id is None:
-        return
-    refused = auth.refusal(auth.MANAGER, "close tasks")
+RETRY_PICK = "outbox_retry_pick"
+RETRY_ADDRESS = "outbox_retry_to"
+RETRY_RESULT = "outbox_retried"  # ("success" | "error", message)
+
+
+def _manager_pick(pick: str, result: str, what: str) -> Any:
+    """The value picked under ``pick`` when a manager acts on it; None otherwise (the
+    refusal is kept under ``result`` for the next run to show)."""
+    value = st.session_state.get(pick)
+    if value is None:
+        return None
+    refused = auth.refusal(auth.MANAGER, what)
     if refused:
-        st.session_state[TASK_RESULT] = ("error", refused)
+        st.session_state[result] = ("error", refused)
+        return None
+    return value
+
+
+def _retry_picked() -> None:
+    message_id = _manager_pick(RETRY_PICK, RETRY_RESULT, "retry notifications")
+    if message_id is None:
+        return
+    address = st.session_state.get(RETRY_ADDRESS) or ""
+    try:
+        db.write(
+            lambda con: retry(con, message_id, address, actor=auth.actor()),
+            what="the retry",
+        )
+    except StoreError as exc:
+        st.session_state[RETRY_RESULT] = ("error", f"Nothing changed: {exc}")
+        return
+    text = f"{message_id} is pending again: the next send takes it."
+    st.session_state[RETRY_RESULT] = ("success", text)
+    st.session_state[TOAST_KEY] = text
+
+
+def retry_failed(run: int | str | None) -> None:
+    """Managers fix a failed message's address (the import's check) and send it again."""
+    result = st.session_state.pop(RETRY_RESULT, None)
+    if result is not None:
+        getattr(st, result[0])(result[1])
+    if not auth.is_manager():
+        return
+    failed = view(store.referrals.outbox, ("failed",), run, ROW_CAP)
+    if failed.height == 0:
+        return
+    shown = {r["message_id"]: r["to_email"] for r in failed.iter_rows(named=True)}
+    reasons = dict(failed.select("message_id", "last_error").iter_rows())
+    if st.session_state.get(RETRY_PICK) not in shown:
+        st.session_state[RETRY_PICK] = next(iter(shown))
+        st.session_state[RETRY_ADDRESS] = shown[st.session_state[RETRY_PICK]]
+
+    def fill() -> None:  # the picked message's address, to fix
+        st.session_state[RETRY_ADDRESS] = shown[st.session_state[RETRY_PICK]]
+
+    st.markdown(f"**{len(shown):,} failed**: fix the address and send again.")
+    with st.container(horizontal=True, vertical_alignment="bottom"):
+        st.selectbox(
+            "Failed message",
+            list(shown),
+            format_func=lambda m: f"{m} · {reasons[m] or ''}",
+            key=RETRY_PICK,
+            on_change=fill,
+        )
+        st.text_input("Address", key=RETRY_ADDRESS)
+        st.button(
+            "Fix and retry", key="outbox_retry", on_click=_retry_picked, icon=":material/replay:"
+        )
+
+
+def _close_picked() -> None:
+    task_id = _manager_pick(TASK_PICK, TASK_RESULT, "close tasks")
+    if task_id is None:
         return
     try:
         task = db.write(
