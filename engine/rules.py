@@ -238,10 +238,16 @@ def _regions(regions: Any, queues: Mapping[str, Any], source: str) -> dict[str, 
 
 
 def parse_rules(text: str, source: str = "rules") -> Rules:
+    """Rules from TOML text; every problem is a one-line RulesError naming ``source``."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RulesError(f"{source}: not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise RulesError(
+            f"{source}: arrays or inline tables nested too deeply; expected at most a table "
+            "of lists (like [regions])"
+        ) from None
     return parse_rules_dict(data, source)
 
 
