@@ -119,6 +119,9 @@ _NOT_TEXT = (
     (b"PAR1", "CSV text, not Parquet (name a Parquet file .parquet)"),
 )
 _UTF8_BOM = b"\xef\xbb\xbf"
+_LONE_CR = re.compile(rb"\r(?!\n)")
+#: What ``str.splitlines`` ends a line at: none belongs in a column name.
+_LINE_BREAK = re.compile("[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
 
 
 def _read_csv(source: str, data: bytes) -> pl.DataFrame:
@@ -141,8 +144,8 @@ def _read_csv(source: str, data: bytes) -> pl.DataFrame:
     start = len(_UTF8_BOM) if data.startswith(_UTF8_BOM) else 0
     if re.compile(rb"\S").search(data, start) is None:
         raise InputError(source, [Problem(None, None, None, "a header line and rows")])
-    if b"\n" not in data and b"\r" in data:  # classic Mac line ends: one CR per line
-        data = data.replace(b"\r", b"\n")
+    if data.count(b"\r") != data.count(b"\r\n"):  # classic Mac line ends, alone or mixed
+        data = _LONE_CR.sub(b"\n", data)  # polars ends lines at LF (CRLF too), never at CR
     try:
         frame = pl.read_csv(data, infer_schema=False, truncate_ragged_lines=False)
     except Exception as exc:  # polars raises several types for malformed text
@@ -161,7 +164,7 @@ def _read_csv(source: str, data: bytes) -> pl.DataFrame:
             ],
             row_label="line",
         )
-    _check_header(source, data)
+    _check_header(source, frame.columns, data)
     return _with_lines(frame, data)
 
 
@@ -209,8 +212,29 @@ _KNOWN_COLUMNS = (
 )
 
 
-def _check_header(source: str, data: bytes) -> None:
-    """Refuse a header that names a known column twice (polars would rename one silently)."""
+def _check_header(source: str, columns: list[str], data: bytes) -> None:
+    """Refuse a header that swallowed data or names a known column twice.
+
+    A header cell with a line break means the header ran past line 1 (a quote left open,
+    or line ends the reader does not split at): importing would take rows as column
+    names and report nothing added. Polars would also rename a repeated column silently.
+    """
+    breaks = (found for c in columns if (found := _LINE_BREAK.search(c)))
+    if (found := next(breaks, None)) is not None:
+        name, at = found.string, found.start()
+        raise InputError(
+            source,
+            [
+                Problem(
+                    1,
+                    None,
+                    name[max(0, at - 30) : at + 30],
+                    "a header of column names on line 1, without a line break in a name (is "
+                    "a quote left open, or are the line ends not CR, LF or CRLF?)",
+                )
+            ],
+            row_label="line",
+        )
     try:
         header = next(csv.reader(_lines(data)), [])
     except csv.Error:

@@ -152,6 +152,27 @@ def test_corpus_rules_file(
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("ends", [(b"\r",), (b"\r\n", b"\r"), (b"\r", b"\n")])
+def test_cr_and_mixed_line_ends_keep_cells_and_line_numbers(
+    tmp_path: Path, ends: tuple[bytes, ...]
+) -> None:
+    """CR-only (old Mac) and mixed line ends split records; a break in quotes stays."""
+    header = (CORPUS / "customers" / "ok-multiline-name.csv").read_bytes().split(b"\n")[0]
+    first = b'T1,"Alder\nLogistics GmbH",DE,de,5,teams,true,a@b.example,'
+    other = b"T2,Birchmont Foods Ltd,GB,en,1200,intune,false,it@birchmont.example,"
+
+    def join(*lines: bytes) -> bytes:
+        return b"".join(line + ends[i % len(ends)] for i, line in enumerate(lines))
+
+    path = tmp_path / "customers.csv"
+    path.write_bytes(join(header, first, other, other.replace(b"T2", b"T3")))
+    names = read_customers(path)["name"].to_list()
+    assert names == ["Alder\nLogistics GmbH", "Birchmont Foods Ltd", "Birchmont Foods Ltd"]
+    path.write_bytes(join(header, first, other, other.replace(b"1200", b"many")))
+    with pytest.raises(InputError, match="line 5, column seats"):
+        read_customers(path)
+
+
 def test_rules_path_that_is_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     partners = CORPUS / "partners" / "ok-basic.csv"
     customers = CORPUS / "customers" / "ok-utf8-bom.csv"
