@@ -12,6 +12,7 @@ import csv
 import io
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
@@ -32,6 +33,8 @@ from engine.schema import (
 from store import clock
 
 FORMATS = (".csv", ".parquet")
+MAX_INPUT_VAR = "FRP_MAX_INPUT_BYTES"
+DEFAULT_MAX_INPUT_BYTES = 2 * 1024**3
 Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 
 
@@ -87,25 +90,78 @@ def scan_raw(path: str | Path) -> tuple[pl.DataFrame | pl.LazyFrame, int, str]:
 
 
 def _read_bytes(p: Path) -> bytes:
+    limit = max_input_bytes()
     with _opened(p) as f:
-        return f.read()
+        data = f.read(limit + 1)  # the file may have grown since it was checked
+    if len(data) > limit:
+        raise _too_big(p, len(data), limit, "over")
+    return data
+
+
+def max_input_bytes() -> int:
+    """The largest input file read: ``$FRP_MAX_INPUT_BYTES``, else 2 GiB."""
+    text = os.environ.get(MAX_INPUT_VAR, "").strip()
+    if not text:
+        return DEFAULT_MAX_INPUT_BYTES
+    if not text.isdecimal() or int(text) < 1:
+        raise InputError(
+            MAX_INPUT_VAR,
+            [Problem(None, None, text, "a whole number of bytes > 0, e.g. 2147483648")],
+        )
+    return int(text)
+
+
+def _too_big(p: Path, size: int, limit: int, how: str = "") -> InputError:
+    got = f"{how} {size:,} bytes".strip()
+    return InputError(
+        str(p), [Problem(None, None, got, f"a file of at most {limit:,} bytes ({MAX_INPUT_VAR})")]
+    )
 
 
 @contextmanager
 def _opened(p: Path) -> Iterator[BinaryIO]:
-    """The file open for reading, or InputError saying why it cannot be."""
+    """The file open for reading, or InputError saying why it cannot be.
+
+    Only a regular file within the size limit is read: a FIFO would block for ever and a
+    device such as /dev/zero never ends. The kind is checked before opening (following
+    symlinks) and again on the open file, which is opened non-blocking so that a FIFO
+    put in its place meanwhile cannot hang the open.
+    """
     try:
-        f = p.open("rb")
+        _check_regular(p, os.stat(p))
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         raise InputError(str(p), [Problem(None, None, None, "an existing file")]) from None
-    except IsADirectoryError:
-        raise InputError(str(p), [Problem(None, None, None, "a file, not a folder")]) from None
     except OSError as exc:
         raise InputError(
             str(p), [Problem(None, None, None, f"a readable file ({_short(exc)})")]
         ) from None
-    with f:
+    with os.fdopen(fd, "rb") as f:
+        _check_regular(p, os.fstat(fd))
         yield f
+
+
+#: What a file that is not a regular one is, by its ``stat`` mode.
+_KINDS = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _check_regular(p: Path, info: os.stat_result) -> None:
+    """InputError unless ``info`` is a regular file's within the size limit."""
+    if stat.S_ISDIR(info.st_mode):
+        raise InputError(str(p), [Problem(None, None, None, "a file, not a folder")])
+    if not stat.S_ISREG(info.st_mode):
+        kind = next((name for test, name in _KINDS if test(info.st_mode)), "a special file")
+        target = os.path.realpath(p)
+        via = f" at {target}" if target != os.path.abspath(p) else ""
+        raise InputError(str(p), [Problem(None, None, f"{kind}{via}", "a regular file")])
+    limit = max_input_bytes()
+    if info.st_size > limit:
+        raise _too_big(p, info.st_size, limit)
 
 
 #: Leading bytes of files that are not CSV text, and what to tell the person holding one.

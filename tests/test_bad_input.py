@@ -16,6 +16,7 @@ import datetime
 import decimal
 import io
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -468,6 +469,79 @@ def test_codes_are_checked_once_per_value_yet_named_on_every_row() -> None:
         ["teams"],
         [],
     ]
+
+
+# --- special files and the size limit ----------------------------------------------------
+
+
+def check_refused_file(
+    path: Path, kind: str, needles: list[str], db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Refused without reading it (no upload: the dashboard only ever gets bytes)."""
+    with pytest.raises(InputError) as caught:
+        READERS[kind](path)
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith(f"{path}: ")
+    for needle in needles:
+        assert needle in message, message
+    before = digest(db)
+    code = frp_main(["import", f"--{kind}", str(path), "--db", str(db)])
+    assert code == 2
+    assert one_line(capsys.readouterr().err) == f"frp: {message}"
+    assert digest(db) == before
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_fifo_is_refused_at_once(
+    tmp_path: Path, demo_db: Path, suffix: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fifo = tmp_path / f"customers{suffix}"
+    os.mkfifo(fifo)
+    check_refused_file(fifo, "customers", ["a regular file", "FIFO"], demo_db, capsys)
+
+
+@pytest.mark.timeout(20)
+def test_a_symlink_to_a_device_is_refused_at_once(
+    tmp_path: Path, demo_db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    link = tmp_path / "partners.csv"
+    link.symlink_to("/dev/zero")
+    check_refused_file(link, "partners", ["a regular file", "device", "/dev/zero"], demo_db, capsys)
+
+
+def test_a_folder_and_a_socket_are_refused(
+    tmp_path: Path, demo_db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "customers.csv"
+    folder.mkdir()
+    check_refused_file(folder, "customers", ["a file, not a folder"], demo_db, capsys)
+    sock = tmp_path / "s.csv"
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(sock))
+        check_refused_file(sock, "customers", ["a regular file", "socket"], demo_db, capsys)
+
+
+@pytest.mark.parametrize("case", ["customers/ok-crlf.csv", "partners/ok-basic.csv"])
+def test_a_file_over_the_size_limit_is_refused(
+    case: str, demo_db: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = CORPUS / case
+    size = path.stat().st_size
+    monkeypatch.setenv("FRP_MAX_INPUT_BYTES", str(size))
+    check_accepted(path, case.split("/")[0], EXPECTED[case]["ok"], demo_db, capsys)
+    monkeypatch.setenv("FRP_MAX_INPUT_BYTES", str(size - 1))
+    needles = [f"{size:,} bytes", f"at most {size - 1:,} bytes", "FRP_MAX_INPUT_BYTES"]
+    check_refused(path, case.split("/")[0], needles, demo_db, capsys)
+
+
+def test_a_bad_size_limit_setting_is_one_line(
+    demo_db: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FRP_MAX_INPUT_BYTES", "2GB")
+    path = CORPUS / "customers" / "ok-crlf.csv"
+    assert frp_main(["import", "--customers", str(path), "--db", str(demo_db)]) == 2
+    assert one_line(capsys.readouterr().err).startswith("frp: FRP_MAX_INPUT_BYTES: got '2GB'")
 
 
 # --- 100 MB --------------------------------------------------------------------------------
