@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -255,6 +256,11 @@ def load_rules(path: str | Path | None = None) -> Rules:
     """Rules from ``path``, or the shipped defaults (``data/rules.toml``) when None."""
     p = Path(path) if path is not None else DEFAULT_RULES_PATH
     try:
+        mode = p.stat().st_mode  # a FIFO would block the read, a device never end it
+        if not stat.S_ISDIR(mode) and not stat.S_ISREG(mode):
+            raise RulesError(
+                f"{p}: expected a regular file (a rules .toml file), not a special one"
+            )
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise RulesError(f"{p}: no such rules file") from None

@@ -174,6 +174,25 @@ def test_cr_and_mixed_line_ends_keep_cells_and_line_numbers(
         read_customers(path)
 
 
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("special", ["fifo", "/dev/zero"])
+def test_a_rules_path_that_is_not_a_regular_file(
+    tmp_path: Path, special: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "rules.toml"
+    if special == "fifo":
+        os.mkfifo(rules)
+    else:
+        rules.symlink_to(special)
+    with pytest.raises(RulesError, match="expected a regular file"):
+        load_rules(rules)
+    partners = CORPUS / "partners" / "ok-basic.csv"
+    customers = CORPUS / "customers" / "ok-utf8-bom.csv"
+    args = ["simulate", "--partners", partners, "--customers", customers, "--rules", rules]
+    assert frp_main([str(a) for a in args]) == 2
+    assert one_line(capsys.readouterr().err).startswith(f"frp: {rules}: ")
+
+
 def test_rules_path_that_is_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     partners = CORPUS / "partners" / "ok-basic.csv"
     customers = CORPUS / "customers" / "ok-utf8-bom.csv"
