@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -238,10 +239,16 @@ def _regions(regions: Any, queues: Mapping[str, Any], source: str) -> dict[str, 
 
 
 def parse_rules(text: str, source: str = "rules") -> Rules:
+    """Rules from TOML text; every problem is a one-line RulesError naming ``source``."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RulesError(f"{source}: not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise RulesError(
+            f"{source}: arrays or inline tables nested too deeply; expected at most a table "
+            "of lists (like [regions])"
+        ) from None
     return parse_rules_dict(data, source)
 
 
@@ -249,6 +256,11 @@ def load_rules(path: str | Path | None = None) -> Rules:
     """Rules from ``path``, or the shipped defaults (``data/rules.toml``) when None."""
     p = Path(path) if path is not None else DEFAULT_RULES_PATH
     try:
+        mode = p.stat().st_mode  # a FIFO would block the read, a device never end it
+        if not stat.S_ISDIR(mode) and not stat.S_ISREG(mode):
+            raise RulesError(
+                f"{p}: expected a regular file (a rules .toml file), not a special one"
+            )
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise RulesError(f"{p}: no such rules file") from None

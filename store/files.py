@@ -12,6 +12,7 @@ import csv
 import io
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
@@ -32,6 +33,8 @@ from engine.schema import (
 from store import clock
 
 FORMATS = (".csv", ".parquet")
+MAX_INPUT_VAR = "FRP_MAX_INPUT_BYTES"
+DEFAULT_MAX_INPUT_BYTES = 2 * 1024**3
 Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 
 
@@ -87,25 +90,78 @@ def scan_raw(path: str | Path) -> tuple[pl.DataFrame | pl.LazyFrame, int, str]:
 
 
 def _read_bytes(p: Path) -> bytes:
+    limit = max_input_bytes()
     with _opened(p) as f:
-        return f.read()
+        data = f.read(limit + 1)  # the file may have grown since it was checked
+    if len(data) > limit:
+        raise _too_big(p, len(data), limit, "over")
+    return data
+
+
+def max_input_bytes() -> int:
+    """The largest input file read: ``$FRP_MAX_INPUT_BYTES``, else 2 GiB."""
+    text = os.environ.get(MAX_INPUT_VAR, "").strip()
+    if not text:
+        return DEFAULT_MAX_INPUT_BYTES
+    if not text.isdecimal() or int(text) < 1:
+        raise InputError(
+            MAX_INPUT_VAR,
+            [Problem(None, None, text, "a whole number of bytes > 0, e.g. 2147483648")],
+        )
+    return int(text)
+
+
+def _too_big(p: Path, size: int, limit: int, how: str = "") -> InputError:
+    got = f"{how} {size:,} bytes".strip()
+    return InputError(
+        str(p), [Problem(None, None, got, f"a file of at most {limit:,} bytes ({MAX_INPUT_VAR})")]
+    )
 
 
 @contextmanager
 def _opened(p: Path) -> Iterator[BinaryIO]:
-    """The file open for reading, or InputError saying why it cannot be."""
+    """The file open for reading, or InputError saying why it cannot be.
+
+    Only a regular file within the size limit is read: a FIFO would block for ever and a
+    device such as /dev/zero never ends. The kind is checked before opening (following
+    symlinks) and again on the open file, which is opened non-blocking so that a FIFO
+    put in its place meanwhile cannot hang the open.
+    """
     try:
-        f = p.open("rb")
+        _check_regular(p, os.stat(p))
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         raise InputError(str(p), [Problem(None, None, None, "an existing file")]) from None
-    except IsADirectoryError:
-        raise InputError(str(p), [Problem(None, None, None, "a file, not a folder")]) from None
     except OSError as exc:
         raise InputError(
             str(p), [Problem(None, None, None, f"a readable file ({_short(exc)})")]
         ) from None
-    with f:
+    with os.fdopen(fd, "rb") as f:
+        _check_regular(p, os.fstat(fd))
         yield f
+
+
+#: What a file that is not a regular one is, by its ``stat`` mode.
+_KINDS = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _check_regular(p: Path, info: os.stat_result) -> None:
+    """InputError unless ``info`` is a regular file's within the size limit."""
+    if stat.S_ISDIR(info.st_mode):
+        raise InputError(str(p), [Problem(None, None, None, "a file, not a folder")])
+    if not stat.S_ISREG(info.st_mode):
+        kind = next((name for test, name in _KINDS if test(info.st_mode)), "a special file")
+        target = os.path.realpath(p)
+        via = f" at {target}" if target != os.path.abspath(p) else ""
+        raise InputError(str(p), [Problem(None, None, f"{kind}{via}", "a regular file")])
+    limit = max_input_bytes()
+    if info.st_size > limit:
+        raise _too_big(p, info.st_size, limit)
 
 
 #: Leading bytes of files that are not CSV text, and what to tell the person holding one.
@@ -119,6 +175,9 @@ _NOT_TEXT = (
     (b"PAR1", "CSV text, not Parquet (name a Parquet file .parquet)"),
 )
 _UTF8_BOM = b"\xef\xbb\xbf"
+_LONE_CR = re.compile(rb"\r(?!\n)")
+#: What ``str.splitlines`` ends a line at: none belongs in a column name.
+_LINE_BREAK = re.compile("[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
 
 
 def _read_csv(source: str, data: bytes) -> pl.DataFrame:
@@ -141,8 +200,8 @@ def _read_csv(source: str, data: bytes) -> pl.DataFrame:
     start = len(_UTF8_BOM) if data.startswith(_UTF8_BOM) else 0
     if re.compile(rb"\S").search(data, start) is None:
         raise InputError(source, [Problem(None, None, None, "a header line and rows")])
-    if b"\n" not in data and b"\r" in data:  # classic Mac line ends: one CR per line
-        data = data.replace(b"\r", b"\n")
+    if data.count(b"\r") != data.count(b"\r\n"):  # classic Mac line ends, alone or mixed
+        data = _LONE_CR.sub(b"\n", data)  # polars ends lines at LF (CRLF too), never at CR
     try:
         frame = pl.read_csv(data, infer_schema=False, truncate_ragged_lines=False)
     except Exception as exc:  # polars raises several types for malformed text
@@ -161,7 +220,7 @@ def _read_csv(source: str, data: bytes) -> pl.DataFrame:
             ],
             row_label="line",
         )
-    _check_header(source, data)
+    _check_header(source, frame.columns, data)
     return _with_lines(frame, data)
 
 
@@ -209,8 +268,29 @@ _KNOWN_COLUMNS = (
 )
 
 
-def _check_header(source: str, data: bytes) -> None:
-    """Refuse a header that names a known column twice (polars would rename one silently)."""
+def _check_header(source: str, columns: list[str], data: bytes) -> None:
+    """Refuse a header that swallowed data or names a known column twice.
+
+    A header cell with a line break means the header ran past line 1 (a quote left open,
+    or line ends the reader does not split at): importing would take rows as column
+    names and report nothing added. Polars would also rename a repeated column silently.
+    """
+    breaks = (found for c in columns if (found := _LINE_BREAK.search(c)))
+    if (found := next(breaks, None)) is not None:
+        name, at = found.string, found.start()
+        raise InputError(
+            source,
+            [
+                Problem(
+                    1,
+                    None,
+                    name[max(0, at - 30) : at + 30],
+                    "a header of column names on line 1, without a line break in a name (is "
+                    "a quote left open, or are the line ends not CR, LF or CRLF?)",
+                )
+            ],
+            row_label="line",
+        )
     try:
         header = next(csv.reader(_lines(data)), [])
     except csv.Error:

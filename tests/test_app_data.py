@@ -103,6 +103,20 @@ def test_a_rules_edit_with_an_unknown_key_shows_the_error(demo_db: Path) -> None
     assert RULES_KEY not in at.session_state
 
 
+@pytest.mark.parametrize(
+    "nested", ["a = " + "[" * 5000 + "]" * 5000, "a = " + "{b = " * 5000 + "1" + " }" * 5000]
+)
+def test_a_rules_edit_nested_too_deeply_shows_one_line_error(demo_db: Path, nested: str) -> None:
+    at = open_data()
+    at.text_area(key="rules_text").set_value(nested + "\n")
+    at.button(key="rules_use").click()
+    at.run()
+    assert not at.exception
+    assert "nested too deeply" in at.error[0].value
+    assert "\n" not in at.error[0].value
+    assert RULES_KEY not in at.session_state
+
+
 def test_a_valid_edit_changes_the_active_rules_and_reset_restores_them(demo_db: Path) -> None:
     at = open_data()
     text = at.text_area(key="rules_text").value.replace("min_seats = 150", "min_seats = 400")

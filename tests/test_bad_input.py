@@ -16,6 +16,7 @@ import datetime
 import decimal
 import io
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -51,9 +52,16 @@ def one_line(err: str) -> str:
 
 
 def check_refused(
-    path: Path, kind: str, needles: list[str], db: Path, capsys: pytest.CaptureFixture[str]
+    path: Path,
+    kind: str,
+    needles: list[str],
+    db: Path,
+    capsys: pytest.CaptureFixture[str],
+    upload: bool = True,
 ) -> str:
-    """The file is refused the same way by the reader, the upload and `frp import`."""
+    """The file is refused the same way by the reader, the upload and `frp import`.
+
+    ``upload=False`` for a special file: the dashboard only ever gets bytes."""
     with pytest.raises(InputError) as caught:
         READERS[kind](path)
     message = str(caught.value)
@@ -62,9 +70,10 @@ def check_refused(
     for needle in needles:
         assert needle in message, message
 
-    with pytest.raises(InputError) as uploaded:
-        read_upload(path.read_bytes(), path.name, kind)  # type: ignore[arg-type]
-    assert str(uploaded.value) == message.replace(str(path), path.name)
+    if upload:
+        with pytest.raises(InputError) as uploaded:
+            read_upload(path.read_bytes(), path.name, kind)  # type: ignore[arg-type]
+        assert str(uploaded.value) == message.replace(str(path), path.name)
 
     before = digest(db)
     code = frp_main(["import", f"--{kind}", str(path), "--db", str(db)])
@@ -150,6 +159,46 @@ def test_corpus_rules_file(
     assert code == 2
     assert one_line(captured.err) == f"frp: {message}"
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("ends", [(b"\r",), (b"\r\n", b"\r"), (b"\r", b"\n")])
+def test_cr_and_mixed_line_ends_keep_cells_and_line_numbers(
+    tmp_path: Path, ends: tuple[bytes, ...]
+) -> None:
+    """CR-only (old Mac) and mixed line ends split records; a break in quotes stays."""
+    header = (CORPUS / "customers" / "ok-multiline-name.csv").read_bytes().split(b"\n")[0]
+    first = b'T1,"Alder\nLogistics GmbH",DE,de,5,teams,true,a@b.example,'
+    other = b"T2,Birchmont Foods Ltd,GB,en,1200,intune,false,it@birchmont.example,"
+
+    def join(*lines: bytes) -> bytes:
+        return b"".join(line + ends[i % len(ends)] for i, line in enumerate(lines))
+
+    path = tmp_path / "customers.csv"
+    path.write_bytes(join(header, first, other, other.replace(b"T2", b"T3")))
+    names = read_customers(path)["name"].to_list()
+    assert names == ["Alder\nLogistics GmbH", "Birchmont Foods Ltd", "Birchmont Foods Ltd"]
+    path.write_bytes(join(header, first, other, other.replace(b"1200", b"many")))
+    with pytest.raises(InputError, match="line 5, column seats"):
+        read_customers(path)
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("special", ["fifo", "/dev/zero"])
+def test_a_rules_path_that_is_not_a_regular_file(
+    tmp_path: Path, special: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "rules.toml"
+    if special == "fifo":
+        os.mkfifo(rules)
+    else:
+        rules.symlink_to(special)
+    with pytest.raises(RulesError, match="expected a regular file"):
+        load_rules(rules)
+    partners = CORPUS / "partners" / "ok-basic.csv"
+    customers = CORPUS / "customers" / "ok-utf8-bom.csv"
+    args = ["simulate", "--partners", partners, "--customers", customers, "--rules", rules]
+    assert frp_main([str(a) for a in args]) == 2
+    assert one_line(capsys.readouterr().err).startswith(f"frp: {rules}: ")
 
 
 def test_rules_path_that_is_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -447,6 +496,66 @@ def test_codes_are_checked_once_per_value_yet_named_on_every_row() -> None:
         ["teams"],
         [],
     ]
+
+
+# --- special files and the size limit ----------------------------------------------------
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_fifo_is_refused_at_once(
+    tmp_path: Path, demo_db: Path, suffix: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fifo = tmp_path / f"customers{suffix}"
+    os.mkfifo(fifo)
+    check_refused(fifo, "customers", ["a regular file", "FIFO"], demo_db, capsys, upload=False)
+
+
+@pytest.mark.timeout(20)
+def test_a_symlink_to_a_device_is_refused_at_once(
+    tmp_path: Path, demo_db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    link = tmp_path / "partners.csv"
+    link.symlink_to("/dev/zero")
+    check_refused(
+        link, "partners", ["a regular file", "device", "/dev/zero"], demo_db, capsys, upload=False
+    )
+
+
+def test_a_folder_and_a_socket_are_refused(
+    tmp_path: Path, demo_db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "customers.csv"
+    folder.mkdir()
+    check_refused(folder, "customers", ["a file, not a folder"], demo_db, capsys, upload=False)
+    sock = tmp_path / "s.csv"
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(sock))
+        check_refused(
+            sock, "customers", ["a regular file", "socket"], demo_db, capsys, upload=False
+        )
+
+
+@pytest.mark.parametrize("case", ["customers/ok-crlf.csv", "partners/ok-basic.csv"])
+def test_a_file_over_the_size_limit_is_refused(
+    case: str, demo_db: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = CORPUS / case
+    size = path.stat().st_size
+    monkeypatch.setenv("FRP_MAX_INPUT_BYTES", str(size))
+    check_accepted(path, case.split("/")[0], EXPECTED[case]["ok"], demo_db, capsys)
+    monkeypatch.setenv("FRP_MAX_INPUT_BYTES", str(size - 1))
+    needles = [f"{size:,} bytes", f"at most {size - 1:,} bytes", "FRP_MAX_INPUT_BYTES"]
+    check_refused(path, case.split("/")[0], needles, demo_db, capsys)
+
+
+def test_a_bad_size_limit_setting_is_one_line(
+    demo_db: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FRP_MAX_INPUT_BYTES", "2GB")
+    path = CORPUS / "customers" / "ok-crlf.csv"
+    assert frp_main(["import", "--customers", str(path), "--db", str(demo_db)]) == 2
+    assert one_line(capsys.readouterr().err).startswith("frp: FRP_MAX_INPUT_BYTES: got '2GB'")
 
 
 # --- 100 MB --------------------------------------------------------------------------------
