@@ -234,7 +234,7 @@ def validate_customers(
 def check_email(value: str, column: str = "email", source: str = "address") -> str:
     """``value`` as an import would store it (trimmed), or InputError naming ``column``: the
     import's own check, so an address fixed by hand meets the same rule as a file's."""
-    text, bad, _ = _convert(pl.col(column), pl.String, _Col("email"))
+    text, bad, _ = _convert(pl.col(column), pl.String(), _Col("email"))
     row = pl.DataFrame({column: [value]}).select(text.alias("v"), bad.fill_null(True).alias("bad"))
     if row.item(0, "bad"):
         raise InputError(source, [Problem(None, column, value, _EXPECTED["email"])])
