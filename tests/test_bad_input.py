@@ -34,7 +34,7 @@ import engine.schema
 from cli.main import main as frp_main
 from engine.rules import RulesError, load_rules
 from engine.schema import InputError
-from store.files import read_customers, read_partners, write_table
+from store.files import read_customers, read_partners, read_raw, write_table
 from tests.db_helpers import digest
 from ui.uploads import read_upload
 
@@ -165,9 +165,10 @@ def test_corpus_rules_file(
 def test_cr_and_mixed_line_ends_keep_cells_and_line_numbers(
     tmp_path: Path, ends: tuple[bytes, ...]
 ) -> None:
-    """CR-only (old Mac) and mixed line ends split records; a break in quotes stays."""
-    header = (CORPUS / "customers" / "ok-multiline-name.csv").read_bytes().split(b"\n")[0]
-    first = b'T1,"Alder\nLogistics GmbH",DE,de,5,teams,true,a@b.example,'
+    """CR-only (old Mac) and mixed line ends split records; a break in quotes stays in its
+    cell (an extra column: names refuse line breaks)."""
+    header = b"tenant_id,name,country,language,seats,workloads,gateway,contact_email,notes"
+    first = b'T1,Alder Logistics GmbH,DE,de,5,teams,true,a@b.example,"call before\nnoon"'
     other = b"T2,Birchmont Foods Ltd,GB,en,1200,intune,false,it@birchmont.example,"
 
     def join(*lines: bytes) -> bytes:
@@ -176,7 +177,8 @@ def test_cr_and_mixed_line_ends_keep_cells_and_line_numbers(
     path = tmp_path / "customers.csv"
     path.write_bytes(join(header, first, other, other.replace(b"T2", b"T3")))
     names = read_customers(path)["name"].to_list()
-    assert names == ["Alder\nLogistics GmbH", "Birchmont Foods Ltd", "Birchmont Foods Ltd"]
+    assert names == ["Alder Logistics GmbH", "Birchmont Foods Ltd", "Birchmont Foods Ltd"]
+    assert read_raw(path)[0]["notes"].to_list()[0] == "call before\nnoon"
     path.write_bytes(join(header, first, other, other.replace(b"1200", b"many")))
     with pytest.raises(InputError, match="line 5, column seats"):
         read_customers(path)
