@@ -18,7 +18,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 import duckdb
 import polars as pl
 
-from engine.assign import simulate
+from engine.assign import Progress, simulate
 from engine.columns import CUSTOMER_SCHEMA
 from engine.reasons import Policy, Reason
 from engine.rules import Rules, to_toml
@@ -30,7 +30,6 @@ from store.notify import referral_messages
 from store.outbox import queue_messages
 from store.tasks import open_gateway_tasks
 
-Progress = Callable[[int, int], None]
 P = ParamSpec("P")
 T = TypeVar("T")
 

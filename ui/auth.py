@@ -133,6 +133,12 @@ def refusal(role: str, what: str) -> str | None:
     return f"Only {role}s can {what}. {who}, so nothing was written."
 
 
+def sentence(text: str) -> str:
+    """A change's ``describe()`` (which starts in lower case, to be quoted inside other
+    text) as a message of its own: capitalised."""
+    return text[:1].upper() + text[1:]
+
+
 def managers_write(
     result_key: str,
     what: str,

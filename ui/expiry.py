@@ -29,7 +29,7 @@ def _expire_now() -> None:
     if summary is None:
         return
     text = summary.describe()
-    st.session_state[RESULT_KEY] = ("success", text[:1].upper() + text[1:] + ".")
+    st.session_state[RESULT_KEY] = ("success", auth.sentence(text) + ".")
     st.session_state[TOAST_KEY] = (
         f"Expire now: {summary.expired:,} expired, {summary.reminders:,} reminders queued"
     )

@@ -46,7 +46,7 @@ def _hand_off(queue: str, up_to: int) -> None:
     if done is None:
         return
     text = done.describe()
-    st.session_state[RESULT_KEY] = ("success", text[:1].upper() + text[1:] + ".")
+    st.session_state[RESULT_KEY] = ("success", auth.sentence(text) + ".")
     st.session_state[TOAST_KEY] = text
 
 

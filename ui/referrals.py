@@ -399,7 +399,7 @@ def _respond(tenant_id: str, action: str) -> None:
         return
     db.after_write()
     text = change.describe()
-    st.session_state[LIFECYCLE_RESULT] = ("success", text[:1].upper() + text[1:] + ".")
+    st.session_state[LIFECYCLE_RESULT] = ("success", auth.sentence(text) + ".")
     st.session_state[TOAST_KEY] = f"{tenant_id}: {change.before} → {change.after}"
 
 

@@ -71,9 +71,9 @@ def show_commit(run: SimulationRun) -> None:
 
     summary = st.session_state.get(COMMIT_KEY)
     if summary is not None and summary.run_id is None:
-        st.warning(_sentence(summary.describe()))
+        st.warning(auth.sentence(summary.describe()))
     elif summary is not None:
-        st.success(_sentence(summary.describe()))
+        st.success(auth.sentence(summary.describe()))
         st.caption(
             f"The results above were simulated before run {summary.run_id}; run the simulation "
             "again to see the state after it."
@@ -84,7 +84,3 @@ def show_commit(run: SimulationRun) -> None:
             icon=":material/assignment:",
             query_params={"run": str(summary.run_id)},
         )
-
-
-def _sentence(text: str) -> str:
-    return text[:1].upper() + text[1:]
