@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import polars as pl
 import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
@@ -234,3 +235,22 @@ def test_no_name_nor_email_reaches_a_viewer(
         for value in (*names, *emails):
             found, expected = count(value, shown), count(value, plain)
             assert found == expected, f"{where}: {value!r} shown {found} times, not {expected}"
+
+
+def test_an_uploads_bad_name_or_email_is_hidden_from_a_viewer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ui import auth, privacy
+
+    problems = pl.DataFrame(
+        {
+            "line": [2, 3, 4],
+            "column": ["name", "contact_email", "seats"],
+            "value": ["O'Sullivan\nBrewing", "jane@", "many"],
+            "expected": ["no line breaks", "an email", "a whole number"],
+        }
+    )
+    monkeypatch.setattr(auth, "current_user", lambda: auth.User("V", "v@x.example", "viewer"))
+    assert privacy.problems(problems)["value"].to_list() == [privacy.HIDDEN] * 2 + ["many"]
+    monkeypatch.setattr(auth, "current_user", lambda: auth.LOCAL_USER)
+    assert privacy.problems(problems).equals(problems)
