@@ -226,7 +226,7 @@ def cmd_task(args: argparse.Namespace) -> int:
         return EXIT_OK
     con = _open(args, read_only=True)
     try:
-        frame = tasks.tasks(con, args.status)
+        frame = tasks.tasks(con, args.status, personal=True)
     finally:
         con.close()
     if args.json:
@@ -287,7 +287,7 @@ def _css_export(args: argparse.Namespace) -> int:
 
     con = _open(args)  # read-write: the export goes into the audit log
     try:
-        frame = open_referrals(con, args.queue)
+        frame = open_referrals(con, args.queue, personal=True)
         where = str(Path(args.out)) if args.out else "stdout"
         last = frame["referral_id"].max() if frame.height else None
         if args.out:

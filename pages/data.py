@@ -79,14 +79,12 @@ for column, kind in zip(st.columns(2), ("partners", "customers"), strict=True):
             )
         except InputError as exc:
             st.error(f"{exc.one_line()}. Nothing was written: fix these rows and upload again.")
-            st.dataframe(exc.to_frame(), hide_index=True, key=f"{kind}_problems")
+            st.dataframe(privacy.problems(exc.to_frame()), hide_index=True, key=f"{kind}_problems")
             continue
         st.success(f"{file.name}: {_count(frame.height, kind)}, every row valid.")
         preview = frame.head(5)
         if kind == "customers":
-            preview = privacy.mask_name_columns_for_viewers(
-                privacy.mask_email_column_for_viewers(preview, "contact_email"), "name"
-            )
+            preview = privacy.frame(preview)
         st.dataframe(preview, hide_index=True)
         file_id, done = st.session_state.get(f"{kind}_done", (None, ""))
         if file_id == file.file_id:

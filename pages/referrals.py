@@ -83,8 +83,8 @@ with tab_refs:
         run=run,
         tenant=tenant,
     )
-    total = view(referral_count, where)
-    rows = privacy.mask_name_columns_for_viewers(view(referral_rows, where, ROW_CAP), "customer")
+    total = privacy.view(referral_count, where)
+    rows = privacy.view(referral_rows, where, ROW_CAP)
     st.metric("Referrals matching", f"{total:,}")
     referrals.capped(rows.height, total, "referrals")
     if rows.height == 0:
@@ -102,7 +102,7 @@ with tab_refs:
             ),
             key="ref_pick",
         )
-        ref = view(referral_detail, rid)
+        ref = privacy.view(referral_detail, rid)
         if ref:
             referrals.trace(ref)
             referrals.respond(ref)
@@ -124,7 +124,7 @@ with tab_tasks:
             "refers to a partner."
         )
     else:
-        tasks = privacy.mask_name_columns_for_viewers(view(ftop_tasks, run, ROW_CAP), "customer")
+        tasks = privacy.view(ftop_tasks, run, ROW_CAP)
         referrals.capped(tasks.height, n_tasks, "tasks")
         st.dataframe(tasks, hide_index=True, height=360)
         st.subheader("Close a task")

@@ -32,6 +32,7 @@ from engine.columns import MONTH_REFERRALS
 from engine.iso import COUNTRIES, LANGUAGES
 from store import state
 from store.db import OPEN_SQL
+from store.privacy import customers_sql
 from store.state import INTAKE_SQL, Con, intake_params
 
 #: Utilisation bins of the histograms: 0-10 %, ..., 90-100 %, then "full" (>= 100 %).
@@ -328,14 +329,17 @@ def partner_detail(con: Con, partner_id: str) -> dict[str, Any] | None:
     return frame.row(0, named=True) if frame.height else None
 
 
-def partner_referrals(con: Con, partner_id: str, limit: int = 200) -> pl.DataFrame:
-    """A partner's referrals, newest first (at most ``limit``)."""
+def partner_referrals(
+    con: Con, partner_id: str, limit: int = 200, *, personal: bool = False
+) -> pl.DataFrame:
+    """A partner's referrals, newest first (at most ``limit``); customers' personal fields
+    masked unless ``personal`` (``store.privacy.customers_sql``)."""
     return state.query(
         con,
-        """
+        f"""
         SELECT r.referral_id, r.run_id, r.tenant_id, c.name AS customer, r.status,
                r.country, r.language, r.eligible_workloads AS workloads, r.created_at
-        FROM referrals r LEFT JOIN customers c USING (tenant_id)
+        FROM referrals r LEFT JOIN {customers_sql(personal)} c USING (tenant_id)
         WHERE r.partner_id = ? AND r.outcome = 'frp'
         ORDER BY r.created_at DESC, r.referral_id DESC
         LIMIT ?

@@ -23,6 +23,7 @@ from engine.reasons import Outcome
 from store import clock, state
 from store.db import registered, transaction
 from store.errors import StoreError
+from store.privacy import customers_sql
 
 HANDED_OFF = "handed_off"
 ACTION = "css_handoff"
@@ -81,11 +82,17 @@ def queues(con: state.Con) -> pl.DataFrame:
 
 
 def open_referrals(
-    con: state.Con, queue: str, up_to: int | None = None, limit: int | None = None
+    con: state.Con,
+    queue: str,
+    up_to: int | None = None,
+    limit: int | None = None,
+    *,
+    personal: bool = False,
 ) -> pl.DataFrame:
     """The queue's open CSS referrals (up to referral ``up_to`` when given), oldest first,
     as ``EXPORT_COLUMNS``, at most ``limit``; an unknown queue is a StoreError naming the
-    known ones."""
+    known ones. The customers' personal fields are masked unless ``personal`` (what
+    delivery is sent; a viewer's table and file are not)."""
     _known(con, queue)
     return state.query(
         con,
@@ -93,7 +100,7 @@ def open_referrals(
         SELECT r.tenant_id, c.name AS customer_name, r.country, r.language, c.seats,
                r.eligible_workloads, c.gateway, c.contact_email, r.queue, r.reason,
                r.created_at, r.referral_id
-        FROM referrals r LEFT JOIN customers c USING (tenant_id)
+        FROM referrals r LEFT JOIN {customers_sql(personal)} c USING (tenant_id)
         WHERE {_OPEN_CSS} AND r.queue = ? AND {_UP_TO}
         ORDER BY r.referral_id
         LIMIT ?

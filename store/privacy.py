@@ -13,6 +13,11 @@ always gets the same one in this database) but not reversible from the data alon
 because the key is a random secret kept in the ``meta`` table, not a plain hash a
 list of tenant ids could be run through.
 
+The same module says what a viewer of the dashboard may not see: :data:`PERSONAL` is the
+one list of the customer's personal fields, which a purge removes and which reads made for
+viewers mask at the source (:func:`customers_sql`, :func:`mask_personal`), before any
+template, table or file is rendered from them.
+
 Tables are found in the catalog: any table with a ``tenant_id`` column, including tables
 added after this module was written, is pseudonymised. Everything happens in one
 transaction with an audit entry that names only the pseudonym.
@@ -28,6 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import duckdb
+import polars as pl
 
 from store.db import audit, transaction
 from store.errors import StoreError
@@ -35,6 +41,49 @@ from store.errors import StoreError
 PREFIX = "purged-"
 REDACTED = "(purged)"
 _SALT_KEY = "pseudonym_key"
+
+#: The customer's personal fields: columns of ``customers`` (and of a customers file) that
+#: name or reach a person. A purge removes them; a viewer sees them only masked.
+PERSONAL = ("name", "contact_email")
+#: Each field's mask in SQL: the first character and ``***``, and an email's domain (kept
+#: for support; it names the company's mail host, not the person). Nothing else of the
+#: value survives, whatever its spelling.
+_MASKS = {
+    "name": "left({c}, 1) || '***'",
+    "contact_email": "left({c}, 1) || '***' || coalesce('@' || "
+    "nullif(regexp_extract({c}, '@([^@]*)$', 1), ''), '')",
+}
+
+
+def mask_sql(column: str, field: str = "name") -> str:
+    """SQL masking ``column`` as the personal ``field`` it holds (NULL stays NULL)."""
+    return _MASKS[field].format(c=column)
+
+
+def customers_sql(personal: bool) -> str:
+    """The ``customers`` table as a read may join it: whole when ``personal`` (managers,
+    the command line), else with every :data:`PERSONAL` field masked, so nothing rendered
+    from the read can hold a name or an address."""
+    if personal:
+        return "customers"
+    masked = ", ".join(f"{mask_sql(_q(f), f)} AS {_q(f)}" for f in PERSONAL)
+    return f"(SELECT * REPLACE ({masked}) FROM customers)"
+
+
+def mask_personal(frame: pl.DataFrame) -> pl.DataFrame:
+    """A customers frame (a cohort, an upload) with its :data:`PERSONAL` columns masked,
+    by the same SQL as :func:`customers_sql`."""
+    fields = [f for f in PERSONAL if f in frame.columns]
+    if not fields or frame.height == 0:
+        return frame
+    con = duckdb.connect()
+    try:
+        con.register("frame", frame.select(fields).to_arrow())
+        sql = ", ".join(f"{mask_sql(_q(f), f)} AS {_q(f)}" for f in fields)
+        masked = con.sql(f"SELECT {sql} FROM frame").pl()
+    finally:
+        con.close()
+    return frame.with_columns(masked.get_column(f).cast(pl.String) for f in fields)
 
 
 @dataclass(frozen=True)
@@ -83,11 +132,11 @@ def purge(con: duckdb.DuckDBPyConnection, tenant_id: str, *, actor: str = "cli")
         if {"tenant_id", "to_email"} <= set(outbox):
             rows["outbox"] = _purge_outbox(con, outbox, tenant_id, personal)
         if "customers" in columns:
+            blank = ", ".join(f"{_q(f)} = ?" for f in PERSONAL)
             rows["customers"] = _count(
                 con,
-                "UPDATE customers SET name = ?, contact_email = ?, in_ftcq = false "
-                "WHERE tenant_id = ?",
-                [REDACTED, REDACTED, tenant_id],
+                f"UPDATE customers SET {blank}, in_ftcq = false WHERE tenant_id = ?",
+                [*[REDACTED] * len(PERSONAL), tenant_id],
             )
         pairs = _replacements(tenant_id, alias, personal)
         for table in keyed:
@@ -190,14 +239,11 @@ def _text_columns(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
 
 
 def _personal(con: duckdb.DuckDBPyConnection, tenant_id: str) -> dict[str, str]:
-    """The customer's name and contact email as the store knows them (may be absent)."""
+    """The customer's personal fields as the store knows them (may be absent)."""
     found = con.execute(
-        "SELECT name, contact_email FROM customers WHERE tenant_id = ?", [tenant_id]
+        f"SELECT {', '.join(map(_q, PERSONAL))} FROM customers WHERE tenant_id = ?", [tenant_id]
     ).fetchall()
-    if not found:
-        return {}
-    name, email = found[0]
-    return {"name": name, "contact_email": email}
+    return dict(zip(PERSONAL, found[0], strict=True)) if found else {}
 
 
 def _scrub(column: str, pairs: list[tuple[str, str]]) -> str:

@@ -10,6 +10,11 @@ cacheable and a test can give it any day.
 Every read takes a connection (or cursor) and returns a small Polars frame, a dict or a
 count; tables are capped in DuckDB (``ROW_CAP``). Nothing here imports Streamlit;
 ``ui.reads`` caches the calls.
+
+Reads that show customers take ``personal``: False (the default) joins the customers with
+their personal fields masked (``store.privacy.customers_sql``), and outbox messages are
+rendered again from those masked fields rather than read as stored, so a viewer's frame
+never holds a customer's name or address in any spelling.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ import polars as pl
 
 from engine.reasons import Outcome
 from store import state
+from store.notify import referral_messages, reminder_messages
+from store.privacy import customers_sql, mask_sql
 from store.state import Con
 
 #: The referrals page never ships more rows than this to a table.
@@ -125,7 +132,6 @@ def runs(con: Con) -> pl.DataFrame:
     )
 
 
-_REFERRAL_FROM = "FROM referrals r LEFT JOIN customers c USING (tenant_id) "
 _TASK_FROM = "FROM ftop_tasks t JOIN referrals r USING (referral_id) "
 _OUTBOX_FROM = "FROM outbox o JOIN referrals r USING (referral_id) "
 
@@ -135,12 +141,23 @@ def _count(con: Con, source: str, where: tuple[str, list[Any]]) -> int:
     return int(state.scalar(con, f"SELECT count(*) {source} WHERE {sql}", params) or 0)
 
 
-def referral_count(con: Con, where: ReferralFilter = ReferralFilter()) -> int:
-    return _count(con, _REFERRAL_FROM, where.where())
+def _referral_from(personal: bool) -> str:
+    return f"FROM referrals r LEFT JOIN {customers_sql(personal)} c USING (tenant_id) "
+
+
+def referral_count(
+    con: Con, where: ReferralFilter = ReferralFilter(), *, personal: bool = False
+) -> int:
+    """How many referrals match (a name matches only the names the reader may see)."""
+    return _count(con, _referral_from(personal), where.where())
 
 
 def referral_rows(
-    con: Con, where: ReferralFilter = ReferralFilter(), limit: int = ROW_CAP
+    con: Con,
+    where: ReferralFilter = ReferralFilter(),
+    limit: int = ROW_CAP,
+    *,
+    personal: bool = False,
 ) -> pl.DataFrame:
     """Referrals matching the filter, newest first, at most ``limit`` rows."""
     sql, params = where.where()
@@ -150,20 +167,19 @@ def referral_rows(
         SELECT r.referral_id, r.run_id, r.tenant_id, c.name AS customer, r.outcome,
                r.partner_id, r.psm_name, r.queue, r.reason, r.status, r.country,
                r.language, r.eligible_workloads AS workloads, r.created_at
-        {_REFERRAL_FROM} WHERE {sql}
+        {_referral_from(personal)} WHERE {sql}
         ORDER BY r.created_at DESC, r.referral_id DESC LIMIT ?
         """,
         [*params, limit],
     )
 
 
-def referral_detail(con: Con, referral_id: int) -> dict[str, Any] | None:
+def referral_detail(con: Con, referral_id: int, *, personal: bool = False) -> dict[str, Any] | None:
     frame = state.query(
         con,
-        """
+        f"""
         SELECT r.*, c.name AS customer, c.seats, c.gateway, p.name AS partner_name
-        FROM referrals r LEFT JOIN customers c USING (tenant_id)
-        LEFT JOIN partners p USING (partner_id)
+        {_referral_from(personal)} LEFT JOIN partners p USING (partner_id)
         WHERE r.referral_id = ?
         """,
         [referral_id],
@@ -183,7 +199,12 @@ def task_count(con: Con, run: int | str | None = None, status: str | None = None
 
 
 def ftop_tasks(
-    con: Con, run: int | str | None = None, limit: int = ROW_CAP, status: str | None = None
+    con: Con,
+    run: int | str | None = None,
+    limit: int = ROW_CAP,
+    status: str | None = None,
+    *,
+    personal: bool = False,
 ) -> pl.DataFrame:
     """FTOP task 3186 rows (newest first), with the customer and partner names; ``status``
     (``open`` or ``closed``) filters."""
@@ -195,7 +216,7 @@ def ftop_tasks(
                t.partner_id, p.name AS partner, t.role, t.service, t.mandatory, t.status,
                r.run_id, t.referral_id, t.created_at, t.closed_at
         {_TASK_FROM}
-        LEFT JOIN customers c ON c.tenant_id = t.tenant_id
+        LEFT JOIN {customers_sql(personal)} c ON c.tenant_id = t.tenant_id
         LEFT JOIN partners p ON p.partner_id = t.partner_id
         WHERE {sql}
         ORDER BY t.task_id DESC LIMIT ?
@@ -225,21 +246,90 @@ def outbox_count(con: Con, statuses: Sequence[str] = (), run: int | str | None =
 
 
 def outbox(
-    con: Con, statuses: Sequence[str] = (), run: int | str | None = None, limit: int = ROW_CAP
+    con: Con,
+    statuses: Sequence[str] = (),
+    run: int | str | None = None,
+    limit: int = ROW_CAP,
+    *,
+    personal: bool = False,
+    window: int = 0,
 ) -> pl.DataFrame:
-    """Queued referral notifications (newest first), without their bodies."""
+    """Queued referral notifications (newest first), without their bodies. Not
+    ``personal``: as :func:`previews` renders them (``window``: the acceptance window's
+    days, for the accept-by date they state)."""
     sql, params = _outbox_where(statuses, run)
-    return state.query(
+    frame = state.query(
         con,
         f"""
         SELECT o.message_id, o.referral_id, r.run_id, o.tenant_id, o.recipient_role,
-               o.to_email, o.subject, o.status, o.attempts, o.created_at, o.sent_at, o.last_error
+               {_outbox_columns(personal, "to_email", "subject", "last_error")},
+               o.status, o.attempts, o.created_at, o.sent_at
         {_OUTBOX_FROM}
         WHERE {sql}
         ORDER BY o.referral_id DESC, o.recipient_role LIMIT ?
         """,
         [*params, limit],
     )
+    return frame if personal else _rendered(con, frame, window, "subject")
+
+
+def _outbox_columns(personal: bool, *columns: str) -> str:
+    """Outbox columns as a reader may see them: as stored when ``personal``; else a
+    customer's address masked, the rendered texts left out (:func:`previews` renders them
+    again) and a failure's text withheld unless the product wrote it (a cancellation): a
+    server's reply or a build error may quote the address or the subject."""
+    shown = {
+        "to_email": "CASE WHEN o.recipient_role = 'customer' "
+        f"THEN {mask_sql('o.to_email', 'contact_email')} ELSE o.to_email END",
+        "last_error": "CASE WHEN o.status = 'cancelled' OR o.last_error IS NULL "
+        f"THEN o.last_error ELSE '{WITHHELD}' END",
+    }
+    return ", ".join(
+        f"o.{c}" if personal else f"{shown.get(c, 'NULL::VARCHAR')} AS {c}" for c in columns
+    )
+
+
+#: What a viewer reads for a failure's text (a manager sees it whole).
+WITHHELD = "failed (the reason is shown to managers)"
+
+
+def _rendered(con: Con, frame: pl.DataFrame, window: int, *texts: str) -> pl.DataFrame:
+    """``frame`` (outbox rows) with its ``texts`` columns from :func:`previews`."""
+    if frame.height == 0:
+        return frame
+    again = previews(con, frame["message_id"].to_list(), window).select("message_id", *texts)
+    return frame.drop(texts).join(again, on="message_id", how="left").select(frame.columns)
+
+
+def previews(con: Con, message_ids: Sequence[str], window: int = 0) -> pl.DataFrame:
+    """The messages (``store.notify.MESSAGE_SCHEMA``) rendered again from their referrals
+    with the customers' personal fields masked: what a viewer reads instead of the stored
+    texts, which hold the name and address in whatever spelling the templates made of
+    them. Today's partner, templates and ``window`` days to accept are used."""
+    if not message_ids:
+        return referral_messages(pl.DataFrame())
+    referred = state.query(
+        con,
+        f"""
+        SELECT DISTINCT r.referral_id, r.tenant_id, c.name AS customer_name,
+               c.contact_email AS customer_email, r.eligible_workloads, r.partner_id,
+               p.name AS partner_name, p.contact_email AS partner_email, r.psm_name,
+               r.psm_email, r.language, r.country,
+               CASE WHEN ? > 0 THEN r.created_at + to_days(?::INTEGER) END AS accept_by,
+               o.message_id LIKE '%-reminder@%' AS reminder  -- store.notify.message_id
+        {_OUTBOX_FROM} LEFT JOIN {customers_sql(False)} c ON c.tenant_id = r.tenant_id
+        LEFT JOIN partners p ON p.partner_id = r.partner_id
+        WHERE list_contains(?, o.message_id)
+        """,
+        [window, window, list(message_ids)],
+    )
+    messages = pl.concat(
+        [
+            referral_messages(referred.filter(~pl.col("reminder"))),
+            reminder_messages(referred.filter(pl.col("reminder"))),
+        ]
+    )
+    return messages.filter(pl.col("message_id").is_in(list(message_ids)))
 
 
 def _outbox_where(statuses: Sequence[str], run: int | str | None) -> tuple[str, list[Any]]:
@@ -256,18 +346,23 @@ def outbox_statuses(con: Con) -> list[str]:
     ].to_list()
 
 
-def message(con: Con, message_id: str) -> dict[str, Any] | None:
-    frame = state.query(con, "SELECT * FROM outbox WHERE message_id = ?", [message_id])
+def message(
+    con: Con, message_id: str, *, personal: bool = False, window: int = 0
+) -> dict[str, Any] | None:
+    """One message whole; not ``personal``: as :func:`outbox` shows it, with its subject
+    and bodies from :func:`previews`."""
+    if personal:
+        frame = state.query(con, "SELECT * FROM outbox o WHERE message_id = ?", [message_id])
+    else:
+        texts = _outbox_columns(False, "to_email", "subject", "body", "body_html", "last_error")
+        frame = state.query(
+            con,
+            f"SELECT o.* EXCLUDE (to_email, subject, body, body_html, last_error), {texts} "
+            "FROM outbox o WHERE message_id = ?",
+            [message_id],
+        )
+        frame = _rendered(con, frame, window, "subject", "body", "body_html")
     return frame.row(0, named=True) if frame.height else None
-
-
-def customer_names(con: Con, tenant_ids: Sequence[str]) -> dict[str, str]:
-    """Tenant id -> customer name of these customers: the names to take out of texts
-    (subjects, bodies) shown to viewers."""
-    if not tenant_ids:
-        return {}
-    sql = "SELECT tenant_id, name FROM customers WHERE list_contains(?, tenant_id)"
-    return dict(state.query(con, sql, [list(tenant_ids)]).iter_rows())
 
 
 def psm_load(con: Con) -> pl.DataFrame:
@@ -310,13 +405,15 @@ def waiting_ages(con: Con, now: datetime, window: int) -> pl.DataFrame:
     )
 
 
-def waiting_count(con: Con, where: ReferralFilter) -> int:
+def waiting_count(con: Con, where: ReferralFilter, *, personal: bool = False) -> int:
     """How many waiting partner referrals match the filter."""
     sql, params = where.where()
-    return _count(con, _REFERRAL_FROM, (f"{WAITING_SQL} AND {sql}", params))
+    return _count(con, _referral_from(personal), (f"{WAITING_SQL} AND {sql}", params))
 
 
-def waiting_rows(con: Con, where: ReferralFilter, limit: int = ROW_CAP) -> pl.DataFrame:
+def waiting_rows(
+    con: Con, where: ReferralFilter, limit: int = ROW_CAP, *, personal: bool = False
+) -> pl.DataFrame:
     """Waiting partner referrals matching the filter (its ``now`` and ``window`` give
     each one's age and accept-by time), oldest first, at most ``limit`` rows."""
     if where.now is None:
@@ -328,7 +425,7 @@ def waiting_rows(con: Con, where: ReferralFilter, limit: int = ROW_CAP) -> pl.Da
         SELECT r.referral_id, r.tenant_id, c.name AS customer, r.partner_id,
                p.name AS partner, r.run_id, r.created_at, {_AGE_SQL} AS age_days,
                CASE WHEN ? > 0 THEN r.created_at + to_days(?::INTEGER) END AS accept_by
-        {_REFERRAL_FROM} LEFT JOIN partners p USING (partner_id)
+        {_referral_from(personal)} LEFT JOIN partners p USING (partner_id)
         WHERE {WAITING_SQL} AND {sql}
         ORDER BY r.created_at, r.referral_id LIMIT ?
         """,

@@ -21,6 +21,7 @@ from engine.reasons import FTOP_TASK_ID, FTOP_TASK_NAME, FTOP_TASK_ROLE, FTOP_TA
 from store import clock, state
 from store.db import DELIVERABLE, audit, registered, transaction
 from store.errors import StoreError
+from store.privacy import customers_sql
 
 Con = duckdb.DuckDBPyConnection
 STATUSES = ("open", "closed", "cancelled")
@@ -75,8 +76,9 @@ def cancel_ended(con: Con) -> int:
     return len(rows)
 
 
-def tasks(con: Con, status: str | None = None) -> pl.DataFrame:
-    """Tasks, oldest first, with the customer's and partner's names; ``status`` filters."""
+def tasks(con: Con, status: str | None = None, *, personal: bool = False) -> pl.DataFrame:
+    """Tasks, oldest first, with the customer's and partner's names (the customer's masked
+    unless ``personal``); ``status`` filters."""
     if status is not None and status not in STATUSES:
         raise TaskError(f"task status {status!r}: expected one of {', '.join(STATUSES)}")
     where, params = ("t.status = ?", [status]) if status else ("TRUE", [])
@@ -86,7 +88,7 @@ def tasks(con: Con, status: str | None = None) -> pl.DataFrame:
         SELECT t.task_id, t.task_number, t.status, t.tenant_id, c.name AS customer,
                t.partner_id, p.name AS partner, t.referral_id, t.created_at, t.closed_at
         FROM ftop_tasks t
-        LEFT JOIN customers c ON c.tenant_id = t.tenant_id
+        LEFT JOIN {customers_sql(personal)} c ON c.tenant_id = t.tenant_id
         LEFT JOIN partners p ON p.partner_id = t.partner_id
         WHERE {where}
         ORDER BY t.task_id

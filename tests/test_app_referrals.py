@@ -501,6 +501,11 @@ def test_css_download_is_the_export_and_is_audited(
     subject, details = wired[-1]
     assert subject == handoff_ui.file_name(queue) == "css-handoff-css-apac.csv"
     assert json.loads(details) == {"queue": queue, "referrals": n, "up_to": last}
-    text = handoff_ui._csv(queue, last).decode()
+    text = handoff_ui._csv(queue, last, True).decode()
     assert text.splitlines()[0] == ",".join(EXPORT_COLUMNS)
     assert len(text.splitlines()) == n + 1
+    # A viewer's file: the same rows, no customer's name or address in it.
+    names = rows(db, "SELECT name, contact_email FROM customers WHERE length(name) >= 8")
+    viewers = handoff_ui._csv(queue, last, False).decode()
+    assert len(viewers.splitlines()) == n + 1 and viewers.count("***") >= 2 * n
+    assert not [v for pair in names for v in pair if v in viewers]

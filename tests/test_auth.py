@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import polars as pl
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from store.privacy import mask_personal
 from tests.app_helpers import MANAGER, VIEWER, open_app, open_page, page_text, rows
 from tests.smtp_server import Server
-from ui import auth, privacy
+from ui import auth
 from ui.db import RULES_KEY
 
 PARTNERS_CSV = (
@@ -53,14 +55,16 @@ def test_unlisted_users_get_the_default_role_and_unknown_roles_count_as_viewer()
     assert auth.role_for("x@example.com", {}, default="superuser") == "viewer"
 
 
+def masked(column: str, *values: str | None) -> list[str | None]:
+    return mask_personal(pl.DataFrame({column: list(values)}, schema={column: pl.String}))[
+        column
+    ].to_list()
+
+
 def test_mask_email_keeps_the_first_letter_and_the_domain() -> None:
-    assert privacy.mask_email("jane.doe@example.com") == "j***@example.com"
-    assert privacy.mask_email("") == ""
-    assert privacy.mask_email(None) is None
-    body = 'Contact <a href="mailto:jane.doe@example.com">jane.doe@example.com</a>.'
-    assert privacy.mask_emails_in_text(body) == (
-        'Contact <a href="mailto:j***@example.com">j***@example.com</a>.'
-    )
+    assert masked("contact_email", "jane.doe@example.com", None) == ["j***@example.com", None]
+    # Nothing but the first character survives an address without a domain.
+    assert masked("contact_email", "jane.doe", "jane@") == ["j***", "j***"]
 
 
 def test_a_user_has_the_rights_of_its_role_and_below() -> None:
@@ -404,5 +408,6 @@ def test_a_viewer_sees_no_customer_name_in_an_upload_preview() -> None:
 
 
 def test_mask_name_keeps_the_first_letter() -> None:
-    assert privacy.mask_name("Müller Maschinenbau AG") == "M***"
-    assert privacy.mask_name("") == "" and privacy.mask_name(None) is None
+    assert masked("name", "Müller Maschinenbau AG", "", None) == ["M***", "***", None]
+    frame = pl.DataFrame({"name": ["Ab"], "seats": [3]})
+    assert mask_personal(frame).to_dicts() == [{"name": "A***", "seats": 3}]

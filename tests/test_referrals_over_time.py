@@ -79,7 +79,7 @@ def test_waiting_more_than_and_expires_within(con) -> None:
 
 def test_waiting_rows_give_each_age_and_accept_by(con) -> None:
     now = datetime(2026, 3, 10, 10, 0)
-    rows = listed(con, ReferralFilter(now=now, window=7))
+    rows = listed(con, ReferralFilter(now=now, window=7), personal=True)
     b1 = rows.filter(pl.col("tenant_id") == "B1").row(0, named=True)
     assert (b1["age_days"], b1["accept_by"]) == (4, datetime(2026, 3, 13, 9, 0))
     assert b1["partner_id"] == "P1" and b1["customer"] == "Customer B1"

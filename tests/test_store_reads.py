@@ -372,8 +372,12 @@ def test_referral_search_by_customer_name(committed) -> None:
     tenant, name = committed.execute(
         "SELECT tenant_id, name FROM customers ORDER BY tenant_id LIMIT 1"
     ).fetchall()[0]
-    rows = referrals.referral_rows(committed, referrals.ReferralFilter(tenant=name))
+    where = referrals.ReferralFilter(tenant=name)
+    rows = referrals.referral_rows(committed, where, personal=True)
     assert tenant in rows["tenant_id"].to_list()
+    # Without the personal fields a name is not there to be found, nor counted.
+    assert referrals.referral_rows(committed, where).height == 0
+    assert referrals.referral_count(committed, where) == 0
 
 
 def test_referral_options_and_detail(committed) -> None:

@@ -178,9 +178,7 @@ def partner_detail(partner_id: str, shown: int = 200) -> None:
             f"{n['total']:,} referrals: {n['open']:,} open, {n['completed']:,} completed"
             + (f" (newest {shown} shown)" if n["total"] > shown else "")
         )
-        referrals = privacy.mask_name_columns_for_viewers(
-            view(store.capacity.partner_referrals, partner_id, shown), "customer"
-        )
+        referrals = privacy.view(store.capacity.partner_referrals, partner_id, shown)
         st.dataframe(referrals, hide_index=True, height=300)
 
 

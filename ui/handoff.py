@@ -30,9 +30,10 @@ def file_name(queue: str) -> str:
     return "css-handoff-" + re.sub(r"[^a-z0-9]+", "-", queue.lower()).strip("-") + ".csv"
 
 
-def _csv(queue: str, up_to: int) -> bytes:
+def _csv(queue: str, up_to: int, personal: bool) -> bytes:
+    """The queue's file: whole for a manager, the customers masked for a viewer."""
     with db.session() as con:
-        return csv_text(handoff.open_referrals(con, queue, up_to)).encode()
+        return csv_text(handoff.open_referrals(con, queue, up_to, personal=personal)).encode()
 
 
 def _hand_off(queue: str, up_to: int) -> None:
@@ -75,16 +76,14 @@ def css_handoff() -> None:
     if n == 0 or last is None:
         st.caption(f"Every CSS referral of {queue} has been handed off.")
         return
-    rows = view(handoff.open_referrals, queue, last, ROW_CAP)
+    rows = privacy.view(handoff.open_referrals, queue, last, ROW_CAP)
     capped(rows.height, n, "open referrals")
-    shown = privacy.mask_email_column_for_viewers(
-        privacy.mask_name_columns_for_viewers(rows, "customer_name"), "contact_email"
-    )
-    st.dataframe(shown, hide_index=True, height=320)
+    st.dataframe(rows, hide_index=True, height=320)
+    personal = privacy.personal()
     with st.container(horizontal=True):
         st.download_button(
             f"Download {n:,} as CSV",
-            lambda: _csv(queue, last),
+            lambda: _csv(queue, last, personal),
             file_name=file_name(queue),
             mime="text/csv",
             key="css_download",

@@ -1,7 +1,7 @@
 """Pieces of the Referrals page: the run filter that follows ``?run=``, one referral's
-trace, the capped-table note, and delivery: the outbox as this user may see it (customer
-names and addresses masked for viewers), its send button, closing an FTOP task, the PSM
-load.
+trace, the capped-table note, and delivery: the outbox as this user may see it (for
+viewers rendered from masked customers, ``store.referrals.previews``), its send button,
+closing an FTOP task, the PSM load.
 
 The Simulate page links to a run's referrals with ``?run=<id>``; ``?run=history`` shows
 the referrals imported without a run.
@@ -79,14 +79,6 @@ def run_filter(opts: dict[str, Any]) -> int | str | None:
     return st.selectbox("Run", options, format_func=label, key=RUN_KEY, on_change=_to_param)
 
 
-def customer_names(tenants: list[str]) -> dict[str, str]:
-    """Tenant id -> customer name, to take names out of texts (subjects, bodies) shown to
-    viewers; empty for managers, who see the texts whole."""
-    if auth.is_manager() or not tenants:
-        return {}
-    return view(store.referrals.customer_names, tuple(tenants))
-
-
 def capped(shown: int, total: int, what: str) -> None:
     if total > shown:
         st.caption(
@@ -106,7 +98,7 @@ def trace(ref: dict[str, Any]) -> None:
     gateway = "Gateway" if ref["gateway"] else "not Gateway"
     run = f"run {ref['run_id']}" if ref["run_id"] else "imported history"
     st.markdown(
-        f"**{privacy.mask_name_for_viewers(ref['customer']) or ref['tenant_id']}** "
+        f"**{ref['customer'] or ref['tenant_id']}** "
         f"({ref['tenant_id']}; "
         f"{ref['country']}, {ref['language']}, {ref['seats'] or '?'} seats, {gateway}) went "
         f"to {to}: {REASON_WORDS.get(ref['reason'], ref['reason'])}. Status "
@@ -123,31 +115,23 @@ def trace(ref: dict[str, Any]) -> None:
 
 
 def outbox_rows(statuses: tuple[str, ...], run: int | str | None) -> pl.DataFrame:
-    """The newest queued notifications (``ROW_CAP``) as this user may see them: a viewer
-    sees customers' addresses masked and no customer name in a subject."""
-    msgs = view(store.referrals.outbox, statuses, run, ROW_CAP)
-    msgs = privacy.mask_email_column_for_viewers(
-        msgs, "to_email", pl.col("recipient_role") == "customer"
-    )
-    customers = customer_names(msgs["tenant_id"].unique().to_list())
-    return privacy.mask_names_in_text_column_for_viewers(msgs, "subject", customers)
+    """The newest queued notifications (``ROW_CAP``) as this user may see them: for a
+    viewer, customers' addresses masked and subjects rendered from masked customers."""
+    window = db.active_rules().accept_within_days
+    return privacy.view(store.referrals.outbox, statuses, run, ROW_CAP, window=window)
 
 
 def message(message_id: str) -> None:
     """One notification, addressed and written as it goes out, masked as ``outbox_rows``."""
-    msg = view(store.referrals.message, message_id)
+    window = db.active_rules().accept_within_days
+    msg = privacy.view(store.referrals.message, message_id, window=window)
     if not msg:
         return
-    to = msg["to_email"]
-    to = privacy.mask_email_for_viewers(to) if msg["recipient_role"] == "customer" else to
-    name = customer_names([msg["tenant_id"]]).get(msg["tenant_id"])
-    subject = privacy.mask_name_in_text_for_viewers(msg["subject"], name)
-    st.markdown(f"**To:** {to}  \n**Subject:** {subject}")
+    st.markdown(f"**To:** {msg['to_email']}  \n**Subject:** {msg['subject']}")
     if msg.get("body_html"):
         with st.expander("HTML part"):
-            st.html(privacy.mask_message_for_viewers(msg["body_html"], name))
-    body = privacy.mask_message_for_viewers(msg["body"], name)
-    st.code(body, language=None, wrap_lines=True)
+            st.html(msg["body_html"])
+    st.code(msg["body"], language=None, wrap_lines=True)
 
 
 SEND_KEY = "outbox_sent"  # the last send's SendSummary, shown after the rerun
@@ -262,7 +246,7 @@ def retry_failed(run: int | str | None) -> None:
         getattr(st, result[0])(result[1])
     if not auth.is_manager():
         return
-    failed = view(store.referrals.outbox, ("failed",), run, ROW_CAP)
+    failed = privacy.view(store.referrals.outbox, ("failed",), run, ROW_CAP)
     if failed.height == 0:
         return
     shown = {r["message_id"]: r["to_email"] for r in failed.iter_rows(named=True)}
@@ -316,9 +300,7 @@ def close_task(run: int | str | None) -> None:
     result = st.session_state.pop(TASK_RESULT, None)
     if result is not None:
         getattr(st, result[0])(result[1])
-    open_tasks = privacy.mask_name_columns_for_viewers(
-        view(store.referrals.ftop_tasks, run, ROW_CAP, "open"), "customer"
-    )
+    open_tasks = privacy.view(store.referrals.ftop_tasks, run, ROW_CAP, "open")
     if open_tasks.height == 0:
         st.caption("Every task here is closed.")
         return

@@ -92,12 +92,12 @@ def _waiting_table(at: datetime, window: int) -> None:
         now=at,
         window=window,
     )
-    n = view(waiting_count, where)
+    n = privacy.view(waiting_count, where)
     st.metric("Matching waiting referrals", f"{n:,}")
     if n == 0:
         st.info("No waiting referral matches these filters.")
         return
-    rows = privacy.mask_name_columns_for_viewers(view(waiting_rows, where, ROW_CAP), "customer")
+    rows = privacy.view(waiting_rows, where, ROW_CAP)
     capped(rows.height, n, "waiting referrals")
     st.dataframe(
         rows,

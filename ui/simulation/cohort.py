@@ -18,7 +18,7 @@ from engine.cohorts import CohortMix, synthetic_cohort
 from engine.schema import InputError
 from store import state
 from store.commits import Prepared, prepare
-from ui import db
+from ui import db, privacy
 from ui.uploads import read_upload
 
 Source = Literal["backlog", "upload", "synthetic"]
@@ -77,7 +77,7 @@ def choose(backlog: int) -> Choice:
         uploaded = read_upload(file.getvalue(), file.name, "customers")
     except InputError as exc:
         st.error(f"{exc.one_line()}. Fix these rows and upload the file again.")
-        st.dataframe(exc.to_frame(), hide_index=True)
+        st.dataframe(privacy.problems(exc.to_frame()), hide_index=True)
         return Choice(source, filename=file.name)
     st.success(f"{file.name}: {uploaded.height:,} customers ready to simulate.")
     return Choice(source, uploaded, file.name)
@@ -105,7 +105,9 @@ def read_inputs(
 ) -> tuple[pl.DataFrame, Prepared] | None:
     """The cohort as chosen and the stored inputs to simulate it (partners, the cohort
     minus customers with an open referral), read in one short session; None when there
-    is no cohort (no file uploaded yet)."""
+    is no cohort (no file uploaded yet). A viewer's cohort has its customers' personal
+    fields masked from here on: every table, "why", email preview and download of the
+    run is made from it."""
     if choice.source == "upload" and choice.uploaded is None:
         return None
     with db.session() as con:  # closed before the engine runs
@@ -118,6 +120,7 @@ def read_inputs(
             assert synthetic is not None, "the synthetic cohort's knobs"
             partners = state.partners(con)
             cohort = synthetic_cohort(synthetic.size, synthetic.seed, synthetic.mix, partners)
+        cohort = privacy.frame(cohort)
         return cohort, prepare(con, cohort, label(choice, synthetic))
 
 

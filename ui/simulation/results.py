@@ -1,7 +1,8 @@
 """Drawing a run on the Simulate page: the policies side by side, one policy in detail
 (load, customers, the "why"), the referral emails it would send and the downloads.
 
-Viewers see customer names and contact emails masked (``ui.privacy``), here as on every page.
+A viewer's run is made from a cohort whose customers' names and contact emails were masked
+before it was simulated (``ui.simulation.cohort.read_inputs``), so everything drawn here is.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import streamlit as st
 
 from engine.reasons import Reason
 from store.notify import referral_messages
-from ui import auth, charts, privacy
+from ui import auth, charts
 from ui.simulation import SimulationRun, policy_words, reason_words, result_bytes
 from ui.simulation.comparison import (
     comparison,
@@ -152,7 +153,7 @@ def show_customers(run: SimulationRun, policy: str) -> None:
     if customers.height > TABLE_ROWS:
         st.caption(f"First {TABLE_ROWS:,} of {customers.height:,}; the downloads hold them all.")
     st.dataframe(
-        privacy.mask_name_columns_for_viewers(customers.head(TABLE_ROWS), "name"),
+        customers.head(TABLE_ROWS),
         hide_index=True,
         key="customers_table",
         column_config={"seats": st.column_config.NumberColumn("seats", format="localized")},
@@ -180,8 +181,8 @@ def show_downloads(run: SimulationRun, policy: str) -> None:
 
 
 def show_emails(run: SimulationRun, policy: str) -> None:
-    """The first referrals' messages, as a viewer may see them: customer names and
-    customer addresses masked (the partner's and PSM's addresses are work contacts)."""
+    """The first referrals' messages, rendered from the run's cohort (masked for a
+    viewer; the partner's and PSM's addresses are work contacts)."""
     st.subheader("Referral emails it would send")
     sim = run.simulations[policy]
     emails = email_preview(run, policy)
@@ -190,22 +191,14 @@ def show_emails(run: SimulationRun, policy: str) -> None:
         return
     roles = {"customer": "Customer", "partner": "Partner", "psm": "PSM"}
     partner_of = dict(sim.assignments.select("tenant_id", "partner_id").iter_rows())
-    names = dict(run.prepared.cohort.select("tenant_id", "name").iter_rows())
     for i, ((referral, tenant), messages) in enumerate(
         emails.group_by("referral_id", "tenant_id", maintain_order=True)
     ):
-        subject = privacy.mask_name_in_text_for_viewers(messages["subject"][0], names.get(tenant))
-        label = f"Referral {referral}: {tenant} → {partner_of[tenant]} · {subject}"
+        label = f"Referral {referral}: {tenant} → {partner_of[tenant]} · {messages['subject'][0]}"
         with st.expander(label, expanded=i == 0):
             for col, row in zip(st.columns(3), messages.iter_rows(named=True), strict=False):
-                to = row["to_email"]
-                to = (
-                    privacy.mask_email_for_viewers(to)
-                    if row["recipient_role"] == "customer"
-                    else to
-                )
-                col.markdown(f"**{roles[row['recipient_role']]}** · {to}")
-                col.text(privacy.mask_message_for_viewers(row["body"], names.get(tenant)))
+                col.markdown(f"**{roles[row['recipient_role']]}** · {row['to_email']}")
+                col.text(row["body"])
     st.caption(
         f"The first {emails['referral_id'].n_unique()} of {sim.placed:,} referrals, three "
         "messages each (customer, partner, PSM). Nothing is sent before a commit."
