@@ -15,7 +15,7 @@ on every row. The match half of a sentence is matching's own
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -368,6 +368,8 @@ class RunRecord:
     pool: np.ndarray  # pool, -1 when none
     pools: list[np.ndarray]  # per pool: its members (partner indexes, ascending)
     choices: Choices
+    #: The customers split across partners (their rows carry their first part)
+    split_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 def trace_texts(sim: Simulation, run: RunRecord) -> tuple[np.ndarray, pl.Series]:
