@@ -142,7 +142,12 @@ def _simulate(
     splitter = None
     if split:
         splitter = Splitter(
-            ledger, matcher, signatures, sig_of, rules.max_partners_per_customer, _spare(ledger, allotment)
+            ledger,
+            matcher,
+            signatures,
+            sig_of,
+            rules.max_partners_per_customer,
+            _spare(ledger, allotment),
         )
     del signatures
     choices = select(
@@ -368,7 +373,7 @@ def _pool_frame(
             "partner_ids": partner_ids,
             "size": sizes,
             "customers": np.bincount(pool[pool >= 0], minlength=len(pools)).astype(np.int64),
-            "placed": np.bincount(pool[placed], minlength=len(pools)).astype(np.int64),
+            "placed": np.bincount(pool[placed & (pool >= 0)], minlength=len(pools)).astype(np.int64),
         },
         schema={
             "pool_key": pl.String,

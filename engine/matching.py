@@ -508,7 +508,9 @@ class Matcher:
         ok = (cand_masks[None, :] & wanted) == wanted
         texts = self._step_texts(rules, ~ok, after_lang, after_lang.size)
         if self.index.sizes_listed:
-            takes = (self.index.size_mask[after_lang][None, :] >> sizes[:, None].astype(np.int64)) & 1
+            takes = (
+                self.index.size_mask[after_lang][None, :] >> sizes[:, None].astype(np.int64)
+            ) & 1
             by_size = ok & (takes == 1)
             size_rules = [f"size {SIZE_BUCKETS[z]}" for z in sizes.tolist()]
             n_wl = ok.sum(axis=1).tolist()

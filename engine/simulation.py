@@ -236,7 +236,9 @@ class Simulation:
                 self.rows.select(
                     pl.int_range(pl.len(), dtype=pl.Int64).alias("_row"),
                     pl.lit(1, dtype=pl.Int32).alias("part"),
-                    pl.when(placed).then(gather(names, "wid")).otherwise(gather(eligible, "wid"))
+                    pl.when(placed)
+                    .then(gather(names, "wid"))
+                    .otherwise(gather(eligible, "wid"))
                     .alias("workloads"),
                 ),
             ],
@@ -260,7 +262,9 @@ class Simulation:
         country = self.rows.get_column("country").gather(customer.get_column("_row"))
         return customer.select(
             "tenant_id",
-            pl.when(frp).then(pl.lit(Outcome.FRP.value)).otherwise(pl.lit(Outcome.CSS.value))
+            pl.when(frp)
+            .then(pl.lit(Outcome.FRP.value))
+            .otherwise(pl.lit(Outcome.CSS.value))
             .alias("outcome"),
             gather(lk.partner_ids, "chosen").alias("partner_id"),
             gather(lk.psm_emails, "chosen").alias("psm_email"),
