@@ -69,6 +69,7 @@ _LISTED = ", "
 _CSS_ONLY = "every eligible workload ({}) is one CSS delivers"
 # A split (docs/domain.md, "Split by workload"): the parts in the order the cover took them.
 _NO_SINGLE = "; no single partner covers them all"
+_SPLIT_FULL = "; no split: the partners that together cover them have no room"
 _SPLIT = "; split by workload: {}"
 _PART = "part {} {} takes {} (covers {} of {} uncovered, the most; {})"
 _CSS_PART = "; part {} {}: {} (CSS workloads)"
@@ -345,6 +346,8 @@ def render(e: Explanation) -> str:
     if e.capacity is None:
         if e.split:
             return text + _NO_SINGLE + split + css
+        if e.reason is Reason.CAPACITY_EXHAUSTED:  # a cover within the limit, all full
+            return text + _NO_SINGLE + _SPLIT_FULL + _EXHAUSTED + _TO_QUEUE.format(e.queue)
         return text + _NO_MATCH + _TO_QUEUE.format(e.queue)
     text += "; " + _full(e.capacity)
     if e.split:
@@ -356,6 +359,7 @@ def render(e: Explanation) -> str:
     return text + chose + css
 
 
+_EXHAUSTED_CODE = REASON_CODE[Reason.CAPACITY_EXHAUSTED]
 #: Reasons decided before matching that are not a failed eligibility check.
 _NOT_A_CHECK = (Reason.DECLINED_BY_PARTNERS, Reason.CSS_WORKLOAD)
 
@@ -604,6 +608,7 @@ def _representatives(sim: Simulation, run: RunRecord, first: np.ndarray) -> pl.D
         gather(lk.workloads.get_column("workloads"), "wid").alias("workloads"),
         gather(lk.workloads.get_column("eligible"), "wid").alias("eligible"),
         "excluded",
+        "reason",
         pl.col("country")
         .replace_strict(lk.queue_of_country, return_dtype=pl.String)
         .alias("css_queue"),
@@ -709,8 +714,11 @@ def _trace_exprs(policy: Policy, rules: Rules) -> dict[str, pl.Expr]:
         _failed_check_expr(rules),
         to_css,
     )
+    exhausted_split = pl.lit(_NO_SINGLE + _SPLIT_FULL + _EXHAUSTED)
     missed = (
-        pl.when(c("pool").is_null() | (c("pool") < 0))
+        pl.when((c("pool").is_null() | (c("pool") < 0)) & (c("reason") == _EXHAUSTED_CODE))
+        .then(pl.concat_str(c("match_trace"), exhausted_split, to_css))
+        .when(c("pool").is_null() | (c("pool") < 0))
         .then(pl.concat_str(c("match_trace"), pl.lit(_NO_MATCH), to_css))
         .otherwise(pl.concat_str(c("match_trace"), pl.lit("; "), full, exhausted, to_css))
     )
