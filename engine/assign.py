@@ -373,7 +373,9 @@ def _pool_frame(
             "partner_ids": partner_ids,
             "size": sizes,
             "customers": np.bincount(pool[pool >= 0], minlength=len(pools)).astype(np.int64),
-            "placed": np.bincount(pool[placed & (pool >= 0)], minlength=len(pools)).astype(np.int64),
+            "placed": np.bincount(pool[placed & (pool >= 0)], minlength=len(pools)).astype(
+                np.int64
+            ),
         },
         schema={
             "pool_key": pl.String,

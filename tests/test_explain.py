@@ -64,9 +64,7 @@ def first_partner(e: Explanation) -> str | None:
 
 
 @st.composite
-def declined_worlds(
-    draw: st.DrawFn, split: bool = False
-) -> tuple[World, dict[str, list[str]]]:
+def declined_worlds(draw: st.DrawFn, split: bool = False) -> tuple[World, dict[str, list[str]]]:
     """A world (a split world with ``split``), and some customers that partners declined
     before (up to three each)."""
     world = draw(split_worlds() if split else worlds())
