@@ -29,9 +29,9 @@ from engine.matching import (
     mask_names,
     match_mask_of,
     pool_key,
-    workload_mask,
     pre_reason_code_expr,
     prepare_cohort,
+    workload_mask,
 )
 from engine.policies import Ledger, select
 from engine.reasons import Policy, Reason

@@ -39,10 +39,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from itertools import combinations
 from dataclasses import dataclass
 from datetime import date
 from fractions import Fraction
+from itertools import combinations
 from typing import Any
 
 import polars as pl

@@ -660,7 +660,7 @@ def _convert_list(expr: pl.Expr, dtype: pl.DataType, kind: str) -> tuple[pl.Expr
     )
     value = cleaned.list.unique(maintain_order=True)
     if kind == "sizes":  # empty or missing: every size
-        bad = cleaned.list.eval(~pl.element().is_in(allowed)).list.any().fill_null(False)
+        bad = cleaned.list.eval(~pl.element().is_in(SIZE_BUCKETS)).list.any().fill_null(False)
     elif allowed is not None:
         bad_items = cleaned.list.eval(~pl.element().is_in(allowed)).list.any()
         bad = expr.is_null() | (cleaned.list.len() == 0) | bad_items

@@ -15,6 +15,11 @@ import polars as pl
 #: customer is not FRP-eligible by default; a lower ``min_seats`` still counts it as XS.
 SIZE_BUCKETS: tuple[str, ...] = ("XS", "S", "M", "L")
 SIZE_FLOORS: tuple[int, ...] = (150, 500, 5_000, 10_000)
+#: Each bucket's (fewest, most) seats; the largest has no upper bound.
+SIZE_BOUNDS: dict[str, tuple[int, int | None]] = {
+    b: (lo, hi - 1 if hi is not None else None)
+    for b, lo, hi in zip(SIZE_BUCKETS, SIZE_FLOORS, (*SIZE_FLOORS[1:], None), strict=True)
+}
 #: A partner that lists no sizes takes every bucket.
 ALL_SIZES = (1 << len(SIZE_BUCKETS)) - 1
 

@@ -14,8 +14,8 @@ a diff.
 - ``split_by_workload``: up to 3 partners per customer, ``defender`` a CSS workload,
   partners that take some sizes: the greedy cover and its tie by turn (T01, T02, T08), a
   cover needing 4 partners (T03: no split, no_partner_match), a CSS part (T04) and an
-  all-CSS customer (T05), size removing partners (T06, T07) and leaving none (T09), a cover of 2 whose
-  partner is full (T10: capacity_exhausted).
+  all-CSS customer (T05), size removing partners (T06, T07) and leaving none (T09), and a
+  cover of 2 whose partner is full (T10: capacity_exhausted).
   Output has one row per part, with ``part`` and ``workloads``.
 
 To regenerate the expected files after an intended change, run
