@@ -170,9 +170,19 @@ class Simulation:
     def _assignment_exprs(self, *, categorical_trace: bool = False) -> list[pl.Expr]:
         lk = self.lookup
         traces = lk.traces.cast(pl.Categorical) if categorical_trace else lk.traces
-        placed = pl.col("chosen").is_not_null()
         return [
             pl.col("tenant_id"),
+            *self._placement_exprs(),
+            gather(REASONS, "reason").alias("reason"),
+            gather(traces, "trace").alias("trace"),
+        ]
+
+    def _placement_exprs(self) -> list[pl.Expr]:
+        """Outcome, partner, PSM and queue of a row (a customer or a part) by ``chosen``
+        (the partner; null = CSS) and ``country`` (whose CSS queue)."""
+        lk = self.lookup
+        placed = pl.col("chosen").is_not_null()
+        return [
             pl.when(placed)
             .then(pl.lit(Outcome.FRP.value))
             .otherwise(pl.lit(Outcome.CSS.value))
@@ -185,8 +195,6 @@ class Simulation:
                 pl.col("country").replace_strict(lk.queue_of_country, return_dtype=pl.String)
             )
             .alias("queue"),
-            gather(REASONS, "reason").alias("reason"),
-            gather(traces, "trace").alias("trace"),
         ]
 
     def _detail_exprs(self) -> dict[str, pl.Expr]:
@@ -253,26 +261,16 @@ class Simulation:
 
     def _part_rows(self, whole: pl.DataFrame, parts: pl.DataFrame) -> pl.DataFrame:
         """The rows of the parts, in ``whole``'s columns."""
-        lk, rules = self.lookup, self.rules
+        rules = self.rules
         names = [list(mask_names(m, rules.eligible_workloads)) for m in parts["mask"].to_list()]
         customer = whole.select("_row", "tenant_id", "trace").join(
             parts.rename({"row": "_row"}), on="_row", how="inner", maintain_order="right"
         )
-        frp = pl.col("chosen").is_not_null()
         country = self.rows.get_column("country").gather(customer.get_column("_row"))
-        return customer.select(
+        return customer.with_columns(country).select(
             "tenant_id",
-            pl.when(frp)
-            .then(pl.lit(Outcome.FRP.value))
-            .otherwise(pl.lit(Outcome.CSS.value))
-            .alias("outcome"),
-            gather(lk.partner_ids, "chosen").alias("partner_id"),
-            gather(lk.psm_emails, "chosen").alias("psm_email"),
-            pl.when(frp)
-            .then(pl.lit(FRP_QUEUE))
-            .otherwise(country.replace_strict(lk.queue_of_country, return_dtype=pl.String))
-            .alias("queue"),
-            pl.when(frp)
+            *self._placement_exprs(),
+            pl.when(pl.col("chosen").is_not_null())
             .then(pl.lit(Reason.ASSIGNED.value))
             .otherwise(pl.lit(Reason.CSS_WORKLOAD.value))
             .alias("reason"),

@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 
 from engine.assign import simulate
+from engine.columns import ASSIGNMENT_COLUMNS
 from engine.explain import explain
 from engine.reasons import Policy, Reason
 from engine.rules import load_rules
@@ -97,15 +98,7 @@ def test_size_is_a_matching_rule_after_workloads_and_named_in_the_trace() -> Non
 def test_without_listed_sizes_the_trace_has_no_size_rule() -> None:
     sim = simulate(typed_partners(partner("P1")), customers_frame(customer("T1")), RULES)
     assert "size" not in sim.assignments["trace"][0]
-    assert sim.assignments.columns == [
-        "tenant_id",
-        "outcome",
-        "partner_id",
-        "psm_email",
-        "queue",
-        "reason",
-        "trace",
-    ]
+    assert sim.assignments.columns == [*ASSIGNMENT_COLUMNS, "trace"]
 
 
 # --- the greedy cover --------------------------------------------------------------------
@@ -236,15 +229,5 @@ def test_output_with_parts_has_a_row_per_part_in_the_result_file() -> None:
     customers = customers_frame(customer("T1", workloads=["exchange", "teams"]))
     out = simulate(partners, customers, split_rules()).output()
     assert out.height == 2
-    assert out.columns[:9] == [
-        "tenant_id",
-        "outcome",
-        "partner_id",
-        "psm_email",
-        "queue",
-        "reason",
-        "trace",
-        "part",
-        "workloads",
-    ]
+    assert out.columns[:9] == [*ASSIGNMENT_COLUMNS, "trace", "part", "workloads"]
     assert out["pool_key"].to_list() == [None, None]
