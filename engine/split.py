@@ -96,9 +96,28 @@ def cover_exists(wanted: int, masks: Sequence[int], limit: int) -> bool:
     return False
 
 
+@dataclass
+class _Serving:
+    """The partners serving one (country, language, size): all of them, and those still
+    with room (pruned as they fill; capacity never grows within a run)."""
+
+    every: np.ndarray  # partner indexes, ascending
+    every_masks: np.ndarray
+    distinct: tuple[int, ...]  # the distinct workload masks among them, room or not
+    members: list[int]  # those with room when last looked at
+    masks: list[int]
+    union: int  # the workloads those with room cover together
+
+
 class Splitter:
     """The hook a policy's loop calls at a miss: ``splitter(k)`` tries to split customer
-    ``k`` and returns the partners it gave a part to (empty: no split)."""
+    ``k`` and returns the partners it gave a part to (empty: no split).
+
+    Its candidates come per (country, language, size) from matching's own candidates,
+    kept as the list of those with room and pruned as partners fill, so that late in a
+    run, when most partners are full, a miss costs a few comparisons. A signature whose
+    candidates with room can no longer cover it within the limit is *spent*.
+    """
 
     def __init__(
         self,
@@ -116,51 +135,72 @@ class Splitter:
         self.limit = limit
         self.spare = spare
         self.parts = Parts()
-        self._cands: dict[int, tuple[list[int], list[int]]] = {}
         self._spent: set[int] = set()
         self._exists: dict[int, bool] = {}
+        self._serving: dict[tuple[str, str, int], _Serving] = {}
 
-    def candidates(self, j: int) -> tuple[list[int], list[int]]:
-        """Signature ``j``'s split candidates and the workloads of its each covers."""
-        got = self._cands.get(j)
+    def serving(self, j: int) -> _Serving:
+        """Signature ``j``'s serving partners, pruned to those with room."""
+        sigs, index = self.sigs, self.matcher.index
+        key = (sigs.countries[j], sigs.languages[j], int(sigs.sizes[j]))
+        got = self._serving.get(key)
         if got is None:
-            sigs, index = self.sigs, self.matcher.index
-            members, masks = self.matcher.candidates(sigs.countries[j], sigs.languages[j])
-            wanted = int(sigs.masks[j])
-            keep = (masks & wanted) != 0
-            size = int(sigs.sizes[j])
-            keep &= ((index.size_mask[members] >> size) & 1) == 1
-            declined = sigs.excluded[j]
-            if declined:
-                gone = set(declined.split(";"))
-                keep &= np.array([index.ids[i] not in gone for i in members.tolist()], dtype=bool)
-            got = (members[keep].tolist(), (masks[keep] & wanted).tolist())
-            self._cands[j] = got
+            members, masks = self.matcher.candidates(key[0], key[1])
+            if index.sizes_listed:
+                takes = ((index.size_mask[members] >> key[2]) & 1) == 1
+                members, masks = members[takes], masks[takes]
+            distinct = tuple(np.unique(masks).tolist())
+            union = 0
+            for m in distinct:
+                union |= m
+            got = _Serving(members, masks, distinct, members.tolist(), masks.tolist(), union)
+            self._serving[key] = got
+        self._prune(got)
         return got
+
+    def _prune(self, s: _Serving) -> None:
+        load, lim, spare = self.ledger.load, self.ledger.limit, self.spare
+        keep = [
+            t
+            for t, i in enumerate(s.members)
+            if load[i] < lim[i] and (spare is None or spare[i] > 0)
+        ]
+        if len(keep) < len(s.members):
+            s.members = [s.members[t] for t in keep]
+            s.masks = [s.masks[t] for t in keep]
+            union = 0
+            for m in s.masks:
+                union |= m
+            s.union = union
 
     def __call__(self, k: int) -> list[int]:
         j = int(self.sig_of[k])
         if j in self._spent:
             return self._fail(k, j)
-        members, masks = self.candidates(j)
-        ledger, spare = self.ledger, self.spare
-        load, lim, stamp = ledger.load, ledger.limit, ledger.stamp
+        wanted = int(self.sigs.masks[j])
+        s = self.serving(j)
+        if s.union & wanted != wanted:  # those with room cannot cover it, now or later
+            self._spent.add(j)
+            return self._fail(k, j)
+        declined = self.sigs.excluded[j]
+        gone = set(declined.split(";")) if declined else ()
+        ids, stamp = self.matcher.index.ids, self.ledger.stamp
         room = [
-            at
-            for at, i in enumerate(members)
-            if load[i] < lim[i] and (spare is None or spare[i] > 0)
+            (i, m & wanted)
+            for i, m in zip(s.members, s.masks, strict=True)
+            if m & wanted and (not gone or ids[i] not in gone)
         ]
         n = len(stamp)
-        wanted = int(self.sigs.masks[j])
-        turns = [(stamp[members[at]] + 1) * n + members[at] for at in room]
-        cover = greedy_cover(wanted, [masks[at] for at in room], turns, self.limit)
+        masks = [m for _, m in room]
+        turns = [(stamp[i] + 1) * n + i for i, _ in room]
+        cover = greedy_cover(wanted, masks, turns, self.limit)
         if cover is None:
-            if not cover_exists(wanted, [masks[at] for at in room], self.limit):
+            if not cover_exists(wanted, masks, self.limit):
                 self._spent.add(j)  # room only shrinks: no later customer of j splits
             return self._fail(k, j)
         given = []
         for part, (at, give, gain, uncovered) in enumerate(cover, start=1):
-            i = members[room[at]]
+            i = room[at][0]
             self._give(k, part, i, give, gain, uncovered)
             given.append(i)
         return given
@@ -183,11 +223,27 @@ class Splitter:
         """No split: remember whether a cover within the limit exists ignoring room."""
         exists = self._exists.get(j)
         if exists is None:
-            exists = cover_exists(int(self.sigs.masks[j]), self.candidates(j)[1], self.limit)
-            self._exists[j] = exists
+            exists = self._exists[j] = self._cover_ignoring_room(j)
         if exists:
             self.parts.cover_exists.append(k)
         return []
+
+    def _cover_ignoring_room(self, j: int) -> bool:
+        """Whether at most ``limit`` serving partners that did not decline the customer
+        cover its workloads, room or not."""
+        s = self.serving(j)
+        wanted = int(self.sigs.masks[j])
+        declined = self.sigs.excluded[j]
+        if not declined:
+            return cover_exists(wanted, s.distinct, self.limit)
+        gone = set(declined.split(";"))
+        ids = self.matcher.index.ids
+        masks = [
+            m
+            for i, m in zip(s.every.tolist(), s.every_masks.tolist(), strict=True)
+            if ids[i] not in gone
+        ]
+        return cover_exists(wanted, masks, self.limit)
 
 
 #: The columns of a run's parts (``Simulation.parts``).
