@@ -13,8 +13,8 @@ customers of pools whose members are all full are settled in bulk between batche
 A split (``engine.split``) enters through one hook, ``on_miss``: a loop calls it with a
 customer that missed, the hook gives its parts through the :class:`Ledger` and returns
 the partners it gave, and the loop refreshes its own copies of their turns
-(:func:`_split_at_miss`). With a hook every customer goes through the loop (no bulk
-settling), since a customer of a full pool may still be split.
+(:func:`_split_at_miss`). With a hook, a customer of a full pool is settled in bulk only
+when the hook knows it cannot be split either (``on_miss.settled``).
 """
 
 from __future__ import annotations
@@ -22,15 +22,25 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from engine.reasons import Policy
 
 NOT_PLACED = -1
-#: The split hook: given a customer that missed, the partners it gave a part to.
-OnMiss = Callable[[int], list[int]]
+
+
+class OnMiss(Protocol):
+    """The split hook (``engine.split.Splitter``)."""
+
+    def __call__(self, k: int) -> list[int]:
+        """Customer k missed: the partners it gave a part to (none: no split)."""
+        ...
+
+    def settled(self, rows: np.ndarray) -> np.ndarray:
+        """Of ``rows``, customers of pools with no room, those known not to split."""
+        ...
 
 
 @dataclass
@@ -155,7 +165,10 @@ def select(
         batch = rows[start : start + BATCH]
         qs = pool_of[batch]
         settled = dead[qs]
-        if on_miss is None and settled.any():
+        if on_miss is not None and settled.any():
+            at = np.flatnonzero(settled)
+            settled[at[~on_miss.settled(batch[at])]] = False
+        if settled.any():
             n_full[batch[settled]] = sizes[qs[settled]]
             live = ~settled
             batch, qs = batch[live], qs[live]

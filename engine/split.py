@@ -135,8 +135,9 @@ class Splitter:
         self.limit = limit
         self.spare = spare
         self.parts = Parts()
-        self._spent: set[int] = set()
-        self._exists: dict[int, bool] = {}
+        n_sigs = len(sigs.countries)
+        self._spent = np.zeros(n_sigs, dtype=bool)
+        self._exists = np.full(n_sigs, -1, dtype=np.int8)  # -1: not known yet
         self._serving: dict[tuple[str, str, int], _Serving] = {}
 
     def serving(self, j: int) -> _Serving:
@@ -175,12 +176,12 @@ class Splitter:
 
     def __call__(self, k: int) -> list[int]:
         j = int(self.sig_of[k])
-        if j in self._spent:
+        if self._spent[j]:
             return self._fail(k, j)
         wanted = int(self.sigs.masks[j])
         s = self.serving(j)
         if s.union & wanted != wanted:  # those with room cannot cover it, now or later
-            self._spent.add(j)
+            self._spent[j] = True
             return self._fail(k, j)
         declined = self.sigs.excluded[j]
         gone = set(declined.split(";")) if declined else ()
@@ -196,7 +197,7 @@ class Splitter:
         cover = greedy_cover(wanted, masks, turns, self.limit)
         if cover is None:
             if not cover_exists(wanted, masks, self.limit):
-                self._spent.add(j)  # room only shrinks: no later customer of j splits
+                self._spent[j] = True  # room only shrinks: no later customer of j splits
             return self._fail(k, j)
         given = []
         for part, (at, give, gain, uncovered) in enumerate(cover, start=1):
@@ -219,10 +220,19 @@ class Splitter:
         out.gain.append(gain)
         out.uncovered.append(uncovered)
 
+    def settled(self, rows: np.ndarray) -> np.ndarray:
+        """Which of ``rows`` (customers of pools with no room) are known not to split:
+        those of spent signatures. The loop settles them in bulk, as without a split."""
+        sig = self.sig_of[rows]
+        spent = self._spent[sig]
+        if spent.any():
+            self.parts.cover_exists.extend(rows[spent & (self._exists[sig] == 1)].tolist())
+        return spent
+
     def _fail(self, k: int, j: int) -> list[int]:
         """No split: remember whether a cover within the limit exists ignoring room."""
-        exists = self._exists.get(j)
-        if exists is None:
+        exists = self._exists[j]
+        if exists < 0:
             exists = self._exists[j] = self._cover_ignoring_room(j)
         if exists:
             self.parts.cover_exists.append(k)
