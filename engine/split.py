@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import combinations
 
 import numpy as np
 import polars as pl
@@ -82,18 +81,26 @@ def greedy_cover(
     return parts
 
 
-def cover_exists(wanted: int, masks: Sequence[int], limit: int) -> bool:
-    """Whether at most ``limit`` of ``masks`` together cover ``wanted`` (exactly, over the
-    distinct useful masks: a few dozen at most, since a signature has few workloads)."""
-    useful = sorted({m & wanted for m in masks} - {0})
-    for n in range(1, min(limit, len(useful)) + 1):
-        for combo in combinations(useful, n):
-            got = 0
-            for m in combo:
-                got |= m
-            if got == wanted:
-                return True
-    return False
+def cover_exists(wanted: int, masks: Sequence[int] | np.ndarray, limit: int) -> bool:
+    """Whether at most ``limit`` of ``masks`` together cover ``wanted``, exactly.
+
+    Only the distinct useful masks count (at most 2**w for a customer of w workloads),
+    and of those only the ones no other contains; pairs and triples of what is left are
+    tested as arrays.
+    """
+    got = np.asarray(masks, dtype=np.int64) & wanted
+    if (got == wanted).any():
+        return True
+    useful = np.unique(got[got != 0])
+    within = (useful[:, None] & useful[None, :]) == useful[:, None]  # i inside j
+    np.fill_diagonal(within, False)
+    useful = useful[~within.any(axis=1)]
+    if limit < 2 or useful.size < 2:
+        return False
+    pairs = (useful[:, None] | useful[None, :]).reshape(-1)
+    if (pairs == wanted).any():
+        return True
+    return limit >= 3 and bool(((pairs[:, None] | useful[None, :]) == wanted).any())
 
 
 @dataclass
@@ -103,7 +110,7 @@ class _Serving:
 
     every: np.ndarray  # partner indexes, ascending
     every_masks: np.ndarray
-    distinct: tuple[int, ...]  # the distinct workload masks among them, room or not
+    distinct: np.ndarray  # the distinct workload masks among them, room or not
     members: list[int]  # those with room when last looked at
     masks: list[int]
     union: int  # the workloads those with room cover together
@@ -150,10 +157,8 @@ class Splitter:
             if index.sizes_listed:
                 takes = ((index.size_mask[members] >> key[2]) & 1) == 1
                 members, masks = members[takes], masks[takes]
-            distinct = tuple(np.unique(masks).tolist())
-            union = 0
-            for m in distinct:
-                union |= m
+            distinct = np.unique(masks)
+            union = int(np.bitwise_or.reduce(distinct)) if distinct.size else 0
             got = _Serving(members, masks, distinct, members.tolist(), masks.tolist(), union)
             self._serving[key] = got
         self._prune(got)

@@ -5,10 +5,13 @@ reference on random split worlds, and tests/golden/split_by_workload pins the wo
 
 from __future__ import annotations
 
+from itertools import combinations
 from typing import Any
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.assign import simulate
 from engine.columns import ASSIGNMENT_COLUMNS
@@ -231,3 +234,22 @@ def test_output_with_parts_has_a_row_per_part_in_the_result_file() -> None:
     assert out.height == 2
     assert out.columns[:9] == [*ASSIGNMENT_COLUMNS, "trace", "part", "workloads"]
     assert out["pool_key"].to_list() == [None, None]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    wanted=st.integers(1, 63),
+    masks=st.lists(st.integers(0, 127), max_size=12),
+    limit=st.integers(1, 3),
+)
+def test_cover_exists_equals_trying_every_combination(
+    wanted: int, masks: list[int], limit: int
+) -> None:
+    def covers(combo: tuple[int, ...]) -> bool:
+        got = 0
+        for m in combo:
+            got |= m
+        return got & wanted == wanted
+
+    brute = any(covers(c) for n in range(1, limit + 1) for c in combinations(masks, n))
+    assert cover_exists(wanted, masks, limit) == brute
