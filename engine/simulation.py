@@ -118,8 +118,12 @@ class Simulation:
         """``assignments`` with ``detail`` columns alongside, without a join.
 
         Both are in cohort order, row for row, so the columns are placed side by side; a
-        join on tenant_id would hash a million keys and copy every column again.
+        join on tenant_id would hash a million keys and copy every column again. With a
+        row per part, each part gets its customer's detail (a join, over few rows more).
         """
+        if self.assignments.height != self.rows.height:
+            detail = self.detail.select("tenant_id", *columns)
+            return self.assignments.join(detail, on="tenant_id", how="left", maintain_order="left")
         return pl.concat([self.assignments, self.detail.select(columns)], how="horizontal")
 
     def output(self) -> pl.DataFrame:

@@ -253,3 +253,18 @@ def test_cover_exists_equals_trying_every_combination(
 
     brute = any(covers(c) for n in range(1, limit + 1) for c in combinations(masks, n))
     assert cover_exists(wanted, masks, limit) == brute
+
+
+def test_with_detail_gives_each_part_its_customers_detail() -> None:
+    partners = typed_partners(
+        partner("P1", workloads=["exchange"]), partner("P2", workloads=["teams"])
+    )
+    customers = customers_frame(
+        customer("T1", workloads=["exchange", "teams"]), customer("T2", country="FR")
+    )
+    both = simulate(partners, customers, split_rules()).with_detail("country", "size")
+    assert both.select("tenant_id", "partner_id", "country", "size").rows() == [
+        ("T1", "P1", "DE", "S"),
+        ("T1", "P2", "DE", "S"),
+        ("T2", None, "FR", "S"),
+    ]
