@@ -153,6 +153,12 @@ def _summary(sim: Simulation, skipped: list[str], seconds: float, out: str | Non
     for reason, count in counts.items():
         if count:
             lines.append(f"  {reason:<22} {count:>9,}")
+    if sim.by_part:  # the output has a row per part (docs/domain.md, "Split by workload")
+        parts = sim.part_counts()
+        lines.append(
+            f"  {parts['partner_parts']:,} partner parts ({parts['split_customers']:,} "
+            f"customers split across partners), {parts['css_parts']:,} CSS parts"
+        )
     if skipped:
         lines.append(f"  {len(skipped):,} skipped: already have an open referral")
     if out:
@@ -208,6 +214,13 @@ def cmd_commit(args: argparse.Namespace) -> int:
     from store.files import read_customers
 
     rules = load_rules(args.rules)
+    if rules.max_partners_per_customer > 1 or rules.css_workloads:
+        # The store keeps one referral per customer for now: parts are simulated only.
+        raise UsageError(
+            "frp commit: a split by workload (max_partners_per_customer above 1 or "
+            "css_workloads) can be simulated but not committed yet; commit with "
+            "max_partners_per_customer = 1 and css_workloads = []"
+        )
     cohort = read_customers(args.cohort) if args.cohort else None
     started = time.perf_counter()
     db = existing(resolve_path(args.db))

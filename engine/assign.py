@@ -26,14 +26,19 @@ from engine.matching import (
     PartnerIndex,
     SignatureColumns,
     index_partners,
+    mask_names,
+    match_mask_of,
     pool_key,
     pre_reason_code_expr,
     prepare_cohort,
+    workload_mask,
 )
 from engine.policies import Ledger, select
 from engine.reasons import Policy, Reason
 from engine.rules import Rules
 from engine.simulation import REASON_CODE, Lookup, Simulation
+from engine.sizes import size_code_expr
+from engine.split import Parts, Splitter, parts_frame
 
 Progress = Callable[[int, int], None]
 #: The customer columns a run reads; callers holding a large cohort can keep only these.
@@ -113,60 +118,110 @@ def _simulate(
     n = prepared.height
 
     # 1. Signatures of FRP-eligible customers, each matched once; pools deduplicated.
-    sig_of, signatures = _signatures(prepared, cohort.workloads)
-    sig_pool, pools, sig_trace = Matcher(index).match_cohort(signatures)
-    del signatures
+    sig_of, signatures = _signatures(prepared, cohort.workloads, rules, index.sizes_listed)
+    matcher = Matcher(index)
+    sig_pool, pools, sig_trace = matcher.match_cohort(signatures)
     pool = np.full(n, -1, dtype=np.int32)
     has_sig = sig_of >= 0
     pool[has_sig] = sig_pool[sig_of[has_sig]]
 
-    # 2. Selection, customer by customer, in cohort order.
+    # 2. Selection, customer by customer, in cohort order; a customer that misses may
+    # be split (engine.split). Customers no single partner matches wait in an empty pool
+    # of their own, so that their turn comes in cohort order too.
     ledger = Ledger.start(index.capacity, index.active, index.last_assigned, index.limit)
-    ledger.register_pools(pools)
+    split = rules.max_partners_per_customer > 1
+    turn_pools = [*pools, np.zeros(0, dtype=np.int64)] if split else pools
+    turn_pool = np.where(has_sig & (pool < 0), len(pools), pool).astype(np.int32)
+    ledger.register_pools(turn_pools)
     allotment = None
     if policy is Policy.OPTIMAL:
         demand = np.bincount(pool[pool >= 0], minlength=len(pools))
         from engine.optimal import plan  # OR-Tools loads only for the policy that needs it
 
-        allotment = plan(ledger, pools, demand.tolist())
-    choices = select(policy, ledger, pools, pool, allotment, _reporter(progress, n))
+        allotment = [*plan(ledger, pools, demand.tolist()), {}]
+    splitter = None
+    if split:
+        splitter = Splitter(
+            ledger,
+            matcher,
+            signatures,
+            sig_of,
+            rules.max_partners_per_customer,
+            _spare(ledger, allotment),
+        )
+    del signatures
+    choices = select(
+        policy,
+        ledger,
+        turn_pools,
+        turn_pool if split else pool,
+        allotment,
+        _reporter(progress, n),
+        splitter,
+    )
     if progress is not None:
         progress(n, n)
 
     record = RunRecord(sig_of, sig_pool, sig_trace, pool, pools, choices)
-    return _build(policy, rules, index, prepared, cohort.workloads, ledger, record)
+    parts = splitter.parts if splitter is not None else Parts()
+    return _build(policy, rules, index, prepared, cohort.workloads, ledger, record, parts)
+
+
+def _spare(ledger: Ledger, allotment: list[dict[int, int]] | None) -> list[int] | None:
+    """Under ``optimal``, per partner the seats its plan leaves free: all a split may take
+    (see engine.split); None for the other policies."""
+    if allotment is None:
+        return None
+    spare = [lim - load for lim, load in zip(ledger.limit, ledger.load, strict=True)]
+    for pool_allotment in allotment:
+        for i, seats in pool_allotment.items():
+            spare[i] -= seats
+    return spare
 
 
 def _signatures(
-    prepared: pl.DataFrame, workloads: pl.DataFrame
+    prepared: pl.DataFrame, workloads: pl.DataFrame, rules: Rules, by_size: bool
 ) -> tuple[np.ndarray, SignatureColumns]:
     """Each customer's signature (-1 when a check before matching failed) and the
-    distinct signatures (country, language, workloads, partners that declined)."""
+    distinct signatures (country, language, workloads matched on, partners that
+    declined, and the size bucket when some partner takes only some sizes)."""
+    css = bool(rules.css_workloads)
+    mask = pl.col("mask") & match_mask_of(rules) if css else pl.col("mask")
+    size = size_code_expr(pl.col("seats")) if by_size else pl.lit(0, dtype=pl.UInt8)
     sigs = (
         prepared.select(
             pl.int_range(pl.len(), dtype=pl.UInt32).alias("row"),
             "country",
             "language",
-            "mask",
+            mask.alias("mask"),
             "excluded",
             "wid",
             "pre",
+            size.alias("size"),
         )
         .filter(pl.col("pre").is_null())
-        .group_by("country", "language", "mask", "excluded", maintain_order=True)
+        .group_by("country", "language", "mask", "excluded", "size", maintain_order=True)
         .agg(pl.col("row"), pl.col("wid").first())
     )
     sig_of = np.full(prepared.height, -1, dtype=np.int32)
     sig_of[sigs["row"].explode().to_numpy()] = np.repeat(
         np.arange(sigs.height, dtype=np.int32), sigs["row"].list.len().to_numpy()
     )
+    masks = sigs.get_column("mask").to_numpy()
+    if css:  # named by the workloads matched on: one entry per signature
+        wid = np.arange(sigs.height)
+        eligible = [mask_names(m, rules.eligible_workloads) for m in masks.tolist()]
+    else:
+        wid = sigs.get_column("wid").to_numpy()
+        eligible = [tuple(e or ()) for e in workloads.get_column("eligible").to_list()]
     columns = SignatureColumns(
         countries=sigs.get_column("country").to_list(),
         languages=sigs.get_column("language").to_list(),
-        masks=sigs.get_column("mask").to_numpy(),
-        wid=sigs.get_column("wid").to_numpy(),
-        eligible=[tuple(e or ()) for e in workloads.get_column("eligible").to_list()],
+        masks=masks,
+        wid=wid,
+        eligible=eligible,
         excluded=sigs.get_column("excluded").to_list(),
+        sizes=sigs.get_column("size").to_numpy(),
     )
     return sig_of, columns
 
@@ -195,23 +250,34 @@ def _build(
     workloads: pl.DataFrame,
     ledger: Ledger,
     record: RunRecord,
+    split: Parts,
 ) -> Simulation:
     """The run's result from what the steps left: compact rows, their lookup tables, the
-    partners' state and the pools, then the traces (``engine.explain``)."""
+    partners' state and the pools, then the traces (``engine.explain``).
+
+    A split customer's row carries its first part's partner (so it counts as placed);
+    ``parts`` lists every part of the customers with more than one.
+    """
     choices, pool, pools = record.choices, record.pool, record.pools
-    chosen = choices.chosen
+    chosen, prev = choices.chosen, choices.prev
+    firsts = [t for t, part in enumerate(split.part) if part == 1]
+    at = np.array([split.row[t] for t in firsts], dtype=np.int64)
+    chosen[at] = [split.partner[t] for t in firsts]
+    prev[at] = [split.prev[t] for t in firsts]
+    choices.load_after[at] = [split.load[t] for t in firsts]
     placed = chosen >= 0
     # Reason per customer: an eligibility check's when one failed, else by placement.
+    exhausted = pool >= 0
+    exhausted[np.array(split.cover_exists, dtype=np.int64)] = True
     code = np.where(
         placed,
         REASON_CODE[Reason.ASSIGNED],
         np.where(
-            pool >= 0,
+            exhausted,
             REASON_CODE[Reason.CAPACITY_EXHAUSTED],
             REASON_CODE[Reason.NO_PARTNER_MATCH],
         ),
     ).astype(np.uint8)
-    prev = choices.prev
     rows = prepared.select(
         *COHORT_COLUMNS,
         "wid",
@@ -239,10 +305,15 @@ def _build(
         region_of_country=rules.region_of_country,
         queue_of_country=queue_of_country,
     )
-    partner_state = _partner_state(index, ledger, chosen)
+    partner_state = _partner_state(index, ledger)
     pool_frame = _pool_frame(lookup, pools, pool, placed)
-    sim = Simulation(policy, rules, rows, lookup, partner_state, pool_frame)
-    codes, texts = trace_texts(sim, record)
+    parts = None
+    if rules.max_partners_per_customer > 1 or rules.css_workloads:
+        mask = prepared.get_column("mask").to_numpy()
+        css = workload_mask(rules.css_workloads, rules.eligible_workloads)
+        parts = parts_frame(split, chosen, mask, css)
+    sim = Simulation(policy, rules, rows, lookup, partner_state, pool_frame, parts)
+    codes, texts = trace_texts(sim, replace(record, split_rows=at))
     return replace(
         sim,
         rows=rows.with_columns(pl.Series("trace", codes, dtype=pl.UInt32)),
@@ -250,10 +321,11 @@ def _build(
     )
 
 
-def _partner_state(index: PartnerIndex, ledger: Ledger, chosen: np.ndarray) -> pl.DataFrame:
-    """Per partner: load before and after the run, the load at which it is full (its
-    capacity or sooner its monthly quota), and the round-robin order after."""
-    assigned = np.bincount(chosen[chosen >= 0], minlength=index.size)
+def _partner_state(index: PartnerIndex, ledger: Ledger) -> pl.DataFrame:
+    """Per partner: load before and after the run (every part of a split counts), the
+    load at which it is full (its capacity or sooner its monthly quota), and the
+    round-robin order after."""
+    assigned = np.array(ledger.load, dtype=np.int64) - index.active
     cap = index.capacity
     with np.errstate(divide="ignore", invalid="ignore"):
         util_before = np.where(cap > 0, index.active / np.maximum(cap, 1), np.nan)
@@ -301,7 +373,9 @@ def _pool_frame(
             "partner_ids": partner_ids,
             "size": sizes,
             "customers": np.bincount(pool[pool >= 0], minlength=len(pools)).astype(np.int64),
-            "placed": np.bincount(pool[placed], minlength=len(pools)).astype(np.int64),
+            "placed": np.bincount(pool[placed & (pool >= 0)], minlength=len(pools)).astype(
+                np.int64
+            ),
         },
         schema={
             "pool_key": pl.String,

@@ -37,6 +37,11 @@ PARTNER_OPTIONAL = ("last_assigned", "paused_until", "monthly_quota")
 #: availability and intake"). The store counts them; a partners file has none (0).
 MONTH_REFERRALS = "referrals_this_month"
 
+#: Optional partners column beyond PARTNER_SCHEMA, kept by validation only when a file has
+#: it: the size buckets a partner takes (docs/domain.md, "Customer size"; null or empty =
+#: every size). The store does not keep it yet.
+PARTNER_SIZES = "sizes"
+
 CUSTOMER_SCHEMA = pl.Schema(
     {
         "tenant_id": pl.String(),

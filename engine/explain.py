@@ -15,7 +15,7 @@ on every row. The match half of a sentence is matching's own
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,7 @@ from engine.matching import (
     MatchStep,
     describe_steps,
     eligibility_failures,
+    mask_names,
     match_signature,
     signature_of,
 )
@@ -65,6 +66,14 @@ _WHY = {
     Policy.OPTIMAL: "allotted by the optimal plan, least recently assigned of those allotted",
 }
 _LISTED = ", "
+_CSS_ONLY = "every eligible workload ({}) is one CSS delivers"
+# A split (docs/domain.md, "Split by workload"): the parts in the order the cover took them.
+_NO_SINGLE = "; no single partner covers them all"
+_SPLIT_FULL = "; no split: the partners that together cover them have no room"
+_SPLIT = "; split by workload: {}"
+_PART = "part {} {} takes {} (covers {} of {} uncovered, the most; {})"
+_CSS_PART = "; part {} {}: {} (CSS workloads)"
+_JOINED = "+"
 
 
 # --- One customer, as data ---------------------------------------------------------------
@@ -124,6 +133,26 @@ class Selection:
 
 
 @dataclass(frozen=True)
+class Part:
+    """One part of a customer served by more than one: a partner's (split by workload)
+    or the CSS part of its CSS workloads (``partner_id`` None)."""
+
+    part: int
+    partner_id: str | None
+    workloads: tuple[str, ...]
+    queue: str  # FRP, or the CSS queue of the CSS part
+    #: Split parts: uncovered workloads it covered when the cover took it (the most of
+    #: any candidate with room), and how many were uncovered then; None otherwise.
+    gain: int | None = None
+    uncovered: int | None = None
+    previous_turn: int | None = None  # its last_assigned before this part (None: never)
+
+    @property
+    def split(self) -> bool:
+        return self.gain is not None
+
+
+@dataclass(frozen=True)
 class Explanation:
     """One customer's decision, step by step; a step the process never reached is None."""
 
@@ -137,10 +166,17 @@ class Explanation:
     selection: Selection | None  # None: not placed
     reason: Reason
     queue: str
+    #: Every part when the customer has more than one (a split's parts, then a CSS part);
+    #: a split customer has no ``selection``: its parts say who was chosen and why.
+    parts: tuple[Part, ...] = ()
 
     @property
     def outcome(self) -> Outcome:
         return self.reason.outcome
+
+    @property
+    def split(self) -> bool:
+        return any(p.split for p in self.parts)
 
 
 def explain(sim: Simulation, which: int | str, keep_ids: int = TRACE_IDS) -> Explanation:
@@ -161,7 +197,9 @@ def explain(sim: Simulation, which: int | str, keep_ids: int = TRACE_IDS) -> Exp
         matching, members = _matching(sim, row, eligibility, keep_ids)
         if members.size:
             capacity = _capacity(sim, row, members, keep_ids)
-    placed = row["chosen"] is not None
+    parts = _parts(sim, row)
+    split = any(p.split for p in parts)
+    placed = row["chosen"] is not None and not split
     return Explanation(
         tenant_id=row["tenant_id"],
         country=row["country"],
@@ -172,7 +210,31 @@ def explain(sim: Simulation, which: int | str, keep_ids: int = TRACE_IDS) -> Exp
         capacity=capacity,
         selection=_selection(sim, row) if placed else None,
         reason=reason,
-        queue=FRP_QUEUE if placed else sim.lookup.queue_of_country[row["country"]],
+        queue=FRP_QUEUE if placed or split else sim.lookup.queue_of_country[row["country"]],
+        parts=parts,
+    )
+
+
+def _parts(sim: Simulation, row: dict[str, Any]) -> tuple[Part, ...]:
+    """The customer's parts as the run recorded them (none with one part)."""
+    if sim.parts is None:
+        return ()
+    mine = sim.parts.filter(pl.col("row") == row["_row"])
+    return tuple(_part(sim, r, row["country"]) for r in mine.iter_rows(named=True))
+
+
+def _part(sim: Simulation, r: dict[str, Any], country: str) -> Part:
+    """One recorded part (a row of ``Simulation.parts``) as an explanation states it."""
+    lk = sim.lookup
+    css = r["chosen"] is None
+    return Part(
+        part=r["part"],
+        partner_id=None if css else lk.index.ids[r["chosen"]],
+        workloads=mask_names(r["mask"], sim.rules.eligible_workloads),
+        queue=lk.queue_of_country[country] if css else FRP_QUEUE,
+        gain=r["gain"],
+        uncovered=r["uncovered"],
+        previous_turn=r["prev"],
     )
 
 
@@ -182,7 +244,7 @@ def _row(sim: Simulation, which: int | str) -> dict[str, Any]:
         if at is None:
             raise KeyError(which)
         which = at
-    return sim.rows.row(which, named=True)
+    return {**sim.rows.row(which, named=True), "_row": which}
 
 
 def _eligibility(sim: Simulation, row: dict[str, Any]) -> Eligibility:
@@ -226,7 +288,12 @@ def _matching(
     """The customer's matching steps, and the matching partners' indexes."""
     index = sim.lookup.index
     sig = signature_of(
-        sim.rules, row["country"], row["language"], eligibility.eligible, eligibility.declined_by
+        sim.rules,
+        row["country"],
+        row["language"],
+        eligibility.eligible,
+        eligibility.declined_by,
+        row["seats"] if index.sizes_listed else None,
     )
     match = match_signature(index, sig, keep_ids)
     off = np.flatnonzero(~index.available)[:keep_ids]
@@ -268,20 +335,59 @@ def _selection(sim: Simulation, row: dict[str, Any]) -> Selection:
 def render(e: Explanation) -> str:
     """The sentence of an explanation: the trace the run keeps for that customer."""
     if e.matching is None:
-        prefix = "" if e.reason is Reason.DECLINED_BY_PARTNERS else _NOT_ELIGIBLE
+        prefix = "" if e.reason in _NOT_A_CHECK else _NOT_ELIGIBLE
         return prefix + _failed_check(e.eligibility, e.reason) + _TO_QUEUE.format(e.queue)
     shown = tuple(
         replace(s, removed=s.removed[:TRACE_IDS], paused=s.paused[:TRACE_IDS])
         for s in e.matching.steps
     )
     text = describe_steps(shown)
+    split, css = split_words(e.parts), css_words(e.parts)
     if e.capacity is None:
+        if e.split:
+            return text + _NO_SINGLE + split + css
+        if e.reason is Reason.CAPACITY_EXHAUSTED:  # a cover within the limit, all full
+            return text + _NO_SINGLE + _SPLIT_FULL + _EXHAUSTED + _TO_QUEUE.format(e.queue)
         return text + _NO_MATCH + _TO_QUEUE.format(e.queue)
     text += "; " + _full(e.capacity)
+    if e.split:
+        return text + split + css
     if e.selection is None:
         kept = _PLAN_KEPT if e.capacity.plan_kept_seats else ""
         return text + _EXHAUSTED + kept + _TO_QUEUE.format(e.queue)
-    return text + _CHOSE.format(e.selection.partner_id, why_chosen(e.policy, e.selection))
+    chose = _CHOSE.format(e.selection.partner_id, why_chosen(e.policy, e.selection))
+    return text + chose + css
+
+
+_EXHAUSTED_CODE = REASON_CODE[Reason.CAPACITY_EXHAUSTED]
+#: Reasons decided before matching that are not a failed eligibility check.
+_NOT_A_CHECK = (Reason.DECLINED_BY_PARTNERS, Reason.CSS_WORKLOAD)
+
+
+def split_words(parts: Sequence[Part]) -> str:
+    """The split half of a trace: each partner part, whom the cover took and why."""
+    taken = [
+        _PART.format(
+            p.part,
+            p.partner_id,
+            _JOINED.join(p.workloads),
+            p.gain,
+            p.uncovered,
+            _NEVER if p.previous_turn is None else _TURN.format(p.previous_turn),
+        )
+        for p in parts
+        if p.split
+    ]
+    return _SPLIT.format(_LISTED.join(taken)) if taken else ""
+
+
+def css_words(parts: Sequence[Part]) -> str:
+    """The CSS part of a trace, when the customer has one."""
+    return "".join(
+        _CSS_PART.format(p.part, p.queue, _JOINED.join(p.workloads))
+        for p in parts
+        if p.partner_id is None
+    )
 
 
 def why_chosen(policy: Policy, selection: Selection) -> str:
@@ -302,6 +408,8 @@ def _failed_check(el: Eligibility, reason: Reason) -> str:
         return _NO_WORKLOAD.format(_LISTED.join(el.workloads), _LISTED.join(el.eligible_workloads))
     if reason is Reason.DECLINED_BY_PARTNERS:
         return _DECLINED.format(len(el.declined_by), _LISTED.join(el.declined_by), el.max_declines)
+    if reason is Reason.CSS_WORKLOAD:
+        return _CSS_ONLY.format(_LISTED.join(el.eligible))
     return _NO_CONSENT
 
 
@@ -368,6 +476,8 @@ class RunRecord:
     pool: np.ndarray  # pool, -1 when none
     pools: list[np.ndarray]  # per pool: its members (partner indexes, ascending)
     choices: Choices
+    #: The customers split across partners (their rows carry their first part)
+    split_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 def trace_texts(sim: Simulation, run: RunRecord) -> tuple[np.ndarray, pl.Series]:
@@ -404,12 +514,17 @@ def _trace_codes(
     code = np.empty(n, dtype=np.int32)
     firsts: list[np.ndarray] = []
     kinds: list[tuple[str, int]] = []
-    # a. Placed customers: (chosen partner, its turn or load) never repeats, one text each.
-    at = np.flatnonzero(placed)
-    code[at] = np.arange(at.size)
-    firsts.append(at)
-    kinds.append(("placed", at.size))
-    offset = at.size
+    # a. Placed customers: (chosen partner, its turn or load) never repeats, one text each;
+    # so do split customers (their parts).
+    split = np.zeros(n, dtype=bool)
+    split[run.split_rows] = True
+    offset = 0
+    for kind, at in (("placed", np.flatnonzero(placed & ~split)), ("split", run.split_rows)):
+        if at.size or kind == "placed":
+            code[at] = offset + np.arange(at.size)
+            firsts.append(at)
+            kinds.append((kind, at.size))
+            offset += at.size
     # b. Matched but not placed: the text depends on the signature and n_full only.
     at = np.flatnonzero(has_sig & ~placed)
     if at.size:
@@ -430,7 +545,10 @@ def _trace_codes(
             .select(
                 pre,
                 pl.when(pre == REASON_CODE[Reason.BELOW_SEAT_THRESHOLD]).then(pl.col("seats")),
-                pl.when(pre == REASON_CODE[Reason.NO_ELIGIBLE_WORKLOAD]).then(pl.col("wid")),
+                pl.when(
+                    (pre == REASON_CODE[Reason.NO_ELIGIBLE_WORKLOAD])
+                    | (pre == REASON_CODE[Reason.CSS_WORKLOAD])
+                ).then(pl.col("wid")),
                 pl.when(pre == REASON_CODE[Reason.DECLINED_BY_PARTNERS]).then(pl.col("excluded")),
                 "country",
                 "_row",
@@ -488,7 +606,9 @@ def _representatives(sim: Simulation, run: RunRecord, first: np.ndarray) -> pl.D
         pl.when(pl.Series(sig < 0)).then(gather(REASONS, "reason")).alias("pre_reason"),
         "seats",
         gather(lk.workloads.get_column("workloads"), "wid").alias("workloads"),
+        gather(lk.workloads.get_column("eligible"), "wid").alias("eligible"),
         "excluded",
+        "reason",
         pl.col("country")
         .replace_strict(lk.queue_of_country, return_dtype=pl.String)
         .alias("css_queue"),
@@ -500,7 +620,27 @@ def _representatives(sim: Simulation, run: RunRecord, first: np.ndarray) -> pl.D
         _full_ids(lk.partner_ids, rank, run.pools, pool, n_full),
         pl.Series("prev_stamp", run.choices.prev[first]),
         pl.Series("load_after", run.choices.load_after[first]),
+        *_parts_words(sim, first),
     )
+
+
+def _parts_words(sim: Simulation, first: np.ndarray) -> tuple[pl.Series, pl.Series]:
+    """Per representative row, the split and CSS halves of its trace (empty without):
+    the few customers with parts, worded one by one as :func:`render` words them."""
+    split = pl.Series("split_words", [""] * first.size, dtype=pl.String)
+    css = pl.Series("css_words", [""] * first.size, dtype=pl.String)
+    if sim.parts is None or sim.parts.height == 0:
+        return split, css
+    by_row: dict[int, list[Part]] = {}
+    country = sim.rows.get_column("country")
+    for r in sim.parts.iter_rows(named=True):
+        by_row.setdefault(r["row"], []).append(_part(sim, r, country[r["row"]]))
+    at = {int(row): k for k, row in enumerate(first.tolist()) if row in by_row}
+    where = np.array(list(at.values()), dtype=np.int64)
+    rows = list(at)
+    split = split.scatter(where, [split_words(by_row[r]) for r in rows])
+    css = css.scatter(where, [css_words(by_row[r]) for r in rows])
+    return split, css
 
 
 def _full_ids(
@@ -568,14 +708,17 @@ def _trace_exprs(policy: Policy, rules: Rules) -> dict[str, pl.Expr]:
             .otherwise(exhausted)
         )
     css = pl.concat_str(
-        pl.when(c("pre_reason") == Reason.DECLINED_BY_PARTNERS.value)
+        pl.when(c("pre_reason").is_in([r.value for r in _NOT_A_CHECK]))
         .then(pl.lit(""))
         .otherwise(pl.lit(_NOT_ELIGIBLE)),
         _failed_check_expr(rules),
         to_css,
     )
+    exhausted_split = pl.lit(_NO_SINGLE + _SPLIT_FULL + _EXHAUSTED)
     missed = (
-        pl.when(c("pool").is_null() | (c("pool") < 0))
+        pl.when((c("pool").is_null() | (c("pool") < 0)) & (c("reason") == _EXHAUSTED_CODE))
+        .then(pl.concat_str(c("match_trace"), exhausted_split, to_css))
+        .when(c("pool").is_null() | (c("pool") < 0))
         .then(pl.concat_str(c("match_trace"), pl.lit(_NO_MATCH), to_css))
         .otherwise(pl.concat_str(c("match_trace"), pl.lit("; "), full, exhausted, to_css))
     )
@@ -584,8 +727,17 @@ def _trace_exprs(policy: Policy, rules: Rules) -> dict[str, pl.Expr]:
         pl.lit("; "),
         full,
         pl.format(_CHOSE, c("partner_id"), _why_chosen_expr(policy)),
+        c("css_words"),
     )
-    return {"placed": placed, "missed": missed, "css": css}
+    split = pl.concat_str(
+        c("match_trace"),
+        pl.when(c("pool").is_null() | (c("pool") < 0))
+        .then(pl.lit(_NO_SINGLE))
+        .otherwise(pl.concat_str(pl.lit("; "), full)),
+        c("split_words"),
+        c("css_words"),
+    )
+    return {"placed": placed, "split": split, "missed": missed, "css": css}
 
 
 def _failed_check_expr(rules: Rules) -> pl.Expr:
@@ -602,6 +754,8 @@ def _failed_check_expr(rules: Rules) -> pl.Expr:
                 pl.lit(_LISTED.join(rules.eligible_workloads)),
             )
         )
+        .when(c("pre_reason") == Reason.CSS_WORKLOAD.value)
+        .then(pl.format(_CSS_ONLY, c("eligible").list.join(_LISTED)))
         .when(c("pre_reason") == Reason.DECLINED_BY_PARTNERS.value)
         .then(
             pl.format(

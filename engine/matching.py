@@ -17,9 +17,10 @@ from datetime import date
 import numpy as np
 import polars as pl
 
-from engine.columns import MONTH_REFERRALS
+from engine.columns import MONTH_REFERRALS, PARTNER_SIZES
 from engine.reasons import Reason
 from engine.rules import Rules
+from engine.sizes import ALL_SIZES, SIZE_BUCKETS, size_code, size_mask
 
 #: How many partner ids a trace lists before it says "+N more".
 TRACE_IDS = 5
@@ -38,10 +39,15 @@ class PartnerIndex:
     available: np.ndarray  # Referral Ready, not switched off and not paused for this run
     paused: np.ndarray  # Referral Ready but paused on the run's date
     workload_mask: np.ndarray  # bit j set = covers rules.eligible_workloads[j]
+    #: bit j set = takes customers of size bucket j (engine.sizes); every bit when unlisted
+    size_mask: np.ndarray
     last_assigned: list[int | None]
     by_country: dict[str, np.ndarray]  # available partners serving a country
     by_language: dict[str, np.ndarray]
     n_unavailable: int
+    #: Some partner takes only some sizes: only then is size a matching rule of its own
+    #: (without it, size removes no one and the traces stay as they were).
+    sizes_listed: bool = False
 
     @property
     def size(self) -> int:
@@ -93,6 +99,11 @@ def index_partners(partners: pl.DataFrame, rules: Rules, today: date | None = No
             by_country.setdefault(c, []).append(i)
         for lang in languages or ():
             by_language.setdefault(lang, []).append(i)
+    sizes = (
+        np.array([size_mask(v) for v in p[PARTNER_SIZES].to_list()], dtype=np.int64)
+        if PARTNER_SIZES in p.columns
+        else np.full(p.height, ALL_SIZES, dtype=np.int64)
+    )
     return PartnerIndex(
         ids=ids,
         psm_email=p["psm_email"].to_list(),
@@ -102,10 +113,12 @@ def index_partners(partners: pl.DataFrame, rules: Rules, today: date | None = No
         available=available,
         paused=paused,
         workload_mask=masks,
+        size_mask=sizes,
         last_assigned=p["last_assigned"].to_list(),
         by_country={k: np.array(v, dtype=np.int64) for k, v in by_country.items()},
         by_language={k: np.array(v, dtype=np.int64) for k, v in by_language.items()},
         n_unavailable=int((~available).sum()),
+        sizes_listed=bool((sizes != ALL_SIZES).any()),
     )
 
 
@@ -133,6 +146,11 @@ def _seat_limit(partners: pl.DataFrame, capacity: np.ndarray, active: np.ndarray
     has_quota = left.is_not_null().to_numpy()
     by_quota = active + left.fill_null(0).to_numpy().astype(np.int64)
     return np.where(has_quota, np.minimum(capacity, by_quota), capacity)
+
+
+def mask_names(mask: int, eligible_workloads: Sequence[str]) -> tuple[str, ...]:
+    """The workloads of a mask, sorted (as a customer's eligible workloads are listed)."""
+    return tuple(sorted(w for j, w in enumerate(eligible_workloads) if mask >> j & 1))
 
 
 def workload_table(workloads: pl.Series, rules: Rules) -> tuple[pl.Series, pl.DataFrame]:
@@ -181,12 +199,21 @@ def eligibility_failures(rules: Rules) -> dict[Reason, pl.Expr]:
         .otherwise(pl.col("excluded").str.count_matches(";") + 1)
     )
     consent = pl.col("referral_consent").fill_null(rules.referral_consent_default)
-    return {
+    checks = {
         Reason.BELOW_SEAT_THRESHOLD: pl.col("seats") < rules.min_seats,
         Reason.NO_ELIGIBLE_WORKLOAD: pl.col("mask") == 0,
         Reason.NO_REFERRAL_CONSENT: ~consent,
         Reason.DECLINED_BY_PARTNERS: n_declined >= rules.max_declines,
     }
+    if rules.css_workloads:  # every eligible workload is one CSS always delivers
+        checks[Reason.CSS_WORKLOAD] = (pl.col("mask") & match_mask_of(rules)) == 0
+    return checks
+
+
+def match_mask_of(rules: Rules) -> int:
+    """The eligible workloads partners are matched on: all but the CSS workloads."""
+    every = (1 << len(rules.eligible_workloads)) - 1
+    return every & ~workload_mask(rules.css_workloads, rules.eligible_workloads)
 
 
 def pre_reason_code_expr(rules: Rules) -> pl.Expr:
@@ -293,6 +320,9 @@ class Signature:
     eligible: tuple[str, ...]
     #: Partners that declined this customer: never matched again.
     excluded: tuple[str, ...] = ()
+    #: The customer's size bucket (its position in engine.sizes.SIZE_BUCKETS); -1: not
+    #: tested (a caller that knows no seats).
+    size: int = -1
 
 
 @dataclass(frozen=True)
@@ -309,6 +339,7 @@ class SignatureColumns:
     wid: np.ndarray
     eligible: Sequence[tuple[str, ...]]
     excluded: Sequence[str]
+    sizes: np.ndarray  # size bucket code per signature
 
     def signature(self, j: int) -> Signature:
         declined = self.excluded[j]
@@ -318,6 +349,7 @@ class SignatureColumns:
             int(self.masks[j]),
             self.eligible[int(self.wid[j])],
             tuple(declined.split(";")) if declined else (),
+            int(self.sizes[j]),
         )
 
 
@@ -375,6 +407,12 @@ class Matcher:
                 got[members] = True
             self._lang[language] = got
         return got
+
+    def candidates(self, country: str, language: str) -> tuple[np.ndarray, np.ndarray]:
+        """The available partners serving ``country`` in ``language`` (ascending) and
+        their workload masks: where a split looks for its parts (``engine.split``)."""
+        after_lang, masks, _ = self._country_language(country, language)
+        return after_lang, masks
 
     def _country_language(self, country: str, language: str) -> tuple:
         key = (country, language)
@@ -443,7 +481,9 @@ class Matcher:
         for (country, language), js in by_pair.items():
             at = np.array(js, dtype=np.int64)
             rules = [rule_of_wid[w] for w in sigs.wid[at].tolist()]
-            sets, inverse, pair_texts = self._match_pair(country, language, sigs.masks[at], rules)
+            sets, inverse, pair_texts = self._match_pair(
+                country, language, sigs.masks[at], rules, sigs.sizes[at]
+            )
             local[at] = len(members) + inverse
             members.extend(sets)
             for j, text in zip(js, pair_texts, strict=True):
@@ -452,11 +492,11 @@ class Matcher:
         return sig_pool, pools, texts
 
     def _match_pair(
-        self, country: str, language: str, masks: np.ndarray, rules: list[str]
+        self, country: str, language: str, masks: np.ndarray, rules: list[str], sizes: np.ndarray
     ) -> tuple[list[np.ndarray], np.ndarray, list[str]]:
-        """The signatures of one (country, language) pair, given by their workload masks
-        and workload rule names: their distinct member sets, each signature's set, and
-        each one's match text.
+        """The signatures of one (country, language) pair, given by their workload masks,
+        workload rule names and size buckets: their distinct member sets, each
+        signature's set, and each one's match text.
 
         The signatures are tested against the pair's candidates as one boolean matrix;
         each distinct row of it becomes a member array once, and the first removed
@@ -466,6 +506,17 @@ class Matcher:
         head = self._head_text(country, language)
         wanted = masks[:, None]
         ok = (cand_masks[None, :] & wanted) == wanted
+        texts = self._step_texts(rules, ~ok, after_lang, after_lang.size)
+        if self.index.sizes_listed:
+            takes = (
+                self.index.size_mask[after_lang][None, :] >> sizes[:, None].astype(np.int64)
+            ) & 1
+            by_size = ok & (takes == 1)
+            size_rules = [f"size {SIZE_BUCKETS[z]}" for z in sizes.tolist()]
+            n_wl = ok.sum(axis=1).tolist()
+            sized = self._step_texts(size_rules, ok & ~by_size, after_lang, n_wl)
+            texts = [f"{a}; {b}" for a, b in zip(texts, sized, strict=True)]
+            ok = by_size
         n_cand = after_lang.size
         if n_cand:
             _, first, inverse = np.unique(
@@ -475,17 +526,24 @@ class Matcher:
             inverse = inverse.reshape(-1)
         else:  # nobody in this country speaks the language: no pool
             sets, inverse = [after_lang], np.zeros(len(rules), dtype=np.int64)
-        removed = ~ok
+        return sets, inverse, [head + "; " + t for t in texts]
+
+    def _step_texts(
+        self, rules: list[str], removed: np.ndarray, after: np.ndarray, before: int | list[int]
+    ) -> list[str]:
+        """One matching rule's text per signature: ``removed`` (signatures x ``after``)
+        marks whom it removed of the ``before`` partners each signature had left."""
         rank = np.cumsum(removed, axis=1)
         rows, cols = np.nonzero(removed & (rank <= self.keep_ids))
         ids = self.index.ids
-        names = [ids[i] for i in after_lang[cols].tolist()]
+        names = [ids[i] for i in after[cols].tolist()]
         starts = np.searchsorted(rows, np.arange(len(rules) + 1)).tolist()
-        texts = [
-            head + "; " + step_text(rule, k, n_cand - k, names[starts[t] : starts[t + 1]])
-            for t, (rule, k) in enumerate(zip(rules, ok.sum(axis=1).tolist(), strict=True))
+        gone = removed.sum(axis=1).tolist()
+        left = before if isinstance(before, list) else [before] * len(rules)
+        return [
+            step_text(rule, n - g, g, names[starts[t] : starts[t + 1]])
+            for t, (rule, n, g) in enumerate(zip(rules, left, gone, strict=True))
         ]
-        return sets, inverse, texts
 
     def match(self, sig: Signature) -> Match:
         """Partners that match one signature, with the trace of each rule's removals."""
@@ -506,6 +564,18 @@ class Matcher:
                 n_wl,
             ),
         )
+        if index.sizes_listed and sig.size >= 0:
+            takes = ((index.size_mask[after_wl] >> sig.size) & 1) == 1
+            gone_ids = after_wl[~takes]
+            steps += (
+                MatchStep(
+                    f"size {SIZE_BUCKETS[sig.size]}",
+                    int(takes.sum()),
+                    tuple(index.ids[i] for i in gone_ids[:keep].tolist()),
+                    int(gone_ids.size),
+                ),
+            )
+            after_wl = after_wl[takes]
         if sig.excluded:
             gone = set(sig.excluded)
             ids = index.ids
@@ -571,12 +641,16 @@ def signature_of(
     language: str,
     eligible: Iterable[str] | None,
     excluded: Iterable[str] = (),
+    seats: int | None = None,
 ) -> Signature:
     """The signature of a customer known by its country, language and eligible workloads
-    (as a run's detail and a committed referral keep them), under ``rules``."""
-    elig = tuple(eligible or ())
+    (as a run's detail and a committed referral keep them), under ``rules``: matched on
+    those that are not CSS workloads, and on its size when ``seats`` are given."""
+    matched = set(eligible or ()) - set(rules.css_workloads)
+    elig = tuple(sorted(matched))
     mask = workload_mask(elig, rules.eligible_workloads)
-    return Signature(country, language, mask, elig, tuple(excluded))
+    size = -1 if seats is None else size_code(seats)
+    return Signature(country, language, mask, elig, tuple(excluded), size)
 
 
 def pool_members(

@@ -9,6 +9,12 @@ dropped for good (capacity never grows within a run). Each pick costs O(log pool
 :func:`select` walks a whole cohort: each policy's pick is inlined into one loop over
 plain lists (the loop runs once per customer, so call overhead is most of the cost), and
 customers of pools whose members are all full are settled in bulk between batches.
+
+A split (``engine.split``) enters through one hook, ``on_miss``: a loop calls it with a
+customer that missed, the hook gives its parts through the :class:`Ledger` and returns
+the partners it gave, and the loop refreshes its own copies of their turns
+(:func:`_split_at_miss`). With a hook, a customer of a full pool is settled in bulk only
+when the hook knows it cannot be split either (``on_miss.settled``).
 """
 
 from __future__ import annotations
@@ -16,13 +22,25 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from engine.reasons import Policy
 
 NOT_PLACED = -1
+
+
+class OnMiss(Protocol):
+    """The split hook (``engine.split.Splitter``)."""
+
+    def __call__(self, k: int) -> list[int]:
+        """Customer k missed: the partners it gave a part to (none: no split)."""
+        ...
+
+    def settled(self, rows: np.ndarray) -> np.ndarray:
+        """Of ``rows``, customers of pools with no room, those known not to split."""
+        ...
 
 
 @dataclass
@@ -122,6 +140,7 @@ def select(
     pool_of: np.ndarray,
     allotment: Sequence[dict[int, int]] | None = None,
     progress: Callable[[int], None] | None = None,
+    on_miss: OnMiss | None = None,
 ) -> Choices:
     """Walk the customers in cohort order (``pool_of``: each one's pool, -1 = none).
 
@@ -138,7 +157,7 @@ def select(
     load_after = np.zeros(n, dtype=np.int32)
     sizes = np.array([len(p) for p in pools], dtype=np.int64)
     dead = np.array(ledger.full_count, dtype=np.int64) >= sizes  # every member full
-    step = _STEPS[policy](ledger, pools, allotment, dead)
+    step = _STEPS[policy](ledger, pools, allotment, dead, on_miss)
 
     rows = np.flatnonzero(pool_of >= 0)
     out = _Out()
@@ -146,6 +165,9 @@ def select(
         batch = rows[start : start + BATCH]
         qs = pool_of[batch]
         settled = dead[qs]
+        if on_miss is not None and settled.any():
+            at = np.flatnonzero(settled)
+            settled[at[~on_miss.settled(batch[at])]] = False
         if settled.any():
             n_full[batch[settled]] = sizes[qs[settled]]
             live = ~settled
@@ -188,15 +210,28 @@ def _filler(ledger: Ledger, dead: np.ndarray, sizes: list[int]):
     return fill
 
 
-def _round_robin_step(ledger: Ledger, pools, allotment, dead):
-    return _heap_step(ledger, pools, dead, least_loaded=False)
+def _split_at_miss(on_miss: OnMiss, ledger: Ledger, k: int, counter: int, rr, key=None) -> int:
+    """Let the split hook take customer k, which missed; refresh the loop's turns (and
+    least-loaded keys) of the partners it gave. Returns the run's next stamp."""
+    ledger.counter = counter
+    size = len(rr)
+    for i in on_miss(k):
+        r = (ledger.stamp[i] + 1) * size + i
+        rr[i] = r
+        if key is not None:
+            key[i] = ((ledger.load[i] + 1) / ledger.capacity[i], r)
+    return ledger.counter
 
 
-def _least_loaded_step(ledger: Ledger, pools, allotment, dead):
-    return _heap_step(ledger, pools, dead, least_loaded=True)
+def _round_robin_step(ledger: Ledger, pools, allotment, dead, on_miss=None):
+    return _heap_step(ledger, pools, dead, on_miss, least_loaded=False)
 
 
-def _heap_step(ledger: Ledger, pools, dead, *, least_loaded: bool):
+def _least_loaded_step(ledger: Ledger, pools, allotment, dead, on_miss=None):
+    return _heap_step(ledger, pools, dead, on_miss, least_loaded=True)
+
+
+def _heap_step(ledger: Ledger, pools, dead, on_miss, *, least_loaded: bool):
     """Round robin and least-loaded: one lazy heap per pool (see the module docstring).
 
     Round-robin keys are plain ints ``(stamp + 1) * n + i`` (so the partner is
@@ -267,12 +302,15 @@ def _heap_step(ledger: Ledger, pools, dead, *, least_loaded: bool):
             else:
                 missed(k)
                 missed_full(full_count[q])
+                if on_miss is not None:
+                    keys = key if least_loaded else None
+                    counter = _split_at_miss(on_miss, ledger, k, counter, rr, keys)
         ledger.counter = counter
 
     return step
 
 
-def _weighted_step(ledger: Ledger, pools, allotment, dead):
+def _weighted_step(ledger: Ledger, pools, allotment, dead, on_miss=None):
     """Smooth weighted round robin (as in nginx) by effective capacity, per pool.
 
     Each pool keeps a current weight per member with room; every pick adds each
@@ -304,6 +342,8 @@ def _weighted_step(ledger: Ledger, pools, allotment, dead):
             if not cur:
                 out.missed.append(k)
                 out.missed_full.append(full_count[q])
+                if on_miss is not None:
+                    counter = _split_at_miss(on_miss, ledger, k, counter, rr)
                 continue
             total = 0
             best = NOT_PLACED
@@ -335,7 +375,7 @@ def _weighted_step(ledger: Ledger, pools, allotment, dead):
     return step
 
 
-def _planned_step(ledger: Ledger, pools, allotment, dead):
+def _planned_step(ledger: Ledger, pools, allotment, dead, on_miss=None):
     """Follow a precomputed allotment per pool (from the optimal solver).
 
     Within a pool's allotment the least recently assigned partner goes first, so
@@ -375,6 +415,8 @@ def _planned_step(ledger: Ledger, pools, allotment, dead):
             if best == NOT_PLACED:
                 out.missed.append(k)
                 out.missed_full.append(full_count[q])
+                if on_miss is not None:
+                    counter = _split_at_miss(on_miss, ledger, k, counter, rr)
                 continue
             i = best
             pool_left[i] -= 1

@@ -24,6 +24,9 @@ class Reason(StrEnum):
     NO_PARTNER_MATCH = "no_partner_match"
     CAPACITY_EXHAUSTED = "capacity_exhausted"
     ASSIGNED = "assigned"
+    #: The CSS part of a customer split by workload: workloads CSS always delivers (last,
+    #: so the codes of the others stay as runs and stores have kept them).
+    CSS_WORKLOAD = "css_workload"
 
     @property
     def words(self) -> str:
@@ -43,12 +46,14 @@ _WORDS = {
     Reason.NO_PARTNER_MATCH: "No partner matches",
     Reason.CAPACITY_EXHAUSTED: "Matching partners are all full",
     Reason.ASSIGNED: "Assigned to a partner",
+    Reason.CSS_WORKLOAD: "Workloads CSS always delivers",
 }
 
-#: Reasons a run over a new cohort can give; `declined_by_partners` only arises when the
-#: referral life cycle re-assigns a customer that partners declined.
+#: Reasons a run over a new cohort can give under the default rules; `declined_by_partners`
+#: only arises when the referral life cycle re-assigns a customer that partners declined,
+#: and `css_workload` only when the rules name CSS workloads.
 COHORT_REASONS: tuple[Reason, ...] = tuple(
-    r for r in Reason if r is not Reason.DECLINED_BY_PARTNERS
+    r for r in Reason if r not in (Reason.DECLINED_BY_PARTNERS, Reason.CSS_WORKLOAD)
 )
 #: Reasons of a new cohort that end in a CSS queue, in the order the process decides them.
 CSS_REASONS: tuple[Reason, ...] = tuple(r for r in COHORT_REASONS if r is not Reason.ASSIGNED)

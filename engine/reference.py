@@ -22,6 +22,17 @@ The semantics fixed here, and implemented identically by the fast engine:
 * The round-robin key ``(never assigned first, last_assigned, partner_id)`` orders
   partners "least recently assigned first"; every assignment, under any policy, moves the
   chosen partner to the end by giving it the next value of a run-wide counter.
+* Size: a partner with ``sizes`` listed matches only customers of those buckets
+  (``engine.sizes``, the one definition of the bounds).
+* ``rules.css_workloads`` are taken out of matching: a placed customer with some has a
+  CSS part for them (reason ``css_workload``); one with only those goes to CSS with that
+  reason, after the eligibility checks.
+* Split (``max_partners_per_customer`` above 1): when no matching partner has room, the
+  greedy cover over every partner that is ready, serves the country, speaks the language,
+  takes the size and has room: the one covering the most uncovered workloads, ties by the
+  round-robin key, until all are covered; more parts than the limit is no split, with
+  reason ``capacity_exhausted`` when some at most ``limit`` of those partners (room or
+  not) cover the workloads, else ``no_partner_match``. Each part is an assignment.
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from fractions import Fraction
+from itertools import combinations
 from typing import Any
 
 import polars as pl
@@ -38,6 +50,7 @@ import polars as pl
 from engine.columns import ASSIGNMENT_COLUMNS, MONTH_REFERRALS
 from engine.reasons import FRP_QUEUE, Outcome, Policy, Reason
 from engine.rules import Rules
+from engine.sizes import size_bucket
 
 #: A partner's place in the round-robin order; smaller is chosen first.
 RoundRobinKey = tuple[int, int, str]
@@ -54,6 +67,7 @@ class _Partner:
     countries: frozenset[str]
     languages: frozenset[str]
     workloads: frozenset[str]
+    sizes: frozenset[str]  # empty: every size
     ready: bool
     effective_capacity: int
     active_referrals: int
@@ -109,6 +123,7 @@ def _load_partners(partners: pl.DataFrame, rules: Rules, today: date | None) -> 
                 countries=frozenset(_texts(row["countries"])),
                 languages=frozenset(_texts(row["languages"])),
                 workloads=_workload_ids(row["workloads"]),
+                sizes=frozenset(_texts(row.get("sizes"))),
                 ready=bool(row["referral_ready"])
                 and row["partner_id"] not in rules.disabled_partners
                 and not _paused(row, today),
@@ -133,15 +148,47 @@ def _ineligibility(customer: dict[str, Any], rules: Rules) -> tuple[Reason | Non
         return Reason.NO_ELIGIBLE_WORKLOAD, eligible
     if not consent:
         return Reason.NO_REFERRAL_CONSENT, eligible
+    if not eligible - set(rules.css_workloads):
+        return Reason.CSS_WORKLOAD, eligible
     return None, eligible
 
 
-def _matches(partner: _Partner, customer: dict[str, Any], eligible: frozenset[str]) -> bool:
+def _serves(partner: _Partner, customer: dict[str, Any]) -> bool:
+    """Ready, in the customer's country and language, and taking its size."""
     return (
         partner.ready
         and customer["country"] in partner.countries
         and customer["language"] in partner.languages
-        and eligible <= partner.workloads
+        and (not partner.sizes or size_bucket(customer["seats"]) in partner.sizes)
+    )
+
+
+def _matches(partner: _Partner, customer: dict[str, Any], eligible: frozenset[str]) -> bool:
+    return _serves(partner, customer) and eligible <= partner.workloads
+
+
+def _greedy_cover(
+    candidates: list[_Partner], wanted: frozenset[str], limit: int
+) -> list[tuple[_Partner, frozenset[str]]] | None:
+    """The split's parts, or None when the cover fails or needs more than ``limit``."""
+    parts: list[tuple[_Partner, frozenset[str]]] = []
+    uncovered = set(wanted)
+    while uncovered:
+        useful = [p for p in candidates if p.workloads & uncovered]
+        if not useful or len(parts) == limit:
+            return None
+        best = min(useful, key=lambda p: (-len(p.workloads & uncovered), p.round_robin_key))
+        parts.append((best, frozenset(best.workloads & uncovered)))
+        uncovered -= best.workloads
+    return parts
+
+
+def _some_cover(partners: list[_Partner], wanted: frozenset[str], limit: int) -> bool:
+    """Whether at most ``limit`` of ``partners`` together cover ``wanted``."""
+    return any(
+        wanted <= frozenset().union(*(p.workloads for p in combo))
+        for n in range(1, limit + 1)
+        for combo in combinations(partners, n)
     )
 
 
@@ -195,55 +242,94 @@ def reference_simulate_with_order(
     counter = max(known) + 1 if known else 1
     # Weighted round robin keeps one "current weight" table per pool of matching partners.
     pools: dict[frozenset[str], dict[str, int]] = {}
+    by_part = rules.max_partners_per_customer > 1 or bool(rules.css_workloads)
 
-    rows: list[dict[str, str | None]] = []
+    rows: list[dict[str, Any]] = []
     for customer in customers.iter_rows(named=True):
-        reason, eligible = _ineligibility(customer, rules)
-        chosen: _Partner | None = None
-        if reason is None:
-            matching = [p for p in book if _matches(p, customer, eligible)]
-            candidates = [p for p in matching if p.remaining > 0]
-            if not matching:
-                reason = Reason.NO_PARTNER_MATCH
-            elif not candidates:
-                reason = Reason.CAPACITY_EXHAUSTED
-            elif policy is Policy.ROUND_ROBIN:
-                chosen = _pick_round_robin(candidates)
-            elif policy is Policy.LEAST_LOADED:
-                chosen = _pick_least_loaded(candidates)
-            else:
-                pool = frozenset(p.partner_id for p in matching)
-                chosen = _pick_weighted(candidates, pools.setdefault(pool, {}))
-
-        if chosen is not None:
-            chosen.given_in_run += 1
-            chosen.last_assigned = counter
-            counter += 1
-            rows.append(
-                {
-                    "tenant_id": customer["tenant_id"],
-                    "outcome": Outcome.FRP.value,
-                    "partner_id": chosen.partner_id,
-                    "psm_email": chosen.psm_email,
-                    "queue": FRP_QUEUE,
-                    "reason": Reason.ASSIGNED.value,
-                }
-            )
-        else:
+        reason, eligible, parts = _decide(customer, book, rules, policy, pools)
+        for partner, _ in parts:
+            if partner is not None:
+                partner.given_in_run += 1
+                partner.last_assigned = counter
+                counter += 1
+        if not parts:
             assert reason is not None
-            rows.append(
-                {
-                    "tenant_id": customer["tenant_id"],
-                    "outcome": Outcome.CSS.value,
-                    "partner_id": None,
-                    "psm_email": None,
-                    "queue": rules.queue_for(customer["country"]),
-                    "reason": reason.value,
-                }
-            )
+            parts = [(None, eligible)]
+        for number, (partner, workloads) in enumerate(parts, start=1):
+            row = _row(customer, rules, partner, reason or Reason.CSS_WORKLOAD)
+            if by_part:
+                row["part"] = number
+                row["workloads"] = sorted(workloads)
+            rows.append(row)
 
-    frame = pl.DataFrame(rows, schema={c: pl.String() for c in ASSIGNMENT_COLUMNS})
+    schema: dict[str, Any] = {c: pl.String() for c in ASSIGNMENT_COLUMNS}
+    if by_part:
+        schema |= {"part": pl.Int32(), "workloads": pl.List(pl.String())}
+    frame = pl.DataFrame(rows, schema=schema)
     return frame, {p.partner_id: p.last_assigned for p in book}
+
+
+Part = tuple[_Partner | None, frozenset[str]]
+
+
+def _decide(
+    customer: dict[str, Any],
+    book: list[_Partner],
+    rules: Rules,
+    policy: Policy,
+    pools: dict[frozenset[str], dict[str, int]],
+) -> tuple[Reason | None, frozenset[str], list[Part]]:
+    """One customer: its reason when it goes wholly to CSS (else None) and its parts
+    (partner, workloads; partner None for the CSS part), none when wholly to CSS."""
+    reason, eligible = _ineligibility(customer, rules)
+    if reason is not None:
+        return reason, eligible, []
+    css = eligible & frozenset(rules.css_workloads)
+    wanted = eligible - css
+    css_part: list[Part] = [(None, css)] if css else []
+    matching = [p for p in book if _matches(p, customer, wanted)]
+    candidates = [p for p in matching if p.remaining > 0]
+    if candidates:
+        if policy is Policy.ROUND_ROBIN:
+            chosen = _pick_round_robin(candidates)
+        elif policy is Policy.LEAST_LOADED:
+            chosen = _pick_least_loaded(candidates)
+        else:
+            pool = frozenset(p.partner_id for p in matching)
+            chosen = _pick_weighted(candidates, pools.setdefault(pool, {}))
+        return None, eligible, [(chosen, wanted), *css_part]
+    limit = rules.max_partners_per_customer
+    serving = [p for p in book if _serves(p, customer)]
+    if limit > 1:
+        split = _greedy_cover([p for p in serving if p.remaining > 0], wanted, limit)
+        if split is not None:
+            return None, eligible, [*split, *css_part]
+    if matching or (limit > 1 and _some_cover(serving, wanted, limit)):
+        return Reason.CAPACITY_EXHAUSTED, eligible, []
+    return Reason.NO_PARTNER_MATCH, eligible, []
+
+
+def _row(
+    customer: dict[str, Any], rules: Rules, partner: _Partner | None, css_reason: Reason
+) -> dict[str, Any]:
+    """One output row: a partner's part (assigned), or CSS with ``css_reason``."""
+    if partner is not None:
+        return {
+            "tenant_id": customer["tenant_id"],
+            "outcome": Outcome.FRP.value,
+            "partner_id": partner.partner_id,
+            "psm_email": partner.psm_email,
+            "queue": FRP_QUEUE,
+            "reason": Reason.ASSIGNED.value,
+        }
+    return {
+        "tenant_id": customer["tenant_id"],
+        "outcome": Outcome.CSS.value,
+        "partner_id": None,
+        "psm_email": None,
+        "queue": rules.queue_for(customer["country"]),
+        "reason": css_reason.value,
+    }
 
 
 def reference_simulate(

@@ -65,6 +65,10 @@ class Rules:
     remind_after_days: int = 5
     #: Days after the clock's date a partner's ``paused_until`` may be, at most.
     max_pause_days: int = 30
+    #: At most this many partners share one customer by workload (1: never split).
+    max_partners_per_customer: int = 1
+    #: Eligible workloads CSS always delivers: taken out of matching, a CSS part of their own.
+    css_workloads: tuple[str, ...] = ()
     region_of_country: Mapping[str, str] = field(default_factory=dict)
     queue_of_region: Mapping[str, str] = field(default_factory=dict)
 
@@ -95,10 +99,12 @@ _SCALARS: dict[str, tuple[tuple[type, ...], str]] = {
     "accept_within_days": ((int,), "a whole number of days >= 0 (0: no acceptance window)"),
     "remind_after_days": ((int,), "a whole number of days >= 0 (0: no reminder)"),
     "max_pause_days": ((int,), f"a whole number from 0 to {MAX_PAUSE_DAYS}"),
+    "max_partners_per_customer": ((int,), "1, 2 or 3 (1: a customer is never split)"),
 }
 _LISTS = {
     "eligible_workloads": "a list of workload ids (text)",
     "disabled_partners": "a list of partner ids (text)",
+    "css_workloads": "a list of eligible workload ids (text) that CSS always delivers",
 }
 _TABLES = {
     "queues": "a table mapping each region to its CSS queue name",
@@ -120,6 +126,7 @@ def parse_rules_dict(data: Mapping[str, Any], source: str = "rules") -> Rules:
     if missing:
         raise _fail(source, missing[0], "missing; " + _TABLES[missing[0]])
     values = {**_scalars(data, source), **_lists(data, source)}
+    _check_css_workloads(values, source)
     queues = data["queues"]
     if not isinstance(queues, Mapping) or not queues:
         raise _fail(source, "queues", "expected " + _TABLES["queues"])
@@ -156,8 +163,28 @@ def _scalars(data: Mapping[str, Any], source: str) -> dict[str, Any]:
         )
     if values.get("max_declines", 1) < 1:
         raise _fail(source, "max_declines", "expected a whole number >= 1")
+    if values.get("max_partners_per_customer", 1) not in (1, 2, 3):
+        raise _fail(
+            source,
+            "max_partners_per_customer",
+            f"got {values['max_partners_per_customer']}; expected "
+            + _SCALARS["max_partners_per_customer"][1],
+        )
     _check_days(values, source)
     return values
+
+
+def _check_css_workloads(values: dict[str, Any], source: str) -> None:
+    """CSS workloads name eligible workloads (docs/domain.md, "Split by workload"): any
+    other id would never reach matching, so naming one is a typo."""
+    eligible = values.get("eligible_workloads", Rules.eligible_workloads)
+    unknown = [w for w in values.get("css_workloads", ()) if w not in eligible]
+    if unknown:
+        raise _fail(
+            source,
+            "css_workloads",
+            f"{unknown[0]!r} is not an eligible workload; expected some of {', '.join(eligible)}",
+        )
 
 
 def _check_days(values: dict[str, Any], source: str) -> None:
@@ -190,12 +217,11 @@ def _lists(data: Mapping[str, Any], source: str) -> dict[str, Any]:
         value = data[key]
         if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
             raise _fail(source, key, f"got {value!r}; expected {expected}")
-        cleaned = [v.strip().lower() if key == "eligible_workloads" else v.strip() for v in value]
+        workloads = key in ("eligible_workloads", "css_workloads")
+        cleaned = [v.strip().lower() if workloads else v.strip() for v in value]
         if any(not v for v in cleaned):
             raise _fail(source, key, "contains an empty entry")
-        values[key] = (
-            tuple(dict.fromkeys(cleaned)) if key == "eligible_workloads" else frozenset(cleaned)
-        )
+        values[key] = tuple(dict.fromkeys(cleaned)) if workloads else frozenset(cleaned)
     return values
 
 

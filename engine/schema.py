@@ -22,10 +22,12 @@ from engine.columns import (
     LIST_SEPARATOR,
     PARTNER_OPTIONAL,
     PARTNER_SCHEMA,
+    PARTNER_SIZES,
     TEXT_LIST,
 )
 from engine.iso import COUNTRIES, LANGUAGES
 from engine.rules import Rules
+from engine.sizes import SIZE_BUCKETS
 
 #: Largest number accepted in a count column; anything above is a typo or an overflow.
 MAX_COUNT = 10_000_000
@@ -169,6 +171,9 @@ _CUSTOMER_COLS: dict[str, _Col] = {
     "contact_email": _Col("email"),
     "referral_consent": _Col("bool", required=False, nullable=True),
 }
+#: Optional partner column kept only when a file has it (not in PARTNER_SCHEMA, so the
+#: store's partner table is unchanged): the size buckets a partner takes (engine.sizes).
+_SIZES_COL = _Col("sizes", required=False, nullable=True)
 assert set(_PARTNER_COLS) == set(PARTNER_SCHEMA) and set(_CUSTOMER_COLS) == set(CUSTOMER_SCHEMA)
 assert {k for k, c in _PARTNER_COLS.items() if not c.required} == set(PARTNER_OPTIONAL)
 assert {k for k, c in _CUSTOMER_COLS.items() if not c.required} == set(CUSTOMER_OPTIONAL)
@@ -183,6 +188,7 @@ _EXPECTED = {
     "countries": "';'-separated ISO 3166-1 alpha-2 country codes, at least one (e.g. US;CA)",
     "languages": "';'-separated ISO 639-1 language codes, at least one (e.g. en;fr)",
     "workloads": "';'-separated workload ids (e.g. exchange;teams)",
+    "sizes": "';'-separated size buckets among " + ", ".join(SIZE_BUCKETS) + " (empty = all)",
     "country": "an ISO 3166-1 alpha-2 country code (e.g. US)",
     "language": "an ISO 639-1 language code (e.g. en)",
 }
@@ -204,12 +210,21 @@ def validate_partners(
     availability and intake"). Without it, any date is accepted.
     """
     spec = _PARTNER_COLS
+    schema = PARTNER_SCHEMA
+    if PARTNER_SIZES in _header(raw):
+        spec = {**spec, PARTNER_SIZES: _SIZES_COL}
+        schema = pl.Schema({**PARTNER_SCHEMA, PARTNER_SIZES: TEXT_LIST})
     if today is not None:
         latest = today + timedelta(days=max_pause_days)
         why = f"today {today.isoformat()} + max_pause_days {max_pause_days}"
         paused = replace(spec["paused_until"], latest=latest, latest_why=why)
         spec = {**spec, "paused_until": paused}
-    return _validate(raw, spec, PARTNER_SCHEMA, "partner_id", source, first_row, row_label)
+    return _validate(raw, spec, schema, "partner_id", source, first_row, row_label)
+
+
+def _header(raw: pl.DataFrame | pl.LazyFrame) -> set[str]:
+    """The column names as validation reads them (trimmed, lower case)."""
+    return {str(c).strip().lstrip("\ufeff").lower() for c in raw.lazy().collect_schema()}
 
 
 def validate_customers(
@@ -462,7 +477,7 @@ class _PerRow(Exception):
     """A coded column with too many distinct values to check once per value."""
 
 
-_LIST_KINDS = ("countries", "languages", "workloads")
+_LIST_KINDS = ("countries", "languages", "workloads", "sizes")
 
 
 def _is_text(dtype: pl.DataType | DataTypeClass) -> bool:
@@ -636,13 +651,17 @@ def _convert_list(expr: pl.Expr, dtype: pl.DataType, kind: str) -> tuple[pl.Expr
         norm, allowed, pattern = (lambda e: e.str.to_uppercase()), list(COUNTRIES), None
     elif kind == "languages":
         norm, allowed, pattern = (lambda e: e.str.to_lowercase()), list(LANGUAGES), None
+    elif kind == "sizes":
+        norm, allowed, pattern = (lambda e: e.str.to_uppercase()), list(SIZE_BUCKETS), None
     else:
         norm, allowed, pattern = (lambda e: e.str.to_lowercase()), None, _WORKLOAD
     cleaned = parts.list.eval(norm(pl.element().str.strip_chars())).list.eval(
         pl.element().filter(pl.element() != "")
     )
     value = cleaned.list.unique(maintain_order=True)
-    if allowed is not None:
+    if kind == "sizes":  # empty or missing: every size
+        bad = cleaned.list.eval(~pl.element().is_in(SIZE_BUCKETS)).list.any().fill_null(False)
+    elif allowed is not None:
         bad_items = cleaned.list.eval(~pl.element().is_in(allowed)).list.any()
         bad = expr.is_null() | (cleaned.list.len() == 0) | bad_items
     else:

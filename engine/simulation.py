@@ -4,6 +4,16 @@ tables they index (:class:`Lookup`) and the frames spelled out from them.
 The process (``engine.assign``) builds one; fairness and the per-customer explanation
 (``engine.explain``) read one. Neither needs the process, so this module sits below all
 three and loads nothing heavy (no OR-Tools).
+
+Parts (docs/domain.md, "Split by workload"). ``rows`` stays one row per customer: a
+split customer's row carries its first part's partner, so it counts as placed and every
+per-customer reader (counts, detail, fairness, the store's commit) works unchanged.
+The parts are a frame of their own (``parts``, engine.split.PARTS_SCHEMA: row, part,
+partner, workloads mask), holding every part of each customer with more than one (split
+by workload, or with a CSS part for its CSS workloads). When the rules can make parts
+(``max_partners_per_customer`` above 1 or ``css_workloads``), ``assignments`` and the
+result file have one row per part with the columns ``part`` and ``workloads``; otherwise
+they are exactly as without the feature.
 """
 
 from __future__ import annotations
@@ -16,9 +26,10 @@ import numpy as np
 import polars as pl
 
 from engine.columns import ASSIGNMENT_SCHEMA
-from engine.matching import PartnerIndex
+from engine.matching import PartnerIndex, mask_names, match_mask_of
 from engine.reasons import FRP_QUEUE, Outcome, Policy, Reason
 from engine.rules import Rules
+from engine.sizes import size_bucket_expr
 
 #: Rows a result file's sink spells out at a time (see ``Simulation.output_lazy``).
 OUTPUT_SLICE = 65_536
@@ -68,10 +79,32 @@ class Simulation:
     lookup: Lookup
     partners: pl.DataFrame
     pools: pl.DataFrame
+    #: Every part of the customers with more than one (see the module docstring); None
+    #: when the rules make no parts.
+    parts: pl.DataFrame | None = None
+
+    @property
+    def by_part(self) -> bool:
+        """Whether the output has one row per part (the rules can make parts)."""
+        return self.parts is not None
 
     @cached_property
     def assignments(self) -> pl.DataFrame:
-        return self._assignments(self.rows)
+        out = self._assignments(self.rows)
+        return self._expand_parts(out) if self.by_part else out
+
+    def part_counts(self) -> dict[str, int]:
+        """Customers split across partners, partner parts (a placed customer's first
+        part among them) and CSS parts (for CSS workloads)."""
+        if self.parts is None:
+            return {"split_customers": 0, "partner_parts": self.placed, "css_parts": 0}
+        frp = self.parts.get_column("chosen").is_not_null()
+        later = self.parts.filter(frp & (pl.col("part") > 1))
+        return {
+            "split_customers": later.get_column("row").n_unique(),
+            "partner_parts": self.placed + later.height,
+            "css_parts": int((~frp).sum()),
+        }
 
     @cached_property
     def detail(self) -> pl.DataFrame:
@@ -85,8 +118,12 @@ class Simulation:
         """``assignments`` with ``detail`` columns alongside, without a join.
 
         Both are in cohort order, row for row, so the columns are placed side by side; a
-        join on tenant_id would hash a million keys and copy every column again.
+        join on tenant_id would hash a million keys and copy every column again. With a
+        row per part, each part gets its customer's detail (a join, over few rows more).
         """
+        if self.assignments.height != self.rows.height:
+            detail = self.detail.select("tenant_id", *columns)
+            return self.assignments.join(detail, on="tenant_id", how="left", maintain_order="left")
         return pl.concat([self.assignments, self.detail.select(columns)], how="horizontal")
 
     def output(self) -> pl.DataFrame:
@@ -97,6 +134,8 @@ class Simulation:
         to Parquet it is dictionary-encoded rather than a million compressed sentences,
         and any reader still sees text.
         """
+        if self.by_part:
+            return self._output_by_part(categorical_trace=True)
         return self.output_lazy(max(self.rows.height, 1)).collect()
 
     def counts(self) -> dict[str, int]:
@@ -118,6 +157,8 @@ class Simulation:
         out ``slice_rows`` customers, writes them and moves on: a million-row result
         file costs the memory of one slice, not of the whole frame.
         """
+        if self.by_part:
+            return self._output_by_part(categorical_trace=True).lazy()
         detail = self._detail_exprs()
         exprs = [
             *self._assignment_exprs(categorical_trace=True),
@@ -133,9 +174,19 @@ class Simulation:
     def _assignment_exprs(self, *, categorical_trace: bool = False) -> list[pl.Expr]:
         lk = self.lookup
         traces = lk.traces.cast(pl.Categorical) if categorical_trace else lk.traces
-        placed = pl.col("chosen").is_not_null()
         return [
             pl.col("tenant_id"),
+            *self._placement_exprs(),
+            gather(REASONS, "reason").alias("reason"),
+            gather(traces, "trace").alias("trace"),
+        ]
+
+    def _placement_exprs(self) -> list[pl.Expr]:
+        """Outcome, partner, PSM and queue of a row (a customer or a part) by ``chosen``
+        (the partner; null = CSS) and ``country`` (whose CSS queue)."""
+        lk = self.lookup
+        placed = pl.col("chosen").is_not_null()
+        return [
             pl.when(placed)
             .then(pl.lit(Outcome.FRP.value))
             .otherwise(pl.lit(Outcome.CSS.value))
@@ -148,8 +199,6 @@ class Simulation:
                 pl.col("country").replace_strict(lk.queue_of_country, return_dtype=pl.String)
             )
             .alias("queue"),
-            gather(REASONS, "reason").alias("reason"),
-            gather(traces, "trace").alias("trace"),
         ]
 
     def _detail_exprs(self) -> dict[str, pl.Expr]:
@@ -169,8 +218,71 @@ class Simulation:
             pl.col("n_full").cast(pl.Int64),
             pl.col("prev").alias("prev_last_assigned"),
             pl.col("load_after").cast(pl.Int64),
+            size_bucket_expr(pl.col("seats")).alias("size"),
         ]
         return {e.meta.output_name(): e for e in exprs}
+
+    def _output_by_part(self, *, categorical_trace: bool) -> pl.DataFrame:
+        """The result file with one row per part: each part row beside its customer's
+        detail columns."""
+        detail = self.detail.select("tenant_id", *OUTPUT_DETAIL)
+        out = self.assignments.join(detail, on="tenant_id", how="left", maintain_order="left")
+        return out.with_columns(pl.col("trace").cast(pl.Categorical)) if categorical_trace else out
+
+    def _expand_parts(self, out: pl.DataFrame) -> pl.DataFrame:
+        """``out`` (one row per customer) with ``part`` and ``workloads``: a customer with
+        one part keeps its row (part 1, the workloads it was matched on), one with more
+        has a row per part instead."""
+        lk, rules = self.lookup, self.rules
+        matched = match_mask_of(rules)
+        masks = lk.workloads.get_column("mask") & matched
+        names = pl.Series(
+            [list(mask_names(m, rules.eligible_workloads)) for m in masks.to_list()],
+            dtype=pl.List(pl.String),
+        )
+        eligible = lk.workloads.get_column("eligible")
+        placed = pl.col("chosen").is_not_null()
+        whole = pl.concat(
+            [
+                out,
+                self.rows.select(
+                    pl.int_range(pl.len(), dtype=pl.Int64).alias("_row"),
+                    pl.lit(1, dtype=pl.Int32).alias("part"),
+                    pl.when(placed)
+                    .then(gather(names, "wid"))
+                    .otherwise(gather(eligible, "wid"))
+                    .alias("workloads"),
+                ),
+            ],
+            how="horizontal",
+        )
+        parts = self.parts
+        if parts is None or parts.height == 0:
+            return whole.drop("_row")
+        part_rows = self._part_rows(whole, parts)
+        kept = whole.filter(~pl.col("_row").is_in(parts.get_column("row").unique().implode()))
+        return pl.concat([kept, part_rows]).sort("_row", "part").drop("_row")
+
+    def _part_rows(self, whole: pl.DataFrame, parts: pl.DataFrame) -> pl.DataFrame:
+        """The rows of the parts, in ``whole``'s columns."""
+        rules = self.rules
+        names = [list(mask_names(m, rules.eligible_workloads)) for m in parts["mask"].to_list()]
+        customer = whole.select("_row", "tenant_id", "trace").join(
+            parts.rename({"row": "_row"}), on="_row", how="inner", maintain_order="right"
+        )
+        country = self.rows.get_column("country").gather(customer.get_column("_row"))
+        return customer.with_columns(country).select(
+            "tenant_id",
+            *self._placement_exprs(),
+            pl.when(pl.col("chosen").is_not_null())
+            .then(pl.lit(Reason.ASSIGNED.value))
+            .otherwise(pl.lit(Reason.CSS_WORKLOAD.value))
+            .alias("reason"),
+            "trace",
+            "_row",
+            "part",
+            pl.Series("workloads", names, dtype=pl.List(pl.String)),
+        )
 
 
 def gather(table: pl.Series, codes: str) -> pl.Expr:

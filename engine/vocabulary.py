@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import re
 
+from engine.sizes import SIZE_BOUNDS
+
 #: The eligible workloads (docs/domain.md, "Default eligible workloads") with how often
 #: customers ask for each (relative weights); popular ones far more often than rare ones.
 WORKLOAD_DEMAND: dict[str, float] = {
@@ -32,14 +34,10 @@ WORKLOAD_DEMAND: dict[str, float] = {
 #: Workloads customers mention that FastTrack does not cover (ignored for matching).
 NON_ELIGIBLE_WORKLOADS = ("dynamics-365", "power-bi", "power-platform")
 
-#: Seat buckets used in reporting (docs/domain.md, "Customer size"): name -> (fewest,
-#: most seats); the largest bucket has no upper bound, so each generator picks its own cap.
-SEAT_BUCKETS: dict[str, tuple[int, int | None]] = {
-    "XS": (150, 499),
-    "S": (500, 4_999),
-    "M": (5_000, 9_999),
-    "L": (10_000, None),
-}
+#: Seat buckets (docs/domain.md, "Customer size"): name -> (fewest, most seats); the
+#: largest bucket has no upper bound, so each generator picks its own cap. The bounds
+#: are engine.sizes', the one home of them.
+SEAT_BUCKETS: dict[str, tuple[int, int | None]] = SIZE_BOUNDS
 
 # Invented company names, "<prefix> <industry> ..." (no real company intended). The demo
 # world has richer lists of its own in data/demo/names.toml, for a world people read.

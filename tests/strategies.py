@@ -7,7 +7,9 @@ some partners, pools overlap and partners fill up. Rows are built as raw text, t
 CSV arrives, and go through ``engine.schema`` so every world is a valid, typed input.
 A world drawn with ``intake`` also has pauses around its date and monthly quotas, with
 the referrals each partner was given this month (docs/domain.md, "Partner availability
-and intake").
+and intake"). A split world (:func:`split_worlds`) has partners that take some sizes,
+customers that ask for several workloads, CSS workloads and a limit of 1 to 3 partners
+per customer (docs/domain.md, "Customer size" and "Split by workload").
 """
 
 from __future__ import annotations
@@ -153,13 +155,36 @@ CUSTOMER_WORKLOADS = st.sampled_from(
 )
 
 
+#: A split world's customers ask for more at once, and come in every size bucket.
+SPLIT_WORKLOADS = st.sampled_from(
+    [
+        ["exchange"],
+        ["exchange", "teams"],
+        ["teams", "intune"],
+        ["exchange", "teams", "intune"],
+        ["exchange", "intune", "sharepoint"],
+        ["exchange", "teams", "intune", "sharepoint"],
+        ["intune", UNKNOWN_WORKLOAD],
+    ]
+)
+SPLIT_SEATS = st.sampled_from([100, 150, 499, 500, 4_999, 5_000, 9_999, 10_000, 40_000])
+#: Partners' ``sizes`` cells: mostly every size, sometimes a few buckets.
+PARTNER_SIZES = st.sampled_from([None, None, "", "XS;S", "M;L", "S", "L", "XS;S;M;L"])
+
+
 @st.composite
-def customer_rows(draw: st.DrawFn, min_size: int = 0, max_size: int = 40) -> list[Raw]:
+def customer_rows(
+    draw: st.DrawFn,
+    min_size: int = 0,
+    max_size: int = 40,
+    workloads_from: st.SearchStrategy[list[str]] = CUSTOMER_WORKLOADS,
+    seats_from: st.SearchStrategy[int] = SEATS,
+) -> list[Raw]:
     """Raw customer rows T001.. in cohort order."""
     n = draw(st.integers(min_size, max_size))
     rows: list[Raw] = []
     for k in range(1, n + 1):
-        workloads = draw(CUSTOMER_WORKLOADS)
+        workloads = draw(workloads_from)
         country, language = draw(st.sampled_from(PLACES))
         tid = tenant_id(k)
         rows.append(
@@ -168,7 +193,7 @@ def customer_rows(draw: st.DrawFn, min_size: int = 0, max_size: int = 40) -> lis
                 "name": f"Customer {tid}",
                 "country": country,
                 "language": language,
-                "seats": str(draw(SEATS)),
+                "seats": str(draw(seats_from)),
                 "workloads": _joined(workloads),
                 "gateway": draw(st.sampled_from(["true", "false"])),
                 "contact_email": f"it@{tid.lower()}.example",
@@ -180,7 +205,8 @@ def customer_rows(draw: st.DrawFn, min_size: int = 0, max_size: int = 40) -> lis
 
 def partners_frame(rows: list[Raw]) -> pl.DataFrame:
     """Validated partners; a world with intake keeps the month's referrals beside them."""
-    columns = [*_PARTNER_COLUMNS, *(c for c in _INTAKE_COLUMNS if rows and c in rows[0])]
+    extra = (*_INTAKE_COLUMNS, "sizes")
+    columns = [*_PARTNER_COLUMNS, *(c for c in extra if rows and c in rows[0])]
     raw = pl.DataFrame(rows, schema={c: pl.String for c in columns})
     typed = validate_partners(raw)
     if MONTH_REFERRALS in raw.columns:
@@ -257,6 +283,27 @@ def worlds(
         crows,
         tweaks,
         TODAY if intake else None,
+    )
+
+
+@st.composite
+def split_worlds(draw: st.DrawFn, max_customers: int = 30) -> World:
+    """A random world where customers may be split: partners take some sizes, customers
+    ask for up to four workloads, the rules name CSS workloads and allow 1-3 partners."""
+    prows = draw(partner_rows())
+    for row in prows:
+        row["sizes"] = draw(PARTNER_SIZES)
+    crows = draw(
+        customer_rows(
+            max_size=max_customers, workloads_from=SPLIT_WORKLOADS, seats_from=SPLIT_SEATS
+        )
+    )
+    tweaks: dict[str, Any] = {
+        "max_partners_per_customer": draw(st.integers(1, 3)),
+        "css_workloads": draw(st.sampled_from([[], [], ["intune"], ["teams", "sharepoint"]])),
+    }
+    return World(
+        partners_frame(prows), customers_frame(crows), rules_with(tweaks), prows, crows, tweaks
     )
 
 

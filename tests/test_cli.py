@@ -24,6 +24,7 @@ from engine.reasons import COHORT_REASONS, Policy, Reason
 from store.files import read_customers, read_partners
 
 FRP = str(Path(sys.executable).parent / "frp")
+ROOT = Path(__file__).resolve().parent.parent
 
 PARTNERS_CSV = """\
 partner_id,name,countries,languages,workloads,capacity,active_referrals,referral_ready,psm_name,psm_email,contact_email
@@ -309,6 +310,42 @@ def test_bad_rules_file_names_the_key(frp: Run, files: tuple[Path, Path], tmp_pa
     line = one_line(proc)
     assert "min_seat:" in line and "unknown key" in line and "rules.toml" in line
     assert not out.exists()
+
+
+def split_rules_file(tmp_path: Path) -> Path:
+    """The shipped rules with a split of up to 2 partners and sharepoint a CSS workload."""
+    text = (ROOT / "data" / "rules.toml").read_text(encoding="utf-8")
+    text = text.replace("max_partners_per_customer = 1", "max_partners_per_customer = 2")
+    text = text.replace("css_workloads = []", 'css_workloads = ["sharepoint"]')
+    path = tmp_path / "split.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_simulate_with_parts_prints_and_exports_a_row_per_part(
+    frp: Run, files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "out.csv"
+    proc = simulate(frp, *files, out, "--rules", split_rules_file(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "css_workload" in proc.stdout
+    assert "partner parts (0 customers split across partners), 1 CSS parts" in proc.stdout
+    result = read_result(out)
+    t03 = result.filter(pl.col("tenant_id") == "T03")
+    assert t03.select("partner_id", "reason", "part", "workloads").rows() == [
+        ("P4", "assigned", "1", "exchange"),
+        (None, "css_workload", "2", "sharepoint"),
+    ]
+    assert result.filter(pl.col("tenant_id") == "T06")["reason"].to_list() == ["css_workload"]
+    assert result["tenant_id"].unique(maintain_order=True).to_list() == COHORT
+
+
+def test_commit_refuses_a_split_in_one_line(frp: Run, db: Path, tmp_path: Path) -> None:
+    before = counts(db)
+    proc = frp("commit", "--db", db, "--rules", split_rules_file(tmp_path))
+    assert proc.returncode == 2
+    assert "can be simulated but not committed yet" in one_line(proc)
+    assert counts(db) == before
 
 
 @pytest.mark.parametrize(

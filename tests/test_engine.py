@@ -339,6 +339,7 @@ def test_counts_has_every_reason(policy: Policy) -> None:
         "capacity_exhausted": 1,
         "assigned": 4,
         "declined_by_partners": 0,
+        "css_workload": 0,
     }
     assert list(sim.counts()) == [r.value for r in Reason]
     assert sim.placed == 4

@@ -19,7 +19,7 @@ from engine.reasons import Outcome, Policy, Reason
 from engine.rules import load_rules
 from engine.schema import validate_customers, validate_partners
 from engine.simulation import Simulation
-from tests.strategies import World, worlds
+from tests.strategies import World, split_worlds, worlds
 from tests.test_engine import TRACE_PARTNERS, customer, customers_frame, partner, partners_frame
 from tests.test_golden import GOLDEN, SCENARIOS, read_csv
 
@@ -27,8 +27,14 @@ POLICIES = list(Policy)
 RULES = load_rules()
 
 
+def per_customer(sim: Simulation) -> pl.DataFrame:
+    """The output's first row of each customer (a customer in parts has one per part,
+    each with the customer's trace)."""
+    return sim.assignments.unique("tenant_id", keep="first", maintain_order=True)
+
+
 def every_row_renders_its_trace(sim: Simulation) -> list[Explanation]:
-    traces = sim.assignments["trace"].to_list()
+    traces = per_customer(sim)["trace"].to_list()
     got = [explain(sim, i) for i in range(sim.rows.height)]
     assert [render(e) for e in got] == traces
     return got
@@ -44,18 +50,24 @@ def test_every_golden_row_renders_to_its_trace(scenario: str, policy: Policy) ->
     rules = load_rules(rules_path if rules_path.exists() else None)
     sim = simulate(partners, customers, rules, policy)
     explained = every_row_renders_its_trace(sim)
-    a = sim.assignments
+    a = per_customer(sim)
     assert [e.reason.value for e in explained] == a["reason"].to_list()
     assert [e.queue for e in explained] == a["queue"].to_list()
-    assert [e.selection.partner_id if e.selection else None for e in explained] == (
-        a["partner_id"].to_list()
-    )
+    assert [first_partner(e) for e in explained] == a["partner_id"].to_list()
+
+
+def first_partner(e: Explanation) -> str | None:
+    """The partner of the customer's first row: the chosen one, or its first part's."""
+    if e.selection is not None:
+        return e.selection.partner_id
+    return e.parts[0].partner_id if e.split else None
 
 
 @st.composite
-def declined_worlds(draw: st.DrawFn) -> tuple[World, dict[str, list[str]]]:
-    """A world, and some customers that partners declined before (up to three each)."""
-    world = draw(worlds())
+def declined_worlds(draw: st.DrawFn, split: bool = False) -> tuple[World, dict[str, list[str]]]:
+    """A world (a split world with ``split``), and some customers that partners declined
+    before (up to three each)."""
+    world = draw(split_worlds() if split else worlds())
     partner_ids = world.partners["partner_id"].to_list()
     excluded: dict[str, list[str]] = {}
     for tenant in world.customers["tenant_id"].to_list():
@@ -90,6 +102,28 @@ def test_every_row_of_a_random_world_renders_to_its_trace(
         assert (e.matching is None) == (e.reason in e.eligibility.failed[:1])
         if e.capacity is not None and e.selection is None:
             assert e.capacity.n_full == e.capacity.n_matching or policy is Policy.OPTIMAL
+
+
+@pytest.mark.parametrize("policy", POLICIES, ids=lambda p: p.value)
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(drawn=declined_worlds(split=True))
+def test_every_row_of_a_split_world_renders_to_its_trace(
+    policy: Policy, drawn: tuple[World, dict[str, list[str]]]
+) -> None:
+    """Sizes, CSS workloads and splits (docs/domain.md, "Split by workload"): a split
+    customer's explanation lists its parts as the output's rows have them."""
+    world, excluded = drawn
+    sim = simulate(world.partners, world.customers, world.rules, policy, excluded=excluded)
+    explained = every_row_renders_its_trace(sim)
+    rows_of = sim.assignments.partition_by("tenant_id", maintain_order=True, as_dict=True)
+    for e in explained:
+        mine = rows_of[(e.tenant_id,)]
+        if e.parts:
+            assert [p.partner_id for p in e.parts] == mine["partner_id"].to_list()
+            assert [list(p.workloads) for p in e.parts] == mine["workloads"].to_list()
+            assert all(p.partner_id not in e.eligibility.declined_by for p in e.parts)
+        else:
+            assert mine.height == 1
 
 
 def test_an_assigned_customer_step_by_step() -> None:

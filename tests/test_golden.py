@@ -11,6 +11,12 @@ a diff.
 - ``round_robin_turns``: one pool of three partners, two of them assigned before, ten
   customers: the rotation, never-assigned partner first.
 - ``capacity_pressure``: two overlapping pools (and a third within them) that fill up.
+- ``split_by_workload``: up to 3 partners per customer, ``defender`` a CSS workload,
+  partners that take some sizes: the greedy cover and its tie by turn (T01, T02, T08), a
+  cover needing 4 partners (T03: no split, no_partner_match), a CSS part (T04) and an
+  all-CSS customer (T05), size removing partners (T06, T07) and leaving none (T09), and a
+  cover of 2 whose partner is full (T10: capacity_exhausted).
+  Output has one row per part, with ``part`` and ``workloads``.
 
 To regenerate the expected files after an intended change, run
 
@@ -33,7 +39,7 @@ from engine.rules import load_rules
 from engine.schema import validate_customers, validate_partners
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
-SCENARIOS = ("basic", "round_robin_turns", "capacity_pressure")
+SCENARIOS = ("basic", "round_robin_turns", "capacity_pressure", "split_by_workload")
 UPDATE = os.environ.get("FRP_UPDATE_GOLDEN") == "1"
 
 
@@ -56,7 +62,10 @@ def run_csv(scenario: str, policy: Policy) -> str:
     rules_path = folder / "rules.toml"
     rules = load_rules(rules_path if rules_path.exists() else None)
     sim = simulate(partners, customers, rules, policy)
-    return sim.assignments.write_csv()
+    out = sim.assignments
+    if "workloads" in out.columns:  # one row per part: its workloads as the CSV lists them
+        out = out.with_columns(pl.col("workloads").list.join(";"))
+    return out.write_csv()
 
 
 def test_every_scenario_has_its_inputs() -> None:

@@ -28,7 +28,7 @@ from engine.reasons import Outcome, Policy, Reason
 from engine.reference import reference_simulate_with_order
 from engine.rules import Rules
 from engine.simulation import Simulation
-from tests.strategies import World, single_pool_worlds, worlds
+from tests.strategies import World, single_pool_worlds, split_worlds, worlds
 
 POLICIES = list(Policy)
 REFERENCE_POLICIES = [Policy.ROUND_ROBIN, Policy.WEIGHTED, Policy.LEAST_LOADED]
@@ -369,6 +369,7 @@ def test_matching_a_whole_cohort_equals_matching_each_signature(
         wid=np.arange(rows.height),
         eligible=eligible,
         excluded=[";".join(declined_ids[:k]) for k in range(rows.height)],
+        sizes=np.zeros(rows.height, dtype=np.int64),
     )
     signatures = [columns.signature(j) for j in range(rows.height)]
     matcher = Matcher(index)
@@ -384,3 +385,84 @@ def test_matching_a_whole_cohort_equals_matching_each_signature(
         assert sig_pool[j] == expected
         assert pools[expected].tolist() == alone.partners.tolist()
     assert len(pools) == len(numbered)
+
+
+# --- split by workload and size (docs/domain.md, "Customer size", "Split by workload") ---
+
+
+def by_part(frame: pl.DataFrame) -> list[dict[str, Any]]:
+    """Rows as comparable dicts; the engine's trace left out (the reference has none)."""
+    return frame.select(
+        *ASSIGNMENT_COLUMNS, *(c for c in ("part", "workloads") if c in frame.columns)
+    ).to_dicts()
+
+
+@pytest.mark.parametrize("policy", REFERENCE_POLICIES)
+@SETTINGS
+@given(world=split_worlds())
+def test_engine_equals_the_naive_reference_with_sizes_and_splits(
+    policy: Policy, world: World
+) -> None:
+    """Every part, its partner and workloads, and the order carried on, as the naive
+    reference decides them customer by customer."""
+    expected, order = reference_simulate_with_order(
+        world.partners, world.customers, world.rules, policy
+    )
+    sim = simulate(world.partners, world.customers, world.rules, policy)
+    assert by_part(sim.assignments) == by_part(expected)
+    assert dict(sim.partners.select("partner_id", "last_assigned_after").iter_rows()) == order
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@SETTINGS
+@given(world=split_worlds())
+def test_every_part_is_covered_and_within_the_limits(policy: Policy, world: World) -> None:
+    """Each placed part's partner covers its workloads, serves the customer and takes its
+    size; no workload is in two parts of a customer; parts within the limit; no partner
+    over its seats; a split customer's workloads are all covered, CSS ones by CSS."""
+    from engine.sizes import size_bucket
+
+    sim = simulate(world.partners, world.customers, world.rules, policy)
+    rules = world.rules
+    partners = {p["partner_id"]: p for p in rows(world.partners)}
+    customers = {c["tenant_id"]: c for c in rows(world.customers)}
+    out = sim.assignments
+    if "workloads" not in out.columns:  # the rules make no parts: one row, every workload
+        every = [sorted(eligible_workloads(customers[t], rules)) for t in out["tenant_id"]]
+        out = out.with_columns(pl.Series("workloads", every, dtype=pl.List(pl.String)))
+    assert out.get_column("tenant_id").unique(maintain_order=True).to_list() == list(customers)
+    for tenant, parts in out.group_by("tenant_id", maintain_order=True):
+        customer = customers[str(tenant[0])]
+        frp = parts.filter(pl.col("outcome") == "frp")
+        assert frp.height <= rules.max_partners_per_customer
+        seen: list[str] = [w for ws in parts["workloads"].to_list() for w in ws]
+        assert len(seen) == len(set(seen))
+        for part in frp.iter_rows(named=True):
+            partner = partners[part["partner_id"]]
+            assert set(part["workloads"]) <= set(partner["workloads"])
+            assert customer["country"] in partner["countries"]
+            assert customer["language"] in partner["languages"]
+            sizes = partner["sizes"] or []
+            assert not sizes or size_bucket(customer["seats"]) in sizes
+        if frp.height:
+            assert set(seen) == eligible_workloads(customer, rules)
+            css = parts.filter(pl.col("outcome") == "css")
+            assert set(css["reason"]) <= {Reason.CSS_WORKLOAD.value}
+            assert {w for ws in css["workloads"] for w in ws} == (
+                eligible_workloads(customer, rules) & set(rules.css_workloads)
+            )
+    given_to = assigned_counts(sim)
+    for partner in rows(world.partners):
+        room = effective_capacity(partner, rules) - partner["active_referrals"]
+        assert given_to[partner["partner_id"]] <= max(room, 0)
+
+
+@SETTINGS
+@given(world=split_worlds())
+def test_optimal_with_a_split_places_every_customer_it_places_without(world: World) -> None:
+    """A split under ``optimal`` takes only seats its plan leaves free, so it never
+    places fewer customers than ``optimal`` without a split, nor than any policy without."""
+    unsplit = world.rules.replace(max_partners_per_customer=1)
+    with_split = simulate(world.partners, world.customers, world.rules, Policy.OPTIMAL).placed
+    for policy in POLICIES:
+        assert with_split >= simulate(world.partners, world.customers, unsplit, policy).placed

@@ -346,3 +346,35 @@ def test_every_policy_respects_capacity(policy: Policy) -> None:
     counts = result.group_by("partner_id").len().sort("partner_id")
     assert dict(counts.iter_rows()) == {None: 2, "A": 2, "B": 2}
     assert reasons(result)[-2:] == ["capacity_exhausted", "capacity_exhausted"]
+
+
+# --- size and the split by workload (docs/domain.md) ----------------------------------
+
+
+def test_split_worked_example_with_a_css_part_and_sizes() -> None:
+    """P1 and P2 both cover exchange+teams, P2 less recently assigned: it takes them; P3
+    takes intune; defender goes to CSS. P4 takes only L customers, so T2 (M) cannot use
+    it: no 2 partners cover T2. For T3, P3 and P4 tie at one workload each, and P4, never
+    assigned, goes first."""
+    partners = partners_frame(
+        partner("P1", workloads=["exchange", "teams"], last_assigned=5),
+        partner("P2", workloads=["exchange", "teams"], last_assigned=2),
+        partner("P3", workloads=["intune"]),
+        partner("P4", workloads=["sharepoint"]),
+    ).with_columns(pl.Series("sizes", [[], [], [], ["L"]], dtype=pl.List(pl.String)))
+    customers = customers_frame(
+        customer("T1", workloads=["exchange", "teams", "intune", "defender"]),
+        customer("T2", seats=6_000, workloads=["teams", "intune", "sharepoint"]),
+        customer("T3", seats=20_000, workloads=["intune", "sharepoint"]),
+    )
+    rules = dataclasses.replace(RULES, max_partners_per_customer=2, css_workloads=("defender",))
+    result, order = reference_simulate_with_order(partners, customers, rules)
+    assert result.select("tenant_id", "partner_id", "reason", "part", "workloads").rows() == [
+        ("T1", "P2", "assigned", 1, ["exchange", "teams"]),
+        ("T1", "P3", "assigned", 2, ["intune"]),
+        ("T1", None, "css_workload", 3, ["defender"]),
+        ("T2", None, "no_partner_match", 1, ["intune", "sharepoint", "teams"]),
+        ("T3", "P4", "assigned", 1, ["sharepoint"]),
+        ("T3", "P3", "assigned", 2, ["intune"]),
+    ]
+    assert order == {"P1": 5, "P2": 6, "P3": 9, "P4": 8}

@@ -80,6 +80,8 @@ def test_shipped_rules_match_domain_defaults(shipped: Rules) -> None:
     assert shipped.disabled_partners == frozenset()
     assert shipped.when_full == "css"
     assert shipped.max_declines == 2
+    assert shipped.max_partners_per_customer == 1
+    assert shipped.css_workloads == ()
     assert dict(shipped.queue_of_region) == {
         "Americas": "CSS Americas",
         "EMEA": "CSS EMEA",
@@ -97,6 +99,8 @@ def test_shipped_rules_equal_dataclass_defaults_besides_regions(shipped: Rules) 
         "disabled_partners",
         "when_full",
         "max_declines",
+        "max_partners_per_customer",
+        "css_workloads",
     ):
         assert getattr(shipped, key) == getattr(bare, key), key
 
@@ -190,6 +194,11 @@ def test_helper_builds_valid_rules() -> None:
         (_regions(), "queues"),
         ("[queues]\nEMEA = 3\n" + _regions(), "queues.EMEA"),
         (_QUEUES, "regions"),
+        ("max_partners_per_customer = 4\n" + _QUEUES + _regions(), "max_partners_per_customer"),
+        ("max_partners_per_customer = 0\n" + _QUEUES + _regions(), "max_partners_per_customer"),
+        ('max_partners_per_customer = "2"\n' + _QUEUES + _regions(), "max_partners_per_customer"),
+        ('css_workloads = ["dynamics-365"]\n' + _QUEUES + _regions(), "css_workloads"),
+        ('css_workloads = "defender"\n' + _QUEUES + _regions(), "css_workloads"),
     ],
     ids=[
         "unknown-key",
@@ -209,6 +218,11 @@ def test_helper_builds_valid_rules() -> None:
         "missing-queues",
         "queue-not-text",
         "missing-regions",
+        "split-limit-4",
+        "split-limit-0",
+        "split-limit-text",
+        "css-workload-not-eligible",
+        "css-workloads-not-list",
     ],
 )
 def test_bad_rules_name_the_key(text: str, key: str) -> None:
@@ -224,6 +238,29 @@ def test_specific_messages() -> None:
         parse_rules(_QUEUES + _regions({"APAC": ["DE"]}))
     with pytest.raises(RulesError, match="missing FR"):
         parse_rules(_QUEUES + _regions(drop="FR"))
+
+
+def test_css_workloads_are_eligible_workloads_in_one_line() -> None:
+    """A CSS workload must be one of the eligible workloads (of the same file), said in
+    one line that names the key, the bad id and the choices."""
+    text = 'eligible_workloads = ["exchange", "defender"]\ncss_workloads = ["Teams"]\n'
+    with pytest.raises(RulesError) as info:
+        parse_rules(text + _QUEUES + _regions(), source="t.toml")
+    message = str(info.value)
+    assert message == (
+        "t.toml: css_workloads: 'teams' is not an eligible workload; "
+        "expected some of exchange, defender"
+    )
+    ok = parse_rules('css_workloads = [" Defender "]\n' + _QUEUES + _regions())
+    assert ok.css_workloads == ("defender",)
+
+
+def test_the_split_limit_is_one_two_or_three() -> None:
+    for n in (1, 2, 3):
+        text = f"max_partners_per_customer = {n}\n" + _QUEUES + _regions()
+        assert parse_rules(text).max_partners_per_customer == n
+    with pytest.raises(RulesError, match="got 4; expected 1, 2 or 3"):
+        parse_rules("max_partners_per_customer = 4\n" + _QUEUES + _regions())
 
 
 def test_invalid_toml() -> None:
@@ -250,7 +287,12 @@ def test_to_toml_round_trips(shipped: Rules) -> None:
 
 def test_to_toml_round_trips_changed_knobs(shipped: Rules) -> None:
     changed = shipped.replace(
-        min_seats=0, capacity_scale=0.5, when_full="hold", disabled_partners={"P2", "P1"}
+        min_seats=0,
+        capacity_scale=0.5,
+        when_full="hold",
+        disabled_partners={"P2", "P1"},
+        max_partners_per_customer=3,
+        css_workloads=("defender", "purview"),
     )
     assert parse_rules(to_toml(changed)) == changed
 
