@@ -7,8 +7,9 @@ into place only when complete, with ``manifest.json`` written last: a folder wit
 manifest is not a backup.
 
 A restore builds a new database file under a temporary name: the sequences (at the value
-they had), the tables and views from this version's own DDL (``store.db``), each table's
-rows by column name, then the current schema on top (``store.db.connect``), and checks
+they had), the tables and views from the DDL of the backup's schema version (kept in
+``store/migrations.py`` for every version it can bring forward), each table's rows by
+column name, then brings it to this version (``store.db.connect``), and checks
 every table's row count against the manifest before renaming the file over the target.
 A failed restore leaves the target as it was.
 
@@ -33,8 +34,9 @@ from typing import Any
 import duckdb
 
 from store import clock
-from store.db import DDL, SCHEMA_VERSION, connect, make_folder
+from store.db import SCHEMA_VERSION, connect, make_folder
 from store.errors import StoreError
+from store.migrations import DDL_OF
 
 MANIFEST = "manifest.json"
 FORMAT = "frp-backup"
@@ -203,15 +205,11 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
             f"{path}: backup format version {manifest.get('format_version')!r}; "
             f"this version reads {FORMAT_VERSION}"
         )
-    if manifest.get("schema_version") != str(SCHEMA_VERSION):
-        raise StoreError(
-            f"{path}: schema version {manifest.get('schema_version')!r}; this version "
-            f"restores {SCHEMA_VERSION} (a backup of a newer version, or edited?)"
-        )
+    version = _version(path, manifest.get("schema_version"))
     tables_ = manifest.get("tables")
     if not isinstance(tables_, dict) or not tables_:
         raise StoreError(f"{path}: the manifest lists no tables")
-    columns, sequences = product_schema()
+    columns, sequences = product_schema(version)
     for name, table in tables_.items():
         _check_table(path, name, table, columns)
     _check_sequences(path, manifest.get("sequences", {}), sequences)
@@ -224,12 +222,29 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     return manifest
 
 
-def product_schema() -> tuple[dict[str, list[str]], set[str]]:
-    """The tables (with their columns) and sequences this version's own DDL declares
-    (store.db); a restore creates only these, from that DDL, never from the backup."""
+def _version(path: Path, text: object) -> int:
+    """The backup's schema version, when this code has its DDL (store/migrations.py): a
+    restore builds that version's tables, then brings them forward."""
+    known = sorted(DDL_OF)
+    if (
+        not isinstance(text, str)
+        or not re.fullmatch(r"[0-9]{1,6}", text)
+        or int(text) not in DDL_OF
+    ):
+        raise StoreError(
+            f"{path}: schema version {text!r}; this version restores "
+            f"{', '.join(map(str, known))} (a backup of a newer version, or edited?)"
+        )
+    return int(text)
+
+
+def product_schema(version: int = SCHEMA_VERSION) -> tuple[dict[str, list[str]], set[str]]:
+    """The tables (with their columns) and sequences a version's own DDL declares
+    (store/migrations.py); a restore creates only these, from that DDL, never from the
+    backup."""
     con = duckdb.connect()
     try:
-        con.execute(DDL)
+        con.execute(DDL_OF[version])
         columns = {
             name: [
                 r[0]
@@ -320,7 +335,7 @@ def restore(folder: str | Path, db_path: str | Path, *, force: bool = False) -> 
             raise StoreError(f"{source}: cannot restore ({_first_line(exc)})") from None
         finally:
             con.close()
-        con = connect(tmp)  # today's schema on top: new columns, views, schema version
+        con = connect(tmp)  # brought forward from the backup's version to this one
         try:
             counts = {
                 name: con.execute(f"SELECT count(*) FROM {quote(name)}").fetchall()[0][0]
@@ -345,9 +360,10 @@ def restore(folder: str | Path, db_path: str | Path, *, force: bool = False) -> 
 
 
 def _load(con: duckdb.DuckDBPyConnection, folder: Path, manifest: dict[str, Any]) -> None:
-    """The sequences at their values, the tables from this version's DDL, then each
-    table's rows by column name; the views come from the same DDL."""
-    columns, _ = product_schema()
+    """The sequences at their values, the tables from the DDL of the backup's version,
+    then each table's rows by column name; the views come from the same DDL."""
+    version = int(manifest["schema_version"])
+    columns, _ = product_schema(version)
     con.execute("BEGIN TRANSACTION")
     try:
         for name, seq in manifest.get("sequences", {}).items():
@@ -355,7 +371,7 @@ def _load(con: duckdb.DuckDBPyConnection, folder: Path, manifest: dict[str, Any]
                 f"CREATE SEQUENCE {quote(name)} START {int(seq['next'])} "
                 f"INCREMENT BY {int(seq['increment'])}"
             )
-        con.execute(DDL)
+        con.execute(DDL_OF[version])
         for name, table in manifest["tables"].items():
             _load_table(con, folder, name, table["file"], columns[name])
         con.execute("COMMIT")

@@ -63,7 +63,9 @@ def db_in_read_only_folder(read_only_folder: Path, demo_db: Path) -> Iterator[Pa
     yield db
 
 
-@pytest.mark.parametrize("command", [["commit"], ["purge", "T1"], ["expire"]])
+# A customer the demo has: the purge gets as far as writing (opening the store writes
+# nothing when it is already of this version).
+@pytest.mark.parametrize("command", [["commit"], ["purge", "T000001"], ["expire"]])
 def test_a_database_in_a_read_only_folder(
     db_in_read_only_folder: Path, capsys: pytest.CaptureFixture[str], command: list[str]
 ) -> None:
