@@ -60,6 +60,7 @@ def _now_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = None
     try:
         args = build_parser().parse_args(argv)
         if not hasattr(args, "now"):
@@ -80,12 +81,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # an unexpected fault: one line unless debugging
         if is_interrupt(exc):  # Ctrl-C during a query: DuckDB's own exception
             return _fail("frp: interrupted; nothing was written", EXIT_INTERRUPTED)
+        if _damaged(exc):  # found by a query, past the checks made on opening the file
+            from store.db import damaged_message, resolve_path
+
+            return _fail(
+                f"frp: {damaged_message(resolve_path(getattr(args, 'db', None)), exc)}",
+                EXIT_BAD_INPUT,
+            )
         if os.environ.get("FRP_DEBUG"):
             raise
         return _fail(
             f"frp: internal error: {type(exc).__name__}: {exc} (FRP_DEBUG=1 for details)",
             EXIT_ERROR,
         )
+
+
+def _damaged(exc: BaseException) -> bool:
+    """A damaged database file, as DuckDB reports it (DuckDB not loaded: it cannot be)."""
+    if "duckdb" not in sys.modules:
+        return False
+    from store.db import damaged
+
+    return damaged(exc)
 
 
 def _fail(message: str, code: int) -> int:
