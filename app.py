@@ -2,11 +2,16 @@
 
 import streamlit as st
 
+from store.errors import StoreError
 from ui import auth
 from ui.router import follow_deep_link, routing
 
 st.set_page_config(page_title="FRP Assign", page_icon=":handshake:", layout="wide")
-auth.sidebar()  # the sign-in screen (and nothing else) until signed in, then who and what role
+try:  # the sign-in screen (and nothing else) until signed in, then who and what role
+    auth.sidebar()
+except StoreError as exc:  # a file that is not a store, a newer or damaged one: one line
+    st.error(str(exc))
+    st.stop()
 
 PAGES = {
     "capacity.py": st.Page(
@@ -20,5 +25,8 @@ PAGES = {
 
 navigation = st.navigation(list(PAGES.values()))
 follow_deep_link(PAGES)
-with routing():
-    navigation.run()
+try:
+    with routing():
+        navigation.run()
+except StoreError as exc:  # the same, found by the page
+    st.error(str(exc))

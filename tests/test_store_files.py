@@ -21,12 +21,14 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
+from streamlit.testing.v1 import AppTest
 
 from cli.main import main as frp_main
 from store.backup import MANIFEST, _write_tables
 from store.db import DDL, SCHEMA_VERSION, connect
 from store.errors import StoreError
 from store.migrations import DDL_OF, MIGRATIONS, V1_DDL, ddl_shape, shape_of
+from tests.app_helpers import APP
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -306,3 +308,22 @@ def test_a_version_1_backup_is_restored_and_brought_forward(
 def test_a_store_error_is_what_connect_raises(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="not an FRP Assign store"):
         connect(_foreign(tmp_path / "x.duckdb"), read_only=True)
+
+
+# --- the dashboard ----------------------------------------------------------------------
+
+
+def test_the_dashboard_on_a_file_that_is_not_ours_shows_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_caches: None
+) -> None:
+    """Through app.py, as a server runs every page (AppTest runs a switched-to page file
+    on its own, outside app.py, so the first page stands for all)."""
+    db = _foreign(tmp_path / "theirs.duckdb")
+    monkeypatch.setenv("FRP_DB", str(db))
+    before = sha(db)
+    at = AppTest.from_file(APP, default_timeout=90)
+    at.run()
+    assert not at.exception, at.exception
+    errors = [e.value for e in at.error]
+    assert any(str(db) in e and "not an FRP Assign store" in e for e in errors), errors
+    assert sha(db) == before
