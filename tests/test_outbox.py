@@ -963,3 +963,30 @@ def test_retry_checks_the_address_and_only_takes_a_failed_message(
     assert con.execute(
         "SELECT actor, subject FROM audit_log WHERE action = 'retry_message'"
     ).fetchall() == [("boss", mid)]
+
+
+def test_cli_retry_fixes_the_address_and_the_next_send_delivers_it(
+    db: Path, server: Server, tmp_path: Path
+) -> None:
+    with open_db(db) as c:
+        mid = bad_address(c, "T3", "it\x1c@t3.example")
+    assert frp("outbox", "send", "--db", db, env=server.env(), cwd=tmp_path).returncode == 2
+    bad = frp(
+        "outbox", "retry", mid, "--email", "it\x1c@t3.example", "--db", db, env={}, cwd=tmp_path
+    )
+    assert bad.returncode == 2 and "no control characters" in bad.stderr
+    assert len(bad.stderr.splitlines()) == 1
+    unknown = frp(
+        "outbox", "retry", "<nope@x>", "--email", "x@t3.example", "--db", db, env={}, cwd=tmp_path
+    )
+    assert unknown.returncode == 2 and "no such message" in unknown.stderr
+    done = frp("outbox", "retry", mid, "--email", "it@t3.example", "--db", db, env={}, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert f"message {mid} is pending again" in done.stdout
+    again = frp(
+        "outbox", "retry", mid, "--email", "it@t3.example", "--db", db, env={}, cwd=tmp_path
+    )
+    assert again.returncode == 2 and "only a failed message" in again.stderr
+    sent = frp("outbox", "send", "--db", db, env=server.env(), cwd=tmp_path)
+    assert sent.returncode == 0 and "1 sent, 0 failed" in sent.stdout
+    assert [m["To"] for m in server.mailbox.received].count("it@t3.example") == 1
