@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from cli import assignment, delivery, lifecycle, maintenance
+from cli import assignment, delivery, interrupts, lifecycle, maintenance
 from cli.args import (
     EXIT_BAD_INPUT,
     EXIT_ERROR,
@@ -64,9 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if not hasattr(args, "now"):
-            return args.handler(args)
+            return _run(args)
         with clock.frozen(args.now):  # for this command only (tests call main in process)
-            return args.handler(args)
+            return _run(args)
     except UsageError as exc:
         return _fail(str(exc), EXIT_BAD_INPUT)
     except (InputError, RulesError, StoreError, clock.ClockError) as exc:
@@ -94,6 +94,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"frp: internal error: {type(exc).__name__}: {exc} (FRP_DEBUG=1 for details)",
             EXIT_ERROR,
         )
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command's handler; a writing command interrupted says what it had saved,
+    looked up (cli/interrupts.py)."""
+    check = interrupts.check_for(args)
+    try:
+        return args.handler(args)
+    except BaseException as exc:
+        if check is None or not is_interrupt(exc):
+            raise
+        raise Interrupted(check()) from None
 
 
 def _damaged(exc: BaseException) -> bool:
