@@ -116,11 +116,16 @@ def backup(db_path: str | Path, folder: str | Path) -> BackupSummary:
             manifest = _write_tables(con, partial)
             con.execute("COMMIT")
         except duckdb.Error as exc:
+            if "Could not write file" in str(exc):  # the backup's place, not the database
+                raise StoreError(_unwritten(target, _cause(str(exc)))) from None
             raise StoreError(f"{db}: cannot back up ({_first_line(exc)})") from None
         finally:
             con.close()
         text = json.dumps(manifest, indent=2, sort_keys=False) + "\n"
-        (partial / MANIFEST).write_text(text, encoding="utf-8")
+        try:
+            (partial / MANIFEST).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise StoreError(_unwritten(target, str(exc.strerror or exc))) from None
         if target.exists():
             target.rmdir()
         os.replace(partial, target)
@@ -133,6 +138,17 @@ def backup(db_path: str | Path, folder: str | Path) -> BackupSummary:
         manifest["schema_version"],
         manifest["created_at"],
     )
+
+
+def _unwritten(target: Path, cause: str) -> str:
+    """A backup the file system would not take (a full disk, a quota): the partial folder
+    is removed by the caller, so nothing of it is left."""
+    return f"{target}: cannot write the backup ({cause.lower()}); nothing was kept"
+
+
+def _cause(text: str) -> str:
+    found = re.search(r"(No space left on device|Disk quota exceeded|Permission denied)", text)
+    return found[1] if found else _first_line(Exception(text))
 
 
 def _write_tables(con: duckdb.DuckDBPyConnection, folder: Path) -> dict[str, Any]:
