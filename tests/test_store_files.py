@@ -327,3 +327,44 @@ def test_the_dashboard_on_a_file_that_is_not_ours_shows_one_line(
     errors = [e.value for e in at.error]
     assert any(str(db) in e and "not an FRP Assign store" in e for e in errors), errors
     assert sha(db) == before
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_the_dashboard_on_a_damaged_file_shows_one_line(
+    damage: str, demo_db: Path, monkeypatch: pytest.MonkeyPatch, fresh_caches: None
+) -> None:
+    demo_db.write_bytes(DAMAGE[damage](demo_db.read_bytes()))
+    monkeypatch.setenv("FRP_DB", str(demo_db))
+    at = AppTest.from_file(APP, default_timeout=90)
+    at.run()
+    assert not at.exception, at.exception
+    errors = [e.value for e in at.error]
+    assert any(str(demo_db) in e and "frp restore" in e for e in errors), errors
+
+
+def test_damage_found_by_a_query_is_the_same_one_line(
+    demo_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every 256 KiB block of the file overwritten in turn: `frp fairness` either does not
+    read it (exit 0) or says in one line that the file is damaged, also where the file
+    opens and only a query reaches the block (found by the sweep, so it is tested)."""
+    data = demo_db.read_bytes()
+    block = 256 * 1024
+    found_by_a_query = 0
+    for offset in range(block, len(data), block):
+        db = tmp_path / f"damaged-{offset}.duckdb"
+        db.write_bytes(data[:offset] + b"\xa5" * block + data[offset + block :])
+        try:
+            connect(db, read_only=True).close()
+            opens = True
+        except StoreError:
+            opens = False
+        code = frp_main(["fairness", "--db", str(db)])
+        err = capsys.readouterr().err
+        if code == 0:
+            continue
+        assert code == 2 and len(err.splitlines()) == 1, err
+        assert str(db) in err and "damaged" in err and "frp restore" in err, err
+        found_by_a_query += opens
+        db.unlink()
+    assert found_by_a_query, "no block was found only by a query: the sweep tested nothing"
