@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +30,7 @@ from store.db import DDL, SCHEMA_VERSION, connect
 from store.errors import StoreError
 from store.migrations import DDL_OF, MIGRATIONS, V1_DDL, ddl_shape, shape_of
 from tests.app_helpers import APP
+from tests.test_unwritable import refused
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -47,9 +49,14 @@ def build(path: Path, *sql: str) -> Path:
     return path
 
 
+#: The first release's DDL: version 1's without the columns it added in place later.
+V1_FIRST_DDL = re.sub(r"(?m)^ALTER TABLE .*;\n", "", V1_DDL)
+
+
 def v1_first(path: Path) -> Path:
     """Version 1 as the first release wrote it."""
-    return build(path, (FIXTURES / "v1_first_release.sql").read_text(encoding="utf-8"))
+    rows = (FIXTURES / "v1_first_release.sql").read_text(encoding="utf-8")
+    return build(path, V1_FIRST_DDL, rows)
 
 
 def v1_last(path: Path) -> Path:
@@ -66,16 +73,6 @@ def version(path: Path) -> str:
         return con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()[0][0]
     finally:
         con.close()
-
-
-def refused(capsys: pytest.CaptureFixture[str], *args: object) -> str:
-    code = frp_main([str(a) for a in args])
-    err = capsys.readouterr().err
-    assert code == 2, err
-    lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("frp: "), err
-    assert "internal error" not in err and "Exception" not in err
-    return lines[0]
 
 
 def ok(capsys: pytest.CaptureFixture[str], *args: object) -> str:
