@@ -179,13 +179,27 @@ def bring_forward(con: duckdb.DuckDBPyConnection, path: Path) -> int:
         if version == 0:
             con.execute(DDL)
         else:
-            for step in MIGRATIONS[version - 1 :]:
-                step(con)
+            _migrate(con, path, version)
         _check_shape(path, shape_of(con), SCHEMA_VERSION)
         con.execute(
             "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
         )
     return version
+
+
+def _migrate(con: duckdb.DuckDBPyConnection, path: Path, version: int) -> None:
+    """The steps from ``version`` to ours; one the file refuses is a one-line StoreError
+    (the transaction rolls back). A collision with another writer is left to the retry."""
+    for number, step in enumerate(MIGRATIONS[version - 1 :], start=version + 1):
+        try:
+            step(con)
+        except duckdb.TransactionException:
+            raise
+        except duckdb.Error as exc:
+            raise StoreError(
+                f"{path}: cannot bring the store from schema version {number - 1} to {number} "
+                f"({first_line(exc)}); nothing was written"
+            ) from None
 
 
 def _foreign(path: Path, why: str) -> StoreError:

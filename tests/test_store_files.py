@@ -365,3 +365,21 @@ def test_damage_found_by_a_query_is_the_same_one_line(
         found_by_a_query += opens
         db.unlink()
     assert found_by_a_query, "no block was found only by a query: the sweep tested nothing"
+
+
+def test_a_step_the_file_refuses_rolls_back_and_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import store.migrations
+
+    db = v1_last(tmp_path / "old.duckdb")
+    before = sha(db)
+
+    def half_then_fail(con: duckdb.DuckDBPyConnection) -> None:
+        con.execute("ALTER TABLE partners ADD COLUMN half_done VARCHAR")
+        con.execute("ALTER TABLE no_such_table ADD COLUMN x INTEGER")
+
+    monkeypatch.setattr(store.migrations, "MIGRATIONS", [half_then_fail])
+    line = refused(capsys, "commit", "--db", db)
+    assert str(db) in line and "from schema version 1 to 2" in line, line
+    assert sha(db) == before
