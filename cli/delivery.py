@@ -58,6 +58,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="only messages with this status (repeatable; default: all)",
     )
     db_arg(a)
+    a = actions.add_parser(
+        "retry", help="send a failed message again, to a corrected address, at the next send"
+    )
+    a.add_argument("message_id", metavar="MESSAGE_ID", help="the failed message's id")
+    a.add_argument("--email", required=True, metavar="ADDRESS", help="the address to send to")
+    db_arg(a)
 
     p = sub.add_parser("psm", help="open referrals per Partner Success Manager")
     p.add_argument("--json", action="store_true", help="print JSON instead of a text table")
@@ -168,6 +174,14 @@ def cmd_outbox(args: argparse.Namespace) -> int:
         print(f"outbox via {settings.describe()}: {summary.describe()}")
         if not summary.ok:
             raise StoreError(summary.problem())
+        return EXIT_OK
+    if args.action == "retry":
+        con = _open(args)
+        try:
+            outbox.retry(con, args.message_id, args.email, actor=f"cli:{getpass.getuser()}")
+        finally:
+            con.close()
+        print(f"message {args.message_id} is pending again, for the next `frp outbox send`")
         return EXIT_OK
     con = _open(args)  # read-write: an older file gains the body_html column first
     try:

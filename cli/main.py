@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from cli import assignment, delivery, lifecycle, maintenance
+from cli import assignment, delivery, interrupts, lifecycle, maintenance
 from cli.args import (
     EXIT_BAD_INPUT,
     EXIT_ERROR,
@@ -60,12 +60,13 @@ def _now_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = None
     try:
         args = build_parser().parse_args(argv)
         if not hasattr(args, "now"):
-            return args.handler(args)
+            return _run(args)
         with clock.frozen(args.now):  # for this command only (tests call main in process)
-            return args.handler(args)
+            return _run(args)
     except UsageError as exc:
         return _fail(str(exc), EXIT_BAD_INPUT)
     except (InputError, RulesError, StoreError, clock.ClockError) as exc:
@@ -80,12 +81,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # an unexpected fault: one line unless debugging
         if is_interrupt(exc):  # Ctrl-C during a query: DuckDB's own exception
             return _fail("frp: interrupted; nothing was written", EXIT_INTERRUPTED)
+        if _damaged(exc):  # found by a query, past the checks made on opening the file
+            from store.db import damaged_message, resolve_path
+
+            return _fail(
+                f"frp: {damaged_message(resolve_path(getattr(args, 'db', None)), exc)}",
+                EXIT_BAD_INPUT,
+            )
         if os.environ.get("FRP_DEBUG"):
             raise
         return _fail(
             f"frp: internal error: {type(exc).__name__}: {exc} (FRP_DEBUG=1 for details)",
             EXIT_ERROR,
         )
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command's handler; a writing command interrupted says what it had saved,
+    looked up (cli/interrupts.py)."""
+    check = interrupts.check_for(args)
+    try:
+        return args.handler(args)
+    except BaseException as exc:
+        if check is None or not is_interrupt(exc):
+            raise
+        raise Interrupted(check()) from None
+
+
+def _damaged(exc: BaseException) -> bool:
+    """A damaged database file, as DuckDB reports it (DuckDB not loaded: it cannot be)."""
+    if "duckdb" not in sys.modules:
+        return False
+    from store.db import damaged
+
+    return damaged(exc)
 
 
 def _fail(message: str, code: int) -> int:

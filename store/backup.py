@@ -7,8 +7,9 @@ into place only when complete, with ``manifest.json`` written last: a folder wit
 manifest is not a backup.
 
 A restore builds a new database file under a temporary name: the sequences (at the value
-they had), the tables and views from this version's own DDL (``store.db``), each table's
-rows by column name, then the current schema on top (``store.db.connect``), and checks
+they had), the tables and views from the DDL of the backup's schema version (kept in
+``store/migrations.py`` for every version it can bring forward), each table's rows by
+column name, then brings it to this version (``store.db.connect``), and checks
 every table's row count against the manifest before renaming the file over the target.
 A failed restore leaves the target as it was.
 
@@ -33,8 +34,9 @@ from typing import Any
 import duckdb
 
 from store import clock
-from store.db import DDL, SCHEMA_VERSION, connect, make_folder
+from store.db import SCHEMA_VERSION, connect, make_folder
 from store.errors import StoreError
+from store.migrations import DDL_OF
 
 MANIFEST = "manifest.json"
 FORMAT = "frp-backup"
@@ -114,11 +116,16 @@ def backup(db_path: str | Path, folder: str | Path) -> BackupSummary:
             manifest = _write_tables(con, partial)
             con.execute("COMMIT")
         except duckdb.Error as exc:
+            if "Could not write file" in str(exc):  # the backup's place, not the database
+                raise StoreError(_unwritten(target, _cause(str(exc)))) from None
             raise StoreError(f"{db}: cannot back up ({_first_line(exc)})") from None
         finally:
             con.close()
         text = json.dumps(manifest, indent=2, sort_keys=False) + "\n"
-        (partial / MANIFEST).write_text(text, encoding="utf-8")
+        try:
+            (partial / MANIFEST).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise StoreError(_unwritten(target, str(exc.strerror or exc))) from None
         if target.exists():
             target.rmdir()
         os.replace(partial, target)
@@ -131,6 +138,17 @@ def backup(db_path: str | Path, folder: str | Path) -> BackupSummary:
         manifest["schema_version"],
         manifest["created_at"],
     )
+
+
+def _unwritten(target: Path, cause: str) -> str:
+    """A backup the file system would not take (a full disk, a quota): the partial folder
+    is removed by the caller, so nothing of it is left."""
+    return f"{target}: cannot write the backup ({cause.lower()}); nothing was kept"
+
+
+def _cause(text: str) -> str:
+    found = re.search(r"(No space left on device|Disk quota exceeded|Permission denied)", text)
+    return found[1] if found else _first_line(Exception(text))
 
 
 def _write_tables(con: duckdb.DuckDBPyConnection, folder: Path) -> dict[str, Any]:
@@ -203,15 +221,11 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
             f"{path}: backup format version {manifest.get('format_version')!r}; "
             f"this version reads {FORMAT_VERSION}"
         )
-    if manifest.get("schema_version") != str(SCHEMA_VERSION):
-        raise StoreError(
-            f"{path}: schema version {manifest.get('schema_version')!r}; this version "
-            f"restores {SCHEMA_VERSION} (a backup of a newer version, or edited?)"
-        )
+    version = _version(path, manifest.get("schema_version"))
     tables_ = manifest.get("tables")
     if not isinstance(tables_, dict) or not tables_:
         raise StoreError(f"{path}: the manifest lists no tables")
-    columns, sequences = product_schema()
+    columns, sequences = product_schema(version)
     for name, table in tables_.items():
         _check_table(path, name, table, columns)
     _check_sequences(path, manifest.get("sequences", {}), sequences)
@@ -224,12 +238,29 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     return manifest
 
 
-def product_schema() -> tuple[dict[str, list[str]], set[str]]:
-    """The tables (with their columns) and sequences this version's own DDL declares
-    (store.db); a restore creates only these, from that DDL, never from the backup."""
+def _version(path: Path, text: object) -> int:
+    """The backup's schema version, when this code has its DDL (store/migrations.py): a
+    restore builds that version's tables, then brings them forward."""
+    known = sorted(DDL_OF)
+    if (
+        not isinstance(text, str)
+        or not re.fullmatch(r"[0-9]{1,6}", text)
+        or int(text) not in DDL_OF
+    ):
+        raise StoreError(
+            f"{path}: schema version {text!r}; this version restores "
+            f"{', '.join(map(str, known))} (a backup of a newer version, or edited?)"
+        )
+    return int(text)
+
+
+def product_schema(version: int = SCHEMA_VERSION) -> tuple[dict[str, list[str]], set[str]]:
+    """The tables (with their columns) and sequences a version's own DDL declares
+    (store/migrations.py); a restore creates only these, from that DDL, never from the
+    backup."""
     con = duckdb.connect()
     try:
-        con.execute(DDL)
+        con.execute(DDL_OF[version])
         columns = {
             name: [
                 r[0]
@@ -320,7 +351,7 @@ def restore(folder: str | Path, db_path: str | Path, *, force: bool = False) -> 
             raise StoreError(f"{source}: cannot restore ({_first_line(exc)})") from None
         finally:
             con.close()
-        con = connect(tmp)  # today's schema on top: new columns, views, schema version
+        con = connect(tmp)  # brought forward from the backup's version to this one
         try:
             counts = {
                 name: con.execute(f"SELECT count(*) FROM {quote(name)}").fetchall()[0][0]
@@ -345,9 +376,10 @@ def restore(folder: str | Path, db_path: str | Path, *, force: bool = False) -> 
 
 
 def _load(con: duckdb.DuckDBPyConnection, folder: Path, manifest: dict[str, Any]) -> None:
-    """The sequences at their values, the tables from this version's DDL, then each
-    table's rows by column name; the views come from the same DDL."""
-    columns, _ = product_schema()
+    """The sequences at their values, the tables from the DDL of the backup's version,
+    then each table's rows by column name; the views come from the same DDL."""
+    version = int(manifest["schema_version"])
+    columns, _ = product_schema(version)
     con.execute("BEGIN TRANSACTION")
     try:
         for name, seq in manifest.get("sequences", {}).items():
@@ -355,7 +387,7 @@ def _load(con: duckdb.DuckDBPyConnection, folder: Path, manifest: dict[str, Any]
                 f"CREATE SEQUENCE {quote(name)} START {int(seq['next'])} "
                 f"INCREMENT BY {int(seq['increment'])}"
             )
-        con.execute(DDL)
+        con.execute(DDL_OF[version])
         for name, table in manifest["tables"].items():
             _load_table(con, folder, name, table["file"], columns[name])
         con.execute("COMMIT")

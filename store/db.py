@@ -51,9 +51,10 @@ OPEN_SQL = "(" + ", ".join(f"'{s}'" for s in OPEN_STATUSES) + ")"
 #: its open FTOP task are cancelled (docs/domain.md, "Referral life cycle").
 DELIVERABLE = (*OPEN_STATUSES, "completed")
 
-SCHEMA_VERSION = 1
+#: The shape of the store's tables; store/migrations.py has one step per version since 1.
+SCHEMA_VERSION = 2
 
-DDL = f"""
+TABLES = """
 CREATE SEQUENCE IF NOT EXISTS run_seq START 1;
 CREATE SEQUENCE IF NOT EXISTS referral_seq START 1;
 CREATE SEQUENCE IF NOT EXISTS task_seq START 1;
@@ -76,7 +77,11 @@ CREATE TABLE IF NOT EXISTS partners (
     psm_name VARCHAR NOT NULL,
     psm_email VARCHAR NOT NULL,
     contact_email VARCHAR NOT NULL,
-    updated_at TIMESTAMP NOT NULL
+    updated_at TIMESTAMP NOT NULL,
+    -- Availability and intake (docs/domain.md): not Referral Ready before paused_until, at
+    -- most monthly_quota new referrals a calendar month; NULL for neither.
+    paused_until DATE,
+    monthly_quota BIGINT
 );
 
 -- The round-robin order: larger last_assigned = assigned more recently. Moved only by
@@ -99,7 +104,8 @@ CREATE TABLE IF NOT EXISTS customers (
     referral_consent BOOLEAN,
     in_ftcq BOOLEAN NOT NULL,
     ftcq_seq BIGINT NOT NULL,
-    queued_at TIMESTAMP NOT NULL
+    queued_at TIMESTAMP NOT NULL,
+    held_since TIMESTAMP
 );
 
 CREATE TABLE IF NOT EXISTS runs (
@@ -133,7 +139,11 @@ CREATE TABLE IF NOT EXISTS referrals (
     language VARCHAR,
     eligible_workloads VARCHAR[],
     created_at TIMESTAMP NOT NULL,
-    updated_at TIMESTAMP NOT NULL
+    updated_at TIMESTAMP NOT NULL,
+    decline_reason VARCHAR,
+    -- When the partner and its PSM were reminded of a referral still active
+    -- (store/lifecycle.py, expire); NULL until then, so it is reminded at most once.
+    reminded_at TIMESTAMP
 );
 
 CREATE TABLE IF NOT EXISTS pools (
@@ -168,11 +178,15 @@ CREATE TABLE IF NOT EXISTS outbox (
     created_at TIMESTAMP NOT NULL,
     sent_at TIMESTAMP,
     attempts INTEGER NOT NULL DEFAULT 0,
-    last_error VARCHAR
+    last_error VARCHAR,
+    -- The HTML part of a notification (the plain-text part is `body`); NULL for messages
+    -- queued before version 1 gained it: sent as text only.
+    body_html VARCHAR,
+    -- A sender's claim on a pending message (store/outbox.py): which run holds it and
+    -- since when; NULL when nobody does. Another sender leaves it alone until it is stale.
+    claimed_by VARCHAR,
+    claimed_at TIMESTAMP
 );
--- The HTML part of a notification (the plain-text part is `body`); added after the first
--- release, so older files gain it here. NULL for messages queued before: sent as text only.
-ALTER TABLE outbox ADD COLUMN IF NOT EXISTS body_html VARCHAR;
 
 CREATE TABLE IF NOT EXISTS audit_log (
     id BIGINT PRIMARY KEY,
@@ -183,21 +197,10 @@ CREATE TABLE IF NOT EXISTS audit_log (
     details VARCHAR
 );
 
--- Added after the first schema: ALTER keeps older database files working.
-ALTER TABLE customers ADD COLUMN IF NOT EXISTS held_since TIMESTAMP;
-ALTER TABLE referrals ADD COLUMN IF NOT EXISTS decline_reason VARCHAR;
--- A sender's claim on a pending message (store/outbox.py): which run holds it and since
--- when; NULL when nobody does. Another sender leaves it alone until the claim is stale.
-ALTER TABLE outbox ADD COLUMN IF NOT EXISTS claimed_by VARCHAR;
-ALTER TABLE outbox ADD COLUMN IF NOT EXISTS claimed_at TIMESTAMP;
--- When the partner and its PSM were reminded of a referral still active (store/lifecycle.py,
--- expire); NULL until then, so a referral is reminded at most once.
-ALTER TABLE referrals ADD COLUMN IF NOT EXISTS reminded_at TIMESTAMP;
--- Partner availability and intake (docs/domain.md): not Referral Ready before paused_until,
--- at most monthly_quota new referrals a calendar month; NULL for neither.
-ALTER TABLE partners ADD COLUMN IF NOT EXISTS paused_until DATE;
-ALTER TABLE partners ADD COLUMN IF NOT EXISTS monthly_quota BIGINT;
+"""
 
+#: Open partner referrals held on top of the imported load; re-created by migrations.
+PARTNER_STATE = f"""
 CREATE OR REPLACE VIEW partner_state AS
 SELECT
     p.*,
@@ -213,6 +216,9 @@ LEFT JOIN (
 ) o USING (partner_id)
 LEFT JOIN rr_order r USING (partner_id);
 """
+
+#: A new store at :data:`SCHEMA_VERSION` (store/migrations.py brings older ones forward).
+DDL = TABLES + PARTNER_STATE
 
 
 def resolve_path(path: str | Path | None = None) -> Path:
@@ -257,29 +263,56 @@ def connect(
     timeout: float | None = None,
     schema: bool = True,
 ) -> duckdb.DuckDBPyConnection:
-    """Open (creating if needed, unless read-only) the database and make sure its tables exist.
+    """Open (creating if needed, unless read-only) the store, checked to be one.
 
     A file held by another process is retried with bounded back-off for ``timeout``
-    seconds (default :func:`lock_timeout`), then refused with a one-line StoreError.
-    ``schema=False`` skips the schema check (a caller that already ran it on this file).
-    The caller closes the connection; :func:`open_db` does it for you.
+    seconds (default :func:`lock_timeout`), then refused with a one-line StoreError. The
+    file must be this product's store of a version this code knows (store/migrations.py):
+    an older one is brought forward first, an empty one becomes a store, anything else
+    (another application's file, a newer version's, a damaged one) is a one-line
+    StoreError and nothing is written. ``schema=False`` skips the check (a caller that
+    already made it on this file). The caller closes the connection; :func:`open_db`
+    does it for you.
     """
     p = Path(path)
     if read_only and not p.exists():
         raise StoreError(f"{p}: no such database; create it with `frp demo` or `frp import`")
     if not read_only:
         make_folder(p.parent, p)
-    wait = lock_timeout() if timeout is None else max(0.0, timeout)
+        if p.is_file() and p.stat().st_size == 0:  # an empty new file (mktemp): not yet a store
+            p.unlink()
+    con = _open(p, read_only, lock_timeout() if timeout is None else max(0.0, timeout))
+    try:
+        # Never read a Python variable for a name the database lacks: a missing table is
+        # an error, not whatever frame the caller happens to hold under that name.
+        con.execute("SET python_enable_replacements = false")
+        if not schema:
+            return con
+        from store import migrations
+
+        if migrations.found_version(con, p) == SCHEMA_VERSION:
+            return con
+        if not read_only:
+            retry_conflicts(lambda: migrations.bring_forward(con, p), what="the schema update")
+            return con
+    except BaseException:
+        con.close()
+        raise
+    con.close()  # older, opened read-only: brought forward on a short read-write connection
+    connect(p, timeout=timeout).close()
+    return connect(p, read_only=True, timeout=timeout)
+
+
+def _open(p: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnection:
     deadline = time.monotonic() + wait
     delay = 0.02
     while True:
         try:
-            con = duckdb.connect(str(p), read_only=read_only)
-            break
-        except (duckdb.IOException, duckdb.ConnectionException) as exc:
+            return duckdb.connect(str(p), read_only=read_only)
+        except duckdb.Error as exc:
             left = deadline - time.monotonic()
             if not _busy(exc):
-                raise StoreError(f"{p}: cannot open the database ({_first_line(exc)})") from None
+                raise StoreError(_not_opened(p, exc)) from None
             if left <= 0:
                 raise StoreError(
                     f"{p}: the database is busy (another process is writing, e.g. the "
@@ -287,26 +320,17 @@ def connect(
                 ) from None
             time.sleep(min(left, delay * random.uniform(0.5, 1.0)))
             delay = min(delay * 2, 0.5)
-    if not read_only and schema:
-        try:
-            ensure_schema(con)
-        except BaseException:
-            con.close()
-            raise
-    return con
 
 
-def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create what is missing (tables, columns added later, views) and record the version."""
-    retry_conflicts(lambda: _ensure_schema(con), what="the schema check")
-
-
-def _ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    with transaction(con):
-        con.execute(DDL)
-        con.execute(
-            "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
+def _not_opened(p: Path, exc: duckdb.Error) -> str:
+    if "not a valid DuckDB database file" in str(exc):
+        return (
+            f"{p}: not an FRP Assign store (not a DuckDB database file; if it was one, it is "
+            "damaged: restore it from a backup with `frp restore`); nothing was written"
         )
+    if damaged(exc):
+        return damaged_message(p, exc)
+    return f"{p}: cannot open the database ({first_line(exc)})"
 
 
 @contextmanager
@@ -347,7 +371,7 @@ def retry_conflicts(
                 raise StoreError(
                     f"{what} collided with other changes made at the same time "
                     f"{attempts} times; nothing was written — try again "
-                    f"({_first_line(exc)})"
+                    f"({first_line(exc)})"
                 ) from None
             time.sleep(random.uniform(0.01, 0.05) * attempt)
     raise AssertionError("unreachable")  # pragma: no cover
@@ -397,7 +421,7 @@ def _refused_write(exc: duckdb.Error) -> str | None:
     """What the file system refused, when a commit failed for that rather than a collision:
     DuckDB reports a ``.wal`` it cannot create (a read-only folder, no permission) as a
     failed commit, the same exception type as a conflict."""
-    found = re.search(r'Cannot open file "([^"]+)": (.+)', _first_line(exc))
+    found = re.search(r'Cannot open file "([^"]+)": (.+)', first_line(exc))
     if not found:
         return None
     return f"cannot write {found[1]} ({found[2].lower()}): the database's folder must be writable"
@@ -421,5 +445,19 @@ def make_folder(folder: Path, for_path: Path, *, probe: bool = False) -> None:
         ) from None
 
 
-def _first_line(exc: BaseException) -> str:
+def damaged(exc: BaseException) -> bool:
+    """DuckDB's ways of saying the file's bytes are not what it wrote: a block whose
+    checksum fails, a file shorter than its blocks."""
+    text = str(exc)
+    return "Corrupt database file" in text or "Could not read enough bytes" in text
+
+
+def damaged_message(path: Path, exc: BaseException) -> str:
+    return (
+        f"{path}: the database file is damaged ({first_line(exc)}); "
+        "restore it from a backup with `frp restore`"
+    )
+
+
+def first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

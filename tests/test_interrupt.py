@@ -11,6 +11,7 @@ right before it does; and a real SIGINT is sent to `frp commit` processes.
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import signal
@@ -133,3 +134,135 @@ def test_sigint_at_many_points_says_what_the_store_holds(demo_db: Path, tmp_path
         assert err.strip() == "frp: interrupted; nothing was written"
         said.add("nothing")
     assert "nothing" in said  # at least one interrupt landed inside the command
+
+
+# --- every other writing command (#15) ----------------------------------------------------
+
+NEW_CUSTOMER = (
+    "tenant_id,name,country,language,seats,workloads,gateway,contact_email\n"
+    "NEW1,Quillon Freight AB,SE,sv,800,exchange;teams,true,it@quillon.example\n"
+)
+
+
+def _active_tenant(db: Path) -> str:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute(
+            "SELECT tenant_id FROM referrals WHERE status = 'active' AND outcome = 'frp' "
+            "ORDER BY referral_id LIMIT 1"
+        ).fetchall()[0][0]
+    finally:
+        con.close()
+
+
+def _argv(name: str, db: Path, tmp_path: Path) -> list[str]:
+    if name == "import":
+        csv = tmp_path / "new.csv"
+        csv.write_text(NEW_CUSTOMER, encoding="utf-8")
+        return ["import", "--customers", str(csv)]
+    if name == "decline":
+        return ["referral", "decline", _active_tenant(db), "--reason", "at_capacity"]
+    return {"expire": ["expire"], "purge": ["purge", "T000001"]}[name]
+
+
+#: The store function each command's transaction runs, by command.
+STORE_WRITES = {
+    "expire": ("store.lifecycle", "expire"),
+    "decline": ("store.lifecycle", "decline"),
+    "import": ("store.imports", "import_customers"),
+    "purge": ("store.privacy", "purge"),
+}
+
+
+def _interrupt(monkeypatch: pytest.MonkeyPatch, module: str, attr: str, when: str) -> None:
+    target = importlib.import_module(module)
+    real = getattr(target, attr)
+
+    def then_interrupt(*args: object, **kwargs: object) -> object:
+        if when == "after":
+            real(*args, **kwargs)  # its transaction has committed
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(target, attr, then_interrupt)
+
+
+def _said(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    code = frp_main(argv)
+    err = capsys.readouterr().err
+    assert code == 130, err
+    (line,) = err.splitlines()
+    return line
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+@pytest.mark.parametrize("name", STORE_WRITES)
+def test_an_interrupted_writing_command_says_what_the_store_holds(
+    name: str,
+    when: str,
+    demo_db: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    argv = [*_argv(name, demo_db, tmp_path), "--db", str(demo_db)]
+    _interrupt(monkeypatch, *STORE_WRITES[name], when)
+    before = digest(demo_db)
+    line = _said(capsys, argv)
+    if when == "before":
+        assert line == "frp: interrupted; nothing was written"
+        assert digest(demo_db) == before
+    else:
+        assert line.startswith("frp: interrupted after the change was saved (audit log: "), line
+        assert digest(demo_db) != before
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_an_interrupted_backup_says_whether_it_was_written(
+    when: str,
+    demo_db: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    folder = tmp_path / "backup"
+    # Before: inside the writing of the tables, so a partial folder exists to be removed.
+    _interrupt(monkeypatch, "store.backup", "backup" if when == "after" else "_write_tables", when)
+    line = _said(capsys, ["backup", str(folder), "--db", str(demo_db)])
+    if when == "before":
+        assert line == f"frp: interrupted; no backup was written to {folder}"
+        assert not folder.exists() and not list(tmp_path.glob(".backup.partial-*"))
+    else:
+        assert line == f"frp: interrupted after the backup was written to {folder}"
+        assert (folder / "manifest.json").is_file()
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_an_interrupted_restore_says_whether_the_database_was_replaced(
+    when: str,
+    demo_db: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    folder = tmp_path / "backup"
+    assert frp_main(["backup", str(folder), "--db", str(demo_db)]) == 0
+    capsys.readouterr()
+    target = tmp_path / "restored.duckdb"
+    _interrupt(monkeypatch, "store.backup", "restore", when)
+    line = _said(capsys, ["restore", str(folder), "--db", str(target)])
+    if when == "before":
+        assert line == f"frp: interrupted; {target} was not replaced"
+        assert not target.exists()
+    else:
+        assert line == f"frp: interrupted after {target} was restored from the backup"
+        assert digest(target) == digest(demo_db)
+
+
+def test_an_interrupted_send_says_what_was_recorded_as_sent(
+    demo_db: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FRP_SMTP_HOST", "localhost")
+    monkeypatch.setenv("FRP_SMTP_FROM", "FastTrack <fasttrack@example.com>")
+    _interrupt(monkeypatch, "store.outbox", "send_pending", "before")
+    line = _said(capsys, ["outbox", "send", "--db", str(demo_db)])
+    assert line == "frp: interrupted; no message was recorded as sent"

@@ -3,6 +3,7 @@ escaping, overrides from ``FRP_TEMPLATES``, and the speed of a large commit."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from datetime import datetime
@@ -16,6 +17,7 @@ import pytest
 from engine.rules import load_rules
 from store.commits import commit
 from store.db import connect
+from store.migrations import V1_DDL
 from store.notify import (
     MESSAGE_SCHEMA,
     REMINDER,
@@ -304,13 +306,9 @@ def test_empty_input_gives_an_empty_frame() -> None:
 def test_old_database_gains_the_html_column(tmp_path: Path) -> None:
     path = tmp_path / "old.duckdb"
     raw = duckdb.connect(str(path))
-    raw.execute(
-        "CREATE TABLE outbox (message_id VARCHAR PRIMARY KEY, referral_id BIGINT NOT NULL, "
-        "tenant_id VARCHAR NOT NULL, recipient_role VARCHAR NOT NULL, to_email VARCHAR NOT "
-        "NULL, subject VARCHAR NOT NULL, body VARCHAR NOT NULL, status VARCHAR NOT NULL, "
-        "created_at TIMESTAMP NOT NULL, sent_at TIMESTAMP, attempts INTEGER NOT NULL "
-        "DEFAULT 0, last_error VARCHAR)"
-    )
+    # A version-1 store as the first release made it: its outbox has no body_html.
+    raw.execute(re.sub(r"(?m)^ALTER TABLE .*;\n", "", V1_DDL))
+    raw.execute("INSERT INTO meta VALUES ('schema_version', '1')")
     raw.execute(
         "INSERT INTO outbox VALUES ('<m>', 1, 'T1', 'psm', 'a@b.example', 's', 'b', "
         "'pending', now()::TIMESTAMP, NULL, 0, NULL)"

@@ -34,6 +34,7 @@ from store.commits import commit
 from store.db import connect, open_db
 from store.imports import import_customers, import_partners
 from store.lifecycle import decline
+from store.migrations import V1_DDL
 from store.notify import ROLES, message_id
 from store.outbox import DeliveryError, Opener, SmtpSettings, export_eml, send_pending
 from tests.smtp_server import Mailbox, Server, running
@@ -608,10 +609,11 @@ def test_a_bad_claim_timeout_names_the_variable(value: str) -> None:
 
 def test_older_databases_gain_the_claim_columns(tmp_path: Path) -> None:
     path = tmp_path / "old.duckdb"
-    old = duckdb.connect(str(path))
-    old.execute(store.db.DDL.split("ALTER TABLE outbox ADD COLUMN IF NOT EXISTS claimed_by")[0])
+    old = duckdb.connect(str(path))  # a version-1 store from before the claims
+    old.execute(V1_DDL.split("ALTER TABLE outbox ADD COLUMN IF NOT EXISTS claimed_by")[0])
+    old.execute("INSERT INTO meta VALUES ('schema_version', '1')")
     old.close()
-    con = connect(path)  # the schema check adds what is missing
+    con = connect(path)  # migration 2 adds what is missing
     try:
         names = [r[0] for r in con.execute("DESCRIBE outbox").fetchall()]
     finally:
@@ -663,9 +665,10 @@ def test_a_refused_login_marks_nothing(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def test_messages_queued_before_html_go_as_text(db: Path, server: Server) -> None:
-    # An outbox from before the HTML part: connect() adds the column back, empty.
+    # An outbox from before the HTML part (version 1): connect() adds the column back, empty.
     raw = duckdb.connect(str(db))
     raw.execute("ALTER TABLE outbox DROP COLUMN body_html")
+    raw.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     raw.close()
     con = connect(db)
     try:
@@ -960,3 +963,30 @@ def test_retry_checks_the_address_and_only_takes_a_failed_message(
     assert con.execute(
         "SELECT actor, subject FROM audit_log WHERE action = 'retry_message'"
     ).fetchall() == [("boss", mid)]
+
+
+def test_cli_retry_fixes_the_address_and_the_next_send_delivers_it(
+    db: Path, server: Server, tmp_path: Path
+) -> None:
+    with open_db(db) as c:
+        mid = bad_address(c, "T3", "it\x1c@t3.example")
+    assert frp("outbox", "send", "--db", db, env=server.env(), cwd=tmp_path).returncode == 2
+    bad = frp(
+        "outbox", "retry", mid, "--email", "it\x1c@t3.example", "--db", db, env={}, cwd=tmp_path
+    )
+    assert bad.returncode == 2 and "no control characters" in bad.stderr
+    assert len(bad.stderr.splitlines()) == 1
+    unknown = frp(
+        "outbox", "retry", "<nope@x>", "--email", "x@t3.example", "--db", db, env={}, cwd=tmp_path
+    )
+    assert unknown.returncode == 2 and "no such message" in unknown.stderr
+    done = frp("outbox", "retry", mid, "--email", "it@t3.example", "--db", db, env={}, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert f"message {mid} is pending again" in done.stdout
+    again = frp(
+        "outbox", "retry", mid, "--email", "it@t3.example", "--db", db, env={}, cwd=tmp_path
+    )
+    assert again.returncode == 2 and "only a failed message" in again.stderr
+    sent = frp("outbox", "send", "--db", db, env=server.env(), cwd=tmp_path)
+    assert sent.returncode == 0 and "1 sent, 0 failed" in sent.stdout
+    assert [m["To"] for m in server.mailbox.received].count("it@t3.example") == 1

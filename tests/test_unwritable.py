@@ -23,6 +23,8 @@ import pytest
 from cli.main import main as frp_main
 from tests.db_helpers import digest
 
+PARTNERS = Path(__file__).parent / "corpus" / "partners" / "ok-basic.csv"
+
 
 def refused(capsys: pytest.CaptureFixture[str], *args: object) -> str:
     code = frp_main([str(a) for a in args])
@@ -63,7 +65,9 @@ def db_in_read_only_folder(read_only_folder: Path, demo_db: Path) -> Iterator[Pa
     yield db
 
 
-@pytest.mark.parametrize("command", [["commit"], ["purge", "T1"], ["expire"]])
+# A customer the demo has: the purge gets as far as writing (opening the store writes
+# nothing when it is already of this version).
+@pytest.mark.parametrize("command", [["commit"], ["purge", "T000001"], ["expire"]])
 def test_a_database_in_a_read_only_folder(
     db_in_read_only_folder: Path, capsys: pytest.CaptureFixture[str], command: list[str]
 ) -> None:
@@ -104,3 +108,66 @@ def test_restore_into_a_read_only_folder(
     line = refused(capsys, "restore", folder, "--db", target)
     assert str(target) in line and "read-only" in line
     assert list(read_only_folder.iterdir()) == []
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 600 KiB file system (tmpfs): smaller than the demo's backup (about 950 KiB)."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    if not shutil.which("mount") or not _mount(
+        "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(folder)
+    ):
+        pytest.fail("this test needs to mount a tmpfs (run the suite as root, as CI does)")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def _fill(folder: Path) -> None:
+    """Write into ``folder`` until its file system is full."""
+    with open(folder / "filler", "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+
+
+def _no_backup_left(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name != "filler")
+
+
+def test_a_disk_that_fills_while_the_tables_are_written(
+    small_disk: Path, demo_db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = small_disk / "backup"
+    line = refused(capsys, "backup", target, "--db", demo_db)
+    assert str(target) in line and "no space left on device" in line, line
+    assert _no_backup_left(small_disk) == []  # the partial folder is removed
+
+
+def test_a_disk_that_fills_before_the_manifest(
+    small_disk: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import store.backup
+
+    demo = tmp_path / "tiny.duckdb"  # a store small enough for the tables to fit
+    assert frp_main(["import", "--partners", str(PARTNERS), "--db", str(demo)]) == 0
+    real = store.backup._write_tables
+
+    def then_fill(*args: object) -> object:
+        out = real(*args)
+        _fill(small_disk)  # the disk is full when the manifest is written
+        return out
+
+    monkeypatch.setattr(store.backup, "_write_tables", then_fill)
+    target = small_disk / "backup"
+    line = refused(capsys, "backup", target, "--db", demo)
+    assert str(target) in line and "no space left on device" in line, line
+    assert _no_backup_left(small_disk) == []
