@@ -46,7 +46,7 @@ from tests.smtp_server import Mailbox, running
 
 FRP = str(Path(sys.executable).parent / "frp")
 SEED = int(os.environ.get("FRP_CHAOS_SEED", "20261206"))
-STEPS = int(os.environ.get("FRP_CHAOS_STEPS", "150"))
+STEPS = int(os.environ.get("FRP_CHAOS_STEPS", "40"))
 KILL_SHARE = 0.25  # of the steps, killed at a random moment of their run
 T0 = datetime(2026, 3, 2, 9, 0)
 
@@ -115,8 +115,8 @@ class Chaos:
     files: list[Path] = field(default_factory=list)
     background: list[tuple[subprocess.Popen[bytes], int]] = field(default_factory=list)
     length: dict[str, float] = field(default_factory=dict)  # seconds a step took, learnt
-    kills: Counter[str] = field(default_factory=Counter)
-    dead_senders: int = 0
+    kills: Counter[str] = field(default_factory=Counter)  # steps killed mid-command
+    wrote: Counter[str] = field(default_factory=Counter)  # of them, after writing something
     ended_seen: dict[int, float] = field(default_factory=dict)  # referral -> first seen ended
     customers: int = 0
 
@@ -135,6 +135,7 @@ class Chaos:
     def run(self, kind: str, args: list[str], *, kill: bool) -> str:
         """Run one step, SIGKILLed at a random moment of its expected run when ``kill``;
         returns how it ended, for the log."""
+        before = self.writes() if kill else 0
         started = time.monotonic()
         proc = self.spawn(args)
         if kill:
@@ -145,10 +146,12 @@ class Chaos:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
                 proc.communicate(timeout=60)
+                took = time.monotonic() - started
                 self.kills[kind] += 1
-                if kind == "send":
-                    self.dead_senders += 1
-                return f"killed after {time.monotonic() - started:.2f} s"
+                if self.writes() != before:
+                    self.wrote[kind] += 1
+                    return f"killed after {took:.2f} s, after it wrote"
+                return f"killed after {took:.2f} s"
         out, err = proc.communicate(timeout=120)
         took = time.monotonic() - started
         self.length[kind] = took if kind not in self.length else (self.length[kind] + took) / 2
@@ -168,6 +171,17 @@ class Chaos:
     def read(self, sql: str, params: list | None = None) -> list[tuple]:
         with self.connect() as con:
             return con.execute(sql, params or []).fetchall()
+
+    def writes(self) -> int:
+        """Changes that leave a trace: audit entries, and messages claimed or done with."""
+        return (
+            self.read(
+                "SELECT (SELECT count(*) FROM audit_log) + (SELECT count(*) FROM outbox "
+                "WHERE status <> 'pending' OR claimed_by IS NOT NULL)"
+            )[0][0]
+            if self.db.exists()
+            else 0
+        )
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         """A read-only connection, once a background sender lets go of the file."""
@@ -271,7 +285,6 @@ class Chaos:
                 proc.send_signal(signal.SIGKILL)
                 proc.communicate(timeout=60)
                 self.kills["send in background"] += 1
-                self.dead_senders += 1
                 self.log.append(f"     background sender of step {started} killed")
             elif proc.poll() is None:
                 continue
@@ -378,7 +391,8 @@ def test_random_interleavings_with_kills_keep_the_store_consistent(
     record_property("runs_lost", 0)  # a half run fails the invariants after its step
     print(
         f"chaos: seed {SEED}, {STEPS} steps in {time.monotonic() - started:.1f} s, "
-        f"{kills} killed mid-command {dict(chaos.kills)}, {counts}, "
+        f"{kills} killed mid-command {dict(chaos.kills)}, of them after writing "
+        f"{dict(chaos.wrote)}, {counts}, "
         f"{len(box.received)} messages received"
     )
     # The run did what it is for: kills landed, and the store went through every state.
