@@ -52,6 +52,20 @@ class Prepared:
     today: date
     refused: dict[str, list[str]] = field(default_factory=dict)
 
+    def simulate(
+        self, rules: Rules, policy: Policy | str, progress: Progress | None = None
+    ) -> Simulation:
+        """The engine on this cohort: what every run and simulation on the store does."""
+        return simulate(
+            self.partners,
+            self.cohort,
+            rules,
+            policy,
+            excluded=self.refused,
+            today=self.today,
+            progress=progress,
+        )
+
 
 @dataclass(frozen=True)
 class CommitSummary:
@@ -129,15 +143,7 @@ def simulate_stored(
 ) -> tuple[Simulation, Prepared]:
     """What-if: the run as it would go now. Writes nothing."""
     prep = prepare(con, cohort)
-    sim = simulate(
-        prep.partners,
-        prep.cohort,
-        rules,
-        policy,
-        excluded=prep.refused,
-        today=prep.today,
-        progress=progress,
-    )
+    sim = prep.simulate(rules, policy, progress)
     return sim, prep
 
 
@@ -160,15 +166,7 @@ def commit_within(
     prep = prepare(con, cohort, source)
     if prep.cohort.height == 0:
         return CommitSummary(None, policy.value, 0, 0, 0, len(prep.skipped), 0, 0)
-    sim = simulate(
-        prep.partners,
-        prep.cohort,
-        rules,
-        policy,
-        excluded=prep.refused,
-        today=prep.today,
-        progress=progress,
-    )
+    sim = prep.simulate(rules, policy, progress)
     return _write(con, sim, prep, rules, actor, on_run)
 
 

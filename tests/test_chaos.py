@@ -96,9 +96,10 @@ class Timed(Mailbox):
     async def handle_DATA(self, server, session, envelope):  # noqa: N802
         import asyncio
 
+        at = time.monotonic()  # the whole message is here: the partner has read it
         await asyncio.sleep(self.pause)
         reply = await super().handle_DATA(server, session, envelope)
-        self.arrived.append((self.received[-1]["Message-ID"], time.monotonic()))
+        self.arrived.append((self.received[-1]["Message-ID"], at))
         return reply
 
 
