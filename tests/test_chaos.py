@@ -25,6 +25,7 @@ same seed gives the same choices of command, not necessarily the same store.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import signal
@@ -94,8 +95,6 @@ class Timed(Mailbox):
     pause: float = 0.1
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802
-        import asyncio
-
         at = time.monotonic()  # the whole message is here: the partner has read it
         await asyncio.sleep(self.pause)
         reply = await super().handle_DATA(server, session, envelope)
@@ -149,7 +148,7 @@ class Chaos:
                 proc.communicate(timeout=60)
                 took = time.monotonic() - started
                 self.kills[kind] += 1
-                if self.writes() != before:
+                if self.writes() != before and not self.background:  # not a sender's
                     self.wrote[kind] += 1
                     return f"killed after {took:.2f} s, after it wrote"
                 return f"killed after {took:.2f} s"
