@@ -5,7 +5,7 @@ PORT    ?= 8501
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: run test install browser lint typecheck format check demo bench clean screenshots
+.PHONY: run test install browser lint typecheck format check demo bench clean screenshots chaos
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -45,6 +45,14 @@ test: install browser lint typecheck
 	$(VENV)/bin/pytest -n 2 $(PYTEST_ARGS)
 
 check: test
+
+# The chaos test alone, longer than the suite's share: STEPS random steps, SEED to choose
+# (or repeat) the run; docs/testing.md, "Chaos".
+STEPS ?= 1000
+SEED  ?= 20261206
+chaos: install
+	FRP_CHAOS_STEPS=$(STEPS) FRP_CHAOS_SEED=$(SEED) $(VENV)/bin/pytest -q -s -p no:cacheprovider \
+		tests/test_chaos.py
 
 bench: install
 	$(PY) -m bench.run

@@ -10,7 +10,7 @@ referral are left out, so committing the same cohort twice assigns nothing new.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Concatenate, ParamSpec, TypeVar
@@ -33,18 +33,38 @@ from store.tasks import open_gateway_tasks
 P = ParamSpec("P")
 T = TypeVar("T")
 
+#: A partner said no, in words or by silence: each counts towards ``max_declines``, and
+#: such a partner is never matched with the customer again, by any run.
+REFUSED_SQL = "('declined', 'expired')"
+
 
 @dataclass(frozen=True)
 class Prepared:
     """A cohort ready to simulate: who runs, and who was left out because already referred;
-    and the clock's date the partners were read on, which the run is given (pauses, the
-    month a quota counts)."""
+    the clock's date the partners were read on, which the run is given (pauses, the
+    month a quota counts); and who refused whom (:func:`refusals`), since a customer held
+    after a decline comes back through any run of the backlog, not only a drain."""
 
     partners: pl.DataFrame
     cohort: pl.DataFrame
     skipped: list[str]
     source: str
     today: date
+    refused: dict[str, list[str]] = field(default_factory=dict)
+
+    def simulate(
+        self, rules: Rules, policy: Policy | str, progress: Progress | None = None
+    ) -> Simulation:
+        """The engine on this cohort: what every run and simulation on the store does."""
+        return simulate(
+            self.partners,
+            self.cohort,
+            rules,
+            policy,
+            excluded=self.refused,
+            today=self.today,
+            progress=progress,
+        )
 
 
 @dataclass(frozen=True)
@@ -95,7 +115,22 @@ def prepare(
     skipped = [t for t in cohort["tenant_id"].to_list() if t in taken]
     if skipped:
         cohort = cohort.filter(~pl.col("tenant_id").is_in(skipped))
-    return Prepared(partners, cohort, skipped, source or "cohort file", today)
+    refused = refusals(con, cohort)
+    return Prepared(partners, cohort, skipped, source or "cohort file", today, refused)
+
+
+def refusals(con: duckdb.DuckDBPyConnection, cohort: pl.DataFrame) -> dict[str, list[str]]:
+    """tenant_id -> the partners that declined it or let it expire, for the customers of
+    ``cohort`` that have any: never matched with it again, and counted against
+    ``max_declines``."""
+    with registered(con, refused_for=cohort.select("tenant_id").to_arrow()):
+        refused = state.query(
+            con,
+            "SELECT tenant_id, list(DISTINCT partner_id ORDER BY partner_id) AS partners "
+            f"FROM referrals WHERE status IN {REFUSED_SQL} "
+            "AND tenant_id IN (SELECT tenant_id FROM refused_for) GROUP BY tenant_id",
+        )
+    return dict(zip(refused["tenant_id"], refused["partners"].to_list(), strict=True))
 
 
 def simulate_stored(
@@ -108,7 +143,7 @@ def simulate_stored(
 ) -> tuple[Simulation, Prepared]:
     """What-if: the run as it would go now. Writes nothing."""
     prep = prepare(con, cohort)
-    sim = simulate(prep.partners, prep.cohort, rules, policy, today=prep.today, progress=progress)
+    sim = prep.simulate(rules, policy, progress)
     return sim, prep
 
 
@@ -120,7 +155,6 @@ def commit_within(
     *,
     actor: str = "cli",
     source: str = "",
-    excluded: Mapping[str, Collection[str]] | None = None,
     progress: Progress | None = None,
     on_run: Callable[[int], None] | None = None,
 ) -> CommitSummary:
@@ -132,15 +166,7 @@ def commit_within(
     prep = prepare(con, cohort, source)
     if prep.cohort.height == 0:
         return CommitSummary(None, policy.value, 0, 0, 0, len(prep.skipped), 0, 0)
-    sim = simulate(
-        prep.partners,
-        prep.cohort,
-        rules,
-        policy,
-        excluded=excluded,
-        today=prep.today,
-        progress=progress,
-    )
+    sim = prep.simulate(rules, policy, progress)
     return _write(con, sim, prep, rules, actor, on_run)
 
 

@@ -37,9 +37,6 @@ from store.notify import reminder_messages
 
 #: The decline reason of an expiry: the partner let the acceptance window close.
 NO_RESPONSE = "no_response"
-#: A partner said no, in words or by silence: each counts towards ``max_declines``, and
-#: such a partner is never matched with the customer again.
-REFUSED_SQL = "('declined', 'expired')"
 
 
 @dataclass(frozen=True)
@@ -200,7 +197,6 @@ def _reassign(
             f"SELECT {cols}, e.policy FROM ended_refs e JOIN customers c USING (tenant_id) "
             "ORDER BY e._pos",
         )
-    excluded = _refused(con, cohort)
     cohort = cohort.with_columns(pl.col("policy").fill_null(Policy.ROUND_ROBIN.value))
     return [
         commit_within(
@@ -210,24 +206,9 @@ def _reassign(
             group.drop("policy").cast(CUSTOMER_SCHEMA),
             actor=actor,
             source=source,
-            excluded=excluded,
         )
         for (policy,), group in cohort.group_by("policy", maintain_order=True)
     ]
-
-
-def _refused(con: duckdb.DuckDBPyConnection, cohort: pl.DataFrame) -> dict[str, list[str]]:
-    """tenant_id -> the partners that declined it or let it expire, for the customers of
-    ``cohort`` that have any: never matched with it again, and counted against
-    ``max_declines``."""
-    with registered(con, refused_for=cohort.select("tenant_id").to_arrow()):
-        refused = state.query(
-            con,
-            "SELECT tenant_id, list(DISTINCT partner_id ORDER BY partner_id) AS partners "
-            f"FROM referrals WHERE status IN {REFUSED_SQL} "
-            "AND tenant_id IN (SELECT tenant_id FROM refused_for) GROUP BY tenant_id",
-        )
-    return dict(zip(refused["tenant_id"], refused["partners"].to_list(), strict=True))
 
 
 @dataclass(frozen=True)
@@ -465,7 +446,6 @@ def _drain_within(
         cohort,
         actor=actor,
         source="drain: customers held for capacity",
-        excluded=_refused(con, cohort),  # a held customer may have been refused before
     )
 
 

@@ -44,7 +44,8 @@ def empty_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-# --- Counts the robustness tests report (tests/test_bad_input.py, test_fuzz.py, test_crash.py)
+# --- Counts the robustness tests report (tests/test_bad_input.py, test_fuzz.py, test_crash.py,
+# test_chaos.py)
 # Each test adds to ``record_property(name, n)``; the totals are printed at the end of the
 # run (also under pytest-xdist, which carries user_properties back to the controller). The
 # teardown report is read because it holds what the test and its fixtures recorded.
@@ -53,6 +54,7 @@ COUNTED = {
     "bad_inputs_accepted": "of them imported cleanly",
     "kills": "kills survived",
     "runs_lost": "runs lost",
+    "chaos_steps": "chaos steps",
 }
 
 

@@ -34,6 +34,7 @@ import pytest
 from engine.cohorts import synthetic_cohort
 from store import state
 from store.db import connect
+from tests.db_helpers import RUNS_NOT_WHOLE
 from tests.smtp_server import Mailbox, running
 from tests.test_outbox import world
 
@@ -97,35 +98,7 @@ def check(db: Path, cohorts: dict[Path, list[str]]) -> dict[str, int]:
             return con.execute(sql, params or []).fetchall()
 
         # Each run whole: its referrals, outbox, tasks and audit entry, all there.
-        bad_runs = one(
-            """
-            WITH r AS (
-                SELECT run_id, count(*) AS referrals, count(*) FILTER (outcome = 'frp') AS frp
-                FROM referrals WHERE run_id IS NOT NULL GROUP BY run_id),
-            o AS (
-                SELECT f.run_id, count(*) AS messages FROM outbox m
-                JOIN referrals f USING (referral_id) GROUP BY f.run_id),
-            t AS (
-                SELECT f.run_id, count(*) AS tasks FROM ftop_tasks k
-                JOIN referrals f USING (referral_id) GROUP BY f.run_id),
-            g AS (
-                SELECT f.run_id, count(*) AS gateway FROM referrals f
-                JOIN customers c USING (tenant_id)
-                WHERE f.outcome = 'frp' AND c.gateway GROUP BY f.run_id),
-            a AS (
-                SELECT subject, count(*) AS entries FROM audit_log WHERE action = 'commit'
-                GROUP BY subject)
-            SELECT runs.run_id, runs.customers, r.referrals, r.frp, o.messages, t.tasks,
-                   g.gateway, a.entries
-            FROM runs
-            LEFT JOIN r USING (run_id) LEFT JOIN o USING (run_id) LEFT JOIN t USING (run_id)
-            LEFT JOIN g USING (run_id) LEFT JOIN a ON a.subject = 'run ' || runs.run_id
-            WHERE runs.customers IS DISTINCT FROM r.referrals
-               OR coalesce(o.messages, 0) <> 3 * coalesce(r.frp, 0)
-               OR coalesce(t.tasks, 0) <> coalesce(g.gateway, 0)
-               OR a.entries IS DISTINCT FROM 1
-            """
-        )
+        bad_runs = one(RUNS_NOT_WHOLE)
         assert bad_runs == [], f"runs not whole: {bad_runs}"
         orphans = one(
             "SELECT count(*) FROM referrals WHERE run_id IS NOT NULL "

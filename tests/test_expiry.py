@@ -25,15 +25,18 @@ from engine.reasons import Policy
 from engine.rules import DEFAULT_RULES_PATH, Rules, RulesError, load_rules
 from store import clock, state
 from store.commits import commit
-from store.db import OPEN_SQL, connect
+from store.db import connect
 from store.imports import import_customers, import_partners
 from store.lifecycle import accept, decline, due, expire
 from store.notify import message_id
+from tests.db_helpers import inconsistencies
 from tests.test_lifecycle import customers, partners
 
 FRP = str(Path(sys.executable).parent / "frp")
 T0 = datetime(2026, 3, 2, 9, 0)
 DAY = timedelta(days=1)
+#: Quotas and pauses are set on the demo in its last month: check the referrals made since.
+SINCE = {"quotas_since": "2026-11-01", "pauses_since": "2026-11-24 09:00"}
 TABLES = ("referrals", "runs", "customers", "ftop_tasks", "outbox", "audit_log", "rr_order")
 
 
@@ -473,7 +476,7 @@ def test_a_month_of_days_on_the_demo_keeps_every_referral_consistent(demo_db: Pa
             _respond(con, rules, rng, at + timedelta(hours=2))
             summary = run_expire(con, at + timedelta(hours=12), rules)
             expired, reminded = expired + summary.expired, reminded + summary.reminded
-            assert _inconsistencies(con) == {}, f"day {day}"
+            assert inconsistencies(con, **SINCE) == {}, f"day {day}"
         # The limits were met, not just never reached: quotas filled up, pauses ended.
         (at_quota,) = con.execute(
             """SELECT count(*) FROM (SELECT r.partner_id FROM referrals r
@@ -532,46 +535,3 @@ def _respond(con: duckdb.DuckDBPyConnection, rules: Rules, rng: random.Random, a
             accept(con, tenant, actor="partner")
         for tenant in picked[12:]:
             decline(con, tenant, rng.choice(["at_capacity", "not_endorsed"]), rules)
-
-
-#: Each query counts what must never happen (docs/domain.md, "Referral life cycle").
-INVARIANTS = {
-    "customers with two open referrals": f"""
-        SELECT count(*) FROM (SELECT tenant_id FROM referrals WHERE status IN {OPEN_SQL}
-        GROUP BY tenant_id HAVING count(*) > 1)""",
-    "partners above capacity": "SELECT count(*) FROM partner_state WHERE active_total > capacity",
-    "partners above their monthly quota": """
-        SELECT count(*) FROM (SELECT r.partner_id, date_trunc('month', r.created_at)
-        FROM referrals r JOIN partners p USING (partner_id)
-        WHERE r.outcome = 'frp' AND p.monthly_quota IS NOT NULL
-          AND r.created_at >= TIMESTAMP '2026-11-01'  -- the months since quotas were set
-        GROUP BY ALL HAVING count(*) > any_value(p.monthly_quota))""",
-    "referrals made to a partner while it was paused": """
-        SELECT count(*) FROM referrals r JOIN partners p USING (partner_id)
-        WHERE r.outcome = 'frp' AND r.created_at >= TIMESTAMP '2026-11-24 09:00'
-          AND r.created_at::DATE < p.paused_until""",
-    "a customer referred twice to one partner": """
-        SELECT count(*) FROM (SELECT tenant_id, partner_id FROM referrals
-        WHERE outcome = 'frp' GROUP BY ALL HAVING count(*) > 1)""",
-    "open tasks not of an open partner referral of a Gateway customer": f"""
-        SELECT count(*) FROM ftop_tasks t JOIN referrals r USING (referral_id)
-        JOIN customers c ON c.tenant_id = t.tenant_id
-        WHERE t.status = 'open'
-          AND NOT (r.outcome = 'frp' AND r.status IN {OPEN_SQL} AND c.gateway)""",
-    "tasks of ended referrals not cancelled": """
-        SELECT count(*) FROM ftop_tasks t JOIN referrals r USING (referral_id)
-        WHERE r.status IN ('declined', 'expired') AND t.status <> 'cancelled'""",
-    "open Gateway referrals of a run without their open task": f"""
-        SELECT count(*) FROM referrals r JOIN customers c USING (tenant_id)
-        WHERE r.run_id IS NOT NULL AND r.outcome = 'frp' AND r.status IN {OPEN_SQL}
-          AND c.gateway AND NOT EXISTS (SELECT 1 FROM ftop_tasks t
-              WHERE t.referral_id = r.referral_id AND t.status = 'open')""",
-    "pending messages of referrals that are not open": f"""
-        SELECT count(*) FROM outbox o JOIN referrals r USING (referral_id)
-        WHERE o.status = 'pending' AND r.status NOT IN {OPEN_SQL}""",
-}
-
-
-def _inconsistencies(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    counts = {what: con.execute(sql).fetchall()[0][0] for what, sql in INVARIANTS.items()}
-    return {what: n for what, n in counts.items() if n}

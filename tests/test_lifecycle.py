@@ -13,7 +13,7 @@ import pytest
 
 from engine.rules import Rules, load_rules
 from engine.schema import validate_customers, validate_partners
-from store.commits import commit
+from store.commits import commit, simulate_stored
 from store.db import connect
 from store.errors import StoreError
 from store.imports import import_customers, import_partners
@@ -207,6 +207,31 @@ def test_hold_keeps_customers_in_the_ftcq_and_frees_them_oldest_first(tmp_path: 
     # Nothing frees: drain places nobody and keeps them held.
     assert drain(con, rules).placed == 0
     assert held(con)["tenant_id"].to_list() == ["T3"]
+    con.close()
+
+
+def test_a_commit_of_the_backlog_never_gives_a_held_customer_back_to_its_decliner(
+    tmp_path: Path,
+) -> None:
+    """Found by tests/test_chaos.py: a customer held after a decline waits in the FTCQ, and
+    the next commit of the backlog (which takes held customers first) matched it with the
+    partner that had declined it. The simulation of the backlog says the same as the
+    commit."""
+    con = connect(tmp_path / "held.duckdb")
+    import_partners(con, partners(("P1", 1), ("P2", 1), ("P3", 1)))
+    import_customers(con, customers("T1", "T2", "T3"))
+    rules = hold_rules()
+    commit(con, rules)  # T1 -> P1, T2 -> P2, T3 -> P3: everyone full
+    decline(con, "T1", "at_capacity", rules)  # P1 frees a seat, but declined T1: held
+    assert held(con)["tenant_id"].to_list() == ["T1"]
+    sim, _ = simulate_stored(con, rules)
+    assert sim.assignments["reason"].to_list() == ["capacity_exhausted"]
+    summary = commit(con, rules)  # the backlog: only T1, and only P1 has room
+    assert (summary.placed, summary.held) == (0, 1)
+    assert referral(con, "T1")["partner_id"] == "P1"  # the declined one, still the latest
+    # When P2 frees a seat, the drain after it places T1 there, never with P1.
+    complete(con, "T2", rules)
+    assert referral(con, "T1")["partner_id"] == "P2"
     con.close()
 
 

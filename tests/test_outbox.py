@@ -990,3 +990,29 @@ def test_cli_retry_fixes_the_address_and_the_next_send_delivers_it(
     sent = frp("outbox", "send", "--db", db, env=server.env(), cwd=tmp_path)
     assert sent.returncode == 0 and "1 sent, 0 failed" in sent.stdout
     assert [m["To"] for m in server.mailbox.received].count("it@t3.example") == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="defect found by the chaos work (#15): a running sender learns of a cancellation "
+    "only at its next record (every 50 messages or 1 s), so it still sends messages it claimed "
+    "before the decline; the fix (check before each try) changes the recording cadence",
+)
+def test_a_referral_declined_while_a_sender_is_at_work_gets_none_of_its_messages_sent(
+    con: duckdb.DuckDBPyConnection, server: Server
+) -> None:
+    """The sender claimed T2's messages before the decline cancelled them; it must not send
+    them afterwards, although the decline came between two of its messages, long before
+    its next record (the partner loses access at once: docs/domain.md)."""
+    declined = referral_of(con, "T2")
+
+    def decline_after_the_first(done: int, total: int) -> None:
+        if done == 1:
+            decline(con.cursor(), "T2", "at_capacity", load_rules())
+
+    summary = send_pending(shared(con), settings(server), progress=decline_after_the_first)
+    sent_to = {m["Message-ID"] for m in server.mailbox.received}
+    assert not [m for m in sent_to if f"referral-{declined}-" in m], sorted(sent_to)
+    statuses = {m: r["status"] for m, r in outbox(con).items() if f"referral-{declined}-" in m}
+    assert set(statuses.values()) == {"cancelled"}, statuses
+    assert summary.sent == len(sent_to) == 9
