@@ -40,6 +40,7 @@ referrals.toast_pending()
 expiry_panel()  # "N referrals past their window, M reminders due" and Expire now
 opts = view(referral_options)
 run = referrals.run_filter(opts)  # applies to referrals, tasks and the outbox; follows ?run=
+referrals.follow_referral_link()  # ?referral=N: that referral's trace, filters cleared
 tab_refs, tab_wait, tab_css, tab_tasks, tab_outbox, tab_psm = st.tabs(
     [
         "Referrals",
@@ -93,6 +94,7 @@ with tab_refs:
         st.dataframe(rows, hide_index=True, height=360)
         st.subheader("Why? The trace of one referral")
         shown = {r["referral_id"]: r for r in rows.iter_rows(named=True)}
+        referrals.pick_linked(list(shown), "ref_pick")
         rid = st.selectbox(
             "Referral",
             list(shown),

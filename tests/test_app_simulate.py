@@ -13,10 +13,11 @@ from engine.cohorts import synthetic_cohort
 from engine.columns import LIST_SEPARATOR
 from engine.fairness import report_for
 from engine.reasons import CSS_REASONS
-from engine.rules import load_rules
+from engine.rules import load_rules, to_toml
 from store.commits import simulate_stored
 from store.db import connect
 from tests.app_helpers import open_app, run_simulation, value
+from ui.db import RULES_KEY
 from ui.simulation import LATEST_KEY, result_bytes
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")
@@ -106,7 +107,7 @@ def test_switching_partners_off_reaches_the_engine(demo_db: Path) -> None:
     assert "P0001" not in set(sim.assignments["partner_id"].drop_nulls())
 
 
-def test_commit_with_confirmation_then_a_second_commit_assigns_nothing(demo_db: Path) -> None:
+def test_commit_with_confirmation_then_the_results_are_out_of_date(demo_db: Path) -> None:
     before = referral_count(demo_db)
     at = run_simulation(open_page(), ["round-robin", "optimal"])
     cohort = at.session_state[LATEST_KEY]["optimal"].assignments.height
@@ -124,11 +125,13 @@ def test_commit_with_confirmation_then_a_second_commit_assigns_nothing(demo_db: 
     ]
     assert at.success[0].value.startswith("Run 1 committed (optimal)")
 
-    at.button(key="commit_button").click()
+    # The backlog the results were computed from is gone: they are out of date, and the
+    # same results cannot be committed twice.
     at.run()
+    assert at.success[0].value.startswith("Run 1 committed (optimal)")
+    assert at.button(key="commit_button").disabled
+    assert "Out of date" in at.warning[0].value and "the cohort" in at.warning[0].value
     assert referral_count(demo_db) == before + cohort
-    assert not at.success
-    assert "nothing new assigned" in at.warning[0].value
 
 
 def test_the_why_panel_splits_a_trace_into_steps(demo_db: Path) -> None:
@@ -188,3 +191,56 @@ def test_an_empty_database_says_what_to_do(empty_db: Path) -> None:
     assert not at.exception
     assert "no partners in the database" in at.info[0].value
     assert not at.get("form")
+
+
+def test_a_rule_change_marks_the_results_out_of_date_and_disables_commit(demo_db: Path) -> None:
+    at = run_simulation(open_page(), ["round-robin"])
+    at.checkbox(key="commit_confirm").check()
+    at.run()
+    assert not at.button(key="commit_button").disabled
+    assert not [w for w in at.warning if "Out of date" in w.value]
+
+    # The Data page raises the minimum seats (this session's rules).
+    at.session_state[RULES_KEY] = to_toml(load_rules().replace(min_seats=300))
+    at.run()
+    stale = [w.value for w in at.warning if "Out of date" in w.value]
+    assert len(stale) == 1 and "the rules (Data page)" in stale[0]
+    assert at.button(key="commit_button").disabled
+    assert any(h.value.startswith("Results (out of date)") for h in at.header)
+
+    run_simulation(at, ["round-robin"])  # run again: fresh, and the old run is the baseline
+    assert not [w for w in at.warning if "Out of date" in w.value]
+    assert at.number_input(key="ov_min_seats").value == 300  # the override follows the rules
+    (table,) = [d.value for d in at.dataframe if "Measure" in d.value.columns]
+    below = table[table["Measure"] == "Sent to CSS"].iloc[0]
+    assert below["Policy"] == "round-robin" and below["Before"] != below["After"]
+    assert below["Change"].startswith("+")
+
+
+def test_changing_the_policies_or_the_cohort_marks_the_results_out_of_date(
+    demo_db: Path,
+) -> None:
+    at = run_simulation(open_page(), ["round-robin"])
+    at.multiselect(key="policies").set_value(["optimal"])
+    at.button[0].click()  # submitting the form runs it again: fresh
+    at.run()
+    assert not [w for w in at.warning if "Out of date" in w.value]
+    at.radio(key="cohort_source").set_value("synthetic")
+    at.run()
+    stale = [w.value for w in at.warning if "Out of date" in w.value]
+    assert len(stale) == 1 and "the cohort" in stale[0]
+
+
+def test_the_cohort_choice_survives_a_visit_to_another_page(demo_db: Path) -> None:
+    at = open_page()
+    at.radio(key="cohort_source").set_value("synthetic")
+    at.run()
+    run_simulation(at, ["round-robin"], syn_size=50)
+    at.switch_page("pages/data.py")
+    at.run()
+    at.switch_page("pages/simulate.py")
+    at.run()
+    assert at.radio(key="cohort_source").value == "synthetic"
+    assert at.number_input(key="syn_size").value == 50
+    assert at.multiselect(key="policies").value == ["round-robin"]
+    assert not [w for w in at.warning if "Out of date" in w.value]

@@ -19,10 +19,12 @@ from engine.schema import InputError
 from store import state
 from store.commits import Prepared, prepare
 from ui import db
+from ui.simulation.freshness import digest, keep
 from ui.uploads import read_upload
 
 Source = Literal["backlog", "upload", "synthetic"]
 BACKLOG_LABEL = "FTCQ backlog"
+SOURCE_KEY = "cohort_source"
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class Choice:
     source: Source
     uploaded: pl.DataFrame | None = None
     filename: str = ""
+    fingerprint: str = ""  # of the uploaded file's bytes: another file, another cohort
 
     @property
     def committable(self) -> bool:
@@ -55,8 +58,9 @@ def choose(backlog: int) -> Choice:
         "upload": "Upload a customers file",
         "synthetic": "Synthetic cohort",
     }
+    keep(SOURCE_KEY)  # Streamlit drops a widget's value while another page is shown
     source: Source = st.radio(
-        "Cohort", list(sources), format_func=sources.get, horizontal=True, key="cohort_source"
+        "Cohort", list(sources), format_func=sources.get, horizontal=True, key=SOURCE_KEY
     )
     if source == "backlog" and backlog == 0:
         st.info(
@@ -73,14 +77,16 @@ def choose(backlog: int) -> Choice:
     if file is None:
         st.info("Upload a customers file to simulate it instead of the backlog.")
         return Choice(source)
+    data = file.getvalue()
+    fingerprint = digest(data)
     try:
-        uploaded = read_upload(file.getvalue(), file.name, "customers")
+        uploaded = read_upload(data, file.name, "customers")
     except InputError as exc:
         st.error(f"{exc.one_line()}. Fix these rows and upload the file again.")
         st.dataframe(exc.to_frame(), hide_index=True)
-        return Choice(source, filename=file.name)
+        return Choice(source, filename=file.name, fingerprint=fingerprint)
     st.success(f"{file.name}: {uploaded.height:,} customers ready to simulate.")
-    return Choice(source, uploaded, file.name)
+    return Choice(source, uploaded, file.name, fingerprint)
 
 
 def synthetic_inputs() -> Synthetic:
@@ -90,12 +96,15 @@ def synthetic_inputs() -> Synthetic:
         "the partners serve (same seed, same cohort)"
     )
     c1, c2, c3, c4, c5, c6 = st.columns(6)
-    size = c1.number_input("Customers", 1, 100_000, 500, step=100, key="syn_size")
-    seed = c2.number_input("Seed", 0, 1_000_000, 1, key="syn_seed")
-    small = c3.slider("Small tenants %", 0, 100, 10, key="syn_small")
-    gateway = c4.slider("Gateway %", 0, 100, 20, key="syn_gateway")
-    no_consent = c5.slider("No consent %", 0, 100, 5, key="syn_consent")
-    other = c6.slider("No eligible workload %", 0, 100, 5, key="syn_other")
+    defaults = {"syn_size": 500, "syn_seed": 1, "syn_small": 10, "syn_gateway": 20}
+    for key, value in {**defaults, "syn_consent": 5, "syn_other": 5}.items():
+        keep(key, value)
+    size = c1.number_input("Customers", 1, 100_000, step=100, key="syn_size")
+    seed = c2.number_input("Seed", 0, 1_000_000, key="syn_seed")
+    small = c3.slider("Small tenants %", 0, 100, key="syn_small")
+    gateway = c4.slider("Gateway %", 0, 100, key="syn_gateway")
+    no_consent = c5.slider("No consent %", 0, 100, key="syn_consent")
+    other = c6.slider("No eligible workload %", 0, 100, key="syn_other")
     mix = CohortMix(small / 100, gateway / 100, no_consent / 100, other / 100)
     return Synthetic(int(size), int(seed), mix)
 
@@ -119,6 +128,21 @@ def read_inputs(
             partners = state.partners(con)
             cohort = synthetic_cohort(synthetic.size, synthetic.seed, synthetic.mix, partners)
         return cohort, prepare(con, cohort, label(choice, synthetic))
+
+
+def identity(choice: Choice, synthetic: Synthetic | None, counts: dict[str, int]) -> str:
+    """What the cohort's content depends on, as one string (part of the inputs' key): the
+    stored partners and open referrals always (they decide who has room), the backlog for
+    the backlog, the file for an upload, the knobs for a synthetic cohort."""
+    stored = ",".join(
+        f"{k}={counts.get(k, 0)}" for k in ("partners", "customers", "backlog", "runs")
+    )
+    stored += f",open={counts.get('open_referrals', 0)}"
+    if choice.source == "upload":
+        return f"upload:{choice.filename}:{choice.fingerprint}|{stored}"
+    if choice.source == "synthetic" and synthetic is not None:
+        return f"synthetic:{synthetic}|{stored}"
+    return f"{choice.source}|{stored}"
 
 
 def label(choice: Choice, synthetic: Synthetic | None = None) -> str:

@@ -15,8 +15,10 @@ from ui import auth, db
 from ui.simulation import COMMIT_KEY, SimulationRun, policy_words
 
 
-def show_commit(run: SimulationRun) -> None:
-    """Commit one policy's result, after an explicit confirmation; then link to its referrals."""
+def show_commit(run: SimulationRun, stale: list[str] | None = None) -> None:
+    """Commit one policy's result, after an explicit confirmation; then link to its
+    referrals. Off while the results are out of date (``stale``): what would be written
+    is not what is shown."""
     st.header("Commit", divider="gray")
     if not run.committable:
         st.info(
@@ -36,8 +38,12 @@ def show_commit(run: SimulationRun) -> None:
     )
     if not auth.is_manager():
         st.caption("Only managers can commit; you can simulate and compare policies.")
-    clicked = st.button("Commit", type="primary", disabled=not confirmed, key="commit_button")
-    if clicked and auth.require(auth.MANAGER, "commit referrals"):
+    if stale:
+        st.caption("Commit is off: the results above are out of date. Run the simulation again.")
+    clicked = st.button(
+        "Commit", type="primary", disabled=not confirmed or bool(stale), key="commit_button"
+    )
+    if clicked and not stale and auth.require(auth.MANAGER, "commit referrals"):
         try:
             with st.status("Committing…", expanded=True) as status:
                 bar = st.progress(0.0, text="re-running on the current state")

@@ -16,6 +16,7 @@ from store.notify import referral_messages
 from ui import auth, charts, privacy
 from ui.simulation import SimulationRun, policy_words, reason_words, result_bytes
 from ui.simulation.comparison import (
+    before_after,
     comparison,
     comparison_config,
     css_by_reason,
@@ -60,17 +61,32 @@ def email_preview(run: SimulationRun, policy: str, limit: int = 3) -> pl.DataFra
     return referral_messages(referred)
 
 
-def show_results(run: SimulationRun) -> None:
-    """Everything the page shows about a run, top to bottom."""
+def stale_note(stale: list[str]) -> None:
+    """Say that the results no longer match the inputs on the page, and what changed."""
+    if stale:
+        st.warning(
+            f"**Out of date**: {_and(stale)} changed since these results were computed. "
+            "Press **Run simulation** again; Commit is off until then.",
+            icon=":material/update:",
+        )
+
+
+def show_results(
+    run: SimulationRun, stale: list[str] | None = None, baseline: SimulationRun | None = None
+) -> None:
+    """Everything the page shows about a run, top to bottom; ``stale``: the inputs that
+    changed since (the results are marked out of date); ``baseline``: the run before."""
     n = run.prepared.cohort.height
     note = f"{n:,} customers of the {run.source}"
     if run.prepared.skipped:
         note += f" ({len(run.prepared.skipped):,} left out: they already have an open referral)"
     if run.overrides.get("text"):
         note += f" · overrides: {run.overrides['text']}"
-    st.header("Results", divider="gray")
+    st.header("Results" + (" (out of date)" if stale else ""), divider="gray")
+    stale_note(stale or [])
     st.caption(note)
     show_comparison(run)
+    show_before_after(run, baseline)
 
     st.header("One policy in detail", divider="gray")
     policy = st.selectbox(
@@ -191,12 +207,12 @@ def show_emails(run: SimulationRun, policy: str) -> None:
     roles = {"customer": "Customer", "partner": "Partner", "psm": "PSM"}
     partner_of = dict(sim.assignments.select("tenant_id", "partner_id").iter_rows())
     names = dict(run.prepared.cohort.select("tenant_id", "name").iter_rows())
-    for i, ((referral, tenant), messages) in enumerate(
-        emails.group_by("referral_id", "tenant_id", maintain_order=True)
+    for (referral, tenant), messages in emails.group_by(
+        "referral_id", "tenant_id", maintain_order=True
     ):
         subject = privacy.mask_name_in_text_for_viewers(messages["subject"][0], names.get(tenant))
         label = f"Referral {referral}: {tenant} → {partner_of[tenant]} · {subject}"
-        with st.expander(label, expanded=i == 0):
+        with st.expander(label, expanded=False):
             for col, row in zip(st.columns(3), messages.iter_rows(named=True), strict=False):
                 to = row["to_email"]
                 to = (
@@ -227,6 +243,28 @@ def show_why(run: SimulationRun, policy: str, tenants: list[str]) -> None:
     trace = run.simulations[policy].assignments.filter(pl.col("tenant_id") == tenant)["trace"][0]
     with st.expander("Full trace (as stored with the referral)"):
         st.code(trace, language=None, wrap_lines=True)
+
+
+def show_before_after(run: SimulationRun, baseline: SimulationRun | None) -> None:
+    """The previous run beside this one, policy by policy, so a change of rules or cohort
+    can be judged without copying numbers by hand."""
+    if baseline is None:
+        return
+    table = before_after(baseline, run)
+    if table.height == 0:
+        return
+    st.subheader("Before and after")
+    st.caption(f"Before: the previous run ({_inputs(baseline)}). After: this run ({_inputs(run)}).")
+    st.dataframe(table, hide_index=True, key="before_after")
+
+
+def _inputs(run: SimulationRun) -> str:
+    overrides = run.overrides.get("text")
+    return run.source + (f"; {overrides}" if overrides else "")
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def _delta(diff: float, fmt: str) -> str | None:
