@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ui import auth
+from ui import auth, labels
 from ui.router import follow_deep_link, routing
 
 st.set_page_config(page_title="FRP Assign", page_icon=":handshake:", layout="wide")
@@ -19,6 +19,7 @@ PAGES = {
 }
 
 navigation = st.navigation(list(PAGES.values()))
+labels.glossary()  # the terms every page uses, one click away on each
 follow_deep_link(PAGES)
 with routing():
     navigation.run()

@@ -21,6 +21,7 @@ from store.referrals import (
     task_count,
 )
 from ui import handoff, privacy, referrals, waiting
+from ui import labels as human
 from ui.expiry import expiry_panel
 from ui.reads import view
 from ui.router import through_router
@@ -91,7 +92,7 @@ with tab_refs:
     if rows.height == 0:
         st.info("No referral matches these filters.")
     else:
-        st.dataframe(rows, hide_index=True, height=360)
+        human.table(rows, height=360)
         st.subheader("Why? The trace of one referral")
         shown = {r["referral_id"]: r for r in rows.iter_rows(named=True)}
         referrals.pick_linked(list(shown), "ref_pick")
@@ -128,7 +129,7 @@ with tab_tasks:
     else:
         tasks = privacy.mask_name_columns_for_viewers(view(ftop_tasks, run, ROW_CAP), "customer")
         referrals.capped(tasks.height, n_tasks, "tasks")
-        st.dataframe(tasks, hide_index=True, height=360)
+        human.table(tasks, height=360)
         st.subheader("Close a task")
         referrals.close_task(run)
 

@@ -10,6 +10,7 @@ from engine.rules import RulesError
 from store import state
 from ui import db
 from ui import simulation as sim_ui
+from ui.labels import plural
 from ui.reads import view
 from ui.router import through_router
 from ui.simulation import cohort as cohorts
@@ -97,7 +98,7 @@ if run_clicked:
         st.warning("There is no cohort to simulate: see the note under “Cohort” above.")
     else:
         cohort, prepared = inputs
-        with st.status(f"Simulating {cohort.height:,} customers…", expanded=True) as status:
+        with st.status(f"Simulating {plural(cohort.height, 'customer')}…", expanded=True) as status:
             bar = st.progress(0.0, text="starting")
             run = sim_ui.run_policies(  # no connection open: the file stays free meanwhile
                 prepared,
@@ -111,7 +112,7 @@ if run_clicked:
                 key=inputs_now,
             )
             status.update(
-                label=f"Simulated {cohort.height:,} customers under "
+                label=f"Simulated {plural(cohort.height, 'customer')} under "
                 + (policies[0] if len(policies) == 1 else f"{len(policies)} policies"),
                 state="complete",
                 expanded=False,

@@ -59,7 +59,7 @@ def test_filters_change_the_referrals(db: Path) -> None:
         "SELECT count(*) FROM referrals WHERE reason = 'no_partner_match' AND status = 'active'",
     )
     assert metric(at, "Referrals matching") == f"{n:,}"
-    assert set(at.dataframe[0].value["reason"]) == {"no_partner_match"}
+    assert set(at.dataframe[0].value["reason"]) == {"No partner matches"}  # in words
 
 
 def test_partner_filter_and_trace(db: Path) -> None:

@@ -12,6 +12,7 @@ import streamlit as st
 import store.capacity
 from store import state
 from ui import charts, db, privacy
+from ui import labels as human
 from ui.reads import backlog_run, view
 
 PERCENT = {"format": "percent", "min_value": 0.0, "max_value": 1.0}
@@ -181,7 +182,7 @@ def partner_detail(partner_id: str, shown: int = 200) -> None:
         referrals = privacy.mask_name_columns_for_viewers(
             view(store.capacity.partner_referrals, partner_id, shown), "customer"
         )
-        st.dataframe(referrals, hide_index=True, height=300)
+        human.table(referrals, height=300)
 
 
 def _paused(detail: dict) -> str:

@@ -206,10 +206,9 @@ def utilisation(fair: FairnessReport, names: pl.DataFrame, when: str) -> None:
         width="stretch",
     )
     with st.expander("Numbers behind the chart"):
-        st.dataframe(bins.drop("order"), hide_index=True)
-        st.dataframe(
+        human.table(bins.drop("order"))
+        human.table(
             fair.per_partner.join(names, on="partner_id", how="left"),
-            hide_index=True,
             column_config={
                 "utilisation_after": st.column_config.ProgressColumn("utilisation", **PERCENT)
             },
@@ -237,7 +236,7 @@ def trend(monthly: pl.DataFrame | None) -> None:
         "comparable: a quiet month with few referrals is uneven by nature."
     )
     with st.expander("Numbers behind the chart"):
-        st.dataframe(monthly, hide_index=True)
+        human.table(monthly)
 
 
 def css_fallback(fair: FairnessReport) -> None:
@@ -262,7 +261,7 @@ def css_fallback(fair: FairnessReport) -> None:
                 width="stretch",
             )
             with st.expander(f"Numbers by {dim}"):
-                st.dataframe(frame.drop("label"), hide_index=True)
+                human.table(frame.drop("label"))
     with right:
         reasons = fair.css_by["reason"]
         st.altair_chart(
@@ -275,7 +274,7 @@ def css_fallback(fair: FairnessReport) -> None:
             width="stretch",
         )
         with st.expander("Numbers by reason"):
-            st.dataframe(reasons, hide_index=True)
+            human.table(reasons.with_columns(pl.col("key").replace(human.REASONS)))
 
 
 def responses(frame: pl.DataFrame | None, names: pl.DataFrame, shown: int = 15) -> None:
@@ -313,9 +312,8 @@ def responses(frame: pl.DataFrame | None, names: pl.DataFrame, shown: int = 15) 
     else:
         st.info("No referral of this period has been answered yet.")
     with st.expander(f"Answers of all {table.height:,} partners"):
-        st.dataframe(
+        human.table(
             table.sort("partner_id"),
-            hide_index=True,
             column_config={
                 "acceptance_rate": st.column_config.ProgressColumn("acceptance rate", **PERCENT)
             },

@@ -73,7 +73,8 @@ def run_filter(opts: dict[str, Any]) -> int | str | None:
         r = info[run]
         return (
             f"Run {run} · {r['policy']} · {r['created_at']:%Y-%m-%d %H:%M} · "
-            f"{r['customers']:,} customers ({r['placed']:,} placed, {r['css']:,} to CSS)"
+            f"{labels.plural(r['customers'], 'customer')} ({r['placed']:,} placed, "
+            f"{r['css']:,} to CSS)"
         )
 
     return st.selectbox("Run", options, format_func=label, key=RUN_KEY, on_change=_to_param)
@@ -474,6 +475,10 @@ def _declined(change: lifecycle.Change, reason: str) -> tuple[str, dict[str, str
 
 
 def _ask_to_confirm(referral_id: int) -> None:
+    refused = auth.refusal(auth.MANAGER, "record partner responses")
+    if refused:  # no confirmation to someone who may not decline
+        st.session_state[LIFECYCLE_RESULT] = ("error", refused)
+        return
     st.session_state[DECLINE_CONFIRM] = referral_id
 
 

@@ -19,6 +19,7 @@ from engine.schema import InputError
 from store import state
 from store.commits import Prepared, prepare
 from ui import db
+from ui.labels import plural
 from ui.simulation.freshness import digest, keep
 from ui.uploads import read_upload
 
@@ -85,7 +86,7 @@ def choose(backlog: int) -> Choice:
         st.error(f"{exc.one_line()}. Fix these rows and upload the file again.")
         st.dataframe(exc.to_frame(), hide_index=True)
         return Choice(source, filename=file.name, fingerprint=fingerprint)
-    st.success(f"{file.name}: {uploaded.height:,} customers ready to simulate.")
+    st.success(f"{file.name}: {plural(uploaded.height, 'customer')} ready to simulate.")
     return Choice(source, uploaded, file.name, fingerprint)
 
 

@@ -12,6 +12,7 @@ import streamlit as st
 from store.commits import commit
 from store.errors import StoreError
 from ui import auth, db
+from ui.labels import plural
 from ui.simulation import COMMIT_KEY, SimulationRun, policy_words
 
 
@@ -31,8 +32,8 @@ def show_commit(run: SimulationRun, stale: list[str] | None = None) -> None:
         "Policy to commit", list(run.simulations), format_func=policy_words, key="commit_policy"
     )
     confirmed = st.checkbox(
-        f"I confirm: write referrals for the {n:,} customers of the {run.source} under "
-        f"{policy}, open FTOP task 3186 for Gateway customers and queue the referral "
+        f"I confirm: write referrals for the {plural(n, 'customer')} of the {run.source} "
+        f"under {policy}, open FTOP task 3186 for Gateway customers and queue the referral "
         "notifications.",
         key="commit_confirm",
     )

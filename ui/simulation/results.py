@@ -14,6 +14,7 @@ import streamlit as st
 from engine.reasons import Reason
 from store.notify import referral_messages
 from ui import auth, charts, privacy
+from ui import labels as human
 from ui.simulation import SimulationRun, policy_words, reason_words, result_bytes
 from ui.simulation.comparison import (
     before_after,
@@ -77,7 +78,7 @@ def show_results(
     """Everything the page shows about a run, top to bottom; ``stale``: the inputs that
     changed since (the results are marked out of date); ``baseline``: the run before."""
     n = run.prepared.cohort.height
-    note = f"{n:,} customers of the {run.source}"
+    note = f"{human.plural(n, 'customer')} of the {run.source}"
     if run.prepared.skipped:
         note += f" ({len(run.prepared.skipped):,} left out: they already have an open referral)"
     if run.overrides.get("text"):
@@ -167,11 +168,9 @@ def show_customers(run: SimulationRun, policy: str) -> None:
     customers = customer_table(run, policy, reason)
     if customers.height > TABLE_ROWS:
         st.caption(f"First {TABLE_ROWS:,} of {customers.height:,}; the downloads hold them all.")
-    st.dataframe(
+    human.table(
         privacy.mask_name_columns_for_viewers(customers.head(TABLE_ROWS), "name"),
-        hide_index=True,
         key="customers_table",
-        column_config={"seats": st.column_config.NumberColumn("seats", format="localized")},
     )
     show_why(run, policy, customers["tenant_id"].head(TABLE_ROWS).to_list())
 
@@ -239,7 +238,7 @@ def show_why(run: SimulationRun, policy: str, tenants: list[str]) -> None:
     for i, step in enumerate(explain(run, policy, tenant), start=1):
         st.markdown(f"**{i}. {step.title}** {marks[step.passed]}  \n{step.text}")
         if step.table is not None and step.table.height:
-            st.dataframe(step.table, hide_index=True)
+            human.table(step.table)
     trace = run.simulations[policy].assignments.filter(pl.col("tenant_id") == tenant)["trace"][0]
     with st.expander("Full trace (as stored with the referral)"):
         st.code(trace, language=None, wrap_lines=True)
