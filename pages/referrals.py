@@ -92,7 +92,7 @@ with tab_refs:
     if rows.height == 0:
         st.info("No referral matches these filters.")
     else:
-        human.table(rows, height=360)
+        human.table(rows, height=360, links=True)  # ids open the partner, the customer
         st.subheader("Why? The trace of one referral")
         shown = {r["referral_id"]: r for r in rows.iter_rows(named=True)}
         referrals.pick_linked(list(shown), "ref_pick")

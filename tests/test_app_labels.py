@@ -55,3 +55,39 @@ def test_one_customer_is_one_customer(demo_db: Path) -> None:
     notes = " ".join(c.value for c in at.caption)
     assert "1 customer of the synthetic cohort" in notes
     assert "1 customers" not in notes
+
+
+# --- Names beside ids, and ids that open their detail ----------------------------------
+
+
+def test_the_why_picker_lists_customers_by_id_and_company_name(demo_db: Path) -> None:
+    at = run_simulation(open_app("pages/simulate.py"), ["round-robin"])
+    box = at.selectbox(key="why_tenant")
+    sim = at.session_state["simulate_run"]
+    names = dict(sim.prepared.cohort.select("tenant_id", "name").iter_rows())
+    first = box.value
+    assert box.options[0] == f"{first} · {names[first]}"  # searchable by the company name
+    chose = " ".join(m.value for m in at.markdown if "Chose **" in m.value)
+    if chose:  # the chosen partner is named beside its id
+        assert " · " in chose.split("Chose **")[1].split("**")[0]
+
+
+def test_a_partner_link_opens_its_detail_under_the_table(demo_db: Path) -> None:
+    at = open_page("pages/capacity.py", query_params={"partner": "P0042"})
+    assert at.selectbox(key="cap_partner").value == "P0042"
+    heads = [h.value for h in at.subheader]
+    assert heads.index("Partner detail") == heads.index("Capacity and active referrals") + 1
+    assert any("P0042" in m.value for m in at.markdown)
+
+
+def test_referral_ids_link_to_the_partner_and_the_customer(committed_db: Path) -> None:
+    at = open_page("pages/referrals.py")
+    table = next(d.value for d in at.dataframe if "reason" in d.value.columns)
+    frp = table[table["outcome"] == "frp"].iloc[0]
+    assert frp["partner_id"].startswith("capacity?partner=P")
+    assert frp["tenant_id"].startswith("referrals?customer=T")
+    tenant = frp["tenant_id"].split("=")[1]
+    again = open_page("pages/referrals.py", query_params={"customer": tenant})
+    assert again.text_input(key="ref_tenant").value == tenant
+    shown = next(d.value for d in again.dataframe if "reason" in d.value.columns)
+    assert set(shown["tenant_id"]) == {f"referrals?customer={tenant}"}

@@ -105,15 +105,41 @@ def columns(frame: pl.DataFrame, **extra: Any) -> dict[str, Any]:
     return {**config, **extra}
 
 
-def table(frame: pl.DataFrame, **kwargs: Any) -> None:
+#: Ids that open their detail elsewhere: column -> (page path, query parameter).
+LINKS = {"partner_id": ("capacity", "partner"), "tenant_id": ("referrals", "customer")}
+
+
+def link(column: str, value: str) -> str:
+    """The deep link of an id (relative: the pages sit side by side under the app)."""
+    page, param = LINKS[column]
+    return f"{page}?{param}={value}"
+
+
+def with_links(frame: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """Partner and tenant ids as links to their detail (the id stays the link's text)."""
+    config: dict[str, Any] = {}
+    for column, (page, param) in LINKS.items():
+        if column in frame.columns:
+            frame = frame.with_columns(pl.format(f"{page}?{param}={{}}", pl.col(column)))
+            label, words = COLUMNS[column]
+            config[column] = st.column_config.LinkColumn(
+                label, help=f"{words}; opens its detail", display_text=f"{param}=(.*)$"
+            )
+    return frame, config
+
+
+def table(frame: pl.DataFrame, *, links: bool = False, **kwargs: Any) -> None:
     """A people's table: words for codes and columns, rounded numbers, no index, and no
-    tall empty block under a table of a few rows."""
+    tall empty block under a table of a few rows; ``links``: ids open their detail."""
     extra = kwargs.pop("column_config", {})
     if frame.height < 10:
         kwargs.pop("height", None)  # "auto": as tall as its rows
-    st.dataframe(
-        for_people(frame), hide_index=True, column_config=columns(frame, **extra), **kwargs
-    )
+    config = columns(frame, **extra)
+    shown = for_people(frame)
+    if links:
+        shown, linked = with_links(shown)
+        config.update(linked)
+    st.dataframe(shown, hide_index=True, column_config=config, **kwargs)
 
 
 def plural(n: int, word: str, many: str | None = None) -> str:

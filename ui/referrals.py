@@ -81,13 +81,22 @@ def run_filter(opts: dict[str, Any]) -> int | str | None:
 
 
 _SEEN_REFERRAL = "_ref_referral_param"  # the ?referral= value this session last acted on
+_SEEN_CUSTOMER = "_ref_customer_param"
 _WANTED = "_ref_wanted"
 FILTERS = {"ref_outcome": [], "ref_status": [], "ref_reason": [], "ref_partner": None}
 
 
 def follow_referral_link() -> None:
     """Arriving with a new ``?referral=N`` (a link, e.g. after a decline): filter on its
-    customer only, and pick it in the trace below (:func:`pick_linked`)."""
+    customer only, and pick it in the trace below (:func:`pick_linked`); with a new
+    ``?customer=T0042`` (a customer id clicked elsewhere), show that customer's referrals."""
+    customer = st.query_params.get("customer")  # ?customer=T0042: that customer's referrals
+    if customer != st.session_state.get(_SEEN_CUSTOMER):
+        st.session_state[_SEEN_CUSTOMER] = customer
+        if customer:
+            for key, empty in FILTERS.items():
+                st.session_state[key] = empty
+            st.session_state["ref_tenant"] = customer
     param = st.query_params.get("referral")
     if param == st.session_state.get(_SEEN_REFERRAL):
         return
@@ -130,7 +139,8 @@ def trace(ref: dict[str, Any]) -> None:
     """Where one referral went and why: a sentence, the trace step by step, and as stored."""
     if ref["outcome"] == "frp":
         to = (
-            f"partner **{ref['partner_id']} {ref['partner_name'] or ''}** "
+            f"partner **[{ref['partner_id']} {ref['partner_name'] or ''}]"
+            f"({labels.link('partner_id', ref['partner_id'])})** "
             f"(PSM {ref['psm_name']}, {ref['psm_email']})"
         )
     else:

@@ -143,7 +143,9 @@ def show_load(run: SimulationRun, policy: str) -> None:
     available partner by utilisation band."""
     sim = run.simulations[policy]
     left, right = st.columns(2)
-    load = top_load(sim)
+    load = top_load(sim).with_columns(
+        pl.col("partner_id").replace(partner_labels(run))  # "P0042 · Larkspur Couriers"
+    )
     if load.height:
         left.altair_chart(charts.load_before_after(load, policy), width="stretch")
     else:
@@ -233,7 +235,19 @@ def show_why(run: SimulationRun, policy: str, tenants: list[str]) -> None:
     if not tenants:
         st.info("No customer with this reason.")
         return
-    tenant = st.selectbox("Customer", tenants, key="why_tenant", help="Type to search by tenant id")
+    names = dict(run.prepared.cohort.select("tenant_id", "name").iter_rows())
+
+    def label(tenant: str) -> str:  # "T013918 · Larkspur Couriers", masked for viewers
+        name = privacy.mask_name_for_viewers(names.get(tenant))
+        return f"{tenant} · {name}" if name else tenant
+
+    tenant = st.selectbox(
+        "Customer",
+        tenants,
+        format_func=label,
+        key="why_tenant",
+        help="Type to search by tenant id or company name",
+    )
     marks = {True: ":green[passed]", False: ":red[failed]", None: ""}
     for i, step in enumerate(explain(run, policy, tenant), start=1):
         st.markdown(f"**{i}. {step.title}** {marks[step.passed]}  \n{step.text}")
@@ -264,6 +278,14 @@ def _inputs(run: SimulationRun) -> str:
 
 def _and(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def partner_labels(run: SimulationRun) -> dict[str, str]:
+    """partner_id -> "P0042 · Larkspur Couriers", for charts and lists."""
+    return {
+        pid: human.partner_label(pid, {pid: name})
+        for pid, name in run.prepared.partners.select("partner_id", "name").iter_rows()
+    }
 
 
 def _delta(diff: float, fmt: str) -> str | None:
