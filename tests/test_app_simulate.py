@@ -19,6 +19,7 @@ from store.db import connect
 from tests.app_helpers import open_app, run_simulation, value
 from ui.db import RULES_KEY
 from ui.simulation import LATEST_KEY, result_bytes
+from ui.uploads import read_upload, template_csv
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")
 
@@ -244,3 +245,44 @@ def test_the_cohort_choice_survives_a_visit_to_another_page(demo_db: Path) -> No
     assert at.number_input(key="syn_size").value == 50
     assert at.multiselect(key="policies").value == ["round-robin"]
     assert not [w for w in at.warning if "Out of date" in w.value]
+
+
+def test_the_upload_shows_its_columns_and_a_template_that_reads_back(demo_db: Path) -> None:
+    at = open_page()
+    at.radio(key="cohort_source").set_value("upload")
+    at.run()
+    columns = " ".join(m.value for m in at.markdown if "`tenant_id`" in m.value)
+    for name in ("tenant_id", "country", "seats", "workloads", "gateway", "referral_consent"):
+        assert f"`{name}`" in columns
+    assert any(b.proto.label == "Download template (CSV)" for b in at.get("download_button"))
+    template = template_csv()
+    assert read_upload(template, "template.csv", "customers").height == 1  # a valid file
+
+
+def test_a_file_with_bad_rows_can_be_simulated_without_them_but_not_committed(
+    demo_db: Path,
+) -> None:
+    cohort = synthetic_cohort(20, 5)
+    text = cohort.with_columns(pl.col("workloads").list.join(LIST_SEPARATOR)).cast(pl.String)
+    text = text.with_columns(
+        pl.when(pl.int_range(pl.len()).is_in([2, 7]))
+        .then(pl.lit("many"))
+        .otherwise(pl.col("seats"))
+        .alias("seats")
+    ).write_csv()
+    at = open_page()
+    at.radio(key="cohort_source").set_value("upload")
+    at.run()
+    at.file_uploader(key="cohort_file").upload("mixed.csv", text.encode(), "text/csv")
+    at.run()
+    assert "mixed.csv" in at.error[0].value
+    partial = at.checkbox(key="cohort_partial")
+    assert "18 valid rows" in partial.label and "2 rows" in partial.label
+    partial.check().run()
+    run_simulation(at, ["round-robin"])
+    sim = at.session_state[LATEST_KEY]["round-robin"]
+    kept = cohort["tenant_id"].to_list()
+    assert sim.assignments["tenant_id"].to_list() == kept[:2] + kept[3:7] + kept[8:]
+    assert any("2 bad rows left out" in c.value for c in at.caption)
+    assert not [b for b in at.button if b.label == "Commit"]
+    assert any("what-if only" in i.value for i in at.info)

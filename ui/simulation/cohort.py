@@ -15,13 +15,14 @@ import polars as pl
 import streamlit as st
 
 from engine.cohorts import CohortMix, synthetic_cohort
+from engine.columns import LIST_SEPARATOR
 from engine.schema import InputError
 from store import state
 from store.commits import Prepared, prepare
 from ui import db
 from ui.labels import plural
 from ui.simulation.freshness import digest, keep
-from ui.uploads import read_upload
+from ui.uploads import read_upload, template_csv, valid_customers
 
 Source = Literal["backlog", "upload", "synthetic"]
 BACKLOG_LABEL = "FTCQ backlog"
@@ -45,11 +46,13 @@ class Choice:
     uploaded: pl.DataFrame | None = None
     filename: str = ""
     fingerprint: str = ""  # of the uploaded file's bytes: another file, another cohort
+    left_out: tuple[int, ...] = ()  # rows of a bad file left out of a what-if
 
     @property
     def committable(self) -> bool:
-        """Invented customers cannot be committed: they are not in the store."""
-        return self.source != "synthetic"
+        """Invented customers cannot be committed: they are not in the store; nor can the
+        valid part of a bad file (an import takes a file whole or not at all)."""
+        return self.source != "synthetic" and not self.left_out
 
 
 def choose(backlog: int) -> Choice:
@@ -70,8 +73,9 @@ def choose(backlog: int) -> Choice:
         )
     if source != "upload":
         return Choice(source)
+    expected_columns()
     file = st.file_uploader(
-        "Customers file (.csv or .parquet), in cohort order; the same columns as `frp import`",
+        "Customers file (.csv or .parquet), one customer per row, in cohort order",
         type=["csv", "parquet"],
         key="cohort_file",
     )
@@ -85,9 +89,55 @@ def choose(backlog: int) -> Choice:
     except InputError as exc:
         st.error(f"{exc.one_line()}. Fix these rows and upload the file again.")
         st.dataframe(exc.to_frame(), hide_index=True)
-        return Choice(source, filename=file.name, fingerprint=fingerprint)
+        return _valid_part(Choice(source, filename=file.name, fingerprint=fingerprint), data)
     st.success(f"{file.name}: {plural(uploaded.height, 'customer')} ready to simulate.")
     return Choice(source, uploaded, file.name, fingerprint)
+
+
+#: The columns of a customers file, as a person fills them in.
+COLUMNS = {
+    "tenant_id": "the customer's tenant id (unique)",
+    "name": "company name",
+    "country": "ISO country code, e.g. GB",
+    "language": "language code, e.g. en",
+    "seats": "licensed seats, a whole number",
+    "workloads": f"workloads asked for, separated by “{LIST_SEPARATOR}”",
+    "gateway": "true or false: a Gateway customer",
+    "contact_email": "the customer's contact address",
+    "referral_consent": "true, false or empty (the rules' default): may partners be told?",
+}
+
+
+def expected_columns() -> None:
+    """What a customers file holds (the same as `frp import customers` takes), and a
+    template to fill in."""
+    with st.expander("Expected columns and a template", expanded=True):
+        st.markdown("\n".join(f"- `{c}`: {w}" for c, w in COLUMNS.items()))
+        st.download_button(
+            "Download template (CSV)",
+            template_csv(),
+            file_name="customers-template.csv",
+            mime="text/csv",
+            key="cohort_template",
+            icon=":material/download:",
+        )
+
+
+def _valid_part(bad: Choice, data: bytes) -> Choice:
+    """A what-if may go on with the rows that are fine, the others listed above and left
+    out; it can then not be committed."""
+    part = valid_customers(data, bad.filename)
+    if part is None:
+        return bad
+    valid, dropped = part
+    use = st.checkbox(
+        f"Simulate the {plural(valid.height, 'valid row')} anyway, leaving out the "
+        f"{plural(len(dropped), 'row')} listed above (a what-if only: it cannot be committed)",
+        key="cohort_partial",
+    )
+    if not use:
+        return bad
+    return Choice("upload", valid, bad.filename, bad.fingerprint + ":valid", tuple(dropped))
 
 
 def synthetic_inputs() -> Synthetic:
@@ -150,6 +200,8 @@ def label(choice: Choice, synthetic: Synthetic | None = None) -> str:
     """The cohort in words, as the results and the commit's audit entry name it."""
     if choice.source == "backlog":
         return BACKLOG_LABEL
+    if choice.source == "upload" and choice.left_out:
+        return f"uploaded file {choice.filename} ({len(choice.left_out):,} bad rows left out)"
     if choice.source == "upload":
         return f"uploaded file {choice.filename}"
     return f"synthetic cohort (seed {synthetic.seed if synthetic else 0})"

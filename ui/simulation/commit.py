@@ -21,6 +21,12 @@ def show_commit(run: SimulationRun, stale: list[str] | None = None) -> None:
     referrals. Off while the results are out of date (``stale``): what would be written
     is not what is shown."""
     st.header("Commit", divider="gray")
+    if not run.committable and run.source.startswith("uploaded file"):
+        st.info(
+            "The valid part of a file with bad rows is for what-if only: an import takes a "
+            "file whole or not at all. Fix the rows listed above and upload it again to commit."
+        )
+        return
     if not run.committable:
         st.info(
             "A synthetic cohort is for what-if only: its invented customers cannot be "
