@@ -4,23 +4,11 @@ marked and cannot be committed, and a decline is confirmed before anything chang
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import duckdb
-import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import start_server, stop_server
 from tests.browser.test_pages import TIMEOUT, no_exception, open_page, run_simulation, wait_idle
-
-
-@pytest.fixture
-def own_server(demo_db_master: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A dashboard of its own: these tests write, the shared one must stay as built."""
-    proc, url = start_server(demo_db_master, tmp_path)
-    yield url, tmp_path / "frp.duckdb"
-    stop_server(proc)
 
 
 def test_results_go_out_of_date_and_the_cohort_choice_stays(page: Page, own_server) -> None:
