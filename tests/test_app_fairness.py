@@ -39,7 +39,7 @@ def test_committed_referrals_headline(demo_db: Path, at: AppTest) -> None:
 def test_every_section_has_its_chart_and_numbers(at: AppTest) -> None:
     titles = chart_titles(at)
     for expected in (
-        "Partners furthest above and below their ideal share (summed over their pools)",
+        "Partners furthest above and below their fair share (summed over their pools)",
         "Utilisation of Referral Ready partners today",
         "Monthly Jain's index and Gini of new referrals per seat of capacity",
         "CSS fallback rate by region",

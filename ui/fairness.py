@@ -127,7 +127,7 @@ def turns(fair: FairnessReport, labels: pl.DataFrame, names: pl.DataFrame, key: 
         return
     st.caption(
         "A pool is the set of partners matching the same customers; round robin takes turns "
-        "inside it. Ideal share = customers placed in the pool / its members."
+        "inside it. Fair share = customers placed in the pool / its partners."
     )
     label_of = pool_words(pools)
     pools = pools.with_columns(pl.col("pool_key").replace_strict(label_of).alias("label"))
@@ -183,7 +183,7 @@ def deviation(fair: FairnessReport, names: pl.DataFrame) -> None:
     st.altair_chart(
         charts.deviation_bars(
             deviation_extremes(dev, 10),
-            "Partners furthest above and below their ideal share (summed over their pools)",
+            "Partners furthest above and below their fair share (summed over their pools)",
         ),
         width="stretch",
     )

@@ -236,15 +236,13 @@ def show_why(run: SimulationRun, policy: str, tenants: list[str]) -> None:
         st.info("No customer with this reason.")
         return
     names = dict(run.prepared.cohort.select("tenant_id", "name").iter_rows())
-
-    def label(tenant: str) -> str:  # "T013918 · Larkspur Couriers", masked for viewers
-        name = privacy.mask_name_for_viewers(names.get(tenant))
-        return f"{tenant} · {name}" if name else tenant
-
+    # "T013918 · Larkspur Couriers", masked for viewers; made now, in the script's run
+    # (the user's role is known here, not wherever the labels are used later).
+    labels = {t: _named(t, privacy.mask_name_for_viewers(names.get(t))) for t in tenants}
     tenant = st.selectbox(
         "Customer",
         tenants,
-        format_func=label,
+        format_func=labels.__getitem__,
         key="why_tenant",
         help="Type to search by tenant id or company name",
     )
@@ -278,6 +276,10 @@ def _inputs(run: SimulationRun) -> str:
 
 def _and(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _named(tenant: str, name: str | None) -> str:
+    return f"{tenant} · {name}" if name else tenant
 
 
 def partner_labels(run: SimulationRun) -> dict[str, str]:
