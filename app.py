@@ -4,7 +4,7 @@ import streamlit as st
 
 from store.db import damaged, damaged_message, resolve_path
 from store.errors import StoreError
-from ui import auth
+from ui import auth, labels
 from ui.router import follow_deep_link, routing
 
 
@@ -38,6 +38,7 @@ PAGES = {
 }
 
 navigation = st.navigation(list(PAGES.values()))
+labels.glossary()  # the terms every page uses, one click away on each
 follow_deep_link(PAGES)
 try:
     with routing():

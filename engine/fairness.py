@@ -452,6 +452,63 @@ def acceptance(responses: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+#: How far (in customers, "turns") a partner may be from its pool's fair share and still
+#: count as having had its turns: round robin over a pool whose placed customers do not
+#: divide evenly gives some members one more than others (docs/domain.md, "Fairness").
+FAIR_TURNS = 1.0
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The one-sentence answer to "Is it fair?": how many pools gave every member its
+    turns (within ``threshold`` of the fair share), and which did not, furthest first."""
+
+    pools: int
+    within: int
+    off: tuple[tuple[str, float], ...]  # (pool_key, furthest member's gap), furthest first
+    threshold: float = FAIR_TURNS
+
+    @property
+    def fair(self) -> bool:
+        return not self.off
+
+    def sentence(self, label: Mapping[str, str] | None = None, shown: int = 5) -> str:
+        """The verdict in words; ``label`` names pools (pool_key -> words)."""
+        if self.pools == 0:
+            return "No customer was placed in a pool, so there are no turns to judge."
+        turns = _turns(self.threshold)
+        if not self.fair:
+            head = f"{self.within:,} of {self.pools:,} pools are within {turns} of their fair share"
+        elif self.pools == 1:
+            head = f"The only pool is within {turns} of its fair share"
+        else:
+            head = f"All {self.pools:,} pools are within {turns} of their fair share"
+        if self.fair:
+            return head + ": every partner got its turns."
+        names = label or {}
+        listed = [f"{names.get(k, k)} ({gap:.1f} turns)" for k, gap in self.off[:shown]]
+        more = len(self.off) - len(listed)
+        tail = "; ".join(listed) + (f"; and {more:,} more" if more else "")
+        pools = "pool is" if len(self.off) == 1 else "pools are"
+        return f"{head}; {len(self.off):,} {pools} off by more than {turns}: {tail}."
+
+
+def _turns(n: float) -> str:
+    words = {1.0: "one turn", 2.0: "two turns"}
+    return words.get(n, f"{n:g} turns")
+
+
+def verdict(per_pool: pl.DataFrame, threshold: float = FAIR_TURNS) -> Verdict:
+    """Judge a report's pools (``FairnessReport.per_pool``): a pool is fair when none of
+    its members is more than ``threshold`` customers from the fair share (placed / members)."""
+    pools = per_pool.filter(pl.col("placed") > 0)
+    off = pools.filter(pl.col("max_deviation") > threshold + 1e-9).sort(
+        ["max_deviation", "pool_key"], descending=[True, False]
+    )
+    gaps = tuple(zip(off["pool_key"].to_list(), off["max_deviation"].to_list(), strict=True))
+    return Verdict(pools.height, pools.height - off.height, gaps, threshold)
+
+
 def report_for(sim: Simulation) -> FairnessReport:
     """The fairness report of a fresh simulation (its assignments joined with their detail)."""
     outcomes = sim.with_detail(

@@ -100,20 +100,25 @@ capacity.paused_list(paused)
 # --- Sections --------------------------------------------------------------------------------
 st.subheader("Capacity and active referrals")
 partners = view(partner_capacity, where)
+names = dict(view(state.partner_names).iter_rows())
+capacity.follow_partner_link(names)  # ?partner=P0042 opens that partner's detail
 if partners.height == 0:
     st.info("No partner matches these filters: clear some of them.")
 else:
-    capacity.partners_table(partners, TOP_N)
+    capacity.partners_table(partners, TOP_N)  # selecting a row opens its detail below
+
+st.subheader("Partner detail")
+pid = st.selectbox(
+    "Partner",
+    list(names),
+    format_func=lambda p: f"{p} · {names[p]}",
+    key=capacity.PARTNER_KEY,
+    help="Type a name or an id; or select a row in the table above",
+)
+capacity.partner_detail(pid)
 
 st.subheader("Coverage: free seats of Referral Ready partners")
 capacity.coverage()
 
 st.subheader("Headroom: who fills up if the backlog arrived")
 capacity.headroom(counts["backlog"])
-
-st.subheader("Partner detail")
-names = dict(view(state.partner_names).iter_rows())
-pid = st.selectbox(
-    "Partner", list(names), format_func=lambda p: f"{p} · {names[p]}", key="cap_partner"
-)
-capacity.partner_detail(pid)

@@ -61,7 +61,7 @@ if fair.customers == 0:
     st.info("No referrals in this period: widen the date range.")
     st.stop()
 
-fairness.headline(fair)
+fairness.headline(fair, labels)
 names = view(state.partner_names)
 tabs = st.tabs(
     [

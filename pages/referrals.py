@@ -21,6 +21,7 @@ from store.referrals import (
     task_count,
 )
 from ui import handoff, privacy, referrals, waiting
+from ui import labels as human
 from ui.expiry import expiry_panel
 from ui.reads import view
 from ui.router import through_router
@@ -40,6 +41,7 @@ referrals.toast_pending()
 expiry_panel()  # "N referrals past their window, M reminders due" and Expire now
 opts = view(referral_options)
 run = referrals.run_filter(opts)  # applies to referrals, tasks and the outbox; follows ?run=
+referrals.follow_referral_link()  # ?referral=N: that referral's trace, filters cleared
 tab_refs, tab_wait, tab_css, tab_tasks, tab_outbox, tab_psm = st.tabs(
     [
         "Referrals",
@@ -90,9 +92,10 @@ with tab_refs:
     if rows.height == 0:
         st.info("No referral matches these filters.")
     else:
-        st.dataframe(rows, hide_index=True, height=360)
+        human.table(rows, height=360, links=True)  # ids open the partner, the customer
         st.subheader("Why? The trace of one referral")
         shown = {r["referral_id"]: r for r in rows.iter_rows(named=True)}
+        referrals.pick_linked(list(shown), "ref_pick")
         rid = st.selectbox(
             "Referral",
             list(shown),
@@ -126,7 +129,7 @@ with tab_tasks:
     else:
         tasks = privacy.view(ftop_tasks, run, ROW_CAP)
         referrals.capped(tasks.height, n_tasks, "tasks")
-        st.dataframe(tasks, hide_index=True, height=360)
+        human.table(tasks, height=360)
         st.subheader("Close a task")
         referrals.close_task(run)
 

@@ -10,9 +10,11 @@ from engine.rules import RulesError
 from store import state
 from ui import db
 from ui import simulation as sim_ui
+from ui.labels import plural
 from ui.reads import view
 from ui.router import through_router
 from ui.simulation import cohort as cohorts
+from ui.simulation import freshness
 from ui.simulation.commit import show_commit
 from ui.simulation.results import show_results
 
@@ -44,33 +46,38 @@ with st.form("simulate"):
     synthetic = cohorts.synthetic_inputs() if choice.source == "synthetic" else None
     st.markdown("**Rule overrides** for this what-if (the Data page edits the rules themselves)")
     c1, c2, c3 = st.columns([1, 1, 2])
-    min_seats = c1.number_input(
-        "Minimum seats", 0, 1_000_000, active.min_seats, step=10, key="ov_min_seats"
-    )
+    freshness.follow_rules(active, list(partner_names))
+    min_seats = c1.number_input("Minimum seats", 0, 1_000_000, step=10, key="ov_min_seats")
     scale = c2.slider(
         "Capacity scaling",
         0.0,
         max(3.0, float(active.capacity_scale)),
-        float(active.capacity_scale),
-        0.05,
+        step=0.05,
         format="%.2f×",
         key="ov_scale",
     )
     switched_off = c3.multiselect(
         "Partners switched off",
         list(partner_names),
-        default=sorted(set(active.disabled_partners) & set(partner_names)),
         format_func=lambda p: f"{p} · {partner_names[p]}",
         key="ov_off",
     )
+    freshness.keep("policies", ["round-robin", "least-loaded"])
     policies = st.multiselect(
         "Policies, side by side",
         sim_ui.POLICIES,
-        default=["round-robin", "least-loaded"],
         format_func=sim_ui.policy_words,
         key="policies",
     )
     run_clicked = st.form_submit_button("Run simulation", type="primary")
+
+# The inputs as they are now; results computed from other inputs are out of date.
+inputs_now = freshness.inputs_key(
+    active,
+    (int(min_seats), float(scale), tuple(sorted(switched_off))),
+    cohorts.identity(choice, synthetic, counts),
+    policies,
+)
 
 if run_clicked:
     inputs, error = None, ""
@@ -91,7 +98,7 @@ if run_clicked:
         st.warning("There is no cohort to simulate: see the note under “Cohort” above.")
     else:
         cohort, prepared = inputs
-        with st.status(f"Simulating {cohort.height:,} customers…", expanded=True) as status:
+        with st.status(f"Simulating {plural(cohort.height, 'customer')}…", expanded=True) as status:
             bar = st.progress(0.0, text="starting")
             run = sim_ui.run_policies(  # no connection open: the file stays free meanwhile
                 prepared,
@@ -102,13 +109,17 @@ if run_clicked:
                 committable=choice.committable,
                 overrides={"text": sim_ui.describe_overrides(rules, active)},
                 progress=lambda share, text: bar.progress(share, text=text),
+                key=inputs_now,
             )
             status.update(
-                label=f"Simulated {cohort.height:,} customers under "
+                label=f"Simulated {plural(cohort.height, 'customer')} under "
                 + (policies[0] if len(policies) == 1 else f"{len(policies)} policies"),
                 state="complete",
                 expanded=False,
             )
+        previous = st.session_state.get(sim_ui.RUN_KEY)
+        if previous is not None:
+            st.session_state[sim_ui.BASELINE_KEY] = previous
         st.session_state[sim_ui.RUN_KEY] = run
         st.session_state[sim_ui.LATEST_KEY] = dict(run.simulations)
         st.session_state.pop(sim_ui.COMMIT_KEY, None)
@@ -119,7 +130,8 @@ if run is None:
     st.stop()
 
 # --- Results ------------------------------------------------------------------------------
-show_results(run)
+stale = freshness.changed(run.key, inputs_now)
+show_results(run, stale, st.session_state.get(sim_ui.BASELINE_KEY))
 
 # --- Commit -------------------------------------------------------------------------------
-show_commit(run)
+show_commit(run, stale)

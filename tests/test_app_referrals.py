@@ -59,7 +59,7 @@ def test_filters_change_the_referrals(db: Path) -> None:
         "SELECT count(*) FROM referrals WHERE reason = 'no_partner_match' AND status = 'active'",
     )
     assert metric(at, "Referrals matching") == f"{n:,}"
-    assert set(at.dataframe[0].value["reason"]) == {"no_partner_match"}
+    assert set(at.dataframe[0].value["reason"]) == {"No partner matches"}  # in words
 
 
 def test_partner_filter_and_trace(db: Path) -> None:
@@ -298,13 +298,39 @@ def test_partner_response_accept_then_decline_reassigns(db: Path) -> None:
     assert not at.exception
     assert row(db, "SELECT status FROM referrals WHERE referral_id = ?", [rid]) == ("accepted",)
     assert any("active -> accepted" in s.value for s in at.success)
-    at.selectbox(key="decline_reason").set_value("outside_service_area")
+    assert at.selectbox(key="decline_reason").value is None  # no preset reason
+    assert at.button(key="ref_decline").disabled  # a reason is required
+    at.selectbox(key="decline_reason").set_value("outside_service_area").run()
     at.button(key="ref_decline").click().run()
+    # Nothing changes before the confirmation.
+    assert row(db, "SELECT status FROM referrals WHERE referral_id = ?", [rid]) == ("accepted",)
+    (ask,) = [w.value for w in at.warning if w.value.startswith(f"Decline referral #{rid}")]
+    assert "Outside the service area" in ask and partner in ask
+    at.button(key="ref_decline_confirm").click().run()
     assert not at.exception
     assert row(db, "SELECT status, decline_reason FROM referrals WHERE referral_id = ?", [rid]) == (
         "declined",
         "outside_service_area",
     )
+    new_rid, new_run, new_to = row(
+        db,
+        "SELECT referral_id, run_id, coalesce(partner_id, queue) FROM referrals "
+        "WHERE tenant_id = ? ORDER BY referral_id DESC LIMIT 1",
+        [tenant],
+    )
+    (done,) = [s.value for s in at.success if "declined by" in s.value]
+    assert "(Outside the service area)" in done
+    assert f"Re-assigned in run {new_run}: referral #{new_rid} to {new_to}" in done
+    # The reason is shown on the referral and in its trace.
+    trace = " ".join(m.value for m in at.markdown)
+    assert "reason: **Outside the service area**" in trace
+    assert f"declined by {partner}: Outside the service area" in trace
+    # The link opens the new referral (and puts it in the address).
+    assert at.button(key="open_new_referral").label == f"Open referral #{new_rid}"
+    at.button(key="open_new_referral").click().run()
+    assert at.query_params["referral"] == str(new_rid)
+    assert at.selectbox(key="ref_run").value == new_run
+    assert at.selectbox(key="ref_pick").value == new_rid
     (n_open,) = row(
         db,
         "SELECT count(*) FROM referrals WHERE tenant_id = ? AND status IN ('active', 'accepted')",
@@ -318,6 +344,33 @@ def test_partner_response_accept_then_decline_reassigns(db: Path) -> None:
         [tenant],
     )
     assert new_partner != partner
+
+
+def test_a_decline_can_be_cancelled_and_changes_nothing(db: Path) -> None:
+    rid, partner = row(
+        db,
+        "SELECT referral_id, partner_id FROM referrals WHERE run_id = 1 "
+        "AND outcome = 'frp' ORDER BY referral_id DESC LIMIT 1",
+    )
+    at = run_page({"run": "1"})
+    at.selectbox(key="ref_partner").set_value(partner).run()
+    at.selectbox(key="decline_reason").set_value("at_capacity").run()
+    at.button(key="ref_decline").click().run()
+    assert at.button(key="ref_decline_confirm")
+    at.button(key="ref_decline_cancel").click().run()
+    assert not [b for b in at.button if b.key == "ref_decline_confirm"]
+    assert row(db, "SELECT status FROM referrals WHERE referral_id = ?", [rid]) == ("active",)
+
+
+def test_a_referral_link_opens_that_referral(db: Path) -> None:
+    rid, tenant = row(
+        db,
+        "SELECT referral_id, tenant_id FROM referrals WHERE run_id = 1 "
+        "ORDER BY referral_id LIMIT 1 OFFSET 3",
+    )
+    at = run_page({"run": "1", "referral": str(rid)})
+    assert at.selectbox(key="ref_pick").value == rid
+    assert any(tenant in m.value for m in at.markdown)
 
 
 # --- over time: waiting referrals, partners' answers, held customers --------------------

@@ -13,11 +13,13 @@ from engine.cohorts import synthetic_cohort
 from engine.columns import LIST_SEPARATOR
 from engine.fairness import report_for
 from engine.reasons import CSS_REASONS
-from engine.rules import load_rules
+from engine.rules import load_rules, to_toml
 from store.commits import simulate_stored
 from store.db import connect
 from tests.app_helpers import open_app, run_simulation, value
+from ui.db import RULES_KEY
 from ui.simulation import LATEST_KEY, result_bytes
+from ui.uploads import read_upload, template_csv
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")
 
@@ -106,7 +108,7 @@ def test_switching_partners_off_reaches_the_engine(demo_db: Path) -> None:
     assert "P0001" not in set(sim.assignments["partner_id"].drop_nulls())
 
 
-def test_commit_with_confirmation_then_a_second_commit_assigns_nothing(demo_db: Path) -> None:
+def test_commit_with_confirmation_then_the_results_are_out_of_date(demo_db: Path) -> None:
     before = referral_count(demo_db)
     at = run_simulation(open_page(), ["round-robin", "optimal"])
     cohort = at.session_state[LATEST_KEY]["optimal"].assignments.height
@@ -124,11 +126,13 @@ def test_commit_with_confirmation_then_a_second_commit_assigns_nothing(demo_db: 
     ]
     assert at.success[0].value.startswith("Run 1 committed (optimal)")
 
-    at.button(key="commit_button").click()
+    # The backlog the results were computed from is gone: they are out of date, and the
+    # same results cannot be committed twice.
     at.run()
+    assert at.success[0].value.startswith("Run 1 committed (optimal)")
+    assert at.button(key="commit_button").disabled
+    assert "Out of date" in at.warning[0].value and "the cohort" in at.warning[0].value
     assert referral_count(demo_db) == before + cohort
-    assert not at.success
-    assert "nothing new assigned" in at.warning[0].value
 
 
 def test_the_why_panel_splits_a_trace_into_steps(demo_db: Path) -> None:
@@ -188,3 +192,97 @@ def test_an_empty_database_says_what_to_do(empty_db: Path) -> None:
     assert not at.exception
     assert "no partners in the database" in at.info[0].value
     assert not at.get("form")
+
+
+def test_a_rule_change_marks_the_results_out_of_date_and_disables_commit(demo_db: Path) -> None:
+    at = run_simulation(open_page(), ["round-robin"])
+    at.checkbox(key="commit_confirm").check()
+    at.run()
+    assert not at.button(key="commit_button").disabled
+    assert not [w for w in at.warning if "Out of date" in w.value]
+
+    # The Data page raises the minimum seats (this session's rules).
+    at.session_state[RULES_KEY] = to_toml(load_rules().replace(min_seats=300))
+    at.run()
+    stale = [w.value for w in at.warning if "Out of date" in w.value]
+    assert len(stale) == 1 and "the rules (Data page)" in stale[0]
+    assert at.button(key="commit_button").disabled
+    assert any(h.value.startswith("Results (out of date)") for h in at.header)
+
+    run_simulation(at, ["round-robin"])  # run again: fresh, and the old run is the baseline
+    assert not [w for w in at.warning if "Out of date" in w.value]
+    assert at.number_input(key="ov_min_seats").value == 300  # the override follows the rules
+    (table,) = [d.value for d in at.dataframe if "Measure" in d.value.columns]
+    below = table[table["Measure"] == "Sent to CSS"].iloc[0]
+    assert below["Policy"] == "round-robin" and below["Before"] != below["After"]
+    assert below["Change"].startswith("+")
+
+
+def test_changing_the_policies_or_the_cohort_marks_the_results_out_of_date(
+    demo_db: Path,
+) -> None:
+    at = run_simulation(open_page(), ["round-robin"])
+    at.multiselect(key="policies").set_value(["optimal"])
+    at.button[0].click()  # submitting the form runs it again: fresh
+    at.run()
+    assert not [w for w in at.warning if "Out of date" in w.value]
+    at.radio(key="cohort_source").set_value("synthetic")
+    at.run()
+    stale = [w.value for w in at.warning if "Out of date" in w.value]
+    assert len(stale) == 1 and "the cohort" in stale[0]
+
+
+def test_the_cohort_choice_survives_a_visit_to_another_page(demo_db: Path) -> None:
+    at = open_page()
+    at.radio(key="cohort_source").set_value("synthetic")
+    at.run()
+    run_simulation(at, ["round-robin"], syn_size=50)
+    at.switch_page("pages/data.py")
+    at.run()
+    at.switch_page("pages/simulate.py")
+    at.run()
+    assert at.radio(key="cohort_source").value == "synthetic"
+    assert at.number_input(key="syn_size").value == 50
+    assert at.multiselect(key="policies").value == ["round-robin"]
+    assert not [w for w in at.warning if "Out of date" in w.value]
+
+
+def test_the_upload_shows_its_columns_and_a_template_that_reads_back(demo_db: Path) -> None:
+    at = open_page()
+    at.radio(key="cohort_source").set_value("upload")
+    at.run()
+    columns = " ".join(m.value for m in at.markdown if "`tenant_id`" in m.value)
+    for name in ("tenant_id", "country", "seats", "workloads", "gateway", "referral_consent"):
+        assert f"`{name}`" in columns
+    assert any(b.proto.label == "Download template (CSV)" for b in at.get("download_button"))
+    template = template_csv()
+    assert read_upload(template, "template.csv", "customers").height == 1  # a valid file
+
+
+def test_a_file_with_bad_rows_can_be_simulated_without_them_but_not_committed(
+    demo_db: Path,
+) -> None:
+    cohort = synthetic_cohort(20, 5)
+    text = cohort.with_columns(pl.col("workloads").list.join(LIST_SEPARATOR)).cast(pl.String)
+    text = text.with_columns(
+        pl.when(pl.int_range(pl.len()).is_in([2, 7]))
+        .then(pl.lit("many"))
+        .otherwise(pl.col("seats"))
+        .alias("seats")
+    ).write_csv()
+    at = open_page()
+    at.radio(key="cohort_source").set_value("upload")
+    at.run()
+    at.file_uploader(key="cohort_file").upload("mixed.csv", text.encode(), "text/csv")
+    at.run()
+    assert "mixed.csv" in at.error[0].value
+    partial = at.checkbox(key="cohort_partial")
+    assert "18 valid rows" in partial.label and "2 rows" in partial.label
+    partial.check().run()
+    run_simulation(at, ["round-robin"])
+    sim = at.session_state[LATEST_KEY]["round-robin"]
+    kept = cohort["tenant_id"].to_list()
+    assert sim.assignments["tenant_id"].to_list() == kept[:2] + kept[3:7] + kept[8:]
+    assert any("2 bad rows left out" in c.value for c in at.caption)
+    assert not [b for b in at.button if b.label == "Commit"]
+    assert any("what-if only" in i.value for i in at.info)

@@ -170,6 +170,7 @@ def test_a_viewer_cannot_record_partner_responses(db: Path) -> None:
     at = referrals_page(VIEWER)
     pick_active_frp_referral(at)
     before = snapshot(db)
+    at.selectbox(key="decline_reason").set_value("at_capacity").run()
     for key in ("ref_accept", "ref_decline", "ref_complete"):
         at.button(key=key).click().run()
         assert not at.exception

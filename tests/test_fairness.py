@@ -22,6 +22,7 @@ from engine.fairness import (
     jain_index,
     report,
     report_for,
+    verdict,
 )
 from engine.rules import load_rules
 from engine.schema import validate_customers, validate_partners
@@ -591,3 +592,36 @@ def test_a_report_with_responses_shows_them_and_the_css_after_declines() -> None
     plain = report(outcomes, partners, pools)
     assert plain.acceptance is None and "acceptance" not in plain.to_dict()
     assert "Partner responses" not in plain.to_text()
+
+
+# --- The verdict --------------------------------------------------------------------------
+
+
+def _pools(rows: list[tuple[str, int, float]]) -> pl.DataFrame:
+    """per_pool rows (pool_key, placed, max_deviation); the other columns do not matter."""
+    return pl.DataFrame(
+        {
+            "pool_key": [r[0] for r in rows],
+            "placed": [r[1] for r in rows],
+            "max_deviation": [r[2] for r in rows],
+        }
+    )
+
+
+def test_the_verdict_counts_pools_within_one_turn_and_lists_the_others_furthest_first() -> None:
+    v = verdict(_pools([("a", 7, 0.67), ("b", 9, 1.0), ("c", 5, 2.4), ("d", 3, 1.5), ("e", 0, 0)]))
+    assert (v.pools, v.within) == (4, 2)  # a pool where nobody was placed is not judged
+    assert v.off == (("c", 2.4), ("d", 1.5))
+    words = v.sentence({"c": "US · en · teams", "d": "SE · sv · exchange"})
+    assert words == (
+        "2 of 4 pools are within one turn of their fair share; 2 pools are off by more than "
+        "one turn: US · en · teams (2.4 turns); SE · sv · exchange (1.5 turns)."
+    )
+
+
+def test_the_verdict_of_fair_pools_and_of_none() -> None:
+    assert verdict(_pools([("a", 4, 0.5)])).sentence() == (
+        "The only pool is within one turn of its fair share: every partner got its turns."
+    )
+    assert verdict(_pools([("a", 4, 0.5), ("b", 2, 0)])).sentence().startswith("All 2 pools")
+    assert verdict(_pools([])).sentence().startswith("No customer was placed in a pool")

@@ -12,6 +12,7 @@ import streamlit as st
 import store.capacity
 from store import state
 from ui import charts, db, privacy
+from ui import labels as human
 from ui.reads import backlog_run, view
 
 PERCENT = {"format": "percent", "min_value": 0.0, "max_value": 1.0}
@@ -68,7 +69,37 @@ def partners_table(partners: pl.DataFrame, top_n: int) -> None:
         height=420,
         column_order=list(PARTNER_COLUMNS),
         column_config=PARTNER_COLUMNS,
+        key=TABLE_KEY,
+        on_select=_selected_row,
+        selection_mode="single-row",
     )
+    st.session_state[_SHOWN] = partners["partner_id"].to_list()
+
+
+PARTNER_KEY = "cap_partner"
+TABLE_KEY = "cap_table"
+_SHOWN = "_cap_table_ids"  # the partner ids of the table's rows, in order
+_SEEN = "_cap_partner_param"
+
+
+def _selected_row() -> None:
+    """A row selected in the partners table opens that partner's detail below it."""
+    rows = st.session_state[TABLE_KEY].selection.rows
+    shown = st.session_state.get(_SHOWN, [])
+    if rows and rows[0] < len(shown):
+        st.session_state[PARTNER_KEY] = shown[rows[0]]
+
+
+def follow_partner_link(names: dict[str, str]) -> None:
+    """``?partner=P0042`` (a link from another page): open that partner's detail."""
+    param = st.query_params.get("partner")
+    if param == st.session_state.get(_SEEN):
+        return
+    st.session_state[_SEEN] = param
+    if param in names:
+        st.session_state[PARTNER_KEY] = param
+    elif param is not None:
+        st.warning(f"Partner {param!r} is not in this database.")
 
 
 def paused_list(paused: pl.DataFrame) -> None:
@@ -179,7 +210,7 @@ def partner_detail(partner_id: str, shown: int = 200) -> None:
             + (f" (newest {shown} shown)" if n["total"] > shown else "")
         )
         referrals = privacy.view(store.capacity.partner_referrals, partner_id, shown)
-        st.dataframe(referrals, hide_index=True, height=300)
+        human.table(referrals, height=300)
 
 
 def _paused(detail: dict) -> str:

@@ -175,7 +175,7 @@ def pool_ledger(members: pl.DataFrame, title: str) -> alt.LayerChart:
     tooltip = [
         alt.Tooltip("partner:N", title="Partner"),
         alt.Tooltip("given:Q", title="Given"),
-        alt.Tooltip("ideal_share:Q", title="Ideal share", format=".2f"),
+        alt.Tooltip("ideal_share:Q", title="Fair share", format=".1f"),
         alt.Tooltip("deviation:Q", title="Deviation", format="+.2f"),
     ]
     base = alt.Chart().encode(
@@ -183,7 +183,7 @@ def pool_ledger(members: pl.DataFrame, title: str) -> alt.LayerChart:
         tooltip=tooltip,
     )
     bars = base.mark_bar().encode(
-        x=alt.X("given:Q", title="Customers given (line: ideal share)"),
+        x=alt.X("given:Q", title="Customers given (line: fair share)"),
         color=alt.condition(alt.datum.deviation >= 0, alt.value(ORANGE), alt.value(BLUE)),
     )
     ideal = base.mark_tick(color="black", thickness=2, size=ROW - 4).encode(x="ideal_share:Q")
@@ -193,13 +193,13 @@ def pool_ledger(members: pl.DataFrame, title: str) -> alt.LayerChart:
 def deviation_bars(rows: pl.DataFrame, title: str) -> alt.Chart:
     """Partners' deviation from their ideal share (``partner, given, ideal, deviation``)."""
     return _row_bars(rows, title, _row_axis("partner", "deviation", "descending")).encode(
-        x=alt.X("deviation:Q", title="Customers given minus ideal share"),
+        x=alt.X("deviation:Q", title="Customers given minus fair share"),
         color=alt.condition(alt.datum.deviation >= 0, alt.value(ORANGE), alt.value(BLUE)),
         tooltip=[
             alt.Tooltip("partner:N", title="Partner"),
             alt.Tooltip("pools:Q", title="Pools"),
             alt.Tooltip("given:Q", title="Given"),
-            alt.Tooltip("ideal:Q", title="Ideal share", format=".1f"),
+            alt.Tooltip("ideal:Q", title="Fair share", format=".1f"),
             alt.Tooltip("deviation:Q", title="Deviation", format="+.1f"),
         ],
     )

@@ -7,17 +7,19 @@ in the session by the Simulate page (``simulated``).
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import polars as pl
 import streamlit as st
 
-from engine.fairness import CSS_RATE_DIMENSIONS, FairnessReport, report_for
+from engine.fairness import CSS_RATE_DIMENSIONS, FairnessReport, report_for, verdict
 from engine.reasons import Reason
 from store.capacity import utilisation_bins, with_labels
 from store.fairness import deviation_extremes, partner_deviation, pool_labels
 from ui import charts
+from ui import labels as human
 
 PERCENT = {"format": "percent", "min_value": 0.0, "max_value": 1.0}
 _MEMO = "_fairness_of_simulation"
@@ -43,14 +45,72 @@ def period(picked: Any) -> tuple[datetime | None, datetime | None]:
     return datetime.combine(first, time()), datetime.combine(last + timedelta(days=1), time())
 
 
-def headline(fair: FairnessReport) -> None:
+_OTHERS = re.compile(r" \(\+(\d+)\)$")
+
+
+def pool_words(labels: pl.DataFrame) -> dict[str, str]:
+    """pool_key -> the pool in words: its most common customers ("US · en · teams,
+    exchange") and, when it serves others too, how many other kinds (what "+1" meant)."""
+
+    def words(label: str) -> str:
+        label = label.replace("+", ", ")
+        found = _OTHERS.search(label.replace(" (, ", " (+"))
+        if not found:
+            return label
+        n = int(found.group(1))
+        kinds = "kind" if n == 1 else "kinds"
+        return label[: found.start()] + f" and {n} other {kinds} of customer"
+
+    return {k: words(v) for k, v in labels.select("pool_key", "label").iter_rows()}
+
+
+def verdict_line(fair: FairnessReport, labels: pl.DataFrame) -> None:
+    """The page's answer first: are the pools' turns fair (``engine.fairness.verdict``)."""
+    v = verdict(fair.per_pool)
+    text = v.sentence(pool_words(labels))
+    how = (
+        " A pool's fair share is its placed customers divided by its partners; round robin "
+        "keeps every partner within one turn (one customer) of it."
+    )
+    if v.fair:
+        st.success(f"**{text}**{how}", icon=":material/balance:")
+    else:
+        st.warning(f"**{text}**{how}", icon=":material/balance:")
+
+
+def headline(fair: FairnessReport, labels: pl.DataFrame | None = None) -> None:
+    """The verdict, then the single numbers, each explained where it is shown."""
+    if labels is not None:
+        verdict_line(fair, labels)
     with st.container(horizontal=True):
         st.metric("Customers", f"{fair.customers:,}", border=True)
         st.metric("With partners", f"{fair.placed:,}", border=True)
-        st.metric("CSS fallback", f"{fair.css_rate:.1%}", border=True, help=f"{fair.css:,} to CSS")
-        st.metric("Jain's index", f"{fair.jain:.3f}", border=True, help="1 = perfectly even use")
-        st.metric("Gini", f"{fair.gini:.3f}", border=True, help="0 = equal utilisation")
-        st.metric("Mean utilisation", f"{fair.mean_utilisation:.0%}", border=True)
+        st.metric(
+            "CSS fallback",
+            f"{fair.css_rate:.1%}",
+            border=True,
+            help=f"Share of customers sent to a CSS queue ({fair.css:,})",
+        )
+        st.metric(
+            "Jain's index of utilisation now",
+            f"{fair.jain:.2f}",
+            border=True,
+            help="How evenly partners are used now (open referrals / capacity): 1 = all "
+            "equally, 1/n = one partner carries everything. Not the monthly index under "
+            "Over time, which is of each month's new referrals.",
+        )
+        st.metric(
+            "Gini of utilisation",
+            f"{fair.gini:.2f}",
+            border=True,
+            help="Inequality of utilisation now: 0 = all partners equally used, 1 = one has all",
+        )
+        st.metric(
+            "Mean utilisation",
+            f"{fair.mean_utilisation:.0%}",
+            border=True,
+            help="Average open referrals / capacity of Referral Ready partners",
+        )
 
 
 def turns(fair: FairnessReport, labels: pl.DataFrame, names: pl.DataFrame, key: str) -> None:
@@ -67,14 +127,15 @@ def turns(fair: FairnessReport, labels: pl.DataFrame, names: pl.DataFrame, key: 
         return
     st.caption(
         "A pool is the set of partners matching the same customers; round robin takes turns "
-        "inside it. Ideal share = customers placed in the pool / its members."
+        "inside it. Fair share = customers placed in the pool / its partners."
     )
-    label_of = dict(pools.select("pool_key", "label").iter_rows())
+    label_of = pool_words(pools)
+    pools = pools.with_columns(pl.col("pool_key").replace_strict(label_of).alias("label"))
     ordered = pools.sort(["customers", "pool_key"], descending=[True, False])
     chosen = st.selectbox(
         f"Pool ({pools.height:,}, busiest first)",
         ordered["pool_key"].to_list(),
-        format_func=lambda k: f"{label_of[k]} [{k}]",
+        format_func=lambda k: label_of[k],
         key=key,
     )
     row = pools.filter(pl.col("pool_key") == chosen).row(0, named=True)
@@ -84,18 +145,20 @@ def turns(fair: FairnessReport, labels: pl.DataFrame, names: pl.DataFrame, key: 
         .with_columns(pl.format("{} {}", "partner_id", "name").alias("partner"))
     )
     title = (
-        f"{row['label']}: {row['placed']} placed among {row['size']} partners "
-        f"(spread {row['spread']})"
+        f"{row['label']}: {human.plural(row['placed'], 'customer')} placed among "
+        f"{human.plural(row['size'], 'partner')}"
     )
     st.altair_chart(charts.pool_ledger(members, title), width="stretch")
+    st.caption(
+        f"Fair share {row['ideal_share']:.1f} each (placed / partners). Spread "
+        f"{row['spread']}: the most a partner got minus the fewest; round robin keeps it at "
+        "1 or less unless a partner was full or joined late."
+    )
     with st.expander("Turn ledger of this pool"):
-        st.dataframe(
-            members.select("partner_id", "name", "given", "ideal_share", "deviation"),
-            hide_index=True,
-        )
-    with st.expander(f"All {pools.height:,} pools (widest spread first)"):
-        st.dataframe(
-            pools.sort(["spread", "customers"], descending=True).select(
+        human.table(members.select("partner_id", "name", "given", "ideal_share", "deviation"))
+    with st.expander(f"All {pools.height:,} pools (furthest from fair share first)"):
+        human.table(
+            pools.sort(["max_deviation", "customers"], descending=True).select(
                 "label",
                 "size",
                 "customers",
@@ -105,9 +168,7 @@ def turns(fair: FairnessReport, labels: pl.DataFrame, names: pl.DataFrame, key: 
                 "spread",
                 "ideal_share",
                 "max_deviation",
-                "pool_key",
-            ),  # fmt: skip
-            hide_index=True,
+            )
         )
 
 
@@ -122,12 +183,16 @@ def deviation(fair: FairnessReport, names: pl.DataFrame) -> None:
     st.altair_chart(
         charts.deviation_bars(
             deviation_extremes(dev, 10),
-            "Partners furthest above and below their ideal share (summed over their pools)",
+            "Partners furthest above and below their fair share (summed over their pools)",
         ),
         width="stretch",
     )
+    st.caption(
+        "Above fair share: customers a partner got minus its fair share in each of its "
+        "pools, summed; negative means it got fewer turns than an equal share."
+    )
     with st.expander(f"Deviation of all {dev.height:,} partners"):
-        st.dataframe(dev.drop("partner"), hide_index=True)
+        human.table(dev.drop("partner"))
 
 
 def utilisation(fair: FairnessReport, names: pl.DataFrame, when: str) -> None:
@@ -141,10 +206,9 @@ def utilisation(fair: FairnessReport, names: pl.DataFrame, when: str) -> None:
         width="stretch",
     )
     with st.expander("Numbers behind the chart"):
-        st.dataframe(bins.drop("order"), hide_index=True)
-        st.dataframe(
+        human.table(bins.drop("order"))
+        human.table(
             fair.per_partner.join(names, on="partner_id", how="left"),
-            hide_index=True,
             column_config={
                 "utilisation_after": st.column_config.ProgressColumn("utilisation", **PERCENT)
             },
@@ -161,16 +225,18 @@ def trend(monthly: pl.DataFrame | None) -> None:
         return
     st.altair_chart(
         charts.fairness_trend(
-            monthly, "Jain's index and Gini of monthly intake per seat of capacity"
+            monthly, "Monthly Jain's index and Gini of new referrals per seat of capacity"
         ),
         width="stretch",
     )
     st.caption(
         "Each month: FRP referrals given to each Referral Ready partner divided by its capacity "
-        "(a partner given nothing counts as 0)."
+        "(a partner given nothing counts as 0). This monthly Jain's index judges each "
+        "month's intake; the headline Jain's index judges utilisation now. They are not "
+        "comparable: a quiet month with few referrals is uneven by nature."
     )
     with st.expander("Numbers behind the chart"):
-        st.dataframe(monthly, hide_index=True)
+        human.table(monthly)
 
 
 def css_fallback(fair: FairnessReport) -> None:
@@ -195,7 +261,7 @@ def css_fallback(fair: FairnessReport) -> None:
                 width="stretch",
             )
             with st.expander(f"Numbers by {dim}"):
-                st.dataframe(frame.drop("label"), hide_index=True)
+                human.table(frame.drop("label"))
     with right:
         reasons = fair.css_by["reason"]
         st.altair_chart(
@@ -208,7 +274,7 @@ def css_fallback(fair: FairnessReport) -> None:
             width="stretch",
         )
         with st.expander("Numbers by reason"):
-            st.dataframe(reasons, hide_index=True)
+            human.table(reasons.with_columns(pl.col("key").replace(human.REASONS)))
 
 
 def responses(frame: pl.DataFrame | None, names: pl.DataFrame, shown: int = 15) -> None:
@@ -246,9 +312,8 @@ def responses(frame: pl.DataFrame | None, names: pl.DataFrame, shown: int = 15) 
     else:
         st.info("No referral of this period has been answered yet.")
     with st.expander(f"Answers of all {table.height:,} partners"):
-        st.dataframe(
+        human.table(
             table.sort("partner_id"),
-            hide_index=True,
             column_config={
                 "acceptance_rate": st.column_config.ProgressColumn("acceptance rate", **PERCENT)
             },

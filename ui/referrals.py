@@ -15,18 +15,18 @@ import polars as pl
 import streamlit as st
 
 import store.referrals
-from engine.reasons import Reason
+import store.state
 from store import lifecycle, tasks
 from store.db import OPEN_STATUSES
 from store.errors import StoreError
 from store.outbox import DeliveryError, SmtpSettings, retry, send_pending
 from store.referrals import HISTORY, ROW_CAP
-from ui import auth, db, privacy
+from ui import auth, db, labels, privacy
 from ui.reads import view
 
 RUN_KEY = "ref_run"
 _SEEN = "_ref_run_param"  # the ?run= value this session last acted on
-REASON_WORDS = {r.value: r.words for r in Reason}
+REASON_WORDS = labels.REASONS
 
 
 def run_from_param(value: str | None) -> int | str | None:
@@ -73,10 +73,51 @@ def run_filter(opts: dict[str, Any]) -> int | str | None:
         r = info[run]
         return (
             f"Run {run} · {r['policy']} · {r['created_at']:%Y-%m-%d %H:%M} · "
-            f"{r['customers']:,} customers ({r['placed']:,} placed, {r['css']:,} to CSS)"
+            f"{labels.plural(r['customers'], 'customer')} ({r['placed']:,} placed, "
+            f"{r['css']:,} to CSS)"
         )
 
     return st.selectbox("Run", options, format_func=label, key=RUN_KEY, on_change=_to_param)
+
+
+_SEEN_REFERRAL = "_ref_referral_param"  # the ?referral= value this session last acted on
+_SEEN_CUSTOMER = "_ref_customer_param"
+_WANTED = "_ref_wanted"
+FILTERS = {"ref_outcome": [], "ref_status": [], "ref_reason": [], "ref_partner": None}
+
+
+def follow_referral_link() -> None:
+    """Arriving with a new ``?referral=N`` (a link, e.g. after a decline): filter on its
+    customer only, and pick it in the trace below (:func:`pick_linked`); with a new
+    ``?customer=T0042`` (a customer id clicked elsewhere), show that customer's referrals."""
+    customer = st.query_params.get("customer")  # ?customer=T0042: that customer's referrals
+    if customer != st.session_state.get(_SEEN_CUSTOMER):
+        st.session_state[_SEEN_CUSTOMER] = customer
+        if customer:
+            for key, empty in FILTERS.items():
+                st.session_state[key] = empty
+            st.session_state["ref_tenant"] = customer
+    param = st.query_params.get("referral")
+    if param == st.session_state.get(_SEEN_REFERRAL):
+        return
+    st.session_state[_SEEN_REFERRAL] = param
+    if param is None or not param.isdigit():
+        return
+    ref = view(store.referrals.referral_detail, int(param))
+    if ref is None:
+        st.warning(f"Referral {param} is not in this database.")
+        return
+    for key, empty in FILTERS.items():
+        st.session_state[key] = empty
+    st.session_state["ref_tenant"] = ref["tenant_id"]  # listed even past the row cap
+    st.session_state[_WANTED] = int(param)
+
+
+def pick_linked(shown: list[int], key: str) -> None:
+    """Select the linked referral in the picker ``key`` when it is listed."""
+    wanted = st.session_state.pop(_WANTED, None)
+    if wanted in shown:
+        st.session_state[key] = wanted
 
 
 def capped(shown: int, total: int, what: str) -> None:
@@ -90,22 +131,28 @@ def trace(ref: dict[str, Any]) -> None:
     """Where one referral went and why: a sentence, the trace step by step, and as stored."""
     if ref["outcome"] == "frp":
         to = (
-            f"partner **{ref['partner_id']} {ref['partner_name'] or ''}** "
+            f"partner **[{ref['partner_id']} {ref['partner_name'] or ''}]"
+            f"({labels.link('partner_id', ref['partner_id'])})** "
             f"(PSM {ref['psm_name']}, {ref['psm_email']})"
         )
     else:
         to = f"**{ref['queue']}**"
     gateway = "Gateway" if ref["gateway"] else "not Gateway"
+    code = ref.get("decline_reason")
+    decline = labels.REASONS.get(code, code) if code else ""
+    declined = f" (reason: **{decline}**)" if decline else ""
     run = f"run {ref['run_id']}" if ref["run_id"] else "imported history"
     st.markdown(
         f"**{ref['customer'] or ref['tenant_id']}** "
         f"({ref['tenant_id']}; "
         f"{ref['country']}, {ref['language']}, {ref['seats'] or '?'} seats, {gateway}) went "
         f"to {to}: {REASON_WORDS.get(ref['reason'], ref['reason'])}. Status "
-        f"**{ref['status']}**, {run}, "
+        f"**{ref['status']}**{declined}, {run}, "
         f"{ref['created_at']:%Y-%m-%d %H:%M}."
     )
     steps = store.referrals.trace_steps(ref["trace"])
+    if decline:
+        steps.append(f"{ref['status']} by {ref['partner_id']}: {decline}")
     st.markdown("\n".join(f"{n}. {s}" for n, s in enumerate(steps, 1)) or "_no trace_")
     with st.expander("Trace as stored"):
         st.code(ref["trace"] or "", language=None, wrap_lines=True)
@@ -355,15 +402,21 @@ def psm_load() -> None:
 
 # --- Life cycle: the partner's response to one referral ---------------------------------
 
-LIFECYCLE_RESULT = "lifecycle_result"  # ("success" | "error", message) for the next run
+LIFECYCLE_RESULT = "lifecycle_result"  # ("success" | "error", message[, link]) for the next run
+DECLINE_REASON = "decline_reason"
+DECLINE_CONFIRM = "decline_confirm"  # the referral id whose decline awaits confirmation
 
 
 def _respond(tenant_id: str, action: str) -> None:
+    st.session_state.pop(DECLINE_CONFIRM, None)
     refused = auth.refusal(auth.MANAGER, "record partner responses")
     if refused:
         st.session_state[LIFECYCLE_RESULT] = ("error", refused)
         return
-    reason = st.session_state.get("decline_reason")
+    reason = st.session_state.get(DECLINE_REASON)
+    if action == "decline" and not reason:
+        st.session_state[LIFECYCLE_RESULT] = ("error", "Choose why the partner declines first.")
+        return
     who = auth.actor()
     rules = db.active_rules()
 
@@ -380,16 +433,71 @@ def _respond(tenant_id: str, action: str) -> None:
         st.session_state[LIFECYCLE_RESULT] = ("error", f"Nothing changed: {exc}")
         return
     db.after_write()
-    text = change.describe()
-    st.session_state[LIFECYCLE_RESULT] = ("success", auth.sentence(text) + ".")
+    st.session_state.pop(DECLINE_REASON, None)  # the next decline starts with no reason
+    if action == "decline":
+        st.session_state[LIFECYCLE_RESULT] = ("success", *_declined(change, str(reason)))
+    else:
+        st.session_state[LIFECYCLE_RESULT] = ("success", auth.sentence(change.describe()) + ".")
     st.session_state[TOAST_KEY] = f"{tenant_id}: {change.before} → {change.after}"
 
 
-def respond(ref: dict[str, Any]) -> None:
-    """Accept, decline (with a reason: the customer is re-assigned at once) or complete."""
+def _declined(change: lifecycle.Change, reason: str) -> tuple[str, dict[str, str] | None]:
+    """What a decline did, in words, naming where the customer went next, and the deep
+    link to that new referral (None when the customer was not re-assigned)."""
+    names = dict(view(store.state.partner_names).iter_rows())
+    text = (
+        f"Referral #{change.referral_id} of {change.tenant_id} declined by "
+        f"{labels.partner_label(change.partner_id, names)} ({labels.REASONS[reason]})."
+    )
+    run = change.follow_up.run_id if change.follow_up is not None else None
+    if run is None:
+        return text, None
+    where = store.referrals.ReferralFilter(run=run, tenant=change.tenant_id)
+    new = view(store.referrals.referral_rows, where, 1)
+    if new.height == 0:
+        return text + f" Re-assignment: run {run}.", {"run": str(run)}
+    row = new.row(0, named=True)
+    to = (
+        labels.partner_label(row["partner_id"], names)
+        if row["partner_id"]
+        else f"the {row['queue']} queue ({labels.REASONS.get(row['reason'], row['reason'])})"
+    )
+    text += f" Re-assigned in run {run}: referral #{row['referral_id']} to {to}."
+    return text, {"run": str(run), "referral": str(row["referral_id"])}
+
+
+def _ask_to_confirm(referral_id: int) -> None:
+    refused = auth.refusal(auth.MANAGER, "record partner responses")
+    if refused:  # no confirmation to someone who may not decline
+        st.session_state[LIFECYCLE_RESULT] = ("error", refused)
+        return
+    st.session_state[DECLINE_CONFIRM] = referral_id
+
+
+def _cancel_decline() -> None:
+    st.session_state.pop(DECLINE_CONFIRM, None)
+
+
+def _show_result() -> None:
     result = st.session_state.pop(LIFECYCLE_RESULT, None)
-    if result is not None:
-        getattr(st, result[0])(result[1])
+    if result is None:
+        return
+    getattr(st, result[0])(result[1])
+    link = result[2] if len(result) > 2 else None
+    if link:  # this page, at the address of the new referral (which can be shared)
+        st.button(
+            f"Open referral #{link['referral']}" if "referral" in link else "Open the run",
+            icon=":material/assignment:",
+            key="open_new_referral",
+            on_click=st.query_params.update,
+            args=(link,),
+        )
+
+
+def respond(ref: dict[str, Any]) -> None:
+    """Accept, decline or complete. A decline needs a reason (none is preset) and a
+    confirmation: the customer is re-assigned at once, and the partner never gets it again."""
+    _show_result()
     if ref["outcome"] != "frp" or ref["status"] not in OPEN_STATUSES:
         return
     st.markdown("**The partner's response**")
@@ -401,15 +509,38 @@ def respond(ref: dict[str, Any]) -> None:
         st.selectbox(
             "Decline reason",
             list(lifecycle.DECLINE_REASONS),
+            index=None,
+            placeholder="Choose why the partner declines",
             format_func=lifecycle.DECLINE_REASONS.__getitem__,
-            key="decline_reason",
+            key=DECLINE_REASON,
         )
         st.button(
-            "Decline and re-assign",
+            "Decline and re-assign…",
             key="ref_decline",
-            on_click=_respond,
-            args=(ref["tenant_id"], "decline"),
+            disabled=not st.session_state.get(DECLINE_REASON),
+            help="Choose a reason first; you confirm before anything changes",
+            on_click=_ask_to_confirm,
+            args=(ref["referral_id"],),
         )
         st.button(
             "Complete", key="ref_complete", on_click=_respond, args=(ref["tenant_id"], "complete")
         )
+    reason = st.session_state.get(DECLINE_REASON)
+    if st.session_state.get(DECLINE_CONFIRM) == ref["referral_id"] and reason:
+        partner = f"{ref['partner_id']} {ref['partner_name'] or ''}".strip()
+        with st.container(border=True, key="decline_confirmation"):
+            st.warning(
+                f"Decline referral #{ref['referral_id']} of {ref['tenant_id']} for "
+                f"{partner}, because “{labels.REASONS[reason]}”? The customer is re-assigned "
+                f"at once, and {ref['partner_id']} is never offered this customer again.",
+                icon=":material/warning:",
+            )
+            with st.container(horizontal=True):
+                st.button(
+                    "Yes, decline and re-assign",
+                    type="primary",
+                    key="ref_decline_confirm",
+                    on_click=_respond,
+                    args=(ref["tenant_id"], "decline"),
+                )
+                st.button("Cancel", key="ref_decline_cancel", on_click=_cancel_decline)

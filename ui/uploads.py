@@ -15,11 +15,71 @@ from typing import Literal
 
 import polars as pl
 
+from engine.columns import CUSTOMER_SCHEMA, LIST_SEPARATOR
 from engine.rules import Rules
-from engine.schema import InputError, validate_customers
+from engine.schema import LINE_COLUMN, InputError, validate_customers
 from store.files import check_format, partners_today, read_raw
 
 Kind = Literal["partners", "customers"]
+
+
+def _raw(data: bytes, filename: str) -> tuple[pl.DataFrame, int, str]:
+    """The uploaded bytes read as the CLI reads a file; InputError names ``filename``."""
+    suffix = check_format(filename)
+    with tempfile.TemporaryDirectory(prefix="frp-upload-") as folder:
+        path = Path(folder) / f"upload{suffix}"
+        path.write_bytes(data)
+        try:
+            return read_raw(path)
+        except InputError as exc:
+            raise InputError(filename, exc.problems, exc.total, exc.row_label) from None
+
+
+#: Rounds of dropping bad rows: each round drops up to ``MAX_PROBLEMS`` of them.
+_ROUNDS = 20
+
+
+def valid_customers(data: bytes, filename: str) -> tuple[pl.DataFrame, list[int]] | None:
+    """For a what-if only (an import takes a file whole or not at all): the customers of
+    the rows without a problem, and the numbers of the rows left out. None when the file
+    itself is wrong (a header problem: no row can be trusted) or no row is valid."""
+    raw, first, label = _raw(data, filename)
+    if LINE_COLUMN not in raw.columns:  # keep each row's own number once rows are dropped
+        raw = raw.with_row_index(LINE_COLUMN, offset=first).with_columns(
+            pl.col(LINE_COLUMN).cast(pl.Int64)
+        )
+    dropped: list[int] = []
+    for _ in range(_ROUNDS):
+        try:
+            return validate_customers(raw, filename, first_row=first, row_label=label), dropped
+        except InputError as exc:
+            bad = {p.row for p in exc.problems}
+            if None in bad or not bad:
+                return None
+            dropped += sorted(r for r in bad if r is not None)
+            raw = raw.filter(~pl.col(LINE_COLUMN).is_in(list(bad)))
+            if raw.height == 0:
+                return None
+    return None
+
+
+def template_csv() -> bytes:
+    """A customers file with the expected header and one example row, to fill in."""
+    example = {
+        "tenant_id": "T000001",
+        "name": "Example Company Ltd",
+        "country": "GB",
+        "language": "en",
+        "seats": "250",
+        "workloads": LIST_SEPARATOR.join(["exchange", "teams"]),
+        "gateway": "false",
+        "referral_consent": "true",
+        "contact_email": "it@example.com",
+    }
+    row = {c: example.get(c, "") for c in CUSTOMER_SCHEMA}
+    return (
+        pl.DataFrame([row], schema=dict.fromkeys(CUSTOMER_SCHEMA, pl.String)).write_csv().encode()
+    )
 
 
 def read_upload(
@@ -29,14 +89,7 @@ def read_upload(
 
     Partners are checked on the clock's date, a pause ending at most ``max_pause_days``
     after it, as ``frp import`` checks them."""
-    suffix = check_format(filename)
-    with tempfile.TemporaryDirectory(prefix="frp-upload-") as folder:
-        path = Path(folder) / f"upload{suffix}"
-        path.write_bytes(data)
-        try:
-            raw, first, label = read_raw(path)
-        except InputError as exc:
-            raise InputError(filename, exc.problems, exc.total, exc.row_label) from None
+    raw, first, label = _raw(data, filename)
     if kind == "partners":
         return partners_today(raw, filename, first, label, max_pause_days)
     return validate_customers(raw, filename, first_row=first, row_label=label)

@@ -26,6 +26,7 @@ from store.referrals import (
     waiting_rows,
 )
 from ui import auth, charts, db, privacy
+from ui import labels as human
 from ui.reads import view
 from ui.referrals import TOAST_KEY, capped
 
@@ -99,11 +100,10 @@ def _waiting_table(at: datetime, window: int) -> None:
         return
     rows = privacy.view(waiting_rows, where, ROW_CAP)
     capped(rows.height, n, "waiting referrals")
-    st.dataframe(
+    human.table(
         rows,
-        hide_index=True,
         height=320,
-        column_config={"age_days": "days waiting", "accept_by": "accept by"},
+        column_config={"age_days": "Days waiting", "accept_by": "Accept by"},
     )
     st.caption("Oldest first. Record a partner's answer on the Referrals tab (find the customer).")
 
@@ -131,9 +131,8 @@ def partner_answers() -> None:
         )
         .sort(["made", "partner_id"], descending=[True, False])
     )
-    st.dataframe(
+    human.table(
         table,
-        hide_index=True,
         height=320,
         key="partner_answers",
         column_config={

@@ -7,6 +7,7 @@ never skipped.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,36 @@ def browser_type_launch_args() -> dict:
 def browser_context_args() -> dict:
     # Tall: Streamlit scrolls inside its own container, so screenshots show the viewport.
     return {"viewport": {"width": 1400, "height": 2400}}
+
+
+@contextmanager
+def private_server(master: Path, folder: Path) -> Iterator[tuple[str, Path]]:
+    """A dashboard of its own on a copy of ``master`` in ``folder``: its URL and database,
+    for tests that write (the shared ``app_server`` stays as built) or need their own
+    environment (set it before entering)."""
+    proc, url = start_server(master, folder)
+    try:
+        yield url, folder / "frp.duckdb"
+    finally:
+        stop_server(proc)
+
+
+@pytest.fixture
+def server_env() -> dict[str, str]:
+    """Environment for ``own_server`` (a module overrides it, e.g. to set the clock)."""
+    return {}
+
+
+@pytest.fixture
+def own_server(
+    demo_db_master: Path, tmp_path: Path, server_env: dict[str, str]
+) -> Iterator[tuple[str, Path]]:
+    """A private dashboard (URL, database) started with ``server_env`` set."""
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in server_env.items():
+            env.setenv(key, value)  # the server inherits the environment
+        with private_server(demo_db_master, tmp_path) as served:
+            yield served
 
 
 @pytest.fixture(scope="session")

@@ -65,11 +65,11 @@ def run_simulation(page: Page) -> None:
     for _ in range(3):
         button.click()
         try:
-            expect(page.get_by_text("Jain", exact=False).first).to_be_visible(timeout=20_000)
+            expect(page.get_by_text("Placed with partners").first).to_be_visible(timeout=20_000)
             break
         except AssertionError:
             continue
-    expect(page.get_by_text("Jain", exact=False).first).to_be_visible(timeout=TIMEOUT)
+    expect(page.get_by_text("Placed with partners").first).to_be_visible(timeout=TIMEOUT)
     wait_idle(page)
 
 
@@ -79,6 +79,8 @@ def test_page_loads_without_exception(page: Page, app_server: str, path: str, ti
     no_exception(page)
     # Routed through app.py: the sidebar lists page titles, not file names.
     expect(page.get_by_test_id("stSidebarNav")).to_contain_text("Simulate cohort")
+    # The glossary is one click away on every page.
+    expect(page.get_by_test_id("stSidebar").get_by_text("Glossary")).to_be_visible()
     print(f"\npage {title!r} shown in {elapsed:.2f} s")
     save_screenshot(page, path or "capacity")
 

@@ -37,6 +37,8 @@ from store.files import write_table
 #: Session keys. The Fairness page reads LATEST_KEY (policy name -> Simulation).
 LATEST_KEY = "latest_simulations"
 RUN_KEY = "simulate_run"
+#: The run before the latest one: the "before" of the before/after table.
+BASELINE_KEY = "simulate_baseline"
 COMMIT_KEY = "simulate_commit"
 
 POLICIES = [p.value for p in Policy]
@@ -56,6 +58,8 @@ class SimulationRun:
     prepared: Prepared  # stored partners, the cohort simulated, who was skipped
     simulations: dict[str, Simulation] = field(default_factory=dict)
     reports: dict[str, FairnessReport] = field(default_factory=dict)
+    #: The inputs it was computed from (``ui.simulation.freshness.inputs_key``).
+    key: Mapping[str, str] = field(default_factory=dict)
 
 
 def policy_words(policy: str) -> str:
@@ -76,6 +80,7 @@ def run_policies(
     committable: bool,
     overrides: Mapping[str, Any] | None = None,
     progress: PolicyProgress | None = None,
+    key: Mapping[str, str] | None = None,
 ) -> SimulationRun:
     """Simulate the ``prepared`` cohort under each policy, with no database connection:
     the same engine call as ``store.commits.simulate_stored``, on inputs read already."""
@@ -105,6 +110,7 @@ def run_policies(
         prepared=prepared,
         simulations=sims,
         reports=reports,
+        key=dict(key or {}),
     )
 
 

@@ -15,14 +15,18 @@ import polars as pl
 import streamlit as st
 
 from engine.cohorts import CohortMix, synthetic_cohort
+from engine.columns import LIST_SEPARATOR
 from engine.schema import InputError
 from store import state
 from store.commits import Prepared, prepare
 from ui import db, privacy
-from ui.uploads import read_upload
+from ui.labels import plural
+from ui.simulation.freshness import digest, keep
+from ui.uploads import read_upload, template_csv, valid_customers
 
 Source = Literal["backlog", "upload", "synthetic"]
 BACKLOG_LABEL = "FTCQ backlog"
+SOURCE_KEY = "cohort_source"
 
 
 @dataclass(frozen=True)
@@ -41,11 +45,14 @@ class Choice:
     source: Source
     uploaded: pl.DataFrame | None = None
     filename: str = ""
+    fingerprint: str = ""  # of the uploaded file's bytes: another file, another cohort
+    left_out: tuple[int, ...] = ()  # rows of a bad file left out of a what-if
 
     @property
     def committable(self) -> bool:
-        """Invented customers cannot be committed: they are not in the store."""
-        return self.source != "synthetic"
+        """Invented customers cannot be committed: they are not in the store; nor can the
+        valid part of a bad file (an import takes a file whole or not at all)."""
+        return self.source != "synthetic" and not self.left_out
 
 
 def choose(backlog: int) -> Choice:
@@ -55,8 +62,9 @@ def choose(backlog: int) -> Choice:
         "upload": "Upload a customers file",
         "synthetic": "Synthetic cohort",
     }
+    keep(SOURCE_KEY)  # Streamlit drops a widget's value while another page is shown
     source: Source = st.radio(
-        "Cohort", list(sources), format_func=sources.get, horizontal=True, key="cohort_source"
+        "Cohort", list(sources), format_func=sources.get, horizontal=True, key=SOURCE_KEY
     )
     if source == "backlog" and backlog == 0:
         st.info(
@@ -65,22 +73,71 @@ def choose(backlog: int) -> Choice:
         )
     if source != "upload":
         return Choice(source)
+    expected_columns()
     file = st.file_uploader(
-        "Customers file (.csv or .parquet), in cohort order; the same columns as `frp import`",
+        "Customers file (.csv or .parquet), one customer per row, in cohort order",
         type=["csv", "parquet"],
         key="cohort_file",
     )
     if file is None:
         st.info("Upload a customers file to simulate it instead of the backlog.")
         return Choice(source)
+    data = file.getvalue()
+    fingerprint = digest(data)
     try:
-        uploaded = read_upload(file.getvalue(), file.name, "customers")
+        uploaded = read_upload(data, file.name, "customers")
     except InputError as exc:
         st.error(f"{exc.one_line()}. Fix these rows and upload the file again.")
         st.dataframe(privacy.problems(exc.to_frame()), hide_index=True)
-        return Choice(source, filename=file.name)
-    st.success(f"{file.name}: {uploaded.height:,} customers ready to simulate.")
-    return Choice(source, uploaded, file.name)
+        return _valid_part(Choice(source, filename=file.name, fingerprint=fingerprint), data)
+    st.success(f"{file.name}: {plural(uploaded.height, 'customer')} ready to simulate.")
+    return Choice(source, uploaded, file.name, fingerprint)
+
+
+#: The columns of a customers file, as a person fills them in.
+COLUMNS = {
+    "tenant_id": "the customer's tenant id (unique)",
+    "name": "company name",
+    "country": "ISO country code, e.g. GB",
+    "language": "language code, e.g. en",
+    "seats": "licensed seats, a whole number",
+    "workloads": f"workloads asked for, separated by “{LIST_SEPARATOR}”",
+    "gateway": "true or false: a Gateway customer",
+    "contact_email": "the customer's contact address",
+    "referral_consent": "true, false or empty (the rules' default): may partners be told?",
+}
+
+
+def expected_columns() -> None:
+    """What a customers file holds (the same as `frp import customers` takes), and a
+    template to fill in."""
+    with st.expander("Expected columns and a template", expanded=True):
+        st.markdown("\n".join(f"- `{c}`: {w}" for c, w in COLUMNS.items()))
+        st.download_button(
+            "Download template (CSV)",
+            template_csv(),
+            file_name="customers-template.csv",
+            mime="text/csv",
+            key="cohort_template",
+            icon=":material/download:",
+        )
+
+
+def _valid_part(bad: Choice, data: bytes) -> Choice:
+    """A what-if may go on with the rows that are fine, the others listed above and left
+    out; it can then not be committed."""
+    part = valid_customers(data, bad.filename)
+    if part is None:
+        return bad
+    valid, dropped = part
+    use = st.checkbox(
+        f"Simulate the {plural(valid.height, 'valid row')} anyway, leaving out the "
+        f"{plural(len(dropped), 'row')} listed above (a what-if only: it cannot be committed)",
+        key="cohort_partial",
+    )
+    if not use:
+        return bad
+    return Choice("upload", valid, bad.filename, bad.fingerprint + ":valid", tuple(dropped))
 
 
 def synthetic_inputs() -> Synthetic:
@@ -90,12 +147,15 @@ def synthetic_inputs() -> Synthetic:
         "the partners serve (same seed, same cohort)"
     )
     c1, c2, c3, c4, c5, c6 = st.columns(6)
-    size = c1.number_input("Customers", 1, 100_000, 500, step=100, key="syn_size")
-    seed = c2.number_input("Seed", 0, 1_000_000, 1, key="syn_seed")
-    small = c3.slider("Small tenants %", 0, 100, 10, key="syn_small")
-    gateway = c4.slider("Gateway %", 0, 100, 20, key="syn_gateway")
-    no_consent = c5.slider("No consent %", 0, 100, 5, key="syn_consent")
-    other = c6.slider("No eligible workload %", 0, 100, 5, key="syn_other")
+    defaults = {"syn_size": 500, "syn_seed": 1, "syn_small": 10, "syn_gateway": 20}
+    for key, value in {**defaults, "syn_consent": 5, "syn_other": 5}.items():
+        keep(key, value)
+    size = c1.number_input("Customers", 1, 100_000, step=100, key="syn_size")
+    seed = c2.number_input("Seed", 0, 1_000_000, key="syn_seed")
+    small = c3.slider("Small tenants %", 0, 100, key="syn_small")
+    gateway = c4.slider("Gateway %", 0, 100, key="syn_gateway")
+    no_consent = c5.slider("No consent %", 0, 100, key="syn_consent")
+    other = c6.slider("No eligible workload %", 0, 100, key="syn_other")
     mix = CohortMix(small / 100, gateway / 100, no_consent / 100, other / 100)
     return Synthetic(int(size), int(seed), mix)
 
@@ -124,10 +184,27 @@ def read_inputs(
         return cohort, prepare(con, cohort, label(choice, synthetic))
 
 
+def identity(choice: Choice, synthetic: Synthetic | None, counts: dict[str, int]) -> str:
+    """What the cohort's content depends on, as one string (part of the inputs' key): the
+    stored partners and open referrals always (they decide who has room), the backlog for
+    the backlog, the file for an upload, the knobs for a synthetic cohort."""
+    stored = ",".join(
+        f"{k}={counts.get(k, 0)}" for k in ("partners", "customers", "backlog", "runs")
+    )
+    stored += f",open={counts.get('open_referrals', 0)}"
+    if choice.source == "upload":
+        return f"upload:{choice.filename}:{choice.fingerprint}|{stored}"
+    if choice.source == "synthetic" and synthetic is not None:
+        return f"synthetic:{synthetic}|{stored}"
+    return f"{choice.source}|{stored}"
+
+
 def label(choice: Choice, synthetic: Synthetic | None = None) -> str:
     """The cohort in words, as the results and the commit's audit entry name it."""
     if choice.source == "backlog":
         return BACKLOG_LABEL
+    if choice.source == "upload" and choice.left_out:
+        return f"uploaded file {choice.filename} ({len(choice.left_out):,} bad rows left out)"
     if choice.source == "upload":
         return f"uploaded file {choice.filename}"
     return f"synthetic cohort (seed {synthetic.seed if synthetic else 0})"

@@ -12,12 +12,21 @@ import streamlit as st
 from store.commits import commit
 from store.errors import StoreError
 from ui import auth, db
+from ui.labels import plural
 from ui.simulation import COMMIT_KEY, SimulationRun, policy_words
 
 
-def show_commit(run: SimulationRun) -> None:
-    """Commit one policy's result, after an explicit confirmation; then link to its referrals."""
+def show_commit(run: SimulationRun, stale: list[str] | None = None) -> None:
+    """Commit one policy's result, after an explicit confirmation; then link to its
+    referrals. Off while the results are out of date (``stale``): what would be written
+    is not what is shown."""
     st.header("Commit", divider="gray")
+    if not run.committable and run.source.startswith("uploaded file"):
+        st.info(
+            "The valid part of a file with bad rows is for what-if only: an import takes a "
+            "file whole or not at all. Fix the rows listed above and upload it again to commit."
+        )
+        return
     if not run.committable:
         st.info(
             "A synthetic cohort is for what-if only: its invented customers cannot be "
@@ -29,15 +38,19 @@ def show_commit(run: SimulationRun) -> None:
         "Policy to commit", list(run.simulations), format_func=policy_words, key="commit_policy"
     )
     confirmed = st.checkbox(
-        f"I confirm: write referrals for the {n:,} customers of the {run.source} under "
-        f"{policy}, open FTOP task 3186 for Gateway customers and queue the referral "
+        f"I confirm: write referrals for the {plural(n, 'customer')} of the {run.source} "
+        f"under {policy}, open FTOP task 3186 for Gateway customers and queue the referral "
         "notifications.",
         key="commit_confirm",
     )
     if not auth.is_manager():
         st.caption("Only managers can commit; you can simulate and compare policies.")
-    clicked = st.button("Commit", type="primary", disabled=not confirmed, key="commit_button")
-    if clicked and auth.require(auth.MANAGER, "commit referrals"):
+    if stale:
+        st.caption("Commit is off: the results above are out of date. Run the simulation again.")
+    clicked = st.button(
+        "Commit", type="primary", disabled=not confirmed or bool(stale), key="commit_button"
+    )
+    if clicked and not stale and auth.require(auth.MANAGER, "commit referrals"):
         try:
             with st.status("Committing…", expanded=True) as status:
                 bar = st.progress(0.0, text="re-running on the current state")

@@ -74,6 +74,40 @@ def comparison_config() -> dict[str, Any]:
     return config
 
 
+#: What the before/after table compares, and how a person reads each number.
+_MEASURES = {
+    "placed": ("Placed with partners", "{:,.0f}"),
+    "css": ("Sent to CSS", "{:,.0f}"),
+    "jain": ("Jain's index of utilisation (1 = even)", "{:.3f}"),
+    "max_utilisation": ("Busiest partner's utilisation", "{:.0%}"),
+}
+
+
+def before_after(before: SimulationRun, after: SimulationRun) -> pl.DataFrame:
+    """Per policy run both times and per measure: the previous run, this run, the change."""
+    rows = []
+    old = {r["policy"]: r for r in comparison(before).iter_rows(named=True)}
+    for now in comparison(after).iter_rows(named=True):
+        then = old.get(now["policy"])
+        if then is None:
+            continue
+        for key, (words, fmt) in _MEASURES.items():
+            diff = now[key] - then[key]
+            rows.append(
+                {
+                    "Policy": now["policy"],
+                    "Measure": words,
+                    "Before": fmt.format(then[key]),
+                    "After": fmt.format(now[key]),
+                    "Change": "no change"
+                    if abs(diff) < 1e-9
+                    else fmt.replace("{:", "{:+").format(diff),
+                }
+            )
+    schema = dict.fromkeys(("Policy", "Measure", "Before", "After", "Change"), pl.String)
+    return pl.DataFrame(rows, schema=schema)
+
+
 def css_by_reason(run: SimulationRun) -> pl.DataFrame:
     """Long frame (policy, reason, customers) of CSS outcomes, reasons in the order of
     ``CSS_REASONS``, for the grouped bar chart."""

@@ -15,8 +15,10 @@ import streamlit as st
 from engine.reasons import Reason
 from store.notify import referral_messages
 from ui import auth, charts
+from ui import labels as human
 from ui.simulation import SimulationRun, policy_words, reason_words, result_bytes
 from ui.simulation.comparison import (
+    before_after,
     comparison,
     comparison_config,
     css_by_reason,
@@ -61,17 +63,32 @@ def email_preview(run: SimulationRun, policy: str, limit: int = 3) -> pl.DataFra
     return referral_messages(referred)
 
 
-def show_results(run: SimulationRun) -> None:
-    """Everything the page shows about a run, top to bottom."""
+def stale_note(stale: list[str]) -> None:
+    """Say that the results no longer match the inputs on the page, and what changed."""
+    if stale:
+        st.warning(
+            f"**Out of date**: {_and(stale)} changed since these results were computed. "
+            "Press **Run simulation** again; Commit is off until then.",
+            icon=":material/update:",
+        )
+
+
+def show_results(
+    run: SimulationRun, stale: list[str] | None = None, baseline: SimulationRun | None = None
+) -> None:
+    """Everything the page shows about a run, top to bottom; ``stale``: the inputs that
+    changed since (the results are marked out of date); ``baseline``: the run before."""
     n = run.prepared.cohort.height
-    note = f"{n:,} customers of the {run.source}"
+    note = f"{human.plural(n, 'customer')} of the {run.source}"
     if run.prepared.skipped:
         note += f" ({len(run.prepared.skipped):,} left out: they already have an open referral)"
     if run.overrides.get("text"):
         note += f" · overrides: {run.overrides['text']}"
-    st.header("Results", divider="gray")
+    st.header("Results" + (" (out of date)" if stale else ""), divider="gray")
+    stale_note(stale or [])
     st.caption(note)
     show_comparison(run)
+    show_before_after(run, baseline)
 
     st.header("One policy in detail", divider="gray")
     policy = st.selectbox(
@@ -127,7 +144,9 @@ def show_load(run: SimulationRun, policy: str) -> None:
     available partner by utilisation band."""
     sim = run.simulations[policy]
     left, right = st.columns(2)
-    load = top_load(sim)
+    load = top_load(sim).with_columns(
+        pl.col("partner_id").replace(partner_labels(run))  # "P0042 · Larkspur Couriers"
+    )
     if load.height:
         left.altair_chart(charts.load_before_after(load, policy), width="stretch")
     else:
@@ -152,11 +171,9 @@ def show_customers(run: SimulationRun, policy: str) -> None:
     customers = customer_table(run, policy, reason)
     if customers.height > TABLE_ROWS:
         st.caption(f"First {TABLE_ROWS:,} of {customers.height:,}; the downloads hold them all.")
-    st.dataframe(
+    human.table(
         customers.head(TABLE_ROWS),
-        hide_index=True,
         key="customers_table",
-        column_config={"seats": st.column_config.NumberColumn("seats", format="localized")},
     )
     show_why(run, policy, customers["tenant_id"].head(TABLE_ROWS).to_list())
 
@@ -191,11 +208,11 @@ def show_emails(run: SimulationRun, policy: str) -> None:
         return
     roles = {"customer": "Customer", "partner": "Partner", "psm": "PSM"}
     partner_of = dict(sim.assignments.select("tenant_id", "partner_id").iter_rows())
-    for i, ((referral, tenant), messages) in enumerate(
-        emails.group_by("referral_id", "tenant_id", maintain_order=True)
+    for (referral, tenant), messages in emails.group_by(
+        "referral_id", "tenant_id", maintain_order=True
     ):
         label = f"Referral {referral}: {tenant} → {partner_of[tenant]} · {messages['subject'][0]}"
-        with st.expander(label, expanded=i == 0):
+        with st.expander(label, expanded=False):
             for col, row in zip(st.columns(3), messages.iter_rows(named=True), strict=False):
                 col.markdown(f"**{roles[row['recipient_role']]}** · {row['to_email']}")
                 col.text(row["body"])
@@ -211,15 +228,58 @@ def show_why(run: SimulationRun, policy: str, tenants: list[str]) -> None:
     if not tenants:
         st.info("No customer with this reason.")
         return
-    tenant = st.selectbox("Customer", tenants, key="why_tenant", help="Type to search by tenant id")
+    names = dict(run.prepared.cohort.select("tenant_id", "name").iter_rows())
+    # "T013918 · Larkspur Couriers" (a viewer's cohort was masked when it was read).
+    labels = {t: _named(t, names.get(t)) for t in tenants}
+    tenant = st.selectbox(
+        "Customer",
+        tenants,
+        format_func=labels.__getitem__,
+        key="why_tenant",
+        help="Type to search by tenant id or company name",
+    )
     marks = {True: ":green[passed]", False: ":red[failed]", None: ""}
     for i, step in enumerate(explain(run, policy, tenant), start=1):
         st.markdown(f"**{i}. {step.title}** {marks[step.passed]}  \n{step.text}")
         if step.table is not None and step.table.height:
-            st.dataframe(step.table, hide_index=True)
+            human.table(step.table)
     trace = run.simulations[policy].assignments.filter(pl.col("tenant_id") == tenant)["trace"][0]
     with st.expander("Full trace (as stored with the referral)"):
         st.code(trace, language=None, wrap_lines=True)
+
+
+def show_before_after(run: SimulationRun, baseline: SimulationRun | None) -> None:
+    """The previous run beside this one, policy by policy, so a change of rules or cohort
+    can be judged without copying numbers by hand."""
+    if baseline is None:
+        return
+    table = before_after(baseline, run)
+    if table.height == 0:
+        return
+    st.subheader("Before and after")
+    st.caption(f"Before: the previous run ({_inputs(baseline)}). After: this run ({_inputs(run)}).")
+    st.dataframe(table, hide_index=True, key="before_after")
+
+
+def _inputs(run: SimulationRun) -> str:
+    overrides = run.overrides.get("text")
+    return run.source + (f"; {overrides}" if overrides else "")
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _named(tenant: str, name: str | None) -> str:
+    return f"{tenant} · {name}" if name else tenant
+
+
+def partner_labels(run: SimulationRun) -> dict[str, str]:
+    """partner_id -> "P0042 · Larkspur Couriers", for charts and lists."""
+    return {
+        pid: human.partner_label(pid, {pid: name})
+        for pid, name in run.prepared.partners.select("partner_id", "name").iter_rows()
+    }
 
 
 def _delta(diff: float, fmt: str) -> str | None:

@@ -13,6 +13,7 @@ from engine.explain import Capacity, Eligibility, Explanation, Matching, why_cho
 from engine.explain import explain as explain_decision
 from engine.reasons import Reason
 from engine.simulation import Simulation
+from ui.labels import partner_label as named
 from ui.simulation import SimulationRun, reason_words
 
 #: Partner ids listed per matching rule and of the full partners in the "why" panel.
@@ -64,16 +65,18 @@ def explain(run: SimulationRun, policy: str, tenant_id: str) -> list[WhyStep]:
     if e.matching is None:
         text = f"{reason_words(e.reason)}: sent to **{e.queue}**."
         return [*steps, WhyStep("Outcome", False, text)]
-    steps.append(_matching(e, e.matching))
+    names = dict(run.prepared.partners.select("partner_id", "name").iter_rows())
+    steps.append(_matching(e, e.matching, names))
     if e.capacity is None:
         return [*steps, WhyStep("Outcome", False, f"No partner matches: sent to **{e.queue}**.")]
-    steps.append(_capacity(sim, e, e.matching, e.capacity))
+    steps.append(_capacity(sim, e, e.matching, e.capacity, names))
     if e.selection is None:
         text = f"No matching partner had room: sent to **{e.queue}**."
         return [*steps, WhyStep("Outcome", False, text)]
     chosen = e.selection
     text = (
-        f"Chose **{chosen.partner_id}** under {policy}: {why_chosen(e.policy, chosen)}. "
+        f"Chose **{named(chosen.partner_id, names)}** under {policy}: "
+        f"{why_chosen(e.policy, chosen)}. "
         f"PSM {chosen.psm_email} is named on the referral."
     )
     return [*steps, WhyStep("Selection", True, text)]
@@ -121,14 +124,14 @@ def _eligibility(el: Eligibility) -> WhyStep:
     return WhyStep("Eligibility", not el.failed, text, table)
 
 
-def _matching(e: Explanation, matching: Matching) -> WhyStep:
+def _matching(e: Explanation, matching: Matching, names: dict[str, str]) -> WhyStep:
     rule_rows = []
     for step in matching.steps:
         removed = list(step.removed) or (
             list(matching.unavailable) if step.rule == "Referral Ready" else []
         )
         paused = set(step.paused)
-        shown = ", ".join(f"{p} (paused)" if p in paused else p for p in removed)
+        shown = ", ".join(named(p, names) + (" (paused)" if p in paused else "") for p in removed)
         if step.n_removed > len(removed):
             more = step.n_removed - len(removed)
             what = step.rule.replace("country", "serve").replace("language", "speak")
@@ -151,12 +154,15 @@ def _matching(e: Explanation, matching: Matching) -> WhyStep:
     return WhyStep("Matching partners", bool(matched), text, pl.DataFrame(rule_rows))
 
 
-def _capacity(sim: Simulation, e: Explanation, matching: Matching, cap: Capacity) -> WhyStep:
+def _capacity(
+    sim: Simulation, e: Explanation, matching: Matching, cap: Capacity, names: dict[str, str]
+) -> WhyStep:
     chosen = e.selection.partner_id if e.selection is not None else ""
     load = (
         sim.partners.filter(pl.col("partner_id").is_in(list(matching.partners)))
         .select(
             "partner_id",
+            pl.col("partner_id").replace_strict(names, default=None).alias("name"),
             pl.col("capacity").alias("capacity (after scaling)"),
             pl.col("active_before").alias("active before run"),
             pl.col("assigned").alias("given in this run"),
