@@ -271,7 +271,7 @@ def _partner_state(index: PartnerIndex, ledger: Ledger, chosen: np.ndarray) -> p
             "utilisation_before": util_before,
             "utilisation_after": util_after,
             "last_assigned_before": index.last_assigned,
-            "last_assigned_after": [s if s >= 0 else None for s in ledger.stamp],
+            "last_assigned_after": [s if s >= 0 else None for s in ledger.stamp.tolist()],
             "pools": [len(p) for p in ledger.pools_of],
         },
         schema_overrides={"last_assigned_before": pl.Int64, "last_assigned_after": pl.Int64},

@@ -6,9 +6,11 @@ policies keep one heap per pool with *lazy* entries: a partner's key changes onl
 it is assigned, so a stale entry is refreshed when it surfaces, and a full partner is
 dropped for good (capacity never grows within a run). Each pick costs O(log pool).
 
-:func:`select` walks a whole cohort: each policy's pick is inlined into one loop over
-plain lists (the loop runs once per customer, so call overhead is most of the cost), and
-customers of pools whose members are all full are settled in bulk between batches.
+:func:`select` walks a whole cohort in compiled code (``engine.jit``). The Python loop
+here, :func:`select_python`, is the reference the compiled kernels are tested against
+(identical Choices, every policy): each policy's pick is inlined into one loop over plain
+lists, and customers of pools whose members are all full are settled in bulk between
+batches.
 """
 
 from __future__ import annotations
@@ -34,12 +36,13 @@ class Ledger:
     follows from the partners' state after the run (``engine.explain``).
     """
 
-    capacity: list[int]  # what weights and utilisation are measured against
+    # Per partner, int64 numpy arrays (the compiled loop works on them in place):
+    capacity: np.ndarray  # what weights and utilisation are measured against
     #: The load at which a partner is full: its capacity, or sooner its monthly quota
     #: (``engine.matching.PartnerIndex.limit``). Every "has room" test reads this.
-    limit: list[int]
-    load: list[int]  # active referrals before the run + those given in this run
-    stamp: list[int]  # last_assigned; -1 = never assigned
+    limit: np.ndarray
+    load: np.ndarray  # active referrals before the run + those given in this run
+    stamp: np.ndarray  # last_assigned; -1 = never assigned
     counter: int  # the next stamp to hand out
     pools_of: list[np.ndarray] = field(default_factory=list)  # per partner: its pools
     full_count: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
@@ -53,18 +56,18 @@ class Ledger:
         limit: np.ndarray | None = None,
     ) -> Ledger:
         """A run's ledger; ``limit`` defaults to the capacity (no partner has a quota)."""
-        stamps = [-1 if v is None else int(v) for v in last_assigned]
+        stamps = np.array([-1 if v is None else int(v) for v in last_assigned], dtype=np.int64)
         return cls(
-            capacity=[int(c) for c in capacity],
-            limit=[int(c) for c in (capacity if limit is None else limit)],
-            load=[int(a) for a in active],
+            capacity=np.array(capacity, dtype=np.int64),
+            limit=np.array(capacity if limit is None else limit, dtype=np.int64),
+            load=np.array(active, dtype=np.int64),
             stamp=stamps,
-            counter=max(stamps, default=0) + 1 if any(s >= 0 for s in stamps) else 1,
+            counter=int(stamps.max()) + 1 if (stamps >= 0).any() else 1,
         )
 
     def rr_key(self, i: int) -> int:
         """Least recently assigned first; never assigned (-1) before all; ties by index."""
-        return (self.stamp[i] + 1) * len(self.stamp) + i
+        return (int(self.stamp[i]) + 1) * len(self.stamp) + i
 
     def register_pools(self, pools: Sequence[np.ndarray]) -> None:
         n = len(self.capacity)
@@ -72,7 +75,7 @@ class Ledger:
         sizes = np.array([p.size for p in arrays], dtype=np.int64)
         members = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
         pool_id = np.repeat(np.arange(len(arrays), dtype=np.int64), sizes)
-        no_room = np.array(self.load, dtype=np.int64) >= np.array(self.limit, dtype=np.int64)
+        no_room = self.load >= self.limit
         full = no_room[members] if members.size else np.zeros(0, dtype=bool)
         self.full_count = np.bincount(pool_id[full], minlength=len(arrays)).astype(np.int64)
         by_partner = np.argsort(members, kind="stable")  # pools ascending within a partner
@@ -91,7 +94,7 @@ class Ledger:
 
     def give(self, i: int) -> int:
         """Record one referral to partner i; returns the partner's previous stamp."""
-        prev = self.stamp[i]
+        prev = int(self.stamp[i])
         self.load[i] += 1
         self.stamp[i] = self.counter
         self.counter += 1
@@ -123,22 +126,48 @@ def select(
     allotment: Sequence[dict[int, int]] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> Choices:
+    """Walk the customers in cohort order (``pool_of``: each one's pool, -1 = none), in
+    compiled code (``engine.jit``); the same Choices as :func:`select_python`."""
+    from engine.jit import select_compiled  # numba loads only where a run selects
+
+    choices = _empty_choices(int(pool_of.size))
+    out = (choices.chosen, choices.prev, choices.n_full, choices.load_after)
+    select_compiled(policy, ledger, pools, pool_of, allotment, progress, out)
+    return choices
+
+
+def _empty_choices(n: int) -> Choices:
+    """No one placed yet. 32-bit where the values allow (partner indexes, counts within a
+    pool, loads): a million customers are 4 MB a column instead of 8. Stamps stay 64-bit."""
+    return Choices(
+        chosen=np.full(n, NOT_PLACED, dtype=np.int32),
+        prev=np.full(n, -1, dtype=np.int64),
+        n_full=np.zeros(n, dtype=np.int32),
+        load_after=np.zeros(n, dtype=np.int32),
+    )
+
+
+def select_python(
+    policy: Policy,
+    ledger: Ledger,
+    pools: Sequence[np.ndarray],
+    pool_of: np.ndarray,
+    allotment: Sequence[dict[int, int]] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Choices:
     """Walk the customers in cohort order (``pool_of``: each one's pool, -1 = none).
 
-    Each policy's pick is inlined over plain lists (see the module docstring). A pool
-    whose members are all full stays so for the rest of the run (capacity never grows),
-    so its later customers are settled in bulk.
+    The reference loop (see the module docstring): each policy's pick is inlined over
+    plain lists. A pool whose members are all full stays so for the rest of the run
+    (capacity never grows), so its later customers are settled in bulk.
     """
-    n = int(pool_of.size)
-    # 32-bit where the values allow (partner indexes, counts within a pool, loads): a
-    # million customers are 4 MB a column instead of 8. Stamps stay 64-bit.
-    chosen = np.full(n, NOT_PLACED, dtype=np.int32)
-    prev = np.full(n, -1, dtype=np.int64)
-    n_full = np.zeros(n, dtype=np.int32)
-    load_after = np.zeros(n, dtype=np.int32)
+    choices = _empty_choices(int(pool_of.size))
+    chosen, prev, n_full = choices.chosen, choices.prev, choices.n_full
+    load_after = choices.load_after
+    lists = _Lists(ledger)
     sizes = np.array([len(p) for p in pools], dtype=np.int64)
     dead = np.array(ledger.full_count, dtype=np.int64) >= sizes  # every member full
-    step = _STEPS[policy](ledger, pools, allotment, dead)
+    step = _STEPS[policy](lists, pools, allotment, dead)
 
     rows = np.flatnonzero(pool_of >= 0)
     out = _Out()
@@ -160,7 +189,33 @@ def select(
     load_after[k] = out.load
     missed = np.array(out.missed, dtype=np.int64)
     n_full[missed] = out.missed_full
-    return Choices(chosen, prev, n_full, load_after)
+    lists.write_back(ledger)
+    return choices
+
+
+class _Lists:
+    """The ledger's per-partner arrays as plain lists, for the Python loop (indexing a
+    list is several times faster than a numpy array); written back after the run."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.capacity: list[int] = ledger.capacity.tolist()
+        self.limit: list[int] = ledger.limit.tolist()
+        self.load: list[int] = ledger.load.tolist()
+        self.stamp: list[int] = ledger.stamp.tolist()
+        self.counter = ledger.counter
+        self.full_count = ledger.full_count
+        self.pools_of = ledger.pools_of
+
+    def mark_full(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        qs = self.pools_of[i]
+        fc = self.full_count[qs] + 1
+        self.full_count[qs] = fc
+        return qs, fc
+
+    def write_back(self, ledger: Ledger) -> None:
+        ledger.load[:] = self.load
+        ledger.stamp[:] = self.stamp
+        ledger.counter = self.counter
 
 
 class _Out:
@@ -176,7 +231,7 @@ class _Out:
         self.missed_full: list[int] = []
 
 
-def _filler(ledger: Ledger, dead: np.ndarray, sizes: list[int]):
+def _filler(ledger: _Lists, dead: np.ndarray, sizes: list[int]):
     """Mark partner i full in every pool it belongs to, and the pools now all full as dead."""
     size_of = np.array(sizes, dtype=np.int64)
     mark_full = ledger.mark_full
@@ -188,15 +243,15 @@ def _filler(ledger: Ledger, dead: np.ndarray, sizes: list[int]):
     return fill
 
 
-def _round_robin_step(ledger: Ledger, pools, allotment, dead):
+def _round_robin_step(ledger: _Lists, pools, allotment, dead):
     return _heap_step(ledger, pools, dead, least_loaded=False)
 
 
-def _least_loaded_step(ledger: Ledger, pools, allotment, dead):
+def _least_loaded_step(ledger: _Lists, pools, allotment, dead):
     return _heap_step(ledger, pools, dead, least_loaded=True)
 
 
-def _heap_step(ledger: Ledger, pools, dead, *, least_loaded: bool):
+def _heap_step(ledger: _Lists, pools, dead, *, least_loaded: bool):
     """Round robin and least-loaded: one lazy heap per pool (see the module docstring).
 
     Round-robin keys are plain ints ``(stamp + 1) * n + i`` (so the partner is
@@ -272,7 +327,7 @@ def _heap_step(ledger: Ledger, pools, dead, *, least_loaded: bool):
     return step
 
 
-def _weighted_step(ledger: Ledger, pools, allotment, dead):
+def _weighted_step(ledger: _Lists, pools, allotment, dead):
     """Smooth weighted round robin (as in nginx) by effective capacity, per pool.
 
     Each pool keeps a current weight per member with room; every pick adds each
@@ -335,7 +390,7 @@ def _weighted_step(ledger: Ledger, pools, allotment, dead):
     return step
 
 
-def _planned_step(ledger: Ledger, pools, allotment, dead):
+def _planned_step(ledger: _Lists, pools, allotment, dead):
     """Follow a precomputed allotment per pool (from the optimal solver).
 
     Within a pool's allotment the least recently assigned partner goes first, so

@@ -1,0 +1,380 @@
+"""The selection loop compiled (numba): the same picks as ``engine.policies``' Python loop.
+
+The Python loop costs about 16 µs a placement (the interpreter, and one Python object per
+placement); these kernels walk the same customers over numpy arrays, writing each
+customer's result straight into the output columns. ``engine.policies`` keeps the Python
+loop as the reference: the property tests require identical Choices from both, for every
+policy.
+
+State is flat numpy arrays: per partner its load, limit, capacity, stamp and round-robin
+key (``rr``); per pool its members (CSR: ``ptr``/``members``) and full count, and whether
+it is dead (every member full); per partner its pools (CSR), to count a partner that
+fills up in each of them. Each policy adds its per-pool state in the same CSR layout: a
+lazy heap (round robin, least-loaded), current weights (weighted) or what is left of the
+plan (optimal); a pool's state is built at its first customer, as the Python loop does.
+
+A kernel walks ``ks[start:]`` (customer rows) with their pools ``qs``. With ``stop`` set it
+returns at the first customer it cannot place (its pool has no partner with room, or none
+left in the plan), recording nothing for it, so the caller can handle that customer in
+Python (:meth:`Picker.give` keeps every array consistent) and resume after it; without
+``stop`` it records the miss (``n_full``) and goes on. It returns how far it got.
+
+Compiled with ``cache=True``: the machine code is kept on disk (``__pycache__``), so only
+the first process after an install compiles (a few seconds); later ones load it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numba import njit
+
+from engine.reasons import Policy
+
+if TYPE_CHECKING:
+    from engine.policies import Ledger
+
+# ----------------------------------------------------------------------------- kernels
+
+
+@njit(cache=True, inline="always")
+def _give(i, load, limit, stamp, rr, ctr, full_count, dead, sizes, pptr, pof):  # type: ignore[no-untyped-def]
+    """One referral to partner i; counts it full in its pools when it fills. -> new load."""
+    n = load.size
+    li = load[i] + 1
+    load[i] = li
+    c = ctr[0]
+    stamp[i] = c
+    rr[i] = (c + 1) * n + i
+    ctr[0] = c + 1
+    if li == limit[i]:
+        for t in range(pptr[i], pptr[i + 1]):
+            q = pof[t]
+            fc = full_count[q] + 1
+            full_count[q] = fc
+            if fc >= sizes[q]:
+                dead[q] = True
+    return li
+
+
+@njit(cache=True, inline="always")
+def _less(hf, hr, a, b):  # type: ignore[no-untyped-def]
+    return hf[a] < hf[b] or (hf[a] == hf[b] and hr[a] < hr[b])
+
+
+@njit(cache=True, inline="always")
+def _sift_down(hf, hr, base, length, pos):  # type: ignore[no-untyped-def]
+    while True:
+        child = 2 * pos + 1
+        if child >= length:
+            return
+        if child + 1 < length and _less(hf, hr, base + child + 1, base + child):
+            child += 1
+        if not _less(hf, hr, base + child, base + pos):
+            return
+        a, b = base + child, base + pos
+        hf[a], hf[b] = hf[b], hf[a]
+        hr[a], hr[b] = hr[b], hr[a]
+        pos = child
+
+
+@njit(cache=True)
+def heap_kernel(  # type: ignore[no-untyped-def]
+    ks, qs, start, stop, least_loaded, s, p, out
+):
+    """Round robin (key: rr) and least-loaded (key: ((load + 1) / capacity, rr)).
+
+    ``s``: (load, limit, cap, stamp, rr, ctr, full_count, dead, sizes, ptr, members, pptr,
+    pof); ``p``: (hf, hr, hlen, cf) the heaps' keys by pool (CSR), their lengths (-1: not
+    built) and each partner's current utilisation key; ``out``: (chosen, prev, n_full,
+    load_after). The partner of an entry is ``rr % n``.
+    """
+    load, limit, cap, stamp, rr, ctr, full_count, dead, sizes, ptr, members, pptr, pof = s
+    hf, hr, hlen, cf = p
+    chosen, prev, n_full, load_after = out
+    n = load.size
+    for j in range(start, ks.size):
+        k = ks[j]
+        q = qs[j]
+        base = ptr[q]
+        length = hlen[q]
+        if length < 0:
+            length = 0
+            for t in range(ptr[q], ptr[q + 1]):
+                i = members[t]
+                if load[i] < limit[i]:
+                    hf[base + length] = cf[i]
+                    hr[base + length] = rr[i]
+                    length += 1
+            for pos in range(length // 2 - 1, -1, -1):
+                _sift_down(hf, hr, base, length, pos)
+        before = full_count[q]
+        placed = False
+        while length > 0:
+            i = hr[base] % n
+            if load[i] >= limit[i]:
+                length -= 1
+                hf[base] = hf[base + length]
+                hr[base] = hr[base + length]
+                _sift_down(hf, hr, base, length, 0)
+                continue
+            if cf[i] != hf[base] or rr[i] != hr[base]:
+                hf[base] = cf[i]
+                hr[base] = rr[i]
+                _sift_down(hf, hr, base, length, 0)
+                continue
+            prev[k] = stamp[i]
+            li = _give(i, load, limit, stamp, rr, ctr, full_count, dead, sizes, pptr, pof)
+            if least_loaded:
+                cf[i] = (li + 1) / cap[i]
+            if li >= limit[i]:
+                length -= 1
+                hf[base] = hf[base + length]
+                hr[base] = hr[base + length]
+            else:
+                hf[base] = cf[i]
+                hr[base] = rr[i]
+            _sift_down(hf, hr, base, length, 0)
+            chosen[k] = i
+            n_full[k] = before
+            load_after[k] = li
+            placed = True
+            break
+        hlen[q] = length
+        if not placed:
+            if stop:
+                return j
+            n_full[k] = full_count[q]
+    return ks.size
+
+
+@njit(cache=True)
+def weighted_kernel(ks, qs, start, stop, s, p, out):  # type: ignore[no-untyped-def]
+    """Smooth weighted round robin; ``p``: (wm, wv, wlen) members with room and their
+    current weights by pool (CSR, in the pool's order), their count (-1: not built)."""
+    load, limit, cap, stamp, rr, ctr, full_count, dead, sizes, ptr, members, pptr, pof = s
+    wm, wv, wlen = p
+    chosen, prev, n_full, load_after = out
+    for j in range(start, ks.size):
+        k = ks[j]
+        q = qs[j]
+        base = ptr[q]
+        length = wlen[q]
+        if length < 0:
+            length = 0
+            for t in range(ptr[q], ptr[q + 1]):
+                i = members[t]
+                if load[i] < limit[i]:
+                    wm[base + length] = i
+                    wv[base + length] = 0
+                    length += 1
+        before = full_count[q]
+        if length > sizes[q] - before:  # some of them filled up since: drop them, in order
+            kept = 0
+            for t in range(base, base + length):
+                i = wm[t]
+                if load[i] < limit[i]:
+                    wm[base + kept] = i
+                    wv[base + kept] = wv[t]
+                    kept += 1
+            length = kept
+        wlen[q] = length
+        if length == 0:
+            if stop:
+                return j
+            n_full[k] = full_count[q]
+            continue
+        total = 0
+        best = -1
+        best_val = 0
+        best_rr = 0
+        for t in range(base, base + length):
+            i = wm[t]
+            w = cap[i]
+            total += w
+            v = wv[t] + w
+            wv[t] = v
+            if best < 0 or v > best_val or (v == best_val and rr[i] < best_rr):
+                best, best_val, best_rr = t, v, rr[i]
+        wv[best] -= total
+        i = wm[best]
+        prev[k] = stamp[i]
+        li = _give(i, load, limit, stamp, rr, ctr, full_count, dead, sizes, pptr, pof)
+        chosen[k] = i
+        n_full[k] = before
+        load_after[k] = li
+    return ks.size
+
+
+@njit(cache=True)
+def planned_kernel(ks, qs, start, stop, s, p, out):  # type: ignore[no-untyped-def]
+    """Follow the optimal plan; ``p``: (am, an, alen) the partners of each pool's
+    allotment with what is left of it (CSR, in the plan's order) and their count."""
+    load, limit, cap, stamp, rr, ctr, full_count, dead, sizes, ptr, members, pptr, pof = s
+    am, an, alen = p
+    chosen, prev, n_full, load_after = out
+    for j in range(start, ks.size):
+        k = ks[j]
+        q = qs[j]
+        base = ptr[q]
+        best = -1
+        best_rr = 0
+        kept = 0
+        for t in range(base, base + alen[q]):
+            i = am[t]
+            if an[t] > 0 and load[i] < limit[i]:
+                if best < 0 or rr[i] < best_rr:
+                    best, best_rr = base + kept, rr[i]
+                am[base + kept] = i
+                an[base + kept] = an[t]
+                kept += 1
+        alen[q] = kept  # allotment used up or partner full: never chosen again
+        if best < 0:
+            if stop:
+                return j
+            n_full[k] = full_count[q]
+            continue
+        an[best] -= 1
+        i = am[best]
+        before = full_count[q]
+        prev[k] = stamp[i]
+        li = _give(i, load, limit, stamp, rr, ctr, full_count, dead, sizes, pptr, pof)
+        chosen[k] = i
+        n_full[k] = before
+        load_after[k] = li
+    return ks.size
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+class Picker:
+    """One run's compiled selection: the state arrays, shared with the ledger, and the
+    policy's per-pool state. :meth:`run` walks customers; :meth:`give` is a referral made
+    from Python (for a customer the kernel stopped at), keeping every array consistent."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        ledger: Ledger,
+        pools: Sequence[np.ndarray],
+        allotment: Sequence[dict[int, int]] | None,
+    ) -> None:
+        n = len(ledger.capacity)
+        self.policy = policy
+        self.ledger = ledger
+        sizes = np.array([len(p) for p in pools], dtype=np.int64)
+        ptr = np.zeros(len(pools) + 1, dtype=np.int64)
+        np.cumsum(sizes, out=ptr[1:])
+        members = (
+            np.concatenate(pools).astype(np.int64) if len(pools) else np.zeros(0, np.int64)
+        )
+        pptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum([len(x) for x in ledger.pools_of], out=pptr[1:])
+        pof = (
+            np.concatenate(ledger.pools_of).astype(np.int64)
+            if n and pptr[-1]
+            else np.zeros(0, np.int64)
+        )
+        self.ctr = np.array([ledger.counter], dtype=np.int64)
+        self.rr = (ledger.stamp + 1) * n + np.arange(n, dtype=np.int64)
+        self.dead = ledger.full_count >= sizes
+        self.state = (
+            ledger.load,
+            ledger.limit,
+            ledger.capacity,
+            ledger.stamp,
+            self.rr,
+            self.ctr,
+            ledger.full_count,
+            self.dead,
+            sizes,
+            ptr,
+            members,
+            pptr,
+            pof,
+        )
+        self.cf = np.zeros(n, dtype=np.float64)
+        if policy is Policy.LEAST_LOADED:
+            cap = ledger.capacity
+            with np.errstate(divide="ignore"):
+                self.cf = np.where(cap > 0, (ledger.load + 1) / np.maximum(cap, 1), np.inf)
+        total = int(ptr[-1])
+        self.pstate = self._policy_state(policy, len(pools), total, ptr, allotment)
+
+    def _policy_state(self, policy, n_pools, total, ptr, allotment):  # type: ignore[no-untyped-def]
+        unbuilt = np.full(n_pools, -1, dtype=np.int64)
+        if policy in (Policy.ROUND_ROBIN, Policy.LEAST_LOADED):
+            return (np.zeros(total), np.zeros(total, np.int64), unbuilt, self.cf)
+        if policy is Policy.WEIGHTED:
+            return (np.zeros(total, np.int64), np.zeros(total, np.int64), unbuilt)
+        if allotment is None:
+            raise ValueError("the optimal policy needs an allotment from engine.optimal.plan")
+        am = np.zeros(total, dtype=np.int64)
+        an = np.zeros(total, dtype=np.int64)
+        alen = np.zeros(n_pools, dtype=np.int64)
+        for q, a in enumerate(allotment):
+            base = int(ptr[q])
+            alen[q] = len(a)
+            am[base : base + len(a)] = list(a.keys())
+            an[base : base + len(a)] = list(a.values())
+        return (am, an, alen)
+
+    def run(self, ks: np.ndarray, qs: np.ndarray, start: int, stop: bool, out: tuple) -> int:
+        """Walk ``ks[start:]``; see the module docstring. Returns how far it got."""
+        if self.policy in (Policy.ROUND_ROBIN, Policy.LEAST_LOADED):
+            least = self.policy is Policy.LEAST_LOADED
+            done = heap_kernel(ks, qs, start, stop, least, self.state, self.pstate, out)
+        elif self.policy is Policy.WEIGHTED:
+            done = weighted_kernel(ks, qs, start, stop, self.state, self.pstate, out)
+        else:
+            done = planned_kernel(ks, qs, start, stop, self.state, self.pstate, out)
+        self.ledger.counter = int(self.ctr[0])
+        return int(done)
+
+    def give(self, i: int) -> tuple[int, int]:
+        """A referral to partner i made outside the kernels -> (its previous stamp, new
+        load); the heaps see the new key when the partner surfaces."""
+        load, limit, cap, stamp, rr, ctr, full_count, dead, sizes, _, _, pptr, pof = self.state
+        prev = int(stamp[i])
+        li = int(_give(i, load, limit, stamp, rr, ctr, full_count, dead, sizes, pptr, pof))
+        if self.policy is Policy.LEAST_LOADED:
+            self.cf[i] = (li + 1) / cap[i]
+        self.ledger.counter = int(self.ctr[0])
+        return prev, li
+
+
+#: What handles a customer the kernel stopped at (its row and pool), given the picker.
+OnMiss = Callable[[Picker, int, int], None]
+
+
+def select_compiled(
+    policy: Policy,
+    ledger: Ledger,
+    pools: Sequence[np.ndarray],
+    pool_of: np.ndarray,
+    allotment: Sequence[dict[int, int]] | None,
+    progress: Callable[[int], None] | None,
+    out: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    on_miss: OnMiss | None = None,
+    batch: int = 65_536,
+) -> None:
+    """Fill ``out`` (chosen, prev, n_full, load_after) for the customers with a pool, in
+    cohort order, ``batch`` at a time (progress is reported between batches). With
+    ``on_miss`` the kernel stops at each customer it cannot place and ``on_miss`` handles
+    it; without, the miss is recorded as the Python loop records it."""
+    picker = Picker(policy, ledger, pools, allotment)
+    rows = np.flatnonzero(pool_of >= 0)
+    for first in range(0, rows.size, batch):
+        ks = rows[first : first + batch].astype(np.int64)
+        qs = pool_of[ks].astype(np.int64)
+        j = 0
+        while j < ks.size:
+            j = picker.run(ks, qs, j, on_miss is not None, out)
+            if j < ks.size and on_miss is not None:
+                on_miss(picker, int(ks[j]), int(qs[j]))
+                j += 1
+        if progress is not None:
+            progress(int(ks[-1]))
