@@ -9,9 +9,9 @@ policy.
 State is flat numpy arrays: per partner its load, limit, capacity, stamp and round-robin
 key (``rr``); per pool its members (CSR: ``ptr``/``members``) and full count, and whether
 it is dead (every member full); per partner its pools (CSR), to count a partner that
-fills up in each of them. Each policy adds its per-pool state in the same CSR layout: a
-lazy heap (round robin, least-loaded), current weights (weighted) or what is left of the
-plan (optimal); a pool's state is built at its first customer, as the Python loop does.
+fills up in each of them. Each policy adds its per-pool state in the same CSR layout: the
+members with room (round robin, least-loaded, weighted), their current weights
+(weighted) or what is left of the plan (optimal); built at the pool's first customer.
 
 A kernel walks ``ks[start:]`` (customer rows) with their pools ``qs``. With ``stop`` set it
 returns at the first customer it cannot place (its pool has no partner with room, or none
@@ -60,93 +60,76 @@ def _give(i, load, limit, stamp, rr, ctr, full_count, dead, sizes, pptr, pof):  
 
 
 @njit(cache=True, inline="always")
-def _less(hf, hr, a, b):  # type: ignore[no-untyped-def]
-    return hf[a] < hf[b] or (hf[a] == hf[b] and hr[a] < hr[b])
+def _members_with_room(q, s, wm, wlen):  # type: ignore[no-untyped-def]
+    """Pool q's members with room, compacted in place (CSR, in the pool's order) -> count.
 
-
-@njit(cache=True, inline="always")
-def _sift_down(hf, hr, base, length, pos):  # type: ignore[no-untyped-def]
-    while True:
-        child = 2 * pos + 1
-        if child >= length:
-            return
-        if child + 1 < length and _less(hf, hr, base + child + 1, base + child):
-            child += 1
-        if not _less(hf, hr, base + child, base + pos):
-            return
-        a, b = base + child, base + pos
-        hf[a], hf[b] = hf[b], hf[a]
-        hr[a], hr[b] = hr[b], hr[a]
-        pos = child
+    Built at the pool's first customer; a member that fills up is dropped at the next
+    customer (the pool's full count says whether any did)."""
+    load, limit, _, _, _, _, full_count, _, sizes, ptr, members, _, _ = s
+    base = ptr[q]
+    length = wlen[q]
+    if length < 0:
+        length = 0
+        for t in range(ptr[q], ptr[q + 1]):
+            i = members[t]
+            if load[i] < limit[i]:
+                wm[base + length] = i
+                length += 1
+    if length > sizes[q] - full_count[q]:
+        kept = 0
+        for t in range(base, base + length):
+            i = wm[t]
+            if load[i] < limit[i]:
+                wm[base + kept] = i
+                kept += 1
+        length = kept
+    wlen[q] = length
+    return length
 
 
 @njit(cache=True)
-def heap_kernel(  # type: ignore[no-untyped-def]
+def turn_kernel(  # type: ignore[no-untyped-def]
     ks, qs, start, stop, least_loaded, s, p, out
 ):
-    """Round robin (key: rr) and least-loaded (key: ((load + 1) / capacity, rr)).
+    """Round robin (the member with room least recently assigned: the smallest ``rr``) and
+    least-loaded (the smallest ((load + 1) / capacity, rr)).
 
     ``s``: (load, limit, cap, stamp, rr, ctr, full_count, dead, sizes, ptr, members, pptr,
-    pof); ``p``: (hf, hr, hlen, cf) the heaps' keys by pool (CSR), their lengths (-1: not
-    built) and each partner's current utilisation key; ``out``: (chosen, prev, n_full,
-    load_after). The partner of an entry is ``rr % n``.
+    pof); ``p``: (wm, wlen, cf) each pool's members with room, their count (-1: not yet
+    listed) and each partner's utilisation key; ``out``: (chosen, prev, n_full,
+    load_after). The Python loop keeps a lazy heap per pool; a partner is in some 150
+    pools, so its stale entries cost more to refresh than a scan of the pool's members
+    with room (about 20), which picks the same partner.
     """
     load, limit, cap, stamp, rr, ctr, full_count, dead, sizes, ptr, members, pptr, pof = s
-    hf, hr, hlen, cf = p
+    wm, wlen, cf = p
     chosen, prev, n_full, load_after = out
-    n = load.size
     for j in range(start, ks.size):
         k = ks[j]
         q = qs[j]
-        base = ptr[q]
-        length = hlen[q]
-        if length < 0:
-            length = 0
-            for t in range(ptr[q], ptr[q + 1]):
-                i = members[t]
-                if load[i] < limit[i]:
-                    hf[base + length] = cf[i]
-                    hr[base + length] = rr[i]
-                    length += 1
-            for pos in range(length // 2 - 1, -1, -1):
-                _sift_down(hf, hr, base, length, pos)
         before = full_count[q]
-        placed = False
-        while length > 0:
-            i = hr[base] % n
-            if load[i] >= limit[i]:
-                length -= 1
-                hf[base] = hf[base + length]
-                hr[base] = hr[base + length]
-                _sift_down(hf, hr, base, length, 0)
-                continue
-            if cf[i] != hf[base] or rr[i] != hr[base]:
-                hf[base] = cf[i]
-                hr[base] = rr[i]
-                _sift_down(hf, hr, base, length, 0)
-                continue
-            prev[k] = stamp[i]
-            li = _give(i, load, limit, stamp, rr, ctr, full_count, dead, sizes, pptr, pof)
-            if least_loaded:
-                cf[i] = (li + 1) / cap[i]
-            if li >= limit[i]:
-                length -= 1
-                hf[base] = hf[base + length]
-                hr[base] = hr[base + length]
-            else:
-                hf[base] = cf[i]
-                hr[base] = rr[i]
-            _sift_down(hf, hr, base, length, 0)
-            chosen[k] = i
-            n_full[k] = before
-            load_after[k] = li
-            placed = True
-            break
-        hlen[q] = length
-        if not placed:
+        length = _members_with_room(q, s, wm, wlen)
+        if length == 0:
             if stop:
                 return j
             n_full[k] = full_count[q]
+            continue
+        base = ptr[q]
+        i = wm[base]
+        for t in range(base + 1, base + length):
+            m = wm[t]
+            if least_loaded:
+                if cf[m] < cf[i] or (cf[m] == cf[i] and rr[m] < rr[i]):
+                    i = m
+            elif rr[m] < rr[i]:
+                i = m
+        prev[k] = stamp[i]
+        li = _give(i, load, limit, stamp, rr, ctr, full_count, dead, sizes, pptr, pof)
+        if least_loaded:
+            cf[i] = (li + 1) / cap[i]
+        chosen[k] = i
+        n_full[k] = before
+        load_after[k] = li
     return ks.size
 
 
@@ -163,24 +146,16 @@ def weighted_kernel(ks, qs, start, stop, s, p, out):  # type: ignore[no-untyped-
         base = ptr[q]
         length = wlen[q]
         if length < 0:
-            length = 0
             for t in range(ptr[q], ptr[q + 1]):
-                i = members[t]
-                if load[i] < limit[i]:
-                    wm[base + length] = i
-                    wv[base + length] = 0
-                    length += 1
+                wv[t] = 0
         before = full_count[q]
         if length > sizes[q] - before:  # some of them filled up since: drop them, in order
             kept = 0
             for t in range(base, base + length):
-                i = wm[t]
-                if load[i] < limit[i]:
-                    wm[base + kept] = i
+                if load[wm[t]] < limit[wm[t]]:
                     wv[base + kept] = wv[t]
                     kept += 1
-            length = kept
-        wlen[q] = length
+        length = _members_with_room(q, s, wm, wlen)
         if length == 0:
             if stop:
                 return j
@@ -307,7 +282,7 @@ class Picker:
     def _policy_state(self, policy, n_pools, total, ptr, allotment):  # type: ignore[no-untyped-def]
         unbuilt = np.full(n_pools, -1, dtype=np.int64)
         if policy in (Policy.ROUND_ROBIN, Policy.LEAST_LOADED):
-            return (np.zeros(total), np.zeros(total, np.int64), unbuilt, self.cf)
+            return (np.zeros(total, np.int64), unbuilt, self.cf)
         if policy is Policy.WEIGHTED:
             return (np.zeros(total, np.int64), np.zeros(total, np.int64), unbuilt)
         if allotment is None:
@@ -326,7 +301,7 @@ class Picker:
         """Walk ``ks[start:]``; see the module docstring. Returns how far it got."""
         if self.policy in (Policy.ROUND_ROBIN, Policy.LEAST_LOADED):
             least = self.policy is Policy.LEAST_LOADED
-            done = heap_kernel(ks, qs, start, stop, least, self.state, self.pstate, out)
+            done = turn_kernel(ks, qs, start, stop, least, self.state, self.pstate, out)
         elif self.policy is Policy.WEIGHTED:
             done = weighted_kernel(ks, qs, start, stop, self.state, self.pstate, out)
         else:
@@ -336,7 +311,7 @@ class Picker:
 
     def give(self, i: int) -> tuple[int, int]:
         """A referral to partner i made outside the kernels -> (its previous stamp, new
-        load); the heaps see the new key when the partner surfaces."""
+        load); the kernels read the new key at the pool's next customer."""
         load, limit, cap, stamp, rr, ctr, full_count, dead, sizes, _, _, pptr, pof = self.state
         prev = int(stamp[i])
         li = int(_give(i, load, limit, stamp, rr, ctr, full_count, dead, sizes, pptr, pof))
