@@ -129,8 +129,10 @@ with open(result, "w") as f:
 """
 
 
-def run_child(cmd: Sequence[str], cwd: Path = ROOT) -> Child:
-    """Run ``cmd`` to completion through the launcher; its own peak RSS from ``os.wait4``."""
+def run_child(cmd: Sequence[str], cwd: Path = ROOT, env: dict[str, str] | None = None) -> Child:
+    """Run ``cmd`` to completion through the launcher; its own peak RSS from ``os.wait4``.
+
+    ``env``: variables added to this process's environment for the child."""
     with (
         tempfile.TemporaryFile() as out,
         tempfile.TemporaryFile() as err,
@@ -140,6 +142,7 @@ def run_child(cmd: Sequence[str], cwd: Path = ROOT) -> Child:
         done = subprocess.run(
             [sys.executable, "-S", "-c", LAUNCHER, str(result), *map(str, cmd)],
             cwd=cwd,
+            env={**os.environ, **env} if env else None,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,
@@ -212,6 +215,9 @@ class Config:
     chart: bool = True
     render_only: bool = False
     browser: bool = True
+    #: A source tree (e.g. ``git archive`` of main) whose ``frp simulate`` runs beside this
+    #: one, interleaved: "before" numbers measured under the same load as "after".
+    baseline: Path | None = None
 
 
 class EndToEnd:
@@ -239,13 +245,43 @@ class EndToEnd:
                 "--out",
                 str(self.outs[p]),
             ]
+        self.envs: dict[str, dict[str, str]] = {}
+        if cfg.baseline is not None:
+            for p in POLICIES:
+                name = f"{p} (baseline)"
+                self.commands[name] = [
+                    sys.executable,
+                    "-m",
+                    "cli.main",
+                    *self.commands[p][len(frp) :],
+                ]
+                self.commands[name][-1] = str(work / f"out-{p}-baseline.parquet")
+                self.envs[name] = {"PYTHONPATH": str(cfg.baseline.resolve())}
         self.runs: dict[str, list[Child]] = {n: [] for n in self.commands}
+        self.first: dict[str, Child] = {}
+
+    def first_run(self, work: Path, log: Log) -> None:
+        """Each policy once with an empty compiled-code cache: the first run after a fresh
+        install, which compiles the selection loop (``engine.jit``) and writes the cache."""
+        for p in POLICIES:
+            cache = work / f"numba-cache-{p}"
+            self.first[p] = child = run_child(
+                self.commands[p], env={"NUMBA_CACHE_DIR": str(cache)}
+            )
+            log(
+                f"[{self.label}] first run {p:<12} {child.seconds:8.2f} s  "
+                f"{child.rss_bytes / MIB:7.0f} MiB (empty compiled-code cache)"
+            )
 
     def repeat(self, rep: int, log: Log) -> None:
         names = list(self.commands)
         shift = rep % len(names)
         for name in names[shift:] + names[:shift]:
-            child = run_child(self.commands[name])
+            child = run_child(
+                self.commands[name],
+                cwd=ROOT if name not in self.envs else Path(self.envs[name]["PYTHONPATH"]),
+                env=self.envs.get(name),
+            )
             self.runs[name].append(child)
             log(
                 f"[{self.label}] repeat {rep + 1}/{self.cfg.repeats} {name:<12} "
@@ -254,8 +290,8 @@ class EndToEnd:
 
     def summary(self) -> dict[str, Any]:
         floor = summarise_children(self.runs["floor"])
-        # The last line: under load DuckDB may draw a progress bar first.
-        floor["groups"] = int((self.runs["floor"][-1].stdout.strip().splitlines() or ["0"])[-1])
+        # The last word: under load DuckDB may draw a progress bar first.
+        floor["groups"] = int((self.runs["floor"][-1].stdout.split() or ["0"])[-1])
         startup = summarise_children(self.runs["startup"])
         policies: dict[str, Any] = {}
         for p in POLICIES:
@@ -265,10 +301,31 @@ class EndToEnd:
             s.update(outcome_counts(self.outs[p], self.world.customers_count))
             policies[p] = s
         rr, opt = policies["round-robin"], policies["optimal"]
+        baseline: dict[str, Any] = {}
+        for p in POLICIES:
+            if f"{p} (baseline)" in self.runs:
+                b = summarise_children(self.runs[f"{p} (baseline)"])
+                b["ratio_to_floor"] = ratio(b["median_s"], floor["median_s"])
+                b["after_over_before"] = ratio(policies[p]["median_s"], b["median_s"])
+                b["cpu_after_over_before"] = ratio(
+                    policies[p]["cpu_s_median"], b["cpu_s_median"]
+                )
+                baseline[p] = b
+        first = {
+            p: {
+                "seconds": c.seconds,
+                "rss_mib": c.rss_bytes / MIB,
+                "cpu_s": c.cpu_seconds,
+                "over_steady": ratio(c.seconds, policies[p]["median_s"]),
+            }
+            for p, c in self.first.items()
+        }
         return {
             "floor": floor,
             "startup": startup,
             "policies": policies,
+            "baseline": baseline,
+            "first_run": first,
             "optimal_vs_round_robin": {
                 "time_ratio": ratio(opt["median_s"], rr["median_s"]),
                 "time_ratio_min": ratio(opt["min_s"], rr["min_s"]),
@@ -422,6 +479,7 @@ def measure_size(cfg: Config, size: str, log: Log, world_name: str = "bound") ->
         work = Path(tmp)
         e2e_runs = EndToEnd(cfg, label, world, work)
         in_process = InProcess(cfg, label, world, work)
+        e2e_runs.first_run(work, log)
         for rep in range(cfg.repeats):
             e2e_runs.repeat(rep, log)
             in_process.repeat(rep, log)
@@ -727,6 +785,12 @@ def parse_args(argv: Sequence[str] | None) -> Config:
         "--browser", action="store_true", help="measure the dashboard in Chromium even with --quick"
     )
     parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a source tree (e.g. `git archive` of main, unpacked) whose frp simulate runs "
+        "beside this one, interleaved: before and after under the same load",
+    )
+    parser.add_argument(
         "--render-only",
         action="store_true",
         help="measure nothing: regenerate the docs from the results folder's latest.json",
@@ -760,6 +824,7 @@ def parse_args(argv: Sequence[str] | None) -> Config:
         chart=not a.no_chart,
         render_only=a.render_only,
         browser=a.browser or not (a.no_browser or a.quick),
+        baseline=a.baseline,
     )
 
 
