@@ -118,6 +118,12 @@ class Choices:
 BATCH = 8_192
 
 
+#: Picks (at most: customers with a pool, or the free seats of their pools' partners) from
+#: which :func:`select` compiles: loading numba costs about 0.3 s and 130 MiB in a fresh
+#: process, what the Python loop spends on some 50,000 picks.
+COMPILED_FROM = 50_000
+
+
 def select(
     policy: Policy,
     ledger: Ledger,
@@ -125,15 +131,34 @@ def select(
     pool_of: np.ndarray,
     allotment: Sequence[dict[int, int]] | None = None,
     progress: Callable[[int], None] | None = None,
+    *,
+    compiled: bool | None = None,
 ) -> Choices:
-    """Walk the customers in cohort order (``pool_of``: each one's pool, -1 = none), in
-    compiled code (``engine.jit``); the same Choices as :func:`select_python`."""
-    from engine.jit import select_compiled  # numba loads only where a run selects
+    """Walk the customers in cohort order (``pool_of``: each one's pool, -1 = none): in
+    compiled code (``engine.jit``) when there are COMPILED_FROM picks or more to make, or
+    ``compiled`` says so; the same Choices as :func:`select_python` either way."""
+    if compiled is None:
+        compiled = _most_picks(ledger, pools, pool_of) >= COMPILED_FROM
+    if not compiled:
+        return select_python(policy, ledger, pools, pool_of, allotment, progress)
+    from engine.jit import select_compiled  # numba loads only where a run needs it
 
     choices = _empty_choices(int(pool_of.size))
     out = (choices.chosen, choices.prev, choices.n_full, choices.load_after)
     select_compiled(policy, ledger, pools, pool_of, allotment, progress, out)
     return choices
+
+
+def _most_picks(ledger: Ledger, pools: Sequence[np.ndarray], pool_of: np.ndarray) -> int:
+    """At most this many customers can be placed: those with a pool, and the seats free
+    at the partners of the pools they have."""
+    customers = int(np.count_nonzero(pool_of >= 0))
+    if customers < COMPILED_FROM:
+        return customers
+    used = np.unique(pool_of[pool_of >= 0])
+    partners = np.unique(np.concatenate([pools[q] for q in used.tolist()]))
+    free = np.maximum(ledger.limit[partners] - ledger.load[partners], 0)
+    return min(customers, int(free.sum()))
 
 
 def _empty_choices(n: int) -> Choices:

@@ -8,6 +8,7 @@ declines, and must give identical Choices and leave identical ledgers, for every
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 from unittest import mock
 
@@ -84,7 +85,7 @@ def same_ledger(a: Ledger, b: Ledger) -> None:
 def test_compiled_picks_equal_the_python_loop(policy: Policy, s: dict[str, Any]) -> None:
     python, compiled = ledger_of(s), ledger_of(s)
     expected = select_python(policy, python, s["pools"], s["pool_of"], s["allotment"])
-    got = select(policy, compiled, s["pools"], s["pool_of"], s["allotment"])
+    got = select(policy, compiled, s["pools"], s["pool_of"], s["allotment"], compiled=True)
     same(got, expected)
     same_ledger(compiled, python)
 
@@ -98,7 +99,7 @@ def test_stopping_at_each_miss_and_resuming_changes_nothing(
     """The split hook's contract: the kernel stops at a customer it cannot place, Python
     handles it (here: records the miss as the kernel would) and the kernel resumes."""
     plain, stopping = ledger_of(s), ledger_of(s)
-    expected = select(policy, plain, s["pools"], s["pool_of"], s["allotment"])
+    expected = select(policy, plain, s["pools"], s["pool_of"], s["allotment"], compiled=True)
     got = _empty_choices(int(s["pool_of"].size))
     stops: list[int] = []
 
@@ -160,7 +161,7 @@ def test_compiled_and_python_runs_agree_on_random_worlds(
         for t in data.draw(st.sets(st.sampled_from(tenants), max_size=5) if tenants else st.just(set()))
     }
     runs = []
-    for fn in (select_python, select):
+    for fn in (select_python, partial(select, compiled=True)):
         recorder = _Recorder(fn)
         with mock.patch.object(engine.assign, "select", recorder):
             sim = engine.assign.simulate(
@@ -179,3 +180,22 @@ def test_compiled_and_python_runs_agree_on_random_worlds(
     same_ledger(jit.ledger, ref.ledger)
     assert jit_sim.assignments.equals(ref_sim.assignments)
     assert jit_sim.partners.equals(ref_sim.partners)
+
+
+def test_small_runs_stay_in_python_and_large_ones_compile(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading numba costs more than the Python loop spends on a few thousand picks."""
+    import engine.policies as policies
+
+    calls: list[str] = []
+    monkeypatch.setattr(policies, "select_python", lambda *a, **k: calls.append("python"))
+    monkeypatch.setattr("engine.jit.select_compiled", lambda *a, **k: calls.append("jit"))
+    ledger = Ledger.start(np.array([10, 10**6]), np.array([0, 0]), [None, None])
+    pools = [np.array([0]), np.array([1])]
+    ledger.register_pools(pools)
+    few_seats = np.zeros(policies.COMPILED_FROM, dtype=np.int32)  # pool 0: 10 seats
+    many = np.ones(policies.COMPILED_FROM, dtype=np.int32)  # pool 1: a million seats
+    select(Policy.ROUND_ROBIN, ledger, pools, few_seats)
+    select(Policy.ROUND_ROBIN, ledger, pools, many[:100])
+    select(Policy.ROUND_ROBIN, ledger, pools, many)
+    select(Policy.ROUND_ROBIN, ledger, pools, many[:100], compiled=True)
+    assert calls == ["python", "python", "jit", "jit"]
