@@ -58,6 +58,8 @@ import polars as pl
 from bench.browser import GOAL_S, BrowserBenchError
 from bench.browser import measure as measure_browser
 from bench.paths import CACHE_DIR, DOCS_DIR, QUICK_DIR, RESULTS_DIR, ROOT
+from bench.unit import measure as measure_unit
+from bench.unit import targets as unit_targets
 from bench.world import GENERATOR_VERSION, ROOM_SCALE, World, ensure_world, parameters
 
 SIZES: dict[str, int] = {"10k": 10_000, "100k": 100_000, "1m": 1_000_000}
@@ -218,6 +220,8 @@ class Config:
     #: A source tree (e.g. ``git archive`` of main) whose ``frp simulate`` runs beside this
     #: one, interleaved: "before" numbers measured under the same load as "after".
     baseline: Path | None = None
+    #: The timings unit tests used to assert (``bench.unit``).
+    unit: bool = True
 
 
 class EndToEnd:
@@ -265,9 +269,7 @@ class EndToEnd:
         install, which compiles the selection loop (``engine.jit``) and writes the cache."""
         for p in POLICIES:
             cache = work / f"numba-cache-{p}"
-            self.first[p] = child = run_child(
-                self.commands[p], env={"NUMBA_CACHE_DIR": str(cache)}
-            )
+            self.first[p] = child = run_child(self.commands[p], env={"NUMBA_CACHE_DIR": str(cache)})
             log(
                 f"[{self.label}] first run {p:<12} {child.seconds:8.2f} s  "
                 f"{child.rss_bytes / MIB:7.0f} MiB (empty compiled-code cache)"
@@ -307,9 +309,7 @@ class EndToEnd:
                 b = summarise_children(self.runs[f"{p} (baseline)"])
                 b["ratio_to_floor"] = ratio(b["median_s"], floor["median_s"])
                 b["after_over_before"] = ratio(policies[p]["median_s"], b["median_s"])
-                b["cpu_after_over_before"] = ratio(
-                    policies[p]["cpu_s_median"], b["cpu_s_median"]
-                )
+                b["cpu_after_over_before"] = ratio(policies[p]["cpu_s_median"], b["cpu_s_median"])
                 baseline[p] = b
         first = {
             p: {
@@ -546,7 +546,13 @@ def _world_targets(s: dict[str, Any], world_name: str) -> list[dict[str, Any]]:
             "x",
         ),
         *(
-            (f"{p} time vs round-robin", "<= 1.5x", ratio(pol[p]["median_s"], rr["median_s"]), 1.5, "x")
+            (
+                f"{p} time vs round-robin",
+                "<= 1.5x",
+                ratio(pol[p]["median_s"], rr["median_s"]),
+                1.5,
+                "x",
+            )
             for p in ("weighted", "least-loaded")
             if p in pol
         ),
@@ -712,6 +718,7 @@ def run(cfg: Config, log: Log = print) -> dict[str, Any]:
     )
     sizes = [measure_size(cfg, size, log, w) for w in cfg.worlds for size in cfg.sizes]
     browser = dashboard(cfg, log) if cfg.browser else None
+    unit = measure_unit(cfg.repeats, log) if cfg.unit else None
     machine["load_average_end"] = _load()
     config = asdict(cfg)
     for k in ("results", "docs", "cache"):
@@ -730,7 +737,8 @@ def run(cfg: Config, log: Log = print) -> dict[str, Any]:
         "FROM read_parquet(?) GROUP BY ALL",
         "sizes": sizes,
         "browser": browser,
-        "targets": targets(sizes) + browser_targets(browser),
+        "unit": unit,
+        "targets": targets(sizes) + browser_targets(browser) + unit_targets(unit),
     }
 
 
@@ -785,6 +793,11 @@ def parse_args(argv: Sequence[str] | None) -> Config:
         "--browser", action="store_true", help="measure the dashboard in Chromium even with --quick"
     )
     parser.add_argument(
+        "--no-unit",
+        action="store_true",
+        help="skip the timings moved out of the unit tests (bench.unit; off with --quick)",
+    )
+    parser.add_argument(
         "--baseline",
         type=Path,
         help="a source tree (e.g. `git archive` of main, unpacked) whose frp simulate runs "
@@ -825,6 +838,7 @@ def parse_args(argv: Sequence[str] | None) -> Config:
         render_only=a.render_only,
         browser=a.browser or not (a.no_browser or a.quick),
         baseline=a.baseline,
+        unit=not (a.no_unit or a.quick),
     )
 
 

@@ -243,9 +243,7 @@ class Picker:
         sizes = np.array([len(p) for p in pools], dtype=np.int64)
         ptr = np.zeros(len(pools) + 1, dtype=np.int64)
         np.cumsum(sizes, out=ptr[1:])
-        members = (
-            np.concatenate(pools).astype(np.int64) if len(pools) else np.zeros(0, np.int64)
-        )
+        members = np.concatenate(pools).astype(np.int64) if len(pools) else np.zeros(0, np.int64)
         pptr = np.zeros(n + 1, dtype=np.int64)
         np.cumsum([len(x) for x in ledger.pools_of], out=pptr[1:])
         pof = (

@@ -45,8 +45,7 @@ def states(draw: st.DrawFn) -> dict[str, Any]:
         draw(st.lists(st.integers(-1, n_pools - 1), min_size=0, max_size=80)), dtype=np.int32
     )
     allotment = [
-        {int(i): draw(st.integers(0, 4)) for i in draw(st.permutations(p.tolist()))}
-        for p in pools
+        {int(i): draw(st.integers(0, 4)) for i in draw(st.permutations(p.tolist()))} for p in pools
     ]
     return {
         "cap": cap,
@@ -156,9 +155,10 @@ def test_compiled_and_python_runs_agree_on_random_worlds(
     """Quotas, pauses and declines included: the same Choices and the same result."""
     ids = [r["partner_id"] for r in world.partner_rows if r["partner_id"]]
     tenants = [r["tenant_id"] for r in world.customer_rows if r["tenant_id"]]
+    declining = st.sets(st.sampled_from(tenants), max_size=5) if tenants else st.just(set())
     excluded = {
         t: data.draw(st.sets(st.sampled_from(ids), max_size=3)) if ids else set()
-        for t in data.draw(st.sets(st.sampled_from(tenants), max_size=5) if tenants else st.just(set()))
+        for t in data.draw(declining)
     }
     runs = []
     for fn in (select_python, partial(select, compiled=True)):

@@ -4,7 +4,6 @@ escaping, overrides from ``FRP_TEMPLATES``, and the speed of a large commit."""
 from __future__ import annotations
 
 import shutil
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -248,17 +247,14 @@ def test_a_broken_template_writes_nothing(
         con.close()
 
 
-def test_a_thousand_referrals_render_in_well_under_a_second() -> None:
+def test_a_thousand_referrals_render() -> None:
+    """How fast is measured by ``make bench`` (bench/unit.py), not asserted here."""
     frame = referred(1_000).with_columns(
         pl.Series("language", ["en", "de", "fr", "es", "ja"] * 200),
         pl.format("Company {}", pl.col("referral_id")).alias("customer_name"),
     )
-    referral_messages(frame.head(5))  # compile once (as the first commit of a process does)
-    started = time.perf_counter()
     out = referral_messages(frame)
-    elapsed = time.perf_counter() - started
     assert out.height == 3_000 and out["message_id"].n_unique() == 3_000
-    assert elapsed < 1.0, f"{elapsed:.2f} s"
 
 
 def test_commit_renders_every_message_in_its_customers_language(demo_db: Path) -> None:
