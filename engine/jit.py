@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 
 @njit(cache=True, inline="always")
-def _give(i, load, limit, stamp, rr, ctr, full_count, dead, sizes, pptr, pof):  # type: ignore[no-untyped-def]
+def _give(i, load, limit, stamp, rr, ctr, full_count, dead, sizes, pptr, pof):
     """One referral to partner i; counts it full in its pools when it fills. -> new load."""
     n = load.size
     li = load[i] + 1
@@ -60,7 +60,7 @@ def _give(i, load, limit, stamp, rr, ctr, full_count, dead, sizes, pptr, pof):  
 
 
 @njit(cache=True, inline="always")
-def _members_with_room(q, s, wm, wlen):  # type: ignore[no-untyped-def]
+def _members_with_room(q, s, wm, wlen):
     """Pool q's members with room, compacted in place (CSR, in the pool's order) -> count.
 
     Built at the pool's first customer; a member that fills up is dropped at the next
@@ -88,9 +88,7 @@ def _members_with_room(q, s, wm, wlen):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def turn_kernel(  # type: ignore[no-untyped-def]
-    ks, qs, start, stop, least_loaded, s, p, out
-):
+def turn_kernel(ks, qs, start, stop, least_loaded, s, p, out):
     """Round robin (the member with room least recently assigned: the smallest ``rr``) and
     least-loaded (the smallest ((load + 1) / capacity, rr)).
 
@@ -134,7 +132,7 @@ def turn_kernel(  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def weighted_kernel(ks, qs, start, stop, s, p, out):  # type: ignore[no-untyped-def]
+def weighted_kernel(ks, qs, start, stop, s, p, out):
     """Smooth weighted round robin; ``p``: (wm, wv, wlen) members with room and their
     current weights by pool (CSR, in the pool's order), their count (-1: not built)."""
     load, limit, cap, stamp, rr, ctr, full_count, dead, sizes, ptr, members, pptr, pof = s
@@ -184,7 +182,7 @@ def weighted_kernel(ks, qs, start, stop, s, p, out):  # type: ignore[no-untyped-
 
 
 @njit(cache=True)
-def planned_kernel(ks, qs, start, stop, s, p, out):  # type: ignore[no-untyped-def]
+def planned_kernel(ks, qs, start, stop, s, p, out):
     """Follow the optimal plan; ``p``: (am, an, alen) the partners of each pool's
     allotment with what is left of it (CSR, in the plan's order) and their count."""
     load, limit, cap, stamp, rr, ctr, full_count, dead, sizes, ptr, members, pptr, pof = s
@@ -277,7 +275,7 @@ class Picker:
         total = int(ptr[-1])
         self.pstate = self._policy_state(policy, len(pools), total, ptr, allotment)
 
-    def _policy_state(self, policy, n_pools, total, ptr, allotment):  # type: ignore[no-untyped-def]
+    def _policy_state(self, policy, n_pools, total, ptr, allotment):
         unbuilt = np.full(n_pools, -1, dtype=np.int64)
         if policy in (Policy.ROUND_ROBIN, Policy.LEAST_LOADED):
             return (np.zeros(total, np.int64), unbuilt, self.cf)
