@@ -60,6 +60,19 @@ def _give(i, load, limit, stamp, rr, ctr, full_count, dead, sizes, pptr, pof):
 
 
 @njit(cache=True, inline="always")
+def _place(k, i, before, s, out):
+    """Customer k goes to partner i (``before``: its pool's full count at its turn)."""
+    load, limit, _, stamp, rr, ctr, full_count, dead, sizes, _, _, pptr, pof = s
+    chosen, prev, n_full, load_after = out
+    prev[k] = stamp[i]
+    li = _give(i, load, limit, stamp, rr, ctr, full_count, dead, sizes, pptr, pof)
+    chosen[k] = i
+    n_full[k] = before
+    load_after[k] = li
+    return li
+
+
+@njit(cache=True, inline="always")
 def _members_with_room(q, s, wm, wlen):
     """Pool q's members with room, compacted in place (CSR, in the pool's order) -> count.
 
@@ -121,13 +134,9 @@ def turn_kernel(ks, qs, start, stop, least_loaded, s, p, out):
                     i = m
             elif rr[m] < rr[i]:
                 i = m
-        prev[k] = stamp[i]
-        li = _give(i, load, limit, stamp, rr, ctr, full_count, dead, sizes, pptr, pof)
+        li = _place(k, i, before, s, out)
         if least_loaded:
             cf[i] = (li + 1) / cap[i]
-        chosen[k] = i
-        n_full[k] = before
-        load_after[k] = li
     return ks.size
 
 
@@ -172,12 +181,7 @@ def weighted_kernel(ks, qs, start, stop, s, p, out):
             if best < 0 or v > best_val or (v == best_val and rr[i] < best_rr):
                 best, best_val, best_rr = t, v, rr[i]
         wv[best] -= total
-        i = wm[best]
-        prev[k] = stamp[i]
-        li = _give(i, load, limit, stamp, rr, ctr, full_count, dead, sizes, pptr, pof)
-        chosen[k] = i
-        n_full[k] = before
-        load_after[k] = li
+        _place(k, wm[best], before, s, out)
     return ks.size
 
 
@@ -210,13 +214,7 @@ def planned_kernel(ks, qs, start, stop, s, p, out):
             n_full[k] = full_count[q]
             continue
         an[best] -= 1
-        i = am[best]
-        before = full_count[q]
-        prev[k] = stamp[i]
-        li = _give(i, load, limit, stamp, rr, ctr, full_count, dead, sizes, pptr, pof)
-        chosen[k] = i
-        n_full[k] = before
-        load_after[k] = li
+        _place(k, am[best], full_count[q], s, out)
     return ks.size
 
 
