@@ -61,11 +61,12 @@ def _demo_generation() -> float:
     return time.perf_counter() - started
 
 
-def _thousand_referrals() -> float:
-    from store.notify import referral_messages
-
+def referred(n: int = 1, **overrides: Any) -> pl.DataFrame:
+    """FRP referrals as a commit hands them to ``store.notify.referral_messages`` (the
+    notification tests' input too)."""
     row = {
         "tenant_id": "T1",
+        "customer_name": "Acme",
         "customer_email": "it@acme.example",
         "eligible_workloads": ["exchange", "intune"],
         "partner_id": "P7",
@@ -73,9 +74,32 @@ def _thousand_referrals() -> float:
         "partner_email": "referrals@contoso.example",
         "psm_name": "Pat Sullivan",
         "psm_email": "pat@psm.example",
+        "language": "en",
         "country": "US",
-    }
-    frame = pl.DataFrame([{"referral_id": i + 1, **row} for i in range(1_000)]).with_columns(
+    } | overrides
+    return pl.DataFrame([{"referral_id": i + 1, **row} for i in range(n)])
+
+
+def big_rows(n: int, offset: int) -> pl.DataFrame:
+    """``n`` valid-looking customer rows, as strings (the 100 MB file's, in the tests too)."""
+    i = pl.int_range(offset, offset + n, eager=True)
+    return pl.DataFrame({"i": i}).select(
+        pl.format("T{}", pl.col("i")).alias("tenant_id"),
+        pl.format("Alder Logistics GmbH branch {}", pl.col("i")).alias("name"),
+        pl.lit("DE").alias("country"),
+        pl.lit("de").alias("language"),
+        (pl.col("i") % 5000 + 150).cast(pl.String).alias("seats"),
+        pl.lit("exchange;teams;intune").alias("workloads"),
+        (pl.col("i") % 2 == 0).cast(pl.String).alias("gateway"),
+        pl.format("it-admin@alder-{}.example", pl.col("i")).alias("contact_email"),
+        pl.lit("true").alias("referral_consent"),
+    )
+
+
+def _thousand_referrals() -> float:
+    from store.notify import referral_messages
+
+    frame = referred(1_000).with_columns(
         pl.Series("language", ["en", "de", "fr", "es", "ja"] * 200),
         pl.format("Company {}", pl.col("referral_id")).alias("customer_name"),
     )
@@ -90,21 +114,10 @@ def _thousand_referrals() -> float:
 
 def _big_csv(folder: Path) -> Path:
     """~100 MB of customer rows with one bad row 100 rows before the end."""
-    n = 1_250_000
-    i = pl.int_range(10**6, 10**6 + n, eager=True)
-    rows = pl.DataFrame({"i": i}).select(
-        pl.format("T{}", pl.col("i")).alias("tenant_id"),
-        pl.format("Alder Logistics GmbH branch {}", pl.col("i")).alias("name"),
-        pl.lit("DE").alias("country"),
-        pl.lit("de").alias("language"),
-        (pl.col("i") % 5000 + 150).cast(pl.String).alias("seats"),
-        pl.lit("exchange;teams;intune").alias("workloads"),
-        (pl.col("i") % 2 == 0).cast(pl.String).alias("gateway"),
-        pl.format("it-admin@alder-{}.example", pl.col("i")).alias("contact_email"),
-        pl.lit("true").alias("referral_consent"),
-    )
+    n = 100 * 1024 * 1024 // len(big_rows(1, 10**6).write_csv(include_header=False))
+    rows = big_rows(n + 100, 10**6)
     path = folder / "customers-100mb.csv"
-    text = rows.head(n - 100).write_csv()
+    text = rows.head(n).write_csv()
     bad = "TBAD,Bad Co,DE,de,many,exchange,true,it@bad.example,true\n"
     path.write_text(text + bad + rows.tail(100).write_csv(include_header=False))
     return path

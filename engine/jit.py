@@ -112,9 +112,9 @@ def turn_kernel(ks, qs, start, stop, least_loaded, s, p, out):
     pools, so its stale entries cost more to refresh than a scan of the pool's members
     with room (about 20), which picks the same partner.
     """
-    load, limit, cap, stamp, rr, ctr, full_count, dead, sizes, ptr, members, pptr, pof = s
+    cap, rr, full_count, ptr = s[2], s[4], s[6], s[9]
     wm, wlen, cf = p
-    chosen, prev, n_full, load_after = out
+    n_full = out[2]
     for j in range(start, ks.size):
         k = ks[j]
         q = qs[j]
@@ -144,9 +144,9 @@ def turn_kernel(ks, qs, start, stop, least_loaded, s, p, out):
 def weighted_kernel(ks, qs, start, stop, s, p, out):
     """Smooth weighted round robin; ``p``: (wm, wv, wlen) members with room and their
     current weights by pool (CSR, in the pool's order), their count (-1: not built)."""
-    load, limit, cap, stamp, rr, ctr, full_count, dead, sizes, ptr, members, pptr, pof = s
+    load, limit, cap, rr, full_count, sizes, ptr = s[0], s[1], s[2], s[4], s[6], s[8], s[9]
     wm, wv, wlen = p
-    chosen, prev, n_full, load_after = out
+    n_full = out[2]
     for j in range(start, ks.size):
         k = ks[j]
         q = qs[j]
@@ -189,9 +189,9 @@ def weighted_kernel(ks, qs, start, stop, s, p, out):
 def planned_kernel(ks, qs, start, stop, s, p, out):
     """Follow the optimal plan; ``p``: (am, an, alen) the partners of each pool's
     allotment with what is left of it (CSR, in the plan's order) and their count."""
-    load, limit, cap, stamp, rr, ctr, full_count, dead, sizes, ptr, members, pptr, pof = s
+    load, limit, rr, full_count, ptr = s[0], s[1], s[4], s[6], s[9]
     am, an, alen = p
-    chosen, prev, n_full, load_after = out
+    n_full = out[2]
     for j in range(start, ks.size):
         k = ks[j]
         q = qs[j]

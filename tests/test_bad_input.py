@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import engine.schema
+from bench.unit import big_rows
 from cli.main import main as frp_main
 from engine.rules import RulesError, load_rules
 from engine.schema import InputError
@@ -565,28 +566,13 @@ BIG_BYTES = 100 * 1024 * 1024
 MAX_RSS = 2 * 1024**3  # bytes; the file is 100 MB
 
 
-def _big_rows(n: int, offset: int) -> pl.DataFrame:
-    i = pl.int_range(offset, offset + n, eager=True)
-    return pl.DataFrame({"i": i}).select(
-        pl.format("T{}", pl.col("i")).alias("tenant_id"),
-        pl.format("Alder Logistics GmbH branch {}", pl.col("i")).alias("name"),
-        pl.lit("DE").alias("country"),
-        pl.lit("de").alias("language"),
-        (pl.col("i") % 5000 + 150).cast(pl.String).alias("seats"),
-        pl.lit("exchange;teams;intune").alias("workloads"),
-        (pl.col("i") % 2 == 0).cast(pl.String).alias("gateway"),
-        pl.format("it-admin@alder-{}.example", pl.col("i")).alias("contact_email"),
-        pl.lit("true").alias("referral_consent"),
-    )
-
-
 @pytest.fixture(scope="module")
 def big_csv(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
     """~100 MB of valid-looking customer rows; (file, number of data rows)."""
     path = tmp_path_factory.mktemp("big") / "customers-100mb.csv"
-    row_bytes = len(_big_rows(1, 10**6).write_csv(include_header=False))
+    row_bytes = len(big_rows(1, 10**6).write_csv(include_header=False))
     n = BIG_BYTES // row_bytes
-    _big_rows(n, 10**6).write_csv(path)
+    big_rows(n, 10**6).write_csv(path)
     return path, n
 
 
@@ -610,7 +596,7 @@ def test_100mb_csv_names_the_bad_line(
     base, n = big_csv
     path = tmp_path / "customers.csv"
     # The bad row sits 100 rows before the end; lines: 1 header + n rows before it.
-    tail = _big_rows(100, 10**7).write_csv(include_header=False)
+    tail = big_rows(100, 10**7).write_csv(include_header=False)
     data = base.read_bytes()
     path.write_bytes(data + bad_row.encode() + b"\n" + tail.encode())
     del data

@@ -12,6 +12,7 @@ import duckdb
 import polars as pl
 import pytest
 
+from bench.unit import referred
 from engine.rules import load_rules
 from store.commits import commit
 from store.db import connect
@@ -40,24 +41,6 @@ NEXT_STEP = {
     "fr": "Prochaine étape :",
     "es": "Siguiente paso:",
 }
-
-
-def referred(n: int = 1, **overrides: Any) -> pl.DataFrame:
-    """FRP referrals as a commit hands them to referral_messages."""
-    row = {
-        "tenant_id": "T1",
-        "customer_name": "Acme",
-        "customer_email": "it@acme.example",
-        "eligible_workloads": ["exchange", "intune"],
-        "partner_id": "P7",
-        "partner_name": "Contoso Partners",
-        "partner_email": "referrals@contoso.example",
-        "psm_name": "Pat Sullivan",
-        "psm_email": "pat@psm.example",
-        "language": "en",
-        "country": "US",
-    } | overrides
-    return pl.DataFrame([{"referral_id": i + 1, **row} for i in range(n)])
 
 
 def by_role(frame: pl.DataFrame) -> dict[str, dict[str, Any]]:
