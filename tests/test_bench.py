@@ -150,7 +150,7 @@ def test_quick_benchmark_runs_and_reports_every_figure(tmp_path: Path) -> None:
         assert t["status"].startswith("met" if t["met"] else "not met")
 
     page = (docs / "performance.md").read_text()
-    assert "## Targets (issue #6)" in page and "| 10,000 |" in page
+    assert "## Targets (issues #6 and #14)" in page and "| 10,000 |" in page
     spec = json.loads((docs / "performance.vl.json").read_text())
     assert spec["data"]["values"]
     has_png = importlib.util.find_spec("vl_convert") is not None
