@@ -7,6 +7,10 @@
   again in a new session. The server's first request is the Data page, timed too: what
   the app's start-up costs any page opened first (a baseline for the Fairness page
   opened by URL).
+- **Simulate in a world with room** (issue #14). The demo database with every partner's
+  capacity ``bench.world.ROOM_SCALE`` times larger, so partners have room for nearly
+  every customer; a synthetic cohort of 100,000 customers and all four policies side by
+  side; click to results, the server's first simulation and again in a new session.
 - **Fairness.** The demo database plus about a million committed referrals: the demo
   world (``frp demo``) with the benchmark world's 1,000,000-customer cohort committed to
   it (``frp commit --cohort``, round-robin). Drawn = as above, and its first chart has
@@ -44,11 +48,16 @@ from typing import Any
 
 from bench.paths import CACHE_DIR, ROOT
 from bench.server import CHROMIUM, CHROMIUM_ARGS, ServerError, start_server, stop_server
-from bench.world import ensure_world
+from bench.world import ROOM_SCALE, ensure_world
 
 VIEWPORT = {"width": 1400, "height": 1000}
 SIMULATE_CUSTOMERS = 10_000
 SIMULATE_POLICIES = ("round-robin", "least-loaded")  # the page's default pair
+#: The world with room's Simulate run: the synthetic cohort's largest size, every policy.
+ROOM_CUSTOMERS = 100_000
+ROOM_POLICIES = ("round-robin", "weighted", "least-loaded", "optimal")
+#: Issue #14's goal for it.
+ROOM_GOAL_S = 3.0
 #: The issue's goal for both pages.
 GOAL_S = 2.0
 TIMEOUT_MS = 120_000
@@ -225,9 +234,44 @@ def page_by_url(browser: Any, url: str, path: str, title: str) -> float:
         return elapsed
 
 
-def simulate_click(browser: Any, url: str, customers: int = SIMULATE_CUSTOMERS) -> float:
-    """Seconds from the click on "Run simulation" (synthetic cohort of ``customers``) until
-    the results are drawn, in a new browser context."""
+def room_database(demo: Path, work: Path) -> Path:
+    """A copy of the demo database whose partners have ROOM_SCALE times their capacity."""
+    import duckdb
+
+    path = work / "room.duckdb"
+    shutil.copy(demo, path)
+    con = duckdb.connect(str(path))
+    try:
+        con.execute("UPDATE partners SET capacity = capacity * ?", [ROOM_SCALE])
+    finally:
+        con.close()
+    return path
+
+
+def _choose_policies(page: Any, policies: tuple[str, ...]) -> None:
+    """Add the policies the page's multiselect does not have yet (by their words)."""
+    from engine.reasons import Policy
+
+    box = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Policies, side by side")
+    for p in policies:
+        words = Policy(p).words
+        if box.get_by_text(words, exact=True).count():
+            continue
+        box.locator("input").click()
+        page.get_by_role("option", name=words).click()
+        page.keyboard.press("Escape")
+        page.wait_for_function(_IDLE, timeout=TIMEOUT_MS)
+
+
+def simulate_click(
+    browser: Any,
+    url: str,
+    customers: int = SIMULATE_CUSTOMERS,
+    policies: tuple[str, ...] = (),
+) -> float:
+    """Seconds from the click on "Run simulation" (synthetic cohort of ``customers``; the
+    page's default policies and ``policies``) until the results are drawn, in a new
+    browser context."""
     from playwright.sync_api import expect
 
     with _new_page(browser) as page:
@@ -240,6 +284,7 @@ def simulate_click(browser: Any, url: str, customers: int = SIMULATE_CUSTOMERS) 
         size.fill(str(customers))
         size.press("Tab")
         page.wait_for_function(_IDLE, timeout=TIMEOUT_MS)
+        _choose_policies(page, policies)
 
         def results_drawn() -> None:
             done = page.get_by_text(f"Simulated {customers:,} customers", exact=False).first
@@ -295,6 +340,8 @@ def measure(cohort: Path, cache: Path, repeats: int, log: Log) -> dict[str, Any]
     dbs = ensure_databases(cohort, cache, log)
     sim: list[float] = []
     sim_first: list[float] = []
+    room: list[float] = []
+    room_first: list[float] = []
     start_up: list[float] = []
     fair: dict[str, list[float]] = {k: [] for k in FAIRNESS_RUNS}
     with tempfile.TemporaryDirectory(prefix="browser-", dir=cache) as tmp, sync_playwright() as p:
@@ -311,6 +358,16 @@ def measure(cohort: Path, cache: Path, repeats: int, log: Log) -> dict[str, Any]
                     log(
                         f"[browser] repeat {rep + 1}/{repeats} simulate 10k: first on the "
                         f"server {sim_first[-1]:.2f} s, then {sim[-1]:.2f} s"
+                    )
+            room_db = room_database(dbs.demo, work)
+            for rep in range(repeats):
+                with server(room_db, work) as url:
+                    room_first.append(simulate_click(browser, url, ROOM_CUSTOMERS, ROOM_POLICIES))
+                    room.append(simulate_click(browser, url, ROOM_CUSTOMERS, ROOM_POLICIES))
+                    log(
+                        f"[browser] repeat {rep + 1}/{repeats} simulate 100k, world with room, "
+                        f"4 policies: first on the server {room_first[-1]:.2f} s, "
+                        f"then {room[-1]:.2f} s"
                     )
             for rep in range(repeats):
                 with server(dbs.committed, work) as url:
@@ -352,6 +409,19 @@ def measure(cohort: Path, cache: Path, repeats: int, log: Log) -> dict[str, Any]
             "what": "click to results, the first simulation of a fresh server",
             **_summary(sim_first),
         },
+        "simulate_room": {
+            "customers": ROOM_CUSTOMERS,
+            "policies": list(ROOM_POLICIES),
+            "capacity_scale": ROOM_SCALE,
+            "goal_s": ROOM_GOAL_S,
+            "what": "click to results in the world with room, a new session on a server "
+            "that has simulated before",
+            **_summary(room),
+        },
+        "simulate_room_first": {
+            "what": "the same, the first simulation of a fresh server",
+            **_summary(room_first),
+        },
         **{k: {"what": FAIRNESS_RUNS[k], **_summary(v)} for k, v in fair.items()},
         "start_up_url": {"what": START_UP, **_summary(start_up)},
     }
@@ -374,7 +444,8 @@ def main(argv: list[str] | None = None) -> int:
     repeats = int((argv or sys.argv[1:] or ["1"])[0])
     world = ensure_world(1_000_000, 2_000, 1, CACHE_DIR)
     result = measure(world.customers, CACHE_DIR, repeats, lambda m: print(m, flush=True))
-    for name in ("simulate_first", "simulate", *FAIRNESS_RUNS, "start_up_url"):
+    names = ("simulate_first", "simulate", "simulate_room_first", "simulate_room")
+    for name in (*names, *FAIRNESS_RUNS, "start_up_url"):
         print(f"{name}: median {result[name]['median_s']:.2f} s {result[name]['runs_s']}")
     return 0
 

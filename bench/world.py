@@ -152,6 +152,13 @@ class World:
     customers_count: int
     partners_count: int
     seed: int
+    capacity_scale: int = 1
+
+
+#: The "world with room": capacities (and the loads already on them) this many times the
+#: benchmark's, so partners have room for nearly every eligible customer (about 770k of
+#: 1M placed) and the selection loop runs for every one of them.
+ROOM_SCALE = 40
 
 
 def parameters() -> dict[str, object]:
@@ -242,8 +249,12 @@ def _to_arrow(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pa.Table:
     return frame.select(list(schema)).to_arrow().cast(target)
 
 
-def make_partners(count: int, seed: int) -> pl.DataFrame:
-    """``count`` partners (PARTNER_SCHEMA); depends only on (count, seed)."""
+def make_partners(count: int, seed: int, capacity_scale: int = 1) -> pl.DataFrame:
+    """``count`` partners (PARTNER_SCHEMA); depends only on (count, seed, capacity_scale).
+
+    ``capacity_scale`` multiplies every capacity (after the draw, so the partners are
+    otherwise the same); active referrals are the same share of the larger capacity.
+    """
     rng = _partner_rng(seed)
     n_countries = len(COUNTRIES)
     spread = country_weights() ** PARTNER_SPREAD
@@ -279,7 +290,7 @@ def make_partners(count: int, seed: int) -> pl.DataFrame:
         np.round(rng.lognormal(np.log(CAPACITY_MEDIAN), CAPACITY_SIGMA, size=count)),
         CAPACITY_MIN,
         CAPACITY_MAX,
-    ).astype(np.int64)
+    ).astype(np.int64) * int(capacity_scale)
     active = np.floor(capacity * rng.uniform(0.0, 0.8, size=count)).astype(np.int64)
     ready = rng.random(count) < READY_SHARE
     order = rng.permutation(count) + 1
@@ -411,13 +422,19 @@ def write_parquet(frame: pl.DataFrame, schema: dict[str, pl.DataType], path: Pat
     return path
 
 
-def ensure_world(customers: int, partners: int, seed: int, cache: Path) -> World:
-    """The world's Parquet files in ``cache``, generated when missing (reused otherwise)."""
+def ensure_world(
+    customers: int, partners: int, seed: int, cache: Path, capacity_scale: int = 1
+) -> World:
+    """The world's Parquet files in ``cache``, generated when missing (reused otherwise).
+
+    A ``capacity_scale`` other than 1 changes only the partners file (same customers).
+    """
     folder = cache / f"world-v{GENERATOR_VERSION}-s{seed}"
-    p_path = folder / f"partners-{partners}.parquet"
+    scaled = f"-x{capacity_scale}" if capacity_scale != 1 else ""
+    p_path = folder / f"partners-{partners}{scaled}.parquet"
     c_path = folder / f"customers-{customers}.parquet"
     if not p_path.exists():
-        write_parquet(make_partners(partners, seed), PARTNER_SCHEMA, p_path)
+        write_parquet(make_partners(partners, seed, capacity_scale), PARTNER_SCHEMA, p_path)
     if not c_path.exists():
         write_parquet(make_customers(customers, seed), CUSTOMER_SCHEMA, c_path)
-    return World(p_path, c_path, customers, partners, seed)
+    return World(p_path, c_path, customers, partners, seed, capacity_scale)

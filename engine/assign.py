@@ -138,7 +138,9 @@ def _simulate(
         demand = np.bincount(pool[pool >= 0], minlength=len(pools))
         from engine.optimal import plan  # OR-Tools loads only for the policy that needs it
 
-        allotment = [*plan(ledger, pools, demand.tolist()), {}]
+        allotment = plan(ledger, pools, demand.tolist())
+        if split:
+            allotment.append({})  # the empty pool's: nothing planned
     splitter = None
     if split:
         splitter = Splitter(
@@ -343,7 +345,7 @@ def _partner_state(index: PartnerIndex, ledger: Ledger) -> pl.DataFrame:
             "utilisation_before": util_before,
             "utilisation_after": util_after,
             "last_assigned_before": index.last_assigned,
-            "last_assigned_after": [s if s >= 0 else None for s in ledger.stamp],
+            "last_assigned_after": [s if s >= 0 else None for s in ledger.stamp.tolist()],
             "pools": [len(p) for p in ledger.pools_of],
         },
         schema_overrides={"last_assigned_before": pl.Int64, "last_assigned_after": pl.Int64},

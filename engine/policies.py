@@ -6,15 +6,18 @@ policies keep one heap per pool with *lazy* entries: a partner's key changes onl
 it is assigned, so a stale entry is refreshed when it surfaces, and a full partner is
 dropped for good (capacity never grows within a run). Each pick costs O(log pool).
 
-:func:`select` walks a whole cohort: each policy's pick is inlined into one loop over
-plain lists (the loop runs once per customer, so call overhead is most of the cost), and
-customers of pools whose members are all full are settled in bulk between batches.
+:func:`select` walks a whole cohort in compiled code (``engine.jit``). The Python loop
+here, :func:`select_python`, is the reference the compiled kernels are tested against
+(identical Choices, every policy): each policy's pick is inlined into one loop over plain
+lists, and customers of pools whose members are all full are settled in bulk between
+batches.
 
 A split (``engine.split``) enters through one hook, ``on_miss``: a loop calls it with a
 customer that missed, the hook gives its parts through the :class:`Ledger` and returns
 the partners it gave, and the loop refreshes its own copies of their turns
 (:func:`_split_at_miss`). With a hook, a customer of a full pool is settled in bulk only
-when the hook knows it cannot be split either (``on_miss.settled``).
+when the hook knows it cannot be split either (``on_miss.settled``). A run with a hook
+walks in Python, on the ledger's own arrays (the hook reads and gives through them).
 """
 
 from __future__ import annotations
@@ -52,12 +55,13 @@ class Ledger:
     follows from the partners' state after the run (``engine.explain``).
     """
 
-    capacity: list[int]  # what weights and utilisation are measured against
+    # Per partner, int64 numpy arrays (the compiled loop works on them in place):
+    capacity: np.ndarray  # what weights and utilisation are measured against
     #: The load at which a partner is full: its capacity, or sooner its monthly quota
     #: (``engine.matching.PartnerIndex.limit``). Every "has room" test reads this.
-    limit: list[int]
-    load: list[int]  # active referrals before the run + those given in this run
-    stamp: list[int]  # last_assigned; -1 = never assigned
+    limit: np.ndarray
+    load: np.ndarray  # active referrals before the run + those given in this run
+    stamp: np.ndarray  # last_assigned; -1 = never assigned
     counter: int  # the next stamp to hand out
     pools_of: list[np.ndarray] = field(default_factory=list)  # per partner: its pools
     full_count: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
@@ -71,18 +75,18 @@ class Ledger:
         limit: np.ndarray | None = None,
     ) -> Ledger:
         """A run's ledger; ``limit`` defaults to the capacity (no partner has a quota)."""
-        stamps = [-1 if v is None else int(v) for v in last_assigned]
+        stamps = np.array([-1 if v is None else int(v) for v in last_assigned], dtype=np.int64)
         return cls(
-            capacity=[int(c) for c in capacity],
-            limit=[int(c) for c in (capacity if limit is None else limit)],
-            load=[int(a) for a in active],
+            capacity=np.array(capacity, dtype=np.int64),
+            limit=np.array(capacity if limit is None else limit, dtype=np.int64),
+            load=np.array(active, dtype=np.int64),
             stamp=stamps,
-            counter=max(stamps, default=0) + 1 if any(s >= 0 for s in stamps) else 1,
+            counter=int(stamps.max()) + 1 if (stamps >= 0).any() else 1,
         )
 
     def rr_key(self, i: int) -> int:
         """Least recently assigned first; never assigned (-1) before all; ties by index."""
-        return (self.stamp[i] + 1) * len(self.stamp) + i
+        return (int(self.stamp[i]) + 1) * len(self.stamp) + i
 
     def register_pools(self, pools: Sequence[np.ndarray]) -> None:
         n = len(self.capacity)
@@ -90,7 +94,7 @@ class Ledger:
         sizes = np.array([p.size for p in arrays], dtype=np.int64)
         members = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
         pool_id = np.repeat(np.arange(len(arrays), dtype=np.int64), sizes)
-        no_room = np.array(self.load, dtype=np.int64) >= np.array(self.limit, dtype=np.int64)
+        no_room = self.load >= self.limit
         full = no_room[members] if members.size else np.zeros(0, dtype=bool)
         self.full_count = np.bincount(pool_id[full], minlength=len(arrays)).astype(np.int64)
         by_partner = np.argsort(members, kind="stable")  # pools ascending within a partner
@@ -109,7 +113,7 @@ class Ledger:
 
     def give(self, i: int) -> int:
         """Record one referral to partner i; returns the partner's previous stamp."""
-        prev = self.stamp[i]
+        prev = int(self.stamp[i])
         self.load[i] += 1
         self.stamp[i] = self.counter
         self.counter += 1
@@ -133,7 +137,66 @@ class Choices:
 BATCH = 8_192
 
 
+#: Picks (at most: customers with a pool, or the free seats of their pools' partners) from
+#: which :func:`select` compiles: loading numba costs about 0.3 s of CPU and 130 MiB in a
+#: fresh process, what the Python loop spends on some 50,000-100,000 picks. The benchmark's
+#: capacity-bound world (55,245 free seats) stays in Python; its world with room compiles.
+COMPILED_FROM = 100_000
+
+
 def select(
+    policy: Policy,
+    ledger: Ledger,
+    pools: Sequence[np.ndarray],
+    pool_of: np.ndarray,
+    allotment: Sequence[dict[int, int]] | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_miss: OnMiss | None = None,
+    *,
+    compiled: bool | None = None,
+) -> Choices:
+    """Walk the customers in cohort order (``pool_of``: each one's pool, -1 = none): in
+    compiled code (``engine.jit``) when there are COMPILED_FROM picks or more to make, or
+    ``compiled`` says so; the same Choices as :func:`select_python` either way. A run with
+    a split hook walks in Python (see the module docstring)."""
+    if on_miss is not None:
+        compiled = False
+    elif compiled is None:
+        compiled = _most_picks(ledger, pools, pool_of) >= COMPILED_FROM
+    if not compiled:
+        return select_python(policy, ledger, pools, pool_of, allotment, progress, on_miss)
+    from engine.jit import select_compiled  # numba loads only where a run needs it
+
+    choices = _empty_choices(int(pool_of.size))
+    out = (choices.chosen, choices.prev, choices.n_full, choices.load_after)
+    select_compiled(policy, ledger, pools, pool_of, allotment, progress, out)
+    return choices
+
+
+def _most_picks(ledger: Ledger, pools: Sequence[np.ndarray], pool_of: np.ndarray) -> int:
+    """At most this many customers can be placed: those with a pool, and the seats free
+    at the partners of the pools they have."""
+    customers = int(np.count_nonzero(pool_of >= 0))
+    if customers < COMPILED_FROM:
+        return customers
+    used = np.unique(pool_of[pool_of >= 0])
+    partners = np.unique(np.concatenate([pools[q] for q in used.tolist()]))
+    free = np.maximum(ledger.limit[partners] - ledger.load[partners], 0)
+    return min(customers, int(free.sum()))
+
+
+def _empty_choices(n: int) -> Choices:
+    """No one placed yet. 32-bit where the values allow (partner indexes, counts within a
+    pool, loads): a million customers are 4 MB a column instead of 8. Stamps stay 64-bit."""
+    return Choices(
+        chosen=np.full(n, NOT_PLACED, dtype=np.int32),
+        prev=np.full(n, -1, dtype=np.int64),
+        n_full=np.zeros(n, dtype=np.int32),
+        load_after=np.zeros(n, dtype=np.int32),
+    )
+
+
+def select_python(
     policy: Policy,
     ledger: Ledger,
     pools: Sequence[np.ndarray],
@@ -144,20 +207,18 @@ def select(
 ) -> Choices:
     """Walk the customers in cohort order (``pool_of``: each one's pool, -1 = none).
 
-    Each policy's pick is inlined over plain lists (see the module docstring). A pool
-    whose members are all full stays so for the rest of the run (capacity never grows),
-    so its later customers are settled in bulk.
+    The reference loop (see the module docstring): each policy's pick is inlined over
+    plain lists. A pool whose members are all full stays so for the rest of the run
+    (capacity never grows), so its later customers are settled in bulk.
     """
-    n = int(pool_of.size)
-    # 32-bit where the values allow (partner indexes, counts within a pool, loads): a
-    # million customers are 4 MB a column instead of 8. Stamps stay 64-bit.
-    chosen = np.full(n, NOT_PLACED, dtype=np.int32)
-    prev = np.full(n, -1, dtype=np.int64)
-    n_full = np.zeros(n, dtype=np.int32)
-    load_after = np.zeros(n, dtype=np.int32)
+    choices = _empty_choices(int(pool_of.size))
+    chosen, prev, n_full = choices.chosen, choices.prev, choices.n_full
+    load_after = choices.load_after
+    # With a split hook the loop works on the ledger itself: the hook reads and gives there.
+    lists: _Lists | Ledger = _Lists(ledger) if on_miss is None else ledger
     sizes = np.array([len(p) for p in pools], dtype=np.int64)
     dead = np.array(ledger.full_count, dtype=np.int64) >= sizes  # every member full
-    step = _STEPS[policy](ledger, pools, allotment, dead, on_miss)
+    step = _STEPS[policy](lists, pools, allotment, dead, on_miss)
 
     rows = np.flatnonzero(pool_of >= 0)
     out = _Out()
@@ -182,7 +243,34 @@ def select(
     load_after[k] = out.load
     missed = np.array(out.missed, dtype=np.int64)
     n_full[missed] = out.missed_full
-    return Choices(chosen, prev, n_full, load_after)
+    if isinstance(lists, _Lists):
+        lists.write_back(ledger)
+    return choices
+
+
+class _Lists:
+    """The ledger's per-partner arrays as plain lists, for the Python loop (indexing a
+    list is several times faster than a numpy array); written back after the run."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.capacity: list[int] = ledger.capacity.tolist()
+        self.limit: list[int] = ledger.limit.tolist()
+        self.load: list[int] = ledger.load.tolist()
+        self.stamp: list[int] = ledger.stamp.tolist()
+        self.counter = ledger.counter
+        self.full_count = ledger.full_count
+        self.pools_of = ledger.pools_of
+
+    def mark_full(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        qs = self.pools_of[i]
+        fc = self.full_count[qs] + 1
+        self.full_count[qs] = fc
+        return qs, fc
+
+    def write_back(self, ledger: Ledger) -> None:
+        ledger.load[:] = self.load
+        ledger.stamp[:] = self.stamp
+        ledger.counter = self.counter
 
 
 class _Out:
@@ -198,7 +286,7 @@ class _Out:
         self.missed_full: list[int] = []
 
 
-def _filler(ledger: Ledger, dead: np.ndarray, sizes: list[int]):
+def _filler(ledger: _Lists, dead: np.ndarray, sizes: list[int]):
     """Mark partner i full in every pool it belongs to, and the pools now all full as dead."""
     size_of = np.array(sizes, dtype=np.int64)
     mark_full = ledger.mark_full
@@ -216,22 +304,22 @@ def _split_at_miss(on_miss: OnMiss, ledger: Ledger, k: int, counter: int, rr, ke
     ledger.counter = counter
     size = len(rr)
     for i in on_miss(k):
-        r = (ledger.stamp[i] + 1) * size + i
+        r = (int(ledger.stamp[i]) + 1) * size + i
         rr[i] = r
         if key is not None:
-            key[i] = ((ledger.load[i] + 1) / ledger.capacity[i], r)
+            key[i] = ((int(ledger.load[i]) + 1) / int(ledger.capacity[i]), r)
     return ledger.counter
 
 
-def _round_robin_step(ledger: Ledger, pools, allotment, dead, on_miss=None):
+def _round_robin_step(ledger, pools, allotment, dead, on_miss=None):
     return _heap_step(ledger, pools, dead, on_miss, least_loaded=False)
 
 
-def _least_loaded_step(ledger: Ledger, pools, allotment, dead, on_miss=None):
+def _least_loaded_step(ledger, pools, allotment, dead, on_miss=None):
     return _heap_step(ledger, pools, dead, on_miss, least_loaded=True)
 
 
-def _heap_step(ledger: Ledger, pools, dead, on_miss, *, least_loaded: bool):
+def _heap_step(ledger, pools, dead, on_miss, *, least_loaded: bool):
     """Round robin and least-loaded: one lazy heap per pool (see the module docstring).
 
     Round-robin keys are plain ints ``(stamp + 1) * n + i`` (so the partner is
@@ -310,7 +398,7 @@ def _heap_step(ledger: Ledger, pools, dead, on_miss, *, least_loaded: bool):
     return step
 
 
-def _weighted_step(ledger: Ledger, pools, allotment, dead, on_miss=None):
+def _weighted_step(ledger, pools, allotment, dead, on_miss=None):
     """Smooth weighted round robin (as in nginx) by effective capacity, per pool.
 
     Each pool keeps a current weight per member with room; every pick adds each
@@ -375,7 +463,7 @@ def _weighted_step(ledger: Ledger, pools, allotment, dead, on_miss=None):
     return step
 
 
-def _planned_step(ledger: Ledger, pools, allotment, dead, on_miss=None):
+def _planned_step(ledger, pools, allotment, dead, on_miss=None):
     """Follow a precomputed allotment per pool (from the optimal solver).
 
     Within a pool's allotment the least recently assigned partner goes first, so

@@ -142,14 +142,15 @@ def test_quick_benchmark_runs_and_reports_every_figure(tmp_path: Path) -> None:
         _positive(seconds, f"phase {phase}")
 
     assert latest["browser"] is None  # --quick skips the browser part
-    assert len(latest["targets"]) == 6
+    assert latest["unit"] is None  # --quick skips the timings moved out of unit tests
+    assert len(latest["targets"]) == 9
     for t in latest["targets"]:
         _positive(t["value"], t["target"])
         assert isinstance(t["met"], bool) and t["measured_at"] == "10k"
         assert t["status"].startswith("met" if t["met"] else "not met")
 
     page = (docs / "performance.md").read_text()
-    assert "## Targets (issue #6)" in page and "| 10,000 |" in page
+    assert "## Targets (issues #6 and #14)" in page and "| 10,000 |" in page
     spec = json.loads((docs / "performance.vl.json").read_text())
     assert spec["data"]["values"]
     has_png = importlib.util.find_spec("vl_convert") is not None
@@ -187,15 +188,26 @@ def test_targets_are_computed_from_the_numbers() -> None:
         t["target"]: t
         for t in bench_run.targets([size("10k", 10_000, 9, 1, 10), size("1m", 10**6, 1.5, 1, 600)])
     }
-    status = {k.split(" (")[0] if "peak" in k else k: v["status"] for k, v in got.items()}
+    status = {k: v["status"] for k, v in got.items()}
     assert status == {
         "round-robin end to end vs floor (goal)": "met",
         "round-robin end to end vs floor (limit)": "met",
         "round-robin end to end time": "met",
         "engine throughput vs naive reference": "met",
+        "weighted time vs round-robin": "met",
+        "least-loaded time vs round-robin": "met",
         "optimal time vs round-robin": "not met",
-        "peak RSS of any policy": "not met",
+        "peak RSS of any policy (round-robin, goal)": "not met",
+        "peak RSS of any policy (round-robin, limit)": "not met",
     }
+    room = {**size("1m", 10**6, 1.5, 1, 450), "label": "1m room", "size": "1m"}
+    room["world_name"] = "room"
+    both = bench_run.targets([size("1m", 10**6, 1.5, 1, 300), room])
+    rss = {(t["world"], t["goal"]): t["met"] for t in both if "peak RSS" in t["target"]}
+    assert rss[("bound", "< 400 MiB")] is True and rss[("bound", "< 500 MiB")] is True
+    assert rss[("room", "< 400 MiB")] is False and rss[("room", "< 500 MiB")] is True
+    assert all(t["measured_at"] == "1m" for t in both)
+    assert [t["target"] for t in both if t["world"] == "room"][0].endswith("world with room")
     only_small = bench_run.targets([size("10k", 10_000, 9, 1, 10)])
     assert all("at 10k only" in t["status"] for t in only_small)
 

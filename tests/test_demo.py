@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from datetime import timedelta
 
 import polars as pl
@@ -77,11 +76,11 @@ def test_backlog_size_is_honoured() -> None:
     assert generate_world(3, backlog_size=40).customers.height == 40
 
 
-def test_generation_is_fast() -> None:
-    generate_world(5)
-    started = time.perf_counter()
-    generate_world(6)
-    assert time.perf_counter() - started < 2.0  # ~0.3 s here; a generous bound for CI
+def test_generation_runs_for_any_seed() -> None:
+    """How fast is measured by ``make bench`` (bench/unit.py), not asserted here."""
+    a, b = generate_world(5), generate_world(6)
+    assert a.partners.height == b.partners.height > 0
+    assert not a.customers.equals(b.customers)
 
 
 # --- identities and codes -------------------------------------------------------------

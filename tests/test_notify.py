@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import duckdb
 import polars as pl
 import pytest
 
+from bench.unit import referred
 from engine.rules import load_rules
 from store.commits import commit
 from store.db import connect
@@ -43,24 +43,6 @@ NEXT_STEP = {
     "fr": "Prochaine étape :",
     "es": "Siguiente paso:",
 }
-
-
-def referred(n: int = 1, **overrides: Any) -> pl.DataFrame:
-    """FRP referrals as a commit hands them to referral_messages."""
-    row = {
-        "tenant_id": "T1",
-        "customer_name": "Acme",
-        "customer_email": "it@acme.example",
-        "eligible_workloads": ["exchange", "intune"],
-        "partner_id": "P7",
-        "partner_name": "Contoso Partners",
-        "partner_email": "referrals@contoso.example",
-        "psm_name": "Pat Sullivan",
-        "psm_email": "pat@psm.example",
-        "language": "en",
-        "country": "US",
-    } | overrides
-    return pl.DataFrame([{"referral_id": i + 1, **row} for i in range(n)])
 
 
 def by_role(frame: pl.DataFrame) -> dict[str, dict[str, Any]]:
@@ -250,17 +232,14 @@ def test_a_broken_template_writes_nothing(
         con.close()
 
 
-def test_a_thousand_referrals_render_in_well_under_a_second() -> None:
+def test_a_thousand_referrals_render() -> None:
+    """How fast is measured by ``make bench`` (bench/unit.py), not asserted here."""
     frame = referred(1_000).with_columns(
         pl.Series("language", ["en", "de", "fr", "es", "ja"] * 200),
         pl.format("Company {}", pl.col("referral_id")).alias("customer_name"),
     )
-    referral_messages(frame.head(5))  # compile once (as the first commit of a process does)
-    started = time.perf_counter()
     out = referral_messages(frame)
-    elapsed = time.perf_counter() - started
     assert out.height == 3_000 and out["message_id"].n_unique() == 3_000
-    assert elapsed < 1.0, f"{elapsed:.2f} s"
 
 
 def test_commit_renders_every_message_in_its_customers_language(demo_db: Path) -> None:
