@@ -16,9 +16,16 @@ import polars as pl
 import streamlit as st
 
 from engine.reasons import DECLINE_REASONS, FTOP_TASK_ID, FTOP_TASK_NAME, Reason
+from engine.sizes import SIZE_BOUNDS
 
 #: The decline reason an expiry records (``store.lifecycle.NO_RESPONSE``).
 NO_RESPONSE = "no_response"
+
+#: The size buckets and their seats, in words ("XS 150–499, S 500–4,999, ...").
+SIZE_WORDS = ", ".join(
+    f"{b} {lo:,}–{hi:,}" if hi is not None else f"{b} {lo:,} and more"
+    for b, (lo, hi) in SIZE_BOUNDS.items()
+)
 
 #: Reason codes, and decline reasons, in words.
 REASONS: dict[str, str] = {
@@ -76,6 +83,16 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "acceptance_rate": ("Acceptance rate", "accepted / (accepted + declined + expired)"),
     "jain": ("Jain's index", "Evenness of utilisation: 1 = all partners equally used"),
     "gini": ("Gini", "Inequality of utilisation: 0 = all partners equally used"),
+    # Split by workload (docs/domain.md, "Split by workload") and customer size.
+    "split": ("Split", "Up to how many partners may share one customer, by workload"),
+    "split_customers": ("Split customers", "Customers served by two or three partners"),
+    "partner_parts": ("Partner parts", "Referrals to partners: one per part of a customer"),
+    "css_parts": ("CSS parts", "Placed customers' workloads that CSS always delivers"),
+    "part": ("Part", "The part of the customer: 1, 2, ..."),
+    "why": ("Why", "Why this part went where it went"),
+    "size_bucket": ("Size", "Customer size from seats: " + SIZE_WORDS),
+    "workload_set": ("Workloads asked", "The eligible workloads customers ask for together"),
+    "cover": ("Coverage", "Whether one partner, a split or nobody covers the workloads"),
 }
 
 #: Columns shown as percentages; other decimals show one place.
