@@ -36,10 +36,11 @@ def comparison(run: SimulationRun) -> pl.DataFrame:
             {
                 "policy": name,
                 "split": SPLITS[sim.rules.max_partners_per_customer],
-                "customers": rep.customers,
-                "placed": rep.placed,
+                # Customers, not rows: with a split a customer has a row per part.
+                "customers": sim.rows.height,
+                "placed": sim.placed,
                 **sim.part_counts(),
-                "css": rep.css,
+                "css": sim.rows.height - sim.placed,
                 **css_counts(sim),
                 "jain": rep.jain,
                 "max_utilisation": rep.max_utilisation,
