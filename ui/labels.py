@@ -21,11 +21,16 @@ from engine.sizes import SIZE_BOUNDS
 #: The decline reason an expiry records (``store.lifecycle.NO_RESPONSE``).
 NO_RESPONSE = "no_response"
 
-#: The size buckets and their seats, in words ("XS 150–499, S 500–4,999, ...").
-SIZE_WORDS = ", ".join(
-    f"{b} {lo:,}–{hi:,}" if hi is not None else f"{b} {lo:,} and more"
-    for b, (lo, hi) in SIZE_BOUNDS.items()
-)
+
+def size_words(size: str) -> str:
+    """One bucket's seats in words ("500–4,999 seats")."""
+    lo, hi = SIZE_BOUNDS[size]
+    return f"{lo:,}–{hi:,} seats" if hi is not None else f"{lo:,} seats and more"
+
+
+#: The size buckets and their seats, in words ("XS 150–499 seats, S 500–4,999 seats, ...").
+SIZE_WORDS = ", ".join(f"{b} {size_words(b)}" for b in SIZE_BOUNDS)
+
 
 #: Reason codes, and decline reasons, in words.
 REASONS: dict[str, str] = {

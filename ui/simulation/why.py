@@ -32,9 +32,7 @@ def customer_table(run: SimulationRun, policy: str, reason: str | None = None) -
     if reason:
         frame = frame.filter(pl.col("reason") == reason)
     # With a split in the rules, a row per part: which part, and its own workloads.
-    parts = (
-        [pl.col("part"), pl.col("workloads").list.join(", ")] if "part" in frame.columns else []
-    )
+    parts = [pl.col("part"), pl.col("workloads").list.join(", ")] if "part" in frame.columns else []
     return frame.select(
         "tenant_id",
         "name",
