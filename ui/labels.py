@@ -196,6 +196,9 @@ GLOSSARY: dict[str, str] = {
     "has it all) to 1 (perfectly even). The headline uses utilisation now; the monthly "
     "chart uses each month's new referrals per seat of capacity.",
     "Gini": "Inequality, from 0 (all equal) to 1 (one partner has it all).",
+    "Split": "A customer no single partner with room can take is shared, by workload, by "
+    "up to 2 or 3 partners (split 2, split 3); each part is a referral of its own.",
+    "Size": f"A customer's size bucket, from its seats: {SIZE_WORDS}.",
     "frp import": "The command line's import (`frp import partners|customers FILE`); the "
     "Data page imports the same files and checks them the same way.",
 }
