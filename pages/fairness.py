@@ -6,7 +6,7 @@ import streamlit as st
 
 from engine.fairness import acceptance
 from store import state
-from store.fairness import monthly_fairness, partner_responses, referral_dates
+from store.fairness import monthly_fairness, outcomes_by_size, partner_responses, referral_dates
 from ui import fairness
 from ui.reads import committed_fairness, view
 from ui.router import through_router
@@ -46,6 +46,7 @@ if source == COMMITTED:
     fair, labels = committed_fairness(since, until)
     monthly = view(monthly_fairness, since, until)
     answers = acceptance(view(partner_responses, since, until))
+    sizes = view(outcomes_by_size, since, until)
     st.caption(
         "Utilisation is each partner's load today; turns count the referrals of the period. "
         "History imported without pools is grouped by the pool its customer matches today."
@@ -53,6 +54,7 @@ if source == COMMITTED:
 else:
     policy = source.removeprefix(SIMULATION)
     fair, labels = fairness.simulated(policy, sims[policy])
+    sizes = fairness.simulated_by_size(sims[policy])
     st.caption(
         f"The latest {policy} simulation from the Simulate page: nothing of it is committed."
     )
@@ -70,6 +72,7 @@ tabs = st.tabs(
         "Utilisation",
         "Over time",
         "CSS fallback",
+        "By customer size",
         "Partner answers",
     ]
 )
@@ -84,4 +87,6 @@ with tabs[3]:
 with tabs[4]:
     fairness.css_fallback(fair)
 with tabs[5]:
+    fairness.by_size(sizes)
+with tabs[6]:
     fairness.responses(answers, names)

@@ -63,11 +63,22 @@ with st.form("simulate"):
         key="ov_off",
     )
     freshness.keep("policies", ["round-robin", "least-loaded"])
-    policies = st.multiselect(
+    freshness.keep("splits", [active.max_partners_per_customer])
+    p1, p2 = st.columns([3, 1])
+    policies = p1.multiselect(
         "Policies, side by side",
         sim_ui.POLICIES,
         format_func=sim_ui.policy_words,
         key="policies",
+    )
+    splits = p2.multiselect(
+        "Split by workload",
+        list(sim_ui.SPLITS),
+        format_func=sim_ui.SPLITS.__getitem__,
+        key="splits",
+        help="Up to how many partners may share one customer, by workload; each setting "
+        "chosen runs every policy (the rules say "
+        f"{sim_ui.SPLITS[active.max_partners_per_customer]})",
     )
     run_clicked = st.form_submit_button("Run simulation", type="primary")
 
@@ -77,6 +88,7 @@ inputs_now = freshness.inputs_key(
     (int(min_seats), float(scale), tuple(sorted(switched_off))),
     cohorts.identity(choice, synthetic, counts),
     policies,
+    sorted(splits),
 )
 
 if run_clicked:
@@ -92,8 +104,8 @@ if run_clicked:
         error = str(exc)
     if error:
         st.error(error)
-    elif not policies:
-        st.warning("Choose at least one policy.")
+    elif not policies or not splits:
+        st.warning("Choose at least one policy and one split setting.")
     elif inputs is None or inputs[0].height == 0:
         st.warning("There is no cohort to simulate: see the note under “Cohort” above.")
     else:
@@ -110,10 +122,12 @@ if run_clicked:
                 overrides={"text": sim_ui.describe_overrides(rules, active)},
                 progress=lambda share, text: bar.progress(share, text=text),
                 key=inputs_now,
+                splits=sorted(splits),
             )
+            runs = list(run.simulations)
             status.update(
                 label=f"Simulated {plural(cohort.height, 'customer')} under "
-                + (policies[0] if len(policies) == 1 else f"{len(policies)} policies"),
+                + (runs[0] if len(runs) == 1 else f"{len(runs)} policy and split settings"),
                 state="complete",
                 expanded=False,
             )

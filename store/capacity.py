@@ -30,6 +30,7 @@ import polars as pl
 
 from engine.columns import MONTH_REFERRALS
 from engine.iso import COUNTRIES, LANGUAGES
+from engine.sizes import SIZE_BUCKETS, SIZE_FLOORS
 from store import state
 from store.db import OPEN_SQL
 from store.privacy import customers_sql
@@ -241,19 +242,42 @@ def top_free(frame: pl.DataFrame, n: int = 15) -> pl.DataFrame:
     )
 
 
+def size_sql(size: str | None) -> tuple[str, list[Any]]:
+    """A condition on ``seats`` for customers of size bucket ``size`` (docs/domain.md,
+    "Customer size"; None: every size), and its parameters. Below the first floor counts
+    as the smallest bucket, as in the engine."""
+    if size is None:
+        return "TRUE", []
+    if size not in SIZE_BUCKETS:
+        raise ValueError(f"size {size!r}: expected one of {', '.join(SIZE_BUCKETS)}")
+    code = SIZE_BUCKETS.index(size)
+    low = SIZE_FLOORS[code] if code else None
+    high = SIZE_FLOORS[code + 1] if code + 1 < len(SIZE_FLOORS) else None
+    return (
+        "coalesce(seats >= ?, TRUE) AND coalesce(seats < ?, TRUE)",
+        [low, high],
+    )
+
+
 def coverage(
-    con: Con, by: Literal["country", "language"], workloads: Sequence[str]
+    con: Con,
+    by: Literal["country", "language"],
+    workloads: Sequence[str],
+    size: str | None = None,
 ) -> pl.DataFrame:
     """Free seats of the partners taking referrals (Referral Ready, not paused) per
     (country or language) x workload.
 
     Keys are every country (or language) a partner serves or a customer has, so places
     with demand but no partner show as gaps. A partner serving several keys counts under
-    each. ``backlog`` is the FTCQ customers of that key asking for that workload.
+    each. ``backlog`` is the FTCQ customers of that key asking for that workload, of size
+    bucket ``size`` when given (the store keeps no partner sizes: every partner takes
+    every size).
     """
     if by not in ("country", "language"):
         raise ValueError(f"coverage by {by!r}: expected 'country' or 'language'")
     plural = "countries" if by == "country" else "languages"
+    sized, size_params = size_sql(size)
     frame = state.query(
         con,
         f"""
@@ -274,7 +298,7 @@ def coverage(
         demand AS (
             SELECT key, workload, count(*) AS backlog FROM (
                 SELECT {by} AS key, unnest(list_distinct(workloads)) AS workload
-                FROM customers WHERE in_ftcq
+                FROM customers WHERE in_ftcq AND {sized}
             ) GROUP BY ALL
         )
         SELECT k.key, w.workload,
@@ -286,7 +310,7 @@ def coverage(
         LEFT JOIN demand d ON d.key = k.key AND d.workload = w.workload
         ORDER BY k.key, w.workload
         """,
-        [*intake_params(), list(workloads)],
+        [*intake_params(), list(workloads), *size_params],
     )
     return (
         with_labels(frame, by)
@@ -300,6 +324,29 @@ def coverage(
         )
         .select("key", "label", "workload", "partners", "free_seats", "backlog", "status")
     )
+
+
+def split_cover_inputs(con: Con, size: str | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """What ``engine.coverage.split_cover`` reads: the partners taking referrals
+    (``countries, workloads``) and the FTCQ backlog (of size bucket ``size`` when given)
+    grouped by ``country`` and the set of ``workloads`` asked together (``customers``)."""
+    partners = state.query(
+        con,
+        f"SELECT countries, workloads FROM ({INTAKE_SQL}) "
+        "WHERE referral_ready AND NOT paused ORDER BY partner_id",
+        intake_params(),
+    )
+    sized, params = size_sql(size)
+    demand = state.query(
+        con,
+        f"""
+        SELECT country, list_sort(list_distinct(workloads)) AS workloads, count(*) AS customers
+        FROM customers WHERE in_ftcq AND {sized}
+        GROUP BY ALL ORDER BY ALL
+        """,
+        params,
+    )
+    return partners, demand
 
 
 def with_labels(frame: pl.DataFrame, dimension: str) -> pl.DataFrame:

@@ -33,6 +33,7 @@ from engine.matching import index_partners, pool_key, pool_members
 from engine.reasons import Outcome, Reason
 from engine.rules import Rules, load_rules
 from engine.schema import InputError, Problem
+from engine.sizes import SIZE_BUCKETS, SIZE_FLOORS
 from store import state
 from store.db import open_db, resolve_path
 from store.errors import StoreError
@@ -216,6 +217,33 @@ def partner_responses(
             "GROUP BY ALL ORDER BY ALL",
             params,
         )
+
+
+def size_case(seats: str) -> str:
+    """SQL naming the size bucket of ``seats`` (docs/domain.md, "Customer size"), from the
+    engine's bounds; unknown seats (a purged customer) give ``unknown``."""
+    whens = " ".join(
+        f"WHEN {seats} >= {floor} THEN '{bucket}'"
+        for bucket, floor in reversed(list(zip(SIZE_BUCKETS[1:], SIZE_FLOORS[1:], strict=True)))
+    )
+    return f"CASE WHEN {seats} IS NULL THEN 'unknown' {whens} ELSE '{SIZE_BUCKETS[0]}' END"
+
+
+def outcomes_by_size(con: Con, since: datetime | None, until: datetime | None) -> pl.DataFrame:
+    """Referrals created in [since, until) per customer size bucket, outcome and reason
+    (``size_bucket, outcome, reason, customers``), counted in DuckDB."""
+    cond, params = state.period(since, until, "r.created_at")
+    return state.query(
+        con,
+        f"""
+        SELECT {size_case("c.seats")} AS size_bucket, r.outcome, r.reason,
+               count(*) AS customers
+        FROM referrals r LEFT JOIN customers c USING (tenant_id)
+        WHERE {cond}
+        GROUP BY ALL ORDER BY ALL
+        """,
+        params,
+    )
 
 
 def referral_dates(con: Con) -> tuple[date | None, date | None]:

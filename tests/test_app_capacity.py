@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
+import polars as pl
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from engine.coverage import split_cover
 from engine.rules import load_rules
-from store.capacity import fills_up
+from engine.sizes import SIZE_BUCKETS
+from store.capacity import coverage, fills_up, split_cover_inputs
 from store.commits import simulate_stored
 from store.db import connect
 from store.state import partner_names
@@ -209,3 +213,78 @@ def test_a_pause_ends_by_itself_on_its_date(intake_db: Path, monkeypatch) -> Non
     monkeypatch.setenv("FRP_NOW", "2026-12-01")
     at = open_page(PAGE)
     assert metrics(at)["Paused"] == "0"
+
+
+# --- Customer size and split coverage (#13) --------------------------------------------------
+
+
+def _dataset_rows(chart) -> list[dict]:
+    """The rows a chart ships to the browser (Arrow IPC, one dataset per chart here)."""
+    rows: list[dict] = []
+    for d in chart.proto.datasets:
+        rows += pl.read_ipc_stream(io.BytesIO(d.data.data)).to_dicts()
+    return rows
+
+
+def test_the_coverage_maps_count_the_backlog_of_one_size(demo_db: Path, at: AppTest) -> None:
+    eligible = tuple(load_rules().eligible_workloads)
+    con = connect(demo_db)
+    try:
+        every = coverage(con.cursor(), "country", eligible)
+        sized = {s: coverage(con.cursor(), "country", eligible, s) for s in SIZE_BUCKETS}
+        (m_seats,) = con.execute(
+            "SELECT count(*) FROM customers WHERE in_ftcq AND seats >= 5000 AND seats < 10000 "
+            "AND list_contains(workloads, 'teams') AND country = 'DE'"
+        ).fetchone()
+    finally:
+        con.close()
+    # Each backlog customer counts in exactly one bucket.
+    assert sum(int(f["backlog"].sum()) for f in sized.values()) == int(every["backlog"].sum())
+    de_teams = sized["M"].filter((pl.col("key") == "DE") & (pl.col("workload") == "teams"))
+    assert de_teams["backlog"].to_list() == [m_seats]
+    at.selectbox(key="cap_size").set_value("M")
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="cap_size").value == "M"
+    rows = _rows_of(at, "Free seats by country and workload")
+    shown = {(r["key"], r["workload"]): r["backlog"] for r in rows}
+    assert shown[("DE", "teams")] == m_seats
+    assert sum(shown.values()) == int(sized["M"]["backlog"].sum())
+
+
+def _rows_of(at: AppTest, title: str) -> list[dict]:
+    for chart in at.get("vega_lite_chart"):
+        got = json.loads(chart.proto.spec).get("title")
+        if (got["text"] if isinstance(got, dict) else got) == title:
+            return _dataset_rows(chart)
+    raise AssertionError(f"no chart titled {title!r}")
+
+
+def test_the_split_toggle_marks_gaps_two_partners_cover(demo_db: Path, at: AppTest) -> None:
+    assert "Where a split of 2 covers a gap" not in chart_titles(at)
+    at.toggle(key="cap_split").set_value(True)
+    at.run()
+    assert not at.exception
+    assert "Where a split of 2 covers a gap" in chart_titles(at)
+    rows = _rows_of(at, "Where a split of 2 covers a gap")
+    con = connect(demo_db)
+    try:
+        partners, demand = split_cover_inputs(con.cursor())
+    finally:
+        con.close()
+    rules = load_rules()
+    cells = split_cover(partners, demand, rules.eligible_workloads, 2)
+    expected = cells.filter(pl.col("cover") != "one partner")
+    assert {(r["key"], r["workload_set"], r["cover"]) for r in rows} == set(
+        expected.select("country", "workload_set", "cover").iter_rows()
+    )
+    helped = expected.filter(pl.col("cover") == "split of 2")
+    assert helped.height > 0
+    # Each marked cell: no partner of the country covers the set alone, two together do.
+    country, wanted = helped.row(0)[0], helped.row(0)[1].split("+")
+    serving = partners.filter(pl.col("countries").list.contains(country))
+    covers = [set(w) for w in serving["workloads"].to_list()]
+    assert not any(set(wanted) <= c for c in covers)
+    assert any(set(wanted) <= a | b for a in covers for b in covers)
+    said = [m.value for m in at.markdown if "no single partner covers" in m.value]
+    assert said and f"{int(helped['customers'].sum()):,} backlog customer" in said[0]

@@ -9,9 +9,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from engine.rules import load_rules
+from engine.sizes import SIZE_BUCKETS
 from store.commits import simulate_stored
 from store.db import connect, open_db
-from tests.app_helpers import ROOT, chart_titles, open_app, open_page, row
+from tests.app_helpers import ROOT, chart_titles, open_app, open_page, row, rows
 
 PAGE = "pages/fairness.py"
 
@@ -197,3 +198,52 @@ def test_each_jain_index_is_named_and_explained_apart(at: AppTest) -> None:
     helps = {m.label: m.help for m in at.metric}
     assert "Not the monthly index" in helps["Jain's index of utilisation now"]
     assert any("headline Jain's index" in c.value for c in at.caption)
+
+
+# --- Customer size (#13) ---------------------------------------------------------------------
+
+
+def test_committed_referrals_break_down_by_size(demo_db: Path, at: AppTest) -> None:
+    assert "CSS fallback rate by customer size" in chart_titles(at)
+    (table,) = [d.value for d in at.dataframe if "size_bucket" in d.value.columns]
+    by_db = dict(
+        rows(
+            demo_db,
+            "SELECT CASE WHEN c.seats >= 10000 THEN 'L' WHEN c.seats >= 5000 THEN 'M' "
+            "WHEN c.seats >= 500 THEN 'S' ELSE 'XS' END, count(*) "
+            "FROM referrals r JOIN customers c USING (tenant_id) GROUP BY 1",
+        )
+    )
+    assert dict(zip(table["size_bucket"], table["customers"], strict=True)) == by_db
+    assert list(table["size_bucket"]) == [b for b in SIZE_BUCKETS if b in by_db]  # in order
+    (m_css,) = row(
+        demo_db,
+        "SELECT count(*) FROM referrals r JOIN customers c USING (tenant_id) "
+        "WHERE c.seats >= 5000 AND c.seats < 10000 AND r.outcome = 'css'",
+    )
+    assert table[table["size_bucket"] == "M"]["css"].iloc[0] == m_css
+    at.selectbox(key="fair_size").set_value("M")
+    at.run()
+    assert not at.exception
+    assert "Why customers went to CSS (size M)" in chart_titles(at)
+
+
+def test_a_split_simulation_breaks_down_by_size_once_per_customer(demo_db: Path) -> None:
+    con = connect(demo_db)
+    try:
+        sim, _ = simulate_stored(con, load_rules().replace(max_partners_per_customer=2), "weighted")
+    finally:
+        con.close()
+    assert sim.part_counts()["split_customers"] > 0
+    app = AppTest.from_file(str(ROOT / PAGE), default_timeout=60)
+    app.session_state["latest_simulations"] = {"weighted · split 2": sim}
+    app.run()
+    app.radio(key="fair_source").set_value("Simulation: weighted · split 2").run()
+    assert not app.exception
+    (table,) = [d.value for d in app.dataframe if "size_bucket" in d.value.columns]
+    assert table["customers"].sum() == sim.rows.height  # a split customer counts once
+    assert table["placed"].sum() == sim.placed
+    sizes = sim.detail.group_by("size").len()
+    assert dict(zip(table["size_bucket"], table["customers"], strict=True)) == dict(
+        sizes.iter_rows()
+    )

@@ -11,14 +11,17 @@ from streamlit.testing.v1 import AppTest
 
 from engine.cohorts import synthetic_cohort
 from engine.columns import LIST_SEPARATOR
+from engine.explain import explain
 from engine.fairness import report_for
-from engine.reasons import CSS_REASONS
+from engine.reasons import CSS_REASONS, Policy, Reason
 from engine.rules import load_rules, to_toml
 from store.commits import simulate_stored
 from store.db import connect
-from tests.app_helpers import open_app, run_simulation, value
+from tests.app_helpers import chart_titles, open_app, run_simulation, value
 from ui.db import RULES_KEY
-from ui.simulation import LATEST_KEY, result_bytes
+from ui.simulation import LATEST_KEY, RUN_KEY, SPLITS, freshness, result_bytes
+from ui.simulation.commit import SPLIT_REFUSED
+from ui.simulation.comparison import css_by_reason
 from ui.uploads import read_upload, template_csv
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")
@@ -286,3 +289,101 @@ def test_a_file_with_bad_rows_can_be_simulated_without_them_but_not_committed(
     assert any("2 bad rows left out" in c.value for c in at.caption)
     assert not [b for b in at.button if b.label == "Commit"]
     assert any("what-if only" in i.value for i in at.info)
+
+
+# --- Split by workload (#13) -----------------------------------------------------------------
+
+
+def run_splits(at: AppTest, policies: list[str], splits: list[int]) -> AppTest:
+    at.multiselect(key="splits").set_value(splits)
+    return run_simulation(at, policies)
+
+
+def test_split_settings_are_compared_side_by_side_like_policies(demo_db: Path) -> None:
+    at = run_splits(open_page(), ["round-robin"], [1, 2, 3])
+    table = comparison_table(at)
+    names = ["round-robin · split off", "round-robin · split 2", "round-robin · split 3"]
+    assert list(table["policy"]) == names
+    assert list(table["split"]) == ["split off", "split 2", "split 3"]
+    sims = at.session_state[LATEST_KEY]
+    assert list(sims) == names
+    for i, limit in enumerate([1, 2, 3]):
+        expected = direct(demo_db, "round-robin", max_partners_per_customer=limit)
+        row = table.iloc[i]
+        assert row["placed"] == expected.placed
+        assert row["split_customers"] == expected.part_counts()["split_customers"]
+        assert row["partner_parts"] == expected.part_counts()["partner_parts"]
+        assert row["customers"] == expected.rows.height  # a customer once, however split
+        assert sims[names[i]].rules.max_partners_per_customer == limit
+    assert table.iloc[1]["placed"] > table.iloc[0]["placed"]  # a split places more
+    assert table.iloc[1]["split_customers"] > 0 and table.iloc[0]["split_customers"] == 0
+    cards = [m.value for m in at.markdown if m.value.startswith("**Round robin")]
+    assert cards == [f"**{Policy.ROUND_ROBIN.words} · {s}**" for s in SPLITS.values()]
+    assert "Customers sent to CSS queues, by reason" in chart_titles(at)
+
+
+def test_the_css_chart_counts_css_workloads_as_a_reason(demo_db: Path) -> None:
+    at = open_page()
+    at.session_state[RULES_KEY] = to_toml(load_rules().replace(css_workloads=["defender"]))
+    run_splits(at, ["round-robin"], [1, 2])
+    sims = at.session_state[LATEST_KEY]
+    frame = css_by_reason(at.session_state[RUN_KEY])
+    words = Reason.CSS_WORKLOAD.words
+    for name, sim in sims.items():
+        got = frame.filter((pl.col("policy") == name) & (pl.col("reason") == words))
+        expected = sim.counts()["css_workload"] + sim.part_counts()["css_parts"]
+        assert got["customers"].to_list() == [expected] and expected > 0
+        row = comparison_table(at).set_index("policy").loc[name]
+        assert row["css_workload"] == expected and row["css_parts"] > 0
+
+
+def test_the_split_settings_are_part_of_the_inputs_a_run_is_computed_from(
+    demo_db: Path,
+) -> None:
+    at = run_splits(open_page(), ["round-robin"], [1])
+    then = at.session_state[RUN_KEY].key
+    assert then["splits"] == "1"
+    # The form holds its widgets until it is submitted; the key of the new inputs differs
+    # only in the split settings, which the out-of-date note names.
+    now = {**then, "splits": "1,2"}
+    assert freshness.changed(then, now) == ["the split settings"]
+    run_splits(at, ["round-robin"], [1, 2])
+    assert at.session_state[RUN_KEY].key == now
+    assert not [w for w in at.warning if "Out of date" in w.value]
+    assert len(at.session_state[LATEST_KEY]) == 2
+
+
+def test_a_run_that_can_split_is_not_committed(demo_db: Path) -> None:
+    before = referral_count(demo_db)
+    at = run_splits(open_page(), ["round-robin"], [1, 2])
+    at.selectbox(key="commit_policy").set_value("round-robin · split 2")
+    at.checkbox(key="commit_confirm").check()
+    at.run()
+    assert SPLIT_REFUSED in [w.value for w in at.warning]
+    assert at.button(key="commit_button").disabled
+    at.selectbox(key="commit_policy").set_value("round-robin · split off")
+    at.run()
+    assert SPLIT_REFUSED not in [w.value for w in at.warning]
+    assert not at.button(key="commit_button").disabled
+    assert referral_count(demo_db) == before
+
+
+def test_the_why_panel_shows_a_split_customers_parts(demo_db: Path) -> None:
+    at = run_splits(open_page(), ["round-robin"], [2])
+    sim = at.session_state[LATEST_KEY]["round-robin"]
+    assert sim.parts is not None
+    row = sim.parts.filter(pl.col("part") == 2)["row"][0]
+    tenant = sim.rows["tenant_id"][row]
+    at.selectbox(key="why_tenant").set_value(tenant)
+    at.run()
+    assert not at.exception
+    e = explain(sim, tenant)
+    assert e.split and len(e.parts) >= 2
+    steps = [m.value for m in at.markdown if m.value.startswith("**")]
+    titles = [s.split("**")[1] for s in steps if s[2].isdigit()]
+    assert titles[-1].endswith("Parts") and "Selection" not in " ".join(titles)
+    (parts,) = [d.value for d in at.dataframe if "why" in d.value.columns]
+    assert list(parts["part"]) == [p.part for p in e.parts]
+    assert list(parts["workloads"]) == [", ".join(p.workloads) for p in e.parts]
+    assert [p.split("·")[0].strip() for p in parts["partner"]] == [p.partner_id for p in e.parts]
+    assert all(w.startswith("covers ") for w in parts["why"])

@@ -10,6 +10,9 @@ import polars as pl
 import streamlit as st
 
 import store.capacity
+from engine.coverage import NO_COVER, ONE_PARTNER, split_cover
+from engine.rules import Rules
+from engine.sizes import SIZE_BUCKETS
 from store import state
 from ui import charts, db, privacy
 from ui import labels as human
@@ -118,19 +121,40 @@ def paused_list(paused: pl.DataFrame) -> None:
         )
 
 
+#: The size selector's choices: every size, then each bucket (docs/domain.md, "Customer size").
+SIZE_CHOICES: list[str | None] = [None, *SIZE_BUCKETS]
+
+
 def coverage() -> None:
-    """Country x workload and language x workload heatmaps, with the gaps listed."""
+    """Country x workload and language x workload heatmaps, with the gaps listed; the
+    backlog of one size bucket; where a split would cover what no single partner does."""
     st.caption(
         "Every cell counts the Referral Ready partners serving that country (or speaking that "
         "language) and covering that workload; a partner serving several countries counts in "
         "each. **no partner** marks a gap nobody covers; **full** means partners exist but have "
         "no free seat. The filters above do not apply here."
     )
-    eligible = tuple(db.active_rules().eligible_workloads)
+    rules = db.active_rules()
+    eligible = tuple(rules.eligible_workloads)
+    c1, c2 = st.columns([1, 2])
+    size = c1.selectbox(
+        "Backlog of size",
+        SIZE_CHOICES,
+        format_func=lambda s: "Every size" if s is None else f"{s} ({human.size_words(s)})",
+        key="cap_size",
+        help="Count only the backlog customers of this size bucket (from their seats). "
+        "Partners take every size.",
+    )
+    split = c2.toggle(
+        "With a split of 2",
+        key="cap_split",
+        help="Mark the sets of workloads customers ask for together that no single partner "
+        "covers in their country, but two partners together do",
+    )
     tabs = st.tabs(["Country × workload", "Language × workload"])
     for tab, by in zip(tabs, ("country", "language"), strict=True):
         key_title = by.capitalize()
-        cells = view(store.capacity.coverage, by, eligible)
+        cells = view(store.capacity.coverage, by, eligible, size)
         gaps = cells.filter(pl.col("status") != "room")
         tab.altair_chart(
             charts.coverage_heatmap(cells, key_title, f"Free seats by {by} and workload"),
@@ -144,6 +168,38 @@ def coverage() -> None:
                 hide_index=True,
                 column_config={"label": key_title, "backlog": "Backlog asking for it"},
             )
+    if split:
+        split_gaps(rules, size)
+
+
+def split_gaps(rules: Rules, size: str | None, limit: int = 2) -> None:
+    """The (country, workloads asked together) cells of the backlog no single partner
+    covers: those a split across ``limit`` partners would cover, and those nobody does."""
+    partners, demand = view(store.capacity.split_cover_inputs, size)
+    matched = [w for w in rules.eligible_workloads if w not in rules.css_workloads]
+    cells = store.capacity.with_labels(
+        split_cover(partners, demand, matched, limit).rename({"country": "key"}), "country"
+    ).filter(pl.col("cover") != ONE_PARTNER)
+    helped = cells.filter(pl.col("cover") != NO_COVER)
+    st.markdown(
+        f"**{human.plural(int(helped['customers'].sum()), 'backlog customer')}** ask for "
+        f"workloads no single partner covers in their country but {limit} partners together "
+        f"do ({human.plural(helped.height, 'cell')}); "
+        f"{human.plural(int(cells['customers'].sum()) - int(helped['customers'].sum()), 'other')}"
+        " have no cover even split."
+    )
+    if cells.height == 0:
+        st.success("Every set of workloads the backlog asks for has a single partner.")
+        return
+    st.altair_chart(
+        charts.split_cover_map(cells, f"Where a split of {limit} covers a gap"), width="stretch"
+    )
+    with st.expander(f"Cells: {cells.height} without a single partner"):
+        human.table(
+            cells.sort(["cover", "customers"], descending=[False, True]).select(
+                pl.col("label").alias("country"), "workload_set", "cover", "customers"
+            )
+        )
 
 
 def headroom(backlog: int) -> None:

@@ -439,3 +439,33 @@ def utilisation_before_after(frame: pl.DataFrame, policy: str) -> alt.Chart:
             ],
         )
     )
+
+
+def split_cover_map(cells: pl.DataFrame, title: str) -> alt.Chart:
+    """Country x set of workloads asked together, for the sets no single partner covers:
+    green where a split would, light red where nobody does (words in the cell).
+
+    ``cells``: ``label, workload_set, customers, cover`` (engine.coverage.split_cover).
+    """
+    domain = sorted(cells["cover"].unique().to_list())
+    colours = [GAP if c == "no cover" else GREEN for c in domain]
+    base = alt.Chart(cells).encode(
+        x=alt.X("workload_set:N", title="Workloads asked together", axis=alt.Axis(labelAngle=-40)),
+        y=alt.Y("label:N", title="Country", sort="ascending", axis=alt.Axis(labelLimit=220)),
+        tooltip=[
+            alt.Tooltip("label:N", title="Country"),
+            alt.Tooltip("workload_set:N", title="Workloads asked together"),
+            alt.Tooltip("cover:N", title="Coverage"),
+            alt.Tooltip("customers:Q", title="Backlog customers", format=","),
+        ],
+    )
+    rect = base.mark_rect(stroke="white").encode(
+        color=alt.Color(
+            "cover:N",
+            title="Coverage",
+            scale=alt.Scale(domain=domain, range=colours),
+            legend=alt.Legend(orient="top", symbolType="square", symbolSize=200),
+        )
+    )
+    text = base.mark_text(fontSize=11, color="#333333").encode(text=alt.Text("customers:Q"))
+    return alt.layer(rect, text, title=title).properties(height=ROWS)

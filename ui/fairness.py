@@ -15,7 +15,9 @@ import polars as pl
 import streamlit as st
 
 from engine.fairness import CSS_RATE_DIMENSIONS, FairnessReport, report_for, verdict
-from engine.reasons import Reason
+from engine.reasons import Outcome, Reason
+from engine.simulation import REASONS, Simulation
+from engine.sizes import SIZE_BUCKETS
 from store.capacity import utilisation_bins, with_labels
 from store.fairness import deviation_extremes, partner_deviation, pool_labels
 from ui import charts
@@ -318,3 +320,107 @@ def responses(frame: pl.DataFrame | None, names: pl.DataFrame, shown: int = 15) 
                 "acceptance_rate": st.column_config.ProgressColumn("acceptance rate", **PERCENT)
             },
         )
+
+
+# --- Customer size (docs/domain.md, "Customer size") -------------------------------------
+
+
+def simulated_by_size(sim: Simulation) -> pl.DataFrame:
+    """A simulation's customers per size bucket, outcome and reason (``size_bucket,
+    outcome, reason, customers``), as ``store.fairness.outcomes_by_size`` gives committed
+    referrals: one customer once, however many parts it has."""
+    placed = sim.rows.get_column("chosen").is_not_null()
+    return (
+        pl.DataFrame(
+            {
+                "size_bucket": sim.detail.get_column("size"),
+                "outcome": placed.replace_strict(
+                    {True: Outcome.FRP.value, False: Outcome.CSS.value}, return_dtype=pl.String
+                ),
+                "reason": REASONS.gather(sim.rows.get_column("reason")),
+            }
+        )
+        .group_by("size_bucket", "outcome", "reason")
+        .agg(pl.len().cast(pl.Int64).alias("customers"))
+        .sort("size_bucket", "outcome", "reason")
+    )
+
+
+def size_rates(by_size: pl.DataFrame) -> pl.DataFrame:
+    """Per size bucket, in bucket order: customers, placed, CSS and the CSS rate (``label``
+    names the bucket with its seats, for the rate chart)."""
+    order = {b: i for i, b in enumerate((*SIZE_BUCKETS, "unknown"))}
+    css = pl.col("outcome") == Outcome.CSS.value
+    return (
+        by_size.group_by("size_bucket")
+        .agg(
+            pl.col("customers").sum().alias("customers"),
+            pl.col("customers").filter(~css).sum().alias("placed"),
+            pl.col("customers").filter(css).sum().alias("css"),
+        )
+        .with_columns(
+            (pl.col("css") / pl.col("customers")).alias("css_rate"),
+            pl.col("size_bucket")
+            .map_elements(_bucket_label, return_dtype=pl.String)
+            .alias("label"),
+        )
+        .sort(pl.col("size_bucket").replace_strict(order, default=len(order)))
+        .select("size_bucket", "label", "customers", "placed", "css", "css_rate")
+    )
+
+
+def size_reasons(by_size: pl.DataFrame, size: str | None) -> pl.DataFrame:
+    """CSS customers of one bucket (None: every bucket) per reason, as the reason chart
+    takes them (``key, css, share, words``)."""
+    rows = by_size.filter(pl.col("outcome") == Outcome.CSS.value)
+    if size is not None:
+        rows = rows.filter(pl.col("size_bucket") == size)
+    total = int(rows.get_column("customers").sum())
+    return (
+        rows.group_by(pl.col("reason").alias("key"))
+        .agg(pl.col("customers").sum().cast(pl.Int64).alias("css"))
+        .with_columns(
+            (pl.col("css") / total if total else pl.lit(0.0)).alias("share"),
+            pl.col("key").replace_strict(human.REASONS, default=pl.col("key")).alias("words"),
+        )
+        .sort(["css", "key"], descending=[True, False])
+    )
+
+
+def by_size(frame: pl.DataFrame) -> None:
+    """Placements and CSS fallback per customer size bucket, and why one bucket's
+    customers went to CSS."""
+    rates = size_rates(frame)
+    if rates.height == 0:
+        st.info("No customers in this period.")
+        return
+    left, right = st.columns(2)
+    with left:
+        st.altair_chart(
+            charts.css_rate_bars(rates, "Size", "CSS fallback rate by customer size"),
+            width="stretch",
+        )
+        human.table(rates.drop("label"))
+    with right:
+        size = st.selectbox(
+            "Customer size",
+            [None, *rates.get_column("size_bucket").to_list()],
+            format_func=lambda s: "Every size" if s is None else _bucket_label(s),
+            key="fair_size",
+        )
+        reasons = size_reasons(frame, size)
+        if reasons.height == 0:
+            st.success("No customer of this size went to CSS.")
+        else:
+            st.altair_chart(
+                charts.css_reason_bars(
+                    reasons,
+                    "Why customers went to CSS" + ("" if size is None else f" (size {size})"),
+                ),
+                width="stretch",
+            )
+    st.caption(f"Size buckets by seats: {human.SIZE_WORDS}.")
+
+
+def _bucket_label(size: str) -> str:
+    return f"{size} ({human.size_words(size)})" if size in SIZE_BUCKETS else size

@@ -16,9 +16,21 @@ import polars as pl
 import streamlit as st
 
 from engine.reasons import DECLINE_REASONS, FTOP_TASK_ID, FTOP_TASK_NAME, Reason
+from engine.sizes import SIZE_BOUNDS
 
 #: The decline reason an expiry records (``store.lifecycle.NO_RESPONSE``).
 NO_RESPONSE = "no_response"
+
+
+def size_words(size: str) -> str:
+    """One bucket's seats in words ("500–4,999 seats")."""
+    lo, hi = SIZE_BOUNDS[size]
+    return f"{lo:,}–{hi:,} seats" if hi is not None else f"{lo:,} seats and more"
+
+
+#: The size buckets and their seats, in words ("XS 150–499 seats, S 500–4,999 seats, ...").
+SIZE_WORDS = ", ".join(f"{b} {size_words(b)}" for b in SIZE_BOUNDS)
+
 
 #: Reason codes, and decline reasons, in words.
 REASONS: dict[str, str] = {
@@ -76,6 +88,16 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "acceptance_rate": ("Acceptance rate", "accepted / (accepted + declined + expired)"),
     "jain": ("Jain's index", "Evenness of utilisation: 1 = all partners equally used"),
     "gini": ("Gini", "Inequality of utilisation: 0 = all partners equally used"),
+    # Split by workload (docs/domain.md, "Split by workload") and customer size.
+    "split": ("Split", "Up to how many partners may share one customer, by workload"),
+    "split_customers": ("Split customers", "Customers served by two or three partners"),
+    "partner_parts": ("Partner parts", "Referrals to partners: one per part of a customer"),
+    "css_parts": ("CSS parts", "Placed customers' workloads that CSS always delivers"),
+    "part": ("Part", "The part of the customer: 1, 2, ..."),
+    "why": ("Why", "Why this part went where it went"),
+    "size_bucket": ("Size", "Customer size from seats: " + SIZE_WORDS),
+    "workload_set": ("Workloads asked", "The eligible workloads customers ask for together"),
+    "cover": ("Coverage", "Whether one partner, a split or nobody covers the workloads"),
 }
 
 #: Columns shown as percentages; other decimals show one place.
@@ -174,6 +196,9 @@ GLOSSARY: dict[str, str] = {
     "has it all) to 1 (perfectly even). The headline uses utilisation now; the monthly "
     "chart uses each month's new referrals per seat of capacity.",
     "Gini": "Inequality, from 0 (all equal) to 1 (one partner has it all).",
+    "Split": "A customer no single partner with room can take is shared, by workload, by "
+    "up to 2 or 3 partners (split 2, split 3); each part is a referral of its own.",
+    "Size": f"A customer's size bucket, from its seats: {SIZE_WORDS}.",
     "frp import": "The command line's import (`frp import partners|customers FILE`); the "
     "Data page imports the same files and checks them the same way.",
 }

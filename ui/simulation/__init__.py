@@ -8,8 +8,8 @@ and the database file must stay free for `frp` and other sessions meanwhile.
 
 - :mod:`ui.simulation.cohort`: choosing the cohort (backlog, upload, synthetic) and
   reading the stored inputs;
-- :mod:`ui.simulation.comparison`: the per-policy comparison and the frames of its CSS
-  and load charts (drawn by :mod:`ui.charts`);
+- :mod:`ui.simulation.comparison`: the per-run comparison (policy x split setting) and
+  the frames of its CSS and load charts (drawn by :mod:`ui.charts`);
 - :mod:`ui.simulation.why`: the per-customer table and one customer's decision, step
   by step;
 - :mod:`ui.simulation.results`: drawing a run (metrics, charts, emails, downloads);
@@ -19,14 +19,13 @@ and the database file must stay free for `frp` and other sessions meanwhile.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from engine.assign import simulate
 from engine.fairness import FairnessReport, report_for
 from engine.reasons import Policy, Reason
 from engine.rules import Rules
@@ -42,13 +41,19 @@ BASELINE_KEY = "simulate_baseline"
 COMMIT_KEY = "simulate_commit"
 
 POLICIES = [p.value for p in Policy]
+#: Split settings a run can be compared under (``max_partners_per_customer``), in words.
+SPLITS: dict[int, str] = {1: "split off", 2: "split 2", 3: "split 3"}
+#: Between a policy and its split setting in a run's name ("round-robin · split 2").
+_SPLIT_SEP = " · "
 
 PolicyProgress = Callable[[float, str], None]
 
 
 @dataclass(frozen=True)
 class SimulationRun:
-    """One press of "Run simulation": the cohort, the rules used and a result per policy."""
+    """One press of "Run simulation": the cohort, the rules used and a result per policy
+    and split setting. ``simulations`` is keyed by :func:`run_name`; each simulation holds
+    its own policy and rules (``Simulation.policy``, ``Simulation.rules``)."""
 
     cohort: pl.DataFrame  # as chosen, before customers with an open referral were left out
     source: str
@@ -62,8 +67,22 @@ class SimulationRun:
     key: Mapping[str, str] = field(default_factory=dict)
 
 
-def policy_words(policy: str) -> str:
-    return Policy(policy).words
+def run_name(policy: str, split: int, splits: Sequence[int]) -> str:
+    """The name of one run of a press: its policy, and its split setting when more than one
+    was chosen ("round-robin · split 2")."""
+    return policy if len(splits) < 2 else f"{policy}{_SPLIT_SEP}{SPLITS[split]}"
+
+
+def policy_words(name: str) -> str:
+    """A run's name in words: the policy's, then its split setting when the name has one."""
+    policy, _, split = name.partition(_SPLIT_SEP)
+    words = Policy(policy).words
+    return f"{words}{_SPLIT_SEP}{split}" if split else words
+
+
+def can_split(rules: Rules) -> bool:
+    """Whether a run under ``rules`` can make parts (docs/domain.md, "Split by workload")."""
+    return rules.max_partners_per_customer > 1 or bool(rules.css_workloads)
 
 
 def reason_words(reason: str) -> str:
@@ -81,26 +100,30 @@ def run_policies(
     overrides: Mapping[str, Any] | None = None,
     progress: PolicyProgress | None = None,
     key: Mapping[str, str] | None = None,
+    splits: Sequence[int] = (),
 ) -> SimulationRun:
-    """Simulate the ``prepared`` cohort under each policy, with no database connection:
-    the same engine call as ``store.commits.simulate_stored``, on inputs read already."""
+    """Simulate the ``prepared`` cohort under each policy and each split setting (``splits``:
+    values of ``max_partners_per_customer``; none: the rules' own), with no database
+    connection: ``Prepared.simulate``, the engine call every run on the store makes."""
     if not policies:
         raise ValueError("at least one policy")
+    limits = list(dict.fromkeys(splits)) or [rules.max_partners_per_customer]
+    runs = [(policy, limit) for limit in limits for policy in policies]
     sims: dict[str, Simulation] = {}
     reports: dict[str, FairnessReport] = {}
-    total = len(policies)
-    for i, policy in enumerate(policies):
+    total = len(runs)
+    for i, (policy, limit) in enumerate(runs):
+        name = run_name(policy, limit, limits)
 
-        def report(done: int, n: int, i: int = i, policy: str = policy) -> None:
+        def report(done: int, n: int, i: int = i, name: str = name) -> None:
             if progress is not None:
                 share = (i + (done / n if n else 1.0)) / total
-                progress(min(share, 1.0), f"{policy}: {done:,} of {n:,} customers")
+                progress(min(share, 1.0), f"{name}: {done:,} of {n:,} customers")
 
-        sim = simulate(
-            prepared.partners, prepared.cohort, rules, policy, today=prepared.today, progress=report
-        )
-        sims[policy] = sim
-        reports[policy] = report_for(sim)
+        ruled = rules.replace(max_partners_per_customer=limit)
+        sim = prepared.simulate(ruled, policy, report)
+        sims[name] = sim
+        reports[name] = report_for(sim)
     return SimulationRun(
         cohort=cohort,
         source=source,

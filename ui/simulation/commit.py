@@ -13,7 +13,14 @@ from store.commits import commit
 from store.errors import StoreError
 from ui import auth, db
 from ui.labels import plural
-from ui.simulation import COMMIT_KEY, SimulationRun, policy_words
+from ui.simulation import COMMIT_KEY, SimulationRun, can_split, policy_words
+
+#: Why a run whose rules can split is not committed (yet): the store keeps one referral
+#: per customer.
+SPLIT_REFUSED = (
+    "A run that splits customers (split 2 or 3, or CSS workloads) cannot be committed yet: "
+    "choose a run with split off to commit."
+)
 
 
 def show_commit(run: SimulationRun, stale: list[str] | None = None) -> None:
@@ -34,12 +41,19 @@ def show_commit(run: SimulationRun, stale: list[str] | None = None) -> None:
         )
         return
     n = run.prepared.cohort.height
-    policy = st.selectbox(
+    name = st.selectbox(
         "Policy to commit", list(run.simulations), format_func=policy_words, key="commit_policy"
     )
+    sim = run.simulations[name]
+    rules, policy = sim.rules, sim.policy.value  # the chosen run's own (its split setting)
+    # Until the store commits parts (one referral per part), a run that can split is for
+    # what-if only. Lift this refusal once the store does.
+    split_refused = can_split(rules)
+    if split_refused:
+        st.warning(SPLIT_REFUSED)
     confirmed = st.checkbox(
         f"I confirm: write referrals for the {plural(n, 'customer')} of the {run.source} "
-        f"under {policy}, open FTOP task 3186 for Gateway customers and queue the referral "
+        f"under {name}, open FTOP task 3186 for Gateway customers and queue the referral "
         "notifications.",
         key="commit_confirm",
     )
@@ -47,17 +61,21 @@ def show_commit(run: SimulationRun, stale: list[str] | None = None) -> None:
         st.caption("Only managers can commit; you can simulate and compare policies.")
     if stale:
         st.caption("Commit is off: the results above are out of date. Run the simulation again.")
+    blocked = bool(stale) or split_refused
     clicked = st.button(
-        "Commit", type="primary", disabled=not confirmed or bool(stale), key="commit_button"
+        "Commit",
+        type="primary",
+        disabled=not confirmed or blocked,
+        key="commit_button",
     )
-    if clicked and not stale and auth.require(auth.MANAGER, "commit referrals"):
+    if clicked and not blocked and auth.require(auth.MANAGER, "commit referrals"):
         try:
             with st.status("Committing…", expanded=True) as status:
                 bar = st.progress(0.0, text="re-running on the current state")
                 summary = db.write(  # re-run if another session committed meanwhile
                     lambda con: commit(
                         con,
-                        run.rules,
+                        rules,
                         policy,
                         run.cohort,
                         actor=auth.actor(),

@@ -1,5 +1,5 @@
-"""Comparing policies: the frames of one row per policy, CSS by reason, and partner load
-before and after.
+"""Comparing runs (a policy under a split setting): the frames of one row per run, CSS by
+reason, and partner load before and after.
 
 Frames are aggregated here before any chart sees them (a few hundred rows at most), since
 ``st.altair_chart`` ships every row to the browser; the charts drawing them are in
@@ -15,25 +15,33 @@ import streamlit as st
 
 from engine.reasons import CSS_REASONS, Reason
 from engine.simulation import Simulation
-from ui.simulation import SimulationRun
+from ui import labels as human
+from ui.simulation import SPLITS, SimulationRun
+
+#: The reasons the comparison counts: a new cohort's CSS reasons, then the CSS workloads
+#: (customers with workloads CSS always delivers: a CSS part, or sent there whole).
+COMPARED_REASONS: tuple[Reason, ...] = (*CSS_REASONS, Reason.CSS_WORKLOAD)
 
 #: Partners shown in the before/after load chart.
 TOP_PARTNERS = 20
 
 
 def comparison(run: SimulationRun) -> pl.DataFrame:
-    """One row per policy: placed, CSS by reason, Jain's index and utilisation."""
+    """One row per run: its split setting, placed, parts, CSS by reason, Jain's index and
+    utilisation. ``css_workload`` counts the customers with workloads CSS always delivers."""
     rows = []
-    for policy, sim in run.simulations.items():
-        rep = run.reports[policy]
-        counts = sim.counts()
+    for name, sim in run.simulations.items():
+        rep = run.reports[name]
         rows.append(
             {
-                "policy": policy,
-                "customers": rep.customers,
-                "placed": rep.placed,
-                "css": rep.css,
-                **{r.value: counts[r.value] for r in CSS_REASONS},
+                "policy": name,
+                "split": SPLITS[sim.rules.max_partners_per_customer],
+                # Customers, not rows: with a split a customer has a row per part.
+                "customers": sim.rows.height,
+                "placed": sim.placed,
+                **sim.part_counts(),
+                "css": sim.rows.height - sim.placed,
+                **css_counts(sim),
                 "jain": rep.jain,
                 "max_utilisation": rep.max_utilisation,
                 "mean_utilisation": rep.mean_utilisation,
@@ -42,17 +50,33 @@ def comparison(run: SimulationRun) -> pl.DataFrame:
     return pl.DataFrame(rows)
 
 
+def css_counts(sim: Simulation) -> dict[str, int]:
+    """Customers per reason of :data:`COMPARED_REASONS`; ``css_workload`` adds the placed
+    customers' CSS parts to the customers sent to CSS whole for it."""
+    counts = sim.counts()
+    counts[Reason.CSS_WORKLOAD.value] += sim.part_counts()["css_parts"]
+    return {r.value: counts[r.value] for r in COMPARED_REASONS}
+
+
 #: Short column headers for the comparison table, with the full words as help.
 COMPARISON_COLUMNS: dict[str, tuple[str, str]] = {
-    "policy": ("Policy", "Selection policy"),
+    "policy": ("Policy", "Selection policy (and split setting, when several were run)"),
+    "split": human.COLUMNS["split"],
     "customers": ("Customers", "Customers simulated"),
     "placed": ("Placed", "Customers referred to a partner"),
+    "split_customers": human.COLUMNS["split_customers"],
+    "partner_parts": human.COLUMNS["partner_parts"],
+    "css_parts": human.COLUMNS["css_parts"],
     "css": ("To CSS", "Customers sent to a CSS regional queue"),
     Reason.BELOW_SEAT_THRESHOLD.value: ("Small", Reason.BELOW_SEAT_THRESHOLD.words),
     Reason.NO_ELIGIBLE_WORKLOAD.value: ("No workload", Reason.NO_ELIGIBLE_WORKLOAD.words),
     Reason.NO_REFERRAL_CONSENT.value: ("No consent", Reason.NO_REFERRAL_CONSENT.words),
     Reason.NO_PARTNER_MATCH.value: ("No match", Reason.NO_PARTNER_MATCH.words),
     Reason.CAPACITY_EXHAUSTED.value: ("All full", Reason.CAPACITY_EXHAUSTED.words),
+    Reason.CSS_WORKLOAD.value: (
+        "CSS workloads",
+        "Customers with workloads CSS always delivers (a CSS part, or all to CSS)",
+    ),
     "jain": ("Jain", "Jain's index of utilisation after the run (1 = perfectly even)"),
     "max_utilisation": ("Max util.", "Utilisation of the busiest available partner after"),
     "mean_utilisation": ("Mean util.", "Mean utilisation of available partners after"),
@@ -67,7 +91,7 @@ def comparison_config() -> dict[str, Any]:
             config[key] = st.column_config.NumberColumn(label, help=words, format="%.3f")
         elif key.endswith("utilisation"):
             config[key] = st.column_config.NumberColumn(label, help=words, format="percent")
-        elif key == "policy":
+        elif key in ("policy", "split"):
             config[key] = st.column_config.TextColumn(label, help=words)
         else:
             config[key] = st.column_config.NumberColumn(label, help=words, format="localized")
@@ -77,6 +101,7 @@ def comparison_config() -> dict[str, Any]:
 #: What the before/after table compares, and how a person reads each number.
 _MEASURES = {
     "placed": ("Placed with partners", "{:,.0f}"),
+    "partner_parts": ("Referrals to partners (one per part)", "{:,.0f}"),
     "css": ("Sent to CSS", "{:,.0f}"),
     "jain": ("Jain's index of utilisation (1 = even)", "{:.3f}"),
     "max_utilisation": ("Busiest partner's utilisation", "{:.0%}"),
@@ -110,11 +135,11 @@ def before_after(before: SimulationRun, after: SimulationRun) -> pl.DataFrame:
 
 def css_by_reason(run: SimulationRun) -> pl.DataFrame:
     """Long frame (policy, reason, customers) of CSS outcomes, reasons in the order of
-    ``CSS_REASONS``, for the grouped bar chart."""
+    :data:`COMPARED_REASONS`, for the grouped bar chart (``policy``: the run's name)."""
     rows = [
-        {"policy": policy, "reason": r.words, "customers": sim.counts()[r.value]}
-        for policy, sim in run.simulations.items()
-        for r in CSS_REASONS
+        {"policy": name, "reason": r.words, "customers": css_counts(sim)[r.value]}
+        for name, sim in run.simulations.items()
+        for r in COMPARED_REASONS
     ]
     return pl.DataFrame(
         rows, schema={"policy": pl.String, "reason": pl.String, "customers": pl.Int64}

@@ -1,12 +1,13 @@
 """Whether the results on the Simulate page still answer the question on the page.
 
-A run is computed from the rules (the Data page's, plus this page's overrides), a cohort
-and a list of policies. Each of those can change after the run: a manager raises the
-minimum seats on the Data page, picks another cohort, or a commit empties the backlog.
-Results kept in the session would then show numbers that no longer hold, and committing
-them would write something else than what was shown. So a run carries the key of its
-inputs (:func:`inputs_key`); the page compares it with the key of the inputs as they are
-now, marks the results out of date and disables Commit until the simulation is run again.
+A run is computed from the rules (the Data page's, plus this page's overrides), a
+cohort, a list of policies and a list of split settings. Each of those can change after
+the run: a manager raises the minimum seats on the Data page, picks another cohort, or a
+commit empties the backlog. Results kept in the session would then show numbers that no
+longer hold, and committing them would write something else than what was shown. So a
+run carries the key of its inputs (:func:`inputs_key`); the page compares it with the
+key of the inputs as they are now, marks the results out of date and disables Commit
+until the simulation is run again.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ PARTS = {
     "overrides": "the rule overrides",
     "cohort": "the cohort",
     "policies": "the policies",
+    "splits": "the split settings",
 }
 
 InputsKey = Mapping[str, str]
@@ -39,6 +41,7 @@ def inputs_key(
     overrides: Sequence[object],
     cohort: str,
     policies: Sequence[str],
+    splits: Sequence[int] = (),
 ) -> dict[str, str]:
     """The inputs a run is computed from, one string per part of :data:`PARTS`.
 
@@ -50,6 +53,7 @@ def inputs_key(
         "overrides": repr(tuple(overrides)),
         "cohort": cohort,
         "policies": ",".join(policies),
+        "splits": ",".join(str(s) for s in splits),
     }
 
 

@@ -8,6 +8,7 @@ before it was simulated (``ui.simulation.cohort.read_inputs``), so everything dr
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import polars as pl
 import streamlit as st
@@ -100,43 +101,68 @@ def show_results(
     show_downloads(run, policy)
 
 
+#: Runs per row of metric cards (a few policies under three split settings wrap).
+CARDS_PER_ROW = 4
+
+
 def show_comparison(run: SimulationRun) -> None:
-    """The policies side by side: a card of metrics each (differences against the first),
-    the comparison table and the CSS chart."""
+    """The runs side by side (a policy under a split setting): a card of metrics each
+    (differences against the first), the comparison table and the CSS chart."""
     table = comparison(run)
     base = table.row(0, named=True)
-    for col, row in zip(st.columns(len(run.simulations)), table.iter_rows(named=True), strict=True):
-        with col.container(border=True):
-            st.markdown(f"**{policy_words(row['policy'])}**")
-            first = row["policy"] == base["policy"]
-            st.metric(
-                "Placed with partners",
-                f"{row['placed']:,}",
-                None if first else _delta(row["placed"] - base["placed"], "+,"),
-            )
-            st.metric(
-                "To CSS",
-                f"{row['css']:,}",
-                None if first else _delta(row["css"] - base["css"], "+,"),
-                delta_color="inverse",
-            )
-            st.metric(
-                "Jain's index",
-                f"{row['jain']:.3f}",
-                None if first else _delta(row["jain"] - base["jain"], "+.3f"),
-                help="1 = utilisation perfectly even across available partners",
-            )
-            st.metric(
-                "Max utilisation",
-                f"{row['max_utilisation']:.0%}",
-                None if first else _delta(row["max_utilisation"] - base["max_utilisation"], "+.0%"),
-                delta_color="inverse",
-                help="The busiest available partner after the run (active referrals / capacity)",
-            )
+    rows = list(table.iter_rows(named=True))
+    for start in range(0, len(rows), CARDS_PER_ROW):
+        shown = rows[start : start + CARDS_PER_ROW]
+        for col, row in zip(st.columns(min(len(rows), CARDS_PER_ROW)), shown, strict=False):
+            with col.container(border=True):
+                _card(row, base)
     if len(run.simulations) > 1:
         st.caption(f"Differences are against {base['policy']}.")
     st.dataframe(table, hide_index=True, column_config=comparison_config(), key="comparison")
     st.altair_chart(charts.css_reasons_by_policy(css_by_reason(run)), width="stretch")
+    if any(sim.by_part for sim in run.simulations.values()):
+        st.caption(
+            "With a split, a placed customer counts once however many partners share it; "
+            "**Partner parts** counts the referrals to partners. **CSS workloads** counts "
+            "the customers with workloads CSS always delivers, as a CSS part or whole."
+        )
+
+
+def _card(row: dict[str, Any], base: dict[str, Any]) -> None:
+    """One run's metrics, with its differences against ``base`` (the first run)."""
+    st.markdown(f"**{policy_words(row['policy'])}**")
+    first = row["policy"] == base["policy"]
+    st.metric(
+        "Placed with partners",
+        f"{row['placed']:,}",
+        None if first else _delta(row["placed"] - base["placed"], "+,"),
+    )
+    if row["split_customers"] or base["split_customers"]:
+        st.metric(
+            "Split across partners",
+            f"{row['split_customers']:,}",
+            None if first else _delta(row["split_customers"] - base["split_customers"], "+,"),
+            help=f"{row['partner_parts']:,} referrals to partners, one per part",
+        )
+    st.metric(
+        "To CSS",
+        f"{row['css']:,}",
+        None if first else _delta(row["css"] - base["css"], "+,"),
+        delta_color="inverse",
+    )
+    st.metric(
+        "Jain's index",
+        f"{row['jain']:.3f}",
+        None if first else _delta(row["jain"] - base["jain"], "+.3f"),
+        help="1 = utilisation perfectly even across available partners",
+    )
+    st.metric(
+        "Max utilisation",
+        f"{row['max_utilisation']:.0%}",
+        None if first else _delta(row["max_utilisation"] - base["max_utilisation"], "+.0%"),
+        delta_color="inverse",
+        help="The busiest available partner after the run (active referrals / capacity)",
+    )
 
 
 def show_load(run: SimulationRun, policy: str) -> None:
@@ -175,7 +201,8 @@ def show_customers(run: SimulationRun, policy: str) -> None:
         customers.head(TABLE_ROWS),
         key="customers_table",
     )
-    show_why(run, policy, customers["tenant_id"].head(TABLE_ROWS).to_list())
+    tenants = customers["tenant_id"].head(TABLE_ROWS).unique(maintain_order=True)  # parts
+    show_why(run, policy, tenants.to_list())
 
 
 def show_downloads(run: SimulationRun, policy: str) -> None:

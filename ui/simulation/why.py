@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from engine.explain import Capacity, Eligibility, Explanation, Matching, why_chosen
+from engine.explain import Capacity, Eligibility, Explanation, Matching, Part, why_chosen
 from engine.explain import explain as explain_decision
 from engine.reasons import Reason
 from engine.simulation import Simulation
@@ -31,13 +31,17 @@ def customer_table(run: SimulationRun, policy: str, reason: str | None = None) -
     )
     if reason:
         frame = frame.filter(pl.col("reason") == reason)
+    # With a split in the rules, a row per part: which part, and its own workloads.
+    parts = [pl.col("part"), pl.col("workloads").list.join(", ")] if "part" in frame.columns else []
     return frame.select(
         "tenant_id",
         "name",
+        *parts[:1],
         "outcome",
         "partner_id",
         "queue",
         pl.col("reason").replace_strict({r.value: r.words for r in Reason}).alias("reason"),
+        *parts[1:],
         "country",
         "language",
         "seats",
@@ -67,9 +71,12 @@ def explain(run: SimulationRun, policy: str, tenant_id: str) -> list[WhyStep]:
         return [*steps, WhyStep("Outcome", False, text)]
     names = dict(run.prepared.partners.select("partner_id", "name").iter_rows())
     steps.append(_matching(e, e.matching, names))
+    if e.capacity is not None:
+        steps.append(_capacity(sim, e, e.matching, e.capacity, names))
+    if e.split:
+        return [*steps, _parts(e, names)]
     if e.capacity is None:
         return [*steps, WhyStep("Outcome", False, f"No partner matches: sent to **{e.queue}**.")]
-    steps.append(_capacity(sim, e, e.matching, e.capacity, names))
     if e.selection is None:
         text = f"No matching partner had room: sent to **{e.queue}**."
         return [*steps, WhyStep("Outcome", False, text)]
@@ -79,7 +86,52 @@ def explain(run: SimulationRun, policy: str, tenant_id: str) -> list[WhyStep]:
         f"{why_chosen(e.policy, chosen)}. "
         f"PSM {chosen.psm_email} is named on the referral."
     )
-    return [*steps, WhyStep("Selection", True, text)]
+    steps.append(WhyStep("Selection", True, text))
+    return [*steps, _parts(e, names)] if e.parts else steps
+
+
+def _parts(e: Explanation, names: dict[str, str]) -> WhyStep:
+    """A customer served in parts: each part's partner (or CSS queue), its workloads and
+    why it went there, from the explanation's recorded parts."""
+    rows = [
+        {
+            "part": p.part,
+            "partner": named(p.partner_id, names) if p.partner_id else p.queue,
+            "workloads": ", ".join(p.workloads),
+            "why": part_why(e, p),
+        }
+        for p in e.parts
+    ]
+    partners = [p for p in e.parts if p.partner_id is not None]
+    css = [p for p in e.parts if p.partner_id is None]
+    if e.split:
+        text = (
+            f"No single partner with room covers every workload: split by workload across "
+            f"{len(partners)} partners, each taken by the greedy cover (the most uncovered "
+            "workloads first)."
+        )
+    else:
+        text = "One partner takes the workloads partners deliver."
+    if css:
+        text += f" CSS always delivers {', '.join(css[0].workloads)}: a part in **{css[0].queue}**."
+    return WhyStep("Parts", True, text, pl.DataFrame(rows))
+
+
+def part_why(e: Explanation, part: Part) -> str:
+    """Why one part went where it went, in words."""
+    if part.partner_id is None:
+        return f"{reason_words(Reason.CSS_WORKLOAD.value)} (CSS workloads in the rules)"
+    if part.gain is None or part.uncovered is None:
+        return f"chosen under {e.policy.value} (see Selection)"
+    turn = (
+        "never assigned before"
+        if part.previous_turn is None
+        else f"last assigned at turn {part.previous_turn}"
+    )
+    return (
+        f"covers {part.gain} of {part.uncovered} uncovered workloads, the most of the "
+        f"partners with room; {turn}"
+    )
 
 
 def _eligibility(el: Eligibility) -> WhyStep:
