@@ -411,7 +411,8 @@ def _remind(con: duckdb.DuckDBPyConnection, rules: Rules, at: datetime) -> tuple
         con,
         f"""
         SELECT r.referral_id, r.tenant_id, c.name AS customer_name,
-               c.contact_email AS customer_email, r.eligible_workloads, r.partner_id,
+               c.contact_email AS customer_email,
+               coalesce(r.workloads, r.eligible_workloads) AS eligible_workloads, r.partner_id,
                p.name AS partner_name, p.contact_email AS partner_email, r.psm_name,
                r.psm_email, c.language, c.country, r.created_at
         FROM referrals r JOIN customers c USING (tenant_id) JOIN partners p USING (partner_id)
