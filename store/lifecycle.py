@@ -75,15 +75,34 @@ def _outcome(summary: CommitSummary) -> str:
     return "to its CSS queue (" + ", ".join(reasons) + ")"
 
 
-def _open_referral(con: duckdb.DuckDBPyConnection, tenant_id: str) -> dict:
+def _open_referral(
+    con: duckdb.DuckDBPyConnection, tenant_id: str, partner_id: str | None = None
+) -> dict:
+    """The customer's open partner referral (to ``partner_id``, for a customer split
+    across partners, which must then be named)."""
     rows = state.query(
         con,
-        "SELECT r.referral_id, r.partner_id, r.status, r.run_id, runs.policy "
+        "SELECT r.referral_id, r.partner_id, r.status, r.run_id, runs.policy, "
+        "coalesce(r.workloads, r.eligible_workloads) AS workloads "
         "FROM referrals r LEFT JOIN runs USING (run_id) "
         f"WHERE r.tenant_id = ? AND r.outcome = 'frp' AND r.status IN {OPEN_SQL} "
         "ORDER BY r.referral_id DESC",
         [tenant_id],
     )
+    if partner_id is not None:
+        others = rows["partner_id"].to_list()
+        rows = rows.filter(pl.col("partner_id") == partner_id)
+        if rows.height == 0 and others:
+            raise StoreError(
+                f"{tenant_id} has no open referral to {partner_id} (open with: "
+                + ", ".join(others)
+                + ")"
+            )
+    if rows.height > 1:
+        raise StoreError(
+            f"{tenant_id} is split across partners ({', '.join(rows['partner_id'].to_list())}):"
+            " name the partner whose part this is (--partner)"
+        )
     if rows.height == 0:
         known = state.scalar(con, "SELECT count(*) FROM customers WHERE tenant_id = ?", [tenant_id])
         what = "has no open referral to a partner" if known else "is not a known customer"
@@ -129,9 +148,15 @@ def _set_status(
     audit(con, actor, action, tenant_id, json.dumps(details))
 
 
-def accept(con: duckdb.DuckDBPyConnection, tenant_id: str, *, actor: str = "cli") -> Change:
+def accept(
+    con: duckdb.DuckDBPyConnection,
+    tenant_id: str,
+    *,
+    actor: str = "cli",
+    partner_id: str | None = None,
+) -> Change:
     with transaction(con):
-        ref = _open_referral(con, tenant_id)
+        ref = _open_referral(con, tenant_id, partner_id)
         if ref["status"] != "active":
             raise StoreError(
                 f"{tenant_id}: referral {ref['referral_id']} is already {ref['status']}"
@@ -141,11 +166,16 @@ def accept(con: duckdb.DuckDBPyConnection, tenant_id: str, *, actor: str = "cli"
 
 
 def complete(
-    con: duckdb.DuckDBPyConnection, tenant_id: str, rules: Rules, *, actor: str = "cli"
+    con: duckdb.DuckDBPyConnection,
+    tenant_id: str,
+    rules: Rules,
+    *,
+    actor: str = "cli",
+    partner_id: str | None = None,
 ) -> Change:
     """The partner finished onboarding: its seat is free (and held customers may take it)."""
     with transaction(con):
-        ref = _open_referral(con, tenant_id)
+        ref = _open_referral(con, tenant_id, partner_id)
         _set_status(con, ref, tenant_id, "completed", actor, "referral_complete")
         drained = _place_held(con, rules, actor)
     return _change(ref, tenant_id, "completed", drained=drained)
@@ -158,17 +188,19 @@ def decline(
     rules: Rules,
     *,
     actor: str = "cli",
+    partner_id: str | None = None,
 ) -> Change:
-    """Record the decline and re-assign the customer by its run's policy, in one transaction."""
+    """Record the decline and re-assign the customer (a split customer: the declined
+    part's workloads only) by its run's policy, in one transaction."""
     if reason not in DECLINE_REASONS:
         raise StoreError(f"decline reason {reason!r} is not one of: " + ", ".join(DECLINE_REASONS))
     with transaction(con):
-        ref = _open_referral(con, tenant_id)
+        ref = _open_referral(con, tenant_id, partner_id)
         _set_status(con, ref, tenant_id, "declined", actor, "referral_decline", reason)
         _end_access(con)
         ended = pl.DataFrame(
-            {"tenant_id": [tenant_id], "policy": [ref["policy"]]},
-            schema={"tenant_id": pl.String, "policy": pl.String},
+            {"tenant_id": [tenant_id], "policy": [ref["policy"]], "workloads": [ref["workloads"]]},
+            schema=ENDED_SCHEMA,
         )
         source = f"re-assignment after {ref['partner_id']} declined ({reason})"
         (follow,) = _reassign(con, rules, ended, actor, source)
@@ -190,11 +222,19 @@ def _reassign(
     actor: str,
     source: str,
 ) -> list[CommitSummary]:
-    """Run again the customers of ``ended`` (tenant_id, the policy of the run that made
-    their referral; in this order), one run per policy, never matching a partner that
-    declined them or let them expire (caller's transaction)."""
-    with registered(con, ended_refs=ended.with_row_index("_pos").to_arrow()):
-        cols = ", ".join(f"c.{c}" for c in CUSTOMER_SCHEMA)
+    """Run again the ended referrals of ``ended`` (tenant_id, the policy of the run that
+    made them, their workloads; in this order), one run per policy, each customer with
+    only the ended workloads (a split customer's other parts stay as they are; parts of
+    one customer ending together go together), never matching a partner that declined
+    or let expire a referral of it for any of them (caller's transaction)."""
+    merged = ended.group_by("tenant_id", maintain_order=True).agg(
+        pl.col("policy").first(),
+        pl.col("workloads")
+        .list.explode(keep_nulls=False, empty_as_null=False)
+        .unique(maintain_order=True),
+    )
+    with registered(con, ended_refs=merged.with_row_index("_pos").to_arrow()):
+        cols = ", ".join(f"c.{c}" if c != "workloads" else "e.workloads" for c in CUSTOMER_SCHEMA)
         cohort = state.query(
             con,
             f"SELECT {cols}, e.policy FROM ended_refs e JOIN customers c USING (tenant_id) "
@@ -211,21 +251,28 @@ def _reassign(
             actor=actor,
             source=source,
             excluded=excluded,
+            reassigning=True,
         )
         for (policy,), group in cohort.group_by("policy", maintain_order=True)
     ]
 
 
+#: What :func:`_reassign` takes: an ended referral's customer, run policy and workloads.
+ENDED_SCHEMA = {"tenant_id": pl.String, "policy": pl.String, "workloads": pl.List(pl.String)}
+
+
 def _refused(con: duckdb.DuckDBPyConnection, cohort: pl.DataFrame) -> dict[str, list[str]]:
-    """tenant_id -> the partners that declined it or let it expire, for the customers of
-    ``cohort`` that have any: never matched with it again, and counted against
+    """tenant_id -> the partners that declined it or let it expire for any of the
+    workloads it runs with in ``cohort`` (a split customer's part: that part's), for the
+    customers that have any: never matched with them again, and counted against
     ``max_declines``."""
-    with registered(con, refused_for=cohort.select("tenant_id").to_arrow()):
+    with registered(con, refused_for=cohort.select("tenant_id", "workloads").to_arrow()):
         refused = state.query(
             con,
-            "SELECT tenant_id, list(DISTINCT partner_id ORDER BY partner_id) AS partners "
-            f"FROM referrals WHERE status IN {REFUSED_SQL} "
-            "AND tenant_id IN (SELECT tenant_id FROM refused_for) GROUP BY tenant_id",
+            "SELECT r.tenant_id, list(DISTINCT r.partner_id ORDER BY r.partner_id) AS partners "
+            f"FROM referrals r JOIN refused_for f USING (tenant_id) "
+            f"WHERE r.status IN {REFUSED_SQL} AND len(list_intersect("
+            "coalesce(r.workloads, r.eligible_workloads), f.workloads)) > 0 GROUP BY r.tenant_id",
         )
     return dict(zip(refused["tenant_id"], refused["partners"].to_list(), strict=True))
 
@@ -372,16 +419,17 @@ def _expire_referrals(
     con: duckdb.DuckDBPyConnection, rules: Rules, at: datetime, actor: str
 ) -> pl.DataFrame:
     """Mark the referrals past their window ``expired`` (one audit entry each, as for a
-    decline); returns their tenant_id and run policy, oldest referral first."""
+    decline); returns their tenant_id, run policy and workloads, oldest referral first."""
     where, params = _expiring(rules, at)
     ended = state.query(
         con,
-        "SELECT r.referral_id, r.tenant_id, r.partner_id, runs.policy "
+        "SELECT r.referral_id, r.tenant_id, r.partner_id, runs.policy, "
+        "coalesce(r.workloads, r.eligible_workloads) AS workloads "
         f"FROM referrals r LEFT JOIN runs USING (run_id) WHERE {where} ORDER BY r.referral_id",
         params,
     )
     if ended.height == 0:
-        return ended.select("tenant_id", "policy")
+        return ended.select(*ENDED_SCHEMA)
     with registered(con, expiring=ended.to_arrow()):
         con.execute(
             "UPDATE referrals SET status = 'expired', decline_reason = ?, updated_at = ? "
@@ -400,7 +448,7 @@ def _expire_referrals(
             """,
             [at, actor, NO_RESPONSE],
         )
-    return ended.select("tenant_id", "policy")
+    return ended.select(*ENDED_SCHEMA)
 
 
 def _remind(con: duckdb.DuckDBPyConnection, rules: Rules, at: datetime) -> tuple[int, int]:

@@ -13,7 +13,13 @@ from datetime import date, datetime
 import duckdb
 import polars as pl
 
-from engine.columns import CUSTOMER_SCHEMA, MONTH_REFERRALS, PARTNER_SCHEMA, PARTNER_SIZES, TEXT_LIST
+from engine.columns import (
+    CUSTOMER_SCHEMA,
+    MONTH_REFERRALS,
+    PARTNER_SCHEMA,
+    PARTNER_SIZES,
+    TEXT_LIST,
+)
 from store import clock
 from store.db import OPEN_SQL
 

@@ -46,7 +46,7 @@ def view(read: Callable[Concatenate[Con, P], T], *args: P.args, **kwargs: P.kwar
 def _backlog_run(path: str, rules_toml: str) -> tuple[pl.DataFrame, dict[str, int]]:
     with db.session() as con:
         sim, _ = simulate_stored(con, parse_rules(rules_toml, source="rules"), "round-robin")
-    return sim.partners, {**sim.counts(), "customers": sim.assignments.height}
+    return sim.partners, {**sim.counts(), "customers": sim.rows.height}
 
 
 def backlog_run() -> tuple[pl.DataFrame, dict[str, int]]:
