@@ -24,7 +24,7 @@ from engine.cohorts import synthetic_cohort
 from engine.reasons import Policy
 from engine.rules import DEFAULT_RULES_PATH, Rules, RulesError, load_rules
 from store import clock, state
-from store.commits import commit
+from store.commits import SHARED_WORKLOAD_SQL, commit
 from store.db import OPEN_SQL, connect
 from store.imports import import_customers, import_partners
 from store.lifecycle import accept, decline, due, expire
@@ -536,9 +536,9 @@ def _respond(con: duckdb.DuckDBPyConnection, rules: Rules, rng: random.Random, a
 
 #: Each query counts what must never happen (docs/domain.md, "Referral life cycle").
 INVARIANTS = {
-    "customers with two open referrals": f"""
-        SELECT count(*) FROM (SELECT tenant_id FROM referrals WHERE status IN {OPEN_SQL}
-        GROUP BY tenant_id HAVING count(*) > 1)""",
+    # A customer split across partners has an open referral per part (docs/domain.md,
+    # "Split by workload"), never two for one workload.
+    "two open referrals of a customer sharing a workload": SHARED_WORKLOAD_SQL,
     "partners above capacity": "SELECT count(*) FROM partner_state WHERE active_total > capacity",
     "partners above their monthly quota": """
         SELECT count(*) FROM (SELECT r.partner_id, date_trunc('month', r.created_at)
@@ -561,14 +561,21 @@ INVARIANTS = {
     "tasks of ended referrals not cancelled": """
         SELECT count(*) FROM ftop_tasks t JOIN referrals r USING (referral_id)
         WHERE r.status IN ('declined', 'expired') AND t.status <> 'cancelled'""",
-    "open Gateway referrals of a run without their open task": f"""
+    "open Gateway referrals of a run without their customer's open task": f"""
         SELECT count(*) FROM referrals r JOIN customers c USING (tenant_id)
         WHERE r.run_id IS NOT NULL AND r.outcome = 'frp' AND r.status IN {OPEN_SQL}
           AND c.gateway AND NOT EXISTS (SELECT 1 FROM ftop_tasks t
-              WHERE t.referral_id = r.referral_id AND t.status = 'open')""",
+              WHERE t.tenant_id = r.tenant_id AND t.status = 'open')""",
+    "customers with two open tasks": """
+        SELECT count(*) FROM (SELECT tenant_id FROM ftop_tasks WHERE status = 'open'
+        GROUP BY tenant_id HAVING count(*) > 1)""",
+    # The customer's message names every part of its run: kept while one of them is open.
     "pending messages of referrals that are not open": f"""
         SELECT count(*) FROM outbox o JOIN referrals r USING (referral_id)
-        WHERE o.status = 'pending' AND r.status NOT IN {OPEN_SQL}""",
+        WHERE o.status = 'pending' AND r.status NOT IN {OPEN_SQL}
+          AND NOT (o.recipient_role = 'customer' AND EXISTS (SELECT 1 FROM referrals q
+              WHERE q.tenant_id = r.tenant_id AND q.run_id = r.run_id
+                AND q.outcome = 'frp' AND q.status IN {OPEN_SQL}))""",
 }
 
 

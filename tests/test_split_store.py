@@ -144,13 +144,9 @@ def test_declining_one_part_re_assigns_only_its_workloads(
 
     with clock.frozen(T0 + 2 * DAY):  # the second decline of the exchange part: CSS
         decline(con, "T1", "not_endorsed", rules(), partner_id="P3")
-    assert parts(con)[4:] == [
-        (4, "css", None, "declined_by_partners", "active", ["exchange"])
-    ]
+    assert parts(con)[4:] == [(4, "css", None, "declined_by_partners", "active", ["exchange"])]
     assert parts(con)[1][4] == "active"  # teams still with P2
-    assert con.execute("SELECT count(*) FROM ftop_tasks WHERE status = 'open'").fetchall() == [
-        (1,)
-    ]
+    assert con.execute("SELECT count(*) FROM ftop_tasks WHERE status = 'open'").fetchall() == [(1,)]
 
 
 def test_a_part_expires_on_its_own(con: duckdb.DuckDBPyConnection) -> None:
@@ -199,9 +195,7 @@ def test_a_version_2_store_is_brought_to_version_3(tmp_path: Path) -> None:
         assert con.execute("SELECT tenant_id, part, workloads FROM referrals").fetchall() == [
             ("T1", 1, ["exchange", "teams"])
         ]
-        assert con.execute("SELECT count(*) FROM partners WHERE sizes IS NULL").fetchall() == [
-            (2,)
-        ]
+        assert con.execute("SELECT count(*) FROM partners WHERE sizes IS NULL").fetchall() == [(2,)]
     finally:
         con.close()
     assert version(db) == "3"
