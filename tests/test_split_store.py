@@ -23,13 +23,11 @@ from engine.rules import Rules, load_rules
 from engine.schema import validate_customers, validate_partners
 from store import clock
 from store.commits import SHARED_WORKLOAD_SQL, commit
-from store.db import SCHEMA_VERSION, connect
+from store.db import connect
 from store.errors import StoreError
 from store.imports import import_customers, import_partners
 from store.lifecycle import decline, expire
-from store.migrations import MIGRATIONS, ddl_shape, shape_of
 from tests.test_lifecycle import PARTNER_COLS
-from tests.test_store_files import v1_last, version
 
 T0 = datetime(2026, 3, 2, 9, 0)
 DAY = timedelta(days=1)
@@ -177,28 +175,6 @@ def test_the_customer_message_stays_for_the_parts_still_open(
         "SELECT recipient_role, status FROM outbox WHERE referral_id = 1 ORDER BY 1"
     ).fetchall()
     assert statuses == [("customer", "pending"), ("partner", "cancelled"), ("psm", "cancelled")]
-
-
-def test_a_version_2_store_is_brought_to_version_3(tmp_path: Path) -> None:
-    db = v1_last(tmp_path / "old.duckdb")
-    raw = duckdb.connect(str(db))  # version 2 as its release left it: step 1 only
-    try:
-        MIGRATIONS[0](raw)
-        raw.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
-        assert shape_of(raw) == ddl_shape(2)
-    finally:
-        raw.close()
-    assert SCHEMA_VERSION == 3
-    con = connect(db)
-    try:
-        assert shape_of(con) == ddl_shape(SCHEMA_VERSION)
-        assert con.execute("SELECT tenant_id, part, workloads FROM referrals").fetchall() == [
-            ("T1", 1, ["exchange", "teams"])
-        ]
-        assert con.execute("SELECT count(*) FROM partners WHERE sizes IS NULL").fetchall() == [(2,)]
-    finally:
-        con.close()
-    assert version(db) == "3"
 
 
 def test_partner_sizes_are_kept_by_the_store(tmp_path: Path) -> None:
