@@ -258,7 +258,9 @@ def _reassign(
 
 
 #: What :func:`_reassign` takes: an ended referral's customer, run policy and workloads.
-ENDED_SCHEMA = {"tenant_id": pl.String, "policy": pl.String, "workloads": pl.List(pl.String)}
+ENDED_SCHEMA = pl.Schema(
+    {"tenant_id": pl.String(), "policy": pl.String(), "workloads": pl.List(pl.String())}
+)
 
 
 def _refused(con: duckdb.DuckDBPyConnection, cohort: pl.DataFrame) -> dict[str, list[str]]:

@@ -64,7 +64,7 @@ def partners(con: Con, today: date | None = None) -> pl.DataFrame:
     includes referrals committed here, MONTH_REFERRALS counts that month's, and
     PARTNER_SIZES carries the size buckets each takes (null: every size)."""
     frame = query(con, _PARTNER_SQL, intake_params(today))
-    return frame.cast({**PARTNER_SCHEMA, PARTNER_SIZES: TEXT_LIST}).with_columns(
+    return frame.cast(pl.Schema({**PARTNER_SCHEMA, PARTNER_SIZES: TEXT_LIST})).with_columns(
         pl.col(MONTH_REFERRALS).cast(pl.Int64)
     )
 

@@ -11,6 +11,7 @@ is a CSS workload. The greedy cover's ties go to the lower id: P1 takes exchange
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -63,10 +64,9 @@ def world(path: Path) -> duckdb.DuckDBPyConnection:
 
 @pytest.fixture
 def con(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    c = world(tmp_path / "split.duckdb")
-    yield c
-    assert c.execute(SHARED_WORKLOAD_SQL).fetchall() == [(0,)]  # never two for a workload
-    c.close()
+    with closing(world(tmp_path / "split.duckdb")) as c:
+        yield c
+        assert c.execute(SHARED_WORKLOAD_SQL).fetchall() == [(0,)]  # never two for a workload
 
 
 def parts(con: duckdb.DuckDBPyConnection) -> list[tuple]:
