@@ -26,6 +26,7 @@ from store import clock
 from store.commits import SHARED_WORKLOAD_SQL, commit
 from store.db import connect
 from store.errors import StoreError
+from store.handoff import open_referrals
 from store.imports import import_customers, import_partners
 from store.lifecycle import decline, expire
 from tests.test_lifecycle import PARTNER_COLS
@@ -88,6 +89,12 @@ def test_a_referral_per_part_with_its_workloads(con: duckdb.DuckDBPyConnection) 
     assert seats.fetchall() == [("P1", 1), ("P2", 1), ("P3", 0), ("P4", 0)]
 
 
+def test_the_css_part_is_handed_off_with_its_workloads(con: duckdb.DuckDBPyConnection) -> None:
+    ((queue,),) = con.execute("SELECT queue FROM referrals WHERE outcome = 'css'").fetchall()
+    listed = open_referrals(con, queue).select("tenant_id", "eligible_workloads", "reason")
+    assert listed.rows() == [("T1", ["sharepoint"], "css_workload")]
+
+
 def test_one_task_per_gateway_customer(con: duckdb.DuckDBPyConnection) -> None:
     tasks = con.execute("SELECT tenant_id, partner_id, status FROM ftop_tasks").fetchall()
     assert tasks == [("T1", "P1", "open")]
@@ -135,9 +142,9 @@ def test_declining_one_part_re_assigns_only_its_workloads(
     # The task stays open while a part does, now with the oldest open part; no second one.
     tasks = con.execute("SELECT partner_id, status FROM ftop_tasks").fetchall()
     assert tasks == [("P2", "open")]
-    (body,) = con.execute(
+    ((body,),) = con.execute(
         "SELECT body FROM outbox WHERE recipient_role = 'customer' AND referral_id = 4"
-    ).fetchone()
+    ).fetchall()
     assert "Partner P3" in body and "Partner P2" not in body  # this run's part only
 
     with clock.frozen(T0 + 2 * DAY):  # the second decline of the exchange part: CSS
