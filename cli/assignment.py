@@ -214,13 +214,6 @@ def cmd_commit(args: argparse.Namespace) -> int:
     from store.files import read_customers
 
     rules = load_rules(args.rules)
-    if rules.max_partners_per_customer > 1 or rules.css_workloads:
-        # The store keeps one referral per customer for now: parts are simulated only.
-        raise UsageError(
-            "frp commit: a split by workload (max_partners_per_customer above 1 or "
-            "css_workloads) can be simulated but not committed yet; commit with "
-            "max_partners_per_customer = 1 and css_workloads = []"
-        )
     cohort = read_customers(args.cohort) if args.cohort else None
     started = time.perf_counter()
     db = existing(resolve_path(args.db))

@@ -25,6 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=list(DECLINE_REASONS),
         help="why the partner declines (required with decline)",
     )
+    p.add_argument(
+        "--partner",
+        help="the partner whose part it is (needed for a customer split across partners)",
+    )
     p.add_argument("--actor", default="cli", help="who made the change (for the audit log)")
     db_arg(p)
     rules_arg(p)
@@ -68,11 +72,12 @@ def cmd_referral(args: argparse.Namespace) -> int:
     con = _open(args)  # waits (FRP_LOCK_TIMEOUT) while another process writes
 
     def respond():
+        who = {"actor": args.actor, "partner_id": args.partner}
         if args.action == "accept":
-            return accept(con, args.tenant, actor=args.actor)
+            return accept(con, args.tenant, **who)
         if args.action == "complete":
-            return complete(con, args.tenant, rules, actor=args.actor)
-        return decline(con, args.tenant, args.reason, rules, actor=args.actor)
+            return complete(con, args.tenant, rules, **who)
+        return decline(con, args.tenant, args.reason, rules, **who)
 
     try:
         change = retry_conflicts(respond, what=f"referral {args.action}")

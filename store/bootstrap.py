@@ -115,7 +115,8 @@ def _load_history(con, referrals: pl.DataFrame, rules: Rules) -> None:
                    h.partner_id, p.psm_name, p.psm_email, h.queue, h.reason, h.status,
                    'history: imported with the demo world' AS trace, NULL AS pool_key,
                    h.region, h.customer_country AS country, h.customer_language AS language,
-                   h.eligible_workloads, h.created_at, h.created_at AS updated_at
+                   h.eligible_workloads, h.created_at, h.created_at AS updated_at,
+                   1 AS part, h.eligible_workloads AS workloads
             FROM hist h LEFT JOIN partners p USING (partner_id)
             ORDER BY h._i
             """

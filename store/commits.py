@@ -5,12 +5,19 @@ transaction, on the state as it is at that moment, and writes the run, its refer
 the new round-robin order, FTOP task 3186 for Gateway customers and three outbox
 notifications per FRP referral, all or nothing. Customers that already hold an open
 referral are left out, so committing the same cohort twice assigns nothing new.
+
+With a split by workload (docs/domain.md, "Split by workload") each part is a referral of
+its own: its partner, PSM, workloads (``part``, ``workloads``), messages and acceptance
+window. The customer gets one message naming every partner of the run and its workloads;
+a Gateway customer gets one FTOP task, not one per part. The re-assignment of one
+declined or expired part (store/lifecycle.py) commits the customer with only that part's
+workloads while its other parts stay open (``reassigning``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Concatenate, ParamSpec, TypeVar
@@ -51,6 +58,9 @@ class Prepared:
     source: str
     today: date
     refused: dict[str, list[str]] = field(default_factory=dict)
+    #: Customers of a re-assignment that keep other open parts: never held in the FTCQ
+    #: (the queue holds whole customers), so a part with no room goes to CSS.
+    partial: frozenset[str] = frozenset()
 
     def simulate(
         self, rules: Rules, policy: Policy | str, progress: Progress | None = None
@@ -79,6 +89,8 @@ class CommitSummary:
     notifications: int
     by_reason: dict[str, int] = field(default_factory=dict)
     held: int = 0  # when_full = "hold": left waiting in the FTCQ for capacity
+    #: Simulation.part_counts: split customers, partner parts, CSS parts (CSS workloads)
+    parts: dict[str, int] = field(default_factory=dict)
 
     def describe(self) -> str:
         if self.run_id is None:
@@ -94,6 +106,12 @@ class CommitSummary:
             f"{self.placed} referred to partners, {self.css} to CSS queues; "
             f"{self.tasks} FTOP 3186 tasks opened, {self.notifications} notifications queued"
         )
+        split, css_parts = self.parts.get("split_customers", 0), self.parts.get("css_parts", 0)
+        if split or css_parts:
+            text += (
+                f"; {self.parts.get('partner_parts', 0)} partner parts ({split} customers "
+                f"split across partners), {css_parts} CSS parts for CSS workloads"
+            )
         if self.held:
             text += f"; {self.held} held in the FTCQ until a matching partner has room"
         if self.skipped:
@@ -102,9 +120,15 @@ class CommitSummary:
 
 
 def prepare(
-    con: duckdb.DuckDBPyConnection, cohort: pl.DataFrame | None = None, source: str = ""
+    con: duckdb.DuckDBPyConnection,
+    cohort: pl.DataFrame | None = None,
+    source: str = "",
+    *,
+    reassigning: bool = False,
 ) -> Prepared:
-    """The stored partners and the cohort (given, or the FTCQ backlog) minus open referrals."""
+    """The stored partners and the cohort (given, or the FTCQ backlog) minus open referrals.
+    ``reassigning``: the cohort is the ended parts of customers (each with only that
+    part's workloads), which keep their other open parts and are run all the same."""
     today = clock.today()
     partners = state.partners(con, today)
     if cohort is None:
@@ -112,6 +136,9 @@ def prepare(
         source = source or "FTCQ backlog"
     cohort = cohort.select(list(CUSTOMER_SCHEMA))
     taken = state.open_referral_tenants(con, cohort["tenant_id"].to_list())
+    if reassigning:
+        refused = refusals(con, cohort)
+        return Prepared(partners, cohort, [], source, today, refused, frozenset(taken))
     skipped = [t for t in cohort["tenant_id"].to_list() if t in taken]
     if skipped:
         cohort = cohort.filter(~pl.col("tenant_id").is_in(skipped))
@@ -120,15 +147,17 @@ def prepare(
 
 
 def refusals(con: duckdb.DuckDBPyConnection, cohort: pl.DataFrame) -> dict[str, list[str]]:
-    """tenant_id -> the partners that declined it or let it expire, for the customers of
-    ``cohort`` that have any: never matched with it again, and counted against
-    ``max_declines``."""
-    with registered(con, refused_for=cohort.select("tenant_id").to_arrow()):
+    """tenant_id -> the partners that declined it or let it expire for any of the
+    workloads it runs with in ``cohort`` (a split customer's re-assigned part: that
+    part's), for the customers that have any: never matched with them again, and counted
+    against ``max_declines``."""
+    with registered(con, refused_for=cohort.select("tenant_id", "workloads").to_arrow()):
         refused = state.query(
             con,
-            "SELECT tenant_id, list(DISTINCT partner_id ORDER BY partner_id) AS partners "
-            f"FROM referrals WHERE status IN {REFUSED_SQL} "
-            "AND tenant_id IN (SELECT tenant_id FROM refused_for) GROUP BY tenant_id",
+            "SELECT r.tenant_id, list(DISTINCT r.partner_id ORDER BY r.partner_id) AS partners "
+            "FROM referrals r JOIN refused_for f USING (tenant_id) "
+            f"WHERE r.status IN {REFUSED_SQL} AND len(list_intersect("
+            "coalesce(r.workloads, r.eligible_workloads), f.workloads)) > 0 GROUP BY r.tenant_id",
         )
     return dict(zip(refused["tenant_id"], refused["partners"].to_list(), strict=True))
 
@@ -157,13 +186,15 @@ def commit_within(
     source: str = "",
     progress: Progress | None = None,
     on_run: Callable[[int], None] | None = None,
+    reassigning: bool = False,
 ) -> CommitSummary:
     """Simulate on the current state and write the run, inside a transaction the caller
     holds (the referral life cycle); :data:`commit` opens one of its own. ``on_run`` is
     told the run's id as soon as it has one, so a caller interrupted before the summary
-    comes back can look in the store for whether that run was saved."""
+    comes back can look in the store for whether that run was saved. ``reassigning``:
+    see :func:`prepare`."""
     policy = Policy(policy)
-    prep = prepare(con, cohort, source)
+    prep = prepare(con, cohort, source, reassigning=reassigning)
     if prep.cohort.height == 0:
         return CommitSummary(None, policy.value, 0, 0, 0, len(prep.skipped), 0, 0)
     sim = prep.simulate(rules, policy, progress)
@@ -196,10 +227,10 @@ def _write(
     on_run: Callable[[int], None] | None = None,
 ) -> CommitSummary:
     """The commit's writes, in the caller's transaction; the last step refuses the lot
-    should it leave a customer with two open referrals."""
+    should it leave two open referrals of a customer sharing a workload."""
     counts = sim.counts()
-    n, placed = sim.assignments.height, sim.placed
-    held = _held(sim, rules)
+    n, placed = sim.rows.height, sim.placed
+    held = _held(sim, rules, prep.partial)
     run_id = _insert_run(con, sim, prep, rules, actor)
     if on_run:
         on_run(run_id)
@@ -208,7 +239,7 @@ def _write(
     _insert_referrals(con, sim, prep.cohort, referrals, held, at)
     frp = referrals.filter(pl.col("outcome") == "frp")
     tasks = open_gateway_tasks(con, frp)
-    recipients = _recipients(frp, prep.cohort).with_columns(
+    recipients = _recipients(frp, prep.cohort, prep.partial).with_columns(
         pl.lit(rules.accept_by(at), dtype=pl.Datetime("us")).alias("accept_by")
     )
     messages = queue_messages(con, referral_messages(recipients))
@@ -219,12 +250,15 @@ def _write(
         "skipped": len(prep.skipped),
         "by_reason": counts,
     }
+    parts = sim.part_counts()
+    if sim.by_part:
+        details["parts"] = parts
     audit(con, actor, "commit", f"run {run_id}", json.dumps(details))
-    if con.execute(
-        f"SELECT count(*) FROM (SELECT tenant_id FROM referrals WHERE status IN {OPEN_SQL} "
-        "GROUP BY tenant_id HAVING count(*) > 1)"
-    ).fetchall()[0][0]:
-        raise StoreError("commit would give a customer two open referrals; nothing was written")
+    if state.scalar(con, SHARED_WORKLOAD_SQL + " AND a.run_id = ?", [run_id]):
+        raise StoreError(
+            "commit would give a customer two open referrals for the same workload; "
+            "nothing was written"
+        )
     return CommitSummary(
         run_id,
         sim.policy.value,
@@ -236,24 +270,41 @@ def _write(
         messages,
         counts,
         held.height,
+        parts,
     )
 
 
-def _held(sim: Simulation, rules: Rules) -> pl.DataFrame:
+#: Pairs of open referrals of one customer that share a workload (a part's workloads;
+#: a referral from before parts, all its eligible ones): ``a`` the newer. The commit
+#: refuses to leave any; tests read it as the store's invariant.
+SHARED_WORKLOAD_SQL = f"""
+SELECT count(*) FROM referrals a JOIN referrals b
+  ON a.tenant_id = b.tenant_id AND a.referral_id > b.referral_id
+WHERE a.status IN {OPEN_SQL} AND b.status IN {OPEN_SQL}
+  AND (len(list_intersect(coalesce(a.workloads, a.eligible_workloads),
+                          coalesce(b.workloads, b.eligible_workloads))) > 0
+       OR len(coalesce(a.workloads, a.eligible_workloads)) = 0
+       OR len(coalesce(b.workloads, b.eligible_workloads)) = 0)
+"""
+
+
+def _held(sim: Simulation, rules: Rules, partial: Collection[str] = ()) -> pl.DataFrame:
     """Customers (tenant_id) left waiting in the FTCQ: with when_full = "hold", those whose
-    matching partners were all full; none otherwise (they go to a CSS queue)."""
+    matching partners were all full; none otherwise (they go to a CSS queue), nor a part
+    of a customer whose other parts stay open (``partial``)."""
     if rules.when_full != "hold":
         return pl.DataFrame({"tenant_id": []}, schema={"tenant_id": pl.String})
-    return sim.assignments.filter(pl.col("reason") == Reason.CAPACITY_EXHAUSTED.value).select(
-        "tenant_id"
-    )
+    return sim.assignments.filter(
+        (pl.col("reason") == Reason.CAPACITY_EXHAUSTED.value)
+        & ~pl.col("tenant_id").is_in(list(partial))
+    ).select("tenant_id")
 
 
 def _insert_run(
     con: duckdb.DuckDBPyConnection, sim: Simulation, prep: Prepared, rules: Rules, actor: str
 ) -> int:
     run_id: int = con.execute("SELECT nextval('run_seq')").fetchall()[0][0]
-    n, placed = sim.assignments.height, sim.placed
+    n, placed = sim.rows.height, sim.placed
     con.execute(
         "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
@@ -276,12 +327,19 @@ def _referrals(
     con: duckdb.DuckDBPyConnection, sim: Simulation, held: pl.DataFrame, run_id: int
 ) -> pl.DataFrame:
     """The run's referrals (all but the held customers), numbered on from the stored ones,
-    with the customer's Gateway flag and the partner's contacts for tasks and messages."""
+    with the customer's Gateway flag and the partner's contacts for tasks and messages.
+    A part's number follows the customer's open parts (a re-assigned part comes after
+    those its customer keeps)."""
     base = con.execute("SELECT coalesce(max(referral_id), 0) FROM referrals").fetchall()[0][0]
     psm = state.partner_psm(con)
+    rows = sim.with_detail(*[c for c in sim.detail.columns if c != "tenant_id"])
+    if not sim.by_part:
+        rows = rows.with_columns(
+            pl.lit(1, dtype=pl.Int32).alias("part"), pl.col("eligible_workloads").alias("workloads")
+        )
     return (
-        sim.with_detail(*[c for c in sim.detail.columns if c != "tenant_id"])
-        .join(held, on="tenant_id", how="anti", maintain_order="left")
+        rows.join(held, on="tenant_id", how="anti", maintain_order="left")
+        .join(_open_parts(con, rows), on="tenant_id", how="left", maintain_order="left")
         .with_row_index("_pos")
         .join(psm, on="partner_id", how="left", maintain_order="left")
         .select(
@@ -301,11 +359,24 @@ def _referrals(
             "country",
             "language",
             "eligible_workloads",
+            (pl.col("part") + pl.col("_open_parts").fill_null(0)).cast(pl.Int32).alias("part"),
+            "workloads",
             "gateway",
             "partner_name",
             "partner_email",
         )
     )
+
+
+def _open_parts(con: duckdb.DuckDBPyConnection, rows: pl.DataFrame) -> pl.DataFrame:
+    """tenant_id -> the highest part number among its open referrals (``_open_parts``)."""
+    with registered(con, run_tenants=rows.select(pl.col("tenant_id").unique()).to_arrow()):
+        return state.query(
+            con,
+            "SELECT tenant_id, max(coalesce(part, 1))::INTEGER AS _open_parts FROM referrals "
+            f"WHERE status IN {OPEN_SQL} AND tenant_id IN (SELECT tenant_id FROM run_tenants) "
+            "GROUP BY tenant_id",
+        )
 
 
 def _insert_referrals(
@@ -367,14 +438,37 @@ def _update_customers(con: duckdb.DuckDBPyConnection, at: datetime) -> None:
     )
 
 
-def _recipients(frp: pl.DataFrame, cohort: pl.DataFrame) -> pl.DataFrame:
-    """The FRP referrals with the customer's name and contact email, as notify wants them."""
-    return frp.join(
-        cohort.select(
-            "tenant_id",
-            pl.col("name").alias("customer_name"),
-            pl.col("contact_email").alias("customer_email"),
-        ),
-        on="tenant_id",
-        how="left",
+def _recipients(
+    frp: pl.DataFrame, cohort: pl.DataFrame, partial: Collection[str] = ()
+) -> pl.DataFrame:
+    """The FRP referrals with the customer's name and contact email, as notify wants them:
+    each part with its own workloads, and the customer's message (on its first part of the
+    run) naming every part of the run (``parts``)."""
+    parts = frp.group_by("tenant_id").agg(
+        pl.struct(
+            "partner_id",
+            pl.col("partner_name").alias("name"),
+            pl.col("partner_email").alias("contact_email"),
+            "workloads",
+        )
+        .sort_by("part")
+        .alias("parts"),
+        pl.col("part").min().alias("_first"),
+    )
+    return (
+        frp.join(
+            cohort.select(
+                "tenant_id",
+                pl.col("name").alias("customer_name"),
+                pl.col("contact_email").alias("customer_email"),
+            ),
+            on="tenant_id",
+            how="left",
+        )
+        .join(parts, on="tenant_id", how="left", maintain_order="left")
+        .with_columns(
+            pl.col("workloads").alias("eligible_workloads"),
+            (pl.col("part") == pl.col("_first")).alias("to_customer"),
+        )
+        .drop("_first")
     )

@@ -52,7 +52,7 @@ OPEN_SQL = "(" + ", ".join(f"'{s}'" for s in OPEN_STATUSES) + ")"
 DELIVERABLE = (*OPEN_STATUSES, "completed")
 
 #: The shape of the store's tables; store/migrations.py has one step per version since 1.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 TABLES = """
 CREATE SEQUENCE IF NOT EXISTS run_seq START 1;
@@ -81,7 +81,10 @@ CREATE TABLE IF NOT EXISTS partners (
     -- Availability and intake (docs/domain.md): not Referral Ready before paused_until, at
     -- most monthly_quota new referrals a calendar month; NULL for neither.
     paused_until DATE,
-    monthly_quota BIGINT
+    monthly_quota BIGINT,
+    -- The size buckets the partner takes (docs/domain.md, "Customer size"); NULL or
+    -- empty: every size.
+    sizes VARCHAR[]
 );
 
 -- The round-robin order: larger last_assigned = assigned more recently. Moved only by
@@ -143,7 +146,12 @@ CREATE TABLE IF NOT EXISTS referrals (
     decline_reason VARCHAR,
     -- When the partner and its PSM were reminded of a referral still active
     -- (store/lifecycle.py, expire); NULL until then, so it is reminded at most once.
-    reminded_at TIMESTAMP
+    reminded_at TIMESTAMP,
+    -- The customer's part this referral is (docs/domain.md, "Split by workload"): its
+    -- number among the customer's parts (1 when it is not split) and the workloads it
+    -- covers (all the customer's when it is not split).
+    part INTEGER,
+    workloads VARCHAR[]
 );
 
 CREATE TABLE IF NOT EXISTS pools (

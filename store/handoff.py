@@ -90,7 +90,8 @@ def open_referrals(
     personal: bool = False,
 ) -> pl.DataFrame:
     """The queue's open CSS referrals (up to referral ``up_to`` when given), oldest first,
-    as ``EXPORT_COLUMNS``, at most ``limit``; an unknown queue is a StoreError naming the
+    as ``EXPORT_COLUMNS`` (a customer's CSS part: its workloads only), at most ``limit``;
+    an unknown queue is a StoreError naming the
     known ones. The customers' personal fields are masked unless ``personal`` (what
     delivery is sent; a viewer's table and file are not)."""
     _known(con, queue)
@@ -98,7 +99,8 @@ def open_referrals(
         con,
         f"""
         SELECT r.tenant_id, c.name AS customer_name, r.country, r.language, c.seats,
-               r.eligible_workloads, c.gateway, c.contact_email, r.queue, r.reason,
+               coalesce(r.workloads, r.eligible_workloads) AS eligible_workloads,
+               c.gateway, c.contact_email, r.queue, r.reason,
                r.created_at, r.referral_id
         FROM referrals r LEFT JOIN {customers_sql(personal)} c USING (tenant_id)
         WHERE {_OPEN_CSS} AND r.queue = ? AND {_UP_TO}

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import duckdb
 import polars as pl
 
-from engine.columns import CUSTOMER_SCHEMA, PARTNER_SCHEMA
+from engine.columns import CUSTOMER_SCHEMA, PARTNER_SCHEMA, PARTNER_SIZES, TEXT_LIST
 from store import clock
 from store.db import OPEN_SQL, audit, registered, transaction
 
@@ -34,8 +34,14 @@ class ImportSummary:
 def import_partners(
     con: duckdb.DuckDBPyConnection, partners: pl.DataFrame, *, actor: str = "cli", source: str = ""
 ) -> ImportSummary:
-    """Add or replace partners by partner_id; a last_assigned column also sets the order."""
-    frame = partners.select(list(PARTNER_SCHEMA))
+    """Add or replace partners by partner_id; a last_assigned column also sets the order.
+    A file without the optional ``sizes`` column leaves its partners taking every size."""
+    sizes = (
+        pl.col(PARTNER_SIZES)
+        if PARTNER_SIZES in partners.columns
+        else pl.lit(None, dtype=TEXT_LIST).alias(PARTNER_SIZES)
+    )
+    frame = partners.select(*PARTNER_SCHEMA, sizes)
     with transaction(con):
         with registered(con, incoming_partners=frame.to_arrow()):
             existing = con.execute(
@@ -46,7 +52,7 @@ def import_partners(
                 INSERT OR REPLACE INTO partners BY NAME
                 SELECT partner_id, name, countries, languages, workloads, capacity,
                        active_referrals, referral_ready, psm_name, psm_email, contact_email,
-                       paused_until, monthly_quota, ?::TIMESTAMP AS updated_at
+                       paused_until, monthly_quota, sizes, ?::TIMESTAMP AS updated_at
                 FROM incoming_partners
                 """,
                 [clock.now()],

@@ -72,15 +72,34 @@ def _outcome(summary: CommitSummary) -> str:
     return "to its CSS queue (" + ", ".join(reasons) + ")"
 
 
-def _open_referral(con: duckdb.DuckDBPyConnection, tenant_id: str) -> dict:
+def _open_referral(
+    con: duckdb.DuckDBPyConnection, tenant_id: str, partner_id: str | None = None
+) -> dict:
+    """The customer's open partner referral (to ``partner_id``, for a customer split
+    across partners, which must then be named)."""
     rows = state.query(
         con,
-        "SELECT r.referral_id, r.partner_id, r.status, r.run_id, runs.policy "
+        "SELECT r.referral_id, r.partner_id, r.status, r.run_id, runs.policy, "
+        "coalesce(r.workloads, r.eligible_workloads) AS workloads "
         "FROM referrals r LEFT JOIN runs USING (run_id) "
         f"WHERE r.tenant_id = ? AND r.outcome = 'frp' AND r.status IN {OPEN_SQL} "
         "ORDER BY r.referral_id DESC",
         [tenant_id],
     )
+    if partner_id is not None:
+        others = rows["partner_id"].to_list()
+        rows = rows.filter(pl.col("partner_id") == partner_id)
+        if rows.height == 0 and others:
+            raise StoreError(
+                f"{tenant_id} has no open referral to {partner_id} (open with: "
+                + ", ".join(others)
+                + ")"
+            )
+    if rows.height > 1:
+        raise StoreError(
+            f"{tenant_id} is split across partners ({', '.join(rows['partner_id'].to_list())}):"
+            " name the partner whose part this is (--partner)"
+        )
     if rows.height == 0:
         known = state.scalar(con, "SELECT count(*) FROM customers WHERE tenant_id = ?", [tenant_id])
         what = "has no open referral to a partner" if known else "is not a known customer"
@@ -126,9 +145,15 @@ def _set_status(
     audit(con, actor, action, tenant_id, json.dumps(details))
 
 
-def accept(con: duckdb.DuckDBPyConnection, tenant_id: str, *, actor: str = "cli") -> Change:
+def accept(
+    con: duckdb.DuckDBPyConnection,
+    tenant_id: str,
+    *,
+    actor: str = "cli",
+    partner_id: str | None = None,
+) -> Change:
     with transaction(con):
-        ref = _open_referral(con, tenant_id)
+        ref = _open_referral(con, tenant_id, partner_id)
         if ref["status"] != "active":
             raise StoreError(
                 f"{tenant_id}: referral {ref['referral_id']} is already {ref['status']}"
@@ -138,11 +163,16 @@ def accept(con: duckdb.DuckDBPyConnection, tenant_id: str, *, actor: str = "cli"
 
 
 def complete(
-    con: duckdb.DuckDBPyConnection, tenant_id: str, rules: Rules, *, actor: str = "cli"
+    con: duckdb.DuckDBPyConnection,
+    tenant_id: str,
+    rules: Rules,
+    *,
+    actor: str = "cli",
+    partner_id: str | None = None,
 ) -> Change:
     """The partner finished onboarding: its seat is free (and held customers may take it)."""
     with transaction(con):
-        ref = _open_referral(con, tenant_id)
+        ref = _open_referral(con, tenant_id, partner_id)
         _set_status(con, ref, tenant_id, "completed", actor, "referral_complete")
         drained = _place_held(con, rules, actor)
     return _change(ref, tenant_id, "completed", drained=drained)
@@ -155,17 +185,19 @@ def decline(
     rules: Rules,
     *,
     actor: str = "cli",
+    partner_id: str | None = None,
 ) -> Change:
-    """Record the decline and re-assign the customer by its run's policy, in one transaction."""
+    """Record the decline and re-assign the customer (a split customer: the declined
+    part's workloads only) by its run's policy, in one transaction."""
     if reason not in DECLINE_REASONS:
         raise StoreError(f"decline reason {reason!r} is not one of: " + ", ".join(DECLINE_REASONS))
     with transaction(con):
-        ref = _open_referral(con, tenant_id)
+        ref = _open_referral(con, tenant_id, partner_id)
         _set_status(con, ref, tenant_id, "declined", actor, "referral_decline", reason)
         _end_access(con)
         ended = pl.DataFrame(
-            {"tenant_id": [tenant_id], "policy": [ref["policy"]]},
-            schema={"tenant_id": pl.String, "policy": pl.String},
+            {"tenant_id": [tenant_id], "policy": [ref["policy"]], "workloads": [ref["workloads"]]},
+            schema=ENDED_SCHEMA,
         )
         source = f"re-assignment after {ref['partner_id']} declined ({reason})"
         (follow,) = _reassign(con, rules, ended, actor, source)
@@ -187,11 +219,19 @@ def _reassign(
     actor: str,
     source: str,
 ) -> list[CommitSummary]:
-    """Run again the customers of ``ended`` (tenant_id, the policy of the run that made
-    their referral; in this order), one run per policy, never matching a partner that
-    declined them or let them expire (caller's transaction)."""
-    with registered(con, ended_refs=ended.with_row_index("_pos").to_arrow()):
-        cols = ", ".join(f"c.{c}" for c in CUSTOMER_SCHEMA)
+    """Run again the ended referrals of ``ended`` (tenant_id, the policy of the run that
+    made them, their workloads; in this order), one run per policy, each customer with
+    only the ended workloads (a split customer's other parts stay as they are; parts of
+    one customer ending together go together), never matching a partner that declined
+    or let expire a referral of it for any of them (caller's transaction)."""
+    merged = ended.group_by("tenant_id", maintain_order=True).agg(
+        pl.col("policy").first(),
+        pl.col("workloads")
+        .list.explode(keep_nulls=False, empty_as_null=False)
+        .unique(maintain_order=True),
+    )
+    with registered(con, ended_refs=merged.with_row_index("_pos").to_arrow()):
+        cols = ", ".join(f"c.{c}" if c != "workloads" else "e.workloads" for c in CUSTOMER_SCHEMA)
         cohort = state.query(
             con,
             f"SELECT {cols}, e.policy FROM ended_refs e JOIN customers c USING (tenant_id) "
@@ -206,9 +246,16 @@ def _reassign(
             group.drop("policy").cast(CUSTOMER_SCHEMA),
             actor=actor,
             source=source,
+            reassigning=True,
         )
         for (policy,), group in cohort.group_by("policy", maintain_order=True)
     ]
+
+
+#: What :func:`_reassign` takes: an ended referral's customer, run policy and workloads.
+ENDED_SCHEMA = pl.Schema(
+    {"tenant_id": pl.String(), "policy": pl.String(), "workloads": pl.List(pl.String())}
+)
 
 
 @dataclass(frozen=True)
@@ -353,16 +400,17 @@ def _expire_referrals(
     con: duckdb.DuckDBPyConnection, rules: Rules, at: datetime, actor: str
 ) -> pl.DataFrame:
     """Mark the referrals past their window ``expired`` (one audit entry each, as for a
-    decline); returns their tenant_id and run policy, oldest referral first."""
+    decline); returns their tenant_id, run policy and workloads, oldest referral first."""
     where, params = _expiring(rules, at)
     ended = state.query(
         con,
-        "SELECT r.referral_id, r.tenant_id, r.partner_id, runs.policy "
+        "SELECT r.referral_id, r.tenant_id, r.partner_id, runs.policy, "
+        "coalesce(r.workloads, r.eligible_workloads) AS workloads "
         f"FROM referrals r LEFT JOIN runs USING (run_id) WHERE {where} ORDER BY r.referral_id",
         params,
     )
     if ended.height == 0:
-        return ended.select("tenant_id", "policy")
+        return ended.select(*ENDED_SCHEMA)
     with registered(con, expiring=ended.to_arrow()):
         con.execute(
             "UPDATE referrals SET status = 'expired', decline_reason = ?, updated_at = ? "
@@ -381,7 +429,7 @@ def _expire_referrals(
             """,
             [at, actor, NO_RESPONSE],
         )
-    return ended.select("tenant_id", "policy")
+    return ended.select(*ENDED_SCHEMA)
 
 
 def _remind(con: duckdb.DuckDBPyConnection, rules: Rules, at: datetime) -> tuple[int, int]:
@@ -392,7 +440,8 @@ def _remind(con: duckdb.DuckDBPyConnection, rules: Rules, at: datetime) -> tuple
         con,
         f"""
         SELECT r.referral_id, r.tenant_id, c.name AS customer_name,
-               c.contact_email AS customer_email, r.eligible_workloads, r.partner_id,
+               c.contact_email AS customer_email,
+               coalesce(r.workloads, r.eligible_workloads) AS eligible_workloads, r.partner_id,
                p.name AS partner_name, p.contact_email AS partner_email, r.psm_name,
                r.psm_email, c.language, c.country, r.created_at
         FROM referrals r JOIN customers c USING (tenant_id) JOIN partners p USING (partner_id)

@@ -12,7 +12,8 @@ Versions. Version 1 grew in place: every release ran ``store/schema/v1.sql`` on 
 open, whose ``ALTER ... IF NOT EXISTS`` lines added columns as they came, so a version-1
 file has the first release's columns and any of the later ones. Version 2 is the same
 tables with every column, and from version 2 on a version number says the shape exactly:
-a change to the schema is a new version, with its step in :data:`MIGRATIONS` and its old
+a change to the schema is a new version (version 3: the split by workload's referral
+parts and the partners' size buckets), with its step in :data:`MIGRATIONS` and its old
 DDL kept under ``store/schema/`` (restoring a backup of that version needs it).
 
 The steps run in one transaction with the new ``schema_version``, and the result is
@@ -44,6 +45,7 @@ from store.errors import StoreError
 Shape = dict[str, dict[str, str]]
 
 V1_DDL = (Path(__file__).parent / "schema" / "v1.sql").read_text(encoding="utf-8")
+V2_DDL = (Path(__file__).parent / "schema" / "v2.sql").read_text(encoding="utf-8")
 
 #: (table, column, type) that version 1 added in place after its first release.
 ADDED_IN_V1: list[tuple[str, str, str]] = re.findall(
@@ -51,7 +53,7 @@ ADDED_IN_V1: list[tuple[str, str, str]] = re.findall(
 )
 
 #: The tables and views of a version, by version: what a restore of its backup builds.
-DDL_OF = {1: V1_DDL, SCHEMA_VERSION: DDL}
+DDL_OF = {1: V1_DDL, 2: V2_DDL, SCHEMA_VERSION: DDL}
 
 
 def _to_2(con: duckdb.DuckDBPyConnection) -> None:
@@ -62,8 +64,19 @@ def _to_2(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(PARTNER_STATE)
 
 
+def _to_3(con: duckdb.DuckDBPyConnection) -> None:
+    """Version 2 to 3: the split by workload. A referral names its part and the workloads
+    it covers (every referral so far is its customer's only part, for all its eligible
+    workloads), and a partner the size buckets it takes (none listed: every size)."""
+    con.execute("ALTER TABLE partners ADD COLUMN sizes VARCHAR[]")
+    con.execute("ALTER TABLE referrals ADD COLUMN part INTEGER")
+    con.execute("ALTER TABLE referrals ADD COLUMN workloads VARCHAR[]")
+    con.execute("UPDATE referrals SET part = 1, workloads = eligible_workloads")
+    con.execute(PARTNER_STATE)  # p.* takes the new partner column
+
+
 #: ``MIGRATIONS[n - 1]`` brings a store of version ``n`` to ``n + 1``.
-MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_to_2]
+MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_to_2, _to_3]
 
 
 def shape_of(con: duckdb.DuckDBPyConnection) -> Shape:

@@ -218,7 +218,28 @@ def context(row: dict[str, Any], role: str, lang: str) -> dict[str, Any]:
         "workloads": workload_names(row["eligible_workloads"]),
         "workload_ids": list(row["eligible_workloads"] or ()),
         "accept_by": _when(row.get("accept_by")),
+        "parts": _parts(row),
     }
+
+
+def _parts(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """The partners sharing the customer, each with its workloads (docs/domain.md, "Split
+    by workload"): the ``parts`` given, else this referral's partner alone."""
+    given = row.get("parts") or [
+        {
+            "partner_id": row["partner_id"],
+            "name": row["partner_name"],
+            "contact_email": row["partner_email"],
+            "workloads": row["eligible_workloads"],
+        }
+    ]
+    return [
+        {
+            "partner": {k: p[k] for k in ("partner_id", "name", "contact_email")},
+            "workloads": workload_names(p["workloads"]),
+        }
+        for p in given
+    ]
 
 
 def _when(moment: datetime | None) -> str | None:
@@ -239,7 +260,7 @@ _INPUT = (
     "psm_name",
     "psm_email",
 )
-_OPTIONAL = ("language", "country", "accept_by")
+_OPTIONAL = ("language", "country", "accept_by", "parts", "to_customer")
 
 
 def referral_messages(referred: pl.DataFrame, templates: Templates | None = None) -> pl.DataFrame:
@@ -248,7 +269,10 @@ def referral_messages(referred: pl.DataFrame, templates: Templates | None = None
     ``referred`` has one row per FRP referral with: referral_id, tenant_id, customer_name,
     customer_email, eligible_workloads (list), partner_id, partner_name, partner_email,
     psm_name, psm_email, and optionally the customer's ``language`` (else English),
-    ``country`` and ``accept_by`` (a datetime; none: no acceptance window). Only these
+    ``country`` and ``accept_by`` (a datetime; none: no acceptance window). A customer
+    split across partners: each row's ``eligible_workloads`` are its part's, ``parts``
+    lists every part of the customer (partner_id, name, contact_email, workloads) for the
+    customer's message, which only the row with ``to_customer`` true gets. Only these
     reach the templates: no seat counts or internal notes.
     """
     return _messages(referred, templates, ROLES, "")
@@ -271,6 +295,8 @@ def _messages(
     for row in frame.select(cols).iter_rows(named=True):
         lang = tpl.language(row.get("language"), reminder=bool(kind))
         for role in roles:
+            if role == "customer" and row.get("to_customer") is False:
+                continue  # a later part of a split customer: its first part's message
             ctx = context(row, role, lang)
             subject, text, html = (
                 tpl.render_reminder(lang, ctx) if kind else tpl.render(lang, role, ctx)

@@ -512,9 +512,14 @@ def cancel_undeliverable(con: Con) -> int:
         FROM referrals r
         WHERE outbox.referral_id = r.referral_id AND outbox.status = 'pending'
           AND NOT list_contains(?::VARCHAR[], r.status)
+          AND (outbox.recipient_role <> 'customer' OR NOT EXISTS (
+              -- the customer's message names every part of its run: kept for the others
+              SELECT 1 FROM referrals q WHERE q.tenant_id = r.tenant_id
+                AND q.run_id = r.run_id AND q.outcome = 'frp'
+                AND list_contains(?::VARCHAR[], q.status)))
         RETURNING outbox.message_id
         """,
-        [list(DELIVERABLE)],
+        [list(DELIVERABLE), list(DELIVERABLE)],
     ).fetchall()
     return len(rows)
 

@@ -301,6 +301,18 @@ def _rendered(con: Con, frame: pl.DataFrame, window: int, *texts: str) -> pl.Dat
     return frame.drop(texts).join(again, on="message_id", how="left").select(frame.columns)
 
 
+#: The workloads of referral ``r``'s part (a referral from before parts: all of them).
+PART_WORKLOADS_SQL = "coalesce(r.workloads, r.eligible_workloads)"
+#: The partner parts of ``r``'s customer made by ``r``'s run, each with its workloads:
+#: what the customer's message names (store.notify ``parts``).
+_PARTS_SQL = """(
+    SELECT list({'partner_id': q.partner_id, 'name': qp.name,
+                 'contact_email': qp.contact_email,
+                 'workloads': coalesce(q.workloads, q.eligible_workloads)} ORDER BY q.part)
+    FROM referrals q JOIN partners qp ON qp.partner_id = q.partner_id
+    WHERE q.tenant_id = r.tenant_id AND q.run_id = r.run_id AND q.outcome = 'frp')"""
+
+
 def previews(con: Con, message_ids: Sequence[str], window: int = 0) -> pl.DataFrame:
     """The messages (``store.notify.MESSAGE_SCHEMA``) rendered again from their referrals
     with the customers' personal fields masked: what a viewer reads instead of the stored
@@ -312,11 +324,12 @@ def previews(con: Con, message_ids: Sequence[str], window: int = 0) -> pl.DataFr
         con,
         f"""
         SELECT DISTINCT r.referral_id, r.tenant_id, c.name AS customer_name,
-               c.contact_email AS customer_email, r.eligible_workloads, r.partner_id,
-               p.name AS partner_name, p.contact_email AS partner_email, r.psm_name,
-               r.psm_email, r.language, r.country,
+               c.contact_email AS customer_email, {PART_WORKLOADS_SQL} AS eligible_workloads,
+               r.partner_id, p.name AS partner_name, p.contact_email AS partner_email,
+               r.psm_name, r.psm_email, r.language, r.country,
                CASE WHEN ? > 0 THEN r.created_at + to_days(?::INTEGER) END AS accept_by,
-               o.message_id LIKE '%-reminder@%' AS reminder  -- store.notify.message_id
+               o.message_id LIKE '%-reminder@%' AS reminder,  -- store.notify.message_id
+               {_PARTS_SQL} AS parts
         {_OUTBOX_FROM} LEFT JOIN {customers_sql(False)} c ON c.tenant_id = r.tenant_id
         LEFT JOIN partners p ON p.partner_id = r.partner_id
         WHERE list_contains(?, o.message_id)

@@ -13,7 +13,13 @@ from datetime import date, datetime
 import duckdb
 import polars as pl
 
-from engine.columns import CUSTOMER_SCHEMA, MONTH_REFERRALS, PARTNER_SCHEMA
+from engine.columns import (
+    CUSTOMER_SCHEMA,
+    MONTH_REFERRALS,
+    PARTNER_SCHEMA,
+    PARTNER_SIZES,
+    TEXT_LIST,
+)
 from store import clock
 from store.db import OPEN_SQL
 
@@ -36,7 +42,7 @@ FROM partner_state s LEFT JOIN (
 _PARTNER_SQL = f"""
 SELECT partner_id, name, countries, languages, workloads, capacity,
        active_total AS active_referrals, referral_ready, psm_name, psm_email, contact_email,
-       last_assigned, paused_until, monthly_quota, {MONTH_REFERRALS}
+       last_assigned, paused_until, monthly_quota, {MONTH_REFERRALS}, {PARTNER_SIZES}
 FROM ({INTAKE_SQL}) ORDER BY partner_id
 """
 
@@ -55,9 +61,12 @@ def scalar(con: Con, sql: str, params: list | None = None):
 
 def partners(con: Con, today: date | None = None) -> pl.DataFrame:
     """Partners as the engine sees them on ``today`` (default: the clock's date): load
-    includes referrals committed here, and MONTH_REFERRALS counts that month's."""
+    includes referrals committed here, MONTH_REFERRALS counts that month's, and
+    PARTNER_SIZES carries the size buckets each takes (null: every size)."""
     frame = query(con, _PARTNER_SQL, intake_params(today))
-    return frame.cast(PARTNER_SCHEMA).with_columns(pl.col(MONTH_REFERRALS).cast(pl.Int64))
+    return frame.cast(pl.Schema({**PARTNER_SCHEMA, PARTNER_SIZES: TEXT_LIST})).with_columns(
+        pl.col(MONTH_REFERRALS).cast(pl.Int64)
+    )
 
 
 def intake_params(today: date | None = None) -> list:

@@ -19,7 +19,7 @@ import polars as pl
 
 from engine.reasons import FTOP_TASK_ID, FTOP_TASK_NAME, FTOP_TASK_ROLE, FTOP_TASK_SERVICE
 from store import clock, state
-from store.db import DELIVERABLE, audit, registered, transaction
+from store.db import DELIVERABLE, OPEN_STATUSES, audit, registered, transaction
 from store.errors import StoreError
 from store.privacy import customers_sql
 
@@ -32,12 +32,16 @@ class TaskError(StoreError):
 
 
 def open_gateway_tasks(con: Con, referred: pl.DataFrame) -> int:
-    """Open a task for each FRP referral in ``referred`` (referral_id, tenant_id, partner_id,
-    gateway) whose customer has a Gateway, in the caller's transaction, so the tasks exist
-    exactly when the commit's referrals do; returns how many were opened."""
+    """Open a task for each Gateway customer of the FRP referrals ``referred``
+    (referral_id, tenant_id, partner_id, gateway), on its first part, unless it has an open
+    task already (another part of it is open), in the caller's transaction, so the tasks
+    exist exactly when the commit's referrals do; returns how many were opened."""
     base = con.execute("SELECT coalesce(max(task_id), 0) FROM ftop_tasks").fetchall()[0][0]
+    having = state.query(con, "SELECT DISTINCT tenant_id FROM ftop_tasks WHERE status = 'open'")
     opened = (
         referred.filter(pl.col("gateway"))
+        .unique("tenant_id", keep="first", maintain_order=True)
+        .join(having, on="tenant_id", how="anti", maintain_order="left")
         .with_row_index("_i")
         .select(
             (pl.col("_i").cast(pl.Int64) + base + 1).alias("task_id"),
@@ -62,7 +66,22 @@ def open_gateway_tasks(con: Con, referred: pl.DataFrame) -> int:
 
 def cancel_ended(con: Con) -> int:
     """Cancel the open tasks of referrals that ended without completion, in the caller's
-    transaction (the change that ended them); returns how many."""
+    transaction (the change that ended them); returns how many. A split customer's task
+    stays open while any of its partner parts does: it moves to the oldest of them."""
+    con.execute(
+        """
+        UPDATE ftop_tasks SET referral_id = o.referral_id, partner_id = o.partner_id
+        FROM referrals r, (
+            SELECT tenant_id, arg_min(referral_id, referral_id) AS referral_id,
+                   arg_min(partner_id, referral_id) AS partner_id
+            FROM referrals WHERE outcome = 'frp' AND list_contains(?::VARCHAR[], status)
+            GROUP BY tenant_id
+        ) o
+        WHERE ftop_tasks.referral_id = r.referral_id AND ftop_tasks.status = 'open'
+          AND NOT list_contains(?::VARCHAR[], r.status) AND o.tenant_id = r.tenant_id
+        """,
+        [list(OPEN_STATUSES), list(DELIVERABLE)],
+    )
     rows = con.execute(
         """
         UPDATE ftop_tasks SET status = 'cancelled', closed_at = ?

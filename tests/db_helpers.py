@@ -10,6 +10,7 @@ from pathlib import Path
 import duckdb
 
 from store.backup import table_digest
+from store.commits import SHARED_WORKLOAD_SQL
 from store.db import DELIVERABLE, OPEN_SQL
 
 #: ``status IN {KEPT_SQL}``: referrals under which the partner keeps the customer (open,
@@ -34,9 +35,9 @@ def invariants(
     Quotas and pauses are checked on referrals made from ``quotas_since`` and
     ``pauses_since`` on: a test that sets them on a store with older history says when."""
     return {
-        "customers with two open referrals": f"""
-            SELECT count(*) FROM (SELECT tenant_id FROM referrals WHERE status IN {OPEN_SQL}
-            GROUP BY tenant_id HAVING count(*) > 1)""",
+        # A customer split across partners has an open referral per part (docs/domain.md,
+        # "Split by workload"), never two for one workload.
+        "two open referrals of a customer sharing a workload": SHARED_WORKLOAD_SQL,
         "partners above capacity": """
             SELECT count(*) FROM partner_state WHERE active_total > capacity""",
         "partners above their monthly quota": f"""
@@ -60,11 +61,14 @@ def invariants(
         "tasks of ended referrals not cancelled": f"""
             SELECT count(*) FROM ftop_tasks t JOIN referrals r USING (referral_id)
             WHERE r.status NOT IN {KEPT_SQL} AND t.status <> 'cancelled'""",
-        "open Gateway referrals of a run without their task": f"""
+        "open Gateway referrals of a run without their customer's task": f"""
             SELECT count(*) FROM referrals r JOIN customers c USING (tenant_id)
             WHERE r.run_id IS NOT NULL AND r.outcome = 'frp' AND r.status IN {OPEN_SQL}
               AND c.gateway AND NOT EXISTS (SELECT 1 FROM ftop_tasks t
-                  WHERE t.referral_id = r.referral_id AND t.status <> 'cancelled')""",
+                  WHERE t.tenant_id = r.tenant_id AND t.status <> 'cancelled')""",
+        "customers with two open tasks": """
+            SELECT count(*) FROM (SELECT tenant_id FROM ftop_tasks WHERE status = 'open'
+            GROUP BY tenant_id HAVING count(*) > 1)""",
         "tasks and messages of no referral": """
             SELECT (SELECT count(*) FROM ftop_tasks
                     WHERE referral_id NOT IN (SELECT referral_id FROM referrals))
@@ -75,19 +79,26 @@ def invariants(
                     WHERE o.tenant_id <> r.tenant_id)
                  + (SELECT count(*) FROM ftop_tasks t JOIN referrals r USING (referral_id)
                     WHERE t.tenant_id <> r.tenant_id OR t.partner_id <> r.partner_id)""",
+        # The customer's message names every part of its run: kept while one is open.
         "pending messages of referrals that ended": f"""
             SELECT count(*) FROM outbox o JOIN referrals r USING (referral_id)
-            WHERE o.status = 'pending' AND r.status NOT IN {KEPT_SQL}""",
+            WHERE o.status = 'pending' AND r.status NOT IN {KEPT_SQL}
+              AND NOT (o.recipient_role = 'customer' AND EXISTS (SELECT 1 FROM referrals q
+                  WHERE q.tenant_id = r.tenant_id AND q.run_id = r.run_id
+                    AND q.outcome = 'frp' AND q.status IN {OPEN_SQL}))""",
         "runs not whole": f"SELECT count(*) FROM ({RUNS_NOT_WHOLE})",
     }
 
 
-#: Runs missing part of what a commit writes with them: a referral per customer, three
-#: notifications per partner referral (reminders come later and are not counted), a task
-#: per Gateway partner referral, one audit entry.
+#: Runs missing part of what a commit writes with them: a referral per customer (per part
+#: when split), a notification to each placed customer and two per partner part (partner
+#: and PSM; reminders come later and are not counted), a task per Gateway customer placed,
+#: one audit entry.
 RUNS_NOT_WHOLE = """
     WITH r AS (
-        SELECT run_id, count(*) AS referrals, count(*) FILTER (outcome = 'frp') AS frp
+        SELECT run_id, count(DISTINCT tenant_id) AS referrals,
+               count(*) FILTER (outcome = 'frp') AS frp,
+               count(DISTINCT tenant_id) FILTER (outcome = 'frp') AS placed
         FROM referrals WHERE run_id IS NOT NULL GROUP BY run_id),
     o AS (
         SELECT f.run_id, count(*) AS messages FROM outbox m
@@ -98,7 +109,7 @@ RUNS_NOT_WHOLE = """
         SELECT f.run_id, count(*) AS tasks FROM ftop_tasks k
         JOIN referrals f USING (referral_id) GROUP BY f.run_id),
     g AS (
-        SELECT f.run_id, count(*) AS gateway FROM referrals f
+        SELECT f.run_id, count(DISTINCT f.tenant_id) AS gateway FROM referrals f
         JOIN customers c USING (tenant_id)
         WHERE f.outcome = 'frp' AND c.gateway GROUP BY f.run_id),
     a AS (
@@ -109,10 +120,10 @@ RUNS_NOT_WHOLE = """
     FROM (SELECT *, rules_toml LIKE '%when_full = "hold"%' AS held FROM runs) runs
     LEFT JOIN r USING (run_id) LEFT JOIN o USING (run_id) LEFT JOIN t USING (run_id)
     LEFT JOIN g USING (run_id) LEFT JOIN a ON a.subject = 'run ' || runs.run_id
-    WHERE coalesce(r.frp, 0) <> runs.placed
+    WHERE coalesce(r.placed, 0) <> runs.placed
        OR coalesce(r.referrals, 0) > runs.customers
        OR (coalesce(r.referrals, 0) < runs.customers AND NOT held)
-       OR coalesce(o.messages, 0) <> 3 * coalesce(r.frp, 0)
+       OR coalesce(o.messages, 0) <> 2 * coalesce(r.frp, 0) + coalesce(r.placed, 0)
        OR coalesce(t.tasks, 0) <> coalesce(g.gateway, 0)
        OR a.entries IS DISTINCT FROM 1
 """

@@ -20,7 +20,6 @@ from store.db import connect
 from tests.app_helpers import chart_titles, open_app, run_simulation, value
 from ui.db import RULES_KEY
 from ui.simulation import LATEST_KEY, RUN_KEY, SPLITS, freshness, result_bytes
-from ui.simulation.commit import SPLIT_REFUSED
 from ui.simulation.comparison import css_by_reason
 from ui.uploads import read_upload, template_csv
 
@@ -353,19 +352,23 @@ def test_the_split_settings_are_part_of_the_inputs_a_run_is_computed_from(
     assert len(at.session_state[LATEST_KEY]) == 2
 
 
-def test_a_run_that_can_split_is_not_committed(demo_db: Path) -> None:
+def test_a_split_run_is_committed_as_a_referral_per_part(demo_db: Path) -> None:
+    """The run chosen to commit is committed with its own split setting: its split
+    customers get a referral per part (docs/domain.md, "Split by workload")."""
     before = referral_count(demo_db)
     at = run_splits(open_page(), ["round-robin"], [1, 2])
+    sim = at.session_state[LATEST_KEY]["round-robin · split 2"]
+    assert sim.parts is not None and sim.parts.height > 0
     at.selectbox(key="commit_policy").set_value("round-robin · split 2")
     at.checkbox(key="commit_confirm").check()
     at.run()
-    assert SPLIT_REFUSED in [w.value for w in at.warning]
-    assert at.button(key="commit_button").disabled
-    at.selectbox(key="commit_policy").set_value("round-robin · split off")
-    at.run()
-    assert SPLIT_REFUSED not in [w.value for w in at.warning]
     assert not at.button(key="commit_button").disabled
-    assert referral_count(demo_db) == before
+    at.button(key="commit_button").click()
+    at.run()
+    assert not at.exception
+    assert referral_count(demo_db) == before + sim.assignments.height
+    split = value(demo_db, "SELECT count(DISTINCT tenant_id) FROM referrals WHERE part = 2")
+    assert split == sim.parts["row"].n_unique()
 
 
 def test_the_why_panel_shows_a_split_customers_parts(demo_db: Path) -> None:

@@ -340,12 +340,55 @@ def test_simulate_with_parts_prints_and_exports_a_row_per_part(
     assert result["tenant_id"].unique(maintain_order=True).to_list() == COHORT
 
 
-def test_commit_refuses_a_split_in_one_line(frp: Run, db: Path, tmp_path: Path) -> None:
-    before = counts(db)
+def test_commit_with_a_split_on_the_demo(frp: Run, db: Path, tmp_path: Path) -> None:
+    """#13: a referral per part, its partner covering its workloads, no two open parts of a
+    customer sharing a workload, one FTOP task per Gateway customer, and one customer
+    message naming every partner of the customer."""
+    from store.commits import SHARED_WORKLOAD_SQL
+
     proc = frp("commit", "--db", db, "--rules", split_rules_file(tmp_path))
-    assert proc.returncode == 2
-    assert "can be simulated but not committed yet" in one_line(proc)
-    assert counts(db) == before
+    assert proc.returncode == 0, proc.stderr
+    assert "customers split across partners" in proc.stdout
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        q = lambda sql: con.execute(sql).fetchall()  # noqa: E731
+        ((run, customers),) = q("SELECT max(run_id), arg_max(customers, run_id) FROM runs")
+        split = q(
+            f"SELECT tenant_id, list(partner_id ORDER BY part) FROM referrals WHERE run_id = {run}"
+            " AND outcome = 'frp' GROUP BY tenant_id HAVING count(*) > 1"
+        )
+        assert split, "the demo backlog has customers two partners can share"
+        assert q(f"SELECT count(DISTINCT tenant_id) FROM referrals WHERE run_id = {run}") == [
+            (customers,)
+        ]
+        assert q(SHARED_WORKLOAD_SQL) == [(0,)]
+        assert q(
+            "SELECT count(*) FROM referrals r JOIN partners p USING (partner_id) "
+            f"WHERE r.run_id = {run} AND NOT list_has_all(p.workloads, r.workloads)"
+        ) == [(0,)]
+        assert q(
+            f"SELECT count(*) FROM referrals WHERE run_id = {run} AND reason = 'css_workload' "
+            "AND workloads <> ['sharepoint']"
+        ) == [(0,)]
+        gateway = q(
+            "SELECT count(DISTINCT r.tenant_id) FROM referrals r JOIN customers c "
+            f"USING (tenant_id) WHERE r.run_id = {run} AND r.outcome = 'frp' AND c.gateway"
+        )
+        assert q(
+            "SELECT count(*), count(DISTINCT t.tenant_id) FROM ftop_tasks t "
+            f"JOIN referrals r USING (referral_id) WHERE r.run_id = {run}"
+        ) == [(gateway[0][0], gateway[0][0])]
+        for tenant, partner_ids in split[:20]:
+            bodies = q(
+                f"SELECT o.body FROM outbox o JOIN referrals r USING (referral_id) "
+                f"WHERE r.run_id = {run} AND o.tenant_id = '{tenant}' "
+                "AND o.recipient_role = 'customer'"
+            )
+            assert len(bodies) == 1  # one message to the customer ...
+            names = q(f"SELECT name FROM partners WHERE list_contains({partner_ids!r}, partner_id)")
+            assert all(name in bodies[0][0] for (name,) in names)  # ... naming every partner
+    finally:
+        con.close()
 
 
 @pytest.mark.parametrize(

@@ -137,6 +137,32 @@ def test_a_version_1_store_is_brought_forward(
     assert version(db) == str(SCHEMA_VERSION)
 
 
+def v2(path: Path) -> Path:
+    """Version 2 as its release left the version-1 fixture: version 2's step alone."""
+    con = duckdb.connect(str(v1_last(path)))
+    try:
+        MIGRATIONS[0](con)
+        con.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+        assert shape_of(con) == ddl_shape(2)  # the kept version-2 DDL's shape
+    finally:
+        con.close()
+    return path
+
+
+def test_a_version_2_store_is_brought_to_version_3(tmp_path: Path) -> None:
+    db = v2(tmp_path / "old.duckdb")
+    con = connect(db)
+    try:
+        assert shape_of(con) == ddl_shape(SCHEMA_VERSION)
+        assert con.execute("SELECT tenant_id, part, workloads FROM referrals").fetchall() == [
+            ("T1", 1, ["exchange", "teams"])
+        ]
+        assert con.execute("SELECT count(*) FROM partners WHERE sizes IS NULL").fetchall() == [(2,)]
+    finally:
+        con.close()
+    assert version(db) == str(SCHEMA_VERSION)
+
+
 def test_a_version_1_store_read_only_is_brought_forward_first(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

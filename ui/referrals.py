@@ -407,7 +407,9 @@ DECLINE_REASON = "decline_reason"
 DECLINE_CONFIRM = "decline_confirm"  # the referral id whose decline awaits confirmation
 
 
-def _respond(tenant_id: str, action: str) -> None:
+def _respond(tenant_id: str, action: str, partner_id: str | None = None) -> None:
+    """Record a partner's response to the referral of ``tenant_id`` with ``partner_id``
+    (a customer split by workload has one open referral per partner)."""
     st.session_state.pop(DECLINE_CONFIRM, None)
     refused = auth.refusal(auth.MANAGER, "record partner responses")
     if refused:
@@ -422,10 +424,10 @@ def _respond(tenant_id: str, action: str) -> None:
 
     def change_status(con):
         if action == "accept":
-            return lifecycle.accept(con, tenant_id, actor=who)
+            return lifecycle.accept(con, tenant_id, actor=who, partner_id=partner_id)
         if action == "complete":
-            return lifecycle.complete(con, tenant_id, rules, actor=who)
-        return lifecycle.decline(con, tenant_id, reason, rules, actor=who)
+            return lifecycle.complete(con, tenant_id, rules, actor=who, partner_id=partner_id)
+        return lifecycle.decline(con, tenant_id, reason, rules, actor=who, partner_id=partner_id)
 
     try:
         change = db.write(change_status, what=f"the {action}")
@@ -504,7 +506,10 @@ def respond(ref: dict[str, Any]) -> None:
     with st.container(horizontal=True, vertical_alignment="bottom"):
         if ref["status"] == "active":
             st.button(
-                "Accept", key="ref_accept", on_click=_respond, args=(ref["tenant_id"], "accept")
+                "Accept",
+                key="ref_accept",
+                on_click=_respond,
+                args=(ref["tenant_id"], "accept", ref["partner_id"]),
             )
         st.selectbox(
             "Decline reason",
@@ -523,7 +528,10 @@ def respond(ref: dict[str, Any]) -> None:
             args=(ref["referral_id"],),
         )
         st.button(
-            "Complete", key="ref_complete", on_click=_respond, args=(ref["tenant_id"], "complete")
+            "Complete",
+            key="ref_complete",
+            on_click=_respond,
+            args=(ref["tenant_id"], "complete", ref["partner_id"]),
         )
     reason = st.session_state.get(DECLINE_REASON)
     if st.session_state.get(DECLINE_CONFIRM) == ref["referral_id"] and reason:
@@ -541,6 +549,6 @@ def respond(ref: dict[str, Any]) -> None:
                     type="primary",
                     key="ref_decline_confirm",
                     on_click=_respond,
-                    args=(ref["tenant_id"], "decline"),
+                    args=(ref["tenant_id"], "decline", ref["partner_id"]),
                 )
                 st.button("Cancel", key="ref_decline_cancel", on_click=_cancel_decline)

@@ -80,11 +80,6 @@ def policy_words(name: str) -> str:
     return f"{words}{_SPLIT_SEP}{split}" if split else words
 
 
-def can_split(rules: Rules) -> bool:
-    """Whether a run under ``rules`` can make parts (docs/domain.md, "Split by workload")."""
-    return rules.max_partners_per_customer > 1 or bool(rules.css_workloads)
-
-
 def reason_words(reason: str) -> str:
     return Reason(reason).words
 

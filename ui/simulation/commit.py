@@ -13,14 +13,7 @@ from store.commits import commit
 from store.errors import StoreError
 from ui import auth, db
 from ui.labels import plural
-from ui.simulation import COMMIT_KEY, SimulationRun, can_split, policy_words
-
-#: Why a run whose rules can split is not committed (yet): the store keeps one referral
-#: per customer.
-SPLIT_REFUSED = (
-    "A run that splits customers (split 2 or 3, or CSS workloads) cannot be committed yet: "
-    "choose a run with split off to commit."
-)
+from ui.simulation import COMMIT_KEY, SimulationRun, policy_words
 
 
 def show_commit(run: SimulationRun, stale: list[str] | None = None) -> None:
@@ -46,11 +39,6 @@ def show_commit(run: SimulationRun, stale: list[str] | None = None) -> None:
     )
     sim = run.simulations[name]
     rules, policy = sim.rules, sim.policy.value  # the chosen run's own (its split setting)
-    # Until the store commits parts (one referral per part), a run that can split is for
-    # what-if only. Lift this refusal once the store does.
-    split_refused = can_split(rules)
-    if split_refused:
-        st.warning(SPLIT_REFUSED)
     confirmed = st.checkbox(
         f"I confirm: write referrals for the {plural(n, 'customer')} of the {run.source} "
         f"under {name}, open FTOP task 3186 for Gateway customers and queue the referral "
@@ -61,7 +49,7 @@ def show_commit(run: SimulationRun, stale: list[str] | None = None) -> None:
         st.caption("Only managers can commit; you can simulate and compare policies.")
     if stale:
         st.caption("Commit is off: the results above are out of date. Run the simulation again.")
-    blocked = bool(stale) or split_refused
+    blocked = bool(stale)
     clicked = st.button(
         "Commit",
         type="primary",
