@@ -601,8 +601,8 @@ _HEADERS = 3 * 4096
 
 class _Watch:
     """Whether anything was committed to the database file since the run last read it,
-    without opening it (an opening costs more than sending a message; a look, a few
-    microseconds). A committed transaction is durable, so it is on disk when the commit
+    without opening it (an opening costs more than sending a message; a look, a fraction
+    of a millisecond). A committed transaction is durable, so it is on disk when the commit
     returns: appended to the write-ahead log (``<file>.wal`` grows or appears) or
     checkpointed into the file (a database header rewritten, the log emptied). Either way
     what :meth:`look` sees differs. A store in memory has no file: always "changed"."""
