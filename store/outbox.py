@@ -14,7 +14,10 @@ and so does a message that cannot be built (:class:`Unbuildable`): no message ho
 the rest. A manager fixes its address and :func:`retry` makes it ``pending`` again.
 A second run never sends a ``sent`` message again. A pending message whose referral was
 declined or expired is ``cancelled`` with that change (``store.lifecycle``) and never sent
-nor exported: the partner loses access to the customer's details.
+nor exported: the partner loses access to the customer's details. A run already at work
+learns of it before its next message, not at its next record: it looks whether anything
+was committed to the file since it last read it (:class:`_Watch`, no opening) and, only
+then, reads which of its messages may still go in one short read-only transaction.
 
 Claims. Without the file held during a send, two senders (``frp outbox send`` and the
 dashboard's Send, or two runs of the command) could read the same pending messages. So
@@ -572,6 +575,70 @@ def _audit_send(con: Con, actor: str, host: str, summary: SendSummary) -> None:
     audit(con, actor, "send_outbox", host, json.dumps(counts))
 
 
+def _sendable(con: Con, token: str, held: list[str]) -> tuple[set[str], set[str]]:
+    """Of the messages ``held``: those this run may still send (pending, still its claim,
+    referral not ended), and those cancelled or whose referral ended meanwhile."""
+    rows = con.execute(
+        """
+        SELECT o.message_id,
+               o.status = 'pending' AND o.claimed_by = ? AND list_contains(?::VARCHAR[], r.status),
+               o.status = 'cancelled' OR NOT list_contains(?::VARCHAR[], r.status)
+        FROM outbox o JOIN referrals r USING (referral_id)
+        WHERE o.message_id IN (SELECT unnest(?::VARCHAR[]))
+        """,
+        [token, list(DELIVERABLE), list(DELIVERABLE), held],
+    ).fetchall()
+    return {m for m, ok, _ in rows if ok}, {m for m, _, ended in rows if ended}
+
+
+def _file_of(con: Con) -> str:
+    """The database file behind ``con`` ('' for one in memory: no file to watch)."""
+    row = con.execute(
+        "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+    ).fetchone()
+    return (row[0] if row else None) or ""
+
+
+#: How much of the database file :class:`_Watch` reads: DuckDB's main header and the two
+#: database headers, one of which every checkpoint rewrites.
+_HEADERS = 3 * 4096
+
+
+class _Watch:
+    """Whether anything was committed to the database file since the run last read it,
+    without opening it (an opening costs more than sending a message; a look, a fraction
+    of a millisecond). A committed transaction is durable, so it is on disk when the commit
+    returns: appended to the write-ahead log (``<file>.wal`` grows or appears) or
+    checkpointed into the file (a database header rewritten, the log emptied). Either way
+    what :meth:`look` sees differs. A store in memory has no file: always "changed"."""
+
+    def __init__(self) -> None:
+        self.path: str | None = None  # learnt on the first connection
+        self.seen: tuple[object, ...] | None = None
+
+    def look(self) -> None:
+        self.seen = self._state()
+
+    def changed(self) -> bool:
+        return self.seen is None or self._state() != self.seen
+
+    def _state(self) -> tuple[object, ...] | None:
+        if not self.path:
+            return None
+        try:
+            with open(self.path, "rb") as f:
+                headers = f.read(_HEADERS)
+                db = os.fstat(f.fileno())
+        except OSError:
+            return None
+        try:
+            wal = os.stat(f"{self.path}.wal")
+            log: tuple[int, ...] = (wal.st_ino, wal.st_size, wal.st_mtime_ns)
+        except FileNotFoundError:
+            log = ()
+        return (db.st_ino, db.st_size, db.st_mtime_ns, headers, log)
+
+
 class _Run:
     """One run's hold on the messages it claimed, kept between its short transactions: the
     claim token, which messages it still holds, and the results not yet recorded."""
@@ -583,13 +650,18 @@ class _Run:
         self.held: set[str] = set()
         self.unrecorded: list[_Result] = []
         self.recorded_at = time.monotonic()
+        self.watch = _Watch()
+        self.ended: set[str] = set()  # cancelled while held: never tried, counted as such
 
     def transact(self, fn: Callable[[Con], T], what: str) -> T:
         """``fn`` in a short transaction of its own, re-run if it collides with another
         sender's (two claims of one row: the loser claims again on what is left)."""
 
         def once() -> T:
+            self.watch.look()  # before reading: a commit after this look shows as a change
             with self.open_con() as con, transaction(con):
+                if self.watch.path is None:
+                    self.watch.path = _file_of(con)
                 return fn(con)
 
         return retry_conflicts(once, what=what)
@@ -618,10 +690,23 @@ class _Run:
 
     def still_held(self, message_id: str) -> bool:
         """Before each try: past half the timeout without a record, record and refresh
-        first, so the claim cannot expire while this run still means to send."""
+        first, so the claim cannot expire while this run still means to send; else, when
+        anything was committed to the file since this run last read it, look which of its
+        messages may still go (a decline cancels them at once: the partner loses access)."""
         if time.monotonic() - self.recorded_at >= self.stale_after / 2:
             self.record()
+        elif self.watch.changed():
+            self.check()
         return message_id in self.held
+
+    def check(self) -> None:
+        """One read-only query, no record: the results keep their rhythm (RECORD_EVERY)."""
+        held = sorted(self.held)
+        sendable, ended = self.transact(
+            lambda con: _sendable(con, self.token, held), "checking for cancellations"
+        )
+        self.held &= sendable
+        self.ended |= ended
 
     def finish(self, actor: str, host: str, summary: SendSummary) -> None:
         """The last record: results, claims released on what was not tried, the audit."""
@@ -664,7 +749,9 @@ def send_pending(
     ``open_con()`` gives a short-lived connection (a context manager that closes it): one
     to claim what is pending, one per record of results (after ``record_every`` messages
     or ``record_after`` seconds, whichever comes first, or before a try once half the
-    claim timeout passed without a record), one at the end with the audit entry. None is
+    claim timeout passed without a record), one at the end with the audit entry, and a
+    read-only one before a try when something was committed since the last (a decline
+    elsewhere, or this run's own record). None is
     open while the SMTP server is talked to, so a slow server never keeps the file from
     `frp` or the dashboard."""
     if attempts < 1:
@@ -691,6 +778,8 @@ def send_pending(
                 if result.unreachable:  # the rest would fail the same way
                     summary.untried = len(rows) - done - 1
                     break
+            else:
+                summary.cancelled += row["message_id"] in run.ended
             if run.due(record_every, record_after):
                 run.record()
             if progress is not None:
