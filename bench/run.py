@@ -68,6 +68,8 @@ SIZES: dict[str, int] = {"10k": 10_000, "100k": 100_000, "1m": 1_000_000}
 #: ROOM_SCALE times larger ("room": about 770k of 1M placed, one pick per customer).
 WORLDS: dict[str, int] = {"bound": 1, "room": ROOM_SCALE}
 POLICIES = ("round-robin", "weighted", "least-loaded", "optimal")
+#: Issue #13's run: round robin with customers split across up to two partners by workload.
+SPLIT = "round-robin split 2"
 #: The size the issue's targets are stated for (and whose cohort the browser part commits).
 TARGET_SIZE = "1m"
 TARGET_CORES = 2
@@ -249,6 +251,21 @@ class EndToEnd:
                 "--out",
                 str(self.outs[p]),
             ]
+        split_rules = work / "rules-split-2.toml"
+        shipped = (ROOT / "data" / "rules.toml").read_text()
+        split_toml = shipped.replace(
+            "max_partners_per_customer = 1", "max_partners_per_customer = 2"
+        )
+        if split_toml == shipped:
+            raise RuntimeError("data/rules.toml no longer says max_partners_per_customer = 1")
+        split_rules.write_text(split_toml)
+        self.outs[SPLIT] = work / "out-split-2.parquet"
+        self.commands[SPLIT] = [
+            *self.commands["round-robin"][:-1],
+            str(self.outs[SPLIT]),
+            "--rules",
+            str(split_rules),
+        ]
         self.envs: dict[str, dict[str, str]] = {}
         if cfg.baseline is not None:
             for p in POLICIES:
@@ -303,6 +320,9 @@ class EndToEnd:
             s.update(outcome_counts(self.outs[p], self.world.customers_count))
             policies[p] = s
         rr, opt = policies["round-robin"], policies["optimal"]
+        split = summarise_children(self.runs[SPLIT])
+        split["over_round_robin"] = ratio(split["median_s"], rr["median_s"])
+        split["over_round_robin_min"] = ratio(split["min_s"], rr["min_s"])
         baseline: dict[str, Any] = {}
         for p in POLICIES:
             if f"{p} (baseline)" in self.runs:
@@ -326,6 +346,7 @@ class EndToEnd:
             "policies": policies,
             "baseline": baseline,
             "first_run": first,
+            "split": split,
             "optimal_vs_round_robin": {
                 "time_ratio": ratio(opt["median_s"], rr["median_s"]),
                 "time_ratio_min": ratio(opt["min_s"], rr["min_s"]),
@@ -562,6 +583,11 @@ def _world_targets(s: dict[str, Any], world_name: str) -> list[dict[str, Any]]:
             s["optimal_vs_round_robin"]["time_ratio"],
             3.0,
             "x",
+        ),
+        *(
+            [("round-robin split 2 time vs no split", "<= 1.5x", sp, 1.5, "x")]
+            if (sp := s.get("split", {}).get("over_round_robin")) is not None
+            else []
         ),
         (f"peak RSS of any policy ({worst}, goal)", "< 400 MiB", peak, 400.0, "MiB"),
         (f"peak RSS of any policy ({worst}, limit)", "< 500 MiB", peak, 500.0, "MiB"),

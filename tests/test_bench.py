@@ -123,6 +123,10 @@ def test_quick_benchmark_runs_and_reports_every_figure(tmp_path: Path) -> None:
         # The child's own peak, not the benchmark process's (see bench.run.LAUNCHER).
         assert r["rss_mib_max"] > latest["machine"]["rss_floor_mib"]
 
+    split = size["split"]  # issue #13: round robin with split 2, beside round robin
+    for key in ("median_s", "min_s", "rss_mib_max", "over_round_robin"):
+        _positive(split[key], f"split.{key}")
+    assert any(t["target"] == "round-robin split 2 time vs no split" for t in latest["targets"])
     o = size["optimal_vs_round_robin"]
     _positive(o["time_ratio"], "optimal time ratio")
     _positive(o["placed_optimal"], "placed_optimal")
@@ -143,7 +147,7 @@ def test_quick_benchmark_runs_and_reports_every_figure(tmp_path: Path) -> None:
 
     assert latest["browser"] is None  # --quick skips the browser part
     assert latest["unit"] is None  # --quick skips the timings moved out of unit tests
-    assert len(latest["targets"]) == 9
+    assert len(latest["targets"]) == 10  # with the split run (#13)
     for t in latest["targets"]:
         _positive(t["value"], t["target"])
         assert isinstance(t["met"], bool) and t["measured_at"] == "10k"
