@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -510,7 +510,11 @@ def verdict(per_pool: pl.DataFrame, threshold: float = FAIR_TURNS) -> Verdict:
 
 
 def report_for(sim: Simulation) -> FairnessReport:
-    """The fairness report of a fresh simulation (its assignments joined with their detail)."""
+    """The fairness report of a fresh simulation (its assignments joined with their detail).
+
+    Turns are counted per part (each part of a customer split by workload took a seat and
+    a turn), but the headline counts customers: a split customer is one customer placed,
+    however many parts it has (docs/domain.md, "Split by workload")."""
     outcomes = sim.with_detail(
         "region", "country", "language", "eligible_workloads", "pool_key"
     ).select(
@@ -524,7 +528,16 @@ def report_for(sim: Simulation) -> FairnessReport:
         "eligible_workloads",
         "pool_key",
     )
-    return report(outcomes, sim.partners, sim.pools)
+    rep = report(outcomes, sim.partners, sim.pools)
+    customers, placed = sim.rows.height, sim.placed
+    css = customers - placed
+    return replace(
+        rep,
+        customers=customers,
+        placed=placed,
+        css=css,
+        css_rate=css / customers if customers else 0.0,
+    )
 
 
 # --- Pieces ----------------------------------------------------------------------------------

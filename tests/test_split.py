@@ -268,3 +268,23 @@ def test_with_detail_gives_each_part_its_customers_detail() -> None:
         ("T1", "P2", "DE", "S"),
         ("T2", None, "FR", "S"),
     ]
+
+
+def test_the_fairness_headline_of_a_split_run_counts_customers_not_parts() -> None:
+    """A split customer took two turns but is one customer placed."""
+    from engine.fairness import report_for
+
+    partners = typed_partners(
+        partner("P1", workloads=["exchange"], capacity=1),
+        partner("P2", workloads=["teams"], capacity=1),
+    )
+    wants = ["exchange", "teams"]
+    customers = customers_frame(customer("T1", workloads=wants), customer("T2", workloads=wants))
+    sim = simulate(partners, customers, split_rules())
+    assert sim.parts is not None and sim.parts.height > 0
+    rep = report_for(sim)
+    assert rep.customers == sim.rows.height
+    assert rep.placed == sim.placed
+    assert rep.css == sim.rows.height - sim.placed
+    assert (rep.customers, rep.placed, rep.css) == (2, 1, 1)
+    assert sim.assignments.height == 3  # T1's two parts, T2 in CSS
