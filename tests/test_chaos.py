@@ -139,8 +139,10 @@ class Chaos:
         started = time.monotonic()
         proc = self.spawn(args)
         if kill:
-            expected = self.length.get(kind, 1.0)
-            deadline = started + expected * self.rng.uniform(0.3, 1.05)
+            # Within the run as it is expected to last (learned per kind; a quiet machine
+            # runs faster than the first guess), so that most kills land mid-command.
+            expected = self.length.get(kind, 0.8)
+            deadline = started + expected * self.rng.uniform(0.15, 0.9)
             while time.monotonic() < deadline and proc.poll() is None:
                 time.sleep(0.003)
             if proc.poll() is None:
