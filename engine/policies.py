@@ -302,9 +302,8 @@ def _split_at_miss(on_miss: OnMiss, ledger: Ledger, k: int, counter: int, rr, ke
     """Let the split hook take customer k, which missed; refresh the loop's turns (and
     least-loaded keys) of the partners it gave. Returns the run's next stamp."""
     ledger.counter = counter
-    size = len(rr)
     for i in on_miss(k):
-        r = (int(ledger.stamp[i]) + 1) * size + i
+        r = ledger.rr_key(i)
         rr[i] = r
         if key is not None:
             key[i] = ((int(ledger.load[i]) + 1) / int(ledger.capacity[i]), r)

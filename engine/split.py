@@ -190,15 +190,14 @@ class Splitter:
             return self._fail(k, j)
         declined = self.sigs.excluded[j]
         gone = set(declined.split(";")) if declined else ()
-        ids, stamp = self.matcher.index.ids, self.ledger.stamp
+        ids = self.matcher.index.ids
         room = [
             (i, m & wanted)
             for i, m in zip(s.members, s.masks, strict=True)
             if m & wanted and (not gone or ids[i] not in gone)
         ]
-        n = len(stamp)
         masks = [m for _, m in room]
-        turns = [(stamp[i] + 1) * n + i for i, _ in room]
+        turns = [self.ledger.rr_key(i) for i, _ in room]
         cover = greedy_cover(wanted, masks, turns, self.limit)
         if cover is None:
             if not cover_exists(wanted, masks, self.limit):

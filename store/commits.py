@@ -137,13 +137,14 @@ def prepare(
     cohort = cohort.select(list(CUSTOMER_SCHEMA))
     taken = state.open_referral_tenants(con, cohort["tenant_id"].to_list())
     if reassigning:
-        refused = refusals(con, cohort)
-        return Prepared(partners, cohort, [], source, today, refused, frozenset(taken))
+        return Prepared(
+            partners, cohort, [], source, today, refusals(con, cohort), frozenset(taken)
+        )
     skipped = [t for t in cohort["tenant_id"].to_list() if t in taken]
     if skipped:
         cohort = cohort.filter(~pl.col("tenant_id").is_in(skipped))
-    refused = refusals(con, cohort)
-    return Prepared(partners, cohort, skipped, source or "cohort file", today, refused)
+    source = source or "cohort file"
+    return Prepared(partners, cohort, skipped, source, today, refusals(con, cohort))
 
 
 def refusals(con: duckdb.DuckDBPyConnection, cohort: pl.DataFrame) -> dict[str, list[str]]:
