@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from engine.fairness import acceptance
+from store import rules as team_rules
 from store import state
 from store.fairness import monthly_fairness, outcomes_by_size, partner_responses, referral_dates
 from ui import fairness
@@ -43,10 +44,16 @@ if source == COMMITTED:
         key="fair_dates",
     )
     since, until = fairness.period(picked)
-    fair, labels = committed_fairness(since, until)
-    monthly = view(monthly_fairness, since, until)
-    answers = acceptance(view(partner_responses, since, until))
-    sizes = view(outcomes_by_size, since, until)
+    version = st.selectbox(
+        "Runs made with the team's rules",
+        [None, *view(team_rules.used)],
+        format_func=lambda v: "Any version" if v is None else f"version {v}",
+        key="fair_rules_version",
+    )
+    fair, labels = committed_fairness(since, until, version)
+    monthly = view(monthly_fairness, since, until, version)
+    answers = acceptance(view(partner_responses, since, until, version))
+    sizes = view(outcomes_by_size, since, until, version)
     st.caption(
         "Utilisation is each partner's load today; turns count the referrals of the period. "
         "History imported without pools is grouped by the pool its customer matches today."

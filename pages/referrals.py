@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from store import rules as team_rules
 from store import state
 from store.referrals import (
     ROW_CAP,
@@ -68,7 +69,7 @@ with tab_refs:
         format_func=lambda r: referrals.REASON_WORDS.get(r, r),
         key="ref_reason",
     )
-    c4, c5 = st.columns(2)
+    c4, c5, c6 = st.columns([2, 2, 1])
     names = dict(view(state.partner_names).iter_rows())
     partner = c4.selectbox(
         "Partner",
@@ -77,6 +78,13 @@ with tab_refs:
         key="ref_partner",
     )
     tenant = c5.text_input("Customer (tenant id or name)", key="ref_tenant")
+    version = c6.selectbox(
+        "Rules version",
+        [None, *view(team_rules.used)],
+        format_func=lambda v: "Any" if v is None else f"version {v}",
+        key="ref_rules_version",
+        help="Only referrals of runs made with this version of the team's rules (Data page).",
+    )
     where = ReferralFilter(
         outcomes=tuple(outcomes),
         statuses=tuple(statuses),
@@ -84,6 +92,7 @@ with tab_refs:
         partner_id=partner,
         run=run,
         tenant=tenant,
+        rules_version=version,
     )
     total = privacy.view(referral_count, where)
     rows = privacy.view(referral_rows, where, ROW_CAP)

@@ -150,6 +150,20 @@ def diff(con: duckdb.DuckDBPyConnection, a: int, b: int) -> str:
     )
 
 
+def made_with(run_id: str = "run_id") -> str:
+    """SQL: the row's run (its ``run_id`` column) was made with the version given as the
+    parameter; the filter the Referrals and Fairness pages offer."""
+    return f"{run_id} IN (SELECT run_id FROM runs WHERE rules_version = ?)"
+
+
+def used(con: duckdb.DuckDBPyConnection) -> list[int]:
+    """The versions runs were made with, the newest first: what a page filters by."""
+    rows = con.execute(
+        "SELECT DISTINCT rules_version FROM runs WHERE rules_version IS NOT NULL ORDER BY 1 DESC"
+    ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
 def _lines(text: str) -> list[str]:
     """The text's lines, the last ended too (a diff line without one runs into the next)."""
     return (text if text.endswith("\n") else text + "\n").splitlines(keepends=True)

@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 
 from cli.main import main as frp_main
-from engine.rules import DEFAULT_RULES_PATH, RulesError
+from engine.rules import DEFAULT_RULES_PATH, RulesError, load_rules
 from store import clock
 from store import rules as team_rules
 from store.db import connect
 from store.errors import StoreError
-from tests.app_helpers import rows, value
+from store.fairness import committed_fairness, outcomes_by_size
+from tests.app_helpers import open_page, rows, value
 
 SHIPPED = DEFAULT_RULES_PATH.read_text(encoding="utf-8")
 #: The shipped rules with a higher seat threshold and a longer acceptance window.
@@ -41,6 +42,22 @@ def refused(capsys: pytest.CaptureFixture[str], *args: object) -> str:
     assert len(err.splitlines()) == 1 and err.startswith("frp"), err
     assert "internal error" not in err
     return err.strip()
+
+
+def part_of_backlog(db: Path, tmp_path: Path, n: int = 20) -> Path:
+    """The first ``n`` customers of the FTCQ as a cohort file: the rest wait for a later run."""
+    path = tmp_path / "part.csv"
+    con = connect(db)
+    try:
+        con.execute(
+            "COPY (SELECT tenant_id, name, country, language, seats, "
+            "array_to_string(workloads, ';') AS workloads, gateway, contact_email, "
+            f"referral_consent FROM customers WHERE in_ftcq ORDER BY ftcq_seq LIMIT {n}) "
+            f"TO '{path}' (HEADER)"
+        )
+    finally:
+        con.close()
+    return path
 
 
 def snapshot(db: Path) -> list[tuple]:
@@ -141,18 +158,7 @@ def test_a_rules_file_that_is_a_saved_version_records_it_another_records_none(
     other.write_text(SHIPPED.replace("min_seats = 150", "min_seats = 300"), encoding="utf-8")
     shipped_again = tmp_path / "same.toml"
     shipped_again.write_text("# the same rules, another comment\n" + SHIPPED, encoding="utf-8")
-    half = tmp_path / "half.csv"  # part of the backlog: the rest is left for the next run
-    con = connect(demo_db)
-    try:
-        con.execute(
-            "COPY (SELECT tenant_id, name, country, language, seats, "
-            "array_to_string(workloads, ';') AS workloads, gateway, contact_email, "
-            "referral_consent FROM customers WHERE in_ftcq ORDER BY ftcq_seq LIMIT 20) "
-            f"TO '{half}' (HEADER)"
-        )
-    finally:
-        con.close()
-    ok(capsys, "commit", "--rules", other, "--cohort", half)
+    ok(capsys, "commit", "--rules", other, "--cohort", part_of_backlog(demo_db, tmp_path))
     ok(capsys, "commit", "--rules", shipped_again)
     assert rows(demo_db, "SELECT run_id, rules_version FROM runs ORDER BY run_id") == [
         (1, None),
@@ -222,3 +228,58 @@ def test_frp_rules_on_a_missing_store_says_how_to_build_one(
     line = refused(capsys, "rules", "show")
     assert "no such database" in line
     assert not empty_db.exists()
+
+
+# --- the Referrals and Fairness pages filter by version -------------------------------------
+
+
+@pytest.fixture
+def two_versions(demo_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    """Run 1 with version 1 (part of the backlog), run 2 with version 2 (the rest)."""
+    ok(capsys, "commit", "--cohort", part_of_backlog(demo_db, tmp_path))
+    (tmp_path / "v2.toml").write_text(STRICTER, encoding="utf-8")
+    ok(capsys, "rules", "set", tmp_path / "v2.toml", "--note", "larger customers")
+    ok(capsys, "commit")
+    assert rows(demo_db, "SELECT run_id, rules_version FROM runs ORDER BY 1") == [(1, 1), (2, 2)]
+    return demo_db
+
+
+def of_run(db: Path, run: int) -> int:
+    return value(db, "SELECT count(*) FROM referrals WHERE run_id = ?", [run])
+
+
+@pytest.mark.usefixtures("fresh_caches")
+def test_the_referrals_page_filters_by_rules_version(two_versions: Path) -> None:
+    at = open_page("pages/referrals.py")
+    assert at.selectbox(key="ref_rules_version").options == ["Any", "version 2", "version 1"]
+    for version, run in ((1, 1), (2, 2)):
+        at.selectbox(key="ref_rules_version").set_value(version).run()
+        assert not at.exception
+        assert at.metric[0].value == f"{of_run(two_versions, run):,}"
+        shown = set(at.dataframe[0].value["run_id"])
+        assert shown == {run}
+
+
+@pytest.mark.usefixtures("fresh_caches")
+def test_the_fairness_page_and_its_reads_filter_by_rules_version(two_versions: Path) -> None:
+    con = connect(two_versions)
+    try:
+        for version, run in ((1, 1), (2, 2)):
+            fair, _ = committed_fairness(con, None, None, load_rules(), version)
+            assert fair.customers == value(
+                two_versions,
+                "SELECT count(DISTINCT tenant_id) FROM referrals WHERE run_id = ?",
+                [run],
+            )
+            sizes = outcomes_by_size(con, None, None, version)
+            assert sizes["customers"].sum() == of_run(two_versions, run)
+    finally:
+        con.close()
+    at = open_page("pages/fairness.py")
+    assert at.selectbox(key="fair_rules_version").options == [
+        "Any version",
+        "version 2",
+        "version 1",
+    ]
+    at.selectbox(key="fair_rules_version").set_value(2).run()
+    assert not at.exception
