@@ -18,7 +18,7 @@ _HOW_TO_BUILD = "build it with `frp demo` or `frp import --partners FILE`"
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `frp rules` and its subcommands to ``sub``."""
     p = sub.add_parser("rules", help="the team's rules kept in the store, with every version")
-    actions = p.add_subparsers(dest="rules_action", required=True, parser_class=type(p))
+    actions = p.add_subparsers(dest="action", required=True, parser_class=type(p))
 
     q = actions.add_parser("show", help="print the current rules (or one version) as TOML")
     q.add_argument("--version", type=int, help="the version to print (default: the current)")

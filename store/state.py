@@ -159,7 +159,7 @@ def period(
     """A SQL condition (and its parameters) for rows in [since, until); either may be None.
     With ``version``, only referrals of runs made with that version of the team's rules
     (``column``'s table, by its ``run_id``)."""
-    where, params = ["TRUE"], []
+    where, params = ["TRUE"], list[object]()
     if version is not None:
         where.append(made_with(column.rpartition(".")[0] + "." * ("." in column) + "run_id"))
         params.append(version)

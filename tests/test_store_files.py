@@ -141,20 +141,22 @@ def test_a_version_1_store_is_brought_forward(
     assert version(db) == str(SCHEMA_VERSION)
 
 
-def v2(path: Path) -> Path:
-    """Version 2 as its release left the version-1 fixture: version 2's step alone."""
+def at_version(path: Path, number: int) -> Path:
+    """The version-1 fixture as the release of version ``number`` left it: the steps up to
+    that version alone."""
     con = duckdb.connect(str(v1_last(path)))
     try:
-        MIGRATIONS[0](con)
-        con.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
-        assert shape_of(con) == ddl_shape(2)  # the kept version-2 DDL's shape
+        for step in MIGRATIONS[: number - 1]:
+            step(con)
+        con.execute(f"UPDATE meta SET value = '{number}' WHERE key = 'schema_version'")
+        assert shape_of(con) == ddl_shape(number)  # the kept DDL's shape of that version
     finally:
         con.close()
     return path
 
 
 def test_a_version_2_store_is_brought_to_version_3(tmp_path: Path) -> None:
-    db = v2(tmp_path / "old.duckdb")
+    db = at_version(tmp_path / "old.duckdb", 2)
     con = connect(db)
     try:
         assert shape_of(con) == ddl_shape(SCHEMA_VERSION)
@@ -167,22 +169,10 @@ def test_a_version_2_store_is_brought_to_version_3(tmp_path: Path) -> None:
     assert version(db) == str(SCHEMA_VERSION)
 
 
-def v3(path: Path) -> Path:
-    """Version 3 as its release left the version-1 fixture: version 3's step on version 2."""
-    con = duckdb.connect(str(v2(path)))
-    try:
-        MIGRATIONS[1](con)
-        con.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
-        assert shape_of(con) == ddl_shape(3)  # the kept version-3 DDL's shape
-    finally:
-        con.close()
-    return path
-
-
 def test_a_version_3_store_gets_the_shipped_rules_as_version_1_and_its_runs_none(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    db = v3(tmp_path / "old.duckdb")
+    db = at_version(tmp_path / "old.duckdb", 3)
     with clock.frozen("2026-03-02T09:00:00"):
         con = connect(db)
     try:
