@@ -44,11 +44,16 @@ if source == COMMITTED:
         key="fair_dates",
     )
     since, until = fairness.period(picked)
-    version = st.selectbox(
-        "Runs made with the team's rules",
-        [None, *view(team_rules.used)],
-        format_func=lambda v: "Any version" if v is None else f"version {v}",
-        key="fair_rules_version",
+    used = view(team_rules.used)  # versions the runs were made with; none before runs
+    version = (
+        st.selectbox(
+            "Runs made with the team's rules",
+            [None, *used],
+            format_func=lambda v: "Any version" if v is None else f"version {v}",
+            key="fair_rules_version",
+        )
+        if used
+        else None
     )
     fair, labels = committed_fairness(since, until, version)
     monthly = view(monthly_fairness, since, until, version)

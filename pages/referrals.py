@@ -78,12 +78,17 @@ with tab_refs:
         key="ref_partner",
     )
     tenant = c5.text_input("Customer (tenant id or name)", key="ref_tenant")
-    version = c6.selectbox(
-        "Rules version",
-        [None, *view(team_rules.used)],
-        format_func=lambda v: "Any" if v is None else f"version {v}",
-        key="ref_rules_version",
-        help="Only referrals of runs made with this version of the team's rules (Data page).",
+    used = view(team_rules.used)  # versions the runs were made with; none before runs
+    version = (
+        c6.selectbox(
+            "Rules version",
+            [None, *used],
+            format_func=lambda v: "Any" if v is None else f"version {v}",
+            key="ref_rules_version",
+            help="Only referrals of runs made with this version of the team's rules (Data page).",
+        )
+        if used
+        else None
     )
     where = ReferralFilter(
         outcomes=tuple(outcomes),
