@@ -5,10 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 from engine.fairness import acceptance
-from store import rules as team_rules
 from store import state
 from store.fairness import monthly_fairness, outcomes_by_size, partner_responses, referral_dates
-from ui import fairness
+from ui import fairness, rules
 from ui.reads import committed_fairness, view
 from ui.router import through_router
 
@@ -44,17 +43,7 @@ if source == COMMITTED:
         key="fair_dates",
     )
     since, until = fairness.period(picked)
-    used = view(team_rules.used)  # versions the runs were made with; none before runs
-    version = (
-        st.selectbox(
-            "Runs made with the team's rules",
-            [None, *used],
-            format_func=lambda v: "Any version" if v is None else f"version {v}",
-            key="fair_rules_version",
-        )
-        if used
-        else None
-    )
+    version = rules.version_filter("fair_rules_version")
     fair, labels = committed_fairness(since, until, version)
     monthly = view(monthly_fairness, since, until, version)
     answers = acceptance(view(partner_responses, since, until, version))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import streamlit as st
 
-from store import rules as team_rules
 from store import state
 from store.referrals import (
     ROW_CAP,
@@ -21,7 +20,7 @@ from store.referrals import (
     referral_rows,
     task_count,
 )
-from ui import handoff, privacy, referrals, waiting
+from ui import handoff, privacy, referrals, rules, waiting
 from ui import labels as human
 from ui.expiry import expiry_panel
 from ui.reads import view
@@ -78,18 +77,7 @@ with tab_refs:
         key="ref_partner",
     )
     tenant = c5.text_input("Customer (tenant id or name)", key="ref_tenant")
-    used = view(team_rules.used)  # versions the runs were made with; none before runs
-    version = (
-        c6.selectbox(
-            "Rules version",
-            [None, *used],
-            format_func=lambda v: "Any" if v is None else f"version {v}",
-            key="ref_rules_version",
-            help="Only referrals of runs made with this version of the team's rules (Data page).",
-        )
-        if used
-        else None
-    )
+    version = rules.version_filter("ref_rules_version", c6)
     where = ReferralFilter(
         outcomes=tuple(outcomes),
         statuses=tuple(statuses),

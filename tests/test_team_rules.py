@@ -251,7 +251,11 @@ def of_run(db: Path, run: int) -> int:
 @pytest.mark.usefixtures("fresh_caches")
 def test_the_referrals_page_filters_by_rules_version(two_versions: Path) -> None:
     at = open_page("pages/referrals.py")
-    assert at.selectbox(key="ref_rules_version").options == ["Any", "version 2", "version 1"]
+    assert at.selectbox(key="ref_rules_version").options == [
+        "Any version",
+        "version 2",
+        "version 1",
+    ]
     for version, run in ((1, 1), (2, 2)):
         at.selectbox(key="ref_rules_version").set_value(version).run()
         assert not at.exception

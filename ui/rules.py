@@ -10,6 +10,8 @@ restoring check the role on the server at the moment of writing (``ui.auth``).
 
 from __future__ import annotations
 
+from typing import Any
+
 import polars as pl
 import streamlit as st
 
@@ -171,3 +173,19 @@ def history() -> None:
             disabled=a == numbers[0],
             help="Saves this version's text again as the newest version (managers only).",
         )
+
+
+def version_filter(key: str, where: Any = st) -> int | None:
+    """A "Rules version" choice for a page's filters (in ``where``, a column or the page):
+    the versions runs were made with; None for any, and no choice before a run has one."""
+    used = view(team_rules.used)
+    if not used:
+        return None
+    picked: int | None = where.selectbox(
+        "Rules version",
+        [None, *used],
+        format_func=lambda v: "Any version" if v is None else f"version {v}",
+        key=key,
+        help="Only referrals of runs made with this version of the team's rules (Data page).",
+    )
+    return picked
