@@ -13,9 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine.reasons import Policy
+from engine.rules import Rules, load_rules
 from store.errors import StoreError
 
 if TYPE_CHECKING:
+    import duckdb
+
     from engine.assign import Progress
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT = 0, 1, 2
@@ -57,7 +60,25 @@ def db_arg(p: argparse.ArgumentParser) -> None:
 
 
 def rules_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--rules", help="rules TOML file (default: data/rules.toml)")
+    p.add_argument(
+        "--rules",
+        help="rules TOML file (default: the team's rules in the store, `frp rules show`)",
+    )
+
+
+def given_rules(args: argparse.Namespace) -> Rules | None:
+    """The ``--rules`` file's rules, read before the store is opened (a file that does not
+    load writes nothing); None when the store's current rules apply."""
+    return load_rules(args.rules) if args.rules else None
+
+
+def rules_in(con: duckdb.DuckDBPyConnection, given: Rules | None) -> Rules:
+    """``given`` (a ``--rules`` file), else the team's current rules in the store."""
+    if given is not None:
+        return given
+    from store.rules import current
+
+    return current(con).rules
 
 
 def policy_arg(p: argparse.ArgumentParser) -> None:

@@ -18,10 +18,12 @@ from cli.args import (
     UsageError,
     db_arg,
     existing,
+    given_rules,
     is_interrupt,
     policy_arg,
     progress,
     rules_arg,
+    rules_in,
 )
 from engine.rules import load_rules
 from store.errors import StoreError
@@ -29,6 +31,7 @@ from store.errors import StoreError
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from engine.rules import Rules
     from engine.simulation import Simulation
 
 
@@ -104,7 +107,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             "frp simulate: give both --partners and --customers, or neither "
             "(then the store is used)"
         )
-    rules = load_rules(args.rules)
+    given = given_rules(args)
     if args.out:
         from store.files import check_format
 
@@ -112,6 +115,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.partners:
         if args.cohort or args.db:
             raise UsageError("frp simulate: --cohort/--db apply to the store, not to files")
+        rules = given or load_rules()  # files, not the store: the shipped rules
         partners = read_partners(args.partners, max_pause_days=rules.max_pause_days)
         # Names and contact emails are validated but a what-if never reads them, and the
         # run reads workload lists once per distinct list: the frame read from the file
@@ -134,7 +138,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         cohort = read_customers(args.cohort) if args.cohort else None
         with open_db(existing(resolve_path(args.db)), read_only=True) as con:
             sim, prep = simulate_stored(
-                con, rules, args.policy, cohort, progress=progress("assigning")
+                con, rules_in(con, given), args.policy, cohort, progress=progress("assigning")
             )
         skipped = prep.skipped
     if args.out:
@@ -191,8 +195,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     path = resolve_path(args.db)
     if args.partners:
-        rules = load_rules(args.rules)
-        # Validated before the database is opened.
+        rules = given_rules(args) or _stored_rules(path)
+        # Validated before the database is opened for writing.
         frame = read_partners(args.partners, max_pause_days=rules.max_pause_days)
         with open_db(path) as con:
             summary = retry_conflicts(
@@ -208,12 +212,23 @@ def cmd_import(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _stored_rules(path: Path) -> Rules:
+    """The team's rules of the store at ``path``; the shipped ones for a store not made yet
+    (it will start from them)."""
+    if not path.is_file() or path.stat().st_size == 0:  # a new store, made by the import
+        return load_rules()
+    from store.db import open_db
+
+    with open_db(path, read_only=True) as con:
+        return rules_in(con, None)
+
+
 def cmd_commit(args: argparse.Namespace) -> int:
     from store.commits import commit
     from store.db import open_db, resolve_path, retry_conflicts
     from store.files import read_customers
 
-    rules = load_rules(args.rules)
+    given = given_rules(args)
     cohort = read_customers(args.cohort) if args.cohort else None
     started = time.perf_counter()
     db = existing(resolve_path(args.db))
@@ -223,7 +238,7 @@ def cmd_commit(args: argparse.Namespace) -> int:
             summary = retry_conflicts(
                 lambda: commit(
                     con,
-                    rules,
+                    rules_in(con, given),  # the team's rules as they are at this try
                     args.policy,
                     cohort,
                     source=args.cohort or "",

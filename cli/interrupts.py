@@ -31,6 +31,7 @@ _AUDITED = {
     ("task", "close"),
     ("outbox", "retry"),
     ("outbox", "export"),
+    ("rules", "set"),
 }
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from cli.args import EXIT_OK, db_arg, existing, policy_arg, rules_arg
+from cli.args import EXIT_OK, db_arg, existing, given_rules, policy_arg, rules_arg, rules_in
 from engine.reasons import DECLINE_REASONS
-from engine.rules import load_rules
 from store.errors import StoreError
 
 # The store (DuckDB, the engine, the mail templates) is imported by the handlers, not
@@ -68,10 +67,11 @@ def cmd_referral(args: argparse.Namespace) -> int:
     from store.db import retry_conflicts
     from store.lifecycle import accept, complete, decline
 
-    rules = load_rules(args.rules)
+    given = given_rules(args)
     con = _open(args)  # waits (FRP_LOCK_TIMEOUT) while another process writes
 
     def respond():
+        rules = rules_in(con, given)  # the team's rules as they are at this try
         who = {"actor": args.actor, "partner_id": args.partner}
         if args.action == "accept":
             return accept(con, args.tenant, **who)
@@ -91,9 +91,10 @@ def cmd_drain(args: argparse.Namespace) -> int:
     from store.db import retry_conflicts
     from store.lifecycle import drain
 
-    rules = load_rules(args.rules)
+    given = given_rules(args)
     con = _open(args)
     try:
+        rules = rules_in(con, given)
         summary = retry_conflicts(
             lambda: drain(con, rules, args.policy, actor=args.actor), what="the drain"
         )
@@ -107,9 +108,10 @@ def cmd_expire(args: argparse.Namespace) -> int:
     from store.db import retry_conflicts
     from store.lifecycle import expire
 
-    rules = load_rules(args.rules)
+    given = given_rules(args)
     con = _open(args)
     try:
+        rules = rules_in(con, given)
         summary = retry_conflicts(
             lambda: expire(con, rules, actor=args.actor), what="the expiry run"
         )

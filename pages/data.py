@@ -1,25 +1,24 @@
-"""Data: import partners and customers, and edit the rules this session assigns with.
+"""Data: import partners and customers, and keep the team's rules.
 
 Imports go through the command line's own reading and validation (``ui.uploads``): a
-bad file shows every bad row and writes nothing. Edited rules are kept for this session
-only (``ui.db.RULES_KEY``); the Simulate page picks them up through ``active_rules()``.
+bad file shows every bad row and writes nothing. The rules section (``ui.rules``) saves
+the team's rules as a new version in the store (managers), tries edited rules in this
+session's what-ifs (anyone; the Simulate page picks them up through ``active_rules()``),
+and shows the versions with their differences.
 """
 
 import streamlit as st
 
-from engine.rules import RulesError, load_rules, parse_rules, to_toml
 from engine.schema import InputError
 from store import state
 from store.imports import import_customers, import_partners
-from ui import auth, db, privacy
+from ui import auth, db, privacy, rules
 from ui.reads import view
 from ui.router import through_router
 from ui.uploads import read_upload
 
 through_router(__file__)
 
-RULES_TEXT = "rules_text"  # the text area's key
-RULES_NOTE = "rules_note"  # (kind, message) left by a rules button for the next run
 TOAST = "data_toast"  # a toast to show after the rerun that follows an import
 
 
@@ -31,8 +30,8 @@ st.title("Data")
 if toast := st.session_state.pop(TOAST, None):
     st.toast(toast, icon=":material/check_circle:")
 st.caption(
-    "Import partner and customer files (the same files and checks as `frp import`), and edit "
-    "the assignment rules used by this session."
+    "Import partner and customer files (the same files and checks as `frp import`), and keep "
+    "the team's assignment rules: every version saved, with who saved it, when and why."
 )
 
 counts = view(state.counts)
@@ -75,7 +74,7 @@ for column, kind in zip(st.columns(2), ("partners", "customers"), strict=True):
                 file.getvalue(),
                 file.name,
                 kind,
-                max_pause_days=db.active_rules().max_pause_days,
+                max_pause_days=db.team_rules().max_pause_days,
             )
         except InputError as exc:
             st.error(f"{exc.one_line()}. Nothing was written: fix these rows and upload again.")
@@ -102,60 +101,9 @@ for column, kind in zip(st.columns(2), ("partners", "customers"), strict=True):
 
 # --- Rules --------------------------------------------------------------------------------
 st.header("Rules", divider="gray")
-
-
-def use_edited_rules() -> None:
-    if refused := auth.refusal(auth.MANAGER, "edit the rules"):
-        st.session_state[RULES_NOTE] = ("error", refused)
-        return
-    text = st.session_state.get(RULES_TEXT, "")
-    try:
-        parse_rules(text, source="edited rules")
-    except RulesError as exc:
-        st.session_state[RULES_NOTE] = ("error", f"Not used: {exc}")
-        return
-    st.session_state[db.RULES_KEY] = text
-    st.session_state[RULES_NOTE] = ("success", "Valid: this session now uses the edited rules.")
-
-
-def reset_rules() -> None:
-    if refused := auth.refusal(auth.MANAGER, "edit the rules"):
-        st.session_state[RULES_NOTE] = ("error", refused)
-        return
-    st.session_state.pop(db.RULES_KEY, None)
-    st.session_state[RULES_TEXT] = to_toml(load_rules())
-    st.session_state[RULES_NOTE] = ("info", "Back to the shipped defaults (data/rules.toml).")
-
-
-active = db.active_rules()
-edited = st.session_state.get(db.RULES_KEY)
-st.caption(
-    "Active: the rules edited in this session (they are not saved to the shipped file)."
-    if edited
-    else "Active: the shipped defaults (data/rules.toml). Edits apply to this session only."
-)
-if RULES_TEXT not in st.session_state:
-    st.session_state[RULES_TEXT] = edited or to_toml(active)
-left, right = st.columns(2)
-with left:
-    st.markdown("**Active rules**")
-    st.code(edited or to_toml(active), language="toml", height=420, wrap_lines=True)
-with right:
-    st.text_area("Edit (TOML)", key=RULES_TEXT, height=420)
-    buttons = st.container(horizontal=True)
-    buttons.button("Validate and use", type="primary", on_click=use_edited_rules, key="rules_use")
-    buttons.button("Reset to defaults", on_click=reset_rules, key="rules_reset")
-    buttons.download_button(
-        "Download rules.toml",
-        edited or to_toml(active),
-        file_name="rules.toml",
-        mime="application/toml",
-        icon=":material/download:",
-        key="rules_download",
-    )
-    note = st.session_state.pop(RULES_NOTE, None)
-    if note:
-        getattr(st, note[0])(note[1])
+rules.editor()
+with st.expander("History of the team's rules: versions, differences, restore"):
+    rules.history()
 
 with st.expander("Recent imports and commits"):
     log = view(state.recent_changes, 20)

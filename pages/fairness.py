@@ -7,7 +7,7 @@ import streamlit as st
 from engine.fairness import acceptance
 from store import state
 from store.fairness import monthly_fairness, outcomes_by_size, partner_responses, referral_dates
-from ui import fairness
+from ui import fairness, rules
 from ui.reads import committed_fairness, view
 from ui.router import through_router
 
@@ -43,10 +43,11 @@ if source == COMMITTED:
         key="fair_dates",
     )
     since, until = fairness.period(picked)
-    fair, labels = committed_fairness(since, until)
-    monthly = view(monthly_fairness, since, until)
-    answers = acceptance(view(partner_responses, since, until))
-    sizes = view(outcomes_by_size, since, until)
+    version = rules.version_filter("fair_rules_version")
+    fair, labels = committed_fairness(since, until, version)
+    monthly = view(monthly_fairness, since, until, version)
+    answers = acceptance(view(partner_responses, since, until, version))
+    sizes = view(outcomes_by_size, since, until, version)
     st.caption(
         "Utilisation is each partner's load today; turns count the referrals of the period. "
         "History imported without pools is grouped by the pool its customer matches today."

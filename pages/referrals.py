@@ -20,7 +20,7 @@ from store.referrals import (
     referral_rows,
     task_count,
 )
-from ui import handoff, privacy, referrals, waiting
+from ui import handoff, privacy, referrals, rules, waiting
 from ui import labels as human
 from ui.expiry import expiry_panel
 from ui.reads import view
@@ -68,7 +68,7 @@ with tab_refs:
         format_func=lambda r: referrals.REASON_WORDS.get(r, r),
         key="ref_reason",
     )
-    c4, c5 = st.columns(2)
+    c4, c5, c6 = st.columns([2, 2, 1])
     names = dict(view(state.partner_names).iter_rows())
     partner = c4.selectbox(
         "Partner",
@@ -77,6 +77,7 @@ with tab_refs:
         key="ref_partner",
     )
     tenant = c5.text_input("Customer (tenant id or name)", key="ref_tenant")
+    version = rules.version_filter("ref_rules_version", c6)
     where = ReferralFilter(
         outcomes=tuple(outcomes),
         statuses=tuple(statuses),
@@ -84,6 +85,7 @@ with tab_refs:
         partner_id=partner,
         run=run,
         tenant=tenant,
+        rules_version=version,
     )
     total = privacy.view(referral_count, where)
     rows = privacy.view(referral_rows, where, ROW_CAP)

@@ -31,6 +31,7 @@ from engine.reasons import Policy, Reason
 from engine.rules import Rules, to_toml
 from engine.simulation import Simulation
 from store import clock, state
+from store import rules as team_rules
 from store.db import OPEN_SQL, audit, registered, transaction
 from store.errors import StoreError
 from store.notify import referral_messages
@@ -307,7 +308,7 @@ def _insert_run(
     run_id: int = con.execute("SELECT nextval('run_seq')").fetchall()[0][0]
     n, placed = sim.rows.height, sim.placed
     con.execute(
-        "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             run_id,
             clock.now(),
@@ -319,6 +320,7 @@ def _insert_run(
             placed,
             n - placed,
             len(prep.skipped),
+            team_rules.version_of(con, rules),  # NULL: rules that are no saved version
         ],
     )
     return run_id

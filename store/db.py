@@ -52,7 +52,7 @@ OPEN_SQL = "(" + ", ".join(f"'{s}'" for s in OPEN_STATUSES) + ")"
 DELIVERABLE = (*OPEN_STATUSES, "completed")
 
 #: The shape of the store's tables; store/migrations.py has one step per version since 1.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 TABLES = """
 CREATE SEQUENCE IF NOT EXISTS run_seq START 1;
@@ -121,7 +121,10 @@ CREATE TABLE IF NOT EXISTS runs (
     customers BIGINT NOT NULL,
     placed BIGINT NOT NULL,
     css BIGINT NOT NULL,
-    skipped BIGINT NOT NULL
+    skipped BIGINT NOT NULL,
+    -- The team's rules version (rules_versions) the run's rules are; NULL when they are
+    -- none of them (a --rules file of other rules) or the run is older than versions.
+    rules_version BIGINT
 );
 
 CREATE TABLE IF NOT EXISTS referrals (
@@ -207,6 +210,17 @@ CREATE TABLE IF NOT EXISTS audit_log (
 
 """
 
+#: The team's rules, every version kept (store/rules.py): the highest is the current one.
+RULES_VERSIONS = """
+CREATE TABLE IF NOT EXISTS rules_versions (
+    version BIGINT PRIMARY KEY,
+    rules_toml VARCHAR NOT NULL,
+    actor VARCHAR NOT NULL,
+    saved_at TIMESTAMP NOT NULL,
+    note VARCHAR NOT NULL
+);
+"""
+
 #: Open partner referrals held on top of the imported load; re-created by migrations.
 PARTNER_STATE = f"""
 CREATE OR REPLACE VIEW partner_state AS
@@ -226,7 +240,7 @@ LEFT JOIN rr_order r USING (partner_id);
 """
 
 #: A new store at :data:`SCHEMA_VERSION` (store/migrations.py brings older ones forward).
-DDL = TABLES + PARTNER_STATE
+DDL = TABLES + RULES_VERSIONS + PARTNER_STATE
 
 
 def resolve_path(path: str | Path | None = None) -> Path:

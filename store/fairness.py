@@ -132,12 +132,16 @@ def committed_inputs(
 
 
 def committed_counts(
-    db: str | None | Con, since: datetime | None = None, until: datetime | None = None
+    db: str | None | Con,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    version: int | None = None,
 ) -> Frames:
     """As ``committed_inputs``, but the outcomes counted: ``engine.fairness.WEIGHT`` says
-    how many referrals of [since, until) each row stands for."""
+    how many referrals of [since, until) each row stands for. ``version``: only the runs
+    made with that version of the team's rules."""
     with _reading(db, "build it with `frp demo`") as con:
-        return _committed(con, since, until, counted=True)
+        return _committed(con, since, until, counted=True, version=version)
 
 
 @contextmanager
@@ -168,9 +172,13 @@ ORDER BY ALL
 
 
 def _committed(
-    con: Con, since: datetime | None, until: datetime | None, counted: bool = False
+    con: Con,
+    since: datetime | None,
+    until: datetime | None,
+    counted: bool = False,
+    version: int | None = None,
 ) -> Frames:
-    cond, params = state.period(since, until)
+    cond, params = state.period(since, until, version=version)
     if counted:
         outcomes = state.query(con, _COUNTED.format(cond=cond), params)
     else:
@@ -204,11 +212,14 @@ CASE WHEN status = 'expired' OR decline_reason = 'no_response' THEN 'expired'
 
 
 def partner_responses(
-    db: str | None | Con, since: datetime | None = None, until: datetime | None = None
+    db: str | None | Con,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    version: int | None = None,
 ) -> pl.DataFrame:
     """Partner referrals made in [since, until), counted per partner and response:
     ``partner_id, response, referrals`` (what ``engine.fairness.acceptance`` takes)."""
-    cond, params = state.period(since, until)
+    cond, params = state.period(since, until, version=version)
     with _reading(db, "build it with `frp demo`") as con:
         return state.query(
             con,
@@ -229,10 +240,12 @@ def size_case(seats: str) -> str:
     return f"CASE WHEN {seats} IS NULL THEN 'unknown' {whens} ELSE '{SIZE_BUCKETS[0]}' END"
 
 
-def outcomes_by_size(con: Con, since: datetime | None, until: datetime | None) -> pl.DataFrame:
+def outcomes_by_size(
+    con: Con, since: datetime | None, until: datetime | None, version: int | None = None
+) -> pl.DataFrame:
     """Referrals created in [since, until) per customer size bucket, outcome and reason
     (``size_bucket, outcome, reason, customers``), counted in DuckDB."""
-    cond, params = state.period(since, until, "r.created_at")
+    cond, params = state.period(since, until, "r.created_at", version)
     return state.query(
         con,
         f"""
@@ -255,9 +268,14 @@ def referral_dates(con: Con) -> tuple[date | None, date | None]:
 
 
 def committed_fairness(
-    con: Con, since: datetime | None, until: datetime | None, rules: Rules
+    con: Con,
+    since: datetime | None,
+    until: datetime | None,
+    rules: Rules,
+    version: int | None = None,
 ) -> tuple[FairnessReport, pl.DataFrame]:
-    """The fairness report of referrals committed in [since, until), and its pools' labels.
+    """The fairness report of referrals committed in [since, until) (by runs made with
+    rules ``version``, when given), and its pools' labels.
 
     Referrals imported without a pool (the demo's history) get the pool their customer's
     signature matches among today's Referral Ready partners, the same way the command
@@ -266,7 +284,7 @@ def committed_fairness(
     The referrals are counted in DuckDB (``committed_counts``): over a million of them the
     page gets tens of thousands of rows, not a million, and the same report.
     """
-    outcomes, partners, pools = committed_counts(con, since, until)
+    outcomes, partners, pools = committed_counts(con, since, until, version)
     outcomes, pools = _fill_pools(con, outcomes, pools, rules)
     used = outcomes["pool_key"].drop_nulls().unique()
     fair = report(outcomes, partners, pools.filter(pl.col("pool_key").is_in(used.implode())))
@@ -369,7 +387,9 @@ def _fill_pools(
     return filled, pl.concat([pools.cast(_POOLS), extra])
 
 
-def monthly_fairness(con: Con, since: datetime | None, until: datetime | None) -> pl.DataFrame:
+def monthly_fairness(
+    con: Con, since: datetime | None, until: datetime | None, version: int | None = None
+) -> pl.DataFrame:
     """Per calendar month: customers, CSS rate, and Jain's index and Gini of partner intake.
 
     Intake is a partner's FRP referrals that month per seat of its capacity, over today's
@@ -377,7 +397,7 @@ def monthly_fairness(con: Con, since: datetime | None, until: datetime | None) -
     0.0 means every partner got work in proportion to its capacity. Counted in DuckDB,
     then engine.fairness's measures per month.
     """
-    cond, params = state.period(since, until)
+    cond, params = state.period(since, until, version=version)
     months = state.query(
         con,
         f"""

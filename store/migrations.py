@@ -13,7 +13,8 @@ open, whose ``ALTER ... IF NOT EXISTS`` lines added columns as they came, so a v
 file has the first release's columns and any of the later ones. Version 2 is the same
 tables with every column, and from version 2 on a version number says the shape exactly:
 a change to the schema is a new version (version 3: the split by workload's referral
-parts and the partners' size buckets), with its step in :data:`MIGRATIONS` and its old
+parts and the partners' size buckets; version 4: the team's rules and their versions, and the
+version each run used), with its step in :data:`MIGRATIONS` and its old
 DDL kept under ``store/schema/`` (restoring a backup of that version needs it).
 
 The steps run in one transaction with the new ``schema_version``, and the result is
@@ -30,9 +31,11 @@ from pathlib import Path
 
 import duckdb
 
+from store import rules
 from store.db import (
     DDL,
     PARTNER_STATE,
+    RULES_VERSIONS,
     SCHEMA_VERSION,
     damaged,
     damaged_message,
@@ -46,6 +49,7 @@ Shape = dict[str, dict[str, str]]
 
 V1_DDL = (Path(__file__).parent / "schema" / "v1.sql").read_text(encoding="utf-8")
 V2_DDL = (Path(__file__).parent / "schema" / "v2.sql").read_text(encoding="utf-8")
+V3_DDL = (Path(__file__).parent / "schema" / "v3.sql").read_text(encoding="utf-8")
 
 #: (table, column, type) that version 1 added in place after its first release.
 ADDED_IN_V1: list[tuple[str, str, str]] = re.findall(
@@ -53,7 +57,7 @@ ADDED_IN_V1: list[tuple[str, str, str]] = re.findall(
 )
 
 #: The tables and views of a version, by version: what a restore of its backup builds.
-DDL_OF = {1: V1_DDL, 2: V2_DDL, SCHEMA_VERSION: DDL}
+DDL_OF = {1: V1_DDL, 2: V2_DDL, 3: V3_DDL, SCHEMA_VERSION: DDL}
 
 
 def _to_2(con: duckdb.DuckDBPyConnection) -> None:
@@ -75,8 +79,17 @@ def _to_3(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(PARTNER_STATE)  # p.* takes the new partner column
 
 
+def _to_4(con: duckdb.DuckDBPyConnection) -> None:
+    """Version 3 to 4: the team's rules in the store (store/rules.py). Version 1 is the
+    shipped data/rules.toml, which the store's commands used until now; the runs made
+    before record no version (NULL), though each keeps the rules text it ran with."""
+    con.execute(RULES_VERSIONS)
+    con.execute("ALTER TABLE runs ADD COLUMN rules_version BIGINT")
+    rules.seed(con, "data/rules.toml, when the store was brought to schema version 4")
+
+
 #: ``MIGRATIONS[n - 1]`` brings a store of version ``n`` to ``n + 1``.
-MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_to_2, _to_3]
+MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_to_2, _to_3, _to_4]
 
 
 def shape_of(con: duckdb.DuckDBPyConnection) -> Shape:
@@ -191,6 +204,7 @@ def bring_forward(con: duckdb.DuckDBPyConnection, path: Path) -> int:
             return version
         if version == 0:
             con.execute(DDL)
+            rules.seed(con, "data/rules.toml, when the store was created")
         else:
             _migrate(con, path, version)
         _check_shape(path, shape_of(con), SCHEMA_VERSION)

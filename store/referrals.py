@@ -27,6 +27,7 @@ from typing import Any
 import polars as pl
 
 from engine.reasons import Outcome
+from store import rules as team_rules
 from store import state
 from store.notify import referral_messages, reminder_messages
 from store.privacy import customers_sql, mask_sql
@@ -53,6 +54,8 @@ class ReferralFilter:
     partner_id: str | None = None
     run: int | str | None = None
     tenant: str = ""
+    #: Only referrals of runs made with this version of the team's rules (store/rules.py).
+    rules_version: int | None = None
     #: Partner referrals still waiting for an answer, made more than this many days
     #: before ``now`` ...
     waiting_over: int | None = None
@@ -82,6 +85,9 @@ class ReferralFilter:
         if self.tenant.strip():
             sql.append("(r.tenant_id ILIKE ? OR c.name ILIKE ?)")
             params += [f"%{self.tenant.strip()}%"] * 2
+        if self.rules_version is not None:
+            sql.append(team_rules.made_with("r.run_id"))
+            params.append(self.rules_version)
         return " AND ".join(sql), params
 
     def _clock_where(self) -> tuple[list[str], list[Any]]:

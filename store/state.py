@@ -22,6 +22,7 @@ from engine.columns import (
 )
 from store import clock
 from store.db import OPEN_SQL
+from store.rules import made_with
 
 Con = duckdb.DuckDBPyConnection
 
@@ -150,10 +151,18 @@ def referrals(con: Con, run_id: int | None = None) -> pl.DataFrame:
 
 
 def period(
-    since: datetime | None, until: datetime | None, column: str = "created_at"
+    since: datetime | None,
+    until: datetime | None,
+    column: str = "created_at",
+    version: int | None = None,
 ) -> tuple[str, list]:
-    """A SQL condition (and its parameters) for rows in [since, until); either may be None."""
-    where, params = ["TRUE"], []
+    """A SQL condition (and its parameters) for rows in [since, until); either may be None.
+    With ``version``, only referrals of runs made with that version of the team's rules
+    (``column``'s table, by its ``run_id``)."""
+    where, params = ["TRUE"], list[object]()
+    if version is not None:
+        where.append(made_with(column.rpartition(".")[0] + "." * ("." in column) + "run_id"))
+        params.append(version)
     if since is not None:
         where.append(f"{column} >= ?")
         params.append(since)

@@ -11,9 +11,11 @@ from streamlit.testing.v1 import AppTest
 
 from engine.cohorts import synthetic_cohort
 from engine.columns import LIST_SEPARATOR
-from engine.rules import load_rules, parse_rules, to_toml
+from engine.rules import DEFAULT_RULES_PATH, parse_rules
 from engine.schema import InputError
-from tests.app_helpers import open_app, value
+from store import rules as team_rules
+from store.db import connect
+from tests.app_helpers import MANAGER, VIEWER, open_app, rows, run_simulation, value
 from ui.db import RULES_KEY
 from ui.uploads import read_upload
 
@@ -117,15 +119,17 @@ def test_a_rules_edit_nested_too_deeply_shows_one_line_error(demo_db: Path, nest
     assert RULES_KEY not in at.session_state
 
 
-def test_a_valid_edit_changes_the_active_rules_and_reset_restores_them(demo_db: Path) -> None:
+def test_a_valid_edit_tried_in_a_session_changes_its_what_ifs_only(demo_db: Path) -> None:
     at = open_data()
     text = at.text_area(key="rules_text").value.replace("min_seats = 150", "min_seats = 400")
     at.text_area(key="rules_text").set_value(text)
     at.button(key="rules_use").click()
     at.run()
     assert parse_rules(at.session_state[RULES_KEY]).min_seats == 400
-    assert any("now uses the edited rules" in s.value for s in at.success)
-    assert "min_seats = 400" in at.code[0].value  # the active rules shown
+    assert any("now uses the edited rules for what-ifs" in s.value for s in at.success)
+    assert "min_seats = 150" in at.code[0].value  # the team's rules shown, unchanged
+    assert "tries edited rules" in captions(at)
+    assert value(demo_db, "SELECT count(*) FROM rules_versions") == 1  # nothing saved
 
     at.switch_page("pages/simulate.py")
     at.run()
@@ -136,7 +140,105 @@ def test_a_valid_edit_changes_the_active_rules_and_reset_restores_them(demo_db: 
     at.button(key="rules_reset").click()
     at.run()
     assert RULES_KEY not in at.session_state
-    assert at.text_area(key="rules_text").value == to_toml(load_rules())
+    assert at.text_area(key="rules_text").value == SHIPPED
+
+
+# --- The team's rules, saved in the store -----------------------------------------------------
+
+SHIPPED = DEFAULT_RULES_PATH.read_text(encoding="utf-8")
+
+
+def captions(at: AppTest) -> str:
+    return "\n".join(c.value for c in at.caption)
+
+
+def save(at: AppTest, text: str, note: str) -> AppTest:
+    at.text_area(key="rules_text").set_value(text)
+    at.text_input(key="rules_save_note").set_value(note)
+    at.button(key="rules_save").click()
+    return at.run()
+
+
+def test_two_managers_see_the_same_saved_rules_and_a_run_records_its_version(
+    demo_db: Path,
+) -> None:
+    ann = open_app("pages/data.py", MANAGER)
+    bo = open_app("pages/data.py", {**MANAGER, "email": "kim@managers.example", "name": "Kim"})
+    stricter = SHIPPED.replace("min_seats = 150", "min_seats = 400")
+    save(ann, stricter, "larger customers only")
+    assert not ann.exception
+    assert any("Saved as the team's rules, version 2" in s.value for s in ann.success)
+    assert ann.text_input(key="rules_save_note").value == ""
+
+    bo.run()  # the other manager's next run: the store's rules, not a session's
+    assert "min_seats = 400" in bo.code[0].value
+    assert "version 2, saved by boss@example.com" in captions(bo)
+    assert "larger customers only" in captions(bo)
+
+    bo.switch_page("pages/simulate.py")
+    bo.run()
+    assert bo.number_input(key="ov_min_seats").value == 400
+    run_simulation(bo, ["round-robin"])
+    bo.checkbox(key="commit_confirm").check().run()
+    bo.button(key="commit_button").click().run()
+    assert not bo.exception
+    assert rows(demo_db, "SELECT actor, rules_version FROM runs") == [("kim@managers.example", 2)]
+
+
+def test_a_viewer_tries_rules_but_cannot_save_or_restore_them(demo_db: Path) -> None:
+    con = connect(demo_db)
+    try:
+        team_rules.save(
+            con,
+            SHIPPED.replace("max_declines = 2", "max_declines = 3"),
+            actor="bo",
+            note="one more chance",
+        )
+    finally:
+        con.close()
+    at = open_app("pages/data.py", VIEWER)
+    before = rows(demo_db, "SELECT * FROM rules_versions")
+    save(at, SHIPPED.replace("min_seats = 150", "min_seats = 1"), "sneaky")
+    assert not at.exception
+    assert "Only managers can save the team's rules" in at.error[0].value
+    assert rows(demo_db, "SELECT * FROM rules_versions") == before
+    at.button(key="rules_use").click().run()  # a what-if for the viewer's session is fine
+    assert parse_rules(at.session_state[RULES_KEY]).min_seats == 1
+    at.button(key="rules_restore").click().run()  # version 1, over version 2
+    assert "Only managers can restore a version of the team's rules" in at.error[0].value
+    assert rows(demo_db, "SELECT * FROM rules_versions") == before
+
+
+def test_bad_rules_or_no_note_save_nothing_and_say_why(demo_db: Path) -> None:
+    at = open_data()
+    save(at, "min_seat = 1\n" + SHIPPED, "typo")
+    assert "Not saved:" in at.error[0].value and "min_seat: unknown key" in at.error[0].value
+    save(at, SHIPPED.replace("min_seats = 150", "min_seats = 200"), " ")
+    assert "a note is required" in at.error[0].value
+    save(at, SHIPPED, "the same again")
+    assert "Unchanged: this is the text of version 1" in at.info[0].value
+    assert value(demo_db, "SELECT count(*) FROM rules_versions") == 1
+
+
+def test_the_history_shows_a_diff_and_restores_an_old_version(demo_db: Path) -> None:
+    at = open_data()
+    save(at, SHIPPED.replace("min_seats = 150", "min_seats = 400"), "larger customers")
+    history = next(d.value for d in at.dataframe if "saved_by" in d.value.columns)
+    assert history["version"].tolist() == [2, 1]
+    assert history["note"].tolist()[0] == "larger customers"
+    diff = [c.value for c in at.code if c.language == "diff"][0]
+    assert "-min_seats = 150\n+min_seats = 400" in diff
+    assert at.selectbox(key="rules_a_2").value == 1
+    at.button(key="rules_restore").click().run()
+    assert not at.exception
+    assert any("Version 1 restored as the team's rules (version 3)" in s.value for s in at.success)
+    assert rows(demo_db, "SELECT version, note FROM rules_versions ORDER BY version") == [
+        (1, "data/rules.toml, when the store was created"),
+        (2, "larger customers"),
+        (3, "restored version 1"),
+    ]
+    assert value(demo_db, "SELECT rules_toml FROM rules_versions WHERE version = 3") == SHIPPED
+    assert at.text_area(key="rules_text").value == SHIPPED
 
 
 def test_an_empty_database_says_what_to_do_and_accepts_partners(empty_db: Path) -> None:

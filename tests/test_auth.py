@@ -96,6 +96,7 @@ def snapshot(path: Path) -> dict[str, list[tuple]]:
         ),
         "tasks": rows(path, "SELECT status, count(*) FROM ftop_tasks GROUP BY ALL ORDER BY ALL"),
         "audit": rows(path, "SELECT count(*) FROM audit_log"),
+        "rules": rows(path, "SELECT count(*) FROM rules_versions"),
     }
 
 
@@ -215,7 +216,7 @@ def test_local_mode_writes_as_the_dashboard(db: Path) -> None:
 # --- Data: imports and rules -----------------------------------------------------------
 
 
-def test_a_viewer_cannot_import_or_edit_rules(db: Path) -> None:
+def test_a_viewer_cannot_import_or_save_the_teams_rules(db: Path) -> None:
     at = app_page(VIEWER, "pages/data.py")
     at.file_uploader(key="partners_file").upload("partners.csv", PARTNERS_CSV, "text/csv")
     at.run()
@@ -225,9 +226,11 @@ def test_a_viewer_cannot_import_or_edit_rules(db: Path) -> None:
     assert "Only managers can import partners" in errors(at)
     assert snapshot(db) == before
     at.text_area(key="rules_text").set_value('min_seats = 1\n[queues]\nEMEA = "x"').run()
-    at.button(key="rules_use").click().run()
-    assert "Only managers can edit the rules" in errors(at)
+    at.text_input(key="rules_save_note").set_value("mine").run()
+    at.button(key="rules_save").click().run()  # refused before the text is even read
+    assert "Only managers can save the team's rules" in errors(at)
     assert RULES_KEY not in at.session_state
+    assert snapshot(db) == before
 
 
 def test_a_manager_imports(db: Path) -> None:

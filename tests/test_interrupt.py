@@ -28,6 +28,7 @@ import pytest
 
 import store.commits
 from cli.main import main as frp_main
+from engine.rules import DEFAULT_RULES_PATH
 from tests.db_helpers import digest
 
 #: Ctrl-C as Python raises it, as DuckDB does for a query it stopped, and as DuckDB does
@@ -162,6 +163,10 @@ def _argv(name: str, db: Path, tmp_path: Path) -> list[str]:
         return ["import", "--customers", str(csv)]
     if name == "decline":
         return ["referral", "decline", _active_tenant(db), "--reason", "at_capacity"]
+    if name == "rules set":
+        rules = tmp_path / "rules.toml"
+        rules.write_text(DEFAULT_RULES_PATH.read_text("utf-8").replace("= 150", "= 300"), "utf-8")
+        return ["rules", "set", str(rules), "--note", "larger customers"]
     return {"expire": ["expire"], "purge": ["purge", "T000001"]}[name]
 
 
@@ -171,6 +176,7 @@ STORE_WRITES = {
     "decline": ("store.lifecycle", "decline"),
     "import": ("store.imports", "import_customers"),
     "purge": ("store.privacy", "purge"),
+    "rules set": ("store.rules", "save"),
 }
 
 

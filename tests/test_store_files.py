@@ -17,6 +17,7 @@ import json
 import re
 import shutil
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -25,11 +26,14 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cli.main import main as frp_main
+from engine.rules import DEFAULT_RULES_PATH
+from store import clock
 from store.backup import MANIFEST, _write_tables
 from store.db import DDL, SCHEMA_VERSION, connect
 from store.errors import StoreError
 from store.migrations import DDL_OF, MIGRATIONS, V1_DDL, ddl_shape, shape_of
 from tests.app_helpers import APP
+from tests.app_helpers import rows as db_rows
 from tests.test_unwritable import refused
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -137,20 +141,22 @@ def test_a_version_1_store_is_brought_forward(
     assert version(db) == str(SCHEMA_VERSION)
 
 
-def v2(path: Path) -> Path:
-    """Version 2 as its release left the version-1 fixture: version 2's step alone."""
+def at_version(path: Path, number: int) -> Path:
+    """The version-1 fixture as the release of version ``number`` left it: the steps up to
+    that version alone."""
     con = duckdb.connect(str(v1_last(path)))
     try:
-        MIGRATIONS[0](con)
-        con.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
-        assert shape_of(con) == ddl_shape(2)  # the kept version-2 DDL's shape
+        for step in MIGRATIONS[: number - 1]:
+            step(con)
+        con.execute(f"UPDATE meta SET value = '{number}' WHERE key = 'schema_version'")
+        assert shape_of(con) == ddl_shape(number)  # the kept DDL's shape of that version
     finally:
         con.close()
     return path
 
 
 def test_a_version_2_store_is_brought_to_version_3(tmp_path: Path) -> None:
-    db = v2(tmp_path / "old.duckdb")
+    db = at_version(tmp_path / "old.duckdb", 2)
     con = connect(db)
     try:
         assert shape_of(con) == ddl_shape(SCHEMA_VERSION)
@@ -161,6 +167,39 @@ def test_a_version_2_store_is_brought_to_version_3(tmp_path: Path) -> None:
     finally:
         con.close()
     assert version(db) == str(SCHEMA_VERSION)
+
+
+def test_a_version_3_store_gets_the_shipped_rules_as_version_1_and_its_runs_none(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = at_version(tmp_path / "old.duckdb", 3)
+    with clock.frozen("2026-03-02T09:00:00"):
+        con = connect(db)
+    try:
+        assert shape_of(con) == ddl_shape(SCHEMA_VERSION)
+        assert con.execute("SELECT run_id, rules_version FROM runs").fetchall() == [(1, None)]
+        saved = con.execute("SELECT version, rules_toml, actor, saved_at FROM rules_versions")
+        assert saved.fetchall() == [
+            (1, DEFAULT_RULES_PATH.read_text(encoding="utf-8"), "setup", datetime(2026, 3, 2, 9))
+        ]
+    finally:
+        con.close()
+    assert version(db) == str(SCHEMA_VERSION)
+    ok(capsys, "commit", "--db", db)  # T2 waits in the FTCQ: a new run records version 1
+    assert db_rows(db, "SELECT run_id, rules_version FROM runs ORDER BY run_id") == [
+        (1, None),
+        (2, 1),
+    ]
+
+
+def test_a_new_store_starts_from_the_shipped_rules(tmp_path: Path) -> None:
+    con = connect(tmp_path / "new.duckdb")
+    try:
+        assert con.execute("SELECT version, rules_toml, actor FROM rules_versions").fetchall() == [
+            (1, DEFAULT_RULES_PATH.read_text(encoding="utf-8"), "setup")
+        ]
+    finally:
+        con.close()
 
 
 def test_a_version_1_store_read_only_is_brought_forward_first(

@@ -6,8 +6,9 @@ then; each signed-in user gets a role from the ``[frp.roles]`` table (exact emai
 ``*@domain``, else ``[frp] default_role``, else ``viewer``). Without ``[auth]`` the
 dashboard runs in local mode: one user, who has every role.
 
-Roles: ``viewer`` browses and simulates; ``manager`` also commits, imports, edits rules,
-sends the outbox, closes tasks and records partner responses. Every write path calls
+Roles: ``viewer`` browses and simulates (trying rules in a session); ``manager`` also
+commits, imports, saves the team's rules, sends the outbox, closes tasks and records
+partner responses. Every write path calls
 :func:`require` (or :func:`refusal` in a callback) at the moment it writes, on the server,
 so a hidden or stale button cannot write for a viewer. Viewers see customer contact
 emails and names masked on every page (:mod:`ui.privacy`); downloads of personal data

@@ -21,10 +21,11 @@ from typing import Any, TypeVar
 import duckdb
 import streamlit as st
 
-from engine.rules import Rules, RulesError, load_rules
+from engine.rules import Rules, RulesError
 from store import clock
 from store.bootstrap import ensure_demo
 from store.db import DEFAULT_DB, open_db, resolve_path, retry_conflicts
+from store.rules import RulesVersion, current
 
 RULES_KEY = "rules_toml"
 
@@ -96,8 +97,25 @@ def after_write() -> None:
     st.cache_data.clear()
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def _team(key: str) -> RulesVersion:
+    with session() as con:
+        return current(con)
+
+
+def team() -> RulesVersion:
+    """The team's current rules version in the store (cached until the store changes)."""
+    return _team(cache_key())
+
+
+def team_rules() -> Rules:
+    """The team's rules: what every write (commit, expiry, drain, a partner's answer) uses,
+    whatever this session tries."""
+    return team().rules
+
+
 def active_rules() -> Rules:
-    """Rules edited on the Data page for this session, else the shipped defaults."""
+    """Rules tried on the Data page for this session (a what-if), else the team's rules."""
     text = st.session_state.get(RULES_KEY)
     if text:
         from engine.rules import parse_rules
@@ -106,4 +124,4 @@ def active_rules() -> Rules:
             return parse_rules(text, source="edited rules")
         except RulesError:
             st.session_state.pop(RULES_KEY, None)
-    return load_rules()
+    return team_rules()

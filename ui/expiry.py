@@ -19,7 +19,7 @@ RESULT_KEY = "expiry_result"  # ("success" | "error", message) for the next run
 
 
 def _expire_now() -> None:
-    rules, who = db.active_rules(), auth.actor()
+    rules, who = db.team_rules(), auth.actor()
     summary = auth.managers_write(
         RESULT_KEY,
         "expire referrals",
@@ -40,7 +40,7 @@ def expiry_panel() -> None:
     result = st.session_state.pop(RESULT_KEY, None)
     if result is not None:
         getattr(st, result[0])(result[1])
-    rules = db.active_rules()
+    rules = db.team_rules()  # what Expire now uses
     with db.session() as con:
         now_due = lifecycle.due(con, rules)
     window = (

@@ -57,15 +57,20 @@ def backlog_run() -> tuple[pl.DataFrame, dict[str, int]]:
 
 @st.cache_data(show_spinner="Computing fairness…", max_entries=16)
 def _committed_fairness(
-    path: str, since: datetime | None, until: datetime | None, rules_toml: str
+    path: str,
+    since: datetime | None,
+    until: datetime | None,
+    rules_toml: str,
+    version: int | None = None,
 ) -> tuple[FairnessReport, pl.DataFrame]:
     rules = parse_rules(rules_toml, source="rules")
     with db.session() as con:
-        return fairness.committed_fairness(con, since, until, rules)
+        return fairness.committed_fairness(con, since, until, rules, version)
 
 
 def committed_fairness(
-    since: datetime | None, until: datetime | None
+    since: datetime | None, until: datetime | None, version: int | None = None
 ) -> tuple[FairnessReport, pl.DataFrame]:
-    """The fairness report of committed referrals in [since, until), and its pool labels."""
-    return _committed_fairness(db.cache_key(), since, until, to_toml(db.active_rules()))
+    """The fairness report of committed referrals in [since, until) (of runs made with
+    rules ``version``, when given), and its pool labels."""
+    return _committed_fairness(db.cache_key(), since, until, to_toml(db.active_rules()), version)

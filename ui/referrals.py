@@ -420,7 +420,7 @@ def _respond(tenant_id: str, action: str, partner_id: str | None = None) -> None
         st.session_state[LIFECYCLE_RESULT] = ("error", "Choose why the partner declines first.")
         return
     who = auth.actor()
-    rules = db.active_rules()
+    rules = db.team_rules()
 
     def change_status(con):
         if action == "accept":

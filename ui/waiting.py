@@ -151,7 +151,7 @@ def partner_answers() -> None:
 
 
 def _place() -> None:
-    rules, who = db.active_rules(), auth.actor()
+    rules, who = db.team_rules(), auth.actor()
     summary = auth.managers_write(
         HELD_RESULT,
         "place held customers",
