@@ -449,3 +449,27 @@ def test_every_view_works_on_an_empty_store(empty) -> None:
         == referrals.outbox_count(empty)
         == 0
     )
+
+
+def test_the_fingerprint_changes_with_every_write_a_simulation_reads(demo_db: Path) -> None:
+    """Each edit below keeps every count of ``state.counts``; the fingerprint moves with each
+    and stays put for a read."""
+    edits = [
+        "UPDATE partners SET capacity = capacity + 1 WHERE partner_id = 'P0001'",
+        "UPDATE rr_order SET last_assigned = last_assigned + 1000 WHERE partner_id = "
+        "(SELECT min(partner_id) FROM rr_order)",
+        "UPDATE customers SET ftcq_seq = ftcq_seq + 1000000 WHERE tenant_id = "
+        "(SELECT min(tenant_id) FROM customers WHERE in_ftcq)",
+        "UPDATE referrals SET status = 'accepted' WHERE referral_id = "
+        "(SELECT min(referral_id) FROM referrals WHERE status = 'active' AND outcome = 'frp')",
+    ]
+    with open_db(demo_db) as con:
+        seen = [state.fingerprint(con)]
+        counts = state.counts(con)
+        state.partners(con)
+        assert state.fingerprint(con) == seen[0]
+        for sql in edits:
+            con.execute(sql)
+            seen.append(state.fingerprint(con))
+        assert state.counts(con) == counts
+    assert len(set(seen)) == len(seen)
