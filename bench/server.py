@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 from bench.paths import ROOT
+from cli.serve import command
 
 #: Debian's Chromium and the flags it needs here: without the background-networking ones
 #: it keeps trying hosts it cannot reach.
@@ -42,32 +43,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def server_argv(port: int) -> list[str]:
+    """`frp serve` on loopback (``cli.serve.command``, the container's command too), run
+    by this interpreter so it needs no `frp` on the PATH."""
+    return [sys.executable, "-m", "cli.main", *command("127.0.0.1", port)[1:]]
+
+
 def start_server(db_source: Path, workdir: Path) -> tuple[subprocess.Popen, str]:
-    """`streamlit run app.py` on a copy of ``db_source`` in ``workdir``; (process, URL)
-    once it answers its health check. The copy keeps the source untouched."""
+    """`frp serve` (the dashboard as deployed) on a copy of ``db_source`` in ``workdir``;
+    (process, URL) once it answers its health check. The copy keeps the source untouched."""
     db = workdir / "frp.duckdb"
     shutil.copy(db_source, db)
     port = free_port()
     log_path = workdir / "streamlit.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                str(ROOT / "app.py"),
-                "--server.headless",
-                "true",
-                "--server.address",
-                "127.0.0.1",
-                "--server.port",
-                str(port),
-                "--browser.gatherUsageStats",
-                "false",
-                "--server.fileWatcherType",
-                "none",
-            ],
+            server_argv(port),
             cwd=ROOT,
             env={**os.environ, "FRP_DB": str(db)},
             stdout=log,

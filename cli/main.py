@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from cli import assignment, delivery, interrupts, lifecycle, maintenance, rules
+from cli import assignment, delivery, interrupts, lifecycle, maintenance, rules, serve
 from cli.args import (
     EXIT_BAD_INPUT,
     EXIT_ERROR,
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Assign FastTrack customers to FastTrack Ready Partners (FRP Assign).",
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for module in (assignment, delivery, lifecycle, maintenance, rules):
+    for module in (assignment, delivery, lifecycle, maintenance, rules, serve):
         module.register(sub)
     _now_arg(parser)
     return parser

@@ -61,7 +61,12 @@ with tab_refs:
         format_func=lambda o: {"frp": "frp (partner)", "css": "css (CSS queue)"}.get(o, o),
         key="ref_outcome",
     )
-    statuses = c2.multiselect("Status", opts["statuses"], key="ref_status")
+    statuses = c2.multiselect(
+        "Status",
+        opts["statuses"],
+        format_func=lambda s: human.STATUSES.get(s, s),
+        key="ref_status",
+    )
     reasons = c3.multiselect(
         "Reason",
         opts["reasons"],
@@ -149,7 +154,7 @@ with tab_outbox:
     else:
         msgs = referrals.outbox_rows(tuple(picked), run)
         referrals.capped(msgs.height, n_msgs, "messages")
-        st.dataframe(
+        human.table(
             msgs.select(
                 "referral_id",
                 "recipient_role",
@@ -162,9 +167,8 @@ with tab_outbox:
                 "last_error",
                 "message_id",
             ),  # fmt: skip
-            hide_index=True,
             height=360,
-            column_config={"to_email": "to", "recipient_role": "recipient"},
+            column_config={"to_email": "To", "recipient_role": "Recipient"},
         )
         by_id = {r[0]: r for r in msgs.select("message_id", "recipient_role", "to_email").rows()}
         mid = st.selectbox(

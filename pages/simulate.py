@@ -86,9 +86,10 @@ with st.form("simulate"):
 inputs_now = freshness.inputs_key(
     active,
     (int(min_seats), float(scale), tuple(sorted(switched_off))),
-    cohorts.identity(choice, synthetic, counts),
+    cohorts.identity(choice, synthetic),
     policies,
     sorted(splits),
+    stored=view(state.fingerprint),
 )
 
 if run_clicked:

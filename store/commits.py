@@ -355,7 +355,11 @@ def _referrals(
             "psm_email",
             "queue",
             "reason",
-            pl.lit("active").alias("status"),
+            # A CSS referral waits for the hand-off: store.db.QUEUED.
+            pl.when(pl.col("outcome") == "css")
+            .then(pl.lit("queued"))
+            .otherwise(pl.lit("active"))
+            .alias("status"),
             "trace",
             "pool_key",
             "region",

@@ -39,17 +39,26 @@ CONFLICT_ATTEMPTS = 5  # tries of a write that collides with another transaction
 
 T = TypeVar("T")
 
+#: A CSS referral waiting in its queue for the hand-off to the delivery team
+#: (store/handoff.py); ``active`` is a partner referral waiting for the partner's answer.
+QUEUED = "queued"
 #: Referral statuses that keep the customer out of the FTCQ and out of later runs. A
 #: partner referral (outcome ``frp``) in one of them holds the partner's seat; every seat
-#: count reads them with ``outcome = 'frp'``. ``handed_off`` (store/handoff.py) is for CSS
-#: referrals only, which never hold a seat: the customer is with the delivery team.
-OPEN_STATUSES = ("active", "accepted", "handed_off")
+#: count reads them with ``outcome = 'frp'``. ``queued`` and ``handed_off``
+#: (store/handoff.py) are for CSS referrals only, which never hold a seat.
+OPEN_STATUSES = ("active", "accepted", QUEUED, "handed_off")
 #: The same as an SQL list, for ``status IN {OPEN_SQL}``.
 OPEN_SQL = "(" + ", ".join(f"'{s}'" for s in OPEN_STATUSES) + ")"
 #: Referral statuses under which the partner keeps access to the customer: any other
 #: (declined, expired) ended the referral without completion, so its unsent messages and
 #: its open FTOP task are cancelled (docs/domain.md, "Referral life cycle").
 DELIVERABLE = (*OPEN_STATUSES, "completed")
+#: A referral's status as readers see it. Stores written before ``queued`` existed hold
+#: CSS referrals waiting for the hand-off as ``active`` (until migration 4 rewrites
+#: them); read through this, they are ``queued`` like those written since.
+STATUS_SQL = f"CASE WHEN outcome = 'css' AND status = 'active' THEN '{QUEUED}' ELSE status END"
+#: The referrals table with :data:`STATUS_SQL` as its status, for ``FROM {REFERRALS_SQL} r``.
+REFERRALS_SQL = f"(SELECT * REPLACE ({STATUS_SQL} AS status) FROM referrals)"
 
 #: The shape of the store's tables; store/migrations.py has one step per version since 1.
 SCHEMA_VERSION = 4

@@ -1,7 +1,7 @@
 """The hand-off of CSS referrals to the delivery team ("Assign Delivery Resources").
 
 A customer sent to a CSS regional queue gets a referral with outcome ``css`` and status
-``active``; the next step happens outside this product. A manager lists a queue's open
+``queued``; the next step happens outside this product. A manager lists a queue's open
 CSS referrals with what the delivery team needs (:func:`open_referrals`; `frp css export`
 and the Referrals page's download write it as CSV), then marks them ``handed_off``
 (:func:`hand_off`): once, in one transaction, with an audit entry per referral.
@@ -9,6 +9,10 @@ and the Referrals page's download write it as CSV), then marks them ``handed_off
 A handed-off referral holds no partner seat (CSS referrals never do) but stays open for
 its customer: later runs skip the customer and a re-import does not put it back in the
 FTCQ (``store.db.OPEN_STATUSES``). See docs/domain.md, "Referral life cycle".
+
+Every read here sees statuses through ``store.db.REFERRALS_SQL``: a store written before
+``queued`` existed keeps its waiting CSS referrals as ``active``, and they are listed and
+handed off all the same.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import polars as pl
 
 from engine.reasons import Outcome
 from store import clock, state
-from store.db import registered, transaction
+from store.db import QUEUED, REFERRALS_SQL, registered, transaction
 from store.errors import StoreError
 from store.privacy import customers_sql
 
@@ -44,7 +48,7 @@ EXPORT_COLUMNS = (
     "referral_id",
 )
 
-_OPEN_CSS = f"r.outcome = '{Outcome.CSS.value}' AND r.status = 'active'"
+_OPEN_CSS = f"r.outcome = '{Outcome.CSS.value}' AND r.status = '{QUEUED}'"
 _UP_TO = "r.referral_id <= coalesce(?, r.referral_id)"
 
 
@@ -66,16 +70,16 @@ class HandOff:
 
 
 def queues(con: state.Con) -> pl.DataFrame:
-    """Every CSS queue that has referrals, by name: ``queue, open`` (still ``active``,
-    waiting for the hand-off) ``, handed_off, last_open`` (the newest open referral's id:
+    """Every CSS queue that has referrals, by name: ``queue, open`` (``queued``, waiting
+    for the hand-off) ``, handed_off, last_open`` (the newest open referral's id:
     a list and a hand-off up to it cover the same referrals)."""
     return state.query(
         con,
         f"""
-        SELECT queue, count(*) FILTER (WHERE status = 'active') AS open,
+        SELECT queue, count(*) FILTER (WHERE status = '{QUEUED}') AS open,
                count(*) FILTER (WHERE status = '{HANDED_OFF}') AS handed_off,
-               max(referral_id) FILTER (WHERE status = 'active') AS last_open
-        FROM referrals WHERE outcome = '{Outcome.CSS.value}'
+               max(referral_id) FILTER (WHERE status = '{QUEUED}') AS last_open
+        FROM {REFERRALS_SQL} WHERE outcome = '{Outcome.CSS.value}'
         GROUP BY queue ORDER BY queue
         """,
     )
@@ -102,7 +106,7 @@ def open_referrals(
                coalesce(r.workloads, r.eligible_workloads) AS eligible_workloads,
                c.gateway, c.contact_email, r.queue, r.reason,
                r.created_at, r.referral_id
-        FROM referrals r LEFT JOIN {customers_sql(personal)} c USING (tenant_id)
+        FROM {REFERRALS_SQL} r LEFT JOIN {customers_sql(personal)} c USING (tenant_id)
         WHERE {_OPEN_CSS} AND r.queue = ? AND {_UP_TO}
         ORDER BY r.referral_id
         LIMIT ?
@@ -119,7 +123,7 @@ def hand_off(
     up_to: int | None = None,
     actor: str = "cli",
 ) -> HandOff:
-    """Move open CSS referrals ``active`` -> ``handed_off``: those of ``queue`` (only up to
+    """Move open CSS referrals ``queued`` -> ``handed_off``: those of ``queue`` (only up to
     referral ``up_to``, the last one exported, when given: referrals made since have not
     reached the delivery team), or exactly ``referral_ids``, each of which must be an open
     CSS referral. One transaction; an audit entry per referral, naming its customer."""
@@ -149,7 +153,7 @@ def _queue_targets(con: state.Con, queue: str, up_to: int | None) -> pl.DataFram
     _known(con, queue)
     return state.query(
         con,
-        f"SELECT r.referral_id, r.queue FROM referrals r WHERE {_OPEN_CSS} AND r.queue = ? "
+        f"SELECT r.referral_id, r.queue FROM {REFERRALS_SQL} r WHERE {_OPEN_CSS} AND r.queue = ? "
         f"AND {_UP_TO} ORDER BY r.referral_id",
         [queue, up_to],
     )
@@ -161,7 +165,7 @@ def _chosen(con: state.Con, referral_ids: list[int]) -> pl.DataFrame:
         raise StoreError("no referral given to hand off")
     found = state.query(
         con,
-        "SELECT referral_id, outcome, status, queue FROM referrals "
+        f"SELECT referral_id, outcome, status, queue FROM {REFERRALS_SQL} "
         "WHERE list_contains(?, referral_id) ORDER BY referral_id",
         [sorted(set(referral_ids))],
     )
@@ -175,7 +179,7 @@ def _chosen(con: state.Con, referral_ids: list[int]) -> pl.DataFrame:
                 f"referral {rid} went to a partner, not to a CSS queue; only CSS referrals "
                 "are handed off"
             )
-        if ref["status"] != "active":
+        if ref["status"] != QUEUED:
             raise StoreError(f"referral {rid} is already {ref['status']}; nothing was handed off")
     return found.select("referral_id", "queue")
 
@@ -194,7 +198,7 @@ def _move(con: duckdb.DuckDBPyConnection, targets: pl.DataFrame, actor: str) -> 
             INSERT INTO audit_log
             SELECT nextval('audit_seq'), ?, ?, '{ACTION}', r.tenant_id,
                    json_object('referral_id', r.referral_id, 'queue', r.queue,
-                               'before', json_object('status', 'active'),
+                               'before', json_object('status', '{QUEUED}'),
                                'after', json_object('status', '{HANDED_OFF}'))::VARCHAR
             FROM referrals r JOIN handoff_targets USING (referral_id)
             ORDER BY r.referral_id

@@ -128,6 +128,31 @@ def counts(con: Con) -> dict[str, int]:
     return {k: int(v) for k, v in frame.row(0, named=True).items()}
 
 
+#: What a simulation reads from the store, as one row of text (see :func:`fingerprint`).
+_FINGERPRINT_SQL = """
+SELECT concat_ws('|',
+  (SELECT coalesce(max(id), 0) FROM audit_log),
+  (SELECT count(*) || ':' || coalesce(bit_xor(hash(p)), 0) FROM partners p),
+  (SELECT count(*) || ':' || coalesce(bit_xor(hash(o)), 0) FROM rr_order o),
+  (SELECT count(*) || ':' || coalesce(bit_xor(hash(tenant_id, in_ftcq, ftcq_seq, held_since)), 0)
+   FROM customers),
+  (SELECT count(*) || ':' || coalesce(bit_xor(hash(referral_id, status, partner_id)), 0)
+   FROM referrals))
+"""
+
+
+def fingerprint(con: Con) -> str:
+    """A short text that changes whenever what a simulation reads from the store changes.
+
+    Counts miss an edit that keeps them (one partner's capacity changed), so this holds:
+    the newest audit entry (every write through the product, imports and commits, answers
+    and hand-offs, leaves one), a hash of every partner row and of the round-robin order
+    (the partners whole: they are few), and of the customers' place in the FTCQ and of
+    the referrals' statuses (the columns that move without an import). About 3 ms on the
+    demo, 20-40 ms on a store of 100,000 customers and referrals."""
+    return str(scalar(con, _FINGERPRINT_SQL))
+
+
 def partner_names(con: Con) -> pl.DataFrame:
     """``partner_id, name`` of every partner, by id: the pages' partner pickers."""
     return query(con, "SELECT partner_id, name FROM partners ORDER BY partner_id")

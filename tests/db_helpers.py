@@ -11,7 +11,7 @@ import duckdb
 
 from store.backup import table_digest
 from store.commits import SHARED_WORKLOAD_SQL
-from store.db import DELIVERABLE, OPEN_SQL
+from store.db import DELIVERABLE, OPEN_SQL, QUEUED
 
 #: ``status IN {KEPT_SQL}``: referrals under which the partner keeps the customer (open,
 #: or completed); any other status ended the referral without completion.
@@ -38,6 +38,15 @@ def invariants(
         # A customer split across partners has an open referral per part (docs/domain.md,
         # "Split by workload"), never two for one workload.
         "two open referrals of a customer sharing a workload": SHARED_WORKLOAD_SQL,
+        # A CSS referral waits `queued` until handed off (or `active`, written before
+        # `queued` existed); a partner's answers never apply to it, nor CSS statuses to a
+        # partner referral.
+        "CSS referrals with a partner's answer": """
+            SELECT count(*) FROM referrals WHERE outcome = 'css'
+              AND status IN ('accepted', 'declined', 'expired')""",
+        "partner referrals queued for a CSS hand-off": f"""
+            SELECT count(*) FROM referrals WHERE outcome = 'frp'
+              AND status IN ('{QUEUED}', 'handed_off')""",
         "partners above capacity": """
             SELECT count(*) FROM partner_state WHERE active_total > capacity""",
         "partners above their monthly quota": f"""

@@ -3,10 +3,12 @@ plural, the glossary in the sidebar; downloads keep the machine names."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from store.db import DELIVERABLE, OPEN_STATUSES
 from tests.app_helpers import open_app, open_page, run_simulation
 from ui.labels import COLUMNS, REASONS, columns, for_people, plural
 
@@ -91,3 +93,33 @@ def test_referral_ids_link_to_the_partner_and_the_customer(committed_db: Path) -
     assert again.text_input(key="ref_tenant").value == tenant
     shown = next(d.value for d in again.dataframe if "reason" in d.value.columns)
     assert set(shown["tenant_id"]) == {f"referrals?customer={tenant}"}
+
+
+# --- Statuses in words, shown whole ------------------------------------------------------
+
+
+def test_every_referral_status_is_shown_whole_in_words(committed_db: Path) -> None:
+    """ "declined" was cut to "decline": the grid sized the column to the first rows'
+    "active". The column is as wide as the longest status label (at 8 px a character, the
+    grid's 14 px font and more, plus its padding), and every status is in words."""
+    from engine.rules import load_rules
+    from store import lifecycle
+    from store.db import connect
+    from ui.labels import STATUSES
+
+    con = connect(committed_db)
+    try:
+        (tenant,) = con.execute(
+            "SELECT tenant_id FROM referrals WHERE run_id = 1 AND outcome = 'frp' LIMIT 1"
+        ).fetchall()[0]
+        lifecycle.decline(con, tenant, "at_capacity", load_rules())
+    finally:
+        con.close()
+    at = open_page("pages/referrals.py")
+    at.multiselect(key="ref_status").set_value(["declined"]).run()
+    grid = next(d for d in at.dataframe if "reason" in d.value.columns)
+    assert set(grid.value["status"]) == {"Declined"}
+    width = json.loads(grid.proto.columns)["status"]["width"]
+    assert width >= 8 * max(len(words) for words in STATUSES.values()) + 24
+    for code in (*OPEN_STATUSES, *DELIVERABLE, "declined", "expired"):
+        assert STATUSES[code][0].isupper(), code  # a label of its own for each status

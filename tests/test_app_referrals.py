@@ -14,7 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from store import clock, lifecycle
-from store.db import connect
+from store.db import REFERRALS_SQL, connect
 from store.handoff import EXPORT_COLUMNS
 from store.notify import ROLES, message_id
 from tests.app_helpers import VIEWER, chart_titles, open_app, open_page, row, rows
@@ -53,10 +53,11 @@ def test_filters_change_the_referrals(db: Path) -> None:
     (css,) = row(db, "SELECT count(*) FROM referrals WHERE outcome = 'css'")
     assert metric(at, "Referrals matching") == f"{css:,}"
     at.multiselect(key="ref_reason").set_value(["no_partner_match"]).run()
-    at.multiselect(key="ref_status").set_value(["active"]).run()
-    (n,) = row(
+    at.multiselect(key="ref_status").set_value(["queued"]).run()
+    (n,) = row(  # the demo's history was written as `active` (store.db.REFERRALS_SQL)
         db,
-        "SELECT count(*) FROM referrals WHERE reason = 'no_partner_match' AND status = 'active'",
+        f"SELECT count(*) FROM {REFERRALS_SQL} WHERE reason = 'no_partner_match' "
+        "AND status = 'queued'",
     )
     assert metric(at, "Referrals matching") == f"{n:,}"
     assert set(at.dataframe[0].value["reason"]) == {"No partner matches"}  # in words
@@ -507,7 +508,7 @@ def test_css_queues_and_the_hand_off_of_one(db: Path) -> None:
     open_by_queue = dict(
         rows(
             db,
-            "SELECT queue, count(*) FILTER (WHERE status = 'active') FROM referrals "
+            f"SELECT queue, count(*) FILTER (WHERE status = 'queued') FROM {REFERRALS_SQL} "
             "WHERE outcome = 'css' GROUP BY queue",
         )
     )
@@ -524,7 +525,8 @@ def test_css_queues_and_the_hand_off_of_one(db: Path) -> None:
     assert row(
         db,
         "SELECT count(*) FILTER (WHERE status = 'handed_off'), count(*) FROM referrals "
-        "WHERE queue = 'CSS APAC' AND outcome = 'css' AND status IN ('active', 'handed_off')",
+        "WHERE queue = 'CSS APAC' AND outcome = 'css' "
+        "AND status IN ('active', 'queued', 'handed_off')",
     ) == (n, n)
     assert row(db, "SELECT DISTINCT actor FROM audit_log WHERE action = 'css_handoff'") == (
         "dashboard",
@@ -547,8 +549,8 @@ def test_css_download_is_the_export_and_is_audited(
     queue = at.selectbox(key="css_queue").value
     (n, last) = row(
         db,
-        "SELECT count(*), max(referral_id) FROM referrals WHERE outcome = 'css' "
-        "AND status = 'active' AND queue = ?",
+        f"SELECT count(*), max(referral_id) FROM {REFERRALS_SQL} WHERE outcome = 'css' "
+        "AND status = 'queued' AND queue = ?",
         [queue],
     )
     subject, details = wired[-1]

@@ -133,7 +133,8 @@ def test_commit_with_confirmation_then_the_results_are_out_of_date(demo_db: Path
     at.run()
     assert at.success[0].value.startswith("Run 1 committed (optimal)")
     assert at.button(key="commit_button").disabled
-    assert "Out of date" in at.warning[0].value and "the cohort" in at.warning[0].value
+    assert "Out of date" in at.warning[0].value
+    assert freshness.PARTS["store"] in at.warning[0].value  # the backlog is the store's
     assert referral_count(demo_db) == before + cohort
 
 
@@ -218,6 +219,32 @@ def test_a_rule_change_marks_the_results_out_of_date_and_disables_commit(demo_db
     below = table[table["Measure"] == "Sent to CSS"].iloc[0]
     assert below["Policy"] == "round-robin" and below["Before"] != below["After"]
     assert below["Change"].startswith("+")
+
+
+def test_a_partner_edit_that_keeps_every_count_marks_the_results_out_of_date(
+    demo_db: Path,
+) -> None:
+    """The stored state is judged by a fingerprint of its content, not by its counts: one
+    partner's capacity changed (made by another process, as `frp` or a second manager
+    would) is enough."""
+    at = run_simulation(open_page(), ["round-robin"])
+    at.checkbox(key="commit_confirm").check()
+    at.run()
+    assert not at.button(key="commit_button").disabled
+    counts = value(demo_db, "SELECT count(*) FROM partners")
+    con = connect(demo_db)
+    try:
+        con.execute(
+            "UPDATE partners SET capacity = capacity + 5 "
+            "WHERE partner_id = (SELECT min(partner_id) FROM partners)"
+        )
+    finally:
+        con.close()
+    assert value(demo_db, "SELECT count(*) FROM partners") == counts
+    at.run()
+    stale = [w.value for w in at.warning if "Out of date" in w.value]
+    assert len(stale) == 1 and freshness.PARTS["store"] in stale[0]
+    assert at.button(key="commit_button").disabled
 
 
 def test_changing_the_policies_or_the_cohort_marks_the_results_out_of_date(

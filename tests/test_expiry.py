@@ -163,7 +163,7 @@ def test_accepted_referrals_and_css_referrals_never_expire(tmp_path: Path) -> No
         accept(con, "T1")
     assert run_expire(con, T0 + 30 * DAY).expired == 0
     assert [r[1] for r in referrals_of(con, "T1")] == ["accepted"]
-    assert [r[1] for r in referrals_of(con, "T2")] == ["active"]
+    assert [r[1] for r in referrals_of(con, "T2")] == ["queued"]
     con.close()
 
 

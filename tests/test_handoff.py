@@ -1,7 +1,8 @@
 """The CSS hand-off (docs/domain.md, "Referral life cycle"): a queue's open CSS referrals
-move `active` -> `handed_off` once, with an audit entry each; their customers stay out of
-later runs; `frp css export` writes what the delivery team needs, formulas neutralised,
-and is audited; `frp css handoff` hands off a queue, up to a referral, or chosen ones."""
+wait as `queued` and move `queued` -> `handed_off` once, with an audit entry each; their
+customers stay out of later runs; `frp css export` writes what the delivery team needs,
+formulas neutralised, and is audited; `frp css handoff` hands off a queue, up to a
+referral, or chosen ones."""
 
 from __future__ import annotations
 
@@ -82,6 +83,44 @@ def statuses(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     return dict(con.execute("SELECT tenant_id, status FROM referrals").fetchall())
 
 
+def test_a_css_referral_waits_as_queued_not_active(con) -> None:
+    """`active` is a partner referral waiting for the partner's answer; a CSS referral
+    waits for the hand-off under a status of its own."""
+    assert statuses(con) == {"T1": "active", "S1": "queued", "S2": "queued", "S3": "queued"}
+    assert handoff.queues(con)["open"].to_list() == [3]
+
+
+def legacy(con: duckdb.DuckDBPyConnection) -> None:
+    """The store as written before `queued` existed: CSS referrals waiting as `active`."""
+    con.execute("UPDATE referrals SET status = 'active' WHERE outcome = 'css'")
+
+
+def test_css_referrals_stored_active_by_an_older_version_read_as_queued(con) -> None:
+    from store import referrals
+
+    legacy(con)
+    s1, s2, s3 = ids(con, "S1", "S2", "S3")
+    assert referrals.referral_options(con)["statuses"] == ["active", "queued"]
+    rows = referrals.referral_rows(con, referrals.ReferralFilter(statuses=("queued",)))
+    assert sorted(rows["referral_id"]) == [s1, s2, s3]
+    assert set(rows["status"]) == {"queued"}
+    assert referrals.referral_detail(con, s1)["status"] == "queued"
+    assert handoff.queues(con)["open"].to_list() == [3]
+    assert handoff.open_referrals(con, QUEUE)["referral_id"].to_list() == [s1, s2, s3]
+    assert handoff.hand_off(con, referral_ids=[s1]).referral_ids == (s1,)
+    assert handoff.hand_off(con, queue=QUEUE).referral_ids == (s2, s3)
+    assert statuses(con) == {
+        "T1": "active",
+        "S1": "handed_off",
+        "S2": "handed_off",
+        "S3": "handed_off",
+    }
+    (details,) = con.execute(
+        "SELECT details FROM audit_log WHERE action = 'css_handoff' ORDER BY id LIMIT 1"
+    ).fetchall()[0]
+    assert json.loads(details)["before"] == {"status": "queued"}
+
+
 def test_a_queue_is_handed_off_once_with_an_audit_entry_per_referral(con) -> None:
     done = handoff.hand_off(con, queue=QUEUE, actor="ann")
     assert done.referral_ids == tuple(ids(con, "S1", "S2", "S3"))
@@ -101,7 +140,7 @@ def test_a_queue_is_handed_off_once_with_an_audit_entry_per_referral(con) -> Non
     assert details == {
         "referral_id": done.referral_ids[0],
         "queue": QUEUE,
-        "before": {"status": "active"},
+        "before": {"status": "queued"},
         "after": {"status": "handed_off"},
     }
     # Once: the queue has nothing left, and naming a handed-off referral is refused.
@@ -120,7 +159,7 @@ def test_up_to_stops_at_the_last_referral_listed(con) -> None:
     assert listed["referral_id"].to_list() == [s1, s2]
     done = handoff.hand_off(con, queue=QUEUE, up_to=s2)
     assert done.referral_ids == (s1, s2)
-    assert statuses(con)["S3"] == "active"
+    assert statuses(con)["S3"] == "queued"
     assert handoff.queues(con).row(0, named=True) == {
         "queue": QUEUE,
         "open": 1,

@@ -81,7 +81,7 @@ def test_a_referral_per_part_with_its_workloads(con: duckdb.DuckDBPyConnection) 
     assert parts(con) == [
         (1, "frp", "P1", "assigned", "active", ["exchange"]),
         (2, "frp", "P2", "assigned", "active", ["teams"]),
-        (3, "css", None, "css_workload", "active", ["sharepoint"]),
+        (3, "css", None, "css_workload", "queued", ["sharepoint"]),
     ]
     run = con.execute("SELECT customers, placed, css FROM runs").fetchall()
     assert run == [(1, 1, 0)]  # one customer, placed (its CSS part is not a CSS customer)
@@ -149,7 +149,7 @@ def test_declining_one_part_re_assigns_only_its_workloads(
 
     with clock.frozen(T0 + 2 * DAY):  # the second decline of the exchange part: CSS
         decline(con, "T1", "not_endorsed", rules(), partner_id="P3")
-    assert parts(con)[4:] == [(4, "css", None, "declined_by_partners", "active", ["exchange"])]
+    assert parts(con)[4:] == [(4, "css", None, "declined_by_partners", "queued", ["exchange"])]
     assert parts(con)[1][4] == "active"  # teams still with P2
     assert con.execute("SELECT count(*) FROM ftop_tasks WHERE status = 'open'").fetchall() == [(1,)]
 
@@ -164,7 +164,7 @@ def test_a_part_expires_on_its_own(con: duckdb.DuckDBPyConnection) -> None:
     assert [p[:5] for p in parts(con)] == [
         (1, "frp", "P1", "assigned", "declined"),
         (2, "frp", "P2", "assigned", "expired"),
-        (3, "css", None, "css_workload", "active"),
+        (3, "css", None, "css_workload", "queued"),
         (4, "frp", "P3", "assigned", "active"),
         (5, "frp", "P4", "assigned", "active"),
     ]

@@ -358,7 +358,8 @@ def test_commit_writes_referrals_tasks_and_messages(
     # One referral per customer, in cohort order.
     assert refs["tenant_id"].to_list() == cohort["tenant_id"].to_list()
     assert refs["referral_id"].is_sorted() and refs["referral_id"].n_unique() == refs.height
-    assert set(refs["status"]) == {"active"}
+    pairs = set(refs.select("outcome", "status").unique().iter_rows())
+    assert pairs == {("frp", "active"), ("css", "queued")}  # a CSS referral waits, queued
     assert summary.customers == refs.height
     assert summary.placed == refs.filter(pl.col("outcome") == "frp").height
     country = dict(zip(cohort["tenant_id"], cohort["country"], strict=True))

@@ -17,7 +17,7 @@ import streamlit as st
 from store import handoff
 from store.files import csv_text
 from store.referrals import ROW_CAP
-from ui import auth, db, privacy
+from ui import auth, db, labels, privacy
 from ui.reads import view
 from ui.referrals import TOAST_KEY, capped
 
@@ -63,7 +63,11 @@ def css_handoff() -> None:
     st.dataframe(
         queues.drop("last_open"),
         hide_index=True,
-        column_config={"open": "open (to hand off)", "handed_off": "handed off"},
+        column_config={
+            "queue": "Queue",
+            "open": labels.STATUSES["queued"],
+            "handed_off": labels.STATUSES["handed_off"],
+        },
     )
     info = {r["queue"]: r for r in queues.iter_rows(named=True)}
     queue = st.selectbox(
@@ -102,6 +106,7 @@ def css_handoff() -> None:
         )
     st.caption(
         "Download the list for the delivery team (Assign Delivery Resources), then hand it "
-        "off: the referrals become `handed_off` and their customers stay out of later runs. "
+        f"off: the referrals go from **{labels.STATUSES['queued']}** to "
+        f"**{labels.STATUSES['handed_off']}**, and their customers stay out of later runs. "
         "`frp css export` and `frp css handoff` do the same from the command line."
     )

@@ -39,8 +39,31 @@ REASONS: dict[str, str] = {
     NO_RESPONSE: "No answer within the acceptance window",
 }
 
-#: Columns holding codes that :func:`for_people` turns into words.
-_CODED = ("reason", "decline_reason")
+#: Statuses in words: a referral's (docs/domain.md, "Referral life cycle"), an FTOP
+#: task's, a notification's. Each word is distinct, so one table serves them all.
+STATUSES: dict[str, str] = {
+    "active": "Active",
+    "accepted": "Accepted",
+    "declined": "Declined",
+    "expired": "Expired",
+    "completed": "Completed",
+    "queued": "Waiting for CSS hand-off",
+    "handed_off": "Handed off to delivery",
+    "open": "Open",
+    "closed": "Closed",
+    "pending": "Pending",
+    "sent": "Sent",
+    "failed": "Failed",
+    "cancelled": "Cancelled",
+}
+
+#: Columns holding codes that :func:`for_people` turns into words, and their words.
+_CODED = {"reason": REASONS, "decline_reason": REASONS, "status": STATUSES}
+#: Columns sized to their longest word: the grid sizes a column to its first rows, so a
+#: "declined" below a page of "active" was cut to "decline".
+_WHOLE = {"status": STATUSES}
+#: Pixels a word of ``n`` characters needs in the grid (14 px font, padding, sort arrow).
+CHAR_PX, PAD_PX = 8, 24
 
 #: Machine column name -> (label, help). Columns not listed keep their name.
 COLUMNS: dict[str, tuple[str, str]] = {
@@ -57,7 +80,7 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "queue": ("Queue", "Where the customer went: FRP, or a CSS regional queue"),
     "reason": ("Reason", "Why the customer got its outcome"),
     "decline_reason": ("Decline reason", "Why the partner declined (or let it expire)"),
-    "status": ("Status", ""),
+    "status": ("Status", "Active: waiting for the partner's answer"),
     "country": ("Country", ""),
     "language": ("Language", ""),
     "workloads": ("Workloads", "What the customer asked for"),
@@ -105,8 +128,10 @@ _PERCENT = {"utilisation_after", "css_rate", "acceptance_rate", "utilisation"}
 
 
 def for_people(frame: pl.DataFrame) -> pl.DataFrame:
-    """Reason and decline reason codes in words (other codes stay as they are)."""
-    return frame.with_columns(pl.col(c).replace(REASONS) for c in _CODED if c in frame.columns)
+    """Reason, decline reason and status codes in words (other codes stay as they are)."""
+    return frame.with_columns(
+        pl.col(c).replace(words) for c, words in _CODED.items() if c in frame.columns
+    )
 
 
 def columns(frame: pl.DataFrame, **extra: Any) -> dict[str, Any]:
@@ -122,6 +147,10 @@ def columns(frame: pl.DataFrame, **extra: Any) -> dict[str, Any]:
             config[name] = st.column_config.NumberColumn(label, help=help_, format="%.1f")
         elif dtype.is_integer():
             config[name] = st.column_config.NumberColumn(label, help=help_, format="localized")
+        elif name in _WHOLE:
+            longest = max(len(words) for words in _WHOLE[name].values())
+            width = CHAR_PX * longest + PAD_PX
+            config[name] = st.column_config.Column(label, help=help_, width=width)
         else:
             config[name] = st.column_config.Column(label, help=help_)
     return {**config, **extra}

@@ -147,7 +147,7 @@ def trace(ref: dict[str, Any]) -> None:
         f"({ref['tenant_id']}; "
         f"{ref['country']}, {ref['language']}, {ref['seats'] or '?'} seats, {gateway}) went "
         f"to {to}: {REASON_WORDS.get(ref['reason'], ref['reason'])}. Status "
-        f"**{ref['status']}**{declined}, {run}, "
+        f"**{labels.STATUSES.get(ref['status'], ref['status'])}**{declined}, {run}, "
         f"{ref['created_at']:%Y-%m-%d %H:%M}."
     )
     steps = store.referrals.trace_steps(ref["trace"])

@@ -184,19 +184,15 @@ def read_inputs(
         return cohort, prepare(con, cohort, label(choice, synthetic))
 
 
-def identity(choice: Choice, synthetic: Synthetic | None, counts: dict[str, int]) -> str:
-    """What the cohort's content depends on, as one string (part of the inputs' key): the
-    stored partners and open referrals always (they decide who has room), the backlog for
-    the backlog, the file for an upload, the knobs for a synthetic cohort."""
-    stored = ",".join(
-        f"{k}={counts.get(k, 0)}" for k in ("partners", "customers", "backlog", "runs")
-    )
-    stored += f",open={counts.get('open_referrals', 0)}"
+def identity(choice: Choice, synthetic: Synthetic | None) -> str:
+    """What the cohort's content depends on besides the store, as one string (part of the
+    inputs' key; the backlog's content is the store's, keyed apart): the file for an
+    upload, the knobs for a synthetic cohort."""
     if choice.source == "upload":
-        return f"upload:{choice.filename}:{choice.fingerprint}|{stored}"
+        return f"upload:{choice.filename}:{choice.fingerprint}"
     if choice.source == "synthetic" and synthetic is not None:
-        return f"synthetic:{synthetic}|{stored}"
-    return f"{choice.source}|{stored}"
+        return f"synthetic:{synthetic}"
+    return choice.source
 
 
 def label(choice: Choice, synthetic: Synthetic | None = None) -> str:

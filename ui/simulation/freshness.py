@@ -18,9 +18,11 @@ from collections.abc import Mapping, Sequence
 import streamlit as st
 
 from engine.rules import Rules, to_toml
+from store import clock
 
 #: The parts of the key, in words, for the "out of date" note.
 PARTS = {
+    "store": "the stored partners, customers or referrals",
     "rules": "the rules (Data page)",
     "overrides": "the rule overrides",
     "cohort": "the cohort",
@@ -42,13 +44,17 @@ def inputs_key(
     cohort: str,
     policies: Sequence[str],
     splits: Sequence[int] = (),
+    stored: str = "",
 ) -> dict[str, str]:
     """The inputs a run is computed from, one string per part of :data:`PARTS`.
 
-    ``cohort`` identifies the cohort's content, not just its source: for the backlog it
-    holds the stored state the backlog is read from (a commit or an import changes it).
+    ``stored`` is the store's content as ``store.state.fingerprint`` gives it (partners,
+    their load and turns, the backlog: any write changes it, whoever made it), with the
+    clock's date (a pause ends, a month's quota starts again); ``cohort`` identifies the
+    cohort's source and, for a file or a synthetic cohort, its content.
     """
     return {
+        "store": f"{stored}|{clock.today().isoformat()}",
         "rules": digest(to_toml(active).encode()),
         "overrides": repr(tuple(overrides)),
         "cohort": cohort,
