@@ -1,9 +1,11 @@
-"""The seeded demo world: partners, 18 months of past referrals and an FTCQ backlog.
+"""The seeded demo world: partners, the customers of 26 weekly cohorts, and an FTCQ backlog.
 
 This module owns the believable sample data that the dashboard, the docs and the tests
 share (like datasette's fixtures): one call, :func:`generate_world`, builds Polars frames
 in the documented schemas from a seed, so the same seed always gives the same world.
-It only builds frames; loading them into the store is ``store.bootstrap``'s business.
+It only builds frames. It invents no referral: ``store.demo`` makes the history by
+running the product over the weekly cohorts (commits, answers, expiries, hand-offs), and
+``store.bootstrap`` writes the database.
 
 What makes the world believable, and why each piece is there:
 
@@ -13,12 +15,15 @@ What makes the world believable, and why each piece is there:
 * Workloads are popular (Exchange, Teams, SharePoint, OneDrive) or rare (Purview, Viva,
   Windows), both in what customers ask for and in what partners are endorsed for, so
   rare asks in small countries find no partner.
-* History is consistent with the partners: every past FRP referral's customer matches
-  its partner; ``active_referrals`` counts the partner's active ones and never exceeds
-  capacity; ``last_assigned`` ranks partners by their most recent referral.
-* The backlog hits every CSS reason under the default rules and round robin: small
-  tenants, non-eligible workloads, withheld consent, Iceland (which no partner serves)
-  and two nearly full pools (South Korea and Israel) that the backlog overflows.
+* The weekly cohorts come from the same FTCQ population as the backlog and grow week by
+  week (``WEEKLY_CUSTOMERS``). Partners hold no referral from outside this tool, except in
+  two countries (South Korea and Israel, ``FULL_POOL_COUNTRIES``) whose partners hold
+  most of their seats elsewhere (``OUTSIDE_LOAD``) and whose demand surges over the last
+  weeks (``FULL_POOL_WEEKLY``): their pools are nearly full when the backlog arrives.
+* The backlog, committed with round robin on the built store under the default rules,
+  hits every CSS reason: small tenants, non-eligible workloads, withheld consent, Iceland
+  (which no partner serves) and the two nearly full pools, which it overflows
+  (tests/test_demo_history.py checks it on the store, as it depends on the history).
 * Every name is composed from the invented word lists in ``data/demo/names.toml``;
   every e-mail address is on the reserved ``.example`` domain.
 
