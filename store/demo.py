@@ -39,7 +39,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from engine.demo import WEEKS, DemoWorld, week_start
+from engine.demo import FULL_POOL_COUNTRIES, WEEKS, DemoWorld, week_start
 from engine.reasons import Policy
 from engine.rules import Rules, load_rules, parse_rules, to_toml
 from store import clock, handoff, lifecycle
@@ -128,7 +128,7 @@ def make_history(con: duckdb.DuckDBPyConnection, world: DemoWorld) -> dict[str, 
         frozenset(_slow_partners(world)),
     )
     for week in range(WEEKS):
-        run.at(week, 0, 9, run_monday(run))
+        run.at(week, 0, 9, lambda w: _monday(run, w))
         run.at(week, 2, 11, lambda w: _answer(run))
         run.at(week, 3, 14, lambda w: _complete(run, w))
         run.at(week, 4, 16, lambda w: _hand_off(run, w))
@@ -136,23 +136,20 @@ def make_history(con: duckdb.DuckDBPyConnection, world: DemoWorld) -> dict[str, 
     return run.counts
 
 
-def run_monday(run: _Run) -> Callable[[int], None]:
-    def monday(week: int) -> None:
-        _expire(run)
-        _changes(run, week)
-        import_customers(
-            run.con, run.world.weeks[week], actor=ACTOR, source=f"demo week {week + 1} intake"
-        )
-        summary = commit(run.con, run.rules, Policy.ROUND_ROBIN, actor=ACTOR, source="FTCQ backlog")
-        run.add("runs")
-        run.add("committed", summary.customers)
-
-    return monday
+def _monday(run: _Run, week: int) -> None:
+    """Expiries, the week's changes, then the week's customers into the FTCQ and the
+    backlog committed with round robin, as ``frp import`` and ``frp commit`` do."""
+    _expire(run)
+    _changes(run, week)
+    source = f"demo week {week + 1} intake"
+    import_customers(run.con, run.world.weeks[week], actor=ACTOR, source=source)
+    summary = commit(run.con, run.rules, Policy.ROUND_ROBIN, actor=ACTOR, source="FTCQ backlog")
+    run.add("runs")
+    run.add("committed", summary.customers)
 
 
 def _slow_partners(world: DemoWorld) -> list[str]:
-    from engine.demo import FULL_POOL_COUNTRIES
-
+    """Partners in the designed full countries: their onboardings take longest."""
     serves = pl.col("countries").list.eval(pl.element().is_in(list(FULL_POOL_COUNTRIES)))
     return world.partners.filter(serves.list.any())["partner_id"].to_list()
 

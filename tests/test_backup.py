@@ -76,9 +76,10 @@ def scalar(db: Path, sql: str, params: list | None = None):
 @pytest.fixture
 def committed(demo_db: Path, capsys: pytest.CaptureFixture[str]) -> Path:
     """The demo database after a commit of its FTCQ backlog (referrals, tasks, outbox)."""
+    runs = scalar(demo_db, "SELECT count(*) FROM runs")
     code, out, err = run(capsys, "commit", "--db", demo_db)
     assert code == 0, err
-    assert scalar(demo_db, "SELECT count(*) FROM runs") == 1
+    assert scalar(demo_db, "SELECT count(*) FROM runs") == runs + 1
     return demo_db
 
 
