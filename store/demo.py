@@ -64,10 +64,10 @@ RULES_CHANGES: tuple[tuple[int, str, dict[str, Any]], ...] = (
 #: each pause ends within the history (a pause is cleared the Monday it is over).
 PAUSES: tuple[tuple[int, int, int], ...] = ((4, 3, 14), (11, 4, 21), (17, 3, 10), (21, 5, 14))
 
-#: Monthly quotas: (week, partners): the partners most referred in the four weeks before
-#: agree to a monthly intake (the most they took in a month so far), from the first Monday
-#: of a month on.
-QUOTAS: tuple[tuple[int, int], ...] = ((23, 6),)
+#: Monthly quotas: (week set, week lifted, partners): the partners most referred in the four
+#: weeks before agree to a monthly intake (the most they took in a month so far), from the
+#: first Monday of a month until it is lifted.
+QUOTAS: tuple[tuple[int, int, int], ...] = ((19, 23, 6),)
 
 #: How partners answer a referral: accept, decline (with one of DECLINE_REASONS), or
 #: say nothing until it expires.
@@ -192,14 +192,18 @@ def _changes(run: _Run, week: int) -> None:
         if at == week:
             partners, paused = _pause(run, partners, n, today + timedelta(days=days))
             changed |= paused
-    for at, n in QUOTAS:
-        if at == week:
+    for start, end, n in QUOTAS:
+        if start == week:
             quotas = _busiest(run.con, n, clock.now() - timedelta(days=28))
             quota = pl.col("partner_id").replace_strict(quotas, default=None)
             partners = partners.with_columns(
                 pl.coalesce(quota, pl.col("monthly_quota")).alias("monthly_quota")
             )
             changed |= set(quotas)
+        if end == week:
+            limited = partners.filter(pl.col("monthly_quota").is_not_null())["partner_id"]
+            partners = partners.with_columns(pl.lit(None, pl.Int64).alias("monthly_quota"))
+            changed |= set(limited.to_list())
     if changed:
         run.partners = partners
         rows = partners.filter(pl.col("partner_id").is_in(sorted(changed)))
