@@ -95,7 +95,7 @@ def test_runs_record_the_rules_they_used_ending_with_the_defaults(
 def test_pauses_and_quotas_came_and_went(con: duckdb.DuckDBPyConnection) -> None:
     """Partners were imported again as pauses and quotas began and ended; none is left."""
     imports = "SELECT count(*) FROM audit_log WHERE action = 'import_partners'"
-    assert _one(con, imports) >= 1 + 2 * len(PAUSES) + 2 * len(QUOTAS)
+    assert _one(con, imports) > 1 + len(PAUSES) + len(QUOTAS)  # a week's changes go together
     left = (
         "SELECT count(*) FROM partners WHERE paused_until IS NOT NULL OR monthly_quota IS NOT NULL"
     )
