@@ -1,9 +1,11 @@
-"""The seeded demo world: partners, 18 months of past referrals and an FTCQ backlog.
+"""The seeded demo world: partners, the customers of 26 weekly cohorts, and an FTCQ backlog.
 
 This module owns the believable sample data that the dashboard, the docs and the tests
 share (like datasette's fixtures): one call, :func:`generate_world`, builds Polars frames
 in the documented schemas from a seed, so the same seed always gives the same world.
-It only builds frames; loading them into the store is ``store.bootstrap``'s business.
+It only builds frames. It invents no referral: ``store.demo`` makes the history by
+running the product over the weekly cohorts (commits, answers, expiries, hand-offs), and
+``store.bootstrap`` writes the database.
 
 What makes the world believable, and why each piece is there:
 
@@ -13,12 +15,15 @@ What makes the world believable, and why each piece is there:
 * Workloads are popular (Exchange, Teams, SharePoint, OneDrive) or rare (Purview, Viva,
   Windows), both in what customers ask for and in what partners are endorsed for, so
   rare asks in small countries find no partner.
-* History is consistent with the partners: every past FRP referral's customer matches
-  its partner; ``active_referrals`` counts the partner's active ones and never exceeds
-  capacity; ``last_assigned`` ranks partners by their most recent referral.
-* The backlog hits every CSS reason under the default rules and round robin: small
-  tenants, non-eligible workloads, withheld consent, Iceland (which no partner serves)
-  and two nearly full pools (South Korea and Israel) that the backlog overflows.
+* The weekly cohorts come from the same FTCQ population as the backlog and grow week by
+  week (``WEEKLY_CUSTOMERS``). Partners hold no referral from outside this tool, except in
+  two countries (South Korea and Israel, ``FULL_POOL_COUNTRIES``) whose partners hold
+  most of their seats elsewhere (``OUTSIDE_LOAD``) and whose demand surges over the last
+  weeks (``FULL_POOL_WEEKLY``): their pools are nearly full when the backlog arrives.
+* The backlog, committed with round robin on the built store under the default rules,
+  hits every CSS reason: small tenants, non-eligible workloads, withheld consent, Iceland
+  (which no partner serves) and the two nearly full pools, which it overflows
+  (tests/test_demo_history.py checks it on the store, as it depends on the history).
 * Every name is composed from the invented word lists in ``data/demo/names.toml``;
   every e-mail address is on the reserved ``.example`` domain.
 
@@ -33,7 +38,7 @@ import math
 import random
 import tomllib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -41,15 +46,21 @@ from typing import Any
 
 import polars as pl
 
-from engine.columns import CUSTOMER_SCHEMA, PARTNER_SCHEMA, REFERRAL_HISTORY_SCHEMA, TEXT_LIST
-from engine.reasons import CSS_REASONS, FRP_QUEUE, Outcome, Reason
+from engine.columns import CUSTOMER_SCHEMA, PARTNER_SCHEMA, TEXT_LIST
+from engine.reasons import Reason
 from engine.vocabulary import NON_ELIGIBLE_WORKLOADS, SEAT_BUCKETS, WORKLOAD_DEMAND, slug
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "data" / "demo"
 
 #: "Now" in the demo world. Fixed, so that a seed alone decides every timestamp.
 DEMO_AS_OF = datetime(2026, 11, 23, 18, 0)
-HISTORY_DAYS = 548  # about 18 months
+#: The history: a cohort a week for half a year, ``WEEKLY_CUSTOMERS`` (first week, last
+#: week) customers each, plus ``FULL_POOL_WEEKLY`` (before, during the last
+#: ``SURGE_WEEKS``) from the designed full countries.
+WEEKS = 26
+WEEKLY_CUSTOMERS = (20, 40)
+FULL_POOL_WEEKLY = (1, 10)
+SURGE_WEEKS = 6
 
 PARTNER_COUNT = 330
 BIG_PARTNERS = 12
@@ -83,31 +94,32 @@ RARE_WORKLOADS = ("windows", "purview", "viva")
 SEAT_WEIGHTS: dict[str, int] = {"XS": 46, "S": 38, "M": 10, "L": 6}
 MOST_SEATS = 150_000
 
-#: Countries whose partners are nearly full, so the backlog overflows them.
+#: Countries whose partners are nearly full, so the backlog overflows them: their partners
+#: hold this share of their seats for referrals from outside this tool (``active_referrals``)
+#: and their demand grows over the last weeks of the history.
 FULL_POOL_COUNTRIES = ("KR", "IL")
+OUTSIDE_LOAD = 0.75
 
-#: Past referrals: the history schema, the PSM named on it, and the customer it was for.
-REFERRAL_SCHEMA: dict[str, pl.DataType] = {
-    **REFERRAL_HISTORY_SCHEMA,
-    "psm_email": pl.String(),
-    "customer_name": pl.String(),
-    "customer_country": pl.String(),
-    "customer_language": pl.String(),
-    "customer_seats": pl.Int64(),
-    "customer_workloads": TEXT_LIST,
-    "customer_gateway": pl.Boolean(),
-    "customer_contact_email": pl.String(),
-    "customer_referral_consent": pl.Boolean(),
-}
+#: Traits of FTCQ customers (None: an ordinary one) and how often each comes, in the
+#: backlog and in every week's cohort.
+_KINDS = (
+    None,
+    Reason.BELOW_SEAT_THRESHOLD,
+    Reason.NO_ELIGIBLE_WORKLOAD,
+    Reason.NO_REFERRAL_CONSENT,
+)
+_KIND_WEIGHTS = (81, 7, 5, 7)
 
 
 @dataclass(frozen=True, eq=False)
 class DemoWorld:
-    """Partners, the FTCQ backlog (oldest first) and past referrals, as of ``as_of``."""
+    """Partners, the FTCQ backlog (oldest first) at ``as_of``, and the customers who came
+    through the FTCQ each week before it (``weeks``, oldest first; week ``k`` starts at
+    :func:`week_start`), whose referrals the store makes by running the product."""
 
     partners: pl.DataFrame
     customers: pl.DataFrame
-    referrals: pl.DataFrame
+    weeks: tuple[pl.DataFrame, ...]
     as_of: datetime = DEMO_AS_OF
     seed: int = 7
 
@@ -145,9 +157,6 @@ class _Partner:
     psm_name: str
     psm_email: str
     contact_email: str
-    active_referrals: int = 0
-    last_assigned: int | None = None
-    latest: datetime | None = field(default=None, repr=False)
 
 
 @lru_cache(maxsize=1)
@@ -414,128 +423,34 @@ def _customer(
     )
 
 
-def _customer_of(
-    rng: random.Random, tables: _Tables, used: set[str], partner: _Partner
-) -> _Customer:
-    """A customer that ``partner`` matches: served country, shared language, covered asks."""
-    countries = tables.countries
-    code = partner.home.code if rng.random() < 0.75 else rng.choice(partner.countries)
-    spoken = [lang for lang in countries[code].languages if lang in partner.languages]
-    if "en" in partner.languages and rng.random() < 0.1:
-        spoken.append("en")
-    if not spoken:  # a neighbour whose languages the partner does not speak
-        code = partner.home.code
-        spoken = [lang for lang in partner.home.languages if lang in partner.languages]
-    country = countries[code]
-    language = country.languages[0] if country.languages[0] in spoken else spoken[0]
-    if rng.random() < 0.15:
-        language = rng.choice(spoken)
-    name = _company_name(rng, tables, code, used)
-    workloads = _ask(rng, allowed=partner.workloads) or [partner.workloads[0]]
-    return _Customer(
-        name=name,
-        country=code,
-        language=language,
-        seats=_seats(rng),
-        workloads=workloads,
-        gateway=rng.random() < 0.2,
-        contact_email=_contact_email(rng, tables, name),
-        referral_consent=rng.choice((True, True, None)),
-    )
+# --- the weekly intake -----------------------------------------------------------------
 
 
-# --- history --------------------------------------------------------------------------
+def week_start(week: int, as_of: datetime = DEMO_AS_OF) -> datetime:
+    """Monday 09:00 of ``week`` (0 = the oldest of the ``WEEKS``): the morning its cohort is
+    committed. The last week ends on the Monday ``as_of`` falls on."""
+    monday = datetime.combine(as_of.date(), datetime.min.time()) + timedelta(hours=9)
+    return monday - timedelta(days=7 * (WEEKS - week))
 
 
-def _days_ago(rng: random.Random, low: float, high: float) -> float:
-    # Skewed towards recent days: the programme grew over the 18 months.
-    return low + (high - low) * rng.random() ** 1.3
+def _surge(week: int) -> int:
+    """Customers of the week from the designed full countries: demand there grows faster
+    than its partners' seats over the last weeks, so those pools are full by ``as_of``."""
+    return FULL_POOL_WEEKLY[0] if week < WEEKS - SURGE_WEEKS else FULL_POOL_WEEKLY[1]
 
 
-def _history_row(
-    customer: _Customer, when: datetime, status: str, **referral: Any
-) -> dict[str, Any]:
-    """One past referral in REFERRAL_SCHEMA, with the customer it was for."""
-    return {
-        "tenant_id": None,  # numbered once everything is in time order
-        "status": status,
-        "created_at": when,
-        **referral,
-        "customer_name": customer.name,
-        "customer_country": customer.country,
-        "customer_language": customer.language,
-        "customer_seats": customer.seats,
-        "customer_workloads": customer.workloads,
-        "customer_gateway": customer.gateway,
-        "customer_contact_email": customer.contact_email,
-        "customer_referral_consent": customer.referral_consent,
-    }
-
-
-def _make_history(
-    rng: random.Random, tables: _Tables, partners: list[_Partner], as_of: datetime, used: set[str]
-) -> list[dict[str, Any]]:
-    """Past referrals, oldest first; sets each partner's active count and round-robin order."""
-    rows: list[dict[str, Any]] = []
-    for partner in partners:
-        in_full_pool = any(c in FULL_POOL_COUNTRIES for c in partner.countries)
-        if not in_full_pool and rng.random() < 0.06:
-            continue  # newly onboarded partner: never referred, never assigned
-        cap = partner.capacity
-        if in_full_pool:
-            active = cap - rng.randint(0, 1)
-        elif not partner.referral_ready:
-            # Partners switch Referral Ready off when they are (nearly) at capacity.
-            active = round(cap * rng.uniform(0.6, 1.0))
-        else:
-            active = round(cap * rng.uniform(0.15, 0.75))
-        completed = max(1, round(cap * rng.uniform(0.2, 0.9)))
-        partner.active_referrals = active
-        ages = [("active", rng.uniform(0, 120)) for _ in range(active)]
-        ages += [("completed", _days_ago(rng, 30, HISTORY_DAYS)) for _ in range(completed)]
-        for status, days in ages:
-            when = (as_of - timedelta(days=days)).replace(microsecond=0)
-            partner.latest = when if partner.latest is None else max(partner.latest, when)
-            row = _history_row(
-                _customer_of(rng, tables, used, partner),
-                when,
-                status,
-                outcome=Outcome.FRP.value,
-                partner_id=partner.partner_id,
-                queue=FRP_QUEUE,
-                reason=Reason.ASSIGNED.value,
-                psm_email=partner.psm_email,
-            )
-            rows.append(row)
-
-    css_reasons = list(CSS_REASONS)
-    css_count = round(len(rows) * 0.3)
-    for reason in rng.choices(css_reasons, weights=(30, 18, 14, 26, 12), k=css_count):
-        customer = _customer(rng, tables, used, kind=reason)
-        days = _days_ago(rng, 0, HISTORY_DAYS)
-        row = _history_row(
-            customer,
-            (as_of - timedelta(days=days)).replace(microsecond=0),
-            "active" if days < 45 else "completed",
-            outcome=Outcome.CSS.value,
-            partner_id=None,
-            queue=QUEUE_OF_REGION[tables.countries[customer.country].region],
-            reason=reason.value,
-            psm_email=None,
-        )
-        rows.append(row)
-
-    rows.sort(key=lambda r: (r["created_at"], r["customer_name"]))
-    for n, row in enumerate(rows, start=1):
-        row["tenant_id"] = f"T{n:06d}"
-
-    referred = sorted(
-        (p for p in partners if p.latest is not None),
-        key=lambda p: (p.latest, p.partner_id),
-    )
-    for order, partner in enumerate(referred, start=1):
-        partner.last_assigned = order
-    return rows
+def _make_weeks(rng: random.Random, tables: _Tables, used: set[str]) -> list[list[_Customer]]:
+    """The customers who reached the FTCQ each week, oldest week first: the FTCQ population
+    (a few with each ineligibility trait, as in the backlog), growing week by week."""
+    first, last = WEEKLY_CUSTOMERS
+    weeks = []
+    for week in range(WEEKS):
+        size = first + round((last - first) * week / (WEEKS - 1))
+        kinds = rng.choices(_KINDS, weights=_KIND_WEIGHTS, k=size)
+        kinds += [Reason.CAPACITY_EXHAUSTED] * _surge(week)
+        rng.shuffle(kinds)
+        weeks.append([_customer(rng, tables, used, kind=kind) for kind in kinds])
+    return weeks
 
 
 # --- assembly -------------------------------------------------------------------------
@@ -555,6 +470,10 @@ def _frame(rows: Sequence[dict[str, Any]], schema: dict[str, pl.DataType]) -> pl
     return pl.DataFrame(columns)
 
 
+def _in_full_pool(partner: _Partner) -> bool:
+    return any(c in FULL_POOL_COUNTRIES for c in partner.countries)
+
+
 def generate_world(
     seed: int = 7, backlog_size: int = 1200, as_of: datetime = DEMO_AS_OF
 ) -> DemoWorld:
@@ -563,23 +482,19 @@ def generate_world(
     tables = load_tables()
     used_names: set[str] = set()
     partners = _make_partners(rng, tables)
-    history = _make_history(rng, tables, partners, as_of, used_names)
+    weeks = _make_weeks(rng, tables, used_names)
 
     # The FTCQ backlog, oldest first; a few customers carry each ineligibility trait.
-    backlog = []
-    kinds = rng.choices(
-        (
-            None,
-            Reason.BELOW_SEAT_THRESHOLD,
-            Reason.NO_ELIGIBLE_WORKLOAD,
-            Reason.NO_REFERRAL_CONSENT,
-        ),
-        weights=(81, 7, 5, 7),
-        k=backlog_size,
-    )
-    for n, kind in enumerate(kinds, start=len(history) + 1):
-        customer = _customer(rng, tables, used_names, kind=kind)
-        backlog.append({"tenant_id": f"T{n:06d}", **vars(customer)})
+    kinds = rng.choices(_KINDS, weights=_KIND_WEIGHTS, k=backlog_size)
+    backlog = [_customer(rng, tables, used_names, kind=kind) for kind in kinds]
+    # Tenants are numbered in the order they reached the FTCQ.
+    numbered, n = [], 0
+    for arrivals in [*weeks, backlog]:
+        rows = []
+        for customer in arrivals:
+            n += 1
+            rows.append({"tenant_id": f"T{n:06d}", **vars(customer)})
+        numbered.append(_frame(rows, CUSTOMER_SCHEMA))
 
     partner_rows = [
         {
@@ -589,21 +504,22 @@ def generate_world(
             "languages": p.languages,
             "workloads": p.workloads,
             "capacity": p.capacity,
-            "active_referrals": p.active_referrals,
+            # The store's referrals are the partners' load and round-robin order.
+            "active_referrals": round(p.capacity * OUTSIDE_LOAD) if _in_full_pool(p) else 0,
             "referral_ready": p.referral_ready,
             "psm_name": p.psm_name,
             "psm_email": p.psm_email,
             "contact_email": p.contact_email,
-            "last_assigned": p.last_assigned,
-            "paused_until": None,  # the demo's partners take referrals all year round
+            "last_assigned": None,
+            "paused_until": None,  # pauses and quotas come with the history (store.demo)
             "monthly_quota": None,
         }
         for p in partners
     ]
     return DemoWorld(
         partners=_frame(partner_rows, PARTNER_SCHEMA),
-        customers=_frame(backlog, CUSTOMER_SCHEMA),
-        referrals=_frame(history, REFERRAL_SCHEMA),
+        customers=numbered[-1],
+        weeks=tuple(numbered[:-1]),
         as_of=as_of,
         seed=seed,
     )

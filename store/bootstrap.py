@@ -8,43 +8,38 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import timedelta
 from pathlib import Path
 
-import polars as pl
-
-from engine.demo import generate_world
-from engine.rules import Rules, load_rules
+from engine.demo import generate_world, week_start
 from store import clock
-from store.db import audit, connect, registered, transaction
+from store.db import audit, connect, transaction
+from store.demo import make_history
 from store.imports import import_customers, import_partners
 
 
-def build_demo(
-    path: str | Path, *, seed: int = 7, replace: bool = False, rules: Rules | None = None
-) -> dict[str, int]:
-    """Write the demo world to ``path``; returns what it holds (for the caller to report)."""
+def build_demo(path: str | Path, *, seed: int = 7, replace: bool = False) -> dict[str, int]:
+    """Write the demo world to ``path``, its history made by running the product
+    (``store.demo``); returns what it holds (for the caller to report)."""
     target = Path(path)
     if target.exists() and not replace:
         raise FileExistsError(target)
-    rules = rules or load_rules()
     world = generate_world(seed)
     tmp = target.with_name(f".{target.name}.building")
     for stale in (tmp, tmp.with_name(tmp.name + ".wal")):
         stale.unlink(missing_ok=True)
     con = connect(tmp)
     try:
-        # Open referrals of the history are stored as referrals, so the partners' own
-        # count of referrals held elsewhere starts at zero (no double counting).
-        import_partners(
-            con,
-            world.partners.with_columns(pl.lit(0).alias("active_referrals")),
-            actor="demo",
-            source="demo world",
-        )
-        _load_history(con, world.referrals, rules)
-        import_customers(con, world.customers, actor="demo", source="demo world")
-        with transaction(con):
-            audit(con, "demo", "build_demo", str(target), json.dumps({"seed": seed}))
+        with clock.frozen(week_start(0, world.as_of) - timedelta(days=3)):
+            import_partners(con, world.partners, actor="demo", source="demo world")
+        history = make_history(con, world)
+        with clock.frozen(world.as_of):
+            import_customers(con, world.customers, actor="demo", source="demo world")
+            with transaction(con):
+                audit(con, "demo", "build_demo", str(target), json.dumps({"seed": seed}))
+        counts = con.execute(
+            "SELECT count(*), count(*) FILTER (WHERE run_id IS NULL) FROM referrals"
+        ).fetchall()[0]
         con.execute("CHECKPOINT")
     finally:
         con.close()
@@ -56,7 +51,9 @@ def build_demo(
         "partners": partners.height,
         "countries": partners["countries"].explode().n_unique(),
         "languages": partners["languages"].explode().n_unique(),
-        "past_referrals": world.referrals.height,
+        "runs": history.get("runs", 0),
+        "past_referrals": counts[0],
+        "referrals_without_a_run": counts[1],
         "backlog": world.customers.height,
     }
 
@@ -67,57 +64,3 @@ def ensure_demo(path: str | Path) -> bool:
         return False
     build_demo(path)
     return True
-
-
-def _load_history(con, referrals: pl.DataFrame, rules: Rules) -> None:
-    eligible = list(rules.eligible_workloads)
-    hist = referrals.with_row_index("_i").with_columns(
-        pl.col("customer_workloads")
-        .list.eval(pl.element().filter(pl.element().is_in(eligible)))
-        .list.sort()
-        .alias("eligible_workloads"),
-        pl.col("customer_country")
-        .replace_strict(rules.region_of_country, return_dtype=pl.String)
-        .alias("region"),
-    )
-    customers = hist.unique("tenant_id", keep="last", maintain_order=True).select(
-        "tenant_id",
-        pl.col("customer_name").alias("name"),
-        pl.col("customer_country").alias("country"),
-        pl.col("customer_language").alias("language"),
-        pl.col("customer_seats").alias("seats"),
-        pl.col("customer_workloads").alias("workloads"),
-        pl.col("customer_gateway").alias("gateway"),
-        (
-            pl.col("customer_contact_email")
-            if "customer_contact_email" in hist.columns
-            else pl.format("onboarding@{}.example", pl.col("tenant_id").str.to_lowercase())
-        ).alias("contact_email"),
-        pl.lit(True).alias("referral_consent"),
-    )
-    with (
-        transaction(con),
-        registered(con, hist=hist.to_arrow(), hist_customers=customers.to_arrow()),
-    ):
-        con.execute(
-            """
-            INSERT INTO customers BY NAME
-            SELECT *, false AS in_ftcq, 0 AS ftcq_seq, ?::TIMESTAMP AS queued_at
-            FROM hist_customers
-            WHERE tenant_id NOT IN (SELECT tenant_id FROM customers)
-            """,
-            [clock.now()],
-        )
-        con.execute(
-            """
-            INSERT INTO referrals BY NAME
-            SELECT h._i + 1 AS referral_id, NULL AS run_id, h.tenant_id, h.outcome,
-                   h.partner_id, p.psm_name, p.psm_email, h.queue, h.reason, h.status,
-                   'history: imported with the demo world' AS trace, NULL AS pool_key,
-                   h.region, h.customer_country AS country, h.customer_language AS language,
-                   h.eligible_workloads, h.created_at, h.created_at AS updated_at,
-                   1 AS part, h.eligible_workloads AS workloads
-            FROM hist h LEFT JOIN partners p USING (partner_id)
-            ORDER BY h._i
-            """
-        )

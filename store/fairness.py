@@ -277,9 +277,9 @@ def committed_fairness(
     """The fairness report of referrals committed in [since, until) (by runs made with
     rules ``version``, when given), and its pools' labels.
 
-    Referrals imported without a pool (the demo's history) get the pool their customer's
-    signature matches among today's Referral Ready partners, the same way the command
-    line does for result files, so that every period has a turn ledger.
+    Referrals without a pool (history kept from before runs stored theirs) get the pool
+    their customer's signature matches among today's Referral Ready partners, the same way the
+    command line does for result files, so that every period has a turn ledger.
 
     The referrals are counted in DuckDB (``committed_counts``): over a million of them the
     page gets tens of thousands of rows, not a million, and the same report.

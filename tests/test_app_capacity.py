@@ -144,8 +144,9 @@ def partners_table(at: AppTest):
 
 @pytest.fixture
 def intake_db(demo_db: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The demo with P0042 paused until 1 December and P0043 given a quota of 40, on the
-    clock's date 24 November 2026."""
+    """The demo with P0042 paused until 1 December and P0074 (a South Korean partner the
+    demo referred customers to in November) given a quota of 40, on the clock's date
+    24 November 2026."""
     monkeypatch.setenv("FRP_NOW", DEMO_NEXT_DAY)
     con = connect(demo_db)
     try:
@@ -153,7 +154,7 @@ def intake_db(demo_db: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             "UPDATE partners SET referral_ready = true, paused_until = DATE '2026-12-01' "
             "WHERE partner_id = 'P0042'"
         )
-        con.execute("UPDATE partners SET monthly_quota = 40 WHERE partner_id = 'P0043'")
+        con.execute("UPDATE partners SET monthly_quota = 40 WHERE partner_id = 'P0074'")
     finally:
         con.close()
     return demo_db
@@ -166,27 +167,27 @@ def test_paused_partners_are_counted_and_their_seats_are_not_free(intake_db: Pat
     free = sql(
         intake_db,
         "SELECT sum(greatest(capacity - active_total, 0)) FROM partner_state "
-        "WHERE referral_ready AND partner_id NOT IN ('P0042', 'P0043')",
+        "WHERE referral_ready AND partner_id NOT IN ('P0042', 'P0074')",
     )
     made = sql(
         intake_db,
-        "SELECT count(*) FROM referrals WHERE partner_id = 'P0043' AND outcome = 'frp' "
+        "SELECT count(*) FROM referrals WHERE partner_id = 'P0074' AND outcome = 'frp' "
         "AND created_at >= TIMESTAMP '2026-11-01'",
     )
-    p0043 = sql(
+    p0074 = sql(
         intake_db,
         "SELECT greatest(least(capacity - active_total, 40 - ?), 0) FROM partner_state "
-        "WHERE partner_id = 'P0043'",
+        "WHERE partner_id = 'P0074'",
         [made],
     )
-    assert shown["Free seats"] == f"{free + p0043:,}"
+    assert shown["Free seats"] == f"{free + p0074:,}"
     assert any("Paused: 1 Referral Ready partner(s) back later" in e.label for e in at.expander)
 
     table = partners_table(at)
     p42 = table[table["partner_id"] == "P0042"].iloc[0]
     assert str(p42["paused_until"])[:10] == "2026-12-01" and bool(p42["paused"])
-    p43 = table[table["partner_id"] == "P0043"].iloc[0]
-    assert p43["quota_used"] == f"{made} / 40" and made > 0
+    p74 = table[table["partner_id"] == "P0074"].iloc[0]
+    assert p74["quota_used"] == f"{made} / 40" and made > 0
 
 
 def test_the_paused_filter_shows_only_paused_partners(intake_db: Path) -> None:
@@ -204,7 +205,7 @@ def test_partner_detail_shows_the_pause_and_the_quota_used(intake_db: Path) -> N
     assert "**Paused until:** 2026-12-01 (takes referrals again from that day)" in text
     assert "paused until 2026-12-01, so skipped by round robin" in text
     assert [m.value for m in at.metric if m.label == "Quota this month"] == ["no quota"]
-    at.selectbox(key="cap_partner").set_value("P0043").run()
+    at.selectbox(key="cap_partner").set_value("P0074").run()
     quota = [m.value for m in at.metric if m.label == "Quota this month"]
     assert len(quota) == 1 and quota[0].endswith(" / 40")
 

@@ -76,9 +76,10 @@ def scalar(db: Path, sql: str, params: list | None = None):
 @pytest.fixture
 def committed(demo_db: Path, capsys: pytest.CaptureFixture[str]) -> Path:
     """The demo database after a commit of its FTCQ backlog (referrals, tasks, outbox)."""
+    runs = scalar(demo_db, "SELECT count(*) FROM runs")
     code, out, err = run(capsys, "commit", "--db", demo_db)
     assert code == 0, err
-    assert scalar(demo_db, "SELECT count(*) FROM runs") == 1
+    assert scalar(demo_db, "SELECT count(*) FROM runs") == runs + 1
     return demo_db
 
 
@@ -270,13 +271,14 @@ def fairness(capsys: pytest.CaptureFixture[str], db: Path) -> dict:
 
 
 def pick_referred(db: Path) -> tuple[str, str, str]:
-    """A committed Gateway customer referred to a partner, whose name no one else has."""
+    """A Gateway customer referred to a partner by the newest run (its messages still
+    pending: the demo's history has sent its own), whose name no one else has."""
     return query(
         db,
         """
         SELECT c.tenant_id, c.name, c.contact_email FROM customers c
         JOIN referrals r USING (tenant_id) JOIN ftop_tasks t USING (referral_id)
-        WHERE r.outcome = 'frp' AND r.run_id IS NOT NULL
+        WHERE r.outcome = 'frp' AND r.run_id = (SELECT max(run_id) FROM runs)
           AND (SELECT count(*) FROM customers o WHERE o.name = c.name) = 1
         ORDER BY c.tenant_id LIMIT 1
         """,

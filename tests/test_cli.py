@@ -82,7 +82,7 @@ def frp(tmp_path: Path) -> Run:
             text=True,
             env=env,
             cwd=tmp_path,
-            timeout=120,
+            timeout=600,  # a hang guard: `frp demo` runs the product over 26 weeks
         )
         assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
         return proc

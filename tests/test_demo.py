@@ -1,26 +1,28 @@
-"""The seeded demo world (engine/demo.py): big enough, believable, consistent, repeatable."""
+"""The seeded demo world (engine/demo.py): big enough, believable, consistent, repeatable.
+
+The history the store makes from it, by running the product week by week, is tested in
+tests/test_demo_history.py."""
 
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 
 import polars as pl
 import pytest
 
-from engine.columns import CUSTOMER_SCHEMA, PARTNER_SCHEMA, REFERRAL_HISTORY_SCHEMA
+from engine.columns import CUSTOMER_SCHEMA, PARTNER_SCHEMA
 from engine.demo import (
     FULL_POOL_COUNTRIES,
-    HISTORY_DAYS,
+    OUTSIDE_LOAD,
     QUEUE_OF_REGION,
-    REFERRAL_SCHEMA,
+    WEEKLY_CUSTOMERS,
+    WEEKS,
     DemoWorld,
     generate_world,
     load_tables,
+    week_start,
 )
 from engine.iso import COUNTRIES, LANGUAGES
-from engine.reasons import CSS_REASONS, Policy
-from engine.reference import reference_simulate
 from engine.rules import Rules, load_rules
 
 EMAIL = re.compile(r"^[a-z0-9.-]+@[a-z0-9-]+(\.[a-z0-9-]+)*\.example$")
@@ -36,12 +38,6 @@ def rules() -> Rules:
     return load_rules()
 
 
-@pytest.fixture(scope="module")
-def outcome(world: DemoWorld, rules: Rules) -> pl.DataFrame:
-    """The default seed's backlog under the default rules and round robin."""
-    return reference_simulate(world.partners, world.customers, rules, Policy.ROUND_ROBIN)
-
-
 # --- size and shape -------------------------------------------------------------------
 
 
@@ -50,26 +46,26 @@ def test_the_world_is_big_enough(world: DemoWorld) -> None:
     assert partners.height >= 300
     assert partners["countries"].explode().n_unique() >= 25
     assert partners["languages"].explode().n_unique() >= 12
-    assert world.referrals.height >= 5000
+    assert len(world.weeks) == WEEKS
+    assert sum(week.height for week in world.weeks) >= WEEKS * WEEKLY_CUSTOMERS[0]
     assert world.customers.height >= 1000
 
 
 def test_schemas_are_the_documented_ones(world: DemoWorld) -> None:
     assert world.partners.schema == pl.Schema(PARTNER_SCHEMA)
     assert world.customers.schema == pl.Schema(CUSTOMER_SCHEMA)
-    assert world.referrals.schema == pl.Schema(REFERRAL_SCHEMA)
-    assert world.referrals.columns[: len(REFERRAL_HISTORY_SCHEMA)] == list(REFERRAL_HISTORY_SCHEMA)
+    assert all(week.schema == pl.Schema(CUSTOMER_SCHEMA) for week in world.weeks)
 
 
 def test_same_seed_same_world_other_seed_other_world(world: DemoWorld) -> None:
     again = generate_world(7)
     assert again.partners.equals(world.partners)
     assert again.customers.equals(world.customers)
-    assert again.referrals.equals(world.referrals)
+    assert all(a.equals(b) for a, b in zip(again.weeks, world.weeks, strict=True))
     other = generate_world(8)
     assert not other.partners.equals(world.partners)
     assert not other.customers.equals(world.customers)
-    assert not other.referrals.equals(world.referrals)
+    assert not other.weeks[0].equals(world.weeks[0])
 
 
 def test_backlog_size_is_honoured() -> None:
@@ -90,23 +86,25 @@ def test_ids_are_unique_and_well_formed(world: DemoWorld) -> None:
     partner_ids = world.partners["partner_id"]
     assert partner_ids.is_unique().all()
     assert partner_ids.str.contains(r"^P\d{4}$").all()
-    tenants = pl.concat([world.referrals["tenant_id"], world.customers["tenant_id"]])
+    tenants = pl.concat(
+        [*(week["tenant_id"] for week in world.weeks), world.customers["tenant_id"]]
+    )
     assert tenants.is_unique().all()
     assert tenants.str.contains(r"^T\d{6}$").all()
-    # The backlog arrived after everything in the history.
-    assert world.customers["tenant_id"].min() > world.referrals["tenant_id"].max()
+    # Numbered as they reached the FTCQ: week by week, the backlog last.
+    assert tenants.is_sorted()
 
 
 def test_names_are_unique_and_emails_are_on_example_domains(world: DemoWorld) -> None:
     assert world.partners["name"].is_unique().all()
-    customer_names = pl.concat([world.referrals["customer_name"], world.customers["name"]])
+    customer_names = pl.concat([*(week["name"] for week in world.weeks), world.customers["name"]])
     assert customer_names.is_unique().all()
     emails = pl.concat(
         [
             world.partners["psm_email"],
             world.partners["contact_email"],
             world.customers["contact_email"],
-            world.referrals["customer_contact_email"],
+            *(week["contact_email"] for week in world.weeks),
         ]
     )
     bad = [e for e in emails.to_list() if not EMAIL.match(e)]
@@ -122,11 +120,8 @@ def test_countries_and_languages_are_iso_codes(world: DemoWorld) -> None:
 
 def test_customers_speak_a_language_of_their_country_or_english(world: DemoWorld) -> None:
     countries = load_tables().countries
-    for frame, country, language in (
-        (world.customers, "country", "language"),
-        (world.referrals, "customer_country", "customer_language"),
-    ):
-        for code, lang in frame.select(country, language).unique().iter_rows():
+    for frame in (world.customers, *world.weeks):
+        for code, lang in frame.select("country", "language").unique().iter_rows():
             assert lang in countries[code].languages or lang == "en", (code, lang)
 
 
@@ -160,77 +155,30 @@ def test_popular_workloads_are_covered_more_than_rare_ones(world: DemoWorld) -> 
             assert share[popular] > 2 * share[rare]
 
 
-# --- consistent history ---------------------------------------------------------------
+# --- the weeks before the backlog ---------------------------------------------------------
 
 
-def test_active_referrals_count_the_active_frp_history(world: DemoWorld) -> None:
-    active = (
-        world.referrals.filter(pl.col("outcome") == "frp", pl.col("status") == "active")
-        .group_by("partner_id")
-        .agg(pl.len().alias("counted"))
-    )
-    joined = world.partners.join(active, on="partner_id", how="left").with_columns(
-        pl.col("counted").fill_null(0)
-    )
-    assert (joined["active_referrals"] == joined["counted"]).all()
-    assert (joined["active_referrals"] <= joined["capacity"]).all()
+def test_the_store_holds_the_partners_load_only_the_full_countries_hold_seats_elsewhere(
+    world: DemoWorld,
+) -> None:
+    """The history's referrals are made by the store (store/demo.py); only partners in the
+    designed full countries hold seats for referrals from outside this tool."""
+    partners = world.partners
+    full = partners["countries"].list.eval(pl.element().is_in(list(FULL_POOL_COUNTRIES)))
+    in_full = partners.filter(full.list.any())
+    assert in_full.height > 0
+    assert (in_full["active_referrals"] == (in_full["capacity"] * OUTSIDE_LOAD).round()).all()
+    assert (partners.filter(~full.list.any())["active_referrals"] == 0).all()
+    assert partners["last_assigned"].null_count() == partners.height
 
 
-def test_last_assigned_follows_the_most_recent_referral(world: DemoWorld) -> None:
-    latest = (
-        world.referrals.filter(pl.col("outcome") == "frp")
-        .group_by("partner_id")
-        .agg(pl.col("created_at").max().alias("latest"))
-        .sort("latest", "partner_id")
-        .with_row_index("expected", offset=1)
-    )
-    joined = world.partners.join(latest, on="partner_id", how="left")
-    expected = joined["expected"].cast(pl.Int64)
-    assert joined["last_assigned"].null_count() == expected.null_count() > 0
-    assert (joined["last_assigned"].is_null() == expected.is_null()).all()
-    assert (joined["last_assigned"].drop_nulls() == expected.drop_nulls()).all()
-
-
-def test_history_spans_eighteen_months_mostly_completed(world: DemoWorld) -> None:
-    history = world.referrals
-    created = history["created_at"]
-    assert created.max() <= world.as_of
-    assert created.min() >= world.as_of - timedelta(days=HISTORY_DAYS)
-    assert created.min() <= world.as_of - timedelta(days=HISTORY_DAYS - 30)
-    assert history["created_at"].is_sorted()
-    status = dict(history["status"].value_counts().iter_rows())
-    assert status["completed"] > status["active"] > 0
-    by_status = history.group_by("status").agg(pl.col("created_at").median())
-    medians = dict(by_status.iter_rows())
-    assert medians["active"] > medians["completed"]  # recent ones are the active ones
-
-
-def test_history_outcomes_and_reasons(world: DemoWorld, rules: Rules) -> None:
-    history = world.referrals
-    frp = history.filter(pl.col("outcome") == "frp")
-    css = history.filter(pl.col("outcome") == "css")
-    assert frp.height > 2 * css.height > 0
-    assert set(frp["reason"]) == {"assigned"} and set(frp["queue"]) == {"FRP"}
-    assert set(css["reason"]) == {r.value for r in CSS_REASONS}
-    assert css["partner_id"].null_count() == css["psm_email"].null_count() == css.height
-    queues = [rules.queue_for(c) for c in css["customer_country"]]
-    assert css["queue"].to_list() == queues
-    psm = frp.join(world.partners.select("partner_id", "psm_email"), on="partner_id")
-    assert psm.height == frp.height
-    assert (psm["psm_email"] == psm["psm_email_right"]).all()
-
-
-def test_every_past_frp_customer_matches_its_partner(world: DemoWorld, rules: Rules) -> None:
-    eligible = set(rules.eligible_workloads)
-    partners = {row["partner_id"]: row for row in world.partners.iter_rows(named=True)}
-    frp = world.referrals.filter(pl.col("outcome") == "frp")
-    for row in frp.iter_rows(named=True):
-        partner = partners[row["partner_id"]]
-        assert row["customer_country"] in partner["countries"]
-        assert row["customer_language"] in partner["languages"]
-        asks = set(row["customer_workloads"]) & eligible
-        assert asks and asks <= set(partner["workloads"])
-        assert row["customer_seats"] >= rules.min_seats
+def test_weeks_grow_and_demand_in_the_full_countries_surges_at_the_end(world: DemoWorld) -> None:
+    sizes = [week.height for week in world.weeks]
+    assert sizes[-1] > sizes[0]
+    share = [week["country"].is_in(FULL_POOL_COUNTRIES).mean() for week in world.weeks]
+    assert min(share[-3:]) > max(share[:3])
+    assert week_start(WEEKS, world.as_of).date() == world.as_of.date()
+    assert week_start(0, world.as_of).weekday() == 0
 
 
 # --- the backlog ----------------------------------------------------------------------
@@ -258,24 +206,3 @@ def test_consent_is_sometimes_missing_and_sometimes_withheld(world: DemoWorld) -
     consent = world.customers["referral_consent"]
     assert consent.null_count() > 0
     assert (consent == False).sum() > 0  # noqa: E712 - a Polars comparison, not Python's
-
-
-def test_every_css_reason_occurs_in_the_backlog(outcome: pl.DataFrame) -> None:
-    counts = dict(outcome["reason"].value_counts().iter_rows())
-    for reason in CSS_REASONS:
-        assert counts.get(reason.value, 0) > 0, reason
-
-
-@pytest.mark.parametrize("seed", [7, 11, 2026])
-def test_most_of_the_backlog_is_assigned_and_a_pool_overflows(seed: int, rules: Rules) -> None:
-    world = generate_world(seed)
-    result = reference_simulate(world.partners, world.customers, rules)
-    share = {r: (result["reason"] == r).mean() for r in set(result["reason"])}
-    assert 0.55 <= share["assigned"] <= 0.75, share
-    assert 0.01 <= share["capacity_exhausted"] <= 0.08, share
-    assert set(share) == {"assigned", *(r.value for r in CSS_REASONS)}
-    full = world.customers.join(result, on="tenant_id").filter(
-        pl.col("reason") == "capacity_exhausted"
-    )
-    # Small pools elsewhere may fill up too, but the designed full pools are most of it.
-    assert full["country"].is_in(FULL_POOL_COUNTRIES).mean() >= 0.5

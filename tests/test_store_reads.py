@@ -4,6 +4,7 @@ checked against plain SQL on the demo world."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -16,10 +17,12 @@ from engine.fairness import WEIGHT, FairnessReport, gini, jain_index, report
 from engine.rules import load_rules
 from store import capacity, fairness, referrals, state
 from store.commits import simulate_stored
-from store.db import REFERRALS_SQL, open_db
+from store.db import open_db
 from store.fairness import committed_counts, committed_inputs
 
 RULES = load_rules()
+#: In a parametrisation: the newest run, the backlog's (its id depends on the demo's history).
+LAST = -1
 
 
 @pytest.fixture
@@ -231,7 +234,7 @@ def test_fills_up_lists_partners_a_backlog_run_takes_to_full(con) -> None:
 
 
 def test_committed_fairness_counts_the_period_and_has_a_pool_ledger(con) -> None:
-    since, until = datetime(2026, 1, 1), datetime(2026, 4, 1)
+    since, until = datetime(2026, 7, 1), datetime(2026, 10, 1)
     fair, labels = fairness.committed_fairness(con, since, until, RULES)
     n, placed = con.execute(
         "SELECT count(*), count(*) FILTER (WHERE outcome = 'frp') FROM referrals "
@@ -239,8 +242,8 @@ def test_committed_fairness_counts_the_period_and_has_a_pool_ledger(con) -> None
         [since, until],
     ).fetchall()[0]
     assert (fair.customers, fair.placed) == (n, placed)
-    # History carries no pool: pools are derived, and every member's given count adds up.
-    assert fair.per_pool.height > 0
+    # Each run kept its pools, and every member's given count adds up.
+    assert n > 0 and fair.per_pool.height > 0
     assert fair.pool_members["given"].sum() <= placed
     assert set(fair.per_pool["pool_key"]) <= set(labels["pool_key"])
     assert labels["label"].str.contains(" · ").all()
@@ -268,13 +271,13 @@ def _same_report(a: FairnessReport, b: FairnessReport) -> None:
 
 @pytest.mark.parametrize(
     ("since", "until"),
-    [(None, None), (datetime(2026, 1, 1), datetime(2026, 4, 1)), (datetime(2026, 3, 1), None)],
+    [(None, None), (datetime(2026, 6, 1), datetime(2026, 9, 1)), (datetime(2026, 8, 1), None)],
 )
 @pytest.mark.parametrize("db", ["demo", "committed"])
 def test_counted_committed_fairness_equals_the_row_by_row_report(
     request: pytest.FixtureRequest, db: str, since: datetime | None, until: datetime | None
 ) -> None:
-    # The demo's history has no pools (derived ones are filled in); a committed run has.
+    # The demo's history (June to November 2026), and with the backlog's run committed too.
     c = request.getfixturevalue("con" if db == "demo" else "committed")
     fair, labels = fairness.committed_fairness(c, since, until, RULES)
     rows_fair, rows_labels = _row_by_row(c, since, until)
@@ -352,17 +355,22 @@ def test_pool_labels_name_the_most_common_signature() -> None:
             "reason IN ('no_partner_match', 'capacity_exhausted')",
         ),
         (referrals.ReferralFilter(partner_id="P0001"), "partner_id = 'P0001'"),
-        (referrals.ReferralFilter(run=referrals.HISTORY), "run_id IS NULL"),
         (referrals.ReferralFilter(run=1), "run_id = 1"),
+        (referrals.ReferralFilter(run=LAST), f"run_id = {LAST}"),
         (
-            referrals.ReferralFilter(outcomes=("frp",), run=1, statuses=("active",)),
-            "outcome = 'frp' AND run_id = 1 AND status = 'active'",
+            referrals.ReferralFilter(outcomes=("frp",), run=LAST, statuses=("active",)),
+            f"outcome = 'frp' AND run_id = {LAST} AND status = 'active'",
         ),
     ],
 )
 def test_referral_filters_match_plain_sql(committed, where, sql) -> None:
-    # As readers see statuses: the demo's history holds CSS referrals as `active`, older.
-    expected = one(committed, f"SELECT count(*) FROM {REFERRALS_SQL} WHERE {sql}")
+    """``LAST`` stands for the backlog's run, the newest (the demo's history has its own
+    runs, and no referral without one: the history filter is checked on the Referrals page
+    test)."""
+    last = one(committed, "SELECT max(run_id) FROM runs")
+    if where.run == LAST:
+        where, sql = replace(where, run=last), sql.replace(str(LAST), str(last))
+    expected = one(committed, f"SELECT count(*) FROM referrals WHERE {sql}")
     assert referrals.referral_count(committed, where) == expected > 0
     rows = referrals.referral_rows(committed, where, limit=50)
     assert rows.height == min(50, expected)
@@ -384,10 +392,13 @@ def test_referral_search_by_customer_name(committed) -> None:
 def test_referral_options_and_detail(committed) -> None:
     opts = referrals.referral_options(committed)
     assert opts["outcomes"] == ["css", "frp"]
-    assert opts["runs"] == [1]
+    runs = committed.execute("SELECT run_id FROM runs ORDER BY run_id DESC").fetchall()
+    assert opts["runs"] == [r for (r,) in runs] and len(runs) > 1
     assert opts["history"] == one(committed, "SELECT count(*) FROM referrals WHERE run_id IS NULL")
     rid = one(
-        committed, "SELECT min(referral_id) FROM referrals WHERE run_id = 1 AND outcome = 'frp'"
+        committed,
+        "SELECT min(referral_id) FROM referrals WHERE outcome = 'frp' "
+        "AND run_id = (SELECT max(run_id) FROM runs)",
     )
     ref = referrals.referral_detail(committed, rid)
     assert ref is not None and ref["partner_name"] and ref["customer"]
@@ -398,20 +409,28 @@ def test_referral_options_and_detail(committed) -> None:
 
 
 def test_tasks_and_outbox_match_their_tables(committed) -> None:
+    """The backlog's run (the newest) against its rows; the demo's history holds tasks and
+    messages of its own runs, its messages all recorded as sent."""
+    last = one(committed, "SELECT max(run_id) FROM runs")
     n_tasks = one(committed, "SELECT count(*) FROM ftop_tasks")
-    assert referrals.task_count(committed) == referrals.task_count(committed, 1) == n_tasks > 0
-    assert referrals.task_count(committed, referrals.HISTORY) == 0
-    tasks = referrals.ftop_tasks(committed, 1, limit=10)
-    assert tasks.height == 10 and set(tasks["task_number"]) == {3186}
-    n_msgs = one(committed, "SELECT count(*) FROM outbox")
-    assert (
-        referrals.outbox_count(committed)
-        == n_msgs
-        == 3 * one(committed, "SELECT count(*) FROM referrals WHERE run_id = 1 AND outcome = 'frp'")
+    run_tasks = one(
+        committed,
+        "SELECT count(*) FROM ftop_tasks JOIN referrals USING (referral_id) WHERE run_id = ?",
+        [last],
     )
-    assert referrals.outbox_count(committed, ("sent",)) == 0
-    assert referrals.outbox_statuses(committed) == ["pending"]
-    msgs = referrals.outbox(committed, ("pending",), 1, limit=3)
+    assert referrals.task_count(committed) == n_tasks > run_tasks
+    assert referrals.task_count(committed, last) == run_tasks > 0
+    assert referrals.task_count(committed, referrals.HISTORY) == 0
+    tasks = referrals.ftop_tasks(committed, last, limit=10)
+    assert tasks.height == 10 and set(tasks["task_number"]) == {3186}
+    assert referrals.outbox_count(committed) == one(committed, "SELECT count(*) FROM outbox")
+    frp = "SELECT count(*) FROM referrals WHERE run_id = ? AND outcome = 'frp'"
+    pending = referrals.outbox_count(committed, ("pending",))
+    assert referrals.outbox_count(committed, ("pending",), last) == pending
+    assert pending == 3 * one(committed, frp, [last])
+    assert referrals.outbox_count(committed, ("sent",)) > 0
+    assert {"pending", "sent"} <= set(referrals.outbox_statuses(committed))
+    msgs = referrals.outbox(committed, ("pending",), last, limit=3)
     assert msgs.height == 3
     msg = referrals.message(committed, msgs["message_id"][0])
     assert msg is not None and msg["body"].startswith("Hello ")

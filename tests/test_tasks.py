@@ -60,7 +60,9 @@ def test_tasks_are_listed_with_names_and_filtered(con: duckdb.DuckDBPyConnection
     (n,) = one(con, "SELECT count(*) FROM ftop_tasks")
     assert everything.height == n > 0
     assert everything["task_id"].to_list() == sorted(everything["task_id"])
-    assert set(everything["task_number"]) == {3186} and set(everything["status"]) == {"open"}
+    assert set(everything["task_number"]) == {3186}
+    # The demo's history cancelled the tasks of the referrals that were declined or expired.
+    assert set(everything["status"]) == {"open", "cancelled"}
     assert everything["customer"].null_count() == 0 and everything["partner"].null_count() == 0
     assert tasks.tasks(con, "closed").height == 0
     with pytest.raises(tasks.TaskError, match="'done'"):
