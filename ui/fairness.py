@@ -23,7 +23,6 @@ from store.fairness import deviation_extremes, partner_deviation, pool_labels
 from ui import charts
 from ui import labels as human
 
-PERCENT = {"format": "percent", "min_value": 0.0, "max_value": 1.0}
 _MEMO = "_fairness_of_simulation"
 
 
@@ -212,7 +211,9 @@ def utilisation(fair: FairnessReport, names: pl.DataFrame, when: str) -> None:
         human.table(
             fair.per_partner.join(names, on="partner_id", how="left"),
             column_config={
-                "utilisation_after": st.column_config.ProgressColumn("utilisation", **PERCENT)
+                "utilisation_after": st.column_config.ProgressColumn(
+                    "utilisation", **human.PERCENT_BAR
+                )
             },
         )
 
@@ -317,7 +318,9 @@ def responses(frame: pl.DataFrame | None, names: pl.DataFrame, shown: int = 15) 
         human.table(
             table.sort("partner_id"),
             column_config={
-                "acceptance_rate": st.column_config.ProgressColumn("acceptance rate", **PERCENT)
+                "acceptance_rate": st.column_config.ProgressColumn(
+                    "acceptance rate", **human.PERCENT_BAR
+                )
             },
         )
 
