@@ -251,7 +251,9 @@ def css_by_country(outcomes: pl.DataFrame) -> pl.DataFrame:
     """Customers and those sent to CSS per country, for the Fairness page's map: ``key,
     label, customers, css, css_rate``. ``outcomes`` has ``country, outcome`` and, when
     counted, ``engine.fairness.WEIGHT`` (else each row is one customer)."""
-    weight = pl.col(WEIGHT) if WEIGHT in outcomes.columns else pl.lit(1)
+    if WEIGHT not in outcomes.columns:
+        outcomes = outcomes.with_columns(pl.lit(1, dtype=pl.Int64).alias(WEIGHT))
+    weight = pl.col(WEIGHT)
     css = pl.col("outcome") == Outcome.CSS.value
     frame = (
         outcomes.filter(pl.col("country").is_not_null())

@@ -98,7 +98,7 @@ def _world(
     shapes = (
         world.transform_lookup(lookup="atlas_key", from_=lookup)
         .transform_filter("isValid(datum.code)")
-        .mark_geoshape(stroke="white", strokeWidth=0.5, cursor="pointer" if pickable else None)
+        .mark_geoshape(stroke="white", strokeWidth=0.5, cursor="pointer" if pickable else "default")
         .encode(color=color, tooltip=tooltip)
     )
     dots = (
