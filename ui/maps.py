@@ -21,7 +21,7 @@ import altair as alt
 import polars as pl
 
 from store.capacity import ALL_FULL, NO_PARTNER
-from ui.charts import GAP, LIGHT_GREY, ORANGE
+from ui.charts import LIGHT_GREY, ORANGE, RED
 
 WORLD = Path(__file__).resolve().parent.parent / "data" / "world"
 SHAPE = WORLD / "countries-110m.json"
@@ -114,7 +114,7 @@ def _world(
     return (
         alt.layer(land, shapes, dots, data=topo, title=title)
         .project(type="equalEarth")
-        .properties(height=380, width="container")
+        .properties(height=470, width="container")
     )
 
 
@@ -134,7 +134,7 @@ def seats_map(seats: pl.DataFrame, subtitle: str) -> alt.LayerChart:
     color = alt.Color(
         "band:N",
         title="Free seats",
-        scale=alt.Scale(domain=domain, range=[GAP, ORANGE, *_BLUES]),
+        scale=alt.Scale(domain=domain, range=[RED, ORANGE, *_BLUES]),
         legend=alt.Legend(orient="bottom", symbolType="square", symbolSize=200, columns=6),
     )
     tooltip = [
