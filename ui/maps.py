@@ -118,6 +118,13 @@ def _world(
     )
 
 
+def _tooltip(*fields: tuple[str, str, str]) -> list[alt.Tooltip]:
+    """The country's name, then each (field, title, number format or "") of ``fields``."""
+    return [alt.Tooltip("label:N", title="Country")] + [
+        alt.Tooltip(field, title=title, format=fmt or alt.Undefined) for field, title, fmt in fields
+    ]
+
+
 def seat_bands(seats: pl.DataFrame) -> pl.DataFrame:
     """``store.capacity.country_seats`` with ``band``: its status when it has no room,
     else its band of free seats (:data:`SEAT_BANDS`)."""
@@ -137,13 +144,12 @@ def seats_map(seats: pl.DataFrame, subtitle: str) -> alt.LayerChart:
         scale=alt.Scale(domain=domain, range=[RED, ORANGE, *_BLUES]),
         legend=alt.Legend(orient="bottom", symbolType="square", symbolSize=200, columns=6),
     )
-    tooltip = [
-        alt.Tooltip("label:N", title="Country"),
-        alt.Tooltip("band:N", title="Free seats"),
-        alt.Tooltip("partners:Q", title="Partners taking referrals"),
-        alt.Tooltip("free_seats:Q", title="Free seats", format=","),
-        alt.Tooltip("backlog:Q", title="Backlog waiting", format=","),
-    ]
+    tooltip = _tooltip(
+        ("band:N", "Free seats", ""),
+        ("partners:Q", "Partners taking referrals", ""),
+        ("free_seats:Q", "Free seats", ","),
+        ("backlog:Q", "Backlog waiting", ","),
+    )
     title = alt.Title("Free seats by country", subtitle=subtitle)
     return _world(seat_bands(seats), color, tooltip, title, pickable=True)
 
@@ -157,12 +163,11 @@ def css_map(rates: pl.DataFrame, subtitle: str) -> alt.LayerChart:
         scale=alt.Scale(scheme="oranges", domain=[0, 1]),
         legend=alt.Legend(orient="bottom", format="%", gradientLength=240),
     )
-    tooltip = [
-        alt.Tooltip("label:N", title="Country"),
-        alt.Tooltip("css_rate:Q", title="Sent to CSS", format=".0%"),
-        alt.Tooltip("css:Q", title="Customers to CSS", format=","),
-        alt.Tooltip("customers:Q", title="Customers", format=","),
-    ]
+    tooltip = _tooltip(
+        ("css_rate:Q", "Sent to CSS", ".0%"),
+        ("css:Q", "Customers to CSS", ","),
+        ("customers:Q", "Customers", ","),
+    )
     title = alt.Title("CSS fallback by country", subtitle=subtitle)
     return _world(rates, color, tooltip, title, pickable=False)
 
