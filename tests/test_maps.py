@@ -79,7 +79,7 @@ def test_seat_bands_mark_gaps_apart_from_free_seats() -> None:
 
 
 def test_the_seats_map_legend_names_both_gaps_and_picks_a_country() -> None:
-    spec = maps.seats_map(seats(("IS", 0, 0, "no partner")), "sub").to_dict()
+    spec = maps.seats_map(seats(("IS", 0, 0, "no partner")), "sub")
     text = json.dumps(spec)
     shapes = spec["layer"][1]
     assert shapes["encoding"]["color"]["scale"]["domain"][:2] == ["no partner", "all full"]

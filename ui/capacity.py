@@ -181,8 +181,8 @@ def world_map(where: store.capacity.PartnerFilter) -> None:
         )
         if words
     )
-    st.altair_chart(
-        maps.seats_map(
+    st.vega_lite_chart(
+        spec=maps.seats_map(
             seats,
             f"Referral Ready partners taking referrals{' ' + scope if scope else ''}; "
             "click a country to filter the page, double-click to clear",

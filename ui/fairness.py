@@ -292,8 +292,10 @@ def css_fallback(fair: FairnessReport, by_country: pl.DataFrame | None = None) -
 
 def css_map(by_country: pl.DataFrame) -> None:
     """The share of customers sent to CSS per country, on the world map (``ui.maps``)."""
-    st.altair_chart(
-        maps.css_map(by_country, "Share of the customers there sent to a CSS queue; grey: none"),
+    st.vega_lite_chart(
+        spec=maps.css_map(
+            by_country, "Share of the customers there sent to a CSS queue; grey: none"
+        ),
         width="stretch",
     )
     hidden = maps.not_on_map(by_country)

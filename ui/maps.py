@@ -7,11 +7,13 @@ our data uses. Countries too small for the 110m shape (Singapore, Hong Kong, Mal
 are drawn as dots at a point of theirs. Both files are read once per process.
 
 Every map takes a frame already aggregated (``key`` = alpha-2 code, ``label``, and the
-columns it draws): the chart only looks countries up and colours them.
+columns it draws): the chart only looks countries up and colours them. A map is a
+Vega-Lite spec for ``st.vega_lite_chart``, the shape added to it once built.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 from pathlib import Path
@@ -29,6 +31,10 @@ PLACES = WORLD / "atlas_countries.csv"
 #: The name of the map's point selection: ``event.selection[PICK]`` lists the picked
 #: countries as ``{"code": "SE"}``.
 PICK = "country"
+#: The name of the shape among a map's datasets.
+SHAPE_NAME = "world_countries_110m"
+_ROWS = "map_countries"  # the rows of the countries drawn as shapes
+_DOTS = "map_dots"  # ... and of those drawn as dots
 #: Free-seat bands of the capacity map, after the two statuses (lower bounds).
 SEAT_BANDS = ((1, "1-49 free"), (50, "50-199 free"), (200, "200-499 free"), (500, "500+ free"))
 _BLUES = ["#c6dbef", "#6baed6", "#2171b5", "#08306b"]
@@ -71,30 +77,23 @@ def not_on_map(frame: pl.DataFrame) -> list[str]:
 
 
 def _world(
-    frame: pl.DataFrame,
-    color: alt.Color,
-    tooltip: list[alt.Tooltip],
-    title: alt.Title,
-    pickable: bool,
-) -> alt.LayerChart:
-    """Grey countries under the countries of ``frame`` coloured by ``color``; dots for the
-    small ones. ``pickable``: a click picks a country (the :data:`PICK` selection)."""
-    placed = frame.rename({"key": "code"}).join(places(), on="code", how="inner")
-    columns = [c for c in placed.columns if c not in ("atlas_key", "atlas_name", "lon", "lat")]
-    # The shape is given once, to the layer; the grey land and the coloured countries
-    # both read it (the dots bring their own rows).
-    topo = alt.Data(values=shape(), format=alt.DataFormat(type="topojson", feature="countries"))
+    color: alt.Color, tooltip: list[alt.Tooltip], fields: list[str], pickable: bool
+) -> dict[str, Any]:
+    """The spec of a map without its data: grey countries under the countries of the
+    rows (``_ROWS``, looked up by ``atlas_key``; ``fields`` are taken along) coloured by
+    ``color``, and the small countries as dots (``_DOTS``). ``pickable``: a click picks
+    a country (the :data:`PICK` selection)."""
+    # Every dataset is named and filled in by ``_spec``: building and validating the
+    # Altair chart costs 0.3 s, so it is done once per map; the shape (100 KB) is never
+    # copied through Altair.
+    topo = alt.Data(name=SHAPE_NAME, format=alt.DataFormat(type="topojson", feature="countries"))
     world = (
         alt.Chart()
         .transform_calculate(atlas_key=_ATLAS_KEY)
         .transform_filter(alt.datum.atlas_key != _ANTARCTICA)
     )
     land = world.mark_geoshape(fill=LIGHT_GREY, stroke="white", strokeWidth=0.5)
-    lookup = alt.LookupData(
-        data=placed.filter(pl.col("atlas_key").is_not_null()).select("atlas_key", *columns),
-        key="atlas_key",
-        fields=columns,
-    )
+    lookup = alt.LookupData(data=alt.Data(name=_ROWS), key="atlas_key", fields=fields)
     shapes = (
         world.transform_lookup(lookup="atlas_key", from_=lookup)
         .transform_filter("isValid(datum.code)")
@@ -102,7 +101,7 @@ def _world(
         .encode(color=color, tooltip=tooltip)
     )
     dots = (
-        alt.Chart(placed.filter(pl.col("lon").is_not_null()).select("lon", "lat", *columns))
+        alt.Chart(alt.Data(name=_DOTS))
         .mark_circle(size=70, stroke="white", strokeWidth=1, opacity=1)
         .encode(longitude="lon:Q", latitude="lat:Q", color=color, tooltip=tooltip)
     )
@@ -111,11 +110,32 @@ def _world(
         shapes = shapes.add_params(pick).encode(
             opacity=alt.condition(pick, alt.value(1.0), alt.value(0.35))
         )
-    return (
-        alt.layer(land, shapes, dots, data=topo, title=title)
+    chart = (
+        alt.layer(land, shapes, dots, data=topo, title=alt.Title("", subtitle=""))
         .project(type="equalEarth")
         .properties(height=470, width="container")
     )
+    return chart.to_dict()
+
+
+def _spec(template: dict[str, Any], frame: pl.DataFrame, title: str, subtitle: str) -> dict:
+    """A map's spec: ``template`` (from :func:`_world`) with the title and the rows of
+    ``frame`` (``key`` = alpha-2 code) and the shape as its datasets (Streamlit keeps a
+    TopoJSON dataset in the spec and ships the others as tables)."""
+    placed = frame.rename({"key": "code"}).join(places(), on="code", how="inner")
+    fields = [c for c in frame.columns if c != "key"]
+    spec = copy.deepcopy(template)
+    spec["title"] = {"text": title, "subtitle": subtitle}
+    spec["datasets"] = {
+        SHAPE_NAME: shape(),
+        _ROWS: placed.filter(pl.col("atlas_key").is_not_null())
+        .select("atlas_key", "code", *fields)
+        .to_dicts(),
+        _DOTS: placed.filter(pl.col("lon").is_not_null())
+        .select("lon", "lat", "code", *fields)
+        .to_dicts(),
+    }
+    return spec
 
 
 def _tooltip(*fields: tuple[str, str, str]) -> list[alt.Tooltip]:
@@ -134,9 +154,8 @@ def seat_bands(seats: pl.DataFrame) -> pl.DataFrame:
     return seats.with_columns(band.otherwise(pl.lit(SEAT_BANDS[0][1])).alias("band"))
 
 
-def seats_map(seats: pl.DataFrame, subtitle: str) -> alt.LayerChart:
-    """Free seats of the partners taking referrals per country (``country_seats``),
-    "no partner" and "all full" in colours of their own; a click picks a country."""
+@functools.cache
+def _seats_template() -> dict[str, Any]:
     domain = [NO_PARTNER, ALL_FULL, *(name for _, name in SEAT_BANDS)]
     color = alt.Color(
         "band:N",
@@ -150,13 +169,18 @@ def seats_map(seats: pl.DataFrame, subtitle: str) -> alt.LayerChart:
         ("free_seats:Q", "Free seats", ","),
         ("backlog:Q", "Backlog waiting", ","),
     )
-    title = alt.Title("Free seats by country", subtitle=subtitle)
-    return _world(seat_bands(seats), color, tooltip, title, pickable=True)
+    fields = ["code", "label", "band", "partners", "free_seats", "backlog", "status"]
+    return _world(color, tooltip, fields, pickable=True)
 
 
-def css_map(rates: pl.DataFrame, subtitle: str) -> alt.LayerChart:
-    """The share of customers sent to CSS per country (``key, label, customers, css,
-    css_rate``); countries without customers stay grey."""
+def seats_map(seats: pl.DataFrame, subtitle: str) -> dict[str, Any]:
+    """Free seats of the partners taking referrals per country (``country_seats``),
+    "no partner" and "all full" in colours of their own; a click picks a country."""
+    return _spec(_seats_template(), seat_bands(seats), "Free seats by country", subtitle)
+
+
+@functools.cache
+def _css_template() -> dict[str, Any]:
     color = alt.Color(
         "css_rate:Q",
         title="Sent to CSS",
@@ -168,8 +192,14 @@ def css_map(rates: pl.DataFrame, subtitle: str) -> alt.LayerChart:
         ("css:Q", "Customers to CSS", ","),
         ("customers:Q", "Customers", ","),
     )
-    title = alt.Title("CSS fallback by country", subtitle=subtitle)
-    return _world(rates, color, tooltip, title, pickable=False)
+    fields = ["code", "label", "customers", "css", "css_rate"]
+    return _world(color, tooltip, fields, pickable=False)
+
+
+def css_map(rates: pl.DataFrame, subtitle: str) -> dict[str, Any]:
+    """The share of customers sent to CSS per country (``key, label, customers, css,
+    css_rate``); countries without customers stay grey."""
+    return _spec(_css_template(), rates, "CSS fallback by country", subtitle)
 
 
 def picked(event: Any) -> str | None:
