@@ -185,7 +185,9 @@ def _css_template() -> dict[str, Any]:
         "css_rate:Q",
         title="Sent to CSS",
         scale=alt.Scale(scheme="oranges", domain=[0, 1]),
-        legend=alt.Legend(orient="bottom", format="%", gradientLength=240),
+        legend=alt.Legend(
+            orient="bottom", format="%", gradientLength=300, values=[0, 0.25, 0.5, 0.75, 1]
+        ),
     )
     tooltip = _tooltip(
         ("css_rate:Q", "Sent to CSS", ".0%"),
