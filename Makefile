@@ -63,4 +63,4 @@ clean:
 # Refresh the README's screenshots (docs/screenshots/*.png) from the browser tests.
 screenshots: install browser
 	FRP_SCREENSHOTS=docs/screenshots $(VENV)/bin/pytest -q -p no:cacheprovider \
-		tests/browser/test_pages.py -k "page_loads or simulation_runs"
+		tests/browser/test_pages.py -k "page_loads or simulation_runs or the_map"

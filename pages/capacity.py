@@ -58,6 +58,7 @@ READY_CHOICES = {
 ready_choice = c4.selectbox("Referral Ready", list(READY_CHOICES), key="cap_ready")
 min_free = c5.number_input("At least this many free seats", 0, 10_000, 0, key="cap_min_free")
 search = c6.text_input("Search id, name or PSM", key="cap_search")
+picked = capacity.picked_country()  # a click on the map, or ?country=SE
 where = PartnerFilter(
     countries=tuple(countries),
     languages=tuple(languages),
@@ -66,6 +67,7 @@ where = PartnerFilter(
     paused=READY_CHOICES[ready_choice][1],
     min_free=int(min_free),
     search=search,
+    country=picked,
 )
 
 # --- Headline --------------------------------------------------------------------------------
@@ -96,6 +98,7 @@ m5.metric(
 )
 
 capacity.paused_list(paused)
+capacity.world_map(where)
 
 # --- Sections --------------------------------------------------------------------------------
 st.subheader("Capacity and active referrals")

@@ -48,6 +48,7 @@ if source == COMMITTED:
     monthly = view(monthly_fairness, since, until, version)
     answers = acceptance(view(partner_responses, since, until, version))
     sizes = view(outcomes_by_size, since, until, version)
+    by_country = fairness.committed_by_country(since, until, version)
     st.caption(
         "Utilisation is each partner's load today; turns count the referrals of the period. "
         "History imported without pools is grouped by the pool its customer matches today."
@@ -56,6 +57,7 @@ else:
     policy = source.removeprefix(SIMULATION)
     fair, labels = fairness.simulated(policy, sims[policy])
     sizes = fairness.simulated_by_size(sims[policy])
+    by_country = fairness.simulated_by_country(sims[policy])
     st.caption(
         f"The latest {policy} simulation from the Simulate page: nothing of it is committed."
     )
@@ -86,7 +88,7 @@ with tabs[2]:
 with tabs[3]:
     fairness.trend(monthly)
 with tabs[4]:
-    fairness.css_fallback(fair)
+    fairness.css_fallback(fair, by_country)
 with tabs[5]:
     fairness.by_size(sizes)
 with tabs[6]:

@@ -18,6 +18,8 @@ Frames and their columns (the domain's words):
 - ``coverage``: one row per (key, workload): ``key, label, workload, partners, free_seats,
   backlog, status`` (``no partner`` | ``full`` | ``room``), over the partners taking
   referrals (Referral Ready and not paused).
+- ``country_seats``: one row per country for the map: ``key, label, partners,
+  free_seats, backlog, status`` (``no partner`` | ``all full`` | ``room``).
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ from store.state import INTAKE_SQL, Con, intake_params
 #: Utilisation bins of the histograms: 0-10 %, ..., 90-100 %, then "full" (>= 100 %).
 BIN_WIDTH = 0.1
 FULL_LABEL = "100%+ (full)"
+#: A country's status on the map (``country_seats``) when no partner taking referrals
+#: serves it, and when those that do have no free seat.
+NO_PARTNER = "no partner"
+ALL_FULL = "all full"
 
 # The seats a run could give a partner now (docs/domain.md, "Partner availability and
 # intake"): capacity minus load, or fewer when its monthly quota leaves fewer (least()
@@ -83,7 +89,8 @@ class PartnerFilter:
     """The capacity page's filters; empty means "any". Hashable, so pages can cache on it.
 
     Countries and languages match a partner serving *any* of them; workloads match a
-    partner covering *all* of them (as matching a customer does).
+    partner covering *all* of them (as matching a customer does). ``country`` (picked on
+    the map) narrows further: partners serving it, customers in it.
     """
 
     countries: tuple[str, ...] = ()
@@ -93,6 +100,7 @@ class PartnerFilter:
     paused: bool | None = None
     min_free: int = 0
     search: str = ""
+    country: str | None = None
 
     def where(self) -> tuple[str, list[Any]]:
         """The condition on partners (the columns of ``_PARTNERS``) and its parameters."""
@@ -100,6 +108,7 @@ class PartnerFilter:
         return _all_of(
             "TRUE",
             (self.countries, "list_has_any(countries, ?::VARCHAR[])", [list(self.countries)]),
+            (self.country, "list_contains(countries, ?)", [self.country]),
             (self.languages, "list_has_any(languages, ?::VARCHAR[])", [list(self.languages)]),
             (self.workloads, "list_has_all(workloads, ?::VARCHAR[])", [list(self.workloads)]),
             (self.ready is not None, "referral_ready = ?", [self.ready]),
@@ -117,6 +126,7 @@ class PartnerFilter:
         return _all_of(
             "in_ftcq",
             (self.countries, "list_contains(?::VARCHAR[], country)", [list(self.countries)]),
+            (self.country, "country = ?", [self.country]),
             (self.languages, "list_contains(?::VARCHAR[], language)", [list(self.languages)]),
         )
 
@@ -434,4 +444,61 @@ def fills_up(sim_partners: pl.DataFrame, names: pl.DataFrame) -> pl.DataFrame:
             "utilisation_after",
         )
         .sort(["assigned", "partner_id"], descending=[True, False])
+    )
+
+
+def country_seats(con: Con, where: PartnerFilter = PartnerFilter()) -> pl.DataFrame:
+    """Free seats per country of the partners taking referrals (Referral Ready, not paused)
+    that speak one of ``where``'s languages and cover all its workloads (its other filters
+    are ignored: the map shows every country, and picking one on it filters the page).
+
+    One row per country a partner serves or a customer has: ``key, label, partners,
+    free_seats, backlog`` (FTCQ customers there, in those languages) and ``status``:
+    ``no partner`` (none matches), ``all full`` (some match, none has a free seat) or
+    ``room``. A partner serving several countries counts in each.
+    """
+    taking = PartnerFilter(
+        languages=where.languages, workloads=where.workloads, ready=True, paused=False
+    )
+    sql, params = taking.where()
+    backlog_sql, backlog_params = PartnerFilter(languages=where.languages).backlog_where()
+    frame = state.query(
+        con,
+        f"""
+        WITH p AS (
+            SELECT unnest(countries) AS key, partner_id, free FROM ({_PARTNERS}) WHERE {sql}
+        ),
+        agg AS (
+            SELECT key, count(DISTINCT partner_id) AS partners, sum(free) AS free_seats
+            FROM p GROUP BY ALL
+        ),
+        keys AS (
+            SELECT DISTINCT unnest(countries) AS key FROM partners
+            UNION SELECT DISTINCT country FROM customers
+        ),
+        demand AS (
+            SELECT country AS key, count(*) AS backlog FROM customers
+            WHERE {backlog_sql} GROUP BY ALL
+        )
+        SELECT k.key,
+               coalesce(a.partners, 0)::BIGINT AS partners,
+               coalesce(a.free_seats, 0)::BIGINT AS free_seats,
+               coalesce(d.backlog, 0)::BIGINT AS backlog
+        FROM keys k LEFT JOIN agg a USING (key) LEFT JOIN demand d USING (key)
+        WHERE k.key IS NOT NULL
+        ORDER BY k.key
+        """,
+        [*intake_params(), *params, *backlog_params],
+    )
+    return (
+        with_labels(frame, "country")
+        .with_columns(
+            pl.when(pl.col("partners") == 0)
+            .then(pl.lit(NO_PARTNER))
+            .when(pl.col("free_seats") == 0)
+            .then(pl.lit(ALL_FULL))
+            .otherwise(pl.lit("room"))
+            .alias("status")
+        )
+        .select("key", "label", "partners", "free_seats", "backlog", "status")
     )

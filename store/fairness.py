@@ -35,6 +35,7 @@ from engine.rules import Rules, load_rules
 from engine.schema import InputError, Problem
 from engine.sizes import SIZE_BUCKETS, SIZE_FLOORS
 from store import state
+from store.capacity import with_labels
 from store.db import open_db, resolve_path
 from store.errors import StoreError
 from store.files import read_partners, read_raw
@@ -257,6 +258,43 @@ def outcomes_by_size(
         """,
         params,
     )
+
+
+def css_by_country(outcomes: pl.DataFrame) -> pl.DataFrame:
+    """Customers and those sent to CSS per country, for the Fairness page's map: ``key,
+    label, customers, css, css_rate``. ``outcomes`` has ``country, outcome`` and, when
+    counted, ``engine.fairness.WEIGHT`` (else each row is one customer)."""
+    if WEIGHT not in outcomes.columns:
+        outcomes = outcomes.with_columns(pl.lit(1, dtype=pl.Int64).alias(WEIGHT))
+    weight = pl.col(WEIGHT)
+    css = pl.col("outcome") == Outcome.CSS.value
+    frame = (
+        outcomes.filter(pl.col("country").is_not_null())
+        .group_by(pl.col("country").alias("key"))
+        .agg(
+            weight.sum().cast(pl.Int64).alias("customers"),
+            weight.filter(css).sum().cast(pl.Int64).alias("css"),
+        )
+        .with_columns((pl.col("css") / pl.col("customers")).alias("css_rate"))
+        .sort("key")
+    )
+    return with_labels(frame, "country").select("key", "label", "customers", "css", "css_rate")
+
+
+def committed_css_by_country(
+    con: Con, since: datetime | None, until: datetime | None, version: int | None = None
+) -> pl.DataFrame:
+    """``css_by_country`` of the referrals created in [since, until) (by runs made with
+    rules ``version``, when given), counted in DuckDB (as the report counts them: one per
+    referral)."""
+    cond, params = state.period(since, until, version=version)
+    counted = state.query(
+        con,
+        f"SELECT country, outcome, count(*) AS {WEIGHT} FROM referrals WHERE {cond} "
+        "GROUP BY ALL ORDER BY ALL",
+        params,
+    )
+    return css_by_country(counted)
 
 
 def referral_dates(con: Con) -> tuple[date | None, date | None]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 
 import polars as pl
@@ -17,7 +18,7 @@ from store.capacity import coverage, fills_up, split_cover_inputs
 from store.commits import simulate_stored
 from store.db import connect
 from store.state import partner_names
-from tests.app_helpers import chart_titles, open_app, open_page, row, value
+from tests.app_helpers import chart_titles, open_app, open_page, page_text, row, value
 
 PAGE = "pages/capacity.py"
 pytestmark = pytest.mark.usefixtures("fresh_caches")
@@ -204,7 +205,10 @@ def test_partner_detail_shows_the_pause_and_the_quota_used(intake_db: Path) -> N
     text = "\n".join(m.value for m in at.markdown)
     assert "**Paused until:** 2026-12-01 (takes referrals again from that day)" in text
     assert "paused until 2026-12-01, so skipped by round robin" in text
-    assert [m.value for m in at.metric if m.label == "Quota this month"] == ["no quota"]
+    # Short, so the narrow metric is not cut to "no …" (#17); the words are in its help.
+    quota = [m for m in at.metric if m.label == "Quota this month"]
+    assert [m.value for m in quota] == ["none"]
+    assert "no monthly quota" in quota[0].proto.help.lower()
     at.selectbox(key="cap_partner").set_value("P0074").run()
     quota = [m.value for m in at.metric if m.label == "Quota this month"]
     assert len(quota) == 1 and quota[0].endswith(" / 40")
@@ -289,3 +293,84 @@ def test_the_split_toggle_marks_gaps_two_partners_cover(demo_db: Path, at: AppTe
     assert any(set(wanted) <= a | b for a in covers for b in covers)
     said = [m.value for m in at.markdown if "no single partner covers" in m.value]
     assert said and f"{int(helped['customers'].sum()):,} backlog customer" in said[0]
+
+
+# --- The world map (#16) and the table's words (#17) -----------------------------------------
+
+
+def _map(at: AppTest):
+    return next(c for c in at.get("vega_lite_chart") if "Free seats by country" in c.proto.spec)
+
+
+def test_the_map_marks_countries_without_a_partner_and_all_full(demo_db: Path) -> None:
+    # Israel's partners are made full; Iceland has customers and no partner (the demo).
+    sql(
+        demo_db,
+        "UPDATE partners SET active_referrals = capacity "
+        "WHERE list_contains(countries, 'IL') RETURNING 1",
+    )
+    at = open_page(PAGE)
+    rows = {r["code"]: r for r in _dataset_rows(_map(at)) if "band" in r}
+    assert rows["IS"]["band"] == "no partner" and rows["IS"]["partners"] == 0
+    assert rows["IL"]["band"] == "all full" and rows["IL"]["partners"] > 0
+    assert rows["IL"]["free_seats"] == 0
+    assert rows["US"]["band"] == "500+ free"
+    spec = json.loads(_map(at).proto.spec)
+    assert spec["params"][0]["name"] == "country"  # a click picks a country
+    assert "No free seat in IL Israel, IS Iceland." in page_text(at)
+
+
+def test_the_map_follows_the_pages_workloads(demo_db: Path, at: AppTest) -> None:
+    at.multiselect(key="cap_workloads").set_value(
+        ["exchange", "intune", "sharepoint", "teams"]
+    ).run()
+    rows = {r["code"]: r["band"] for r in _dataset_rows(_map(at)) if "band" in r}
+    assert rows["BE"] == rows["MY"] == "no partner"  # nobody covers all four there
+
+
+def _infos(at: AppTest) -> str:
+    return "\n".join(i.value for i in at.info)
+
+
+def test_a_country_picked_on_the_map_filters_the_page_and_clears(
+    demo_db: Path, at: AppTest
+) -> None:
+    # A click on the map and ?country=SE set the same filter; AppTest cannot click a
+    # canvas, so the link stands in for the click here (the browser test clicks).
+    expected = sql(demo_db, "SELECT count(*) FROM partners WHERE list_contains(countries, 'SE')")
+    everyone = len(partners_table(at))
+    at.query_params["country"] = "SE"
+    at.run()
+    assert not at.exception
+    assert "Showing **Sweden (SE)** only" in _infos(at)
+    table = partners_table(at)
+    assert len(table) == expected < everyone
+    assert all("SE" in list(c) for c in table["countries"])
+    backlog = sql(demo_db, "SELECT count(*) FROM customers WHERE in_ftcq AND country = 'SE'")
+    assert metrics(at)["Backlog waiting in FTCQ"] == str(backlog)
+    at.button(key="cap_map_clear").click().run()
+    assert "Showing **Sweden (SE)** only" not in _infos(at)
+    assert len(partners_table(at)) > expected
+
+
+def test_a_country_that_is_not_a_code_is_refused(at: AppTest) -> None:
+    at.query_params["country"] = "Narnia"
+    at.run()
+    assert [w.value for w in at.warning] == ["Country 'Narnia' is not an ISO 3166-1 alpha-2 code."]
+
+
+def _shown_percent(config: dict, value: float) -> str:
+    """A fraction as Streamlit's "percent" format shows it: up to two decimals, or as many
+    as the column's step leaves (tests/test_app_capacity.py, #17)."""
+    step = config.get("type_config", {}).get("step")
+    decimals = max(len(f"{step}".split(".")[1]) - 2, 0) if step else 2
+    shown = f"{value * 100:.{decimals}f}"
+    return (shown.rstrip("0").rstrip(".") if "." in shown else shown) + "%"
+
+
+def test_the_tables_utilisation_is_rounded_for_people(at: AppTest) -> None:
+    table = next(d for d in at.dataframe if "rr_position" in d.value.columns)
+    config = json.loads(table.proto.columns)["utilisation"]
+    assert config["type_config"]["format"] == "percent"
+    shown = {_shown_percent(config, u) for u in table.value["utilisation"].dropna()}
+    assert shown and all(re.fullmatch(r"\d+%", s) for s in shown), sorted(shown)[:5]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 from datetime import date
 from pathlib import Path
 
+import polars as pl
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -235,3 +237,48 @@ def test_a_split_simulation_breaks_down_by_size_once_per_customer(demo_db: Path)
     assert dict(zip(table["size_bucket"], table["customers"], strict=True)) == dict(
         sizes.iter_rows()
     )
+
+
+# --- The CSS fallback map (#16) --------------------------------------------------------------
+
+
+def _css_map_rows(at: AppTest) -> dict[str, dict]:
+    chart = next(c for c in at.get("vega_lite_chart") if "CSS fallback by country" in c.proto.spec)
+    shipped: list[dict] = []
+    for d in chart.proto.datasets:
+        shipped += pl.read_ipc_stream(io.BytesIO(d.data.data)).to_dicts()
+    return {r["code"]: r for r in shipped}
+
+
+def test_the_css_map_gives_each_countrys_share_sent_to_css(demo_db: Path, at: AppTest) -> None:
+    shown = _css_map_rows(at)
+    counted = dict(
+        (country, (n, css))
+        for country, n, css in rows(
+            demo_db,
+            "SELECT country, count(*), count(*) FILTER (WHERE outcome = 'css') "
+            "FROM referrals GROUP BY country",
+        )
+    )
+    assert set(shown) == set(counted)
+    for code, (n, css) in counted.items():
+        assert (shown[code]["customers"], shown[code]["css"]) == (n, css)
+        assert shown[code]["css_rate"] == pytest.approx(css / n)
+    assert shown["IS"]["css_rate"] == 1.0  # no partner serves Iceland
+
+
+def test_a_simulation_has_its_css_map_once_per_customer(demo_db: Path) -> None:
+    con = connect(demo_db)
+    try:
+        rules = load_rules().replace(max_partners_per_customer=2)
+        sim, _ = simulate_stored(con, rules, "round-robin")
+    finally:
+        con.close()
+    app = AppTest.from_file(str(ROOT / PAGE), default_timeout=60)
+    app.session_state["latest_simulations"] = {"round-robin": sim}
+    app.run()
+    app.radio(key="fair_source").set_value("Simulation: round-robin").run()
+    assert not app.exception
+    shown = _css_map_rows(app)
+    assert sum(r["customers"] for r in shown.values()) == sim.rows.height
+    assert sum(r["css"] for r in shown.values()) == sim.rows.height - sim.placed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import polars as pl
@@ -361,6 +362,26 @@ def test_the_css_chart_counts_css_workloads_as_a_reason(demo_db: Path) -> None:
         assert got["customers"].to_list() == [expected] and expected > 0
         row = comparison_table(at).set_index("policy").loc[name]
         assert row["css_workload"] == expected and row["css_parts"] > 0
+
+
+def test_the_css_chart_leaves_out_reasons_no_run_has(demo_db: Path) -> None:
+    # Default rules deliver no workload through CSS: no empty "Workloads CSS always
+    # delivers" row (#17).
+    at = run_splits(open_page(), ["round-robin", "least-loaded"], [1])
+    frame = css_by_reason(at.session_state[RUN_KEY])
+    assert Reason.CSS_WORKLOAD.words not in frame["reason"].to_list()
+    totals = frame.group_by("reason").agg(pl.col("customers").sum())
+    assert totals.height > 0 and (totals["customers"] > 0).all()
+
+
+def test_the_load_chart_shows_partner_names_whole(demo_db: Path) -> None:
+    at = run_splits(open_page(), ["round-robin"], [1])
+    chart = next(c for c in at.get("vega_lite_chart") if "Partner load before" in c.proto.spec)
+    spec = json.loads(chart.proto.spec)
+    y = spec["layer"][0]["encoding"]["y"]
+    # Vega-Lite cuts axis labels at 180 px unless told otherwise; 0 means never.
+    assert y["axis"]["labelLimit"] == 0, "long partner names are cut"
+    assert any(t["field"] == y["field"] for t in spec["layer"][0]["encoding"]["tooltip"])
 
 
 def test_the_split_settings_are_part_of_the_inputs_a_run_is_computed_from(

@@ -11,14 +11,14 @@ import streamlit as st
 
 import store.capacity
 from engine.coverage import NO_COVER, ONE_PARTNER, split_cover
+from engine.iso import COUNTRIES
 from engine.rules import Rules
 from engine.sizes import SIZE_BUCKETS
 from store import state
-from ui import charts, db, privacy
+from ui import charts, db, maps, privacy
 from ui import labels as human
 from ui.reads import backlog_run, view
 
-PERCENT = {"format": "percent", "min_value": 0.0, "max_value": 1.0}
 PARTNER_COLUMNS = {
     "partner_id": st.column_config.TextColumn("Partner", pinned=True),
     "name": st.column_config.TextColumn("Name"),
@@ -26,7 +26,7 @@ PARTNER_COLUMNS = {
     "paused": st.column_config.CheckboxColumn(
         "Paused", help="Referral Ready, but takes no referrals before its paused-until date"
     ),
-    "utilisation": st.column_config.ProgressColumn("Utilisation", **PERCENT),
+    "utilisation": st.column_config.ProgressColumn("Utilisation", **human.PERCENT_BAR),
     "capacity": st.column_config.NumberColumn("Capacity"),
     "active": st.column_config.NumberColumn("Active referrals"),
     "free": st.column_config.NumberColumn(
@@ -119,6 +119,90 @@ def paused_list(paused: pl.DataFrame) -> None:
                 "paused_until": st.column_config.DateColumn("Back on"),
             },
         )
+
+
+# --- The world map (ui.maps): a click on a country filters the page ----------------------
+
+MAP_KEY = "cap_map"
+_PICKED = "cap_map_country"  # the country picked on the map, or linked as ?country=SE
+_ROUND = "_cap_map_round"  # bumped to clear the chart's own selection
+_SEEN_COUNTRY = "_cap_country_param"
+
+
+def _map_key() -> str:
+    return f"{MAP_KEY}_{st.session_state.get(_ROUND, 0)}"
+
+
+def picked_country() -> str | None:
+    """The country picked on the map (``?country=SE`` links to one): the page's filter."""
+    param = st.query_params.get("country")
+    if param != st.session_state.get(_SEEN_COUNTRY):
+        st.session_state[_SEEN_COUNTRY] = param
+        code = (param or "").strip().upper()
+        if code in COUNTRIES:
+            st.session_state[_PICKED] = code
+        elif param is not None:
+            st.warning(f"Country {param!r} is not an ISO 3166-1 alpha-2 code.")
+    code = st.session_state.get(_PICKED)
+    if code:
+        left, right = st.columns([4, 1], vertical_alignment="center")
+        left.info(
+            f"Showing **{country_words(code)}** only (picked on the map): partners serving "
+            "it, and its backlog. The other filters still apply."
+        )
+        right.button("Clear the country", on_click=_clear_pick, key="cap_map_clear")
+    return code
+
+
+def country_words(code: str) -> str:
+    return f"{COUNTRIES[code].name} ({code})" if code in COUNTRIES else code
+
+
+def _on_pick() -> None:
+    st.session_state[_PICKED] = maps.picked(st.session_state.get(_map_key()))
+
+
+def _clear_pick() -> None:
+    st.session_state[_PICKED] = None
+    st.session_state[_ROUND] = st.session_state.get(_ROUND, 0) + 1
+    if "country" in st.query_params:
+        del st.query_params["country"]
+
+
+def world_map(where: store.capacity.PartnerFilter) -> None:
+    """Free seats by country for the page's languages and workloads; a click on a
+    country filters the page to it (a double click, or the Clear button, undoes it)."""
+    seats = view(store.capacity.country_seats, where)
+    scope = " and ".join(
+        words
+        for words in (
+            where.languages and "speaking " + ", ".join(where.languages),
+            where.workloads and "covering " + ", ".join(where.workloads),
+        )
+        if words
+    )
+    st.vega_lite_chart(
+        spec=maps.seats_map(
+            seats,
+            f"Referral Ready partners taking referrals{' ' + scope if scope else ''}; "
+            "click a country to filter the page, double-click to clear",
+        ),
+        key=_map_key(),
+        on_select=_on_pick,
+        selection_mode=maps.PICK,
+        width="stretch",
+    )
+    gaps = seats.filter(pl.col("status") != "room")
+    hidden = maps.not_on_map(seats)
+    st.caption(
+        "Grey: no partner serves it and no customer is there. "
+        + (
+            f"No free seat in {', '.join(gaps['label'].to_list())}. "
+            if gaps.height
+            else "Every country with customers has free seats. "
+        )
+        + (f"Too small for the map: {', '.join(hidden)}." if hidden else "")
+    )
 
 
 #: The size selector's choices: every size, then each bucket (docs/domain.md, "Customer size").
@@ -222,8 +306,12 @@ def headroom(backlog: int) -> None:
         full,
         hide_index=True,
         column_config={
-            "utilisation_before": st.column_config.ProgressColumn("Utilisation now", **PERCENT),
-            "utilisation_after": st.column_config.ProgressColumn("Utilisation after", **PERCENT),
+            "utilisation_before": st.column_config.ProgressColumn(
+                "Utilisation now", **human.PERCENT_BAR
+            ),
+            "utilisation_after": st.column_config.ProgressColumn(
+                "Utilisation after", **human.PERCENT_BAR
+            ),
         },
     )
 
@@ -257,8 +345,10 @@ def partner_detail(partner_id: str, shown: int = 200) -> None:
         k4.metric("Utilisation", "n/a" if util is None else f"{util:.0%}")
         k5.metric(
             "Quota this month",
-            detail["quota_used"] or "no quota",
-            help="Referrals made to it this calendar month / its monthly quota",
+            detail["quota_used"] or "none",
+            help="Referrals made to it this calendar month / its monthly quota"
+            if detail["quota_used"]
+            else "No monthly quota: it takes referrals up to its free seats",
         )
         n = view(store.capacity.partner_referral_counts, partner_id)
         st.caption(

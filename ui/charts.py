@@ -394,8 +394,10 @@ def load_before_after(frame: pl.DataFrame, policy: str) -> alt.LayerChart:
         "Partner load before → after the run",
         subtitle=f"Top {frame.height} by customers given ({policy}); grey before, blue after",
     )
+    # labelLimit 0: the whole "P0042 · Larkspur Couriers" (Vega-Lite cuts at 180 px).
     base = alt.Chart(frame, title=title).encode(
-        y=alt.Y("partner_id:N", title="Partner", sort=order), tooltip=tooltip
+        y=alt.Y("partner_id:N", title="Partner", sort=order, axis=alt.Axis(labelLimit=0)),
+        tooltip=tooltip,
     )
     rule = base.mark_rule(color=BEFORE, strokeWidth=3).encode(
         x=alt.X(

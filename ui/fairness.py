@@ -19,11 +19,17 @@ from engine.reasons import Outcome, Reason
 from engine.simulation import REASONS, Simulation
 from engine.sizes import SIZE_BUCKETS
 from store.capacity import utilisation_bins, with_labels
-from store.fairness import deviation_extremes, partner_deviation, pool_labels
-from ui import charts
+from store.fairness import (
+    committed_css_by_country,
+    css_by_country,
+    deviation_extremes,
+    partner_deviation,
+    pool_labels,
+)
+from ui import charts, maps
 from ui import labels as human
+from ui.reads import view
 
-PERCENT = {"format": "percent", "min_value": 0.0, "max_value": 1.0}
 _MEMO = "_fairness_of_simulation"
 
 
@@ -212,7 +218,9 @@ def utilisation(fair: FairnessReport, names: pl.DataFrame, when: str) -> None:
         human.table(
             fair.per_partner.join(names, on="partner_id", how="left"),
             column_config={
-                "utilisation_after": st.column_config.ProgressColumn("utilisation", **PERCENT)
+                "utilisation_after": st.column_config.ProgressColumn(
+                    "utilisation", **human.PERCENT_BAR
+                )
             },
         )
 
@@ -241,9 +249,10 @@ def trend(monthly: pl.DataFrame | None) -> None:
         human.table(monthly)
 
 
-def css_fallback(fair: FairnessReport) -> None:
-    """CSS fallback rate by region, language and workload, and CSS customers by reason:
-    those that partners declined or let expire apart from those a run sent at once."""
+def css_fallback(fair: FairnessReport, by_country: pl.DataFrame | None = None) -> None:
+    """CSS fallback rate by country (a map), region, language and workload, and CSS
+    customers by reason: those that partners declined or let expire apart from those a
+    run sent at once."""
     later = fair.css_after_declines
     with st.container(horizontal=True):
         st.metric(
@@ -254,6 +263,8 @@ def css_fallback(fair: FairnessReport) -> None:
             "times (declined_by_partners)",
         )
         st.metric("CSS at assignment", f"{fair.css - later:,}", border=True)
+    if by_country is not None and by_country.height:
+        css_map(by_country)
     left, right = st.columns(2)
     for i, dim in enumerate(CSS_RATE_DIMENSIONS):
         frame = with_labels(fair.css_by[dim], dim)
@@ -277,6 +288,21 @@ def css_fallback(fair: FairnessReport) -> None:
         )
         with st.expander("Numbers by reason"):
             human.table(reasons.with_columns(pl.col("key").replace(human.REASONS)))
+
+
+def css_map(by_country: pl.DataFrame) -> None:
+    """The share of customers sent to CSS per country, on the world map (``ui.maps``)."""
+    st.vega_lite_chart(
+        spec=maps.css_map(
+            by_country, "Share of the customers there sent to a CSS queue; grey: none"
+        ),
+        width="stretch",
+    )
+    hidden = maps.not_on_map(by_country)
+    if hidden:
+        st.caption(f"Too small for the map: {', '.join(hidden)}.")
+    with st.expander("Numbers by country"):
+        human.table(by_country.drop("label"))
 
 
 def responses(frame: pl.DataFrame | None, names: pl.DataFrame, shown: int = 15) -> None:
@@ -317,7 +343,9 @@ def responses(frame: pl.DataFrame | None, names: pl.DataFrame, shown: int = 15) 
         human.table(
             table.sort("partner_id"),
             column_config={
-                "acceptance_rate": st.column_config.ProgressColumn("acceptance rate", **PERCENT)
+                "acceptance_rate": st.column_config.ProgressColumn(
+                    "acceptance rate", **human.PERCENT_BAR
+                )
             },
         )
 
@@ -325,24 +353,45 @@ def responses(frame: pl.DataFrame | None, names: pl.DataFrame, shown: int = 15) 
 # --- Customer size (docs/domain.md, "Customer size") -------------------------------------
 
 
+def _outcome(sim: Simulation) -> pl.Series:
+    """Per customer of a simulation, ``frp`` when placed (whole or in parts), else ``css``."""
+    placed = sim.rows.get_column("chosen").is_not_null()
+    return placed.replace_strict(
+        {True: Outcome.FRP.value, False: Outcome.CSS.value}, return_dtype=pl.String
+    ).alias("outcome")
+
+
 def simulated_by_size(sim: Simulation) -> pl.DataFrame:
     """A simulation's customers per size bucket, outcome and reason (``size_bucket,
     outcome, reason, customers``), as ``store.fairness.outcomes_by_size`` gives committed
     referrals: one customer once, however many parts it has."""
-    placed = sim.rows.get_column("chosen").is_not_null()
     return (
         pl.DataFrame(
             {
                 "size_bucket": sim.detail.get_column("size"),
-                "outcome": placed.replace_strict(
-                    {True: Outcome.FRP.value, False: Outcome.CSS.value}, return_dtype=pl.String
-                ),
+                "outcome": _outcome(sim),
                 "reason": REASONS.gather(sim.rows.get_column("reason")),
             }
         )
         .group_by("size_bucket", "outcome", "reason")
         .agg(pl.len().cast(pl.Int64).alias("customers"))
         .sort("size_bucket", "outcome", "reason")
+    )
+
+
+def committed_by_country(
+    since: datetime | None, until: datetime | None, version: int | None = None
+) -> pl.DataFrame:
+    """Referrals of [since, until) (of runs made with rules ``version``, when given) and
+    those sent to CSS per country (cached)."""
+    return view(committed_css_by_country, since, until, version)
+
+
+def simulated_by_country(sim: Simulation) -> pl.DataFrame:
+    """A simulation's customers and those sent to CSS per country, as
+    ``store.fairness.committed_css_by_country`` gives committed referrals."""
+    return css_by_country(
+        pl.DataFrame({"country": sim.detail.get_column("country"), "outcome": _outcome(sim)})
     )
 
 

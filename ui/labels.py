@@ -123,6 +123,12 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "cover": ("Coverage", "Whether one partner, a split or nobody covers the workloads"),
 }
 
+#: Fractions shown as whole percents, as people read them (99%, not 98.73%): Streamlit's
+#: "percent" format keeps two decimals fewer than the column's step has.
+PERCENT: dict[str, Any] = {"format": "percent", "step": 0.01}
+#: The same, drawn as a bar from 0 to 100 % (``st.column_config.ProgressColumn``).
+PERCENT_BAR: dict[str, Any] = {**PERCENT, "min_value": 0.0, "max_value": 1.0}
+
 #: Columns shown as percentages; other decimals show one place.
 _PERCENT = {"utilisation_after", "css_rate", "acceptance_rate", "utilisation"}
 
@@ -142,7 +148,7 @@ def columns(frame: pl.DataFrame, **extra: Any) -> dict[str, Any]:
         label, words = COLUMNS.get(name, (name.replace("_", " ").capitalize(), ""))
         help_ = words or None
         if name in _PERCENT or name.endswith("_rate"):
-            config[name] = st.column_config.NumberColumn(label, help=help_, format="percent")
+            config[name] = st.column_config.NumberColumn(label, help=help_, **PERCENT)
         elif dtype.is_float():
             config[name] = st.column_config.NumberColumn(label, help=help_, format="%.1f")
         elif dtype.is_integer():

@@ -11,8 +11,9 @@ import re
 import time
 from pathlib import Path
 
+import duckdb
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 PAGES = [
     ("", "Partner capacity"),
@@ -50,12 +51,13 @@ def open_page(page: Page, url: str, title: str) -> float:
     return time.perf_counter() - started
 
 
-def save_screenshot(page: Page, name: str) -> None:
-    """Only when FRP_SCREENSHOTS names a folder (`make screenshots`)."""
+def save_screenshot(page: Page, name: str, part: Locator | None = None) -> None:
+    """Only when FRP_SCREENSHOTS names a folder (`make screenshots`); ``part``: just that
+    element."""
     shots = os.environ.get("FRP_SCREENSHOTS")
     if shots:
         Path(shots).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(shots) / f"{name}.png"))
+        (part or page).screenshot(path=str(Path(shots) / f"{name}.png"))
 
 
 def run_simulation(page: Page) -> None:
@@ -83,6 +85,42 @@ def test_page_loads_without_exception(page: Page, app_server: str, path: str, ti
     expect(page.get_by_test_id("stSidebar").get_by_text("Glossary")).to_be_visible()
     print(f"\npage {title!r} shown in {elapsed:.2f} s")
     save_screenshot(page, path or "capacity")
+
+
+def test_the_map_draws_and_a_click_on_a_country_filters_the_page(
+    page: Page, app_server: str, demo_db_master: Path
+) -> None:
+    open_page(page, app_server, "Partner capacity")
+    shape = '[aria-roledescription="geoshape"]'
+    world = page.get_by_test_id("stVegaLiteChart").filter(has=page.locator(shape))
+    expect(world.locator("canvas, svg").first).to_be_visible(timeout=TIMEOUT)
+    # Vega labels each drawn country with its tooltip: every country of ours has a shape.
+    countries = world.locator(f'{shape}[aria-label*="Country: "]')
+    expect(countries.first).to_be_visible(timeout=TIMEOUT)
+    assert countries.count() >= 40
+    expect(world.locator(f'{shape}[aria-label*="Country: IS Iceland"]')).to_have_attribute(
+        "aria-label", re.compile("Free seats: no partner")
+    )
+    save_screenshot(page, "capacity-map", world)
+    partners = page.get_by_test_id("stMetric").first
+    everyone = partners.inner_text()
+    con = duckdb.connect(str(demo_db_master), read_only=True)
+    try:
+        (serving,) = con.execute(
+            "SELECT count(*) FROM partners WHERE list_contains(countries, 'BR')"
+        ).fetchone()
+    finally:
+        con.close()
+    # A real click on Brazil's shape (the middle of its box lies inside it).
+    world.locator(f'{shape}[aria-label*="Country: BR Brazil"]').click()
+    expect(page.get_by_text("Showing Brazil (BR) only")).to_be_visible(timeout=TIMEOUT)
+    wait_idle(page)
+    expect(partners).to_contain_text(str(serving))
+    no_exception(page)
+    page.get_by_role("button", name="Clear the country").click()
+    expect(page.get_by_text("Showing Brazil (BR) only")).to_have_count(0, timeout=TIMEOUT)
+    wait_idle(page)
+    assert partners.inner_text() == everyone
 
 
 def test_simulation_runs_and_its_chart_renders(page: Page, app_server: str) -> None:

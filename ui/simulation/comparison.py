@@ -135,15 +135,17 @@ def before_after(before: SimulationRun, after: SimulationRun) -> pl.DataFrame:
 
 def css_by_reason(run: SimulationRun) -> pl.DataFrame:
     """Long frame (policy, reason, customers) of CSS outcomes, reasons in the order of
-    :data:`COMPARED_REASONS`, for the grouped bar chart (``policy``: the run's name)."""
+    :data:`COMPARED_REASONS`, for the grouped bar chart (``policy``: the run's name).
+    A reason no run has is left out: an empty row says nothing."""
     rows = [
         {"policy": name, "reason": r.words, "customers": css_counts(sim)[r.value]}
         for name, sim in run.simulations.items()
         for r in COMPARED_REASONS
     ]
-    return pl.DataFrame(
+    frame = pl.DataFrame(
         rows, schema={"policy": pl.String, "reason": pl.String, "customers": pl.Int64}
     )
+    return frame.filter(pl.col("customers").sum().over("reason") > 0)
 
 
 # --- Partner load ----------------------------------------------------------------------
