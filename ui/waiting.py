@@ -137,7 +137,7 @@ def partner_answers() -> None:
         key="partner_answers",
         column_config={
             "acceptance_rate": st.column_config.ProgressColumn(
-                "acceptance rate", format="percent", min_value=0.0, max_value=1.0
+                "acceptance rate", **human.PERCENT_BAR
             ),
             "median_days_to_accept": st.column_config.NumberColumn(
                 "median days to accept", format="%.1f"

@@ -90,7 +90,7 @@ def comparison_config() -> dict[str, Any]:
         if key == "jain":
             config[key] = st.column_config.NumberColumn(label, help=words, format="%.3f")
         elif key.endswith("utilisation"):
-            config[key] = st.column_config.NumberColumn(label, help=words, format="percent")
+            config[key] = st.column_config.NumberColumn(label, help=words, **human.PERCENT)
         elif key in ("policy", "split"):
             config[key] = st.column_config.TextColumn(label, help=words)
         else:
