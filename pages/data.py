@@ -66,7 +66,7 @@ for column, kind in zip(st.columns(2), ("partners", "customers"), strict=True):
         st.subheader(kind.capitalize())
         st.caption(HELP[kind])
         file = st.file_uploader(
-            f"{kind.capitalize()} file", type=["csv", "parquet"], key=f"{kind}_file"
+            f"{kind.capitalize()} file", type=["csv", "parquet", "xlsx"], key=f"{kind}_file"
         )
         if file is None:
             continue

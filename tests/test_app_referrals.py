@@ -551,8 +551,9 @@ def test_css_download_is_the_export_and_is_audited(
         "AND status = 'active' AND queue = ?",
         [queue],
     )
-    subject, details = wired[-1]
+    subject, details = wired[-2]
     assert subject == handoff_ui.file_name(queue) == "css-handoff-css-apac.csv"
+    assert wired[-1] == (handoff_ui.file_name(queue, ".xlsx"), details)  # its Excel twin
     assert json.loads(details) == {"queue": queue, "referrals": n, "up_to": last}
     text = handoff_ui._csv(queue, last, True).decode()
     assert text.splitlines()[0] == ",".join(EXPORT_COLUMNS)
