@@ -55,7 +55,7 @@ HELP = {
     "partners": "Columns: partner_id, name, countries, languages, workloads, capacity, "
     "active_referrals, referral_ready, psm_name, psm_email, contact_email, optional "
     "last_assigned, paused_until (YYYY-MM-DD) and monthly_quota. Lists are `;`-separated in "
-    "CSV. A partner_id already stored is replaced.",
+    "CSV and Excel. A partner_id already stored is replaced.",
     "customers": "Columns: tenant_id, name, country, language, seats, workloads, gateway, "
     "contact_email, optional referral_consent. New customers join the FTCQ backlog in file "
     "order; known ones keep their place and get their details updated.",

@@ -7,13 +7,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pytest
 
 from engine.cohorts import synthetic_cohort
+from store import handoff
 from store.files import table_bytes
 from tests.app_helpers import open_app, open_page, row, run_simulation
-from ui import auth
 from ui import handoff as handoff_ui
 from ui.simulation import LATEST_KEY, result_bytes
 from ui.uploads import read_upload
@@ -37,20 +38,6 @@ def same_cells(book: bytes, csv: bytes) -> bool:
 
 def labels(at) -> list[str]:
     return [b.proto.label for b in at.get("download_button")]
-
-
-@pytest.fixture
-def wired(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
-    """Every (file name, details) a download button was wired to audit."""
-    seen: list[tuple[str, str]] = []
-    real = auth.export_callback
-
-    def spy(subject: str, details: str = ""):
-        seen.append((subject, details))
-        return real(subject, details)
-
-    monkeypatch.setattr(auth, "export_callback", spy)
-    return seen
 
 
 def test_a_customers_workbook_uploads_and_imports(demo_db: Path) -> None:
@@ -112,12 +99,9 @@ def test_referrals_and_a_css_queue_download_as_excel(
     assert json.loads(wired[0][1]) == {"referrals": n}
 
     queue = at.selectbox(key="css_queue").value
-    (open_n, last) = row(
-        committed_db,
-        "SELECT count(*), max(referral_id) FROM referrals WHERE outcome = 'css' "
-        "AND status = 'active' AND queue = ?",
-        [queue],
-    )
+    with duckdb.connect(str(committed_db), read_only=True) as con:
+        listed = handoff.queues(con).filter(pl.col("queue") == queue)
+    open_n, last = listed["open"].item(), listed["last_open"].item()
     assert labels(at)[3:] == [f"Download {open_n:,} as CSV", f"Download {open_n:,} as Excel"]
     assert names[3:] == [handoff_ui.file_name(queue, s) for s in (".csv", ".xlsx")]
     book, text = (handoff_ui._csv(queue, last, True, s) for s in (".xlsx", ".csv"))

@@ -94,24 +94,35 @@ def test_every_table_case_has_a_twin_or_a_reason() -> None:
     assert len(TWINS) >= 70
 
 
-@pytest.mark.parametrize("case", TWINS)
-def test_corpus_workbook_twin(
-    case: str,
-    tmp_path: Path,
+Judge = Callable[[Path, str, "int | list[str]"], None]
+
+
+@pytest.fixture
+def judge(
     demo_db: Path,
     capsys: pytest.CaptureFixture[str],
     record_property: Callable[[str, object], None],
-) -> None:
-    kind = case.split("/")[0]
+) -> Judge:
+    """``judge(path, kind, rows or needles)``: the file imports that many rows, or is refused
+    with those words, alike by the reader, the upload and `frp import` (tests/test_bad_input)."""
+
+    def check(path: Path, kind: str, expect: int | list[str]) -> None:
+        if isinstance(expect, int):
+            check_accepted(path, kind, expect, demo_db, capsys)
+            return
+        record_property("bad_inputs", 1)
+        check_refused(path, kind, expect, demo_db, capsys)
+
+    return check
+
+
+@pytest.mark.parametrize("case", TWINS)
+def test_corpus_workbook_twin(case: str, tmp_path: Path, judge: Judge) -> None:
     path = tmp_path / Path(case).with_suffix(".xlsx").name
     path.write_bytes(workbook(twin(case)))
     expect = EXPECTED[case]
-    if "ok" in expect:
-        check_accepted(path, kind, expect["ok"], demo_db, capsys)
-        return
-    record_property("bad_inputs", 1)
-    needles = ROWS.get(case) or [as_rows(n) for n in expect["error"]]
-    check_refused(path, kind, needles, demo_db, capsys)
+    rows = ROWS.get(case) or [as_rows(n) for n in expect.get("error", [])]
+    judge(path, case.split("/")[0], expect.get("ok", rows))
 
 
 def test_a_twin_reads_the_same_frame_as_its_csv(tmp_path: Path) -> None:
@@ -229,26 +240,17 @@ BROKEN = {
 
 
 @pytest.mark.parametrize("case", sorted(BROKEN))
-def test_a_broken_workbook_is_one_clear_line(
-    case: str,
-    tmp_path: Path,
-    demo_db: Path,
-    capsys: pytest.CaptureFixture[str],
-    record_property: Callable[[str, object], None],
-) -> None:
+def test_a_broken_workbook_is_one_clear_line(case: str, tmp_path: Path, judge: Judge) -> None:
     data, needles = BROKEN[case]
     path = tmp_path / "customers.xlsx"
     path.write_bytes(data)
-    record_property("bad_inputs", 1)
-    check_refused(path, "customers", needles, demo_db, capsys)
+    judge(path, "customers", needles)
 
 
-def test_a_workbook_saved_under_csv_keeps_its_message(
-    tmp_path: Path, demo_db: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_workbook_saved_under_csv_keeps_its_message(tmp_path: Path, judge: Judge) -> None:
     path = tmp_path / "customers.csv"
     path.write_bytes(workbook(customer(500)))
-    check_refused(path, "customers", ["not an Excel workbook"], demo_db, capsys)
+    judge(path, "customers", ["not an Excel workbook"])
 
 
 # --- writing ---------------------------------------------------------------------------------
@@ -307,3 +309,21 @@ def test_a_workbook_too_big_for_excel_is_refused(tmp_path: Path) -> None:
 
 def test_the_cohort_template_has_an_excel_twin_that_reads_back() -> None:
     assert read_upload(template_xlsx(), "template.xlsx", "customers").height == 1
+
+
+def test_frp_simulate_reads_workbooks_and_writes_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`frp` takes .xlsx wherever it takes .csv: inputs, and the result by its extension."""
+    from cli.main import main as frp_main
+
+    partners, customers = tmp_path / "p.xlsx", tmp_path / "c.xlsx"
+    partners.write_bytes(workbook(twin("partners/ok-basic.csv")))
+    customers.write_bytes(workbook(twin("customers/ok-formula-names.csv")))
+    out = tmp_path / "result.xlsx"
+    args = ["simulate", "--partners", partners, "--customers", customers, "--out", out]
+    assert frp_main([str(a) for a in args]) == 0, capsys.readouterr().err
+    result = pl.read_excel(out, infer_schema_length=0)
+    expected = read_customers(CORPUS / "customers" / "ok-formula-names.csv")["tenant_id"]
+    quoted = ["'" + t if t[0] in "=+-@" else t for t in expected]
+    assert result["tenant_id"].to_list() == quoted and "<f>" not in _cells_xml(out.read_bytes())
