@@ -327,3 +327,14 @@ def test_frp_simulate_reads_workbooks_and_writes_one(
     expected = read_customers(CORPUS / "customers" / "ok-formula-names.csv")["tenant_id"]
     quoted = ["'" + t if t[0] in "=+-@" else t for t in expected]
     assert result["tenant_id"].to_list() == quoted and "<f>" not in _cells_xml(out.read_bytes())
+
+
+def test_a_what_if_leaves_out_a_workbooks_bad_rows_by_their_excel_numbers() -> None:
+    from ui.uploads import valid_customers
+
+    rows = customer(500) + [[]] + [customer("many", tenant_id="T2")[1]]
+    rows.append(customer(700, tenant_id="T3")[1])
+    part = valid_customers(workbook(rows), "cohort.xlsx")
+    assert part is not None
+    valid, dropped = part
+    assert valid["tenant_id"].to_list() == ["T1", "T3"] and dropped == [4]
