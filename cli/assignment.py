@@ -42,14 +42,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--partners",
-        help="partners file (.csv or .parquet); with --customers: "
+        help="partners file (.csv, .parquet or .xlsx); with --customers: "
         "simulate on files instead of the store",
     )
-    p.add_argument("--customers", help="customers file (.csv or .parquet), in cohort order")
+    p.add_argument("--customers", help="customers file (.csv, .parquet or .xlsx), in cohort order")
     p.add_argument(
         "--cohort", help="with the store: customers file to simulate instead of the FTCQ backlog"
     )
-    p.add_argument("--out", help="result file (.csv or .parquet); one row per customer")
+    p.add_argument("--out", help="result file (.csv, .parquet or .xlsx); one row per customer")
     db_arg(p)
     rules_arg(p)
     policy_arg(p)
@@ -68,8 +68,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("import", help="import partners or customers (customers join the FTCQ)")
     group = p.add_mutually_exclusive_group(required=True)
-    group.add_argument("--partners", help="partners file (.csv or .parquet)")
-    group.add_argument("--customers", help="customers file (.csv or .parquet)")
+    group.add_argument("--partners", help="partners file (.csv, .parquet or .xlsx)")
+    group.add_argument("--customers", help="customers file (.csv, .parquet or .xlsx)")
     db_arg(p)
     rules_arg(p)  # max_pause_days: how far ahead a partner's paused_until may be
     p.set_defaults(handler=cmd_import)

@@ -100,7 +100,7 @@ def _register_css(sub: argparse._SubParsersAction) -> None:
     )
     a.add_argument("queue", metavar="QUEUE", help='the CSS queue, e.g. "CSS EMEA"')
     a.add_argument(
-        "--out", metavar="FILE", help="write to FILE (.csv, or .parquet) instead of stdout"
+        "--out", metavar="FILE", help="write to FILE (.csv, .parquet or .xlsx) instead of stdout"
     )
     db_arg(a)
     a = actions.add_parser("handoff", help="mark open CSS referrals handed off to delivery")

@@ -54,7 +54,7 @@ HELP = {
     "partners": "Columns: partner_id, name, countries, languages, workloads, capacity, "
     "active_referrals, referral_ready, psm_name, psm_email, contact_email, optional "
     "last_assigned, paused_until (YYYY-MM-DD) and monthly_quota. Lists are `;`-separated in "
-    "CSV. A partner_id already stored is replaced.",
+    "CSV and Excel. A partner_id already stored is replaced.",
     "customers": "Columns: tenant_id, name, country, language, seats, workloads, gateway, "
     "contact_email, optional referral_consent. New customers join the FTCQ backlog in file "
     "order; known ones keep their place and get their details updated.",
@@ -65,7 +65,7 @@ for column, kind in zip(st.columns(2), ("partners", "customers"), strict=True):
         st.subheader(kind.capitalize())
         st.caption(HELP[kind])
         file = st.file_uploader(
-            f"{kind.capitalize()} file", type=["csv", "parquet"], key=f"{kind}_file"
+            f"{kind.capitalize()} file", type=["csv", "parquet", "xlsx"], key=f"{kind}_file"
         )
         if file is None:
             continue

@@ -20,7 +20,7 @@ from store.referrals import (
     referral_rows,
     task_count,
 )
-from ui import handoff, privacy, referrals, rules, waiting
+from ui import downloads, handoff, privacy, referrals, rules, waiting
 from ui import labels as human
 from ui.expiry import expiry_panel
 from ui.reads import view
@@ -100,6 +100,7 @@ with tab_refs:
         st.info("No referral matches these filters.")
     else:
         human.table(rows, height=360, links=True)  # ids open the partner, the customer
+        downloads.referrals(where, total)  # all of them, as CSV, Parquet or Excel
         st.subheader("Why? The trace of one referral")
         shown = {r["referral_id"]: r for r in rows.iter_rows(named=True)}
         referrals.pick_linked(list(shown), "ref_pick")

@@ -1,8 +1,8 @@
-"""Partner, customer and result files: CSV or Parquet, chosen by extension.
+"""Partner, customer and result files: CSV, Parquet or Excel workbooks, chosen by extension.
 
-Reading gives raw frames for ``engine.schema`` to validate (CSV is read as text so that a
-bad cell is reported, not guessed at). Writing goes to a temporary file that is renamed
-into place, so a failed run never leaves a half-written output behind.
+Reading gives raw frames for ``engine.schema`` to validate (CSV and workbooks are read as
+text so that a bad cell is reported, not guessed at). Writing goes to a temporary file that
+is renamed into place, so a failed run never leaves a half-written output behind.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
+import fastexcel
 import polars as pl
 
 from engine.columns import ASSIGNMENT_SCHEMA, CUSTOMER_SCHEMA, LIST_SEPARATOR, PARTNER_SCHEMA
@@ -32,34 +33,45 @@ from engine.schema import (
 )
 from store import clock
 
-FORMATS = (".csv", ".parquet")
+FORMATS = (".csv", ".parquet", ".xlsx")
+#: The most data rows a worksheet holds (1,048,576 rows, one of them the header).
+EXCEL_MAX_ROWS = 1_048_575
+
 MAX_INPUT_VAR = "FRP_MAX_INPUT_BYTES"
 DEFAULT_MAX_INPUT_BYTES = 2 * 1024**3
 Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 
 
 def check_format(path: str | Path) -> str:
-    """The file's format ('.csv' or '.parquet') by extension, or InputError."""
+    """The file's format ('.csv', '.parquet' or '.xlsx') by extension, or InputError."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise InputError(
             str(path),
-            [Problem(None, None, path.suffix or "(none)", "a file ending in .csv or .parquet")],
+            [
+                Problem(
+                    None, None, path.suffix or "(none)", "a file ending in .csv, .parquet or .xlsx"
+                )
+            ],
         )
     return suffix
 
 
-def read_raw(path: str | Path) -> tuple[pl.DataFrame, int, str]:
+def read_raw(path: str | Path, sheet: str | None = None) -> tuple[pl.DataFrame, int, str]:
     """(raw frame, number of its first data row, what rows are called) for error messages.
 
     A CSV frame whose records do not sit one per line (a quoted cell spanning lines, or
     blank lines, which are skipped) carries each record's line in ``LINE_COLUMN``, so that
-    ``engine.schema`` names the line a person sees in an editor.
+    ``engine.schema`` names the line a person sees in an editor; a workbook's frame carries
+    each row's number as Excel shows it. ``sheet`` (the file's kind: partners, customers)
+    picks a workbook's sheet of that name, else its first (:func:`_read_xlsx`).
     """
     p = Path(path)
     kind = check_format(p)
     data = _read_bytes(p)
+    if kind == ".xlsx":
+        return _read_xlsx(str(p), data, sheet), 2, "row"
     if kind == ".parquet":
         try:
             frame = pl.read_parquet(io.BytesIO(data))
@@ -69,7 +81,9 @@ def read_raw(path: str | Path) -> tuple[pl.DataFrame, int, str]:
     return _read_csv(str(p), data), 2, "line"
 
 
-def scan_raw(path: str | Path) -> tuple[pl.DataFrame | pl.LazyFrame, int, str]:
+def scan_raw(
+    path: str | Path, sheet: str | None = None
+) -> tuple[pl.DataFrame | pl.LazyFrame, int, str]:
     """:func:`read_raw`, but a Parquet file comes back as a lazy scan, not read yet.
 
     Validation then streams it (``engine.schema``) and materialises only the columns a
@@ -78,7 +92,7 @@ def scan_raw(path: str | Path) -> tuple[pl.DataFrame | pl.LazyFrame, int, str]:
     """
     p = Path(path)
     if check_format(p) != ".parquet":
-        return read_raw(p)
+        return read_raw(p, sheet)
     with _opened(p):
         pass
     try:
@@ -224,6 +238,89 @@ def _read_csv(source: str, data: bytes) -> pl.DataFrame:
     return _with_lines(frame, data)
 
 
+_OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # an OLE compound file: .xls, or encrypted
+_ENCRYPTED = "EncryptedPackage".encode("utf-16-le")  # the stream a password-protected file holds
+_MIDNIGHT = r"^(\d{4}-\d{2}-\d{2}) 00:00:00$"  # how calamine writes a date cell as text
+
+
+def _read_xlsx(source: str, data: bytes, sheet: str | None) -> pl.DataFrame:
+    """The workbook's sheet as text columns named by its row 1, rows numbered as Excel does.
+
+    Every cell is read as text, as CSV is, for ``engine.schema`` to check: a number Excel
+    typed reads as its digits (``250``; ``250.5`` is then refused as seats), a boolean as
+    ``true``/``false``, a date as ``YYYY-MM-DD`` (with a time of day, ``YYYY-MM-DD
+    HH:MM:SS``, which no column takes), a formula as its saved value. The sheet read is
+    the one named like ``sheet`` (any case), else the first: one workbook may hold both
+    a Partners and a Customers sheet.
+    """
+    _check_workbook(source, data)
+    try:
+        names = fastexcel.read_excel(data).sheet_names
+        wanted = (n for n in names if sheet is not None and n.strip().lower() == sheet)
+        grid = pl.read_excel(
+            data,
+            sheet_name=next(wanted, names[0]),
+            engine="calamine",
+            has_header=False,
+            infer_schema_length=0,  # every cell as text
+            drop_empty_rows=False,  # rows keep their numbers
+            drop_empty_cols=False,
+            raise_if_empty=False,
+            read_options={"skip_rows": 0},  # from row 1, even when it is blank
+        )
+    except Exception as exc:  # calamine raises its own types for a damaged workbook
+        raise InputError(
+            source, [Problem(None, None, None, f"a readable Excel workbook ({_short(exc)})")]
+        ) from None
+    return _sheet_rows(source, grid)
+
+
+def _check_workbook(source: str, data: bytes) -> None:
+    """One clear line for a file named .xlsx that is not a workbook calamine can open."""
+    if data.startswith(b"PK\x03\x04"):
+        return  # a ZIP archive, as every .xlsx is; calamine says if it is not a workbook
+    if not data:
+        expected = "an Excel workbook, not an empty file"
+    elif data.startswith(_OLE) and _ENCRYPTED in data:
+        expected = "a workbook without a password (save a copy without the password)"
+    elif data.startswith(_OLE):
+        expected = "an .xlsx workbook, not an Excel 97-2003 one (save it as Excel Workbook .xlsx)"
+    elif data.startswith(b"PAR1"):
+        expected = "an Excel workbook, not Parquet (name a Parquet file .parquet)"
+    elif b"\x00" not in data[: 1 << 16]:
+        expected = "an Excel workbook, not CSV or other text (name a CSV file .csv)"
+    else:
+        expected = "an Excel workbook (.xlsx)"
+    raise InputError(source, [Problem(None, None, None, expected)])
+
+
+def _sheet_rows(source: str, grid: pl.DataFrame) -> pl.DataFrame:
+    """A sheet's text grid (row 1 first) as the raw frame a CSV file gives."""
+    blank = _blank_rows(grid) if grid.width and grid.height else pl.Series([True])
+    if blank is not None and blank.all():
+        raise InputError(source, [Problem(None, None, None, "a header row and rows")])
+    if blank is not None and blank[0]:
+        raise InputError(
+            source,
+            [Problem(1, None, None, "column names in row 1 (the header row)")],
+            row_label="row",
+        )
+    names = [(cell or "") for cell in grid.row(0)]
+    _check_breaks(source, names, "row", "a header of column names in row 1, without a line break")
+    _check_twice(source, names, "row")
+    keep: dict[str, str] = {}
+    for column, name in zip(grid.columns, names, strict=True):
+        if name.strip() and name not in keep.values():  # else no column, or a repeat: ignored
+            keep[column] = name
+    rows = grid.slice(1).select(
+        pl.col(c).str.replace(_MIDNIGHT, "${1}").alias(n) for c, n in keep.items()
+    )
+    rows = rows.with_columns(pl.int_range(2, rows.height + 2, dtype=pl.Int64).alias(LINE_COLUMN))
+    if blank is not None:
+        rows = rows.filter(~blank.slice(1))
+    return rows
+
+
 def _check_utf8(source: str, data: bytes) -> None:
     """InputError naming the line of the first byte that is not UTF-8 (decoded in chunks)."""
     decoder = codecs.getincrementaldecoder("utf-8")()
@@ -269,39 +366,46 @@ _KNOWN_COLUMNS = (
 
 
 def _check_header(source: str, columns: list[str], data: bytes) -> None:
-    """Refuse a header that swallowed data or names a known column twice.
+    """Refuse a CSV header that swallowed data or names a known column twice.
 
     A header cell with a line break means the header ran past line 1 (a quote left open,
     or line ends the reader does not split at): importing would take rows as column
-    names and report nothing added. Polars would also rename a repeated column silently.
+    names and report nothing added. Polars would also rename a repeated column silently,
+    so the repeats are looked for in the header as Python's csv reads it.
     """
-    breaks = (found for c in columns if (found := _LINE_BREAK.search(c)))
-    if (found := next(breaks, None)) is not None:
-        name, at = found.string, found.start()
-        raise InputError(
-            source,
-            [
-                Problem(
-                    1,
-                    None,
-                    name[max(0, at - 30) : at + 30],
-                    "a header of column names on line 1, without a line break in a name (is "
-                    "a quote left open, or are the line ends not CR, LF or CRLF?)",
-                )
-            ],
-            row_label="line",
-        )
+    _check_breaks(
+        source,
+        columns,
+        "line",
+        "a header of column names on line 1, without a line break in a name (is "
+        "a quote left open, or are the line ends not CR, LF or CRLF?)",
+    )
     try:
         header = next(csv.reader(_lines(data)), [])
     except csv.Error:
         return
+    _check_twice(source, header, "line")
+
+
+def _check_breaks(source: str, names: list[str], row_label: str, expected: str) -> None:
+    breaks = (found for c in names if (found := _LINE_BREAK.search(c)))
+    if (found := next(breaks, None)) is not None:
+        name, at = found.string, found.start()
+        raise InputError(
+            source,
+            [Problem(1, None, name[max(0, at - 30) : at + 30], expected)],
+            row_label=row_label,
+        )
+
+
+def _check_twice(source: str, header: list[str], row_label: str) -> None:
     names = [h.strip().lower() for h in header]
     twice = sorted({n for n in names if n in _KNOWN_COLUMNS and names.count(n) > 1})
     if twice:
         raise InputError(
             source,
             [Problem(1, n, None, "each column once (it appears twice)") for n in twice],
-            row_label="line",
+            row_label=row_label,
         )
 
 
@@ -315,23 +419,26 @@ def _with_lines(frame: pl.DataFrame, data: bytes) -> pl.DataFrame:
         starts = _record_lines(data)
         if starts is not None and len(starts) == frame.height:
             lines = pl.Series(LINE_COLUMN, starts, dtype=pl.Int64)
-    first = pl.col(frame.columns[0])
-    candidates = frame.select((first.is_null() | (first.str.strip_chars() == "")).any()).item()
-    blank = None
-    if candidates:
-        blank = frame.select(
-            pl.all_horizontal(
-                [pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "") for c in frame.columns]
-            )
-        ).to_series()
-        if not blank.any():
-            blank = None
+    blank = _blank_rows(frame)
     if lines is None and blank is None:
         return frame
     if lines is None:
         lines = pl.int_range(2, frame.height + 2, dtype=pl.Int64, eager=True).alias(LINE_COLUMN)
     frame = frame.with_columns(lines)
     return frame if blank is None else frame.filter(~blank)
+
+
+def _blank_rows(frame: pl.DataFrame) -> pl.Series | None:
+    """Which rows of a text frame are blank (every cell empty or spaces); None if none is."""
+    first = pl.col(frame.columns[0])
+    if not frame.select((first.is_null() | (first.str.strip_chars() == "")).any()).item():
+        return None  # the quick test: most files have no blank row at all
+    blank = frame.select(
+        pl.all_horizontal(
+            [pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "") for c in frame.columns]
+        )
+    ).to_series()
+    return blank if blank.any() else None
 
 
 def _record_lines(data: bytes) -> list[int] | None:
@@ -378,7 +485,7 @@ def _csv_problem(data: bytes) -> tuple[int, str] | None:
 
 def read_partners(path: str | Path, *, max_pause_days: int = Rules.max_pause_days) -> pl.DataFrame:
     """Validated partners; a pause may end at most ``max_pause_days`` after the clock's date."""
-    raw, first, label = scan_raw(path)
+    raw, first, label = scan_raw(path, "partners")
     with _damaged_parquet(path):
         return partners_today(raw, str(path), first, label, max_pause_days)
 
@@ -404,7 +511,7 @@ def partners_today(
 
 def read_customers(path: str | Path, *, columns: Collection[str] | None = None) -> pl.DataFrame:
     """Validated customers; ``columns`` keeps only those (every column is still checked)."""
-    raw, first, label = scan_raw(path)
+    raw, first, label = scan_raw(path, "customers")
     with _damaged_parquet(path):
         return validate_customers(raw, str(path), first_row=first, row_label=label, keep=columns)
 
@@ -426,12 +533,15 @@ def _not_parquet(path: str | Path, exc: BaseException) -> InputError:
 
 
 def _neutralise(frame: Frame) -> Frame:
-    """Text for spreadsheets: lists joined, and cells that would run as formulas quoted."""
+    """Text for spreadsheets (CSV and workbooks): lists joined, and cells that would run as
+    formulas quoted."""
     out = []
     for name, dtype in frame.collect_schema().items():
         col = pl.col(name)
         if isinstance(dtype, pl.List):
             col = col.list.join(LIST_SEPARATOR)
+        elif isinstance(dtype, pl.Categorical | pl.Enum):
+            col = col.cast(pl.String)
         elif dtype != pl.String:
             out.append(col)
             continue
@@ -451,13 +561,56 @@ def csv_text(frame: pl.DataFrame) -> str:
     return _neutralise(frame).write_csv()
 
 
-def write_table(frame: pl.DataFrame | pl.LazyFrame, path: str | Path) -> Path:
-    """Write ``frame`` as CSV or Parquet (by extension), atomically.
+def table_bytes(frame: pl.DataFrame, suffix: str) -> bytes:
+    """``frame`` as the file :func:`write_table` writes for ``suffix`` ('.csv', '.parquet',
+    '.xlsx'), in memory: the dashboard's downloads are the command line's files."""
+    kind = check_format(f"download{suffix}")
+    if kind == ".csv":
+        return csv_text(frame).encode()
+    buf = io.BytesIO()
+    if kind == ".parquet":
+        frame.write_parquet(buf, compression="zstd", compression_level=1, statistics=False)
+    else:
+        _write_xlsx(frame, buf, f"download{suffix}")
+    return buf.getvalue()
 
-    A lazy frame is streamed to the file (``sink_*``), a slice at a time, so a result of
-    a million rows is never held whole. Parquet is zstd at level 1 (about as small as
-    the default level on these files, at half the time) and without column statistics:
-    a result is read whole, and the min/max of a million traces cost 15% of the write.
+
+def _write_xlsx(frame: pl.DataFrame, target: str | io.BytesIO, source: str) -> None:
+    """A workbook of one sheet: the text CSV gets (:func:`_neutralise`), numbers, booleans
+    and dates as Excel's own. Polars has xlsxwriter write text as text, never as a
+    formula; the leading quote makes a cell that would be one safe in Excel too, once
+    someone edits it. Times are UTC without a zone (Excel has none)."""
+    if frame.height > EXCEL_MAX_ROWS:
+        raise InputError(
+            source,
+            [
+                Problem(
+                    None,
+                    None,
+                    f"{frame.height:,} rows",
+                    f"at most {EXCEL_MAX_ROWS:,} rows in a workbook (write .csv or .parquet)",
+                )
+            ],
+        )
+    zoned = [
+        pl.col(n).dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+        for n, t in frame.schema.items()
+        if isinstance(t, pl.Datetime) and t.time_zone is not None
+    ]
+    # Fitting the column widths reads every cell again: worth it on small files only.
+    _neutralise(frame.with_columns(zoned)).write_excel(
+        target, autofit=frame.height <= 2_000, float_precision=6
+    )
+
+
+def write_table(frame: pl.DataFrame | pl.LazyFrame, path: str | Path) -> Path:
+    """Write ``frame`` as CSV, Parquet or an Excel workbook (by extension), atomically.
+
+    A lazy frame is streamed to a CSV or Parquet file (``sink_*``), a slice at a time, so
+    a result of a million rows is never held whole (a workbook is written whole). Parquet
+    is zstd at level 1 (about as small as the default level on these files, at half the
+    time) and without column statistics: a result is read whole, and the min/max of a
+    million traces cost 15% of the write.
     """
     p = Path(path)
     kind = check_format(p)
@@ -468,6 +621,8 @@ def write_table(frame: pl.DataFrame | pl.LazyFrame, path: str | Path) -> Path:
         lazy = frame.lazy()
         if kind == ".parquet":
             lazy.sink_parquet(tmp, compression="zstd", compression_level=1, statistics=False)
+        elif kind == ".xlsx":
+            _write_xlsx(lazy.collect(), tmp, str(p))
         else:
             _neutralise(lazy).sink_csv(tmp)
         os.replace(tmp, p)

@@ -7,6 +7,7 @@ the dashboard and the docs.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,23 @@ def private_copy(master: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     shutil.copy(master, path)
     monkeypatch.setenv("FRP_DB", str(path))
     return path
+
+
+@pytest.fixture
+def wired(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """Every (file name, details) a download button was wired to audit as an export of
+    personal data (``ui.auth.export_callback``), in the order the page drew them."""
+    from ui import auth
+
+    seen: list[tuple[str, str]] = []
+    real = auth.export_callback
+
+    def spy(subject: str, details: str = "") -> Callable[[], None]:
+        seen.append((subject, details))
+        return real(subject, details)
+
+    monkeypatch.setattr(auth, "export_callback", spy)
+    return seen
 
 
 @pytest.fixture

@@ -269,7 +269,8 @@ def test_an_upload_reads_like_the_cli_and_names_the_uploaded_file() -> None:
 @pytest.mark.parametrize(
     ("data", "name", "expected"),
     [
-        (b"x", "partners.xlsx", "a file ending in .csv or .parquet"),
+        (b"x", "partners.ods", "a file ending in .csv, .parquet or .xlsx"),
+        (b"x", "partners.xlsx", "an Excel workbook, not CSV or other text"),
         (b"\xff\xfe\x00bad", "partners.csv", "UTF-8 text"),
         (b"", "partners.csv", "a header line and rows"),
         (b"not parquet", "partners.parquet", "a Parquet file"),

@@ -161,7 +161,11 @@ def test_email_previews_and_downloads(demo_db: Path) -> None:
     # Three recipients each (customer, partner, PSM), in the customer's language.
     bodies = [t.value for t in at.text if "FastTrack" in t.value and "\n\n" in t.value]
     assert len(bodies) == 9
-    assert len(at.get("download_button")) == 2
+    assert [b.proto.label for b in at.get("download_button")] == [
+        "Download CSV",
+        "Download Parquet",
+        "Download Excel",
+    ]
 
     sim = at.session_state[LATEST_KEY]["round-robin"]
     expected = sim.output()

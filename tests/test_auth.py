@@ -326,19 +326,13 @@ def test_a_download_of_personal_data_is_audited(db: Path, monkeypatch: pytest.Mo
 
 
 def test_the_result_downloads_carry_the_audit_callback(
-    demo_db: Path, monkeypatch: pytest.MonkeyPatch
+    demo_db: Path, wired: list[tuple[str, str]]
 ) -> None:
-    wired: list[str] = []
-    real = auth.export_callback
-
-    def spy(subject: str, details: str = ""):
-        wired.append(subject)
-        return real(subject, details)
-
-    monkeypatch.setattr(auth, "export_callback", spy)
     at = simulate(None)
-    assert len(at.get("download_button")) == 2
-    assert wired[-2:] == ["simulation-round-robin.csv", "simulation-round-robin.parquet"]
+    assert len(at.get("download_button")) == 3
+    assert [subject for subject, _ in wired[-3:]] == [
+        f"simulation-round-robin{suffix}" for suffix in (".csv", ".parquet", ".xlsx")
+    ]
 
 
 # --- Customer names ------------------------------------------------------------------

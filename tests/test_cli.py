@@ -295,10 +295,10 @@ def test_simulate_bad_input_one_line_exit_2(
 
 
 def test_simulate_bad_output_name(frp: Run, files: tuple[Path, Path], tmp_path: Path) -> None:
-    proc = simulate(frp, *files, "o.xlsx")
+    proc = simulate(frp, *files, "o.ods")
     assert proc.returncode == 2
-    assert "o.xlsx" in one_line(proc) and "expected" in proc.stderr
-    assert not (tmp_path / "o.xlsx").exists()
+    assert "o.ods" in one_line(proc) and "expected" in proc.stderr
+    assert not (tmp_path / "o.ods").exists()
 
 
 def test_bad_rules_file_names_the_key(frp: Run, files: tuple[Path, Path], tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 """The Referrals page's CSS hand-off: open CSS referrals per queue, a download of a queue
-for the delivery team (CSV, formulas neutralised, audited as an export of personal
+for the delivery team (CSV or Excel, formulas neutralised, audited as an export of personal
 data), and the hand-off of what was listed (``store.handoff``; managers only).
 
 The download and the hand-off both stop at the newest open referral the page listed
@@ -15,9 +15,9 @@ import re
 import streamlit as st
 
 from store import handoff
-from store.files import csv_text
+from store.files import table_bytes
 from store.referrals import ROW_CAP
-from ui import auth, db, labels, privacy
+from ui import auth, db, downloads, labels, privacy
 from ui.reads import view
 from ui.referrals import TOAST_KEY, capped
 
@@ -25,15 +25,16 @@ QUEUE_KEY = "css_queue"
 RESULT_KEY = "handoff_result"  # ("success" | "error", message) of the last hand-off
 
 
-def file_name(queue: str) -> str:
+def file_name(queue: str, suffix: str = ".csv") -> str:
     """``CSS EMEA`` -> ``css-handoff-css-emea.csv``."""
-    return "css-handoff-" + re.sub(r"[^a-z0-9]+", "-", queue.lower()).strip("-") + ".csv"
+    return "css-handoff-" + re.sub(r"[^a-z0-9]+", "-", queue.lower()).strip("-") + suffix
 
 
-def _csv(queue: str, up_to: int, personal: bool) -> bytes:
-    """The queue's file: whole for a manager, the customers masked for a viewer."""
+def _csv(queue: str, up_to: int, personal: bool, suffix: str = ".csv") -> bytes:
+    """The queue's file (CSV, or ``suffix``): whole for a manager, the customers masked
+    for a viewer."""
     with db.session() as con:
-        return csv_text(handoff.open_referrals(con, queue, up_to, personal=personal)).encode()
+        return table_bytes(handoff.open_referrals(con, queue, up_to, personal=personal), suffix)
 
 
 def _hand_off(queue: str, up_to: int) -> None:
@@ -85,16 +86,13 @@ def css_handoff() -> None:
     st.dataframe(rows, hide_index=True, height=320)
     personal = privacy.personal()
     with st.container(horizontal=True):
-        st.download_button(
-            f"Download {n:,} as CSV",
-            lambda: _csv(queue, last, personal),
-            file_name=file_name(queue),
-            mime="text/csv",
+        downloads.buttons(
+            lambda suffix: _csv(queue, last, personal, suffix),
+            file_name(queue, ""),
             key="css_download",
-            on_click=auth.export_callback(
-                file_name(queue), json.dumps({"queue": queue, "referrals": n, "up_to": last})
-            ),
-            icon=":material/download:",
+            details=json.dumps({"queue": queue, "referrals": n, "up_to": last}),
+            suffixes=(".csv", ".xlsx"),
+            label=f"Download {n:,} as {{format}}",
         )
         st.button(
             f"Hand off {n:,} to delivery",

@@ -5,7 +5,7 @@ The store, the engine and the downloads speak in stable machine names (``partner
 pages, so every page labels its tables and reasons from here, with the same words
 everywhere (the engine's own :attr:`engine.reasons.Reason.words` for reasons), numbers
 rounded for reading, and the glossary in the sidebar explains the terms a new manager
-meets. Downloads (CSV, Parquet) keep the machine names.
+meets. Downloads (CSV, Parquet, Excel) keep the machine names.
 """
 
 from __future__ import annotations

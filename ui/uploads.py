@@ -18,19 +18,20 @@ import polars as pl
 from engine.columns import CUSTOMER_SCHEMA, LIST_SEPARATOR
 from engine.rules import Rules
 from engine.schema import LINE_COLUMN, InputError, validate_customers
-from store.files import check_format, partners_today, read_raw
+from store.files import check_format, partners_today, read_raw, table_bytes
 
 Kind = Literal["partners", "customers"]
 
 
-def _raw(data: bytes, filename: str) -> tuple[pl.DataFrame, int, str]:
-    """The uploaded bytes read as the CLI reads a file; InputError names ``filename``."""
+def _raw(data: bytes, filename: str, kind: Kind) -> tuple[pl.DataFrame, int, str]:
+    """The uploaded bytes read as the CLI reads a file of ``kind`` (a workbook's sheet of
+    that name, else its first); InputError names ``filename``."""
     suffix = check_format(filename)
     with tempfile.TemporaryDirectory(prefix="frp-upload-") as folder:
         path = Path(folder) / f"upload{suffix}"
         path.write_bytes(data)
         try:
-            return read_raw(path)
+            return read_raw(path, kind)
         except InputError as exc:
             raise InputError(filename, exc.problems, exc.total, exc.row_label) from None
 
@@ -43,7 +44,7 @@ def valid_customers(data: bytes, filename: str) -> tuple[pl.DataFrame, list[int]
     """For a what-if only (an import takes a file whole or not at all): the customers of
     the rows without a problem, and the numbers of the rows left out. None when the file
     itself is wrong (a header problem: no row can be trusted) or no row is valid."""
-    raw, first, label = _raw(data, filename)
+    raw, first, label = _raw(data, filename, "customers")
     if LINE_COLUMN not in raw.columns:  # keep each row's own number once rows are dropped
         raw = raw.with_row_index(LINE_COLUMN, offset=first).with_columns(
             pl.col(LINE_COLUMN).cast(pl.Int64)
@@ -65,6 +66,15 @@ def valid_customers(data: bytes, filename: str) -> tuple[pl.DataFrame, list[int]
 
 def template_csv() -> bytes:
     """A customers file with the expected header and one example row, to fill in."""
+    return table_bytes(_template(), ".csv")
+
+
+def template_xlsx() -> bytes:
+    """:func:`template_csv` as a workbook: every cell text, as a person types it."""
+    return table_bytes(_template(), ".xlsx")
+
+
+def _template() -> pl.DataFrame:
     example = {
         "tenant_id": "T000001",
         "name": "Example Company Ltd",
@@ -77,9 +87,7 @@ def template_csv() -> bytes:
         "contact_email": "it@example.com",
     }
     row = {c: example.get(c, "") for c in CUSTOMER_SCHEMA}
-    return (
-        pl.DataFrame([row], schema=dict.fromkeys(CUSTOMER_SCHEMA, pl.String)).write_csv().encode()
-    )
+    return pl.DataFrame([row], schema=dict.fromkeys(CUSTOMER_SCHEMA, pl.String))
 
 
 def read_upload(
@@ -89,7 +97,7 @@ def read_upload(
 
     Partners are checked on the clock's date, a pause ending at most ``max_pause_days``
     after it, as ``frp import`` checks them."""
-    raw, first, label = _raw(data, filename)
+    raw, first, label = _raw(data, filename, kind)
     if kind == "partners":
         return partners_today(raw, filename, first, label, max_pause_days)
     return validate_customers(raw, filename, first_row=first, row_label=label)

@@ -18,10 +18,8 @@ and the database file must stay free for `frp` and other sessions meanwhile.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -31,7 +29,7 @@ from engine.reasons import Policy, Reason
 from engine.rules import Rules
 from engine.simulation import Simulation
 from store.commits import Prepared
-from store.files import write_table
+from store.files import table_bytes
 
 #: Session keys. The Fairness page reads LATEST_KEY (policy name -> Simulation).
 LATEST_KEY = "latest_simulations"
@@ -134,9 +132,7 @@ def run_policies(
 
 def result_bytes(frame: pl.DataFrame, suffix: str) -> bytes:
     """A result as the CLI would write it (``store.files.write_table``), as bytes."""
-    with tempfile.TemporaryDirectory(prefix="frp-download-") as folder:
-        path = write_table(frame, Path(folder) / f"result{suffix}")
-        return path.read_bytes()
+    return table_bytes(frame, suffix)
 
 
 def describe_overrides(rules: Rules, defaults: Rules) -> str:

@@ -19,10 +19,10 @@ from engine.columns import LIST_SEPARATOR
 from engine.schema import InputError
 from store import state
 from store.commits import Prepared, prepare
-from ui import db, privacy
+from ui import db, downloads, privacy
 from ui.labels import plural
 from ui.simulation.freshness import digest, keep
-from ui.uploads import read_upload, template_csv, valid_customers
+from ui.uploads import read_upload, template_csv, template_xlsx, valid_customers
 
 Source = Literal["backlog", "upload", "synthetic"]
 BACKLOG_LABEL = "FTCQ backlog"
@@ -75,8 +75,8 @@ def choose(backlog: int) -> Choice:
         return Choice(source)
     expected_columns()
     file = st.file_uploader(
-        "Customers file (.csv or .parquet), one customer per row, in cohort order",
-        type=["csv", "parquet"],
+        "Customers file (.csv, .parquet or .xlsx), one customer per row, in cohort order",
+        type=["csv", "parquet", "xlsx"],
         key="cohort_file",
     )
     if file is None:
@@ -93,6 +93,9 @@ def choose(backlog: int) -> Choice:
     st.success(f"{file.name}: {plural(uploaded.height, 'customer')} ready to simulate.")
     return Choice(source, uploaded, file.name, fingerprint)
 
+
+#: The template to fill in, in each format offered.
+TEMPLATES = {".csv": template_csv, ".xlsx": template_xlsx}
 
 #: The columns of a customers file, as a person fills them in.
 COLUMNS = {
@@ -113,14 +116,15 @@ def expected_columns() -> None:
     template to fill in."""
     with st.expander("Expected columns and a template", expanded=True):
         st.markdown("\n".join(f"- `{c}`: {w}" for c, w in COLUMNS.items()))
-        st.download_button(
-            "Download template (CSV)",
-            template_csv(),
-            file_name="customers-template.csv",
-            mime="text/csv",
-            key="cohort_template",
-            icon=":material/download:",
-        )
+        with st.container(horizontal=True):
+            downloads.buttons(
+                lambda suffix: TEMPLATES[suffix](),
+                "customers-template",
+                key="cohort_template",
+                suffixes=tuple(TEMPLATES),
+                label="Download template ({format})",
+                audited=False,  # an invented example row, nobody's data
+            )
 
 
 def _valid_part(bad: Choice, data: bytes) -> Choice:

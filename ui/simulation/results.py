@@ -15,7 +15,7 @@ import streamlit as st
 
 from engine.reasons import Reason
 from store.notify import referral_messages
-from ui import auth, charts
+from ui import charts, downloads
 from ui import labels as human
 from ui.simulation import SimulationRun, policy_words, reason_words, result_bytes
 from ui.simulation.comparison import (
@@ -30,7 +30,6 @@ from ui.simulation.why import customer_table, explain
 
 #: Customers listed in the per-customer table (the downloads hold all of them).
 TABLE_ROWS = 5_000
-DOWNLOAD_PARQUET = "application/vnd.apache.parquet"
 
 
 def email_preview(run: SimulationRun, policy: str, limit: int = 3) -> pl.DataFrame:
@@ -206,22 +205,16 @@ def show_customers(run: SimulationRun, policy: str) -> None:
 
 
 def show_downloads(run: SimulationRun, policy: str) -> None:
-    """One policy's whole result as CSV and Parquet; each download goes into the audit
-    log as an export of personal data."""
+    """One policy's whole result as CSV, Parquet and Excel; each download goes into the
+    audit log as an export of personal data."""
     result = run.simulations[policy].output()
-    name = f"simulation-{policy}"
-    formats = {".csv": ("CSV", "text/csv"), ".parquet": ("Parquet", DOWNLOAD_PARQUET)}
     with st.container(horizontal=True):
-        for suffix, (label, mime) in formats.items():
-            st.download_button(
-                f"Download {label}",
-                lambda suffix=suffix: result_bytes(result, suffix),
-                file_name=f"{name}{suffix}",
-                mime=mime,
-                key=f"download_{suffix[1:]}",
-                on_click=auth.export_callback(f"{name}{suffix}", run.source),
-                icon=":material/download:",
-            )
+        downloads.buttons(
+            lambda suffix: result_bytes(result, suffix),
+            f"simulation-{policy}",
+            key="download",
+            details=run.source,
+        )
 
 
 def show_emails(run: SimulationRun, policy: str) -> None:
