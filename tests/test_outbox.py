@@ -670,6 +670,8 @@ def test_messages_queued_before_html_go_as_text(db: Path, server: Server) -> Non
     raw.execute("ALTER TABLE outbox DROP COLUMN body_html")
     for table, column in (("partners", "sizes"), ("referrals", "part"), ("referrals", "workloads")):
         raw.execute(f"ALTER TABLE {table} DROP COLUMN {column}")  # version 3's
+    raw.execute("ALTER TABLE runs DROP COLUMN rules_version")  # version 4's
+    raw.execute("DROP TABLE rules_versions")
     raw.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     raw.close()
     con = connect(db)
