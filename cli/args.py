@@ -8,8 +8,13 @@ imports back from the entry point.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING
 
 from engine.reasons import Policy
@@ -38,13 +43,45 @@ class Interrupted(Exception):
     """Ctrl-C, with what the store says was saved (exit 130)."""
 
 
+class _CtrlC:
+    """Whether a Ctrl-C reached the command being run (:func:`watching_ctrl_c`)."""
+
+    seen = False
+
+
+def _on_sigint(signum: int, frame: FrameType | None) -> None:
+    _CtrlC.seen = True
+    signal.default_int_handler(signum, frame)  # KeyboardInterrupt, as Python's own handler
+
+
+@contextmanager
+def watching_ctrl_c() -> Iterator[None]:
+    """Remember a Ctrl-C while a command runs, so that :func:`is_interrupt` knows it even when
+    a library turned the KeyboardInterrupt into an error of its own: numpy reports one raised
+    inside a structured-array comparison as "TypeError: Cannot compare structured arrays".
+    Python's own handler is kept otherwise; outside the main thread nothing is changed."""
+    _CtrlC.seen = False
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGINT) if main else None
+    if previous is not signal.default_int_handler:  # Ctrl-C ignored, or handled elsewhere
+        yield
+        return
+    signal.signal(signal.SIGINT, _on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def is_interrupt(exc: BaseException) -> bool:
     """Ctrl-C in any of its forms: Python's KeyboardInterrupt, DuckDB's InterruptException
-    for a query it stopped, and the RuntimeError "Query interrupted" DuckDB raises when the
-    query was feeding a Polars or Arrow result (DuckDB not imported for commands without it)."""
+    for a query it stopped, the RuntimeError "Query interrupted" DuckDB raises when the
+    query was feeding a Polars or Arrow result (DuckDB not imported for commands without
+    it), and any error at all once a Ctrl-C has arrived (:func:`watching_ctrl_c`)."""
     duckdb = sys.modules.get("duckdb")
     return (
-        isinstance(exc, KeyboardInterrupt)
+        _CtrlC.seen
+        or isinstance(exc, KeyboardInterrupt)
         or (duckdb is not None and isinstance(exc, duckdb.InterruptException))
         or (type(exc) is RuntimeError and str(exc).startswith("Query interrupted"))
     )

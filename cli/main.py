@@ -22,6 +22,7 @@ from cli.args import (
     Parser,
     UsageError,
     is_interrupt,
+    watching_ctrl_c,
 )
 from engine.rules import RulesError
 from engine.schema import InputError
@@ -60,6 +61,11 @@ def _now_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    with watching_ctrl_c():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = None
     try:
         args = build_parser().parse_args(argv)
