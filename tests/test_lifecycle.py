@@ -156,7 +156,7 @@ def test_decline_reassigns_never_to_a_decliner_then_css_after_max_declines(world
     assert statuses == [
         ("declined", "at_capacity"),
         ("declined", "outside_service_area"),
-        ("active", None),
+        ("queued", None),  # the CSS referral waits for the hand-off
     ]
 
 
