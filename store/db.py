@@ -53,12 +53,6 @@ OPEN_SQL = "(" + ", ".join(f"'{s}'" for s in OPEN_STATUSES) + ")"
 #: (declined, expired) ended the referral without completion, so its unsent messages and
 #: its open FTOP task are cancelled (docs/domain.md, "Referral life cycle").
 DELIVERABLE = (*OPEN_STATUSES, "completed")
-#: A referral's status as readers see it. Stores written before ``queued`` existed hold
-#: CSS referrals waiting for the hand-off as ``active`` (until migration 4 rewrites
-#: them); read through this, they are ``queued`` like those written since.
-STATUS_SQL = f"CASE WHEN outcome = 'css' AND status = 'active' THEN '{QUEUED}' ELSE status END"
-#: The referrals table with :data:`STATUS_SQL` as its status, for ``FROM {REFERRALS_SQL} r``.
-REFERRALS_SQL = f"(SELECT * REPLACE ({STATUS_SQL} AS status) FROM referrals)"
 
 #: The shape of the store's tables; store/migrations.py has one step per version since 1.
 SCHEMA_VERSION = 4

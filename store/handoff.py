@@ -10,9 +10,8 @@ A handed-off referral holds no partner seat (CSS referrals never do) but stays o
 its customer: later runs skip the customer and a re-import does not put it back in the
 FTCQ (``store.db.OPEN_STATUSES``). See docs/domain.md, "Referral life cycle".
 
-Every read here sees statuses through ``store.db.REFERRALS_SQL``: a store written before
-``queued`` existed keeps its waiting CSS referrals as ``active``, and they are listed and
-handed off all the same.
+Stores written before ``queued`` existed kept waiting CSS referrals as ``active``; the
+step to schema version 4 (store/migrations.py) makes them ``queued``.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ import polars as pl
 
 from engine.reasons import Outcome
 from store import clock, state
-from store.db import QUEUED, REFERRALS_SQL, registered, transaction
+from store.db import QUEUED, registered, transaction
 from store.errors import StoreError
 from store.privacy import customers_sql
 
@@ -79,7 +78,7 @@ def queues(con: state.Con) -> pl.DataFrame:
         SELECT queue, count(*) FILTER (WHERE status = '{QUEUED}') AS open,
                count(*) FILTER (WHERE status = '{HANDED_OFF}') AS handed_off,
                max(referral_id) FILTER (WHERE status = '{QUEUED}') AS last_open
-        FROM {REFERRALS_SQL} WHERE outcome = '{Outcome.CSS.value}'
+        FROM referrals WHERE outcome = '{Outcome.CSS.value}'
         GROUP BY queue ORDER BY queue
         """,
     )
@@ -106,7 +105,7 @@ def open_referrals(
                coalesce(r.workloads, r.eligible_workloads) AS eligible_workloads,
                c.gateway, c.contact_email, r.queue, r.reason,
                r.created_at, r.referral_id
-        FROM {REFERRALS_SQL} r LEFT JOIN {customers_sql(personal)} c USING (tenant_id)
+        FROM referrals r LEFT JOIN {customers_sql(personal)} c USING (tenant_id)
         WHERE {_OPEN_CSS} AND r.queue = ? AND {_UP_TO}
         ORDER BY r.referral_id
         LIMIT ?
@@ -153,7 +152,7 @@ def _queue_targets(con: state.Con, queue: str, up_to: int | None) -> pl.DataFram
     _known(con, queue)
     return state.query(
         con,
-        f"SELECT r.referral_id, r.queue FROM {REFERRALS_SQL} r WHERE {_OPEN_CSS} AND r.queue = ? "
+        f"SELECT r.referral_id, r.queue FROM referrals r WHERE {_OPEN_CSS} AND r.queue = ? "
         f"AND {_UP_TO} ORDER BY r.referral_id",
         [queue, up_to],
     )
@@ -165,7 +164,7 @@ def _chosen(con: state.Con, referral_ids: list[int]) -> pl.DataFrame:
         raise StoreError("no referral given to hand off")
     found = state.query(
         con,
-        f"SELECT referral_id, outcome, status, queue FROM {REFERRALS_SQL} "
+        "SELECT referral_id, outcome, status, queue FROM referrals "
         "WHERE list_contains(?, referral_id) ORDER BY referral_id",
         [sorted(set(referral_ids))],
     )

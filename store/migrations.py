@@ -35,6 +35,7 @@ from store import rules
 from store.db import (
     DDL,
     PARTNER_STATE,
+    QUEUED,
     RULES_VERSIONS,
     SCHEMA_VERSION,
     damaged,
@@ -82,7 +83,13 @@ def _to_3(con: duckdb.DuckDBPyConnection) -> None:
 def _to_4(con: duckdb.DuckDBPyConnection) -> None:
     """Version 3 to 4: the team's rules in the store (store/rules.py). Version 1 is the
     shipped data/rules.toml, which the store's commands used until now; the runs made
-    before record no version (NULL), though each keeps the rules text it ran with."""
+    before record no version (NULL), though each keeps the rules text it ran with.
+
+    A CSS referral waiting for its hand-off gets a status of its own, ``queued``; before,
+    it waited as ``active``, the status of a partner referral waiting for an answer."""
+    con.execute(
+        f"UPDATE referrals SET status = '{QUEUED}' WHERE outcome = 'css' AND status = 'active'"
+    )
     con.execute(RULES_VERSIONS)
     con.execute("ALTER TABLE runs ADD COLUMN rules_version BIGINT")
     rules.seed(con, "data/rules.toml, when the store was brought to schema version 4")

@@ -29,7 +29,6 @@ import polars as pl
 from engine.reasons import Outcome
 from store import rules as team_rules
 from store import state
-from store.db import REFERRALS_SQL
 from store.notify import referral_messages, reminder_messages
 from store.privacy import customers_sql, mask_sql
 from store.state import Con
@@ -115,14 +114,14 @@ def referral_options(con: Con) -> dict[str, Any]:
     first) and ``history``, the number of referrals imported without a run."""
     row = state.query(
         con,
-        f"""
+        """
         SELECT
           coalesce(list_sort(list_distinct(list(outcome))), []) AS outcomes,
           coalesce(list_sort(list_distinct(list(status))), []) AS statuses,
           coalesce(list_sort(list_distinct(list(reason))), []) AS reasons,
           (SELECT coalesce(list_sort(list(run_id), 'DESC'), []) FROM runs) AS runs,
           count(*) FILTER (WHERE run_id IS NULL) AS history
-        FROM {REFERRALS_SQL}
+        FROM referrals
         """,
     ).row(0, named=True)
     return {
@@ -149,8 +148,8 @@ def _count(con: Con, source: str, where: tuple[str, list[Any]]) -> int:
 
 
 def _referral_from(personal: bool) -> str:
-    """Referrals (their status as readers see it) with their customers."""
-    return f"FROM {REFERRALS_SQL} r LEFT JOIN {customers_sql(personal)} c USING (tenant_id) "
+    """Referrals with their customers."""
+    return f"FROM referrals r LEFT JOIN {customers_sql(personal)} c USING (tenant_id) "
 
 
 def referral_count(

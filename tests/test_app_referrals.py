@@ -14,7 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from store import clock, lifecycle
-from store.db import REFERRALS_SQL, connect
+from store.db import connect
 from store.handoff import EXPORT_COLUMNS
 from store.notify import ROLES, message_id
 from tests.app_helpers import VIEWER, chart_titles, open_app, open_page, row, rows
@@ -58,10 +58,9 @@ def test_filters_change_the_referrals(db: Path) -> None:
     assert metric(at, "Referrals matching") == f"{css:,}"
     at.multiselect(key="ref_reason").set_value(["no_partner_match"]).run()
     at.multiselect(key="ref_status").set_value(["queued"]).run()
-    (n,) = row(  # the demo's history was written as `active` (store.db.REFERRALS_SQL)
+    (n,) = row(
         db,
-        f"SELECT count(*) FROM {REFERRALS_SQL} WHERE reason = 'no_partner_match' "
-        "AND status = 'queued'",
+        "SELECT count(*) FROM referrals WHERE reason = 'no_partner_match' AND status = 'queued'",
     )
     assert metric(at, "Referrals matching") == f"{n:,}"
     assert set(at.dataframe[0].value["reason"]) == {"No partner matches"}  # in words
@@ -542,7 +541,7 @@ def test_css_queues_and_the_hand_off_of_one(db: Path) -> None:
     open_by_queue = dict(
         rows(
             db,
-            f"SELECT queue, count(*) FILTER (WHERE status = 'queued') FROM {REFERRALS_SQL} "
+            "SELECT queue, count(*) FILTER (WHERE status = 'queued') FROM referrals "
             "WHERE outcome = 'css' GROUP BY queue",
         )
     )
@@ -572,7 +571,7 @@ def test_css_download_is_the_export_and_is_audited(db: Path, wired: list[tuple[s
     queue = at.selectbox(key="css_queue").value
     (n, last) = row(
         db,
-        f"SELECT count(*), max(referral_id) FROM {REFERRALS_SQL} WHERE outcome = 'css' "
+        "SELECT count(*), max(referral_id) FROM referrals WHERE outcome = 'css' "
         "AND status = 'queued' AND queue = ?",
         [queue],
     )

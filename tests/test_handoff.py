@@ -90,37 +90,6 @@ def test_a_css_referral_waits_as_queued_not_active(con) -> None:
     assert handoff.queues(con)["open"].to_list() == [3]
 
 
-def legacy(con: duckdb.DuckDBPyConnection) -> None:
-    """The store as written before `queued` existed: CSS referrals waiting as `active`."""
-    con.execute("UPDATE referrals SET status = 'active' WHERE outcome = 'css'")
-
-
-def test_css_referrals_stored_active_by_an_older_version_read_as_queued(con) -> None:
-    from store import referrals
-
-    legacy(con)
-    s1, s2, s3 = ids(con, "S1", "S2", "S3")
-    assert referrals.referral_options(con)["statuses"] == ["active", "queued"]
-    rows = referrals.referral_rows(con, referrals.ReferralFilter(statuses=("queued",)))
-    assert sorted(rows["referral_id"]) == [s1, s2, s3]
-    assert set(rows["status"]) == {"queued"}
-    assert referrals.referral_detail(con, s1)["status"] == "queued"
-    assert handoff.queues(con)["open"].to_list() == [3]
-    assert handoff.open_referrals(con, QUEUE)["referral_id"].to_list() == [s1, s2, s3]
-    assert handoff.hand_off(con, referral_ids=[s1]).referral_ids == (s1,)
-    assert handoff.hand_off(con, queue=QUEUE).referral_ids == (s2, s3)
-    assert statuses(con) == {
-        "T1": "active",
-        "S1": "handed_off",
-        "S2": "handed_off",
-        "S3": "handed_off",
-    }
-    (details,) = con.execute(
-        "SELECT details FROM audit_log WHERE action = 'css_handoff' ORDER BY id LIMIT 1"
-    ).fetchall()[0]
-    assert json.loads(details)["before"] == {"status": "queued"}
-
-
 def test_a_queue_is_handed_off_once_with_an_audit_entry_per_referral(con) -> None:
     done = handoff.hand_off(con, queue=QUEUE, actor="ann")
     assert done.referral_ids == tuple(ids(con, "S1", "S2", "S3"))

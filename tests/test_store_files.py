@@ -192,6 +192,31 @@ def test_a_version_3_store_gets_the_shipped_rules_as_version_1_and_its_runs_none
     ]
 
 
+def test_a_version_3_store_gives_css_referrals_waiting_for_the_hand_off_their_status(
+    tmp_path: Path,
+) -> None:
+    """Version 3 kept a CSS referral waiting for its hand-off as `active`, a partner
+    referral's status; version 4 gives it `queued`, and leaves partner referrals and
+    handed-off CSS referrals as they were."""
+    db = at_version(tmp_path / "old.duckdb", 3)
+    raw = duckdb.connect(str(db))
+    try:
+        for rid, status in ((2, "active"), (3, "handed_off")):
+            raw.execute(
+                f"INSERT INTO referrals SELECT * REPLACE ({rid} AS referral_id, 'css' AS outcome, "
+                f"NULL AS partner_id, 'CSS EMEA' AS queue, '{status}' AS status) "
+                "FROM referrals WHERE referral_id = 1"
+            )
+    finally:
+        raw.close()
+    connect(db).close()
+    assert db_rows(db, "SELECT referral_id, outcome, status FROM referrals ORDER BY 1") == [
+        (1, "frp", "active"),
+        (2, "css", "queued"),
+        (3, "css", "handed_off"),
+    ]
+
+
 def test_a_new_store_starts_from_the_shipped_rules(tmp_path: Path) -> None:
     con = connect(tmp_path / "new.duckdb")
     try:
@@ -315,13 +340,19 @@ def test_reads_never_fall_back_to_python_variables(tmp_path: Path) -> None:
 
 
 def _overwrite(data: bytes) -> bytes:
-    quarter = len(data) // 4
-    return data[:quarter] + b"\xa5" * (2 * quarter) + data[3 * quarter :]
+    """512 bytes overwritten every 64 KiB after the file's headers, so that whichever
+    blocks a command reads, one is damaged: a damaged block that no query reads goes
+    unseen (DuckDB checks a block when it reads it), and the demo's middle half holds
+    blocks `frp fairness` never reads."""
+    out = bytearray(data)
+    for at in range(3 * 4096, len(out) - 512, 64 * 1024):
+        out[at : at + 512] = b"\xa5" * 512
+    return bytes(out)
 
 
 DAMAGE = {
     "bytes overwritten at the start": lambda b: b[:100] + b"\x00" * 4000 + b[4100:],
-    "bytes overwritten in the middle": _overwrite,
+    "bytes overwritten in every block": _overwrite,
     "truncated": lambda b: b[: len(b) // 2],
 }
 
