@@ -480,14 +480,18 @@ class RunRecord:
     split_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
-def trace_texts(sim: Simulation, run: RunRecord) -> tuple[np.ndarray, pl.Series]:
-    """Each customer's trace code, and the text of each code (``sim`` before its traces).
+def trace_texts(sim: Simulation, run: RunRecord) -> tuple[np.ndarray, pl.Series, pl.Series]:
+    """Each customer's trace code, the text of each code, and whether that text is only
+    the head of a placed customer's trace (``sim`` before its traces).
 
-    Customers whose traces read the same values (signature, full partners, chosen
-    partner, the policy's detail; or the eligibility check and what it names) share one
-    text, so a million rows cost one pass of grouping plus the few distinct texts.
+    Customers whose traces read the same values (signature, full partners, the failing
+    check and what it names) share one text, so a million rows cost one pass of grouping
+    plus the few distinct texts. A placed customer's trace ends with its own choice (the
+    partner and the turn or load it went by), different for every customer: that end is
+    not kept but spelled out from the row when the trace is read (:func:`chose_expr`),
+    so the texts a run keeps do not grow with its placements.
     """
-    code, first, kinds = _trace_codes(sim.rows, run)
+    code, first, kinds = _trace_codes(sim.rows, run, _parted_rows(sim))
     reps = _representatives(sim, run, first)
     exprs = _trace_exprs(sim.policy, sim.rules)
     # A slice of rows at a time: the sentences are built from several columns of text,
@@ -499,41 +503,63 @@ def trace_texts(sim: Simulation, run: RunRecord) -> tuple[np.ndarray, pl.Series]
             parts.append(piece.select(exprs[kind].alias("trace")).to_series())
         start += size
     texts = pl.concat(parts) if parts else pl.Series("trace", [], dtype=pl.String)
-    return code, texts
+    head = np.repeat([kind == "placed" for kind, _ in kinds], [size for _, size in kinds])
+    return code, texts, pl.Series("trace_head", head, dtype=pl.Boolean)
+
+
+def chose_expr(policy: Policy, partner: pl.Expr) -> pl.Expr:
+    """The end of a placed customer's trace (the partner chosen and why), column-wise
+    from a run's row (its ``prev`` turn or ``load_after``)."""
+    return pl.format(_CHOSE, partner, _why_chosen_expr(policy))
+
+
+def _parted_rows(sim: Simulation) -> np.ndarray:
+    """The customers with parts (split, or with a CSS part): their traces are whole."""
+    if sim.parts is None or sim.parts.height == 0:
+        return np.zeros(0, dtype=np.int64)
+    return sim.parts.get_column("row").unique().to_numpy().astype(np.int64)
 
 
 def _trace_codes(
-    rows: pl.DataFrame, run: RunRecord
+    rows: pl.DataFrame, run: RunRecord, parted: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, int]]]:
     """Per customer its trace code; the first row of each code; and the kinds of trace
-    (see :func:`_trace_exprs`) with how many codes each, in code order."""
+    (see :func:`_trace_exprs`) with how many codes each, in code order. ``parted``: the
+    customers with parts."""
     n = rows.height
-    chosen = run.choices.chosen
-    placed = chosen >= 0
+    placed = run.choices.chosen >= 0
     has_sig = run.sig_of >= 0
     code = np.empty(n, dtype=np.int32)
     firsts: list[np.ndarray] = []
     kinds: list[tuple[str, int]] = []
-    # a. Placed customers: (chosen partner, its turn or load) never repeats, one text each;
-    # so do split customers (their parts).
+    pool_sizes = np.array([p.size for p in run.pools] + [0], dtype=np.int64)
+    whole = np.zeros(n, dtype=bool)
+    whole[parted] = True
     split = np.zeros(n, dtype=bool)
     split[run.split_rows] = True
     offset = 0
-    for kind, at in (("placed", np.flatnonzero(placed & ~split)), ("split", run.split_rows)):
-        if at.size or kind == "placed":
+    # a. Placed customers without parts: the head of the text (up to the choice) depends
+    # on the signature and n_full only; b. matched but not placed: so does the whole text.
+    # c. Placed customers with parts (their words) and split customers: one text each.
+    for kind, at in (
+        ("placed", np.flatnonzero(placed & ~whole)),
+        ("whole", np.flatnonzero(placed & whole & ~split)),
+        ("split", run.split_rows),
+        ("missed", np.flatnonzero(has_sig & ~placed)),
+    ):
+        if not at.size:
+            continue
+        if kind in ("placed", "missed"):
+            first, pair = _distinct_pairs(
+                at, run.sig_of, run.choices.n_full, run.sig_pool, pool_sizes
+            )
+            code[at] = offset + pair
+            at = at[first]
+        else:
             code[at] = offset + np.arange(at.size)
-            firsts.append(at)
-            kinds.append((kind, at.size))
-            offset += at.size
-    # b. Matched but not placed: the text depends on the signature and n_full only.
-    at = np.flatnonzero(has_sig & ~placed)
-    if at.size:
-        pool_sizes = np.array([p.size for p in run.pools] + [0], dtype=np.int64)
-        first, pair = _distinct_pairs(at, run.sig_of, run.choices.n_full, run.sig_pool, pool_sizes)
-        code[at] = offset + pair
-        firsts.append(at[first])
-        kinds.append(("missed", first.size))
-        offset += first.size
+        firsts.append(at)
+        kinds.append((kind, at.size))
+        offset += at.size
     del at
     # c. Not FRP-eligible: the failing check, what it names, and the CSS queue (country).
     if not has_sig.all():
@@ -562,7 +588,7 @@ def _trace_codes(
         )
         firsts.append(groups.list.first().to_numpy().astype(np.int64))
         kinds.append(("css", groups.len()))
-    return code, np.concatenate(firsts), kinds
+    return code, np.concatenate(firsts or [np.zeros(0, dtype=np.int64)]), kinds
 
 
 def _distinct_pairs(
@@ -618,7 +644,7 @@ def _representatives(sim: Simulation, run: RunRecord, first: np.ndarray) -> pl.D
         pl.Series("n_full", n_full),
         pl.Series("n_matching", sizes[pool]),  # pool -1 picks the trailing 0
         _full_ids(lk.partner_ids, rank, run.pools, pool, n_full),
-        pl.Series("prev_stamp", run.choices.prev[first]),
+        pl.Series("prev", run.choices.prev[first]),
         pl.Series("load_after", run.choices.load_after[first]),
         *_parts_words(sim, first),
     )
@@ -689,9 +715,10 @@ def _full_ids(
 def _trace_exprs(policy: Policy, rules: Rules) -> dict[str, pl.Expr]:
     """The trace, column-wise, for each kind of customer :func:`_trace_codes` groups.
 
-    One expression per kind (placed, matched but not placed, not FRP-eligible), each run
-    on its own rows only: polars computes every branch of a when/then for every row, and
-    a trace is a few hundred characters.
+    One expression per kind (placed: the head only, up to the choice; placed with parts;
+    split; matched but not placed; not FRP-eligible), each run on its own rows only:
+    polars computes every branch of a when/then for every row, and a trace is a few
+    hundred characters.
     """
     c = pl.col
     to_css = pl.format(_TO_QUEUE, c("css_queue"))
@@ -722,13 +749,8 @@ def _trace_exprs(policy: Policy, rules: Rules) -> dict[str, pl.Expr]:
         .then(pl.concat_str(c("match_trace"), pl.lit(_NO_MATCH), to_css))
         .otherwise(pl.concat_str(c("match_trace"), pl.lit("; "), full, exhausted, to_css))
     )
-    placed = pl.concat_str(
-        c("match_trace"),
-        pl.lit("; "),
-        full,
-        pl.format(_CHOSE, c("partner_id"), _why_chosen_expr(policy)),
-        c("css_words"),
-    )
+    placed = pl.concat_str(c("match_trace"), pl.lit("; "), full)
+    whole = pl.concat_str(placed, chose_expr(policy, c("partner_id")), c("css_words"))
     split = pl.concat_str(
         c("match_trace"),
         pl.when(c("pool").is_null() | (c("pool") < 0))
@@ -737,7 +759,7 @@ def _trace_exprs(policy: Policy, rules: Rules) -> dict[str, pl.Expr]:
         c("split_words"),
         c("css_words"),
     )
-    return {"placed": placed, "split": split, "missed": missed, "css": css}
+    return {"placed": placed, "whole": whole, "split": split, "missed": missed, "css": css}
 
 
 def _failed_check_expr(rules: Rules) -> pl.Expr:
@@ -776,8 +798,8 @@ def _why_chosen_expr(policy: Policy) -> pl.Expr:
         detail = pl.format(_LOAD, c("load_after"))
     else:
         detail = (
-            pl.when(c("prev_stamp") >= 0)
-            .then(pl.format(_TURN, c("prev_stamp")))
+            pl.when(c("prev") >= 0)
+            .then(pl.format(_TURN, c("prev")))
             .otherwise(pl.lit(_NEVER))
         )
     return pl.format(_BECAUSE, pl.lit(_WHY[policy]), detail)
