@@ -207,15 +207,16 @@ def show_customers(run: SimulationRun, policy: str) -> None:
 
 def show_downloads(run: SimulationRun, policy: str) -> None:
     """One policy's whole result as CSV and Parquet; each download goes into the audit
-    log as an export of personal data."""
-    result = run.simulations[policy].output()
+    log as an export of personal data. The file is made when it is asked for, not on
+    every rerun of the page."""
+    sim = run.simulations[policy]
     name = f"simulation-{policy}"
     formats = {".csv": ("CSV", "text/csv"), ".parquet": ("Parquet", DOWNLOAD_PARQUET)}
     with st.container(horizontal=True):
         for suffix, (label, mime) in formats.items():
             st.download_button(
                 f"Download {label}",
-                lambda suffix=suffix: result_bytes(result, suffix),
+                lambda suffix=suffix: result_bytes(sim.output(), suffix),
                 file_name=f"{name}{suffix}",
                 mime=mime,
                 key=f"download_{suffix[1:]}",
