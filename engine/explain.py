@@ -492,14 +492,15 @@ def trace_texts(sim: Simulation, run: RunRecord) -> tuple[np.ndarray, pl.Series,
     so the texts a run keeps do not grow with its placements.
     """
     code, first, kinds = _trace_codes(sim.rows, run, _parted_rows(sim))
-    reps = _representatives(sim, run, first)
+    reps = _Representatives(sim, run)
     exprs = _trace_exprs(sim.policy, sim.rules)
-    # A slice of rows at a time: the sentences are built from several columns of text,
-    # and a run can have a few hundred thousand distinct ones (`optimal` at 1M: 220k).
+    # A slice of rows at a time, from the representatives' columns on: the sentences are
+    # built from several columns of text, and a run can have a few hundred thousand
+    # distinct ones (`optimal` at 1M: 220k).
     parts, start = [], 0
     for kind, size in kinds:
         for at in range(start, start + size, TRACE_SLICE):
-            piece = reps.slice(at, min(TRACE_SLICE, start + size - at))
+            piece = reps.frame(first[at : min(at + TRACE_SLICE, start + size)])
             parts.append(piece.select(exprs[kind].alias("trace")).to_series())
         start += size
     texts = pl.concat(parts) if parts else pl.Series("trace", [], dtype=pl.String)
@@ -619,49 +620,65 @@ def _distinct_pairs(
     return first, inverse.reshape(-1)
 
 
-def _representatives(sim: Simulation, run: RunRecord, first: np.ndarray) -> pl.DataFrame:
-    """One row per distinct trace, with every column :func:`_trace_exprs` reads."""
-    lk = sim.lookup
-    sig = run.sig_of[first]
-    pool = run.pool[first]
-    n_full = run.choices.n_full[first]
-    sizes = np.array([p.size for p in run.pools] + [0], dtype=np.int64)
-    rank = _fill_rank(sim.partners)
-    sig_text = pl.Series([*run.sig_trace, None], dtype=pl.String)
-    return sim.rows[first].select(
-        pl.when(pl.Series(sig < 0)).then(gather(REASONS, "reason")).alias("pre_reason"),
-        "seats",
-        gather(lk.workloads.get_column("workloads"), "wid").alias("workloads"),
-        gather(lk.workloads.get_column("eligible"), "wid").alias("eligible"),
-        "excluded",
-        "reason",
-        pl.col("country")
-        .replace_strict(lk.queue_of_country, return_dtype=pl.String)
-        .alias("css_queue"),
-        gather(lk.partner_ids, "chosen").alias("partner_id"),
-        sig_text.gather(pl.Series(sig)).alias("match_trace"),
-        pl.Series("pool", np.where(sig >= 0, pool, -1)).set(pl.Series(sig < 0), None),
-        pl.Series("n_full", n_full),
-        pl.Series("n_matching", sizes[pool]),  # pool -1 picks the trailing 0
-        _full_ids(lk.partner_ids, rank, run.pools, pool, n_full),
-        pl.Series("prev", run.choices.prev[first]),
-        pl.Series("load_after", run.choices.load_after[first]),
-        *_parts_words(sim, first),
-    )
+class _Representatives:
+    """The columns :func:`_trace_exprs` reads, for one row per distinct trace: what all
+    rows share is worked out once, and :meth:`frame` gives the rows of a slice."""
+
+    def __init__(self, sim: Simulation, run: RunRecord) -> None:
+        self.sim, self.run = sim, run
+        self.sizes = np.array([p.size for p in run.pools] + [0], dtype=np.int64)
+        self.rank = _fill_rank(sim.partners)
+        self.sig_text = pl.Series([*run.sig_trace, None], dtype=pl.String)
+        self.parts = _parts_of(sim)
+
+    def frame(self, first: np.ndarray) -> pl.DataFrame:
+        sim, run, lk = self.sim, self.run, self.sim.lookup
+        sig = run.sig_of[first]
+        pool = run.pool[first]
+        n_full = run.choices.n_full[first]
+        return sim.rows[first].select(
+            pl.when(pl.Series(sig < 0)).then(gather(REASONS, "reason")).alias("pre_reason"),
+            "seats",
+            gather(lk.workloads.get_column("workloads"), "wid").alias("workloads"),
+            gather(lk.workloads.get_column("eligible"), "wid").alias("eligible"),
+            "excluded",
+            "reason",
+            pl.col("country")
+            .replace_strict(lk.queue_of_country, return_dtype=pl.String)
+            .alias("css_queue"),
+            gather(lk.partner_ids, "chosen").alias("partner_id"),
+            self.sig_text.gather(pl.Series(sig)).alias("match_trace"),
+            pl.Series("pool", np.where(sig >= 0, pool, -1)).set(pl.Series(sig < 0), None),
+            pl.Series("n_full", n_full),
+            pl.Series("n_matching", self.sizes[pool]),  # pool -1 picks the trailing 0
+            _full_ids(lk.partner_ids, self.rank, run.pools, pool, n_full),
+            pl.Series("prev", run.choices.prev[first]),
+            pl.Series("load_after", run.choices.load_after[first]),
+            *_parts_words(self.parts, first),
+        )
 
 
-def _parts_words(sim: Simulation, first: np.ndarray) -> tuple[pl.Series, pl.Series]:
+def _parts_of(sim: Simulation) -> dict[int, list[Part]]:
+    """The parts of each customer with more than one, by row."""
+    by_row: dict[int, list[Part]] = {}
+    if sim.parts is None:
+        return by_row
+    country = sim.rows.get_column("country")
+    for r in sim.parts.iter_rows(named=True):
+        by_row.setdefault(r["row"], []).append(_part(sim, r, country[r["row"]]))
+    return by_row
+
+
+def _parts_words(by_row: dict[int, list[Part]], first: np.ndarray) -> tuple[pl.Series, pl.Series]:
     """Per representative row, the split and CSS halves of its trace (empty without):
     the few customers with parts, worded one by one as :func:`render` words them."""
     split = pl.Series("split_words", [""] * first.size, dtype=pl.String)
     css = pl.Series("css_words", [""] * first.size, dtype=pl.String)
-    if sim.parts is None or sim.parts.height == 0:
+    if not by_row:
         return split, css
-    by_row: dict[int, list[Part]] = {}
-    country = sim.rows.get_column("country")
-    for r in sim.parts.iter_rows(named=True):
-        by_row.setdefault(r["row"], []).append(_part(sim, r, country[r["row"]]))
     at = {int(row): k for k, row in enumerate(first.tolist()) if row in by_row}
+    if not at:
+        return split, css
     where = np.array(list(at.values()), dtype=np.int64)
     rows = list(at)
     split = split.scatter(where, [split_words(by_row[r]) for r in rows])

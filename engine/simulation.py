@@ -31,8 +31,10 @@ from engine.reasons import FRP_QUEUE, Outcome, Policy, Reason
 from engine.rules import Rules
 from engine.sizes import size_bucket_expr
 
-#: Rows a result file's sink spells out at a time (see ``Simulation.output_lazy``).
-OUTPUT_SLICE = 65_536
+#: Rows a result file's sink spells out at a time (see ``Simulation.output_lazy``): as
+#: many as the sink's row groups (store.files.PARQUET_ROW_GROUP), so that neither holds
+#: more than one of the other.
+OUTPUT_SLICE = 32_768
 #: The ``detail`` columns a result file carries after the assignment columns.
 OUTPUT_DETAIL = ("pool_key", "region", "country", "language", "eligible_workloads")
 #: Reason names by the codes a run's rows carry (position in :class:`Reason`).
