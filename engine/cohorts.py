@@ -256,9 +256,7 @@ def synthetic_cohort(
     number = pl.int_range(1, size + 1, dtype=pl.Int64)
     consent = np.where(no_consent, False, True)
     return pl.select(
-        pl.format("SYN{}-{}", pl.lit(seed), number.cast(pl.String).str.zfill(6)).alias(
-            "tenant_id"
-        ),
+        pl.format("SYN{}-{}", pl.lit(seed), number.cast(pl.String).str.zfill(6)).alias("tenant_id"),
         names.alias("name"),
         pl.lit(country).alias("country"),
         pl.lit(pl.Series(language_names, dtype=pl.String))

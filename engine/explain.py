@@ -814,9 +814,5 @@ def _why_chosen_expr(policy: Policy) -> pl.Expr:
     if policy is Policy.LEAST_LOADED:
         detail = pl.format(_LOAD, c("load_after"))
     else:
-        detail = (
-            pl.when(c("prev") >= 0)
-            .then(pl.format(_TURN, c("prev")))
-            .otherwise(pl.lit(_NEVER))
-        )
+        detail = pl.when(c("prev") >= 0).then(pl.format(_TURN, c("prev"))).otherwise(pl.lit(_NEVER))
     return pl.format(_BECAUSE, pl.lit(_WHY[policy]), detail)
