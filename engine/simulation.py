@@ -145,7 +145,19 @@ class Simulation:
         return {r.value: int(got[i]) for i, r in enumerate(Reason)}
 
     def _assignments(self, rows: pl.DataFrame) -> pl.DataFrame:
-        return rows.select(self._assignment_exprs()).cast(ASSIGNMENT_SCHEMA)
+        """Every row at once: the codes' texts are gathered (shared, not copied) and only
+        the rows whose text is a head get their end written after it."""
+        out = rows.select(self._assignment_exprs(ends=False)).cast(ASSIGNMENT_SCHEMA)
+        lk = self.lookup
+        if not lk.trace_head.any():
+            return out
+        from engine.explain import chose_expr  # engine.explain builds on this module
+
+        at = rows.select(gather(lk.trace_head, "trace")).to_series().arg_true()
+        ends = rows[at].select(chose_expr(self.policy, gather(lk.partner_ids, "chosen")))
+        trace = out.get_column("trace")
+        whole = pl.concat_str(trace.gather(at), ends.to_series(), ignore_nulls=True)
+        return out.with_columns(trace.scatter(at, pl.select(whole).to_series()))
 
     def _detail(self, rows: pl.DataFrame) -> pl.DataFrame:
         return rows.select(self._detail_exprs().values())
@@ -171,12 +183,14 @@ class Simulation:
         ]
         return pl.concat(slices) if len(slices) > 1 else slices[0]
 
-    def _assignment_exprs(self) -> list[pl.Expr]:
+    def _assignment_exprs(self, *, ends: bool = True) -> list[pl.Expr]:
+        """The assignment columns; ``ends``: placed customers' traces whole (else only
+        the text of each code)."""
         return [
             pl.col("tenant_id"),
             *self._placement_exprs(),
             gather(REASONS, "reason").alias("reason"),
-            self._trace_expr(),
+            self._trace_expr() if ends else gather(self.lookup.traces, "trace").alias("trace"),
         ]
 
     def _trace_expr(self) -> pl.Expr:
@@ -188,13 +202,11 @@ class Simulation:
         text = gather(lk.traces, "trace")
         if not lk.trace_head.any():
             return text.alias("trace")
-        end = chose_expr(self.policy, gather(lk.partner_ids, "chosen"))
-        return (
-            pl.when(gather(lk.trace_head, "trace"))
-            .then(pl.concat_str(text, end))
-            .otherwise(text)
-            .alias("trace")
+        # Null where the code's text is whole: each row's text is gathered once.
+        end = pl.when(gather(lk.trace_head, "trace")).then(
+            chose_expr(self.policy, gather(lk.partner_ids, "chosen"))
         )
+        return pl.concat_str(text, end, ignore_nulls=True).alias("trace")
 
     def _placement_exprs(self) -> list[pl.Expr]:
         """Outcome, partner, PSM and queue of a row (a customer or a part) by ``chosen``
