@@ -304,6 +304,7 @@ def _build(
         pool_sizes=pl.Series("n_matching", [p.size for p in pools], dtype=pl.Int64),
         workloads=workloads,
         traces=pl.Series("trace", [], dtype=pl.String),
+        trace_head=pl.Series("trace_head", [], dtype=pl.Boolean),
         region_of_country=rules.region_of_country,
         queue_of_country=queue_of_country,
     )
@@ -315,11 +316,11 @@ def _build(
         css = workload_mask(rules.css_workloads, rules.eligible_workloads)
         parts = parts_frame(split, chosen, mask, css)
     sim = Simulation(policy, rules, rows, lookup, partner_state, pool_frame, parts)
-    codes, texts = trace_texts(sim, replace(record, split_rows=at))
+    codes, texts, head = trace_texts(sim, replace(record, split_rows=at))
     return replace(
         sim,
         rows=rows.with_columns(pl.Series("trace", codes, dtype=pl.UInt32)),
-        lookup=replace(lookup, traces=texts),
+        lookup=replace(lookup, traces=texts, trace_head=head),
     )
 
 

@@ -30,7 +30,7 @@ from engine.vocabulary import (
     NON_ELIGIBLE_WORKLOADS,
     SEAT_BUCKETS,
     WORKLOAD_DEMAND,
-    slug,
+    slug_expr,
 )
 
 #: Largest cohort the generator makes (a guard against a typo of a few extra zeros).
@@ -235,59 +235,70 @@ def synthetic_cohort(
 
     # A language per customer, drawn within its country by the partners' weights there.
     lang_u = rng.random(size)
-    country_col = [codes[i] for i in country_idx]
-    language_col: list[str] = []
-    cums = {c: np.cumsum(places[c][2]) for c in codes}
-    for k, code in enumerate(country_col):
-        langs, cum = places[code][1], cums[code]
-        pos = int(np.searchsorted(cum, lang_u[k] * cum[-1], side="right"))
-        language_col.append(langs[min(pos, len(langs) - 1)])
-    names = [
-        f"{COMPANY_PREFIXES[a]} {INDUSTRIES[b]} {_LEGAL_FORM.get(code, 'Ltd')}"
-        for (a, b), code in zip(names_idx.tolist(), country_col, strict=True)
-    ]
-    emails = [f"it-admin@{slug(name)}-{k + 1}.example" for k, name in enumerate(names)]
-    consent_col = [
-        False if nc else (None if pick == 2 else True)
-        for nc, pick in zip(no_consent.tolist(), consent_pick.tolist(), strict=True)
-    ]
-
-    return pl.DataFrame(
-        {
-            "tenant_id": [f"SYN{seed}-{k + 1:06d}" for k in range(size)],
-            "name": names,
-            "country": country_col,
-            "language": language_col,
-            "seats": seats,
-            "workloads": workloads,
-            "gateway": gateway,
-            "contact_email": emails,
-            "referral_consent": consent_col,
-        },
-        schema=CUSTOMER_SCHEMA,
+    language_idx = np.zeros(size, dtype=np.int64)
+    language_names: list[str] = []
+    for i, code in enumerate(codes):
+        at = np.flatnonzero(country_idx == i)
+        langs, cum = places[code][1], np.cumsum(places[code][2])
+        pos = np.searchsorted(cum, lang_u[at] * cum[-1], side="right")
+        language_idx[at] = len(language_names) + np.minimum(pos, len(langs) - 1)
+        language_names.extend(langs)
+    # Columns built by polars from small tables and numpy codes: a Python object per
+    # customer and cell cost more than the simulation of the cohort at 100,000.
+    country = pl.Series(codes, dtype=pl.String).gather(country_idx)
+    legal = pl.Series([_LEGAL_FORM.get(code, "Ltd") for code in codes]).gather(country_idx)
+    names = pl.format(
+        "{} {} {}",
+        pl.lit(pl.Series(COMPANY_PREFIXES)).gather(pl.lit(names_idx[:, 0])),
+        pl.lit(pl.Series(INDUSTRIES)).gather(pl.lit(names_idx[:, 1])),
+        pl.lit(legal),
     )
+    number = pl.int_range(1, size + 1, dtype=pl.Int64)
+    consent = np.where(no_consent, False, True)
+    return pl.select(
+        pl.format("SYN{}-{}", pl.lit(seed), number.cast(pl.String).str.zfill(6)).alias("tenant_id"),
+        names.alias("name"),
+        pl.lit(country).alias("country"),
+        pl.lit(pl.Series(language_names, dtype=pl.String))
+        .gather(pl.lit(language_idx))
+        .alias("language"),
+        pl.lit(seats).alias("seats"),
+        pl.lit(workloads).alias("workloads"),
+        pl.lit(gateway).alias("gateway"),
+        pl.format("it-admin@{}-{}.example", slug_expr(names), number).alias("contact_email"),
+        pl.when(pl.lit(~no_consent & (consent_pick == 2)))
+        .then(None)
+        .otherwise(pl.lit(consent))
+        .alias("referral_consent"),
+    ).cast(CUSTOMER_SCHEMA)
 
 
-def _workloads(rng: np.random.Generator, size: int, other_only: np.ndarray) -> list[list[str]]:
+def _workloads(rng: np.random.Generator, size: int, other_only: np.ndarray) -> pl.Series:
     """1-3 eligible workloads by demand (sometimes plus one FastTrack does not cover), or
     only uncovered ones for ``other_only`` customers; sampled without replacement."""
-    demand = list(WORKLOAD_DEMAND)
+    demand = pl.Series(list(WORKLOAD_DEMAND), dtype=pl.String)
+    other = pl.Series(NON_ELIGIBLE_WORKLOADS, dtype=pl.String)
     log_p = np.log(np.array(list(WORKLOAD_DEMAND.values())))
     # Gumbel top-k: the k largest of log(weight) + Gumbel noise are a weighted sample of k.
     order = np.argsort(-(log_p + rng.gumbel(size=(size, len(demand)))), axis=1)
     other_order = np.argsort(rng.random((size, len(NON_ELIGIBLE_WORKLOADS))), axis=1)
     count = rng.choice([1, 2, 3], size=size, p=[0.45, 0.38, 0.17])
     extra = rng.random(size) < 0.10
-    out: list[list[str]] = []
-    for k in range(size):
-        if other_only[k]:
-            picks = [NON_ELIGIBLE_WORKLOADS[j] for j in other_order[k, : 1 + int(count[k] > 1)]]
-        else:
-            picks = [demand[j] for j in order[k, : count[k]]]
-            if extra[k]:
-                picks.append(NON_ELIGIBLE_WORKLOADS[other_order[k, 0]])
-        out.append(picks)
-    return out
+    # Four slots, null where unused: the picks by demand (or the uncovered ones), then
+    # the extra uncovered one.
+    first_other = other.gather(other_order[:, 0])
+    slots = [
+        pl.when(pl.lit(other_only))
+        .then(pl.lit(first_other))
+        .otherwise(pl.lit(demand.gather(order[:, 0]))),
+        pl.when(pl.lit(other_only & (count > 1)))
+        .then(pl.lit(other.gather(other_order[:, 1])))
+        .when(pl.lit(~other_only & (count > 1)))
+        .then(pl.lit(demand.gather(order[:, 1]))),
+        pl.when(pl.lit(~other_only & (count > 2))).then(pl.lit(demand.gather(order[:, 2]))),
+        pl.when(pl.lit(~other_only & extra)).then(pl.lit(first_other)),
+    ]
+    return pl.select(pl.concat_list(slots).list.drop_nulls().alias("workloads")).to_series()
 
 
 def _seats(rng: np.random.Generator, size: int, small: np.ndarray, min_seats: int) -> np.ndarray:

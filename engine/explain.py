@@ -480,60 +480,87 @@ class RunRecord:
     split_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
-def trace_texts(sim: Simulation, run: RunRecord) -> tuple[np.ndarray, pl.Series]:
-    """Each customer's trace code, and the text of each code (``sim`` before its traces).
+def trace_texts(sim: Simulation, run: RunRecord) -> tuple[np.ndarray, pl.Series, pl.Series]:
+    """Each customer's trace code, the text of each code, and whether that text is only
+    the head of a placed customer's trace (``sim`` before its traces).
 
-    Customers whose traces read the same values (signature, full partners, chosen
-    partner, the policy's detail; or the eligibility check and what it names) share one
-    text, so a million rows cost one pass of grouping plus the few distinct texts.
+    Customers whose traces read the same values (signature, full partners, the failing
+    check and what it names) share one text, so a million rows cost one pass of grouping
+    plus the few distinct texts. A placed customer's trace ends with its own choice (the
+    partner and the turn or load it went by), different for every customer: that end is
+    not kept but spelled out from the row when the trace is read (:func:`chose_expr`),
+    so the texts a run keeps do not grow with its placements.
     """
-    code, first, kinds = _trace_codes(sim.rows, run)
-    reps = _representatives(sim, run, first)
+    code, first, kinds = _trace_codes(sim.rows, run, _parted_rows(sim))
+    reps = _Representatives(sim, run)
     exprs = _trace_exprs(sim.policy, sim.rules)
-    # A slice of rows at a time: the sentences are built from several columns of text,
-    # and a run can have a few hundred thousand distinct ones (`optimal` at 1M: 220k).
+    # A slice of rows at a time, from the representatives' columns on: the sentences are
+    # built from several columns of text, and a run can have a few hundred thousand
+    # distinct ones (`optimal` at 1M: 220k).
     parts, start = [], 0
     for kind, size in kinds:
         for at in range(start, start + size, TRACE_SLICE):
-            piece = reps.slice(at, min(TRACE_SLICE, start + size - at))
+            piece = reps.frame(first[at : min(at + TRACE_SLICE, start + size)])
             parts.append(piece.select(exprs[kind].alias("trace")).to_series())
         start += size
     texts = pl.concat(parts) if parts else pl.Series("trace", [], dtype=pl.String)
-    return code, texts
+    head = np.repeat([kind == "placed" for kind, _ in kinds], [size for _, size in kinds])
+    return code, texts, pl.Series("trace_head", head, dtype=pl.Boolean)
+
+
+def chose_expr(policy: Policy, partner: pl.Expr) -> pl.Expr:
+    """The end of a placed customer's trace (the partner chosen and why), column-wise
+    from a run's row (its ``prev`` turn or ``load_after``)."""
+    return pl.format(_CHOSE, partner, _why_chosen_expr(policy))
+
+
+def _parted_rows(sim: Simulation) -> np.ndarray:
+    """The customers with parts (split, or with a CSS part): their traces are whole."""
+    if sim.parts is None or sim.parts.height == 0:
+        return np.zeros(0, dtype=np.int64)
+    return sim.parts.get_column("row").unique().to_numpy().astype(np.int64)
 
 
 def _trace_codes(
-    rows: pl.DataFrame, run: RunRecord
+    rows: pl.DataFrame, run: RunRecord, parted: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, int]]]:
     """Per customer its trace code; the first row of each code; and the kinds of trace
-    (see :func:`_trace_exprs`) with how many codes each, in code order."""
+    (see :func:`_trace_exprs`) with how many codes each, in code order. ``parted``: the
+    customers with parts."""
     n = rows.height
-    chosen = run.choices.chosen
-    placed = chosen >= 0
+    placed = run.choices.chosen >= 0
     has_sig = run.sig_of >= 0
     code = np.empty(n, dtype=np.int32)
     firsts: list[np.ndarray] = []
     kinds: list[tuple[str, int]] = []
-    # a. Placed customers: (chosen partner, its turn or load) never repeats, one text each;
-    # so do split customers (their parts).
+    pool_sizes = np.array([p.size for p in run.pools] + [0], dtype=np.int64)
+    whole = np.zeros(n, dtype=bool)
+    whole[parted] = True
     split = np.zeros(n, dtype=bool)
     split[run.split_rows] = True
     offset = 0
-    for kind, at in (("placed", np.flatnonzero(placed & ~split)), ("split", run.split_rows)):
-        if at.size or kind == "placed":
+    # a. Placed customers without parts: the head of the text (up to the choice) depends
+    # on the signature and n_full only; b. matched but not placed: so does the whole text.
+    # c. Placed customers with parts (their words) and split customers: one text each.
+    for kind, at in (
+        ("placed", np.flatnonzero(placed & ~whole)),
+        ("whole", np.flatnonzero(placed & whole & ~split)),
+        ("split", run.split_rows),
+        ("missed", np.flatnonzero(has_sig & ~placed)),
+    ):
+        if not at.size:
+            continue
+        if kind in ("placed", "missed"):
+            first, pair = _distinct_pairs(
+                at, run.sig_of, run.choices.n_full, run.sig_pool, pool_sizes
+            )
+            code[at] = offset + pair
+            at = at[first]
+        else:
             code[at] = offset + np.arange(at.size)
-            firsts.append(at)
-            kinds.append((kind, at.size))
-            offset += at.size
-    # b. Matched but not placed: the text depends on the signature and n_full only.
-    at = np.flatnonzero(has_sig & ~placed)
-    if at.size:
-        pool_sizes = np.array([p.size for p in run.pools] + [0], dtype=np.int64)
-        first, pair = _distinct_pairs(at, run.sig_of, run.choices.n_full, run.sig_pool, pool_sizes)
-        code[at] = offset + pair
-        firsts.append(at[first])
-        kinds.append(("missed", first.size))
-        offset += first.size
+        firsts.append(at)
+        kinds.append((kind, at.size))
+        offset += at.size
     del at
     # c. Not FRP-eligible: the failing check, what it names, and the CSS queue (country).
     if not has_sig.all():
@@ -562,7 +589,7 @@ def _trace_codes(
         )
         firsts.append(groups.list.first().to_numpy().astype(np.int64))
         kinds.append(("css", groups.len()))
-    return code, np.concatenate(firsts), kinds
+    return code, np.concatenate(firsts or [np.zeros(0, dtype=np.int64)]), kinds
 
 
 def _distinct_pairs(
@@ -593,49 +620,65 @@ def _distinct_pairs(
     return first, inverse.reshape(-1)
 
 
-def _representatives(sim: Simulation, run: RunRecord, first: np.ndarray) -> pl.DataFrame:
-    """One row per distinct trace, with every column :func:`_trace_exprs` reads."""
-    lk = sim.lookup
-    sig = run.sig_of[first]
-    pool = run.pool[first]
-    n_full = run.choices.n_full[first]
-    sizes = np.array([p.size for p in run.pools] + [0], dtype=np.int64)
-    rank = _fill_rank(sim.partners)
-    sig_text = pl.Series([*run.sig_trace, None], dtype=pl.String)
-    return sim.rows[first].select(
-        pl.when(pl.Series(sig < 0)).then(gather(REASONS, "reason")).alias("pre_reason"),
-        "seats",
-        gather(lk.workloads.get_column("workloads"), "wid").alias("workloads"),
-        gather(lk.workloads.get_column("eligible"), "wid").alias("eligible"),
-        "excluded",
-        "reason",
-        pl.col("country")
-        .replace_strict(lk.queue_of_country, return_dtype=pl.String)
-        .alias("css_queue"),
-        gather(lk.partner_ids, "chosen").alias("partner_id"),
-        sig_text.gather(pl.Series(sig)).alias("match_trace"),
-        pl.Series("pool", np.where(sig >= 0, pool, -1)).set(pl.Series(sig < 0), None),
-        pl.Series("n_full", n_full),
-        pl.Series("n_matching", sizes[pool]),  # pool -1 picks the trailing 0
-        _full_ids(lk.partner_ids, rank, run.pools, pool, n_full),
-        pl.Series("prev_stamp", run.choices.prev[first]),
-        pl.Series("load_after", run.choices.load_after[first]),
-        *_parts_words(sim, first),
-    )
+class _Representatives:
+    """The columns :func:`_trace_exprs` reads, for one row per distinct trace: what all
+    rows share is worked out once, and :meth:`frame` gives the rows of a slice."""
+
+    def __init__(self, sim: Simulation, run: RunRecord) -> None:
+        self.sim, self.run = sim, run
+        self.sizes = np.array([p.size for p in run.pools] + [0], dtype=np.int64)
+        self.rank = _fill_rank(sim.partners)
+        self.sig_text = pl.Series([*run.sig_trace, None], dtype=pl.String)
+        self.parts = _parts_of(sim)
+
+    def frame(self, first: np.ndarray) -> pl.DataFrame:
+        sim, run, lk = self.sim, self.run, self.sim.lookup
+        sig = run.sig_of[first]
+        pool = run.pool[first]
+        n_full = run.choices.n_full[first]
+        return sim.rows[first].select(
+            pl.when(pl.Series(sig < 0)).then(gather(REASONS, "reason")).alias("pre_reason"),
+            "seats",
+            gather(lk.workloads.get_column("workloads"), "wid").alias("workloads"),
+            gather(lk.workloads.get_column("eligible"), "wid").alias("eligible"),
+            "excluded",
+            "reason",
+            pl.col("country")
+            .replace_strict(lk.queue_of_country, return_dtype=pl.String)
+            .alias("css_queue"),
+            gather(lk.partner_ids, "chosen").alias("partner_id"),
+            self.sig_text.gather(pl.Series(sig)).alias("match_trace"),
+            pl.Series("pool", np.where(sig >= 0, pool, -1)).set(pl.Series(sig < 0), None),
+            pl.Series("n_full", n_full),
+            pl.Series("n_matching", self.sizes[pool]),  # pool -1 picks the trailing 0
+            _full_ids(lk.partner_ids, self.rank, run.pools, pool, n_full),
+            pl.Series("prev", run.choices.prev[first]),
+            pl.Series("load_after", run.choices.load_after[first]),
+            *_parts_words(self.parts, first),
+        )
 
 
-def _parts_words(sim: Simulation, first: np.ndarray) -> tuple[pl.Series, pl.Series]:
+def _parts_of(sim: Simulation) -> dict[int, list[Part]]:
+    """The parts of each customer with more than one, by row."""
+    by_row: dict[int, list[Part]] = {}
+    if sim.parts is None:
+        return by_row
+    country = sim.rows.get_column("country")
+    for r in sim.parts.iter_rows(named=True):
+        by_row.setdefault(r["row"], []).append(_part(sim, r, country[r["row"]]))
+    return by_row
+
+
+def _parts_words(by_row: dict[int, list[Part]], first: np.ndarray) -> tuple[pl.Series, pl.Series]:
     """Per representative row, the split and CSS halves of its trace (empty without):
     the few customers with parts, worded one by one as :func:`render` words them."""
     split = pl.Series("split_words", [""] * first.size, dtype=pl.String)
     css = pl.Series("css_words", [""] * first.size, dtype=pl.String)
-    if sim.parts is None or sim.parts.height == 0:
+    if not by_row:
         return split, css
-    by_row: dict[int, list[Part]] = {}
-    country = sim.rows.get_column("country")
-    for r in sim.parts.iter_rows(named=True):
-        by_row.setdefault(r["row"], []).append(_part(sim, r, country[r["row"]]))
     at = {int(row): k for k, row in enumerate(first.tolist()) if row in by_row}
+    if not at:
+        return split, css
     where = np.array(list(at.values()), dtype=np.int64)
     rows = list(at)
     split = split.scatter(where, [split_words(by_row[r]) for r in rows])
@@ -689,9 +732,10 @@ def _full_ids(
 def _trace_exprs(policy: Policy, rules: Rules) -> dict[str, pl.Expr]:
     """The trace, column-wise, for each kind of customer :func:`_trace_codes` groups.
 
-    One expression per kind (placed, matched but not placed, not FRP-eligible), each run
-    on its own rows only: polars computes every branch of a when/then for every row, and
-    a trace is a few hundred characters.
+    One expression per kind (placed: the head only, up to the choice; placed with parts;
+    split; matched but not placed; not FRP-eligible), each run on its own rows only:
+    polars computes every branch of a when/then for every row, and a trace is a few
+    hundred characters.
     """
     c = pl.col
     to_css = pl.format(_TO_QUEUE, c("css_queue"))
@@ -722,13 +766,8 @@ def _trace_exprs(policy: Policy, rules: Rules) -> dict[str, pl.Expr]:
         .then(pl.concat_str(c("match_trace"), pl.lit(_NO_MATCH), to_css))
         .otherwise(pl.concat_str(c("match_trace"), pl.lit("; "), full, exhausted, to_css))
     )
-    placed = pl.concat_str(
-        c("match_trace"),
-        pl.lit("; "),
-        full,
-        pl.format(_CHOSE, c("partner_id"), _why_chosen_expr(policy)),
-        c("css_words"),
-    )
+    placed = pl.concat_str(c("match_trace"), pl.lit("; "), full)
+    whole = pl.concat_str(placed, chose_expr(policy, c("partner_id")), c("css_words"))
     split = pl.concat_str(
         c("match_trace"),
         pl.when(c("pool").is_null() | (c("pool") < 0))
@@ -737,7 +776,7 @@ def _trace_exprs(policy: Policy, rules: Rules) -> dict[str, pl.Expr]:
         c("split_words"),
         c("css_words"),
     )
-    return {"placed": placed, "split": split, "missed": missed, "css": css}
+    return {"placed": placed, "whole": whole, "split": split, "missed": missed, "css": css}
 
 
 def _failed_check_expr(rules: Rules) -> pl.Expr:
@@ -775,9 +814,5 @@ def _why_chosen_expr(policy: Policy) -> pl.Expr:
     if policy is Policy.LEAST_LOADED:
         detail = pl.format(_LOAD, c("load_after"))
     else:
-        detail = (
-            pl.when(c("prev_stamp") >= 0)
-            .then(pl.format(_TURN, c("prev_stamp")))
-            .otherwise(pl.lit(_NEVER))
-        )
+        detail = pl.when(c("prev") >= 0).then(pl.format(_TURN, c("prev"))).otherwise(pl.lit(_NEVER))
     return pl.format(_BECAUSE, pl.lit(_WHY[policy]), detail)

@@ -31,8 +31,10 @@ from engine.reasons import FRP_QUEUE, Outcome, Policy, Reason
 from engine.rules import Rules
 from engine.sizes import size_bucket_expr
 
-#: Rows a result file's sink spells out at a time (see ``Simulation.output_lazy``).
-OUTPUT_SLICE = 65_536
+#: Rows a result file's sink spells out at a time (see ``Simulation.output_lazy``): as
+#: many as the sink's row groups (store.files.PARQUET_ROW_GROUP), so that neither holds
+#: more than one of the other.
+OUTPUT_SLICE = 32_768
 #: The ``detail`` columns a result file carries after the assignment columns.
 OUTPUT_DETAIL = ("pool_key", "region", "country", "language", "eligible_workloads")
 #: Reason names by the codes a run's rows carry (position in :class:`Reason`).
@@ -52,6 +54,9 @@ class Lookup:
     pool_sizes: pl.Series  # by pool
     workloads: pl.DataFrame  # by distinct workloads list (wid): workloads, eligible, mask
     traces: pl.Series  # by trace code
+    #: By trace code: the text is the head of a placed customer's trace, whose end (the
+    #: choice) is spelled out from the row (engine.explain.chose_expr).
+    trace_head: pl.Series
     region_of_country: Mapping[str, str]
     queue_of_country: Mapping[str, str]
 
@@ -128,14 +133,9 @@ class Simulation:
 
     def output(self) -> pl.DataFrame:
         """The result file: docs/domain.md's output columns, the trace, then what fairness
-        needs.
-
-        The trace is categorical here (each distinct text once, a code per row): written
-        to Parquet it is dictionary-encoded rather than a million compressed sentences,
-        and any reader still sees text.
-        """
+        needs."""
         if self.by_part:
-            return self._output_by_part(categorical_trace=True)
+            return self._output_by_part()
         return self.output_lazy(max(self.rows.height, 1)).collect()
 
     def counts(self) -> dict[str, int]:
@@ -145,7 +145,19 @@ class Simulation:
         return {r.value: int(got[i]) for i, r in enumerate(Reason)}
 
     def _assignments(self, rows: pl.DataFrame) -> pl.DataFrame:
-        return rows.select(self._assignment_exprs()).cast(ASSIGNMENT_SCHEMA)
+        """Every row at once: the codes' texts are gathered (shared, not copied) and only
+        the rows whose text is a head get their end written after it."""
+        out = rows.select(self._assignment_exprs(ends=False)).cast(ASSIGNMENT_SCHEMA)
+        lk = self.lookup
+        if not lk.trace_head.any():
+            return out
+        from engine.explain import chose_expr  # engine.explain builds on this module
+
+        at = rows.select(gather(lk.trace_head, "trace")).to_series().arg_true()
+        ends = rows[at].select(chose_expr(self.policy, gather(lk.partner_ids, "chosen")))
+        trace = out.get_column("trace")
+        whole = pl.concat_str(trace.gather(at), ends.to_series(), ignore_nulls=True)
+        return out.with_columns(trace.scatter(at, pl.select(whole).to_series()))
 
     def _detail(self, rows: pl.DataFrame) -> pl.DataFrame:
         return rows.select(self._detail_exprs().values())
@@ -158,10 +170,10 @@ class Simulation:
         file costs the memory of one slice, not of the whole frame.
         """
         if self.by_part:
-            return self._output_by_part(categorical_trace=True).lazy()
+            return self._output_by_part().lazy()
         detail = self._detail_exprs()
         exprs = [
-            *self._assignment_exprs(categorical_trace=True),
+            *self._assignment_exprs(),
             *[detail[name] for name in OUTPUT_DETAIL],
         ]
         rows = self.rows.lazy()
@@ -171,15 +183,30 @@ class Simulation:
         ]
         return pl.concat(slices) if len(slices) > 1 else slices[0]
 
-    def _assignment_exprs(self, *, categorical_trace: bool = False) -> list[pl.Expr]:
-        lk = self.lookup
-        traces = lk.traces.cast(pl.Categorical) if categorical_trace else lk.traces
+    def _assignment_exprs(self, *, ends: bool = True) -> list[pl.Expr]:
+        """The assignment columns; ``ends``: placed customers' traces whole (else only
+        the text of each code)."""
         return [
             pl.col("tenant_id"),
             *self._placement_exprs(),
             gather(REASONS, "reason").alias("reason"),
-            gather(traces, "trace").alias("trace"),
+            self._trace_expr() if ends else gather(self.lookup.traces, "trace").alias("trace"),
         ]
+
+    def _trace_expr(self) -> pl.Expr:
+        """Each row's trace: its code's text, and a placed customer's choice after it
+        (not kept per customer: see engine.explain.trace_texts)."""
+        from engine.explain import chose_expr  # engine.explain builds on this module
+
+        lk = self.lookup
+        text = gather(lk.traces, "trace")
+        if not lk.trace_head.any():
+            return text.alias("trace")
+        # Null where the code's text is whole: each row's text is gathered once.
+        end = pl.when(gather(lk.trace_head, "trace")).then(
+            chose_expr(self.policy, gather(lk.partner_ids, "chosen"))
+        )
+        return pl.concat_str(text, end, ignore_nulls=True).alias("trace")
 
     def _placement_exprs(self) -> list[pl.Expr]:
         """Outcome, partner, PSM and queue of a row (a customer or a part) by ``chosen``
@@ -222,12 +249,11 @@ class Simulation:
         ]
         return {e.meta.output_name(): e for e in exprs}
 
-    def _output_by_part(self, *, categorical_trace: bool) -> pl.DataFrame:
+    def _output_by_part(self) -> pl.DataFrame:
         """The result file with one row per part: each part row beside its customer's
         detail columns."""
         detail = self.detail.select("tenant_id", *OUTPUT_DETAIL)
-        out = self.assignments.join(detail, on="tenant_id", how="left", maintain_order="left")
-        return out.with_columns(pl.col("trace").cast(pl.Categorical)) if categorical_trace else out
+        return self.assignments.join(detail, on="tenant_id", how="left", maintain_order="left")
 
     def _expand_parts(self, out: pl.DataFrame) -> pl.DataFrame:
         """``out`` (one row per customer) with ``part`` and ``workloads``: a customer with

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import re
 
+import polars as pl
+
 from engine.sizes import SIZE_BOUNDS
 
 #: The eligible workloads (docs/domain.md, "Default eligible workloads") with how often
@@ -105,6 +107,14 @@ INDUSTRIES = (
 )
 
 
+_NOT_SLUG = r"[^a-z0-9]+"
+
+
 def slug(text: str) -> str:
     """Lower-case words joined by hyphens, so a company or person's name can be a domain."""
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return re.sub(_NOT_SLUG, "-", text.lower()).strip("-")
+
+
+def slug_expr(text: pl.Expr) -> pl.Expr:
+    """:func:`slug`, column-wise (a cohort's names)."""
+    return text.str.to_lowercase().str.replace_all(_NOT_SLUG, "-").str.strip_chars("-")

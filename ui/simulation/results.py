@@ -206,11 +206,12 @@ def show_customers(run: SimulationRun, policy: str) -> None:
 
 def show_downloads(run: SimulationRun, policy: str) -> None:
     """One policy's whole result as CSV, Parquet and Excel; each download goes into the
-    audit log as an export of personal data."""
-    result = run.simulations[policy].output()
+    audit log as an export of personal data. The file is made when it is asked for, not on
+    every rerun of the page."""
+    sim = run.simulations[policy]
     with st.container(horizontal=True):
         downloads.buttons(
-            lambda suffix: result_bytes(result, suffix),
+            lambda suffix: result_bytes(sim.output(), suffix),
             f"simulation-{policy}",
             key="download",
             details=run.source,
