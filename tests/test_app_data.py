@@ -49,6 +49,15 @@ def count(db: Path, sql: str) -> int:
     return value(db, sql)
 
 
+def team(db: Path) -> team_rules.RulesVersion:
+    """The team's rules as the demo left them (it saves versions of its own)."""
+    con = connect(db)
+    try:
+        return team_rules.current(con)
+    finally:
+        con.close()
+
+
 def test_a_bad_partners_file_shows_every_bad_row_and_writes_nothing(demo_db: Path) -> None:
     before = count(demo_db, "SELECT count(*) FROM partners")
     at = open_data()
@@ -120,7 +129,9 @@ def test_a_rules_edit_nested_too_deeply_shows_one_line_error(demo_db: Path, nest
 
 
 def test_a_valid_edit_tried_in_a_session_changes_its_what_ifs_only(demo_db: Path) -> None:
+    before = team(demo_db)
     at = open_data()
+    assert at.text_area(key="rules_text").value == before.text
     text = at.text_area(key="rules_text").value.replace("min_seats = 150", "min_seats = 400")
     at.text_area(key="rules_text").set_value(text)
     at.button(key="rules_use").click()
@@ -129,7 +140,8 @@ def test_a_valid_edit_tried_in_a_session_changes_its_what_ifs_only(demo_db: Path
     assert any("now uses the edited rules for what-ifs" in s.value for s in at.success)
     assert "min_seats = 150" in at.code[0].value  # the team's rules shown, unchanged
     assert "tries edited rules" in captions(at)
-    assert value(demo_db, "SELECT count(*) FROM rules_versions") == 1  # nothing saved
+    assert team(demo_db) == before  # nothing saved
+    assert value(demo_db, "SELECT count(*) FROM rules_versions") == before.version
 
     at.switch_page("pages/simulate.py")
     at.run()
@@ -140,7 +152,7 @@ def test_a_valid_edit_tried_in_a_session_changes_its_what_ifs_only(demo_db: Path
     at.button(key="rules_reset").click()
     at.run()
     assert RULES_KEY not in at.session_state
-    assert at.text_area(key="rules_text").value == SHIPPED
+    assert at.text_area(key="rules_text").value == before.text
 
 
 # --- The team's rules, saved in the store -----------------------------------------------------
@@ -162,17 +174,19 @@ def save(at: AppTest, text: str, note: str) -> AppTest:
 def test_two_managers_see_the_same_saved_rules_and_a_run_records_its_version(
     demo_db: Path,
 ) -> None:
+    new = team(demo_db).version + 1
+    last_run = value(demo_db, "SELECT max(run_id) FROM runs")
     ann = open_app("pages/data.py", MANAGER)
     bo = open_app("pages/data.py", {**MANAGER, "email": "kim@managers.example", "name": "Kim"})
     stricter = SHIPPED.replace("min_seats = 150", "min_seats = 400")
     save(ann, stricter, "larger customers only")
     assert not ann.exception
-    assert any("Saved as the team's rules, version 2" in s.value for s in ann.success)
+    assert any(f"Saved as the team's rules, version {new}:" in s.value for s in ann.success)
     assert ann.text_input(key="rules_save_note").value == ""
 
     bo.run()  # the other manager's next run: the store's rules, not a session's
     assert "min_seats = 400" in bo.code[0].value
-    assert "version 2, saved by boss@example.com" in captions(bo)
+    assert f"version {new}, saved by boss@example.com" in captions(bo)
     assert "larger customers only" in captions(bo)
 
     bo.switch_page("pages/simulate.py")
@@ -182,7 +196,8 @@ def test_two_managers_see_the_same_saved_rules_and_a_run_records_its_version(
     bo.checkbox(key="commit_confirm").check().run()
     bo.button(key="commit_button").click().run()
     assert not bo.exception
-    assert rows(demo_db, "SELECT actor, rules_version FROM runs") == [("kim@managers.example", 2)]
+    made = rows(demo_db, "SELECT actor, rules_version FROM runs WHERE run_id > ?", [last_run])
+    assert made == [("kim@managers.example", new)]
 
 
 def test_a_viewer_tries_rules_but_cannot_save_or_restore_them(demo_db: Path) -> None:
@@ -204,41 +219,48 @@ def test_a_viewer_tries_rules_but_cannot_save_or_restore_them(demo_db: Path) -> 
     assert rows(demo_db, "SELECT * FROM rules_versions") == before
     at.button(key="rules_use").click().run()  # a what-if for the viewer's session is fine
     assert parse_rules(at.session_state[RULES_KEY]).min_seats == 1
-    at.button(key="rules_restore").click().run()  # version 1, over version 2
+    at.button(key="rules_restore").click().run()  # the version before, over the newest
     assert "Only managers can restore a version of the team's rules" in at.error[0].value
     assert rows(demo_db, "SELECT * FROM rules_versions") == before
 
 
 def test_bad_rules_or_no_note_save_nothing_and_say_why(demo_db: Path) -> None:
+    before = rows(demo_db, "SELECT * FROM rules_versions ORDER BY version")
+    now = team(demo_db)
     at = open_data()
     save(at, "min_seat = 1\n" + SHIPPED, "typo")
     assert "Not saved:" in at.error[0].value and "min_seat: unknown key" in at.error[0].value
     save(at, SHIPPED.replace("min_seats = 150", "min_seats = 200"), " ")
     assert "a note is required" in at.error[0].value
-    save(at, SHIPPED, "the same again")
-    assert "Unchanged: this is the text of version 1" in at.info[0].value
-    assert value(demo_db, "SELECT count(*) FROM rules_versions") == 1
+    save(at, now.text, "the same again")
+    assert f"Unchanged: this is the text of version {now.version};" in at.info[0].value
+    assert rows(demo_db, "SELECT * FROM rules_versions ORDER BY version") == before
 
 
 def test_the_history_shows_a_diff_and_restores_an_old_version(demo_db: Path) -> None:
+    was = team(demo_db)
+    new, restored = was.version + 1, was.version + 2
     at = open_data()
-    save(at, SHIPPED.replace("min_seats = 150", "min_seats = 400"), "larger customers")
+    save(at, was.text.replace("min_seats = 150", "min_seats = 400"), "larger customers")
     history = next(d.value for d in at.dataframe if "saved_by" in d.value.columns)
-    assert history["version"].tolist() == [2, 1]
+    assert history["version"].tolist() == list(range(new, 0, -1))
     assert history["note"].tolist()[0] == "larger customers"
     diff = [c.value for c in at.code if c.language == "diff"][0]
     assert "-min_seats = 150\n+min_seats = 400" in diff
-    assert at.selectbox(key="rules_a_2").value == 1
+    assert at.selectbox(key=f"rules_a_{new}").value == was.version  # the one before
     at.button(key="rules_restore").click().run()
     assert not at.exception
-    assert any("Version 1 restored as the team's rules (version 3)" in s.value for s in at.success)
-    assert rows(demo_db, "SELECT version, note FROM rules_versions ORDER BY version") == [
-        (1, "data/rules.toml, when the store was created"),
-        (2, "larger customers"),
-        (3, "restored version 1"),
+    restored_says = f"Version {was.version} restored as the team's rules (version {restored})"
+    assert any(restored_says in s.value for s in at.success)
+    saved = rows(demo_db, "SELECT version, note FROM rules_versions ORDER BY version")
+    assert saved[0] == (1, "data/rules.toml, when the store was created")
+    assert saved[was.version :] == [
+        (new, "larger customers"),
+        (restored, f"restored version {was.version}"),
     ]
-    assert value(demo_db, "SELECT rules_toml FROM rules_versions WHERE version = 3") == SHIPPED
-    assert at.text_area(key="rules_text").value == SHIPPED
+    restored_text = "SELECT rules_toml FROM rules_versions WHERE version = ?"
+    assert value(demo_db, restored_text, [restored]) == was.text
+    assert at.text_area(key="rules_text").value == was.text
 
 
 def test_an_empty_database_says_what_to_do_and_accepts_partners(empty_db: Path) -> None:
