@@ -28,9 +28,11 @@ def build_demo(path: str | Path, *, seed: int = 7, replace: bool = False) -> dic
     tmp = target.with_name(f".{target.name}.building")
     for stale in (tmp, tmp.with_name(tmp.name + ".wal")):
         stale.unlink(missing_ok=True)
-    con = connect(tmp)
+    start = week_start(0, world.as_of) - timedelta(days=3)
+    with clock.frozen(start):  # the store's making is part of the history: it seeds rules v1
+        con = connect(tmp)
     try:
-        with clock.frozen(week_start(0, world.as_of) - timedelta(days=3)):
+        with clock.frozen(start):
             import_partners(con, world.partners, actor="demo", source="demo world")
         history = make_history(con, world)
         with clock.frozen(world.as_of):

@@ -4,26 +4,41 @@ expires, re-assigns and queues reminders, a viewer's changes nothing."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from engine.demo import DEMO_AS_OF
 from engine.rules import load_rules
 from store import clock
+from store.commits import commit
 from store.db import connect
 from store.lifecycle import due
 from tests.app_helpers import MANAGER, VIEWER, open_page, value
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")
 
-#: A week after the demo's last referral (2026-11-23 17:48): most of its active referrals
-#: are past their window, and those of 23 to 25 November are due a reminder.
-NOW = "2026-11-30T12:00:00"
+#: Six days after the test commits the demo's backlog at the demo's "now": the demo's own
+#: referrals still waiting (made the Monday before) are past their 7-day window, and the
+#: backlog's referrals are past the 5 days after which a reminder is due.
+NOW = DEMO_AS_OF + timedelta(days=6)
+
+EXPIRED = "SELECT count(*) FROM referrals WHERE status = 'expired'"
+REMINDERS = "SELECT count(*) FROM outbox WHERE message_id LIKE '%-reminder@%'"
 
 
 @pytest.fixture
 def db(demo_db: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv(clock.ENV, NOW)
+    """The demo with its backlog committed at the demo's "now" (``frp commit``), read at
+    :data:`NOW`."""
+    con = connect(demo_db)
+    try:
+        with clock.frozen(DEMO_AS_OF):
+            commit(con, load_rules(), "round-robin", actor="test")
+    finally:
+        con.close()
+    monkeypatch.setenv(clock.ENV, NOW.isoformat())
     return demo_db
 
 
@@ -41,26 +56,47 @@ def panel_text(at) -> str:
 
 def test_the_counts_due_are_shown_before_the_button(db: Path) -> None:
     want = expected(db)
-    assert want.expiring > 1_000 and want.reminders > 0
+    # What the demo left waiting expires; what the backlog's commit made is due a reminder
+    # (to the partner and to its PSM).
+    waiting_before = value(
+        db,
+        "SELECT count(*) FROM referrals WHERE outcome = 'frp' AND status = 'active' "
+        "AND created_at < ?",
+        [DEMO_AS_OF],
+    )
+    made = value(
+        db,
+        "SELECT count(*) FROM referrals WHERE outcome = 'frp' AND status = 'active' "
+        "AND created_at = ?",
+        [DEMO_AS_OF],
+    )
+    assert want.expiring == waiting_before > 0
+    assert want.reminders == 2 * made > 0
     at = open_page("pages/referrals.py")
     text = panel_text(at)
     assert f"{want.expiring:,} referrals past their window, {want.reminders:,} reminders due" in (
         text
     )
-    assert "at 2026-11-30 12:00 UTC; accept within 7 days, remind after 5" in text
+    assert f"at {NOW:%Y-%m-%d %H:%M} UTC; accept within 7 days, remind after 5" in text
     assert not at.button(key="expire_now").disabled
 
 
 def test_expire_now_expires_reassigns_and_reminds(db: Path) -> None:
     want = expected(db)
+    assert want.expiring > 0 and want.reminders > 0
+    expired_before, reminders_before = value(db, EXPIRED), value(db, REMINDERS)
+    last_audit = value(db, "SELECT max(id) FROM audit_log")
     at = open_page("pages/referrals.py", user=MANAGER)
     at.button(key="expire_now").click().run()
     assert not at.exception
-    n = value(db, "SELECT count(*) FROM referrals WHERE status = 'expired'")
+    n = value(db, EXPIRED) - expired_before
     assert n == want.expiring
-    reminders = value(db, "SELECT count(*) FROM outbox WHERE message_id LIKE '%-reminder@%'")
+    reminders = value(db, REMINDERS) - reminders_before
     assert reminders == want.reminders
-    assert value(db, "SELECT actor FROM audit_log WHERE action = 'expire'") == "boss@example.com"
+    expiries = value(
+        db, "SELECT list(actor) FROM audit_log WHERE action = 'expire' AND id > ?", [last_audit]
+    )
+    assert expiries == ["boss@example.com"]
     success = " ".join(s.value for s in at.success)
     assert f"{n:,} referrals expired (no response)" in success
     assert [t.value for t in at.toast] == [
@@ -72,8 +108,11 @@ def test_expire_now_expires_reassigns_and_reminds(db: Path) -> None:
 
 
 def test_a_viewer_cannot_expire(db: Path) -> None:
+    assert expected(db).expiring > 0
+    expired_before = value(db, EXPIRED)
     at = open_page("pages/referrals.py", user=VIEWER)
     at.button(key="expire_now").click().run()
     assert not at.exception
     assert any("Only managers can expire referrals" in e.value for e in at.error)
-    assert value(db, "SELECT count(*) FROM referrals WHERE status = 'expired'") == 0
+    assert value(db, EXPIRED) == expired_before
+    assert expected(db).expiring > 0

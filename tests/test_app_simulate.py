@@ -113,6 +113,7 @@ def test_switching_partners_off_reaches_the_engine(demo_db: Path) -> None:
 
 def test_commit_with_confirmation_then_the_results_are_out_of_date(demo_db: Path) -> None:
     before = referral_count(demo_db)
+    run = value(demo_db, "SELECT coalesce(max(run_id), 0) + 1 FROM runs")  # after the demo's
     at = run_simulation(open_page(), ["round-robin", "optimal"])
     cohort = at.session_state[LATEST_KEY]["optimal"].assignments.height
     commit_button = at.button(key="commit_button")
@@ -125,14 +126,15 @@ def test_commit_with_confirmation_then_the_results_are_out_of_date(demo_db: Path
     assert not at.exception
     assert referral_count(demo_db) == before + cohort
     assert [t.value for t in at.toast] == [
-        f"Run 1 committed: {at.session_state[LATEST_KEY]['optimal'].placed:,} referrals to partners"
+        f"Run {run} committed: {at.session_state[LATEST_KEY]['optimal'].placed:,} "
+        "referrals to partners"
     ]
-    assert at.success[0].value.startswith("Run 1 committed (optimal)")
+    assert at.success[0].value.startswith(f"Run {run} committed (optimal)")
 
     # The backlog the results were computed from is gone: they are out of date, and the
     # same results cannot be committed twice.
     at.run()
-    assert at.success[0].value.startswith("Run 1 committed (optimal)")
+    assert at.success[0].value.startswith(f"Run {run} committed (optimal)")
     assert at.button(key="commit_button").disabled
     assert "Out of date" in at.warning[0].value
     assert freshness.PARTS["store"] in at.warning[0].value  # the backlog is the store's
