@@ -42,7 +42,7 @@ import polars as pl
 
 from engine.demo import FULL_POOL_COUNTRIES, WEEKS, DemoWorld, week_start
 from engine.reasons import Policy
-from engine.rules import Rules, load_rules, to_toml
+from engine.rules import DEFAULT_RULES_PATH, Rules, load_rules, to_toml
 from store import clock, handoff, lifecycle
 from store import rules as team_rules
 from store.commits import commit
@@ -160,7 +160,10 @@ def _slow_partners(world: DemoWorld) -> list[str]:
 
 
 def _rules_text(change: dict[str, Any]) -> str:
-    """The rules TOML of one version: the shipped defaults with ``change`` applied."""
+    """The rules TOML of one version: the shipped defaults with ``change`` applied; no
+    change is the shipped file's own text, so that saving it again says "unchanged"."""
+    if not change:
+        return DEFAULT_RULES_PATH.read_text(encoding="utf-8")
     base = load_rules()
     values = {k: v for k, v in change.items() if k != "drop_workloads"}
     dropped = change.get("drop_workloads", ())
