@@ -496,3 +496,5 @@ def test_the_best_value_of_each_measure_is_marked_and_a_tie_marks_both() -> None
         "most even, fewest at capacity",
     ]
     assert best_marks(frame.head(1))["best"].to_list() == [""]  # nothing to compare with
+    near = frame.with_columns(pl.Series("jain", [0.95, 0.8, 0.95 + 1e-12]))
+    assert [m.count("most even") for m in best_marks(near)["best"]] == [1, 0, 1]  # as shown

@@ -65,8 +65,10 @@ def best_marks(frame: pl.DataFrame) -> pl.DataFrame:
     """Add ``best``: the measures of :data:`BEST` where a run is the best of the table (a tie
     marks every run that has it), so the table is read across without comparing numbers by
     eye. One run alone has nothing to be best against: no marks."""
+    # Jain's index as shown (3 decimals): runs that read the same tie, not a float's last bit.
+    shown = {key: pl.col(key).round(3) if key == "jain" else pl.col(key) for key, _, _ in BEST}
     marks = [
-        pl.when(pl.col(key) == (pl.col(key).max() if high else pl.col(key).min()))
+        pl.when(shown[key] == (shown[key].max() if high else shown[key].min()))
         .then(pl.lit(words))
         .otherwise(None)
         for key, high, words in BEST
