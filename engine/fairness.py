@@ -213,6 +213,9 @@ class FairnessReport:
     gini: float
     max_utilisation: float
     mean_utilisation: float
+    #: Available partners at or over capacity after the run: unlike the busiest partner's
+    #: utilisation, which one full partner holds at 100% for any cohort, it moves with it.
+    at_capacity: int
     per_partner: pl.DataFrame
     per_pool: pl.DataFrame
     pool_members: pl.DataFrame
@@ -242,6 +245,7 @@ class FairnessReport:
             "gini": self.gini,
             "max_utilisation": self.max_utilisation,
             "mean_utilisation": self.mean_utilisation,
+            "at_capacity": self.at_capacity,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -419,6 +423,7 @@ def report(
         gini=gini(util),
         max_utilisation=float(util.max()) if util.size else 0.0,
         mean_utilisation=float(util.mean()) if util.size else 0.0,
+        at_capacity=int((util >= 1 - 1e-9).sum()),
         per_partner=per_partner,
         per_pool=per_pool,
         pool_members=members,

@@ -20,8 +20,8 @@ from store.commits import simulate_stored
 from store.db import connect
 from tests.app_helpers import chart_titles, open_app, run_simulation, value
 from ui.db import RULES_KEY
-from ui.simulation import LATEST_KEY, RUN_KEY, SPLITS, freshness, result_bytes
-from ui.simulation.comparison import css_by_reason
+from ui.simulation import LATEST_KEY, RUN_KEY, SPLITS, freshness, policy_words, result_bytes
+from ui.simulation.comparison import best_marks, css_by_reason
 from ui.uploads import read_upload, template_csv
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")
@@ -69,10 +69,9 @@ def test_the_backlog_under_two_policies_matches_the_store_and_writes_nothing(
         for reason in CSS_REASONS:  # the reasons a new cohort can give
             assert row[reason.value] == counts[reason.value]
         assert row["jain"] == pytest.approx(rep.jain)
-        assert row["max_utilisation"] == pytest.approx(rep.max_utilisation)
+        assert row["at_capacity"] == rep.at_capacity
+        assert row["policy"] == Policy(policy).words
         assert sims[policy].assignments.equals(expected.assignments)
-    placed = [m.value for m in at.metric if m.label == "Placed with partners"]
-    assert placed == [f"{direct(demo_db, p).placed:,}" for p in ["round-robin", "least-loaded"]]
     assert referral_count(demo_db) == before
 
 
@@ -224,7 +223,7 @@ def test_a_rule_change_marks_the_results_out_of_date_and_disables_commit(demo_db
     assert at.number_input(key="ov_min_seats").value == 300  # the override follows the rules
     (table,) = [d.value for d in at.dataframe if "Measure" in d.value.columns]
     below = table[table["Measure"] == "Sent to CSS"].iloc[0]
-    assert below["Policy"] == "round-robin" and below["Before"] != below["After"]
+    assert below["Policy"] == Policy.ROUND_ROBIN.words and below["Before"] != below["After"]
     assert below["Change"].startswith("+")
 
 
@@ -336,7 +335,7 @@ def test_split_settings_are_compared_side_by_side_like_policies(demo_db: Path) -
     at = run_splits(open_page(), ["round-robin"], [1, 2, 3])
     table = comparison_table(at)
     names = ["round-robin · split off", "round-robin · split 2", "round-robin · split 3"]
-    assert list(table["policy"]) == names
+    assert list(table["policy"]) == [policy_words(n) for n in names]
     assert list(table["split"]) == ["split off", "split 2", "split 3"]
     sims = at.session_state[LATEST_KEY]
     assert list(sims) == names
@@ -350,8 +349,7 @@ def test_split_settings_are_compared_side_by_side_like_policies(demo_db: Path) -
         assert sims[names[i]].rules.max_partners_per_customer == limit
     assert table.iloc[1]["placed"] > table.iloc[0]["placed"]  # a split places more
     assert table.iloc[1]["split_customers"] > 0 and table.iloc[0]["split_customers"] == 0
-    cards = [m.value for m in at.markdown if m.value.startswith("**Round robin")]
-    assert cards == [f"**{Policy.ROUND_ROBIN.words} · {s}**" for s in SPLITS.values()]
+    assert list(table["policy"]) == [f"{Policy.ROUND_ROBIN.words} · {s}" for s in SPLITS.values()]
     assert "Customers sent to CSS queues, by reason" in chart_titles(at)
 
 
@@ -363,10 +361,10 @@ def test_the_css_chart_counts_css_workloads_as_a_reason(demo_db: Path) -> None:
     frame = css_by_reason(at.session_state[RUN_KEY])
     words = Reason.CSS_WORKLOAD.words
     for name, sim in sims.items():
-        got = frame.filter((pl.col("policy") == name) & (pl.col("reason") == words))
+        got = frame.filter((pl.col("policy") == policy_words(name)) & (pl.col("reason") == words))
         expected = sim.counts()["css_workload"] + sim.part_counts()["css_parts"]
         assert got["customers"].to_list() == [expected] and expected > 0
-        row = comparison_table(at).set_index("policy").loc[name]
+        row = comparison_table(at).set_index("policy").loc[policy_words(name)]
         assert row["css_workload"] == expected and row["css_parts"] > 0
 
 
@@ -444,3 +442,59 @@ def test_the_why_panel_shows_a_split_customers_parts(demo_db: Path) -> None:
     assert list(parts["workloads"]) == [", ".join(p.workloads) for p in e.parts]
     assert [p.split("·")[0].strip() for p in parts["partner"]] == [p.partner_id for p in e.parts]
     assert all(w.startswith("covers ") for w in parts["why"])
+
+
+def test_one_table_compares_the_policies_under_their_names_with_the_best_marked(
+    demo_db: Path,
+) -> None:
+    # #17 item 8: no cards, no machine names, partners at capacity instead of a "max
+    # utilisation" that reads 100% for any cohort, and the best value per measure marked.
+    at = open_page()
+    at.radio(key="cohort_source").set_value("synthetic")
+    at.run()
+    run_simulation(at, ["round-robin", "least-loaded"], syn_size=5, syn_seed=1)
+    assert not [m for m in at.metric if m.label in ("Max utilisation", "Placed with partners")]
+    table = comparison_table(at)
+    assert list(table["policy"]) == [Policy.ROUND_ROBIN.words, Policy.LEAST_LOADED.words]
+    assert "max_utilisation" not in table.columns
+    sims = at.session_state[LATEST_KEY]
+    for i, sim in enumerate(sims.values()):
+        rep = report_for(sim)
+        before = sim.partners.filter(
+            pl.col("available") & (pl.col("capacity") > 0) & (pl.col("utilisation_before") >= 1)
+        ).height
+        row = table.iloc[i]
+        assert row["at_capacity"] == rep.at_capacity
+        assert before <= row["at_capacity"] <= before + 5  # five customers fill five at most
+        assert row["at_capacity"] < sim.partners.filter(pl.col("available")).height
+    best = dict(zip(table["policy"], table["best"], strict=True))
+    most = table["placed"].max()
+    for words, placed in zip(table["policy"], table["placed"], strict=True):
+        assert ("most placed" in best[words]) == (placed == most)
+    shown = " ".join(str(v) for d in at.dataframe for v in d.value.to_numpy().ravel())
+    assert "round-robin" not in shown and "least-loaded" not in shown
+    detail = at.selectbox(key="detail_policy")
+    assert detail.options == [Policy.ROUND_ROBIN.words, Policy.LEAST_LOADED.words]
+    legend = css_by_reason(at.session_state[RUN_KEY])["policy"].unique().to_list()
+    assert set(legend) <= {Policy.ROUND_ROBIN.words, Policy.LEAST_LOADED.words}
+
+
+def test_the_best_value_of_each_measure_is_marked_and_a_tie_marks_both() -> None:
+    frame = pl.DataFrame(
+        {
+            "policy": ["A", "B", "C"],
+            "placed": [5, 5, 3],
+            "css": [0, 0, 2],
+            "jain": [0.9, 0.8, 0.95],
+            "at_capacity": [2, 1, 1],
+        }
+    )
+    got = best_marks(frame)["best"].to_list()
+    assert got == [
+        "most placed, fewest to CSS",
+        "most placed, fewest to CSS, fewest at capacity",
+        "most even, fewest at capacity",
+    ]
+    assert best_marks(frame.head(1))["best"].to_list() == [""]  # nothing to compare with
+    near = frame.with_columns(pl.Series("jain", [0.95, 0.8, 0.95 + 1e-12]))
+    assert [m.count("most even") for m in best_marks(near)["best"]] == [1, 0, 1]  # as shown

@@ -67,11 +67,11 @@ def run_simulation(page: Page) -> None:
     for _ in range(3):
         button.click()
         try:
-            expect(page.get_by_text("Placed with partners").first).to_be_visible(timeout=20_000)
+            expect(page.get_by_text("One policy in detail").first).to_be_visible(timeout=20_000)
             break
         except AssertionError:
             continue
-    expect(page.get_by_text("Placed with partners").first).to_be_visible(timeout=TIMEOUT)
+    expect(page.get_by_text("One policy in detail").first).to_be_visible(timeout=TIMEOUT)
     wait_idle(page)
 
 
@@ -131,6 +131,10 @@ def test_simulation_runs_and_its_chart_renders(page: Page, app_server: str) -> N
     expect(charts.first).to_be_visible(timeout=TIMEOUT)
     # Vega draws into a canvas or an svg once the spec has rendered.
     expect(charts.first.locator("canvas, svg").first).to_be_visible(timeout=TIMEOUT)
+    # One aligned table compares the policies (#17 item 8): no cards, whose wrapping titles
+    # put their numbers out of line.
+    expect(page.get_by_test_id("stDataFrame").first).to_be_visible(timeout=TIMEOUT)
+    assert page.get_by_test_id("stMetric").count() == 0
     save_screenshot(page, "simulate-results")
 
 

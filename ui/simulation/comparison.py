@@ -16,7 +16,7 @@ import streamlit as st
 from engine.reasons import CSS_REASONS, Reason
 from engine.simulation import Simulation
 from ui import labels as human
-from ui.simulation import SPLITS, SimulationRun
+from ui.simulation import SPLITS, SimulationRun, policy_words
 
 #: The reasons the comparison counts: a new cohort's CSS reasons, then the CSS workloads
 #: (customers with workloads CSS always delivers: a CSS part, or sent there whole).
@@ -27,14 +27,16 @@ TOP_PARTNERS = 20
 
 
 def comparison(run: SimulationRun) -> pl.DataFrame:
-    """One row per run: its split setting, placed, parts, CSS by reason, Jain's index and
-    utilisation. ``css_workload`` counts the customers with workloads CSS always delivers."""
+    """One row per run, under its name in words (the same everywhere on the page): its split
+    setting, placed, parts, CSS by reason, Jain's index, partners at capacity and mean
+    utilisation, then which measures it does best (:func:`best_marks`). ``css_workload``
+    counts the customers with workloads CSS always delivers."""
     rows = []
     for name, sim in run.simulations.items():
         rep = run.reports[name]
         rows.append(
             {
-                "policy": name,
+                "policy": policy_words(name),
                 "split": SPLITS[sim.rules.max_partners_per_customer],
                 # Customers, not rows: with a split a customer has a row per part.
                 "customers": sim.rows.height,
@@ -43,11 +45,37 @@ def comparison(run: SimulationRun) -> pl.DataFrame:
                 "css": sim.rows.height - sim.placed,
                 **css_counts(sim),
                 "jain": rep.jain,
-                "max_utilisation": rep.max_utilisation,
+                "at_capacity": rep.at_capacity,
                 "mean_utilisation": rep.mean_utilisation,
             }
         )
-    return pl.DataFrame(rows)
+    return best_marks(pl.DataFrame(rows))
+
+
+#: The measures a run can do best at, which way is better, and the mark's words.
+BEST: tuple[tuple[str, bool, str], ...] = (
+    ("placed", True, "most placed"),
+    ("css", False, "fewest to CSS"),
+    ("jain", True, "most even"),
+    ("at_capacity", False, "fewest at capacity"),
+)
+
+
+def best_marks(frame: pl.DataFrame) -> pl.DataFrame:
+    """Add ``best``: the measures of :data:`BEST` where a run is the best of the table (a tie
+    marks every run that has it), so the table is read across without comparing numbers by
+    eye. One run alone has nothing to be best against: no marks."""
+    # Jain's index as shown (3 decimals): runs that read the same tie, not a float's last bit.
+    shown = {key: pl.col(key).round(3) if key == "jain" else pl.col(key) for key, _, _ in BEST}
+    marks = [
+        pl.when(shown[key] == (shown[key].max() if high else shown[key].min()))
+        .then(pl.lit(words))
+        .otherwise(None)
+        for key, high, words in BEST
+    ]
+    if frame.height < 2:
+        return frame.with_columns(pl.lit("").alias("best"))
+    return frame.with_columns(pl.concat_str(marks, separator=", ", ignore_nulls=True).alias("best"))
 
 
 def css_counts(sim: Simulation) -> dict[str, int]:
@@ -78,8 +106,12 @@ COMPARISON_COLUMNS: dict[str, tuple[str, str]] = {
         "Customers with workloads CSS always delivers (a CSS part, or all to CSS)",
     ),
     "jain": ("Jain", "Jain's index of utilisation after the run (1 = perfectly even)"),
-    "max_utilisation": ("Max util.", "Utilisation of the busiest available partner after"),
+    "at_capacity": (
+        "Partners at capacity",
+        "Available partners at or over their capacity after the run",
+    ),
     "mean_utilisation": ("Mean util.", "Mean utilisation of available partners after"),
+    "best": ("Best at", "The measures where this run does best of those compared (ties too)"),
 }
 
 
@@ -91,7 +123,7 @@ def comparison_config() -> dict[str, Any]:
             config[key] = st.column_config.NumberColumn(label, help=words, format="%.3f")
         elif key.endswith("utilisation"):
             config[key] = st.column_config.NumberColumn(label, help=words, **human.PERCENT)
-        elif key in ("policy", "split"):
+        elif key in ("policy", "split", "best"):
             config[key] = st.column_config.TextColumn(label, help=words)
         else:
             config[key] = st.column_config.NumberColumn(label, help=words, format="localized")
@@ -104,7 +136,7 @@ _MEASURES = {
     "partner_parts": ("Referrals to partners (one per part)", "{:,.0f}"),
     "css": ("Sent to CSS", "{:,.0f}"),
     "jain": ("Jain's index of utilisation (1 = even)", "{:.3f}"),
-    "max_utilisation": ("Busiest partner's utilisation", "{:.0%}"),
+    "at_capacity": ("Partners at capacity", "{:,.0f}"),
 }
 
 
@@ -135,10 +167,11 @@ def before_after(before: SimulationRun, after: SimulationRun) -> pl.DataFrame:
 
 def css_by_reason(run: SimulationRun) -> pl.DataFrame:
     """Long frame (policy, reason, customers) of CSS outcomes, reasons in the order of
-    :data:`COMPARED_REASONS`, for the grouped bar chart (``policy``: the run's name).
+    :data:`COMPARED_REASONS`, for the grouped bar chart (``policy``: the run's name in words,
+    as the comparison table says it).
     A reason no run has is left out: an empty row says nothing."""
     rows = [
-        {"policy": name, "reason": r.words, "customers": css_counts(sim)[r.value]}
+        {"policy": policy_words(name), "reason": r.words, "customers": css_counts(sim)[r.value]}
         for name, sim in run.simulations.items()
         for r in COMPARED_REASONS
     ]

@@ -7,9 +7,6 @@ before it was simulated (``ui.simulation.cohort.read_inputs``), so everything dr
 
 from __future__ import annotations
 
-import re
-from typing import Any
-
 import polars as pl
 import streamlit as st
 
@@ -100,24 +97,23 @@ def show_results(
     show_downloads(run, policy)
 
 
-#: Runs per row of metric cards (a few policies under three split settings wrap).
-CARDS_PER_ROW = 4
-
-
 def show_comparison(run: SimulationRun) -> None:
-    """The runs side by side (a policy under a split setting): a card of metrics each
-    (differences against the first), the comparison table and the CSS chart."""
+    """The runs side by side (a policy under a split setting) in one table, a row each under
+    the names used everywhere on the page and the measures each does best first, then the
+    CSS chart right under it. One table rather than a card per run: the cards' titles
+    wrapped to different heights and their numbers no longer lined up."""
     table = comparison(run)
-    base = table.row(0, named=True)
-    rows = list(table.iter_rows(named=True))
-    for start in range(0, len(rows), CARDS_PER_ROW):
-        shown = rows[start : start + CARDS_PER_ROW]
-        for col, row in zip(st.columns(min(len(rows), CARDS_PER_ROW)), shown, strict=False):
-            with col.container(border=True):
-                _card(row, base)
+    st.dataframe(
+        table.select("policy", "best", pl.exclude("policy", "best")),
+        hide_index=True,
+        column_config=comparison_config(),
+        key="comparison",
+    )
     if len(run.simulations) > 1:
-        st.caption(f"Differences are against {base['policy']}.")
-    st.dataframe(table, hide_index=True, column_config=comparison_config(), key="comparison")
+        st.caption(
+            "**Best at** marks each run's best measures: most placed, fewest to CSS, most "
+            "even (Jain's index), fewest partners at capacity; a tie marks every run with it."
+        )
     st.altair_chart(charts.css_reasons_by_policy(css_by_reason(run)), width="stretch")
     if any(sim.by_part for sim in run.simulations.values()):
         st.caption(
@@ -125,43 +121,6 @@ def show_comparison(run: SimulationRun) -> None:
             "**Partner parts** counts the referrals to partners. **CSS workloads** counts "
             "the customers with workloads CSS always delivers, as a CSS part or whole."
         )
-
-
-def _card(row: dict[str, Any], base: dict[str, Any]) -> None:
-    """One run's metrics, with its differences against ``base`` (the first run)."""
-    st.markdown(f"**{policy_words(row['policy'])}**")
-    first = row["policy"] == base["policy"]
-    st.metric(
-        "Placed with partners",
-        f"{row['placed']:,}",
-        None if first else _delta(row["placed"] - base["placed"], "+,"),
-    )
-    if row["split_customers"] or base["split_customers"]:
-        st.metric(
-            "Split across partners",
-            f"{row['split_customers']:,}",
-            None if first else _delta(row["split_customers"] - base["split_customers"], "+,"),
-            help=f"{row['partner_parts']:,} referrals to partners, one per part",
-        )
-    st.metric(
-        "To CSS",
-        f"{row['css']:,}",
-        None if first else _delta(row["css"] - base["css"], "+,"),
-        delta_color="inverse",
-    )
-    st.metric(
-        "Jain's index",
-        f"{row['jain']:.3f}",
-        None if first else _delta(row["jain"] - base["jain"], "+.3f"),
-        help="1 = utilisation perfectly even across available partners",
-    )
-    st.metric(
-        "Max utilisation",
-        f"{row['max_utilisation']:.0%}",
-        None if first else _delta(row["max_utilisation"] - base["max_utilisation"], "+.0%"),
-        delta_color="inverse",
-        help="The busiest available partner after the run (active referrals / capacity)",
-    )
 
 
 def show_load(run: SimulationRun, policy: str) -> None:
@@ -301,9 +260,3 @@ def partner_labels(run: SimulationRun) -> dict[str, str]:
         pid: human.partner_label(pid, {pid: name})
         for pid, name in run.prepared.partners.select("partner_id", "name").iter_rows()
     }
-
-
-def _delta(diff: float, fmt: str) -> str | None:
-    """A metric's delta text, or None when it rounds to no change (no arrow for nothing)."""
-    text = format(diff, fmt)
-    return None if not re.search(r"[1-9]", text) else text
