@@ -269,13 +269,26 @@ def parse_rules(text: str, source: str = "rules") -> Rules:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise RulesError(f"{source}: not valid TOML: {exc}") from None
+        raise RulesError(f"{source}: {_decode_error(text, str(exc))}") from None
     except RecursionError:  # tomllib recurses once per nested array or inline table
         raise RulesError(
             f"{source}: arrays or inline tables nested too deeply; expected at most a table "
             "of lists (like [regions])"
         ) from None
     return parse_rules_dict(data, source)
+
+
+def _decode_error(text: str, message: str) -> str:
+    """A TOML syntax error named by the key on its line where there is one ("not valid TOML
+    in min_seats, line 2: invalid value"): people look for the rule they edited."""
+    at = re.search(r" \(at line (\d+), column \d+\)", message)
+    lines = text.splitlines()
+    if at and 0 < int(at.group(1)) <= len(lines):
+        key = re.match(r"\s*([A-Za-z0-9_-]+)\s*=", lines[int(at.group(1)) - 1])
+        if key:
+            reason = message[: at.start()] + message[at.end() :]
+            return f"not valid TOML in {key.group(1)}, line {at.group(1)}: {reason.lower()}"
+    return f"not valid TOML: {message}"
 
 
 def load_rules(path: str | Path | None = None) -> Rules:

@@ -314,3 +314,70 @@ def test_a_parquet_customers_upload_round_trips() -> None:
     assert read_upload(data.getvalue(), "c.parquet", "customers").equals(cohort)
     text = cohort.with_columns(pl.col("workloads").list.join(LIST_SEPARATOR)).write_csv()
     assert read_upload(text.encode(), "c.csv", "customers").equals(cohort)
+
+
+# --- The rules form: the common rules as fields over the same TOML text ----------------------
+
+
+def test_minimum_seats_set_in_the_form_and_tried_reach_the_sessions_what_ifs(
+    demo_db: Path,
+) -> None:
+    before = team(demo_db)
+    at = open_app("pages/data.py", VIEWER)  # a viewer may try, not save
+    assert at.number_input(key="rule_min_seats").value == 150  # filled from the team's text
+    at.number_input(key="rule_min_seats").set_value(300).run()
+    assert not at.exception
+    assert "min_seats = 300" in at.text_area(key="rules_text").value  # one text, both views
+    at.button(key="rules_use").click().run()
+    assert parse_rules(at.session_state[RULES_KEY]).min_seats == 300
+    assert "tries edited rules" in captions(at)
+    at.text_input(key="rules_save_note").set_value("mine")
+    at.button(key="rules_save").click().run()
+    assert "Only managers can save the team's rules" in at.error[0].value
+    assert team(demo_db) == before
+    typed = at.text_area(key="rules_text").value.replace("min_seats = 300", "min_seats = 250")
+    at.text_area(key="rules_text").set_value(typed).run()
+    assert at.number_input(key="rule_min_seats").value == 250  # the text typed fills the form
+    at.text_area(key="rules_text").set_value(typed.replace("250", "300")).run()
+    at.switch_page("pages/simulate.py")
+    at.run()
+    assert at.number_input(key="ov_min_seats").value == 300
+
+
+def test_a_managers_form_edit_with_a_note_saves_a_new_version(demo_db: Path) -> None:
+    new = team(demo_db).version + 1
+    at = open_data()
+    at.selectbox(key="rule_when_full").set_value("hold").run()
+    at.number_input(key="rule_max_declines").set_value(3).run()
+    at.text_input(key="rules_save_note").set_value("hold when full, three declines")
+    at.button(key="rules_save").click().run()
+    assert not at.exception
+    assert any(f"version {new}:" in s.value for s in at.success)
+    saved = team(demo_db)
+    assert saved.version == new
+    assert 'when_full = "hold"' in saved.text and "max_declines = 3" in saved.text
+    assert parse_rules(saved.text).max_declines == 3
+
+
+def test_an_invalid_form_value_names_the_rule_and_saves_nothing(demo_db: Path) -> None:
+    before = rows(demo_db, "SELECT * FROM rules_versions ORDER BY version")
+    now = team(demo_db)
+    at = open_data()
+    window = at.number_input(key="rule_accept_within_days").value
+    at.number_input(key="rule_remind_after_days").set_value(window + 3).run()
+    assert not at.exception
+    assert at.error[0].value.startswith("Not applied: Reminder after (days)")
+    assert "line" not in at.error[0].value
+    assert at.text_area(key="rules_text").value == now.text  # the text keeps the last valid
+    at.text_input(key="rules_save_note").set_value("try a late reminder")
+    at.button(key="rules_save").click().run()
+    assert rows(demo_db, "SELECT * FROM rules_versions ORDER BY version") == before
+
+
+def test_a_toml_typo_names_the_rule_rather_than_a_line_and_column(demo_db: Path) -> None:
+    at = open_data()
+    text = at.text_area(key="rules_text").value.replace("min_seats = 150", "min_seats = abc")
+    at.text_area(key="rules_text").set_value(text)
+    at.button(key="rules_use").click().run()
+    assert "Minimum seats (min_seats)" in at.error[0].value
+    assert RULES_KEY not in at.session_state

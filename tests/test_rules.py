@@ -366,3 +366,10 @@ def test_random_scalars_parse_or_raise_rules_error(overrides: dict) -> None:
     for key, value in overrides.items():
         if key in ("min_seats", "max_declines", "when_full", "referral_consent_default"):
             assert getattr(rules, key) == value
+
+
+def test_invalid_toml_names_the_key_on_its_line() -> None:
+    text = "referral_consent_default = true\nmin_seats = abc\n"
+    with pytest.raises(RulesError) as caught:
+        parse_rules(text, source="t.toml")
+    assert str(caught.value) == "t.toml: not valid TOML in min_seats, line 2: invalid value"
