@@ -104,7 +104,6 @@ class _Run:
     slow: frozenset[str]
     answered: set[int] = field(default_factory=set)
     completes: dict[int, tuple[int, str, str]] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)
 
     def at(self, week: int, day: int, hour: int, step: Callable[[int], None]) -> None:
         """``step(week)`` with the clock at ``day`` days and ``hour`` hours after 00:00 of
@@ -114,13 +113,10 @@ class _Run:
             step(week)
             _record_sent(self.con)
 
-    def add(self, what: str, n: int = 1) -> None:
-        self.counts[what] = self.counts.get(what, 0) + n
 
-
-def make_history(con: duckdb.DuckDBPyConnection, world: DemoWorld) -> dict[str, int]:
-    """Run the product over the world's weeks on a store holding its partners; returns
-    counts of what happened (for the caller to report)."""
+def make_history(con: duckdb.DuckDBPyConnection, world: DemoWorld) -> None:
+    """Run the product over the world's weeks on a store holding its partners (what came
+    of it is read back from the store, like any store's)."""
     run = _Run(
         con,
         random.Random(world.seed),
@@ -135,7 +131,6 @@ def make_history(con: duckdb.DuckDBPyConnection, world: DemoWorld) -> dict[str, 
         run.at(week, 3, 14, lambda w: _complete(run, w))
         run.at(week, 4, 16, lambda w: _hand_off(run, w))
         run.at(week, 5, 12, lambda w: _expire(run))
-    return run.counts
 
 
 def _monday(run: _Run, week: int) -> None:
@@ -145,9 +140,7 @@ def _monday(run: _Run, week: int) -> None:
     _changes(run, week)
     source = f"demo week {week + 1} intake"
     import_customers(run.con, run.world.weeks[week], actor=ACTOR, source=source)
-    summary = commit(run.con, run.rules, Policy.ROUND_ROBIN, actor=ACTOR, source="FTCQ backlog")
-    run.add("runs")
-    run.add("committed", summary.customers)
+    commit(run.con, run.rules, Policy.ROUND_ROBIN, actor=ACTOR, source="FTCQ backlog")
 
 
 def _slow_partners(world: DemoWorld) -> list[str]:
@@ -171,11 +164,10 @@ def _rules_text(change: dict[str, Any]) -> str:
     return to_toml(replace(base, **values))
 
 
-def _use_rules(con: duckdb.DuckDBPyConnection, week: int, text: str, note: str) -> Rules:
+def _use_rules(con: duckdb.DuckDBPyConnection, text: str, note: str) -> Rules:
     """The one place the demo changes its rules: saved as the team's rules
     (``store.rules.save``) at the week's clock, so every later run of the history records
     that version, as a manager's change on the Data page would."""
-    del week
     version = team_rules.save(con, text, actor=ACTOR, note=note)
     return team_rules.get(con, version).rules
 
@@ -183,8 +175,7 @@ def _use_rules(con: duckdb.DuckDBPyConnection, week: int, text: str, note: str) 
 def _changes(run: _Run, week: int) -> None:
     for at, note, change in RULES_CHANGES:
         if at == week:
-            run.rules = _use_rules(run.con, week, _rules_text(change), note)
-            run.add("rules versions")
+            run.rules = _use_rules(run.con, _rules_text(change), note)
     today = clock.today()
     partners = run.partners
     over = pl.col("paused_until").is_not_null() & (pl.col("paused_until") <= today)
@@ -217,7 +208,6 @@ def _changes(run: _Run, week: int) -> None:
 def _pause(run: _Run, partners: pl.DataFrame, n: int, until: date) -> tuple[pl.DataFrame, set[str]]:
     ready = partners.filter(pl.col("referral_ready") & pl.col("paused_until").is_null())
     picked = set(run.rng.sample(sorted(ready["partner_id"].to_list()), n))
-    run.add("pauses", n)
     return partners.with_columns(
         pl.when(pl.col("partner_id").is_in(sorted(picked)))
         .then(pl.lit(until))
@@ -261,7 +251,6 @@ def _answer(run: _Run) -> None:
             continue
         run.answered.add(referral_id)
         answer = _draw(run.rng, ANSWERS)
-        run.add(answer)
         if answer == "accept":
             lifecycle.accept(run.con, tenant_id, actor=ACTOR, partner_id=partner_id)
             low, high = SLOW_ONBOARDING_WEEKS if partner_id in run.slow else ONBOARDING_WEEKS
@@ -292,7 +281,6 @@ def _complete(run: _Run, week: int) -> None:
         ).fetchall()[0]
         if status == "accepted":
             lifecycle.complete(run.con, tenant_id, run.rules, actor=ACTOR, partner_id=partner_id)
-            run.add("completed")
 
 
 def _hand_off(run: _Run, week: int) -> None:
@@ -304,14 +292,11 @@ def _hand_off(run: _Run, week: int) -> None:
         [QUEUED, cutoff],
     ).fetchall()
     for queue, up_to in rows:
-        done = handoff.hand_off(run.con, queue=queue, up_to=up_to, actor=ACTOR)
-        run.add("handed off", len(done.referral_ids))
+        handoff.hand_off(run.con, queue=queue, up_to=up_to, actor=ACTOR)
 
 
 def _expire(run: _Run) -> None:
-    summary = lifecycle.expire(run.con, run.rules, actor="scheduler")
-    run.add("expired", summary.expired)
-    run.add("reminded", summary.reminded)
+    lifecycle.expire(run.con, run.rules, actor="scheduler")
 
 
 # --- the outbox ------------------------------------------------------------------------
