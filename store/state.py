@@ -186,7 +186,8 @@ def period(
     (``column``'s table, by its ``run_id``)."""
     where, params = ["TRUE"], list[object]()
     if version is not None:
-        where.append(made_with(column.rpartition(".")[0] + "." * ("." in column) + "run_id"))
+        table, dot, _ = column.rpartition(".")  # "r.created_at" -> "r.run_id"
+        where.append(made_with(f"{table}{dot}run_id"))
         params.append(version)
     if since is not None:
         where.append(f"{column} >= ?")
