@@ -23,8 +23,7 @@ browser:
 
 run: install
 	$(VENV)/bin/frp demo --if-missing
-	$(VENV)/bin/streamlit run app.py --server.port $(PORT) --server.headless true \
-		--browser.gatherUsageStats false
+	$(VENV)/bin/frp serve --port $(PORT)  # the dashboard as deployed (cli/serve.py)
 
 demo: install
 	$(VENV)/bin/frp demo --force
