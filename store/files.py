@@ -259,18 +259,16 @@ def _read_xlsx(source: str, data: bytes, sheet: str | None) -> pl.DataFrame:
     """
     _check_workbook(source, data)
     try:
-        names = fastexcel.read_excel(data).sheet_names
+        book = fastexcel.read_excel(data)  # opened once: for its sheet names and its cells
+        names = book.sheet_names
         wanted = (n for n in names if sheet is not None and n.strip().lower() == sheet)
-        grid = pl.read_excel(
-            data,
-            sheet_name=next(wanted, names[0]),
-            engine="calamine",
-            has_header=False,
-            infer_schema_length=0,  # every cell as text
-            drop_empty_rows=False,  # rows keep their numbers
-            drop_empty_cols=False,
-            raise_if_empty=False,
-            read_options={"skip_rows": 0},  # from row 1, even when it is blank
+        grid = pl.DataFrame(
+            book.load_sheet_eager(
+                next(wanted, names[0]),
+                header_row=None,  # row 1 is read as cells: _sheet_rows checks it
+                skip_rows=0,  # from row 1, even when it is blank
+                dtypes="string",  # every cell as text
+            )
         )
     except Exception as exc:  # calamine raises its own types for a damaged workbook
         raise InputError(

@@ -211,6 +211,25 @@ def test_the_sheet_named_like_the_kind_is_read_else_the_first() -> None:
     assert read_bytes(first, "customers").height == 1
 
 
+def test_a_workbook_is_opened_once_for_its_sheet_names_and_its_cells(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Opening parses the workbook's ZIP and XML: a big file is not parsed twice."""
+    import fastexcel
+
+    opened: list[int] = []
+    real = fastexcel.read_excel
+
+    def counted(source: bytes, *args: object, **kwargs: object) -> fastexcel.ExcelReader:
+        opened.append(len(source))
+        return real(source, *args, **kwargs)
+
+    monkeypatch.setattr(fastexcel, "read_excel", counted)
+    both = workbook([["notes"]], {"Customers": customer(500)})
+    assert read_bytes(both, "customers")["tenant_id"].to_list() == ["T1"]
+    assert opened == [len(both)]
+
+
 # --- workbooks that cannot be read: one line each ------------------------------------------
 
 
