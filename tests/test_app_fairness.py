@@ -29,14 +29,36 @@ def at(demo_db: Path) -> AppTest:
 
 
 def test_committed_referrals_headline(demo_db: Path, at: AppTest) -> None:
-    n, frp = row(demo_db, "SELECT count(*), count(*) FILTER (WHERE outcome = 'frp') FROM referrals")
+    """Committed history counts referrals (each one a partner's turn) and says so; the
+    customers behind them are counted apart, once each."""
+    n, frp, customers = row(
+        demo_db,
+        "SELECT count(*), count(*) FILTER (WHERE outcome = 'frp'), count(DISTINCT tenant_id) "
+        "FROM referrals",
+    )
+    assert customers < n  # re-assigned customers and split customers have several referrals
     shown = metrics(at)
-    assert shown["Customers"] == f"{n:,}"
-    assert shown["With partners"] == f"{frp:,}"
+    assert shown["Referrals"] == f"{n:,}"
+    assert shown["Customers"] == f"{customers:,}"
+    assert shown["To partners"] == f"{frp:,}"
     assert shown["CSS fallback"] == f"{(n - frp) / n:.1%}"
+    helps = {m.label: m.help for m in at.metric}
+    assert "re-assigned" in helps["Referrals"] and "part" in helps["Referrals"]
+    assert "share of referrals" in helps["CSS fallback"].lower()
     assert 0 < float(shown["Jain's index of utilisation now"]) <= 1
     assert 0 <= float(shown["Gini of utilisation"]) < 1
     assert not at.radio  # no simulation in this session: nothing to choose
+
+
+def test_turns_are_said_to_count_referrals(at: AppTest) -> None:
+    """A pool's turns are its referrals to partners: a split customer's part is one, and
+    so is a re-assignment after a decline (docs/domain.md, "Fairness")."""
+    words = " ".join(c.value for c in at.caption) + " ".join(s.value for s in at.success)
+    words += " ".join(w.value for w in at.warning)
+    assert "one turn (one customer)" not in words
+    assert "a part of a split customer" in words and "re-assign" in words
+    titles = chart_titles(at)
+    assert any(t and "referrals placed among" in t for t in titles), titles
 
 
 def test_every_section_has_its_chart_and_numbers(at: AppTest) -> None:
@@ -58,15 +80,16 @@ def test_every_section_has_its_chart_and_numbers(at: AppTest) -> None:
 
 
 def test_date_range_narrows_the_referrals(demo_db: Path, at: AppTest) -> None:
-    (n,) = row(
+    n, customers = row(
         demo_db,
-        "SELECT count(*) FROM referrals WHERE created_at >= '2026-08-01' "
-        "AND created_at < '2026-09-01'",
+        "SELECT count(*), count(DISTINCT tenant_id) FROM referrals "
+        "WHERE created_at >= '2026-08-01' AND created_at < '2026-09-01'",
     )
     assert n > 0  # the demo's history runs from June to November 2026
     at.date_input(key="fair_dates").set_value((date(2026, 8, 1), date(2026, 8, 31))).run()
     assert not at.exception
-    assert metrics(at)["Customers"] == f"{n:,}"
+    assert metrics(at)["Referrals"] == f"{n:,}"
+    assert metrics(at)["Customers"] == f"{customers:,}"
 
 
 def test_choosing_another_pool_redraws_its_ledger(at: AppTest) -> None:
