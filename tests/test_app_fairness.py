@@ -10,10 +10,13 @@ import polars as pl
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from engine.demo import DEMO_AS_OF
 from engine.rules import load_rules
 from engine.sizes import SIZE_BUCKETS
-from store.commits import simulate_stored
+from store import clock
+from store.commits import commit, simulate_stored
 from store.db import connect, open_db
+from store.fairness import committed_fairness
 from tests.app_helpers import ROOT, chart_titles, open_app, open_page, row, rows
 
 PAGE = "pages/fairness.py"
@@ -59,6 +62,28 @@ def test_turns_are_said_to_count_referrals(at: AppTest) -> None:
     assert "a part of a split customer" in words and "re-assign" in words
     titles = chart_titles(at)
     assert any(t and "referrals placed among" in t for t in titles), titles
+
+
+def test_a_committed_split_counts_each_part_as_a_referral_and_a_turn(demo_db: Path) -> None:
+    """A split customer's parts are referrals of their own, each a turn of its partner
+    (docs/domain.md, "Split by workload"): the page counts them so, and the customer once."""
+    rules = load_rules().replace(max_partners_per_customer=2)
+    con = connect(demo_db)
+    try:
+        with clock.frozen(DEMO_AS_OF):
+            commit(con, rules, "round-robin", actor="test")
+        fair, _ = committed_fairness(con, None, None, rules)
+    finally:
+        con.close()
+    n, customers, parts, turns = row(
+        demo_db,
+        "SELECT count(*), count(DISTINCT tenant_id), count(*) FILTER (WHERE part > 1), "
+        "count(*) FILTER (WHERE outcome = 'frp' AND pool_key IS NOT NULL) FROM referrals",
+    )
+    assert parts > 0  # the backlog had customers no single partner could take
+    assert fair.per_pool["placed"].sum() == turns  # every part is a turn in its pool
+    shown = metrics(open_page(PAGE))
+    assert (shown["Referrals"], shown["Customers"]) == (f"{n:,}", f"{customers:,}")
 
 
 def test_every_section_has_its_chart_and_numbers(at: AppTest) -> None:
