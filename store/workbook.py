@@ -34,16 +34,12 @@ TEXT_MAX = 32_767
 #: counts a 29 February 1900 that never was: serials are right from 1900-03-01 on).
 UNIX_DAY = 25_569
 _US_PER_DAY = 86_400_000_000
-#: Number formats per kind of column (text and booleans have none).
-FORMATS = {
-    "integer": "#,##0",
-    "float": "#,##0.######",
-    "date": "yyyy-mm-dd",
-    "datetime": "yyyy-mm-dd hh:mm:ss",
-}
+#: Number formats per kind of column (text, booleans and fractions have none: Excel's
+#: General shows a fraction's digits, and a whole one without a trailing point).
+FORMATS = {"integer": "#,##0", "date": "yyyy-mm-dd", "datetime": "yyyy-mm-dd hh:mm:ss"}
 #: What Excel writes for the control characters XML cannot hold, and for an ``_xHHHH_``
 #: already in the text (which Excel would otherwise read back as one of them).
-_ESCAPED_ESCAPE = re.compile(r"(_x[0-9a-fA-F]{4}_)").pattern
+_ESCAPED_ESCAPE = r"(_x[0-9a-fA-F]{4}_)"
 _ESCAPES = {
     "&": "&amp;",
     "<": "&lt;",
