@@ -272,7 +272,8 @@ class FairnessReport:
             f"Gini {self.gini:.4f} (0 = equal)",
             f"  utilisation after: max {self.max_utilisation:.1%}   "
             f"mean {self.mean_utilisation:.1%}   "
-            f"(over {self._counted()} available partners with capacity)",
+            f"at capacity {self.at_capacity} of {self._counted()} "
+            "(available partners with capacity)",
         ]
         lines += self._css_lines(top)
         if self.acceptance is not None and self.acceptance.height:

@@ -6,7 +6,13 @@ import streamlit as st
 
 from engine.fairness import acceptance
 from store import state
-from store.fairness import monthly_fairness, outcomes_by_size, partner_responses, referral_dates
+from store.fairness import (
+    committed_customers,
+    monthly_fairness,
+    outcomes_by_size,
+    partner_responses,
+    referral_dates,
+)
 from ui import fairness, rules
 from ui.reads import committed_fairness, view
 from ui.router import through_router
@@ -32,7 +38,7 @@ source = (
     if len(sources) > 1
     else sources[0]
 )
-monthly = answers = None
+monthly = answers = customers = None
 if source == COMMITTED:
     first, last = view(referral_dates)
     picked = st.date_input(
@@ -45,12 +51,14 @@ if source == COMMITTED:
     since, until = fairness.period(picked)
     version = rules.version_filter("fair_rules_version")
     fair, labels = committed_fairness(since, until, version)
+    customers = view(committed_customers, since, until, version)
     monthly = view(monthly_fairness, since, until, version)
     answers = acceptance(view(partner_responses, since, until, version))
     sizes = view(outcomes_by_size, since, until, version)
     by_country = fairness.committed_by_country(since, until, version)
     st.caption(
-        "Utilisation is each partner's load today; turns count the referrals of the period. "
+        "Utilisation is each partner's load today; the referrals of the period are counted, "
+        "each one a partner's turn. "
         "History imported without pools is grouped by the pool its customer matches today."
     )
 else:
@@ -66,7 +74,7 @@ if fair.customers == 0:
     st.info("No referrals in this period: widen the date range.")
     st.stop()
 
-fairness.headline(fair, labels)
+fairness.headline(fair, labels, customers)
 names = view(state.partner_names)
 tabs = st.tabs(
     [

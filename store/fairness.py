@@ -12,9 +12,10 @@ How partners answered their referrals (``partner_responses``) is counted in Duck
 one row per partner and response, which ``engine.fairness.acceptance`` turns into
 acceptance rates and expiries per partner.
 
-The page's reads (``committed_fairness``, ``monthly_fairness``, ``referral_dates``) take a
-connection (or cursor); ``monthly_fairness`` is one row per month: ``month, customers,
-placed, css, css_rate, partners, jain, gini``. Nothing here imports Streamlit.
+The page's reads (``committed_fairness``, ``committed_customers``, ``monthly_fairness``,
+``referral_dates``) take a connection (or cursor); ``monthly_fairness`` is one row per
+month: ``month, customers, placed, css, css_rate, partners, jain, gini``. Nothing here
+imports Streamlit.
 """
 
 from __future__ import annotations
@@ -295,6 +296,21 @@ def committed_css_by_country(
         params,
     )
     return css_by_country(counted)
+
+
+def committed_customers(
+    con: Con, since: datetime | None, until: datetime | None, version: int | None = None
+) -> int:
+    """How many customers the referrals of [since, until) were made for, each once.
+
+    The report counts referrals, a partner's turns (docs/domain.md, "Fairness"): a customer
+    re-assigned after a decline or expiry, or split by workload, has several.
+    """
+    cond, params = state.period(since, until, version=version)
+    found = state.query(
+        con, f"SELECT count(DISTINCT tenant_id) AS n FROM referrals WHERE {cond}", params
+    )
+    return int(found.item())
 
 
 def referral_dates(con: Con) -> tuple[date | None, date | None]:

@@ -32,6 +32,7 @@ from engine.schema import (
     validate_partners,
 )
 from store import clock
+from store.workbook import write_workbook
 
 FORMATS = (".csv", ".parquet", ".xlsx")
 #: The most data rows a worksheet holds (1,048,576 rows, one of them the header).
@@ -259,18 +260,16 @@ def _read_xlsx(source: str, data: bytes, sheet: str | None) -> pl.DataFrame:
     """
     _check_workbook(source, data)
     try:
-        names = fastexcel.read_excel(data).sheet_names
+        book = fastexcel.read_excel(data)  # opened once: for its sheet names and its cells
+        names = book.sheet_names
         wanted = (n for n in names if sheet is not None and n.strip().lower() == sheet)
-        grid = pl.read_excel(
-            data,
-            sheet_name=next(wanted, names[0]),
-            engine="calamine",
-            has_header=False,
-            infer_schema_length=0,  # every cell as text
-            drop_empty_rows=False,  # rows keep their numbers
-            drop_empty_cols=False,
-            raise_if_empty=False,
-            read_options={"skip_rows": 0},  # from row 1, even when it is blank
+        grid = pl.DataFrame(
+            book.load_sheet_eager(
+                next(wanted, names[0]),
+                header_row=None,  # row 1 is read as cells: _sheet_rows checks it
+                skip_rows=0,  # from row 1, even when it is blank
+                dtypes="string",  # every cell as text
+            )
         )
     except Exception as exc:  # calamine raises its own types for a damaged workbook
         raise InputError(
@@ -580,8 +579,8 @@ def table_bytes(frame: pl.DataFrame, suffix: str) -> bytes:
 
 
 def _write_xlsx(frame: pl.DataFrame, target: str | io.BytesIO, source: str) -> None:
-    """A workbook of one sheet: the text CSV gets (:func:`_neutralise`), numbers, booleans
-    and dates as Excel's own. Polars has xlsxwriter write text as text, never as a
+    """A workbook of one sheet (``store.workbook``): the text CSV gets (:func:`_neutralise`),
+    numbers, booleans and dates as Excel's own. Text is written as text, never as a
     formula; the leading quote makes a cell that would be one safe in Excel too, once
     someone edits it. Times are UTC without a zone (Excel has none)."""
     if frame.height > EXCEL_MAX_ROWS:
@@ -601,10 +600,7 @@ def _write_xlsx(frame: pl.DataFrame, target: str | io.BytesIO, source: str) -> N
         for n, t in frame.schema.items()
         if isinstance(t, pl.Datetime) and t.time_zone is not None
     ]
-    # Fitting the column widths reads every cell again: worth it on small files only.
-    _neutralise(frame.with_columns(zoned)).write_excel(
-        target, autofit=frame.height <= 2_000, float_precision=6
-    )
+    write_workbook(_neutralise(frame.with_columns(zoned)), target)
 
 
 def write_table(frame: pl.DataFrame | pl.LazyFrame, path: str | Path) -> Path:

@@ -10,10 +10,13 @@ import polars as pl
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from engine.demo import DEMO_AS_OF
 from engine.rules import load_rules
 from engine.sizes import SIZE_BUCKETS
-from store.commits import simulate_stored
+from store import clock
+from store.commits import commit, simulate_stored
 from store.db import connect, open_db
+from store.fairness import committed_fairness
 from tests.app_helpers import ROOT, chart_titles, open_app, open_page, row, rows
 
 PAGE = "pages/fairness.py"
@@ -29,14 +32,58 @@ def at(demo_db: Path) -> AppTest:
 
 
 def test_committed_referrals_headline(demo_db: Path, at: AppTest) -> None:
-    n, frp = row(demo_db, "SELECT count(*), count(*) FILTER (WHERE outcome = 'frp') FROM referrals")
+    """Committed history counts referrals (each one a partner's turn) and says so; the
+    customers behind them are counted apart, once each."""
+    n, frp, customers = row(
+        demo_db,
+        "SELECT count(*), count(*) FILTER (WHERE outcome = 'frp'), count(DISTINCT tenant_id) "
+        "FROM referrals",
+    )
+    assert customers < n  # re-assigned customers and split customers have several referrals
     shown = metrics(at)
-    assert shown["Customers"] == f"{n:,}"
-    assert shown["With partners"] == f"{frp:,}"
+    assert shown["Referrals"] == f"{n:,}"
+    assert shown["Customers"] == f"{customers:,}"
+    assert shown["To partners"] == f"{frp:,}"
     assert shown["CSS fallback"] == f"{(n - frp) / n:.1%}"
+    helps = {m.label: m.help for m in at.metric}
+    assert "re-assigned" in helps["Referrals"] and "part" in helps["Referrals"]
+    assert "share of referrals" in helps["CSS fallback"].lower()
     assert 0 < float(shown["Jain's index of utilisation now"]) <= 1
     assert 0 <= float(shown["Gini of utilisation"]) < 1
     assert not at.radio  # no simulation in this session: nothing to choose
+
+
+def test_turns_are_said_to_count_referrals(at: AppTest) -> None:
+    """A pool's turns are its referrals to partners: a split customer's part is one, and
+    so is a re-assignment after a decline (docs/domain.md, "Fairness")."""
+    words = " ".join(c.value for c in at.caption) + " ".join(s.value for s in at.success)
+    words += " ".join(w.value for w in at.warning)
+    assert "one turn (one customer)" not in words
+    assert "a part of a split customer" in words and "re-assign" in words
+    titles = chart_titles(at)
+    assert any(t and "referrals placed among" in t for t in titles), titles
+
+
+def test_a_committed_split_counts_each_part_as_a_referral_and_a_turn(demo_db: Path) -> None:
+    """A split customer's parts are referrals of their own, each a turn of its partner
+    (docs/domain.md, "Split by workload"): the page counts them so, and the customer once."""
+    rules = load_rules().replace(max_partners_per_customer=2)
+    con = connect(demo_db)
+    try:
+        with clock.frozen(DEMO_AS_OF):
+            commit(con, rules, "round-robin", actor="test")
+        fair, _ = committed_fairness(con, None, None, rules)
+    finally:
+        con.close()
+    n, customers, parts, turns = row(
+        demo_db,
+        "SELECT count(*), count(DISTINCT tenant_id), count(*) FILTER (WHERE part > 1), "
+        "count(*) FILTER (WHERE outcome = 'frp' AND pool_key IS NOT NULL) FROM referrals",
+    )
+    assert parts > 0  # the backlog had customers no single partner could take
+    assert fair.per_pool["placed"].sum() == turns  # every part is a turn in its pool
+    shown = metrics(open_page(PAGE))
+    assert (shown["Referrals"], shown["Customers"]) == (f"{n:,}", f"{customers:,}")
 
 
 def test_every_section_has_its_chart_and_numbers(at: AppTest) -> None:
@@ -58,15 +105,16 @@ def test_every_section_has_its_chart_and_numbers(at: AppTest) -> None:
 
 
 def test_date_range_narrows_the_referrals(demo_db: Path, at: AppTest) -> None:
-    (n,) = row(
+    n, customers = row(
         demo_db,
-        "SELECT count(*) FROM referrals WHERE created_at >= '2026-08-01' "
-        "AND created_at < '2026-09-01'",
+        "SELECT count(*), count(DISTINCT tenant_id) FROM referrals "
+        "WHERE created_at >= '2026-08-01' AND created_at < '2026-09-01'",
     )
     assert n > 0  # the demo's history runs from June to November 2026
     at.date_input(key="fair_dates").set_value((date(2026, 8, 1), date(2026, 8, 31))).run()
     assert not at.exception
-    assert metrics(at)["Customers"] == f"{n:,}"
+    assert metrics(at)["Referrals"] == f"{n:,}"
+    assert metrics(at)["Customers"] == f"{customers:,}"
 
 
 def test_choosing_another_pool_redraws_its_ledger(at: AppTest) -> None:

@@ -211,6 +211,25 @@ def test_the_sheet_named_like_the_kind_is_read_else_the_first() -> None:
     assert read_bytes(first, "customers").height == 1
 
 
+def test_a_workbook_is_opened_once_for_its_sheet_names_and_its_cells(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Opening parses the workbook's ZIP and XML: a big file is not parsed twice."""
+    import fastexcel
+
+    opened: list[int] = []
+    real = fastexcel.read_excel
+
+    def counted(source: bytes, *args: object, **kwargs: object) -> fastexcel.ExcelReader:
+        opened.append(len(source))
+        return real(source, *args, **kwargs)
+
+    monkeypatch.setattr(fastexcel, "read_excel", counted)
+    both = workbook([["notes"]], {"Customers": customer(500)})
+    assert read_bytes(both, "customers")["tenant_id"].to_list() == ["T1"]
+    assert opened == [len(both)]
+
+
 # --- workbooks that cannot be read: one line each ------------------------------------------
 
 
@@ -296,6 +315,51 @@ def test_a_workbook_reads_back_as_its_csv_with_formulas_neutralised(
     assert "<f>" not in xml  # nothing is a formula: every name is a string cell
     typed = pl.read_excel(data)
     assert typed["seats"].dtype.is_integer() and typed["gateway"].dtype == pl.Boolean
+
+
+def test_every_kind_of_cell_reads_back_as_written() -> None:
+    """Text (XML's special characters, control characters, Excel's own ``_xHHHH_``
+    escapes, edge spaces), numbers (NaN and infinity as Excel's errors), booleans, dates
+    and zoned times (as UTC), and empty cells: the rows store.workbook writes itself."""
+    text = [" edge ", "a&b<c>\"d'", "ctl\x01\x1f", "_x0041_ stays", None, "tab\tline\nend"]
+    frame = pl.DataFrame(
+        {
+            "text": text,
+            "whole": [1, -2, None, 1500, 0, 2**40],
+            "fraction": [0.25, float("nan"), float("inf"), None, -1e-12, 1e20],
+            "flag": [True, False, None, True, True, False],
+            "day": [datetime.date(2026, 1, 5), None, datetime.date(2000, 2, 29)] * 2,
+            "at": [datetime.datetime(2026, 1, 5, 9, 30, tzinfo=datetime.UTC), None] * 3,
+        }
+    ).with_columns(pl.col("at").dt.convert_time_zone("Europe/Stockholm"))
+    data = table_bytes(frame, ".xlsx")
+    back = pl.read_excel(data, schema_overrides={"at": pl.Datetime("us")})
+    assert back["text"].to_list() == text
+    assert back["whole"].to_list() == frame["whole"].to_list()
+    assert back["fraction"].to_list() == [0.25, None, None, None, -1e-12, 1e20]  # errors
+    assert back["flag"].to_list() == frame["flag"].to_list()
+    assert back["day"].to_list() == frame["day"].to_list()
+    assert back["at"].to_list() == [datetime.datetime(2026, 1, 5, 9, 30), None] * 3
+    xml = _cells_xml(data)
+    assert '<c r="C3" t="e"><v>#NUM!</v></c>' in xml, xml  # an error, never a formula
+    assert '<c r="C4" t="e"><v>#DIV/0!</v></c>' in xml, xml
+
+
+def test_a_workbook_has_a_frozen_header_row_with_a_filter_over_every_row() -> None:
+    data = table_bytes(_frame(), ".xlsx")
+    xml = _cells_xml(data)
+    rows = len(NAMES) + 1
+    assert f'<dimension ref="A1:F{rows}"/>' in xml
+    assert '<pane ySplit="1" topLeftCell="A2" activePane="bottomLeft" state="frozen"/>' in xml
+    assert f'<autoFilter ref="A1:F{rows}"/>' in xml
+    assert xml.count("<col ") == 6  # every column as wide as its text
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        styles = z.read("xl/styles.xml").decode()
+    header = re.search(r'<c r="A1" s="(\d+)"', xml)
+    assert header is not None
+    bold = re.findall(r"<xf [^>]*>", styles.split("<cellXfs")[1])[int(header.group(1))]
+    fonts = re.findall(r"<font>.*?</font>", styles)
+    assert "<b/>" in fonts[int(re.search(r'fontId="(\d+)"', bold).group(1))]  # type: ignore[union-attr]
 
 
 def test_a_workbook_too_big_for_excel_is_refused(tmp_path: Path) -> None:

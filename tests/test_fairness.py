@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import polars as pl
 import pytest
@@ -336,6 +337,10 @@ def test_hand_to_text(hand: FairnessReport) -> None:
     assert len(lines) < 60
     assert "Jain index 0.9608" in text
     assert "Gini 0.0952" in text
+    # Partners at capacity, as the JSON has them (`at_capacity`): none of A, B, C is full.
+    assert hand.at_capacity == 0 and "at capacity 0 of 3 " in lines[3], lines[3]
+    full = replace(hand, at_capacity=2).to_text().splitlines()[3]
+    assert "at capacity 2 of 3 " in full, full
     assert "Below the seat threshold" in text
     assert "Matching partners are all full" in text
     # Busiest first; D (switched off) is shown but marked, E (no capacity) is left out.

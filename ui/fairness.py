@@ -76,28 +76,63 @@ def verdict_line(fair: FairnessReport, labels: pl.DataFrame) -> None:
     """The page's answer first: are the pools' turns fair (``engine.fairness.verdict``)."""
     v = verdict(fair.per_pool)
     text = v.sentence(pool_words(labels))
-    how = (
-        " A pool's fair share is its placed customers divided by its partners; round robin "
-        "keeps every partner within one turn (one customer) of it."
-    )
+    how = f" {TURN_WORDS} Round robin keeps every partner within one turn of its fair share."
     if v.fair:
         st.success(f"**{text}**{how}", icon=":material/balance:")
     else:
         st.warning(f"**{text}**{how}", icon=":material/balance:")
 
 
-def headline(fair: FairnessReport, labels: pl.DataFrame | None = None) -> None:
-    """The verdict, then the single numbers, each explained where it is shown."""
+#: What a turn is, wherever the page compares turns with a fair share.
+TURN_WORDS = (
+    "A turn is a referral to a partner: a part of a split customer is one, and so is each "
+    "re-assignment after a decline or an expiry. A pool's fair share is its turns divided "
+    "by its partners."
+)
+
+
+def headline(
+    fair: FairnessReport, labels: pl.DataFrame | None = None, customers: int | None = None
+) -> None:
+    """The verdict, then the single numbers, each explained where it is shown.
+
+    ``customers``: for committed history, whose report counts referrals (partners' turns),
+    how many customers they were made for, shown beside them; a simulation's report
+    counts customers already (``engine.fairness.report_for``).
+    """
     if labels is not None:
         verdict_line(fair, labels)
+    unit = "customers" if customers is None else "referrals"
     with st.container(horizontal=True):
-        st.metric("Customers", f"{fair.customers:,}", border=True)
-        st.metric("With partners", f"{fair.placed:,}", border=True)
+        if customers is None:
+            st.metric("Customers", f"{fair.customers:,}", border=True)
+            st.metric("With partners", f"{fair.placed:,}", border=True)
+        else:
+            st.metric(
+                "Referrals",
+                f"{fair.customers:,}",
+                border=True,
+                help="Referrals made in the period, to partners and to CSS: a customer "
+                "re-assigned after a decline or an expiry has one for each partner, and a "
+                "split customer one per part.",
+            )
+            st.metric(
+                "Customers",
+                f"{customers:,}",
+                border=True,
+                help="The customers those referrals were made for, each counted once",
+            )
+            st.metric(
+                "To partners",
+                f"{fair.placed:,}",
+                border=True,
+                help="Referrals to partners: each one a partner's turn",
+            )
         st.metric(
             "CSS fallback",
             f"{fair.css_rate:.1%}",
             border=True,
-            help=f"Share of customers sent to a CSS queue ({fair.css:,})",
+            help=f"Share of {unit} sent to a CSS queue ({fair.css:,})",
         )
         st.metric(
             "Jain's index of utilisation now",
@@ -135,7 +170,7 @@ def turns(fair: FairnessReport, labels: pl.DataFrame, names: pl.DataFrame, key: 
         return
     st.caption(
         "A pool is the set of partners matching the same customers; round robin takes turns "
-        "inside it. Fair share = customers placed in the pool / its partners."
+        f"inside it. {TURN_WORDS}"
     )
     label_of = pool_words(pools)
     pools = pools.with_columns(pl.col("pool_key").replace_strict(label_of).alias("label"))
@@ -153,7 +188,7 @@ def turns(fair: FairnessReport, labels: pl.DataFrame, names: pl.DataFrame, key: 
         .with_columns(pl.format("{} {}", "partner_id", "name").alias("partner"))
     )
     title = (
-        f"{row['label']}: {human.plural(row['placed'], 'customer')} placed among "
+        f"{row['label']}: {human.plural(row['placed'], 'referral')} placed among "
         f"{human.plural(row['size'], 'partner')}"
     )
     st.altair_chart(charts.pool_ledger(members, title), width="stretch")

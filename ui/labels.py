@@ -101,11 +101,11 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "placed": ("Placed", "Customers referred to a partner"),
     "css": ("To CSS", "Customers sent to a CSS regional queue"),
     "css_rate": ("CSS rate", "Share of customers sent to CSS"),
-    "given": ("Customers given", "Turns the partner got in this pool"),
-    "ideal_share": ("Fair share", "Placed in the pool / its partners: an equal turn each"),
-    "deviation": ("Above fair share", "Customers given minus the fair share (negative: below)"),
-    "min_given": ("Fewest given", "The fewest customers a partner of the pool got"),
-    "max_given": ("Most given", "The most customers a partner of the pool got"),
+    "given": ("Turns given", "Referrals the partner got in this pool: one turn each"),
+    "ideal_share": ("Fair share", "Turns given in the pool / its partners: an equal turn each"),
+    "deviation": ("Above fair share", "Turns given minus the fair share (negative: below)"),
+    "min_given": ("Fewest given", "The fewest turns a partner of the pool got"),
+    "max_given": ("Most given", "The most turns a partner of the pool got"),
     "spread": ("Spread", "Most given minus fewest given in the pool"),
     "max_deviation": ("Furthest from fair share", "The largest gap to the fair share, in turns"),
     "acceptance_rate": ("Acceptance rate", "accepted / (accepted + declined + expired)"),
@@ -224,8 +224,9 @@ GLOSSARY: dict[str, str] = {
     "PSM": "Partner Success Manager: looks after a partner and is named on its referrals.",
     "Pool": "Partners that match the same customers (country, language, workloads). Round "
     "robin takes turns inside a pool.",
-    "Fair share": "A pool's placed customers divided by its partners: what an equal turn "
-    "each would give.",
+    "Fair share": "A pool's turns divided by its partners: what an equal turn each would "
+    "give. A turn is a referral to a partner (a split customer's part is one, and so is a "
+    "re-assignment after a decline or an expiry).",
     "Utilisation": "A partner's open referrals divided by its capacity.",
     "Jain's index": "How evenly something is spread across partners, from 1/n (one partner "
     "has it all) to 1 (perfectly even). The headline uses utilisation now; the monthly "
