@@ -1,4 +1,4 @@
-"""Shared fixtures: the demo database, built once per test session and copied per test.
+"""Shared fixtures: the demo database, built once per test run (shared by the xdist workers)
 
 The demo world is also the test fixture (as in datasette): tests see the same data as
 the dashboard and the docs.
