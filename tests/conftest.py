@@ -1,4 +1,5 @@
-"""Shared fixtures: the demo database, built once per test run (shared by the xdist workers)
+"""Shared fixtures: the demo database, built once per test run (shared by the xdist
+workers) and copied per test.
 
 The demo world is also the test fixture (as in datasette): tests see the same data as
 the dashboard and the docs.
