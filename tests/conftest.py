@@ -1,4 +1,5 @@
-"""Shared fixtures: the demo database, built once per test session and copied per test.
+"""Shared fixtures: the demo database, built once per test run (shared by the xdist
+workers) and copied per test.
 
 The demo world is also the test fixture (as in datasette): tests see the same data as
 the dashboard and the docs.
@@ -6,6 +7,9 @@ the dashboard and the docs.
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -16,11 +20,40 @@ from store.bootstrap import build_demo
 
 
 @pytest.fixture(scope="session")
-def demo_db_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo database, built once; never write to it (use ``demo_db``)."""
-    path = tmp_path_factory.mktemp("demo") / "demo.duckdb"
-    build_demo(path)
-    return path
+def demo_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, int]]:
+    """The demo database and the summary its build returned, built once per pytest run.
+
+    The build runs the product over 26 weeks, the suite's slowest setup, and a seeded build
+    gives the same rows every time: so under pytest-xdist the first worker to get here
+    builds it in the run's shared temporary folder, under a file lock, and the others wait
+    for it and reuse it. Each worker takes its own copy, so no two processes ever open one
+    file (DuckDB locks a file per process)."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # each worker's folder is in the run's folder
+        shared = shared.parent
+    folder = shared / "demo-shared"
+    folder.mkdir(exist_ok=True)
+    summary = folder / "summary.json"
+    with open(shared / "demo-shared.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not summary.exists():  # written last: a failed build leaves none
+            built = build_demo(folder / "demo.duckdb", replace=True)
+            summary.write_text(json.dumps(built), encoding="utf-8")
+    own = tmp_path_factory.mktemp("demo") / "demo.duckdb"
+    shutil.copy(folder / "demo.duckdb", own)
+    return own, json.loads(summary.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def demo_db_master(demo_build: tuple[Path, dict[str, int]]) -> Path:
+    """The demo database, built once per run; never write to it (use ``demo_db``)."""
+    return demo_build[0]
+
+
+@pytest.fixture(scope="session")
+def demo_summary(demo_build: tuple[Path, dict[str, int]]) -> dict[str, int]:
+    """What ``build_demo`` returned for ``demo_db_master`` (what `frp demo` prints)."""
+    return demo_build[1]
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """Looks at a database file from beside the store: for the tests that check it was left
-alone (tests/test_backup.py, tests/test_bad_input.py), and the invariants every store
+alone (tests/test_backup.py, tests/test_bad_input.py) or built the same (tests/test_cli.py),
+and the invariants every store
 must keep whatever happened to it (tests/test_expiry.py, tests/test_crash.py,
 tests/test_chaos.py)."""
 
@@ -8,7 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import polars as pl
 
+from store import state
 from store.backup import table_digest
 from store.commits import SHARED_WORKLOAD_SQL
 from store.db import DELIVERABLE, OPEN_SQL, QUEUED
@@ -142,3 +145,30 @@ def inconsistencies(con: duckdb.DuckDBPyConnection, **since: str) -> dict[str, i
     """The invariants broken in ``con``'s store, with how many rows break each."""
     counts = {what: con.execute(sql).fetchall()[0][0] for what, sql in invariants(**since).items()}
     return {what: n for what, n in counts.items() if n}
+
+
+def same_rows(a: Path, b: Path) -> dict[str, bool]:
+    """Each table of two stores (both must hold the same tables) and whether its rows are
+    the same, in any order; the audit entry of a demo build, which names its file, is
+    compared without it: for the same seed giving the same demo database."""
+    cons = [duckdb.connect(str(db), read_only=True) for db in (a, b)]
+    try:
+        names = [
+            sorted(t for (t,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall())
+            for con in cons
+        ]
+        assert names[0] == names[1], names
+        return {t: _rows(cons[0], t).equals(_rows(cons[1], t)) for t in names[0]}
+    finally:
+        for con in cons:
+            con.close()
+
+
+def _rows(con: duckdb.DuckDBPyConnection, table: str) -> pl.DataFrame:
+    frame = state.query(con, f"SELECT * FROM {table}")
+    if table == "audit_log":
+        built = pl.col("action") == "build_demo"
+        frame = frame.with_columns(
+            pl.when(built).then(None).otherwise(pl.col("subject")).alias("subject")
+        )
+    return frame.sort(pl.all())

@@ -22,6 +22,7 @@ import pytest
 from engine.columns import ASSIGNMENT_COLUMNS
 from engine.reasons import COHORT_REASONS, Policy, Reason
 from store.files import read_customers, read_partners
+from tests.db_helpers import same_rows
 
 FRP = str(Path(sys.executable).parent / "frp")
 ROOT = Path(__file__).resolve().parent.parent
@@ -410,13 +411,20 @@ def test_usage_errors_are_one_line_exit_2(frp: Run, files: object, args: list[st
 # --- demo ------------------------------------------------------------------------------
 
 
-def test_demo_builds_once_then_refuses_unless_forced(frp: Run, tmp_path: Path) -> None:
+def test_demo_builds_once_then_refuses_unless_forced(
+    frp: Run, tmp_path: Path, demo_db_master: Path
+) -> None:
+    """Also: the same seed builds the same database, table by table, as the session's
+    build (tests/conftest.py), here in another process."""
     path = tmp_path / "demo.duckdb"
     first = frp("demo", "--db", path)
     assert first.returncode == 0, first.stderr
     assert path.exists() and "partners" in first.stdout and "backlog" in first.stdout
     built = counts(path)
     assert built["partners"] >= 300 and built["ftcq"] >= 1000
+    same = same_rows(path, demo_db_master)
+    assert {"referrals", "runs", "outbox", "audit_log"} <= set(same)
+    assert all(same.values()), same
 
     again = frp("demo", "--db", path)
     assert again.returncode == 2

@@ -1,7 +1,8 @@
 """The demo database's history, made by running the product (store/demo.py, issue #16):
 every referral belongs to a run, the store is consistent, round robin is seen to be fair,
 and the backlog still meets every CSS reason. That the same seed builds the same database
-is checked with the build's summary (tests/test_store.py, test_build_demo_numbers)."""
+is checked on `frp demo`'s build (tests/test_cli.py), the build's summary in
+tests/test_store.py (test_build_demo_numbers)."""
 
 from __future__ import annotations
 
