@@ -388,6 +388,21 @@ def test_the_load_chart_shows_partner_names_whole(demo_db: Path) -> None:
     assert any(t["field"] == y["field"] for t in spec["layer"][0]["encoding"]["tooltip"])
 
 
+def test_the_css_chart_legend_shows_policy_names_whole(demo_db: Path) -> None:
+    # The legend beside the bars cut the longest names ("Least loaded (lowest utili…").
+    at = run_splits(open_page(), [p.value for p in Policy], [1, 2])
+    chart = next(c for c in at.get("vega_lite_chart") if "sent to CSS queues" in c.proto.spec)
+    spec = json.loads(chart.proto.spec)
+    legend = spec["encoding"]["color"]["legend"]
+    # Vega-Lite cuts legend labels at 160 px unless told otherwise; 0 means never. Below
+    # the chart, one name a line, the longest names need no room beside the bars.
+    assert legend["labelLimit"] == 0, "long policy names are cut"
+    assert legend["orient"] == "bottom" and legend["columns"] == 1
+    longest = max((policy_words(n) for n in at.session_state[LATEST_KEY]), key=len)
+    assert longest == f"{Policy.OPTIMAL.words} · split off"
+    assert longest in css_by_reason(at.session_state[RUN_KEY])["policy"].to_list()
+
+
 def test_the_split_settings_are_part_of_the_inputs_a_run_is_computed_from(
     demo_db: Path,
 ) -> None:
