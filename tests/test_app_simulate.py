@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -10,17 +11,27 @@ import polars as pl
 import pytest
 from streamlit.testing.v1 import AppTest
 
+import store.commits
+from engine.assign import simulate
 from engine.cohorts import synthetic_cohort
 from engine.columns import LIST_SEPARATOR
 from engine.explain import explain
 from engine.fairness import report_for
 from engine.reasons import CSS_REASONS, Policy, Reason
 from engine.rules import load_rules, to_toml
-from store.commits import simulate_stored
+from store.commits import prepare, simulate_stored
 from store.db import connect
 from tests.app_helpers import chart_titles, open_app, run_simulation, value
 from ui.db import RULES_KEY
-from ui.simulation import LATEST_KEY, RUN_KEY, SPLITS, freshness, policy_words, result_bytes
+from ui.simulation import (
+    LATEST_KEY,
+    RUN_KEY,
+    SPLITS,
+    freshness,
+    policy_words,
+    result_bytes,
+    run_policies,
+)
 from ui.simulation.comparison import best_marks, css_by_reason
 from ui.uploads import read_upload, template_csv
 
@@ -513,3 +524,44 @@ def test_the_best_value_of_each_measure_is_marked_and_a_tie_marks_both() -> None
     assert best_marks(frame.head(1))["best"].to_list() == [""]  # nothing to compare with
     near = frame.with_columns(pl.Series("jain", [0.95, 0.8, 0.95 + 1e-12]))
     assert [m.count("most even") for m in best_marks(near)["best"]] == [1, 0, 1]  # as shown
+
+
+def test_the_runs_of_one_press_prepare_the_cohort_once(
+    demo_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What a run reads of the cohort (its workload lists grouped, the declines joined)
+    # depends on the eligible workloads alone: made once for every policy and split.
+    calls = []
+    real = store.commits.prepare_cohort
+    monkeypatch.setattr(
+        store.commits, "prepare_cohort", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
+    con = connect(demo_db)
+    try:
+        prepared = prepare(con.cursor())
+    finally:
+        con.close()
+    # Partners that declined customers, so the refusals joined in are part of it.
+    tenants = prepared.cohort["tenant_id"].head(40).to_list()
+    partner_ids = prepared.partners["partner_id"].to_list()
+    refused = {t: partner_ids[i % 7 :: 40] for i, t in enumerate(tenants)}
+    prepared = dataclasses.replace(prepared, refused=refused)
+    rules = load_rules()
+    policies = [p.value for p in Policy]
+    run = run_policies(
+        prepared, rules, policies, prepared.cohort, source="x", committable=True, splits=[1, 2]
+    )
+    assert len(run.simulations) == 8 and len(calls) == 1
+    for name, sim in run.simulations.items():
+        expected = simulate(
+            prepared.partners,
+            prepared.cohort,
+            sim.rules,
+            sim.policy,
+            excluded=prepared.refused,
+            today=prepared.today,
+        )
+        assert sim.assignments.equals(expected.assignments), name
+    other = rules.replace(eligible_workloads=rules.eligible_workloads[:-1])
+    prepared.simulate(other, "round-robin")
+    assert len(calls) == 2  # other eligible workloads, another prepared cohort
