@@ -81,6 +81,7 @@ def test_the_backlog_under_two_policies_matches_the_store_and_writes_nothing(
             assert row[reason.value] == counts[reason.value]
         assert row["jain"] == pytest.approx(rep.jain)
         assert row["at_capacity"] == rep.at_capacity
+        assert row["mean_utilisation"] == pytest.approx(rep.mean_utilisation)
         assert row["policy"] == Policy(policy).words
         assert sims[policy].assignments.equals(expected.assignments)
     assert referral_count(demo_db) == before
