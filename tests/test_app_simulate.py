@@ -33,6 +33,7 @@ from ui.simulation import (
     run_policies,
 )
 from ui.simulation.comparison import best_marks, css_by_reason
+from ui.simulation.results import PAGE_ROWS
 from ui.uploads import read_upload, template_csv
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")
@@ -164,7 +165,7 @@ def test_the_why_panel_splits_a_trace_into_steps(demo_db: Path) -> None:
     titles = [s.split("**")[1] for s in steps if s[2].isdigit()]
     assert titles == ["1. Eligibility", "2. Matching partners", "3. Capacity", "4. Outcome"]
     assert any(row["queue"] in s for s in steps)
-    assert any(row["trace"] == c.value for c in at.code)
+    assert any(row["trace"] == t.value for t in at.text)
 
 
 def test_email_previews_and_downloads(demo_db: Path) -> None:
@@ -566,3 +567,34 @@ def test_the_runs_of_one_press_prepare_the_cohort_once(
     other = rules.replace(eligible_workloads=rules.eligible_workloads[:-1])
     prepared.simulate(other, "round-robin")
     assert len(calls) == 2  # other eligible workloads, another prepared cohort
+
+
+def test_the_customers_table_is_drawn_a_page_at_a_time(demo_db: Path) -> None:
+    # A 100,000-customer cohort's table went to the browser whole up to 5,000 rows; a page
+    # at a time it stays small, and the "why" picker lists the page's customers.
+    at = open_page()
+    at.radio(key="cohort_source").set_value("synthetic")
+    at.run()
+    n = 2 * PAGE_ROWS + 7
+    run_simulation(at, ["round-robin"], syn_size=n)
+    sim = at.session_state[LATEST_KEY]["round-robin"]
+
+    def table():
+        return next(d.value for d in at.dataframe if "eligible_workloads" in d.value.columns)
+
+    assert len(table()) == PAGE_ROWS
+    assert at.number_input(key="customers_page").max == 3
+    assert any(f"1–{PAGE_ROWS:,} of {n:,}" in c.value for c in at.caption)
+    at.number_input(key="customers_page").set_value(3)
+    at.run()
+    last = sim.assignments["tenant_id"].tail(7).to_list()
+    assert table()["tenant_id"].to_list() == last
+    assert [o.split(" · ")[0] for o in at.selectbox(key="why_tenant").options] == last
+    # Another reason has fewer pages: the page goes back to the first.
+    at.selectbox(key="detail_reason").set_value("capacity_exhausted")
+    at.run()
+    assert not at.exception
+    pages = [w for w in at.number_input if w.key == "customers_page"]
+    assert not pages or pages[0].value == 1
+    full = sim.assignments.filter(pl.col("reason") == "capacity_exhausted")["tenant_id"]
+    assert 0 < len(full) and table()["tenant_id"].to_list() == full.head(PAGE_ROWS).to_list()
