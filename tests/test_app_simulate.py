@@ -598,3 +598,27 @@ def test_the_customers_table_is_drawn_a_page_at_a_time(demo_db: Path) -> None:
     assert not pages or pages[0].value == 1
     full = sim.assignments.filter(pl.col("reason") == "capacity_exhausted")["tenant_id"]
     assert 0 < len(full) and table()["tenant_id"].to_list() == full.head(PAGE_ROWS).to_list()
+
+
+def test_a_synthetic_cohort_is_drawn_once_for_the_same_knobs_and_partners(
+    demo_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Same seed, same cohort: a second press (or another session) reuses it.
+    import ui.simulation.cohort as cohorts
+
+    calls = []
+    real = cohorts.synthetic_cohort
+    monkeypatch.setattr(
+        cohorts, "synthetic_cohort", lambda *a, **k: calls.append(a[:2]) or real(*a, **k)
+    )
+    at = open_page()
+    at.radio(key="cohort_source").set_value("synthetic")
+    at.run()
+    run_simulation(at, ["round-robin"], syn_size=300)
+    first = at.session_state[RUN_KEY].cohort
+    run_simulation(at, ["round-robin"], syn_size=300)
+    assert calls == [(300, 1)]
+    assert at.session_state[RUN_KEY].cohort.equals(first)
+    run_simulation(at, ["round-robin"], syn_size=300, syn_seed=2)
+    assert calls == [(300, 1), (300, 2)]
+    assert not at.session_state[RUN_KEY].cohort.equals(first)
