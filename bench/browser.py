@@ -344,8 +344,6 @@ def measure(cohort: Path, cache: Path, repeats: int, log: Log) -> dict[str, Any]
     dbs = ensure_databases(cohort, cache, log)
     sim: list[float] = []
     sim_first: list[float] = []
-    room: list[float] = []
-    room_first: list[float] = []
     start_up: list[float] = []
     fair: dict[str, list[float]] = {k: [] for k in FAIRNESS_RUNS}
     with tempfile.TemporaryDirectory(prefix="browser-", dir=cache) as tmp, sync_playwright() as p:
@@ -363,16 +361,7 @@ def measure(cohort: Path, cache: Path, repeats: int, log: Log) -> dict[str, Any]
                         f"[browser] repeat {rep + 1}/{repeats} simulate 10k: first on the "
                         f"server {sim_first[-1]:.2f} s, then {sim[-1]:.2f} s"
                     )
-            room_db = room_database(dbs.demo, work)
-            for rep in range(repeats):
-                with server(room_db, work) as url:
-                    room_first.append(simulate_click(browser, url, ROOM_CUSTOMERS, ROOM_POLICIES))
-                    room.append(simulate_click(browser, url, ROOM_CUSTOMERS, ROOM_POLICIES))
-                    log(
-                        f"[browser] repeat {rep + 1}/{repeats} simulate 100k, world with room, "
-                        f"4 policies: first on the server {room_first[-1]:.2f} s, "
-                        f"then {room[-1]:.2f} s"
-                    )
+            room_first, room = room_runs(browser, room_database(dbs.demo, work), repeats, log)
             for rep in range(repeats):
                 with server(dbs.committed, work) as url:
                     fair["fairness_cold"].append(fairness_from_sidebar(browser, url))
@@ -431,6 +420,25 @@ def measure(cohort: Path, cache: Path, repeats: int, log: Log) -> dict[str, Any]
     }
 
 
+def room_runs(
+    browser: Any, room_db: Path, repeats: int, log: Log
+) -> tuple[list[float], list[float]]:
+    """The world with room's Simulate timings, each repeat on a fresh server: its first
+    simulation, then another in a new session."""
+    first: list[float] = []
+    later: list[float] = []
+    for rep in range(repeats):
+        with server(room_db, room_db.parent) as url:
+            first.append(simulate_click(browser, url, ROOM_CUSTOMERS, ROOM_POLICIES))
+            later.append(simulate_click(browser, url, ROOM_CUSTOMERS, ROOM_POLICIES))
+        log(
+            f"[browser] repeat {rep + 1}/{repeats} simulate 100k, world with room, "
+            f"4 policies: first on the server {first[-1]:.2f} s, then {later[-1]:.2f} s "
+            f"(load {os.getloadavg()[0]:.1f})"
+        )
+    return first, later
+
+
 def ensure_demo(cache: Path, log: Log) -> Path:
     """The demo database alone (what the world with room is made from), built once per
     code version: :func:`measure_room` needs no committed cohort."""
@@ -454,22 +462,11 @@ def measure_room(cache: Path, repeats: int, log: Log) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
     demo = ensure_demo(cache, log)
-    first: list[float] = []
-    later: list[float] = []
     with tempfile.TemporaryDirectory(prefix="browser-", dir=cache) as tmp, sync_playwright() as p:
         work = Path(tmp)
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            room_db = room_database(demo, work)
-            for rep in range(repeats):
-                with server(room_db, work) as url:
-                    first.append(simulate_click(browser, url, ROOM_CUSTOMERS, ROOM_POLICIES))
-                    later.append(simulate_click(browser, url, ROOM_CUSTOMERS, ROOM_POLICIES))
-                log(
-                    f"[browser] repeat {rep + 1}/{repeats} simulate 100k, world with room, "
-                    f"4 policies: first {first[-1]:.2f} s, then {later[-1]:.2f} s "
-                    f"(load {os.getloadavg()[0]:.1f})"
-                )
+            first, later = room_runs(browser, room_database(demo, work), repeats, log)
         finally:
             browser.close()
     return {
