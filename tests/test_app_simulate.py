@@ -411,6 +411,8 @@ def test_the_css_chart_legend_shows_policy_names_whole(demo_db: Path) -> None:
     # the chart, one name a line, the longest names need no room beside the bars.
     assert legend["labelLimit"] == 0, "long policy names are cut"
     assert legend["orient"] == "bottom" and legend["columns"] == 1
+    # The bars of a reason go top to bottom in the legend's order.
+    assert spec["encoding"]["yOffset"]["sort"] == spec["encoding"]["color"]["sort"]
     longest = max((policy_words(n) for n in at.session_state[LATEST_KEY]), key=len)
     assert longest == f"{Policy.OPTIMAL.words} · split off"
     assert longest in css_by_reason(at.session_state[RUN_KEY])["policy"].to_list()

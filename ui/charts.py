@@ -366,7 +366,7 @@ def css_reasons_by_policy(frame: pl.DataFrame) -> alt.Chart:
         .encode(
             x=alt.X("customers:Q", title="Customers"),
             y=alt.Y("reason:N", title=None, sort=order, axis=alt.Axis(labelLimit=320)),
-            yOffset=alt.YOffset("policy:N"),
+            yOffset=alt.YOffset("policy:N", sort=policies),  # top to bottom as the legend
             # Below the bars, a name a line and never cut: a policy's words with its split
             # setting run to some 70 characters, more than a legend beside them could hold.
             color=alt.Color(
