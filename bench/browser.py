@@ -28,12 +28,15 @@ before a timer starts. The database with the committed cohort is built once and 
 ``bench/results/tmp/`` (git-ignored), keyed by the world and by the code that writes it.
 
 Chromium is Debian's (``/usr/bin/chromium``), driven by Playwright, as in the browser
-tests (``tests/browser/``).
+tests (``tests/browser/``). ``python -m bench.browser room [REPEATS]`` measures only the
+Simulate page in the world with room, from the demo database alone (minutes, not the
+committed million's build).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import statistics
 import subprocess
@@ -272,8 +275,6 @@ def simulate_click(
     """Seconds from the click on "Run simulation" (synthetic cohort of ``customers``; the
     page's default policies and ``policies``) until the results are drawn, in a new
     browser context."""
-    from playwright.sync_api import expect
-
     with _new_page(browser) as page:
         page.goto(f"{url}/simulate")
         _wait_drawn(page, "Simulate cohort")
@@ -287,8 +288,11 @@ def simulate_click(
         _choose_policies(page, policies)
 
         def results_drawn() -> None:
+            # A locator's wait, not expect(): each of expect's retries renders an
+            # accessibility snapshot for its message, half a second of the page's CPU over
+            # a loaded run, which the click would be charged with.
             done = page.get_by_text(f"Simulated {customers:,} customers", exact=False).first
-            expect(done).to_be_attached(timeout=TIMEOUT_MS)
+            done.wait_for(state="attached", timeout=TIMEOUT_MS)
             page.wait_for_function(_IDLE, timeout=TIMEOUT_MS)
 
         run = page.get_by_role("button", name="Run simulation")
@@ -340,8 +344,6 @@ def measure(cohort: Path, cache: Path, repeats: int, log: Log) -> dict[str, Any]
     dbs = ensure_databases(cohort, cache, log)
     sim: list[float] = []
     sim_first: list[float] = []
-    room: list[float] = []
-    room_first: list[float] = []
     start_up: list[float] = []
     fair: dict[str, list[float]] = {k: [] for k in FAIRNESS_RUNS}
     with tempfile.TemporaryDirectory(prefix="browser-", dir=cache) as tmp, sync_playwright() as p:
@@ -359,16 +361,7 @@ def measure(cohort: Path, cache: Path, repeats: int, log: Log) -> dict[str, Any]
                         f"[browser] repeat {rep + 1}/{repeats} simulate 10k: first on the "
                         f"server {sim_first[-1]:.2f} s, then {sim[-1]:.2f} s"
                     )
-            room_db = room_database(dbs.demo, work)
-            for rep in range(repeats):
-                with server(room_db, work) as url:
-                    room_first.append(simulate_click(browser, url, ROOM_CUSTOMERS, ROOM_POLICIES))
-                    room.append(simulate_click(browser, url, ROOM_CUSTOMERS, ROOM_POLICIES))
-                    log(
-                        f"[browser] repeat {rep + 1}/{repeats} simulate 100k, world with room, "
-                        f"4 policies: first on the server {room_first[-1]:.2f} s, "
-                        f"then {room[-1]:.2f} s"
-                    )
+            room_first, room = room_runs(browser, room_database(dbs.demo, work), repeats, log)
             for rep in range(repeats):
                 with server(dbs.committed, work) as url:
                     fair["fairness_cold"].append(fairness_from_sidebar(browser, url))
@@ -427,6 +420,64 @@ def measure(cohort: Path, cache: Path, repeats: int, log: Log) -> dict[str, Any]
     }
 
 
+def room_runs(
+    browser: Any, room_db: Path, repeats: int, log: Log
+) -> tuple[list[float], list[float]]:
+    """The world with room's Simulate timings, each repeat on a fresh server: its first
+    simulation, then another in a new session."""
+    first: list[float] = []
+    later: list[float] = []
+    for rep in range(repeats):
+        with server(room_db, room_db.parent) as url:
+            first.append(simulate_click(browser, url, ROOM_CUSTOMERS, ROOM_POLICIES))
+            later.append(simulate_click(browser, url, ROOM_CUSTOMERS, ROOM_POLICIES))
+        log(
+            f"[browser] repeat {rep + 1}/{repeats} simulate 100k, world with room, "
+            f"4 policies: first on the server {first[-1]:.2f} s, then {later[-1]:.2f} s "
+            f"(load {os.getloadavg()[0]:.1f})"
+        )
+    return first, later
+
+
+def ensure_demo(cache: Path, log: Log) -> Path:
+    """The demo database alone (what the world with room is made from), built once per
+    code version: :func:`measure_room` needs no committed cohort."""
+    folder = cache / f"browser-{_sources_digest()}-demo"
+    demo = folder / "demo.duckdb"
+    if not demo.exists():
+        for old in cache.glob("browser-*-demo"):
+            shutil.rmtree(old, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / "demo.tmp"
+        _run([*_frp(), "demo", "--db", str(tmp), "--force"], log)
+        tmp.rename(demo)
+    return demo
+
+
+def measure_room(cache: Path, repeats: int, log: Log) -> dict[str, Any]:
+    """Only the Simulate page in the world with room (issue #14's page target): the first
+    simulation of a fresh server and a later one in a new session, ``repeats`` times."""
+    if not Path(CHROMIUM).exists():
+        raise BrowserBenchError(f"{CHROMIUM} is missing: install Debian's chromium")
+    from playwright.sync_api import sync_playwright
+
+    demo = ensure_demo(cache, log)
+    with tempfile.TemporaryDirectory(prefix="browser-", dir=cache) as tmp, sync_playwright() as p:
+        work = Path(tmp)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            first, later = room_runs(browser, room_database(demo, work), repeats, log)
+        finally:
+            browser.close()
+    return {
+        "simulate_room_first": {
+            "what": "the first simulation of a fresh server",
+            **_summary(first),
+        },
+        "simulate_room": {"what": "a new session on the same server", **_summary(later)},
+    }
+
+
 def _shown(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
@@ -440,8 +491,16 @@ def _chromium_version() -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m bench.browser [REPEATS]``: only the browser part, printed (nothing written)."""
-    repeats = int((argv or sys.argv[1:] or ["1"])[0])
+    """``python -m bench.browser [REPEATS]``: only the browser part, printed (nothing written);
+    ``python -m bench.browser room [REPEATS]``: only the Simulate page in the world with room
+    (it needs the demo database alone, not the committed million)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["room"]:
+        room = measure_room(CACHE_DIR, int((args[1:] or ["1"])[0]), lambda m: print(m, flush=True))
+        for name, timing in room.items():
+            print(f"{name}: median {timing['median_s']:.2f} s {timing['runs_s']}")
+        return 0
+    repeats = int((args or ["1"])[0])
     world = ensure_world(1_000_000, 2_000, 1, CACHE_DIR)
     result = measure(world.customers, CACHE_DIR, repeats, lambda m: print(m, flush=True))
     names = ("simulate_first", "simulate", "simulate_room_first", "simulate_room")

@@ -570,6 +570,7 @@ def _running() -> list[str]:
         "browser, 3 repeats",
         ".venv/bin/python -m bench.run --sizes 10k,100k --no-browser",
         ".venv/bin/python -m bench.browser 1         # only the browser part, printed",
+        ".venv/bin/python -m bench.browser room 3    # only Simulate in the world with room",
         ".venv/bin/python -m bench.run --quick       # 10k, 1 repeat, into bench/results/tmp/",
         ".venv/bin/python -m bench.run --render-only # rewrite this page from latest.json",
         "```",

@@ -27,6 +27,7 @@ import polars as pl
 
 from engine.assign import Progress, simulate
 from engine.columns import CUSTOMER_SCHEMA
+from engine.matching import Cohort, prepare_cohort
 from engine.reasons import Policy, Reason
 from engine.rules import Rules, to_toml
 from engine.simulation import Simulation
@@ -62,20 +63,28 @@ class Prepared:
     #: Customers of a re-assignment that keep other open parts: never held in the FTCQ
     #: (the queue holds whole customers), so a part with no room goes to CSS.
     partial: frozenset[str] = frozenset()
+    #: The cohort as a run reads it, by the eligible workloads it was prepared under (all
+    #: that preparing reads of the rules): the Simulate page runs up to twelve policy and
+    #: split settings on one cohort, and they share it.
+    _runnable: dict[tuple[str, ...], Cohort] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
     def simulate(
         self, rules: Rules, policy: Policy | str, progress: Progress | None = None
     ) -> Simulation:
         """The engine on this cohort: what every run and simulation on the store does."""
         return simulate(
-            self.partners,
-            self.cohort,
-            rules,
-            policy,
-            excluded=self.refused,
-            today=self.today,
-            progress=progress,
+            self.partners, self.runnable(rules), rules, policy, today=self.today, progress=progress
         )
+
+    def runnable(self, rules: Rules) -> Cohort:
+        """The cohort with the refusals joined and its workload lists grouped under
+        ``rules``' eligible workloads, made on first use."""
+        key = tuple(rules.eligible_workloads)
+        if key not in self._runnable:
+            self._runnable[key] = prepare_cohort(self.cohort, rules, self.refused)
+        return self._runnable[key]
 
 
 @dataclass(frozen=True)

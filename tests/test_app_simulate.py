@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -10,18 +11,29 @@ import polars as pl
 import pytest
 from streamlit.testing.v1 import AppTest
 
+import store.commits
+from engine.assign import simulate
 from engine.cohorts import synthetic_cohort
 from engine.columns import LIST_SEPARATOR
 from engine.explain import explain
 from engine.fairness import report_for
 from engine.reasons import CSS_REASONS, Policy, Reason
 from engine.rules import load_rules, to_toml
-from store.commits import simulate_stored
+from store.commits import prepare, simulate_stored
 from store.db import connect
 from tests.app_helpers import chart_titles, open_app, run_simulation, value
 from ui.db import RULES_KEY
-from ui.simulation import LATEST_KEY, RUN_KEY, SPLITS, freshness, policy_words, result_bytes
+from ui.simulation import (
+    LATEST_KEY,
+    RUN_KEY,
+    SPLITS,
+    freshness,
+    policy_words,
+    result_bytes,
+    run_policies,
+)
 from ui.simulation.comparison import best_marks, css_by_reason
+from ui.simulation.results import PAGE_ROWS
 from ui.uploads import read_upload, template_csv
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")
@@ -70,6 +82,7 @@ def test_the_backlog_under_two_policies_matches_the_store_and_writes_nothing(
             assert row[reason.value] == counts[reason.value]
         assert row["jain"] == pytest.approx(rep.jain)
         assert row["at_capacity"] == rep.at_capacity
+        assert row["mean_utilisation"] == pytest.approx(rep.mean_utilisation)
         assert row["policy"] == Policy(policy).words
         assert sims[policy].assignments.equals(expected.assignments)
     assert referral_count(demo_db) == before
@@ -152,7 +165,7 @@ def test_the_why_panel_splits_a_trace_into_steps(demo_db: Path) -> None:
     titles = [s.split("**")[1] for s in steps if s[2].isdigit()]
     assert titles == ["1. Eligibility", "2. Matching partners", "3. Capacity", "4. Outcome"]
     assert any(row["queue"] in s for s in steps)
-    assert any(row["trace"] == c.value for c in at.code)
+    assert any(row["trace"] == t.value for t in at.text)
 
 
 def test_email_previews_and_downloads(demo_db: Path) -> None:
@@ -388,6 +401,23 @@ def test_the_load_chart_shows_partner_names_whole(demo_db: Path) -> None:
     assert any(t["field"] == y["field"] for t in spec["layer"][0]["encoding"]["tooltip"])
 
 
+def test_the_css_chart_legend_shows_policy_names_whole(demo_db: Path) -> None:
+    # The legend beside the bars cut the longest names ("Least loaded (lowest utili…").
+    at = run_splits(open_page(), [p.value for p in Policy], [1, 2])
+    chart = next(c for c in at.get("vega_lite_chart") if "sent to CSS queues" in c.proto.spec)
+    spec = json.loads(chart.proto.spec)
+    legend = spec["encoding"]["color"]["legend"]
+    # Vega-Lite cuts legend labels at 160 px unless told otherwise; 0 means never. Below
+    # the chart, one name a line, the longest names need no room beside the bars.
+    assert legend["labelLimit"] == 0, "long policy names are cut"
+    assert legend["orient"] == "bottom" and legend["columns"] == 1
+    # The bars of a reason go top to bottom in the legend's order.
+    assert spec["encoding"]["yOffset"]["sort"] == spec["encoding"]["color"]["sort"]
+    longest = max((policy_words(n) for n in at.session_state[LATEST_KEY]), key=len)
+    assert longest == f"{Policy.OPTIMAL.words} · split off"
+    assert longest in css_by_reason(at.session_state[RUN_KEY])["policy"].to_list()
+
+
 def test_the_split_settings_are_part_of_the_inputs_a_run_is_computed_from(
     demo_db: Path,
 ) -> None:
@@ -498,3 +528,99 @@ def test_the_best_value_of_each_measure_is_marked_and_a_tie_marks_both() -> None
     assert best_marks(frame.head(1))["best"].to_list() == [""]  # nothing to compare with
     near = frame.with_columns(pl.Series("jain", [0.95, 0.8, 0.95 + 1e-12]))
     assert [m.count("most even") for m in best_marks(near)["best"]] == [1, 0, 1]  # as shown
+
+
+def test_the_runs_of_one_press_prepare_the_cohort_once(
+    demo_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What a run reads of the cohort (its workload lists grouped, the declines joined)
+    # depends on the eligible workloads alone: made once for every policy and split.
+    calls = []
+    real = store.commits.prepare_cohort
+    monkeypatch.setattr(
+        store.commits, "prepare_cohort", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
+    con = connect(demo_db)
+    try:
+        prepared = prepare(con.cursor())
+    finally:
+        con.close()
+    # Partners that declined customers, so the refusals joined in are part of it.
+    tenants = prepared.cohort["tenant_id"].head(40).to_list()
+    partner_ids = prepared.partners["partner_id"].to_list()
+    refused = {t: partner_ids[i % 7 :: 40] for i, t in enumerate(tenants)}
+    prepared = dataclasses.replace(prepared, refused=refused)
+    rules = load_rules()
+    policies = [p.value for p in Policy]
+    run = run_policies(
+        prepared, rules, policies, prepared.cohort, source="x", committable=True, splits=[1, 2]
+    )
+    assert len(run.simulations) == 8 and len(calls) == 1
+    for name, sim in run.simulations.items():
+        expected = simulate(
+            prepared.partners,
+            prepared.cohort,
+            sim.rules,
+            sim.policy,
+            excluded=prepared.refused,
+            today=prepared.today,
+        )
+        assert sim.assignments.equals(expected.assignments), name
+    other = rules.replace(eligible_workloads=rules.eligible_workloads[:-1])
+    prepared.simulate(other, "round-robin")
+    assert len(calls) == 2  # other eligible workloads, another prepared cohort
+
+
+def test_the_customers_table_is_drawn_a_page_at_a_time(demo_db: Path) -> None:
+    # A 100,000-customer cohort's table went to the browser whole up to 5,000 rows; a page
+    # at a time it stays small, and the "why" picker lists the page's customers.
+    at = open_page()
+    at.radio(key="cohort_source").set_value("synthetic")
+    at.run()
+    n = 2 * PAGE_ROWS + 7
+    run_simulation(at, ["round-robin"], syn_size=n)
+    sim = at.session_state[LATEST_KEY]["round-robin"]
+
+    def table():
+        return next(d.value for d in at.dataframe if "eligible_workloads" in d.value.columns)
+
+    assert len(table()) == PAGE_ROWS
+    assert at.number_input(key="customers_page").max == 3
+    assert any(f"1–{PAGE_ROWS:,} of {n:,}" in c.value for c in at.caption)
+    at.number_input(key="customers_page").set_value(3)
+    at.run()
+    last = sim.assignments["tenant_id"].tail(7).to_list()
+    assert table()["tenant_id"].to_list() == last
+    assert [o.split(" · ")[0] for o in at.selectbox(key="why_tenant").options] == last
+    # Another reason has fewer pages: the page goes back to the first.
+    at.selectbox(key="detail_reason").set_value("capacity_exhausted")
+    at.run()
+    assert not at.exception
+    pages = [w for w in at.number_input if w.key == "customers_page"]
+    assert not pages or pages[0].value == 1
+    full = sim.assignments.filter(pl.col("reason") == "capacity_exhausted")["tenant_id"]
+    assert 0 < len(full) and table()["tenant_id"].to_list() == full.head(PAGE_ROWS).to_list()
+
+
+def test_a_synthetic_cohort_is_drawn_once_for_the_same_knobs_and_partners(
+    demo_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Same seed, same cohort: a second press (or another session) reuses it.
+    import ui.simulation.cohort as cohorts
+
+    calls = []
+    real = cohorts.synthetic_cohort
+    monkeypatch.setattr(
+        cohorts, "synthetic_cohort", lambda *a, **k: calls.append(a[:2]) or real(*a, **k)
+    )
+    at = open_page()
+    at.radio(key="cohort_source").set_value("synthetic")
+    at.run()
+    run_simulation(at, ["round-robin"], syn_size=300)
+    first = at.session_state[RUN_KEY].cohort
+    run_simulation(at, ["round-robin"], syn_size=300)
+    assert calls == [(300, 1)]
+    assert at.session_state[RUN_KEY].cohort.equals(first)
+    run_simulation(at, ["round-robin"], syn_size=300, syn_seed=2)
+    assert calls == [(300, 1), (300, 2)]
+    assert not at.session_state[RUN_KEY].cohort.equals(first)

@@ -357,16 +357,24 @@ def waiting_ages(ages: pl.DataFrame, window: int, title: str) -> alt.LayerChart:
 
 def css_reasons_by_policy(frame: pl.DataFrame) -> alt.Chart:
     """Customers sent to CSS per reason, one bar per policy (``policy, reason, customers``);
-    reasons in the frame's order."""
+    reasons and policies in the frame's order."""
     order = frame["reason"].unique(maintain_order=True).to_list()
+    policies = frame["policy"].unique(maintain_order=True).to_list()
     return (
         alt.Chart(frame, title="Customers sent to CSS queues, by reason")
         .mark_bar()
         .encode(
             x=alt.X("customers:Q", title="Customers"),
             y=alt.Y("reason:N", title=None, sort=order, axis=alt.Axis(labelLimit=320)),
-            yOffset=alt.YOffset("policy:N"),
-            color=alt.Color("policy:N", title="Policy"),
+            yOffset=alt.YOffset("policy:N", sort=policies),  # top to bottom as the legend
+            # Below the bars, a name a line and never cut: a policy's words with its split
+            # setting run to some 70 characters, more than a legend beside them could hold.
+            color=alt.Color(
+                "policy:N",
+                title="Policy",
+                sort=policies,
+                legend=alt.Legend(orient="bottom", columns=1, labelLimit=0),
+            ),
             tooltip=[
                 alt.Tooltip("policy:N", title="Policy"),
                 alt.Tooltip("reason:N", title="Reason"),

@@ -135,6 +135,8 @@ def test_simulation_runs_and_its_chart_renders(page: Page, app_server: str) -> N
     # put their numbers out of line.
     expect(page.get_by_test_id("stDataFrame").first).to_be_visible(timeout=TIMEOUT)
     assert page.get_by_test_id("stMetric").count() == 0
+    # The backlog's customers a page of 500 at a time (the downloads hold them all).
+    expect(page.get_by_text("Customers 1–500 of", exact=False)).to_be_visible(timeout=TIMEOUT)
     save_screenshot(page, "simulate-results")
 
 

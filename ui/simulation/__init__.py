@@ -24,7 +24,7 @@ from typing import Any
 
 import polars as pl
 
-from engine.fairness import FairnessReport, report_for
+from engine.fairness import OUTCOME_COLUMNS, report
 from engine.reasons import Policy, Reason
 from engine.rules import Rules
 from engine.simulation import Simulation
@@ -60,7 +60,8 @@ class SimulationRun:
     overrides: Mapping[str, Any]
     prepared: Prepared  # stored partners, the cohort simulated, who was skipped
     simulations: dict[str, Simulation] = field(default_factory=dict)
-    reports: dict[str, FairnessReport] = field(default_factory=dict)
+    #: Per run, how evenly it loads the partners (:func:`balance`).
+    balance: dict[str, dict[str, float]] = field(default_factory=dict)
     #: The inputs it was computed from (``ui.simulation.freshness.inputs_key``).
     key: Mapping[str, str] = field(default_factory=dict)
 
@@ -103,7 +104,6 @@ def run_policies(
     limits = list(dict.fromkeys(splits)) or [rules.max_partners_per_customer]
     runs = [(policy, limit) for limit in limits for policy in policies]
     sims: dict[str, Simulation] = {}
-    reports: dict[str, FairnessReport] = {}
     total = len(runs)
     for i, (policy, limit) in enumerate(runs):
         name = run_name(policy, limit, limits)
@@ -116,7 +116,6 @@ def run_policies(
         ruled = rules.replace(max_partners_per_customer=limit)
         sim = prepared.simulate(ruled, policy, report)
         sims[name] = sim
-        reports[name] = report_for(sim)
     return SimulationRun(
         cohort=cohort,
         source=source,
@@ -125,9 +124,22 @@ def run_policies(
         overrides=dict(overrides or {}),
         prepared=prepared,
         simulations=sims,
-        reports=reports,
+        balance={name: balance(sim) for name, sim in sims.items()},
         key=dict(key or {}),
     )
+
+
+def balance(sim: Simulation) -> dict[str, float]:
+    """Jain's index, partners at capacity and mean utilisation after a run, as the fairness
+    report counts them. They read only the partners' load: the report is made without the
+    customers' outcomes, whose pools and CSS breakdowns cost about a tenth of a second per
+    100,000 customers and which the Fairness page works out when it is opened."""
+    rep = report(pl.DataFrame(schema=OUTCOME_COLUMNS), sim.partners)
+    return {
+        "jain": rep.jain,
+        "at_capacity": rep.at_capacity,
+        "mean_utilisation": rep.mean_utilisation,
+    }
 
 
 def result_bytes(frame: pl.DataFrame, suffix: str) -> bytes:

@@ -182,10 +182,17 @@ def read_inputs(
             cohort = choice.uploaded
         else:
             assert synthetic is not None, "the synthetic cohort's knobs"
-            partners = state.partners(con)
-            cohort = synthetic_cohort(synthetic.size, synthetic.seed, synthetic.mix, partners)
+            cohort = drawn(synthetic, state.partners(con))
         cohort = privacy.frame(cohort)
         return cohort, prepare(con, cohort, label(choice, synthetic))
+
+
+@st.cache_data(max_entries=2, show_spinner=False)
+def drawn(synthetic: Synthetic, partners: pl.DataFrame) -> pl.DataFrame:
+    """A synthetic cohort, drawn once for the same knobs and partners (the same seed gives
+    the same cohort): 100,000 customers cost about a quarter of a second of CPU, which a
+    second press, or another session trying the same cohort, need not pay again."""
+    return synthetic_cohort(synthetic.size, synthetic.seed, synthetic.mix, partners)
 
 
 def identity(choice: Choice, synthetic: Synthetic | None) -> str:

@@ -33,7 +33,6 @@ def comparison(run: SimulationRun) -> pl.DataFrame:
     counts the customers with workloads CSS always delivers."""
     rows = []
     for name, sim in run.simulations.items():
-        rep = run.reports[name]
         rows.append(
             {
                 "policy": policy_words(name),
@@ -44,9 +43,7 @@ def comparison(run: SimulationRun) -> pl.DataFrame:
                 **sim.part_counts(),
                 "css": sim.rows.height - sim.placed,
                 **css_counts(sim),
-                "jain": rep.jain,
-                "at_capacity": rep.at_capacity,
-                "mean_utilisation": rep.mean_utilisation,
+                **run.balance[name],
             }
         )
     return best_marks(pl.DataFrame(rows))

@@ -25,8 +25,10 @@ from ui.simulation.comparison import (
 )
 from ui.simulation.why import customer_table, explain
 
-#: Customers listed in the per-customer table (the downloads hold all of them).
-TABLE_ROWS = 5_000
+#: Rows of the per-customer table drawn at a time (the downloads hold all of them): the
+#: browser decodes and lays out every row it is sent, about a second per 5,000 rows.
+PAGE_ROWS = 500
+PAGE_KEY = "customers_page"
 
 
 def email_preview(run: SimulationRun, policy: str, limit: int = 3) -> pl.DataFrame:
@@ -152,15 +154,28 @@ def show_customers(run: SimulationRun, policy: str) -> None:
         key="detail_reason",
         format_func=lambda r: "All reasons" if r is None else f"{reason_words(r)} ({counts[r]:,})",
     )
-    customers = customer_table(run, policy, reason)
-    if customers.height > TABLE_ROWS:
-        st.caption(f"First {TABLE_ROWS:,} of {customers.height:,}; the downloads hold them all.")
-    human.table(
-        customers.head(TABLE_ROWS),
-        key="customers_table",
+    shown = page_of(customer_table(run, policy, reason))
+    human.table(shown, key="customers_table")
+    show_why(run, policy, shown.select("tenant_id", "name").unique(maintain_order=True))
+
+
+def page_of(customers: pl.DataFrame) -> pl.DataFrame:
+    """The rows of the page chosen (:data:`PAGE_ROWS` a page), with a page picker when
+    there is more than one page; a page past the end (another reason chosen) is the first."""
+    n = customers.height
+    pages = max(1, -(-n // PAGE_ROWS))
+    if pages == 1:
+        return customers
+    if st.session_state.get(PAGE_KEY, 1) > pages:
+        st.session_state[PAGE_KEY] = 1
+    left, right = st.columns([1, 4], vertical_alignment="bottom")
+    page = int(left.number_input(f"Page (of {pages:,})", 1, pages, key=PAGE_KEY))
+    start = (page - 1) * PAGE_ROWS
+    right.caption(
+        f"Customers {start + 1:,}–{min(start + PAGE_ROWS, n):,} of {n:,}, {PAGE_ROWS:,} a "
+        "page; the downloads hold them all."
     )
-    tenants = customers["tenant_id"].head(TABLE_ROWS).unique(maintain_order=True)  # parts
-    show_why(run, policy, tenants.to_list())
+    return customers.slice(start, PAGE_ROWS)
 
 
 def show_downloads(run: SimulationRun, policy: str) -> None:
@@ -202,21 +217,22 @@ def show_emails(run: SimulationRun, policy: str) -> None:
     )
 
 
-def show_why(run: SimulationRun, policy: str, tenants: list[str]) -> None:
-    """The "why" panel: pick a customer, see its decision step by step."""
+def show_why(run: SimulationRun, policy: str, customers: pl.DataFrame) -> None:
+    """The "why" panel: pick one of ``customers`` (``tenant_id, name``: the table's page),
+    see its decision step by step."""
     st.subheader("Why? One customer, step by step")
-    if not tenants:
+    if not customers.height:
         st.info("No customer with this reason.")
         return
-    names = dict(run.prepared.cohort.select("tenant_id", "name").iter_rows())
     # "T013918 · Larkspur Couriers" (a viewer's cohort was masked when it was read).
-    labels = {t: _named(t, names.get(t)) for t in tenants}
+    labels = {t: _named(t, name) for t, name in customers.iter_rows()}
+    tenants = list(labels)
     tenant = st.selectbox(
         "Customer",
         tenants,
         format_func=labels.__getitem__,
         key="why_tenant",
-        help="Type to search by tenant id or company name",
+        help="The customers of the table's page; type to search by tenant id or company name",
     )
     marks = {True: ":green[passed]", False: ":red[failed]", None: ""}
     for i, step in enumerate(explain(run, policy, tenant), start=1):
@@ -225,7 +241,7 @@ def show_why(run: SimulationRun, policy: str, tenants: list[str]) -> None:
             human.table(step.table)
     trace = run.simulations[policy].assignments.filter(pl.col("tenant_id") == tenant)["trace"][0]
     with st.expander("Full trace (as stored with the referral)"):
-        st.code(trace, language=None, wrap_lines=True)
+        st.text(trace)  # plain text: a code block loads a syntax highlighter in the browser
 
 
 def show_before_after(run: SimulationRun, baseline: SimulationRun | None) -> None:
