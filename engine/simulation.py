@@ -18,7 +18,7 @@ they are exactly as without the feature.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -253,51 +253,73 @@ class Simulation:
 
     def _output_by_part(self) -> pl.DataFrame:
         """The result file with one row per part, whole (see :meth:`_parts_lazy`)."""
-        return self._parts_lazy(max(self.rows.height, 1), detail=True).collect()
+        return self._part_slice(0, self.rows.height, self._part_columns(detail=True))
 
     def _expand_parts(self) -> pl.DataFrame:
         """``assignments`` with a row per part (see :meth:`_parts_lazy`), whole."""
-        out = self._parts_lazy(max(self.rows.height, 1), detail=False).collect()
+        out = self._part_slice(0, self.rows.height, self._part_columns(detail=False))
         return out.cast(ASSIGNMENT_SCHEMA)
 
-    def _parts_lazy(self, slice_rows: int, *, detail: bool) -> pl.LazyFrame:
-        """The result with one row per part, as a lazy query a sink runs ``slice_rows``
-        customers at a time (as :meth:`output_lazy` does without parts).
-
-        A customer with one part keeps its row (part 1, the workloads it was matched on);
-        one with more has a row per part instead, each with its customer's trace and
-        detail. Each slice repeats its customers' codes once per part (``parts`` is
-        sorted by row, so a slice's parts are a range of it) and spells out only those
-        rows, in one select: a text column computed in a step of its own before another
-        made the streaming sink hold the whole result (about 400 MiB more at 1M).
-        """
+    def _part_columns(self, *, detail: bool) -> list[pl.Expr]:
         columns = self._part_exprs()
         if detail:
             exprs = self._detail_exprs()
             columns += [exprs[name] for name in OUTPUT_DETAIL]
-        rows = self.rows.lazy()
-        slices = [
-            self._part_rows(rows.slice(start, slice_rows), start, slice_rows).select(columns)
-            for start in range(0, max(self.rows.height, 1), slice_rows)
-        ]
-        return pl.concat(slices) if len(slices) > 1 else slices[0]
+        return columns
 
-    def _part_rows(self, rows: pl.LazyFrame, start: int, n: int) -> pl.LazyFrame:
-        """Customers ``start`` to ``start + n`` (``rows``), still codes, with a row per
-        part: ``part`` (null for a customer with one), its partner and its workloads.
+    def _parts_lazy(self, slice_rows: int, *, detail: bool) -> pl.LazyFrame:
+        """The result with one row per part, as a lazy source a sink reads ``slice_rows``
+        customers at a time (as :meth:`output_lazy` does without parts).
 
-        A customer's row is repeated once per part (a gather, eager indexes of one slice);
-        a join did the same at 75 MiB more of the sink's peak at 1M."""
+        A customer with one part keeps its row (part 1, the workloads it was matched on);
+        one with more has a row per part instead, each with its customer's trace and
+        detail (:meth:`_part_slice`). The slices are made in Python, one when the sink
+        asks for it (a Polars IO source): as lazy queries, repeating a slice's rows once
+        per part cost twice the CPU of the rest of the write (a gather by a literal), or
+        75 MiB more of the sink's peak at 1M (a join).
+        """
+        from polars.io.plugins import register_io_source
+
+        columns = self._part_columns(detail=detail)
+        height = self.rows.height
+
+        def source(
+            with_columns: list[str] | None,
+            predicate: pl.Expr | None,
+            n_rows: int | None,
+            batch_size: int | None,
+        ) -> Iterator[pl.DataFrame]:
+            left = n_rows
+            for start in range(0, max(height, 1), slice_rows):
+                out = self._part_slice(start, slice_rows, columns)
+                if with_columns is not None:
+                    out = out.select(with_columns)
+                if predicate is not None:
+                    out = out.filter(predicate)
+                if left is not None:
+                    out = out.head(left)
+                    left -= out.height
+                yield out
+                if left == 0:
+                    return
+
+        schema = self._part_slice(0, 0, columns).schema
+        return register_io_source(source, schema=schema)
+
+    def _part_slice(self, start: int, n: int, columns: list[pl.Expr]) -> pl.DataFrame:
+        """Customers ``start`` to ``start + n`` with a row per part, spelled out
+        (``columns``): a customer's codes are repeated once per part, beside the part's
+        own (``part``, null for a customer with one; its partner; its workloads)."""
         parts = self._part_codes[0]
         a, b = parts.get_column("_row").search_sorted(pl.Series([start, start + n])).to_list()
-        m = max(min(n, self.rows.height - start), 0)
-        chosen = self.rows.get_column("chosen").slice(start, m)
+        rows = self.rows.slice(start, n)
+        m = rows.height
         mine = parts.slice(a, b - a)
         counts = np.bincount(mine.get_column("_row").to_numpy() - start, minlength=m)
         at = np.repeat(np.arange(m, dtype=np.uint32), np.maximum(counts, 1))
         extra = pl.DataFrame({"_at": at}).select(
             pl.lit(None, dtype=pl.Int32).alias("part"),
-            chosen.gather(at).alias("_part_chosen"),
+            rows.get_column("chosen").gather(at).alias("_part_chosen"),
             pl.lit(None, dtype=pl.UInt32).alias("_part_workloads"),
         )
         where = pl.Series(np.flatnonzero((counts > 0)[at]))
@@ -306,8 +328,8 @@ class Simulation:
             for c in ("part", "_part_chosen", "_part_workloads")
         )
         if a < b:
-            rows = rows.select(pl.all().gather(pl.lit(pl.Series(at))))
-        return pl.concat([rows, extra.lazy()], how="horizontal")
+            rows = rows[pl.Series(at)]
+        return pl.concat([rows, extra], how="horizontal").select(columns)
 
     def _part_exprs(self) -> list[pl.Expr]:
         """The assignment columns, ``part`` and ``workloads`` of :meth:`_part_rows`: a
