@@ -7,9 +7,10 @@ that customer, in cohort order. The splitter runs the greedy cover over the cust
 *split candidates*: the available partners that serve its country, speak its language,
 take its size, did not decline it and cover at least one of its workloads. They are
 found once per signature (on its first miss) from matching's per (country, language)
-candidates, so no customer scans the partner list. Each part is given through the
-:class:`~engine.policies.Ledger` exactly as a placement is (seat, round-robin stamp,
-full counts and dead pools), and the loop only refreshes its own copies of the turns.
+candidates, so no customer scans the partner list. Each part is given exactly as a
+placement is (seat, round-robin stamp, full counts and dead pools): through the
+:class:`~engine.policies.Ledger` in the Python loop, which then refreshes its own copies
+of the turns, or through the compiled loop's ``give`` (``engine.jit.SplitAtMiss``).
 
 Capacity never grows within a run, so when the candidates with room can no longer form a
 cover within the limit, no later customer of that signature can be split: the signature
