@@ -35,6 +35,7 @@ from engine.reasons import Policy
 
 if TYPE_CHECKING:
     from engine.policies import Ledger
+    from engine.policies import OnMiss as SplitHook
 
 # ----------------------------------------------------------------------------- kernels
 
@@ -317,6 +318,38 @@ class Picker:
 
 #: What handles a customer the kernel stopped at (its row and pool), given the picker.
 OnMiss = Callable[[Picker, int, int], None]
+#: What drops from a batch of customers those settled without the kernel (-> the rest).
+Settle = Callable[[Picker, np.ndarray], np.ndarray]
+
+
+class SplitAtMiss:
+    """The split hook (``engine.split.Splitter``) in the compiled loop.
+
+    At a customer the kernel stopped at, it records the miss as the kernel would (its
+    pool's full count) and lets the hook split it, giving each part through
+    :meth:`Picker.give` so that the kernels see every seat and turn it took. Before each
+    batch, customers of pools with no room that the hook knows cannot split either are
+    settled at once (as ``engine.policies.select_python`` does): each stop costs a
+    return to Python and a new kernel call (15-25 µs), far more than a pick.
+    """
+
+    def __init__(self, hook: SplitHook, pool_of: np.ndarray, n_full: np.ndarray) -> None:
+        self.hook = hook
+        self.pool_of = pool_of
+        self.n_full = n_full
+
+    def __call__(self, picker: Picker, k: int, q: int) -> None:
+        self.n_full[k] = picker.ledger.full_count[q]
+        self.hook(k, picker.give)
+
+    def settle(self, picker: Picker, ks: np.ndarray) -> np.ndarray:
+        qs = self.pool_of[ks]
+        at = np.flatnonzero(picker.dead[qs])
+        if not at.size:
+            return ks
+        done = at[self.hook.settled(ks[at])]
+        self.n_full[ks[done]] = picker.state[8][qs[done]]  # every member of the pool full
+        return np.delete(ks, done)
 
 
 def select_compiled(
@@ -328,16 +361,21 @@ def select_compiled(
     progress: Callable[[int], None] | None,
     out: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     on_miss: OnMiss | None = None,
+    settle: Settle | None = None,
     batch: int = 65_536,
 ) -> None:
     """Fill ``out`` (chosen, prev, n_full, load_after) for the customers with a pool, in
     cohort order, ``batch`` at a time (progress is reported between batches). With
     ``on_miss`` the kernel stops at each customer it cannot place and ``on_miss`` handles
-    it; without, the miss is recorded as the Python loop records it."""
+    it; without, the miss is recorded as the Python loop records it. ``settle`` takes
+    customers out of each batch before the kernel walks it (see :class:`SplitAtMiss`)."""
     picker = Picker(policy, ledger, pools, allotment)
     rows = np.flatnonzero(pool_of >= 0)
     for first in range(0, rows.size, batch):
         ks = rows[first : first + batch].astype(np.int64)
+        last = int(ks[-1])
+        if settle is not None:
+            ks = settle(picker, ks)
         qs = pool_of[ks].astype(np.int64)
         j = 0
         while j < ks.size:
@@ -346,4 +384,4 @@ def select_compiled(
                 on_miss(picker, int(ks[j]), int(qs[j]))
                 j += 1
         if progress is not None:
-            progress(int(ks[-1]))
+            progress(last)

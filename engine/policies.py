@@ -16,8 +16,9 @@ A split (``engine.split``) enters through one hook, ``on_miss``: a loop calls it
 customer that missed, the hook gives its parts through the :class:`Ledger` and returns
 the partners it gave, and the loop refreshes its own copies of their turns
 (:func:`_split_at_miss`). With a hook, a customer of a full pool is settled in bulk only
-when the hook knows it cannot be split either (``on_miss.settled``). A run with a hook
-walks in Python, on the ledger's own arrays (the hook reads and gives through them).
+when the hook knows it cannot be split either (``on_miss.settled``). The Python loop with
+a hook walks on the ledger's own arrays (the hook reads and gives through them); the
+compiled loop gives through its own state (``engine.jit.SplitAtMiss``).
 """
 
 from __future__ import annotations
@@ -34,11 +35,17 @@ from engine.reasons import Policy
 NOT_PLACED = -1
 
 
+#: How a hook makes a referral to partner i -> (its previous stamp, its new load): the
+#: ledger's own (the Python loop) or the compiled loop's (``engine.jit.Picker.give``).
+Give = Callable[[int], tuple[int, int]]
+
+
 class OnMiss(Protocol):
     """The split hook (``engine.split.Splitter``)."""
 
-    def __call__(self, k: int) -> list[int]:
-        """Customer k missed: the partners it gave a part to (none: no split)."""
+    def __call__(self, k: int, give: Give | None = None) -> list[int]:
+        """Customer k missed: the partners it gave a part to (none: no split), each
+        through ``give`` (default: the ledger's)."""
         ...
 
     def settled(self, rows: np.ndarray) -> np.ndarray:
@@ -157,19 +164,23 @@ def select(
 ) -> Choices:
     """Walk the customers in cohort order (``pool_of``: each one's pool, -1 = none): in
     compiled code (``engine.jit``) when there are COMPILED_FROM picks or more to make, or
-    ``compiled`` says so; the same Choices as :func:`select_python` either way. A run with
-    a split hook walks in Python (see the module docstring)."""
-    if on_miss is not None:
-        compiled = False
-    elif compiled is None:
+    ``compiled`` says so; the same Choices as :func:`select_python` either way. With a
+    split hook the kernels stop at each miss for it (``engine.jit.SplitAtMiss``)."""
+    if compiled is None:
         compiled = _most_picks(ledger, pools, pool_of) >= COMPILED_FROM
     if not compiled:
         return select_python(policy, ledger, pools, pool_of, allotment, progress, on_miss)
-    from engine.jit import select_compiled  # numba loads only where a run needs it
+    from engine.jit import SplitAtMiss, select_compiled  # numba loads only where needed
 
     choices = _empty_choices(int(pool_of.size))
     out = (choices.chosen, choices.prev, choices.n_full, choices.load_after)
-    select_compiled(policy, ledger, pools, pool_of, allotment, progress, out)
+    if on_miss is None:
+        select_compiled(policy, ledger, pools, pool_of, allotment, progress, out)
+    else:
+        split = SplitAtMiss(on_miss, pool_of, choices.n_full)
+        select_compiled(
+            policy, ledger, pools, pool_of, allotment, progress, out, split, split.settle
+        )
     return choices
 
 

@@ -7,9 +7,10 @@ that customer, in cohort order. The splitter runs the greedy cover over the cust
 *split candidates*: the available partners that serve its country, speak its language,
 take its size, did not decline it and cover at least one of its workloads. They are
 found once per signature (on its first miss) from matching's per (country, language)
-candidates, so no customer scans the partner list. Each part is given through the
-:class:`~engine.policies.Ledger` exactly as a placement is (seat, round-robin stamp,
-full counts and dead pools), and the loop only refreshes its own copies of the turns.
+candidates, so no customer scans the partner list. Each part is given exactly as a
+placement is (seat, round-robin stamp, full counts and dead pools): through the
+:class:`~engine.policies.Ledger` in the Python loop, which then refreshes its own copies
+of the turns, or through the compiled loop's ``give`` (``engine.jit.SplitAtMiss``).
 
 Capacity never grows within a run, so when the candidates with room can no longer form a
 cover within the limit, no later customer of that signature can be split: the signature
@@ -29,7 +30,7 @@ import numpy as np
 import polars as pl
 
 from engine.matching import Matcher, SignatureColumns
-from engine.policies import Ledger
+from engine.policies import Give, Ledger
 
 
 @dataclass
@@ -179,7 +180,7 @@ class Splitter:
                 union |= m
             s.union = union
 
-    def __call__(self, k: int) -> list[int]:
+    def __call__(self, k: int, give: Give | None = None) -> list[int]:
         j = int(self.sig_of[k])
         if self._spent[j]:
             return self._fail(k, j)
@@ -204,25 +205,31 @@ class Splitter:
                 self._spent[j] = True  # room only shrinks: no later customer of j splits
             return self._fail(k, j)
         given = []
-        for part, (at, give, gain, uncovered) in enumerate(cover, start=1):
+        for part, (at, mask, gain, uncovered) in enumerate(cover, start=1):
             i = room[at][0]
-            self._give(k, part, i, give, gain, uncovered)
+            self._give(k, part, i, (mask, gain, uncovered), give or self._ledger_give)
             given.append(i)
         return given
 
-    def _give(self, k: int, part: int, i: int, give: int, gain: int, uncovered: int) -> None:
-        """One part to partner i, through the ledger like a placement."""
-        ledger, out = self.ledger, self.parts
-        out.prev.append(ledger.give(i))  # its seat, its turn, its pools' full counts
+    def _ledger_give(self, i: int) -> tuple[int, int]:
+        prev = self.ledger.give(i)  # its seat, its turn, its pools' full counts
+        return prev, int(self.ledger.load[i])
+
+    def _give(self, k: int, part: int, i: int, what: tuple[int, int, int], give: Give) -> None:
+        """One part to partner i (``what``: its workloads, gain and uncovered before),
+        given like a placement."""
+        out = self.parts
+        prev, load = give(i)
         if self.spare is not None:
             self.spare[i] -= 1
+        out.prev.append(prev)
         out.row.append(k)
         out.part.append(part)
         out.partner.append(i)
-        out.mask.append(give)
-        out.load.append(ledger.load[i])
-        out.gain.append(gain)
-        out.uncovered.append(uncovered)
+        out.mask.append(what[0])
+        out.load.append(load)
+        out.gain.append(what[1])
+        out.uncovered.append(what[2])
 
     def settled(self, rows: np.ndarray) -> np.ndarray:
         """Which of ``rows`` (customers of pools with no room) are known not to split:

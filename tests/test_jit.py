@@ -21,7 +21,7 @@ import engine.assign
 from engine.jit import Picker, select_compiled
 from engine.policies import Choices, Ledger, _empty_choices, select, select_python
 from engine.reasons import Policy
-from tests.strategies import World, worlds
+from tests.strategies import World, split_worlds, worlds
 
 POLICIES = list(Policy)
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -141,26 +141,13 @@ class _Recorder:
         self.ledger: Ledger | None = None
 
     def __call__(self, policy, ledger, pools, pool_of, allotment=None, progress=None, on_miss=None):  # type: ignore[no-untyped-def]
-        assert on_miss is None  # these worlds do not split
         self.ledger = ledger
-        self.choices = self.fn(policy, ledger, pools, pool_of, allotment, progress)
+        self.choices = self.fn(policy, ledger, pools, pool_of, allotment, progress, on_miss)
         return self.choices
 
 
-@pytest.mark.parametrize("policy", POLICIES)
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(world=worlds(intake=True), data=st.data())
-def test_compiled_and_python_runs_agree_on_random_worlds(
-    policy: Policy, world: World, data: st.DataObject
-) -> None:
-    """Quotas, pauses and declines included: the same Choices and the same result."""
-    ids = [r["partner_id"] for r in world.partner_rows if r["partner_id"]]
-    tenants = [r["tenant_id"] for r in world.customer_rows if r["tenant_id"]]
-    declining = st.sets(st.sampled_from(tenants), max_size=5) if tenants else st.just(set())
-    excluded = {
-        t: data.draw(st.sets(st.sampled_from(ids), max_size=3)) if ids else set()
-        for t in data.draw(declining)
-    }
+def run_both(world: World, policy: Policy, excluded: dict[str, set[str]]) -> list[Any]:
+    """``simulate`` with the Python loop, then with the compiled one: (recorder, run)."""
     runs = []
     for fn in (select_python, partial(select, compiled=True)):
         recorder = _Recorder(fn)
@@ -174,6 +161,10 @@ def test_compiled_and_python_runs_agree_on_random_worlds(
                 today=world.today,
             )
         runs.append((recorder, sim))
+    return runs
+
+
+def same_runs(runs: list[Any]) -> None:
     (ref, ref_sim), (jit, jit_sim) = runs
     assert ref.choices is not None and jit.choices is not None
     same(jit.choices, ref.choices)
@@ -181,6 +172,46 @@ def test_compiled_and_python_runs_agree_on_random_worlds(
     same_ledger(jit.ledger, ref.ledger)
     assert jit_sim.assignments.equals(ref_sim.assignments)
     assert jit_sim.partners.equals(ref_sim.partners)
+
+
+def declines(world: World, data: st.DataObject) -> dict[str, set[str]]:
+    """Some customers with partners that declined them."""
+    ids = [r["partner_id"] for r in world.partner_rows if r["partner_id"]]
+    tenants = [r["tenant_id"] for r in world.customer_rows if r["tenant_id"]]
+    declining = st.sets(st.sampled_from(tenants), max_size=5) if tenants else st.just(set())
+    return {
+        t: data.draw(st.sets(st.sampled_from(ids), max_size=3)) if ids else set()
+        for t in data.draw(declining)
+    }
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(world=worlds(intake=True), data=st.data())
+def test_compiled_and_python_runs_agree_on_random_worlds(
+    policy: Policy, world: World, data: st.DataObject
+) -> None:
+    """Quotas, pauses and declines included: the same Choices and the same result."""
+    same_runs(run_both(world, policy, declines(world, data)))
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(world=split_worlds(), data=st.data())
+def test_compiled_and_python_runs_agree_on_random_split_worlds(
+    policy: Policy, world: World, data: st.DataObject
+) -> None:
+    """With 1 to 3 partners per customer, CSS workloads, sizes and declines: the kernels
+    stop at each miss for the split, which gives its parts through Picker.give. The same
+    Choices, the same parts and the same result file as the Python loop."""
+    runs = run_both(world, policy, declines(world, data))
+    same_runs(runs)
+    (_, ref_sim), (_, jit_sim) = runs
+    if ref_sim.parts is None:
+        assert jit_sim.parts is None
+    else:
+        assert jit_sim.parts is not None and jit_sim.parts.equals(ref_sim.parts)
+    assert jit_sim.output().equals(ref_sim.output())
 
 
 def test_small_runs_stay_in_python_and_large_ones_compile(monkeypatch: pytest.MonkeyPatch) -> None:

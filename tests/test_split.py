@@ -19,6 +19,7 @@ from engine.explain import explain
 from engine.reasons import Policy, Reason
 from engine.rules import load_rules
 from engine.schema import InputError, validate_partners
+from engine.simulation import OUTPUT_DETAIL
 from engine.sizes import SIZE_BUCKETS, size_bucket
 from engine.split import cover_exists, greedy_cover
 from tests.scenarios import customer, customers_frame, partner
@@ -288,3 +289,45 @@ def test_the_fairness_headline_of_a_split_run_counts_customers_not_parts() -> No
     assert rep.css == sim.rows.height - sim.placed
     assert (rep.customers, rep.placed, rep.css) == (2, 1, 1)
     assert sim.assignments.height == 3  # T1's two parts, T2 in CSS
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_the_result_with_parts_is_the_same_streamed_a_slice_at_a_time(policy: Policy) -> None:
+    """The result file with parts is spelled out a slice of customers at a time; slices
+    that cut through no customer, through split customers and through CSS parts give
+    the same rows, each part beside its customer's detail, as the whole."""
+    partners = typed_partners(
+        partner("P1", workloads=["exchange", "defender"], capacity=2),
+        partner("P2", workloads=["teams"], capacity=3),
+        partner("P3", workloads=["intune"], capacity=1),
+    )
+    customers = customers_frame(
+        customer("T1", workloads=["exchange", "teams"]),  # split: P1 and P2
+        customer("T2", workloads=["exchange", "defender"]),  # P1, and a CSS part
+        customer("T3", workloads=["teams"]),  # one part
+        customer("T4", workloads=["exchange", "teams", "intune"]),  # P1 is full: no split
+        customer("T5", workloads=["teams", "intune"]),  # split: P2 and P3
+        customer("T6", seats=10),  # not eligible
+    )
+    sim = simulate(partners, customers, split_rules(css=("defender",)), policy)
+    whole = sim.output()
+    detail = sim.detail.select("tenant_id", *OUTPUT_DETAIL)
+    spec = sim.assignments.join(detail, on="tenant_id", how="left", maintain_order="left")
+    assert whole.equals(spec)
+    assert whole.select("tenant_id", "part").rows() == [
+        ("T1", 1), ("T1", 2), ("T2", 1), ("T2", 2), ("T3", 1), ("T4", 1), ("T5", 1), ("T5", 2),
+        ("T6", 1),
+    ]  # fmt: skip
+    assert whole["reason"][3] == "css_workload" and whole["workloads"][3].to_list() == ["defender"]
+    for slice_rows in (1, 2, 3, 4, 100):
+        assert sim.output_lazy(slice_rows).collect().equals(whole), slice_rows
+
+
+def test_an_empty_cohort_with_parts_has_an_empty_result_with_the_part_columns() -> None:
+    sim = simulate(
+        typed_partners(partner("P1")), customers_frame(customer("T1")).clear(), split_rules()
+    )
+    out = sim.output()
+    assert out.height == 0
+    assert out.columns == [*ASSIGNMENT_COLUMNS, "trace", "part", "workloads", *OUTPUT_DETAIL]
+    assert sim.output_lazy().collect().equals(out)
