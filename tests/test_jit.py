@@ -200,3 +200,42 @@ def test_small_runs_stay_in_python_and_large_ones_compile(monkeypatch: pytest.Mo
     select(Policy.ROUND_ROBIN, ledger, pools, many)
     select(Policy.ROUND_ROBIN, ledger, pools, many[:100], compiled=True)
     assert calls == ["python", "python", "jit", "jit"]
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_warm_up_loads_the_kernel_only_for_partners_with_room(policy: Policy) -> None:
+    """`frp simulate` loads the compiled loop while it reads the cohort, but only when the
+    run may compile (COMPILED_FROM free seats or more): a capacity-bound world never
+    pays for numba."""
+    import engine.jit as jit
+    from engine.policies import COMPILED_FROM
+    from engine.rules import Rules
+    from tests.scenarios import partner, partners_frame
+
+    rules = Rules()
+    few = partners_frame(partner("P1", capacity=COMPILED_FROM - 1))
+    assert engine.assign.warm_up(few, rules, policy) is None
+    room = partners_frame(
+        partner("P1", capacity=COMPILED_FROM // 2), partner("P2", capacity=COMPILED_FROM // 2)
+    )
+    kernel = {
+        Policy.ROUND_ROBIN: jit.turn_kernel,
+        Policy.LEAST_LOADED: jit.turn_kernel,
+        Policy.WEIGHTED: jit.weighted_kernel,
+        Policy.OPTIMAL: jit.planned_kernel,
+    }[policy]
+    with mock.patch("engine.jit.warm_up", wraps=jit.warm_up) as load:
+        thread = engine.assign.warm_up(room, rules, policy)
+        assert thread is not None
+        thread.join(timeout=120)
+    assert not thread.is_alive()
+    load.assert_called_once_with(policy)
+    loaded = list(kernel.signatures)
+    assert loaded
+    # A real run after it finds its kernel loaded: it adds no argument types of its own.
+    ledger = Ledger.start(np.array([3, 4]), np.array([0, 1]), [None, 7])
+    pools = [np.array([0, 1]), np.array([1])]
+    ledger.register_pools(pools)
+    plan = [{0: 2, 1: 1}, {1: 2}] if policy is Policy.OPTIMAL else None
+    select(policy, ledger, pools, np.array([0, 1, -1, 0], dtype=np.int32), plan, compiled=True)
+    assert kernel.signatures == loaded
