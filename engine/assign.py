@@ -110,7 +110,7 @@ def warm_up(
             from engine.jit import warm_up as load_kernel
 
             load_kernel(chosen)
-        except Exception:  # noqa: S110 - the run reports it (see the docstring)
+        except Exception:  # the run meets it again and reports it (see the docstring)
             return
 
     thread = threading.Thread(target=load, name="frp-warm-up")
