@@ -96,7 +96,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from engine.assign import INPUT_COLUMNS, simulate, warm_up
+    from engine.assign import INPUT_COLUMNS, simulate
     from engine.matching import prepare_cohort
     from store import clock
     from store.files import read_customers, read_partners, write_table
@@ -117,7 +117,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             raise UsageError("frp simulate: --cohort/--db apply to the store, not to files")
         rules = given or load_rules()  # files, not the store: the shipped rules
         partners = read_partners(args.partners, max_pause_days=rules.max_pause_days)
-        warm_up(partners, rules, args.policy, clock.today())  # while the customers are read
         # Names and contact emails are validated but a what-if never reads them, and the
         # run reads workload lists once per distinct list: the frame read from the file
         # is let go as soon as the cohort is prepared (a third of the peak memory at 1M).

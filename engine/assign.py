@@ -10,7 +10,6 @@ vectorised or done once per signature. The traces' words are ``engine.explain``'
 from __future__ import annotations
 
 import gc
-import threading
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
@@ -34,7 +33,7 @@ from engine.matching import (
     prepare_cohort,
     workload_mask,
 )
-from engine.policies import COMPILED_FROM, Ledger, select
+from engine.policies import Ledger, select
 from engine.reasons import Policy, Reason
 from engine.rules import Rules
 from engine.simulation import REASON_CODE, Lookup, Simulation
@@ -87,35 +86,6 @@ def simulate(
         else:
             cohort = prepare_cohort(customers, rules, excluded)
         return _simulate(partners, cohort, rules, Policy(policy), today, progress)
-
-
-def warm_up(
-    partners: pl.DataFrame, rules: Rules, policy: Policy | str, today: date | None = None
-) -> threading.Thread | None:
-    """Start loading the compiled selection loop (engine.jit) in a thread of its own when
-    the partners have seats for COMPILED_FROM picks or more, so a run about to read a
-    large cohort need not wait for it: loading numba and the cached machine code is some
-    0.4 s of work, done while the cohort is read and checked (the reader's work happens
-    outside the interpreter). The run itself loads whatever is not loaded yet, so this
-    only ever saves time; a failure here is left for the run to meet and report.
-    """
-    index = index_partners(partners, rules, today)
-    free = np.maximum(index.limit - index.active, 0)[index.available]
-    if int(free.sum()) < COMPILED_FROM:
-        return None
-    chosen = Policy(policy)
-
-    def load() -> None:
-        try:
-            from engine.jit import warm_up as load_kernel
-
-            load_kernel(chosen)
-        except Exception:  # the run meets it again and reports it (see the docstring)
-            return
-
-    thread = threading.Thread(target=load, name="frp-warm-up")
-    thread.start()
-    return thread
 
 
 @contextmanager

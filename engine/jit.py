@@ -347,18 +347,3 @@ def select_compiled(
                 j += 1
         if progress is not None:
             progress(int(ks[-1]))
-
-
-def warm_up(policy: Policy) -> None:
-    """Load ``policy``'s kernel (from the on-disk cache, or compiled) by running it on a
-    world of one partner and one customer: the argument types of a real run, so the run
-    that follows finds it loaded (see ``engine.assign.warm_up``)."""
-    from engine.policies import Ledger, _empty_choices
-
-    ledger = Ledger.start(np.ones(1, np.int64), np.zeros(1, np.int64), [None])
-    pools = [np.zeros(1, dtype=np.int64)]
-    ledger.register_pools(pools)
-    choices = _empty_choices(1)
-    out = (choices.chosen, choices.prev, choices.n_full, choices.load_after)
-    allotment = [{0: 1}] if policy is Policy.OPTIMAL else None
-    select_compiled(policy, ledger, pools, np.zeros(1, dtype=np.int32), allotment, None, out)
