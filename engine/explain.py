@@ -503,7 +503,9 @@ def trace_texts(sim: Simulation, run: RunRecord) -> tuple[np.ndarray, pl.Series,
             piece = reps.frame(first[at : min(at + TRACE_SLICE, start + size)])
             parts.append(piece.select(exprs[kind].alias("trace")).to_series())
         start += size
-    texts = pl.concat(parts) if parts else pl.Series("trace", [], dtype=pl.String)
+    # One chunk: gathering from a table of several chunks costs some 30 times more,
+    # and the result file gathers from it once per slice.
+    texts = pl.concat(parts, rechunk=True) if parts else pl.Series("trace", [], dtype=pl.String)
     head = np.repeat([kind == "placed" for kind, _ in kinds], [size for _, size in kinds])
     return code, texts, pl.Series("trace_head", head, dtype=pl.Boolean)
 
