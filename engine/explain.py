@@ -503,7 +503,9 @@ def trace_texts(sim: Simulation, run: RunRecord) -> tuple[np.ndarray, pl.Series,
             piece = reps.frame(first[at : min(at + TRACE_SLICE, start + size)])
             parts.append(piece.select(exprs[kind].alias("trace")).to_series())
         start += size
-    texts = pl.concat(parts) if parts else pl.Series("trace", [], dtype=pl.String)
+    # One chunk: gathering from a table of several chunks costs some 30 times more,
+    # and the result file gathers from it once per slice.
+    texts = pl.concat(parts, rechunk=True) if parts else pl.Series("trace", [], dtype=pl.String)
     head = np.repeat([kind == "placed" for kind, _ in kinds], [size for _, size in kinds])
     return code, texts, pl.Series("trace_head", head, dtype=pl.Boolean)
 
@@ -627,7 +629,10 @@ class _Representatives:
     def __init__(self, sim: Simulation, run: RunRecord) -> None:
         self.sim, self.run = sim, run
         self.sizes = np.array([p.size for p in run.pools] + [0], dtype=np.int64)
-        self.rank = _fill_rank(sim.partners)
+        # Every pool's full members in the order they ran out of room, sorted once for
+        # all slices (each slice's pools overlap the others').
+        every = np.arange(len(run.pools), dtype=np.int64)
+        self.full = _full_in_order(_fill_rank(sim.partners), run.pools, every)
         self.sig_text = pl.Series([*run.sig_trace, None], dtype=pl.String)
         self.parts = _parts_of(sim)
 
@@ -651,7 +656,7 @@ class _Representatives:
             pl.Series("pool", np.where(sig >= 0, pool, -1)).set(pl.Series(sig < 0), None),
             pl.Series("n_full", n_full),
             pl.Series("n_matching", self.sizes[pool]),  # pool -1 picks the trailing 0
-            _full_ids(lk.partner_ids, self.rank, run.pools, pool, n_full),
+            _full_ids(lk.partner_ids, self.full, pool, n_full),
             pl.Series("prev", run.choices.prev[first]),
             pl.Series("load_after", run.choices.load_after[first]),
             *_parts_words(self.parts, first),
@@ -688,26 +693,25 @@ def _parts_words(by_row: dict[int, list[Part]], first: np.ndarray) -> tuple[pl.S
 
 def _full_ids(
     ids: pl.Series,
-    rank: np.ndarray,
-    pools: Sequence[np.ndarray],
+    full: tuple[np.ndarray, np.ndarray],
     pool: np.ndarray,
     n_full: np.ndarray,
 ) -> pl.Series:
     """Per representative row, the full partners a trace names: the first ``TRACE_IDS``
-    of its pool in the order they ran out of room, then "+N more" (null if none).
+    of its pool in the order they ran out of room (``full``: every pool's, from
+    :func:`_full_in_order`), then "+N more" (null if none).
 
     Each distinct (pool, shown) list is joined once, and all of them in one grouping;
     the rest is column arithmetic.
     """
+    members, starts = full
     valid = (pool >= 0) & (n_full > 0)
     head = np.minimum(n_full, TRACE_IDS)
     key = (pool * (TRACE_IDS + 1) + head)[valid]
     distinct, inverse = np.unique(key, return_inverse=True)
     in_pool, shown = distinct // (TRACE_IDS + 1), distinct % (TRACE_IDS + 1)
-    wanted = np.unique(in_pool)
-    members, starts = _full_in_order(rank, pools, wanted)
     # The members each distinct list names: `shown` of them from its pool's start.
-    first = np.repeat(starts[np.searchsorted(wanted, in_pool)], shown)
+    first = np.repeat(starts[in_pool], shown)
     within = np.arange(int(shown.sum())) - np.repeat(np.cumsum(shown) - shown, shown)
     joined = (
         pl.DataFrame(
