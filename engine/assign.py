@@ -64,6 +64,7 @@ def simulate(
     excluded: Mapping[str, Collection[str]] | None = None,
     today: date | None = None,
     progress: Progress | None = None,
+    compiled: bool | None = None,
 ) -> Simulation:
     """Assign a cohort under ``rules`` and ``policy``; see the module docstring.
 
@@ -74,7 +75,8 @@ def simulate(
     clock's, given by the caller): partners paused until a later date take no one; None
     considers no pause. A ``monthly_quota`` counts the partners' MONTH_REFERRALS column,
     which the caller counts for ``today``'s month (docs/domain.md, "Partner availability
-    and intake").
+    and intake"). ``compiled``: see :func:`engine.policies.select` (None: by the number of
+    picks, as suits a process that runs once).
     """
     with _gc_paused():
         if isinstance(customers, Cohort):
@@ -85,7 +87,7 @@ def simulate(
             cohort = customers
         else:
             cohort = prepare_cohort(customers, rules, excluded)
-        return _simulate(partners, cohort, rules, Policy(policy), today, progress)
+        return _simulate(partners, cohort, rules, Policy(policy), today, progress, compiled)
 
 
 @contextmanager
@@ -112,6 +114,7 @@ def _simulate(
     policy: Policy,
     today: date | None,
     progress: Progress | None,
+    compiled: bool | None = None,
 ) -> Simulation:
     index = index_partners(partners, rules, today)
     prepared = cohort.frame.with_columns(pre_reason_code_expr(rules))
@@ -160,6 +163,7 @@ def _simulate(
         allotment,
         _reporter(progress, n),
         splitter,
+        compiled=compiled,
     )
     if progress is not None:
         progress(n, n)

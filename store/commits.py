@@ -71,11 +71,23 @@ class Prepared:
     )
 
     def simulate(
-        self, rules: Rules, policy: Policy | str, progress: Progress | None = None
+        self,
+        rules: Rules,
+        policy: Policy | str,
+        progress: Progress | None = None,
+        *,
+        compiled: bool | None = None,
     ) -> Simulation:
-        """The engine on this cohort: what every run and simulation on the store does."""
+        """The engine on this cohort: what every run and simulation on the store does
+        (``compiled``: see engine.policies.select)."""
         return simulate(
-            self.partners, self.runnable(rules), rules, policy, today=self.today, progress=progress
+            self.partners,
+            self.runnable(rules),
+            rules,
+            policy,
+            today=self.today,
+            progress=progress,
+            compiled=compiled,
         )
 
     def runnable(self, rules: Rules) -> Cohort:

@@ -24,6 +24,7 @@ from store.db import connect
 from tests.app_helpers import chart_titles, open_app, run_simulation, value
 from ui.db import RULES_KEY
 from ui.simulation import (
+    COMPILED_FROM_SERVER,
     LATEST_KEY,
     RUN_KEY,
     SPLITS,
@@ -569,6 +570,38 @@ def test_the_runs_of_one_press_prepare_the_cohort_once(
     other = rules.replace(eligible_workloads=rules.eligible_workloads[:-1])
     prepared.simulate(other, "round-robin")
     assert len(calls) == 2  # other eligible workloads, another prepared cohort
+
+
+def test_a_large_what_if_runs_the_compiled_loop_on_the_server(
+    demo_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The command line compiles from engine.policies.COMPILED_FROM picks (a one-off process
+    # would pay numba's load each run); a server keeps numba loaded, so a large what-if
+    # compiles from COMPILED_FROM_SERVER customers, with the same rows as the Python loop.
+    import engine.jit
+
+    calls = []
+    real = engine.jit.select_compiled
+    monkeypatch.setattr(
+        engine.jit, "select_compiled", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
+    con = connect(demo_db)
+    try:
+        prepared = prepare(con.cursor())
+    finally:
+        con.close()
+    big = synthetic_cohort(COMPILED_FROM_SERVER, 3, partners=prepared.partners)
+    small = big.head(500)
+    rules = load_rules()
+    for cohort, expected_calls in ((small, 0), (big, 2)):
+        calls.clear()
+        ready = dataclasses.replace(prepared, cohort=cohort)
+        run = run_policies(
+            ready, rules, ["round-robin", "weighted"], cohort, source="x", committable=False
+        )
+        assert len(calls) == expected_calls
+        python = simulate(prepared.partners, cohort, rules, "weighted", today=prepared.today)
+        assert run.simulations["weighted"].assignments.equals(python.assignments)
 
 
 def test_the_customers_table_is_drawn_a_page_at_a_time(demo_db: Path) -> None:

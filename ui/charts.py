@@ -168,7 +168,8 @@ def coverage_heatmap(cells: pl.DataFrame, key_title: str, title: str) -> alt.Lay
 
 
 def pool_ledger(members: pl.DataFrame, title: str) -> alt.LayerChart:
-    """Customers given to each member of one pool against the pool's ideal (equal) share.
+    """Turns (referrals) given to each member of one pool against the pool's ideal (equal) share:
+    a split customer's part, or a re-assignment, is a turn of its own.
 
     ``members``: ``partner, given, ideal_share, deviation``.
     """
@@ -183,7 +184,7 @@ def pool_ledger(members: pl.DataFrame, title: str) -> alt.LayerChart:
         tooltip=tooltip,
     )
     bars = base.mark_bar().encode(
-        x=alt.X("given:Q", title="Customers given (line: fair share)"),
+        x=alt.X("given:Q", title="Turns given (line: fair share)"),
         color=alt.condition(alt.datum.deviation >= 0, alt.value(ORANGE), alt.value(BLUE)),
     )
     ideal = base.mark_tick(color="black", thickness=2, size=ROW - 4).encode(x="ideal_share:Q")
@@ -193,7 +194,7 @@ def pool_ledger(members: pl.DataFrame, title: str) -> alt.LayerChart:
 def deviation_bars(rows: pl.DataFrame, title: str) -> alt.Chart:
     """Partners' deviation from their ideal share (``partner, given, ideal, deviation``)."""
     return _row_bars(rows, title, _row_axis("partner", "deviation", "descending")).encode(
-        x=alt.X("deviation:Q", title="Customers given minus fair share"),
+        x=alt.X("deviation:Q", title="Turns given minus fair share"),
         color=alt.condition(alt.datum.deviation >= 0, alt.value(ORANGE), alt.value(BLUE)),
         tooltip=[
             alt.Tooltip("partner:N", title="Partner"),
