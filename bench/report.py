@@ -613,13 +613,24 @@ def browser_section(b: dict[str, Any] | None) -> list[str]:
         "once and cached in `bench/results/tmp/`. *Cold* runs each start a fresh server "
         "on a fresh copy of the file, so nothing is cached in the process or in the file; "
         "*warm* runs follow in a new session on the same server.",
-        "",
     ]
+    room = b.get("simulate_room")
+    if room:
+        lines.append(
+            f"- **Simulate, world with room** (issue #14): the demo database with every "
+            f"partner's capacity {room['capacity_scale']} times larger, a synthetic cohort of "
+            f"{room['customers']:,} customers, policies {', '.join(room['policies'])}; the "
+            "same click to results, on a fresh server and then in a new session."
+        )
+    lines.append("")
     rows = []
     names = {
         "simulate": f"Simulate: {sim['customers']:,} synthetic customers, click to results "
         "(a server that has simulated before)",
         "simulate_first": "Simulate, the first simulation of a fresh server",
+        "simulate_room": "Simulate, world with room: the same click (a server that has "
+        "simulated before)",
+        "simulate_room_first": "Simulate, world with room: the first simulation of a fresh server",
         "fairness_cold": "Fairness, cold: sidebar click to drawn, first visit of the page "
         "on a fresh server (the dashboard open on Partner capacity)",
         "fairness_warm": "Fairness, warm: the same in a new session",
