@@ -531,21 +531,29 @@ def test_the_best_value_of_each_measure_is_marked_and_a_tie_marks_both() -> None
     assert [m.count("most even") for m in best_marks(near)["best"]] == [1, 0, 1]  # as shown
 
 
+def counted(monkeypatch: pytest.MonkeyPatch, module: object, name: str) -> list[int]:
+    """Calls of ``module.name`` from now on, one item each (the function still runs)."""
+    calls: list[int] = []
+    real = getattr(module, name)
+    monkeypatch.setattr(module, name, lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls
+
+
+def prepared_demo(demo_db: Path) -> store.commits.Prepared:
+    con = connect(demo_db)
+    try:
+        return prepare(con.cursor())
+    finally:
+        con.close()
+
+
 def test_the_runs_of_one_press_prepare_the_cohort_once(
     demo_db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # What a run reads of the cohort (its workload lists grouped, the declines joined)
     # depends on the eligible workloads alone: made once for every policy and split.
-    calls = []
-    real = store.commits.prepare_cohort
-    monkeypatch.setattr(
-        store.commits, "prepare_cohort", lambda *a, **k: calls.append(1) or real(*a, **k)
-    )
-    con = connect(demo_db)
-    try:
-        prepared = prepare(con.cursor())
-    finally:
-        con.close()
+    calls = counted(monkeypatch, store.commits, "prepare_cohort")
+    prepared = prepared_demo(demo_db)
     # Partners that declined customers, so the refusals joined in are part of it.
     tenants = prepared.cohort["tenant_id"].head(40).to_list()
     partner_ids = prepared.partners["partner_id"].to_list()
@@ -580,16 +588,8 @@ def test_a_large_what_if_runs_the_compiled_loop_on_the_server(
     # compiles from COMPILED_FROM_SERVER customers, with the same rows as the Python loop.
     import engine.jit
 
-    calls = []
-    real = engine.jit.select_compiled
-    monkeypatch.setattr(
-        engine.jit, "select_compiled", lambda *a, **k: calls.append(1) or real(*a, **k)
-    )
-    con = connect(demo_db)
-    try:
-        prepared = prepare(con.cursor())
-    finally:
-        con.close()
+    calls = counted(monkeypatch, engine.jit, "select_compiled")
+    prepared = prepared_demo(demo_db)
     big = synthetic_cohort(COMPILED_FROM_SERVER, 3, partners=prepared.partners)
     small = big.head(500)
     rules = load_rules()
