@@ -140,9 +140,10 @@ class _Recorder:
         self.choices: Choices | None = None
         self.ledger: Ledger | None = None
 
-    def __call__(self, policy, ledger, pools, pool_of, allotment=None, progress=None, on_miss=None):  # type: ignore[no-untyped-def]
+    # ``compiled`` (the caller's choice of loop, in ``**_``) is ignored: ``fn`` is the loop.
+    def __call__(self, policy, ledger, pools, pool_of, *rest, **_):  # type: ignore[no-untyped-def]
         self.ledger = ledger
-        self.choices = self.fn(policy, ledger, pools, pool_of, allotment, progress, on_miss)
+        self.choices = self.fn(policy, ledger, pools, pool_of, *rest)
         return self.choices
 
 
