@@ -172,7 +172,7 @@ class Simulation:
         file costs the memory of one slice, not of the whole frame.
         """
         if self.by_part:
-            return self._parts_lazy(slice_rows, detail=True)
+            return self._parts_lazy(slice_rows)
         detail = self._detail_exprs()
         exprs = [
             *self._assignment_exprs(),
@@ -267,7 +267,7 @@ class Simulation:
             columns += [exprs[name] for name in OUTPUT_DETAIL]
         return columns
 
-    def _parts_lazy(self, slice_rows: int, *, detail: bool) -> pl.LazyFrame:
+    def _parts_lazy(self, slice_rows: int) -> pl.LazyFrame:
         """The result with one row per part, as a lazy source a sink reads ``slice_rows``
         customers at a time (as :meth:`output_lazy` does without parts).
 
@@ -280,7 +280,7 @@ class Simulation:
         """
         from polars.io.plugins import register_io_source
 
-        columns = self._part_columns(detail=detail)
+        columns = self._part_columns(detail=True)
         height = self.rows.height
 
         def source(
@@ -332,7 +332,7 @@ class Simulation:
         return pl.concat([rows, extra], how="horizontal").select(columns)
 
     def _part_exprs(self) -> list[pl.Expr]:
-        """The assignment columns, ``part`` and ``workloads`` of :meth:`_part_rows`: a
+        """The assignment columns, ``part`` and ``workloads`` of :meth:`_part_slice`: a
         part's own partner and reason, its customer's trace (from the customer's choice,
         ``chosen``)."""
         _, part_names, matched_names = self._part_codes
