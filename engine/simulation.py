@@ -18,7 +18,7 @@ they are exactly as without the feature.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -138,7 +138,7 @@ class Simulation:
         needs."""
         if self.by_part:
             return self._output_by_part()
-        return self.output_lazy(max(self.rows.height, 1)).collect()
+        return self.rows.select(self._output_exprs())
 
     def counts(self) -> dict[str, int]:
         """Customers per reason, every reason present (zero when absent)."""
@@ -165,25 +165,28 @@ class Simulation:
         return rows.select(self._detail_exprs().values())
 
     def output_lazy(self, slice_rows: int = OUTPUT_SLICE) -> pl.LazyFrame:
-        """:meth:`output` as a lazy query a sink runs a slice of rows at a time.
+        """:meth:`output` as a lazy source a sink reads ``slice_rows`` customers at a time.
 
-        The slices are separate inputs of one concatenation, so a streaming sink spells
-        out ``slice_rows`` customers, writes them and moves on: a million-row result
-        file costs the memory of one slice, not of the whole frame.
+        Each slice is spelled out eagerly, in Python, when the sink asks for it (a Polars
+        IO source, :func:`_sliced`): a million-row result file costs the memory of one
+        slice, not of the whole frame. As a concatenation of lazy slices instead, each
+        slice was planned on its own and the whole write took about 0.35 s more CPU at
+        1M (docs/scaling.md).
         """
         if self.by_part:
-            return self._parts_lazy(slice_rows)
+            columns = self._part_columns(detail=True)
+            return _sliced(
+                self.rows.height, slice_rows, lambda at, n: self._part_slice(at, n, columns)
+            )
+        exprs = self._output_exprs()
+        return _sliced(
+            self.rows.height, slice_rows, lambda at, n: self.rows.slice(at, n).select(exprs)
+        )
+
+    def _output_exprs(self) -> list[pl.Expr]:
+        """The result file's columns, from ``rows`` (without parts)."""
         detail = self._detail_exprs()
-        exprs = [
-            *self._assignment_exprs(),
-            *[detail[name] for name in OUTPUT_DETAIL],
-        ]
-        rows = self.rows.lazy()
-        slices = [
-            rows.slice(start, slice_rows).select(exprs)
-            for start in range(0, max(self.rows.height, 1), slice_rows)
-        ]
-        return pl.concat(slices) if len(slices) > 1 else slices[0]
+        return [*self._assignment_exprs(), *[detail[name] for name in OUTPUT_DETAIL]]
 
     def _assignment_exprs(self, *, ends: bool = True) -> list[pl.Expr]:
         """The assignment columns; ``ends``: placed customers' traces whole (else only
@@ -252,11 +255,11 @@ class Simulation:
         return {e.meta.output_name(): e for e in exprs}
 
     def _output_by_part(self) -> pl.DataFrame:
-        """The result file with one row per part, whole (see :meth:`_parts_lazy`)."""
+        """The result file with one row per part, whole (see :meth:`_part_slice`)."""
         return self._part_slice(0, self.rows.height, self._part_columns(detail=True))
 
     def _expand_parts(self) -> pl.DataFrame:
-        """``assignments`` with a row per part (see :meth:`_parts_lazy`), whole."""
+        """``assignments`` with a row per part (see :meth:`_part_slice`), whole."""
         out = self._part_slice(0, self.rows.height, self._part_columns(detail=False))
         return out.cast(ASSIGNMENT_SCHEMA)
 
@@ -267,49 +270,17 @@ class Simulation:
             columns += [exprs[name] for name in OUTPUT_DETAIL]
         return columns
 
-    def _parts_lazy(self, slice_rows: int) -> pl.LazyFrame:
-        """The result with one row per part, as a lazy source a sink reads ``slice_rows``
-        customers at a time (as :meth:`output_lazy` does without parts).
-
-        A customer with one part keeps its row (part 1, the workloads it was matched on);
-        one with more has a row per part instead, each with its customer's trace and
-        detail (:meth:`_part_slice`). The slices are made in Python, one when the sink
-        asks for it (a Polars IO source): as lazy queries, repeating a slice's rows once
-        per part cost twice the CPU of the rest of the write (a gather by a literal), or
-        75 MiB more of the sink's peak at 1M (a join).
-        """
-        from polars.io.plugins import register_io_source
-
-        columns = self._part_columns(detail=True)
-        height = self.rows.height
-
-        def source(
-            with_columns: list[str] | None,
-            predicate: pl.Expr | None,
-            n_rows: int | None,
-            batch_size: int | None,
-        ) -> Iterator[pl.DataFrame]:
-            left = n_rows
-            for start in range(0, max(height, 1), slice_rows):
-                out = self._part_slice(start, slice_rows, columns)
-                if with_columns is not None:
-                    out = out.select(with_columns)
-                if predicate is not None:
-                    out = out.filter(predicate)
-                if left is not None:
-                    out = out.head(left)
-                    left -= out.height
-                yield out
-                if left == 0:
-                    return
-
-        schema = self._part_slice(0, 0, columns).schema
-        return register_io_source(source, schema=schema)
-
     def _part_slice(self, start: int, n: int, columns: list[pl.Expr]) -> pl.DataFrame:
         """Customers ``start`` to ``start + n`` with a row per part, spelled out
         (``columns``): a customer's codes are repeated once per part, beside the part's
-        own (``part``, null for a customer with one; its partner; its workloads)."""
+        own (``part``, null for a customer with one; its partner; its workloads).
+
+        A customer with one part keeps its row (part 1, the workloads it was matched on);
+        one with more has a row per part instead, each with its customer's trace and
+        detail. Done eagerly, a slice at a time: as a lazy query, repeating rows once per
+        part cost twice the CPU of the rest of the write (a gather by a literal), or
+        75 MiB more of the sink's peak at 1M (a join).
+        """
         parts = self._part_codes[0]
         a, b = parts.get_column("_row").search_sorted(pl.Series([start, start + n])).to_list()
         rows = self.rows.slice(start, n)
@@ -384,3 +355,36 @@ def gather(table: pl.Series, codes: str) -> pl.Expr:
     if table.len() == 0:
         return pl.lit(None, dtype=table.dtype)
     return pl.lit(table).gather(pl.col(codes))
+
+
+def _sliced(height: int, slice_rows: int, make: Callable[[int, int], pl.DataFrame]) -> pl.LazyFrame:
+    """A lazy frame of ``make(start, slice_rows)`` for each slice of ``height`` rows, in
+    order, each made only when a sink or a collect asks for it (a Polars IO source).
+
+    ``register_io_source`` is marked unstable by Polars; tests/test_engine.py and
+    tests/test_split.py compare the sliced result with the whole one, so a Polars
+    release that changes it fails them rather than a result file.
+    """
+    from polars.io.plugins import register_io_source
+
+    def source(
+        with_columns: list[str] | None,
+        predicate: pl.Expr | None,
+        n_rows: int | None,
+        batch_size: int | None,
+    ) -> Iterator[pl.DataFrame]:
+        left = n_rows
+        for start in range(0, max(height, 1), slice_rows):
+            out = make(start, slice_rows)
+            if with_columns is not None:
+                out = out.select(with_columns)
+            if predicate is not None:
+                out = out.filter(predicate)
+            if left is not None:
+                out = out.head(left)
+                left -= out.height
+            yield out
+            if left == 0:
+                return
+
+    return register_io_source(source, schema=make(0, 0).schema)
