@@ -115,3 +115,57 @@ def test_every_accepted_name_and_address_builds_a_message(name: str, local: str)
     for msg in referral_messages(frame).iter_rows(named=True):
         built = build_message({**msg, "created_at": datetime(2026, 1, 1)}, SENDER)
         assert built.as_bytes()
+
+
+#: Characters that make the difference between a good and a bad name or address: every
+#: kind of whitespace (Unicode White_Space, some of it also control), control characters,
+#: the address's separators, and plain letters.
+EDGES = st.sampled_from(
+    [" ", "\t", "\n", "\r", "\x0b", "\x0c", "\x85", "\xa0", "\u1680", "\u2000", "\u2028"]
+    + ["\u2029", "\u202f", "\u3000", "\x00", "\x1c", "\x7f", "\x9f", "@", ".", ";", ","]
+    + ["a", "b", "é", "😀"]
+)
+
+
+def _three_step_masks(frame: pl.DataFrame) -> pl.DataFrame:
+    """The checks as they were written before they became one regex each: trim, then
+    test for emptiness, the address's shape and control characters. The reference."""
+    trimmed = pl.col("v").str.strip_chars()
+    empty = trimmed.is_null() | (trimmed == "")
+    control = trimmed.str.contains(r"[\p{Cc}\x{2028}\x{2029}]")
+    shape = trimmed.str.contains(r"^[^@\s;,]+@[^@\s;,]+\.[^@\s;,]+$")
+    return frame.select(
+        (empty | control).fill_null(True).alias("name"),
+        (empty | ~shape | control).fill_null(True).alias("email"),
+    )
+
+
+#: Mostly nearly an address: padding, local part, "@", domain, ".", end, padding, each
+#: drawn from EDGES, so that most values are one character away from good or bad.
+PIECE = st.text(EDGES, max_size=3)
+LETTERS = st.text(st.sampled_from("ab"), min_size=1, max_size=2)
+NEARLY = st.builds(
+    lambda pad, local, dom, tld, end, junk: f"{pad}{local}{junk}@{dom}.{tld}{end}",
+    PIECE,
+    LETTERS,
+    LETTERS,
+    LETTERS,
+    PIECE,
+    st.one_of(st.just(""), PIECE),
+)
+VALUE = st.one_of(st.none(), st.text(EDGES, max_size=10), NEARLY)
+
+
+@settings(max_examples=500, deadline=None)
+@given(values=st.lists(VALUE, max_size=40))
+def test_the_one_pass_checks_refuse_exactly_what_the_three_steps_did(
+    values: list[str | None],
+) -> None:
+    from engine.schema import _EMAIL, _NAME
+
+    frame = pl.DataFrame({"v": values}, schema={"v": pl.String})
+    one_pass = frame.select(
+        (~pl.col("v").str.contains(_NAME)).fill_null(True).alias("name"),
+        (~pl.col("v").str.contains(_EMAIL)).fill_null(True).alias("email"),
+    )
+    assert one_pass.equals(_three_step_masks(frame)), values
