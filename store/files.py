@@ -19,7 +19,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
-import fastexcel
 import polars as pl
 
 from engine.columns import ASSIGNMENT_SCHEMA, CUSTOMER_SCHEMA, LIST_SEPARATOR, PARTNER_SCHEMA
@@ -32,7 +31,6 @@ from engine.schema import (
     validate_partners,
 )
 from store import clock
-from store.workbook import write_workbook
 
 FORMATS = (".csv", ".parquet", ".xlsx")
 #: The most data rows a worksheet holds (1,048,576 rows, one of them the header).
@@ -258,6 +256,8 @@ def _read_xlsx(source: str, data: bytes, sheet: str | None) -> pl.DataFrame:
     the one named like ``sheet`` (any case), else the first: one workbook may hold both
     a Partners and a Customers sheet.
     """
+    import fastexcel  # the workbook libraries load only for workbooks (30 ms a process)
+
     _check_workbook(source, data)
     try:
         book = fastexcel.read_excel(data)  # opened once: for its sheet names and its cells
@@ -600,6 +600,8 @@ def _write_xlsx(frame: pl.DataFrame, target: str | io.BytesIO, source: str) -> N
         for n, t in frame.schema.items()
         if isinstance(t, pl.Datetime) and t.time_zone is not None
     ]
+    from store.workbook import write_workbook
+
     write_workbook(_neutralise(frame.with_columns(zoned)), target)
 
 
