@@ -249,6 +249,23 @@ BAD_INPUTS = {
         (CUSTOMERS_CSV + "T05,Again Co,US,en,500,exchange,true,it@again.example,\n").encode(),
         ["line 11", "tenant_id", "'T05'", "line 2"],
     ),
+    # Checked while the run works (a what-if does not keep it), still refused before writing.
+    "bad-email": (
+        "customers",
+        "bad_customers.csv",
+        CUSTOMERS_CSV.replace("it@nine.example", "it at nine").encode(),
+        ["line 4", "contact_email", "'it at nine'"],
+    ),
+    # A bad cell is said before a repeated key, wherever it was checked.
+    "bad-name-and-duplicate": (
+        "customers",
+        "bad_customers.csv",
+        (
+            CUSTOMERS_CSV.replace("Nine Co", "Nine\tCo")
+            + "T05,Again Co,US,en,500,exchange,true,it@again.example,\n"
+        ).encode(),
+        ["line 4", "column name", "no control characters"],
+    ),
     "bad-extension": ("customers", "customers.xlsx", CUSTOMERS_CSV.encode(), [".xlsx"]),
     "missing-file": ("customers", "no_such_file.csv", None, []),
     "not-utf8": (
