@@ -385,3 +385,39 @@ def select_compiled(
                 j += 1
         if progress is not None:
             progress(last)
+
+
+# ----------------------------------------------------------------------------- warming
+
+
+def warm() -> None:
+    """Load, now, what a process's first compiled run would otherwise load inside it: numba,
+    each kernel's machine code from the on-disk cache (compiling it if the cache is
+    missing), :meth:`Picker.give`'s, and OR-Tools with the ``optimal`` plan's solver.
+
+    A dashboard's server calls it in the background when it starts, so a manager's first
+    large what-if does not pay about half a second of loading on the click. numba keeps one
+    machine code per type signature, so the kernels are called as a real run calls them: a
+    tiny world's ledger and pools (``engine.policies.Ledger``), the output columns of
+    ``engine.policies._empty_choices`` and :class:`Picker`, whose arrays are what every run
+    passes whatever its input. It drives :class:`Picker` rather than
+    :func:`select_compiled` so that it calls nothing a caller may have replaced.
+    """
+    from engine.optimal import plan  # OR-Tools: its import is most of the policy's first call
+    from engine.policies import Ledger, _empty_choices
+
+    pools = [np.array([0, 1]), np.array([1, 2]), np.array([2])]
+    pool_of = np.array([0, 1, 0, 2, 1, 0, 2, 1], dtype=np.int32)  # the third pool fills up
+    for policy in Policy:
+        ledger = Ledger.start(np.array([3, 2, 1]), np.array([0, 1, 0]), [None, 2, 1])
+        ledger.register_pools(pools)
+        allotment = None
+        if policy is Policy.OPTIMAL:
+            allotment = plan(ledger, pools, np.bincount(pool_of, minlength=len(pools)).tolist())
+        choices = _empty_choices(int(pool_of.size))
+        out = (choices.chosen, choices.prev, choices.n_full, choices.load_after)
+        ks = np.arange(pool_of.size, dtype=np.int64)
+        picker = Picker(policy, ledger, pools, allotment)
+        picker.run(ks, pool_of.astype(np.int64), 0, False, out)
+        if policy is Policy.ROUND_ROBIN:  # a split's parts, given from Python
+            picker.give(0)
