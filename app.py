@@ -6,7 +6,6 @@ from store.db import damaged, damaged_message, resolve_path
 from store.errors import StoreError
 from ui import auth, labels
 from ui.router import follow_deep_link, routing
-from ui.simulation import warm
 
 
 def one_line(exc: Exception) -> str | None:
@@ -48,5 +47,3 @@ except Exception as exc:  # the same, found by the page
     if (line := one_line(exc)) is None:
         raise
     st.error(line)
-finally:  # once per process, after the first page is drawn: a large what-if's loading
-    warm.in_background()

@@ -14,7 +14,7 @@ from ui.labels import plural
 from ui.reads import view
 from ui.router import through_router
 from ui.simulation import cohort as cohorts
-from ui.simulation import freshness
+from ui.simulation import freshness, warm
 from ui.simulation.commit import show_commit
 from ui.simulation.results import show_results
 
@@ -138,6 +138,11 @@ if run_clicked:
         st.session_state[sim_ui.RUN_KEY] = run
         st.session_state[sim_ui.LATEST_KEY] = dict(run.simulations)
         st.session_state.pop(sim_ui.COMMIT_KEY, None)
+
+# Once per process, after the controls are drawn: what a first large what-if loads (the
+# compiled loop), in the background while the manager chooses. Here, not in app.py: a
+# server nobody simulates on does not hold numba's 130 MiB.
+warm.in_background()
 
 run = st.session_state.get(sim_ui.RUN_KEY)
 if run is None:

@@ -102,7 +102,7 @@ def test_a_warming_that_fails_halfway_changes_no_run(
     assert np.count_nonzero(compiled.assignments["partner_id"].is_not_null()) > 0
 
 
-def test_the_app_warms_once_per_process_and_a_failure_fails_no_page(
+def test_the_simulate_page_warms_once_per_process_and_a_failure_fails_no_page(
     demo_db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import engine.jit
@@ -115,6 +115,9 @@ def test_the_app_warms_once_per_process_and_a_failure_fails_no_page(
 
     monkeypatch.setattr(engine.jit, "warm", broken)
     monkeypatch.setattr(warming, "_thread", None)  # as in a process that has not warmed yet
+    for page in ("pages/data.py", "pages/capacity.py", "pages/fairness.py"):
+        open_app(page)
+    assert warming._thread is None  # only a visit of the Simulate page warms
     at = open_app("pages/simulate.py")
     thread = warming.in_background()
     thread.join(timeout=60)

@@ -6,8 +6,9 @@ cached machine code and OR-Tools inside the manager's click (about half a second
 more on a busy machine); :func:`engine.jit.warm` loads them ahead. Its results are the
 first tables of a process whose first page drew none (the Simulate page opened by link):
 Streamlit imports pandas for a table's first Polars frame (about 0.25 s), so that is
-imported ahead too. The app starts this after its first page has been drawn, so that page
-does not share the interpreter with it.
+imported ahead too. The Simulate page starts this once its controls are drawn (the first
+visit of the page in a process), so that neither shares the interpreter with it, and a
+server nobody simulates on never loads numba (about 165 MiB with pandas).
 
 Warming only saves time: if it fails, the first run loads what it needs itself, as it did
 before, and the failure is logged, never shown on a page.
