@@ -87,8 +87,15 @@ def demo_started(
                 cwd=ROOT,
             )
     yield
-    if child is not None and child.wait(timeout=300) != 0:  # waited for: never left behind
-        pytest.fail(f"the background demo build exited {child.returncode}")
+    if child is None:
+        return
+    try:  # waited for, or killed: never left behind
+        code = child.wait(timeout=300)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        code = child.wait()
+    if code != 0:
+        pytest.fail(f"the background demo build exited {code}")
 
 
 @pytest.fixture(scope="session")
