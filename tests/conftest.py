@@ -11,12 +11,91 @@ import fcntl
 import json
 import os
 import shutil
-from collections.abc import Callable
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from store.bootstrap import build_demo
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def shared_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The run's temporary folder, which every xdist worker's own folder is in."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def build_shared(shared: Path) -> Path:
+    """The demo built once in ``shared``/demo-shared, under a file lock: whoever gets the
+    lock first builds, the others wait for that build and reuse it. Returns its folder.
+
+    Built as `frp demo` builds on a missing file (``replace`` left off): that command's
+    own test (test_cli.py) builds only with ``--force``."""
+    folder = shared / "demo-shared"
+    folder.mkdir(exist_ok=True)
+    with open(shared / "demo-shared.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        summary = folder / "summary.json"
+        if not summary.exists():  # written last: a failed build leaves none
+            target = folder / "demo.duckdb"
+            target.unlink(missing_ok=True)  # a build that died before its summary
+            built = build_demo(target)
+            summary.write_text(json.dumps(built), encoding="utf-8")
+    return folder
+
+
+def needs_demo(item: pytest.Item) -> bool:
+    return "demo_build" in getattr(item, "fixturenames", ())
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests without the demo first (in their order), while it is built in the
+    background (``demo_started``); every worker collects the same order, as xdist needs.
+    Without it, both workers' first tests wait for the build, one of them idle (~20 s)."""
+    items.sort(key=needs_demo)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def demo_started(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """Start the run's demo build in a child process as the run begins, if a test of the
+    run needs it: the first tests (those without the demo) run meanwhile. A process, not a
+    thread: the build sets the store's clock (``store.clock.frozen``) for its process. The
+    first worker to get here starts it; a test that needs the demo before it is done waits
+    on its lock (``demo_build``), and a failed build is retried there, failing that test."""
+    child = None
+    if any(needs_demo(item) for item in request.session.items):
+        shared = shared_folder(tmp_path_factory)
+        try:
+            os.close(os.open(shared / "demo-started", os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            pass  # another worker started it
+        else:
+            child = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    "import sys; from pathlib import Path; "
+                    "from tests.conftest import build_shared; build_shared(Path(sys.argv[1]))",
+                    str(shared),
+                ],
+                cwd=ROOT,
+            )
+    yield
+    if child is None:
+        return
+    try:  # waited for, or killed: never left behind
+        code = child.wait(timeout=300)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        code = child.wait()
+    if code != 0:
+        pytest.fail(f"the background demo build exited {code}")
 
 
 @pytest.fixture(scope="session")
@@ -24,24 +103,14 @@ def demo_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str
     """The demo database and the summary its build returned, built once per pytest run.
 
     The build runs the product over 26 weeks, the suite's slowest setup, and a seeded build
-    gives the same rows every time: so under pytest-xdist the first worker to get here
-    builds it in the run's shared temporary folder, under a file lock, and the others wait
-    for it and reuse it. Each worker takes its own copy, so no two processes ever open one
-    file (DuckDB locks a file per process)."""
-    shared = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):  # each worker's folder is in the run's folder
-        shared = shared.parent
-    folder = shared / "demo-shared"
-    folder.mkdir(exist_ok=True)
-    summary = folder / "summary.json"
-    with open(shared / "demo-shared.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        if not summary.exists():  # written last: a failed build leaves none
-            built = build_demo(folder / "demo.duckdb", replace=True)
-            summary.write_text(json.dumps(built), encoding="utf-8")
+    gives the same rows every time: so it is built once in the run's shared temporary
+    folder (``build_shared``, started in the background by ``demo_started``) and every
+    xdist worker reuses it. Each worker takes its own copy, so no two processes ever open
+    one file (DuckDB locks a file per process)."""
+    folder = build_shared(shared_folder(tmp_path_factory))
     own = tmp_path_factory.mktemp("demo") / "demo.duckdb"
     shutil.copy(folder / "demo.duckdb", own)
-    return own, json.loads(summary.read_text(encoding="utf-8"))
+    return own, json.loads((folder / "summary.json").read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="session")

@@ -348,6 +348,9 @@ def names_shown(at: AppTest, path: Path) -> set[str]:
     return {n for n in customer_names(path) if n in text}
 
 
+# Both worlds are the demo's, asked for by name inside the test: named here too, so that
+# conftest.py runs it among the tests that need the demo's build, not before it is done.
+@pytest.mark.usefixtures("demo_db_master")
 @pytest.mark.parametrize(
     ("open_as", "world"),
     [
