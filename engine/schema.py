@@ -9,11 +9,9 @@ needs the whole list at once, not one error per attempt.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
-from typing import Generic, TypeVar, cast
 
 import polars as pl
 from polars.datatypes import DataTypeClass
@@ -58,8 +56,6 @@ _ROW = "__row"
 #: Optional integer column of a raw frame: each row's number as a person sees it (a CSV
 #: line when a record spans lines or blank lines were skipped). Not a data column.
 LINE_COLUMN = "__frp_line__"
-
-_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -231,9 +227,7 @@ def validate_partners(
         why = f"today {today.isoformat()} + max_pause_days {max_pause_days}"
         paused = replace(spec["paused_until"], latest=latest, latest_why=why)
         spec = {**spec, "paused_until": paused}
-    typed, finish = _validate(raw, spec, schema, "partner_id", source, first_row, row_label)
-    finish()
-    return typed
+    return _validate(raw, spec, schema, "partner_id", source, first_row, row_label)
 
 
 def _header(raw: pl.DataFrame | pl.LazyFrame) -> set[str]:
@@ -255,41 +249,8 @@ def validate_customers(
     lazy ``raw`` (a file scan) is read in streaming passes, so a caller that keeps only
     what it needs never holds the other columns of a large file at all.
     """
-    typed, finish = _validate(
-        raw, _CUSTOMER_COLS, CUSTOMER_SCHEMA, "tenant_id", source, first_row, row_label, keep
-    )
-    finish()
-    return typed
-
-
-def validate_customers_meanwhile(
-    raw: pl.DataFrame | pl.LazyFrame,
-    source: str = "customers",
-    *,
-    first_row: int = 1,
-    row_label: str = "row",
-    keep: Collection[str],
-) -> tuple[pl.DataFrame, Callable[[], None]]:
-    """:func:`validate_customers`, with the columns not kept checked in a thread while the
-    caller works on those it keeps; the function returned waits for that check and raises
-    its InputError (the same one, listing every problem). Call it before writing anything.
-
-    A what-if keeps neither names nor contact emails, yet refuses a file with a bad one;
-    checking them is a third of reading a million customers, and the run it would hold
-    up is mostly single-threaded Python, so on a second core the check costs no waiting.
-    A problem in a kept column (or a repeated key) is raised here, after the thread's
-    check too, so the error is the one :func:`validate_customers` raises.
-    """
     return _validate(
-        raw,
-        _CUSTOMER_COLS,
-        CUSTOMER_SCHEMA,
-        "tenant_id",
-        source,
-        first_row,
-        row_label,
-        keep,
-        meanwhile=True,
+        raw, _CUSTOMER_COLS, CUSTOMER_SCHEMA, "tenant_id", source, first_row, row_label, keep
     )
 
 
@@ -312,12 +273,7 @@ def _validate(
     first_row: int,
     row_label: str,
     keep: Collection[str] | None = None,
-    *,
-    meanwhile: bool = False,
-) -> tuple[pl.DataFrame, Callable[[], None]]:
-    """The typed ``keep`` columns, and a function that raises the InputError of every
-    problem found (or returns: none). ``meanwhile``: the columns only checked, not kept,
-    are checked in a thread that function waits for (else before the others)."""
+) -> pl.DataFrame:
     frame, seen = _known_columns(raw.lazy(), spec, source, first_row, row_label)
     exprs: dict[str, pl.Expr] = {}
     checks: dict[str, _Check] = {}
@@ -330,71 +286,23 @@ def _validate(
         exprs[name] = value.cast(schema[name]).alias(name)
         checks[name] = _Check(name, _EXPECTED[col.kind] + _bound_note(col), bad, shown)
     wanted = [n for n in spec if keep is None or n in keep or n == key]
-    only_checked = [c for n, c in checks.items() if not spec[n].coded and n not in wanted]
-
-    def unreadable(exc: pl.exceptions.PolarsError) -> InputError:
-        # The dtype checks above should make this unreachable; if a column type slips
-        # through, the person still gets the column and the reason, not a traceback.
-        return _unreadable(frame, list(checks.values()), exc, source, row_label)
-
-    # First the columns only checked (a what-if keeps no names or emails): how many rows
-    # each refuses. A file is decoded a column chunk at a time, so reading them apart from
-    # the kept ones halves the peak for one row group.
-    counted = _Later(lambda: _count_bad(frame, only_checked), thread=meanwhile)
     try:
         read, found = _read_checked(frame, spec, schema, exprs, checks, wanted)
+        problems, total = _first_problems(found)
     except pl.exceptions.PolarsError as exc:
-        raise unreadable(exc) from None
+        # The dtype checks above should make this unreachable; if a column type slips
+        # through, the person still gets the column and the reason, not a traceback.
+        raise _unreadable(frame, list(checks.values()), exc, source, row_label) from None
     typed = read.select(_ROW, *wanted)
     del read
-    repeated = not found and _has_duplicates(typed.get_column(key))
-
-    def finish() -> None:
-        try:
-            every = {**found, **counted.result()}
-            problems, total = _first_problems([every[n] for n in checks if n in every])
-        except pl.exceptions.PolarsError as exc:
-            raise unreadable(exc) from None
-        if not problems and repeated:
-            problems, total = _duplicate_problems(typed, key, row_label)
-        if problems:
-            problems.sort(
-                key=lambda p: (p.row or 0, list(spec).index(p.column) if p.column in spec else 0)
-            )
-            raise InputError(source, problems, total, row_label=row_label)
-
-    if found or repeated:
-        finish()  # raises; after the thread's check, so the error lists every problem
-    return typed.drop(_ROW), finish
-
-
-class _Later(Generic[_T]):
-    """``fn()`` run now, or in a thread started now; :meth:`result` gives its value (or
-    raises its exception), waiting for the thread."""
-
-    def __init__(self, fn: Callable[[], _T], *, thread: bool) -> None:
-        self._fn = fn
-        self._value: _T | None = None
-        self._error: BaseException | None = None
-        self._thread: threading.Thread | None = None
-        if thread:
-            self._thread = threading.Thread(target=self._run, name="frp-checks", daemon=True)
-            self._thread.start()
-        else:
-            self._run()
-
-    def _run(self) -> None:
-        try:
-            self._value = self._fn()
-        except BaseException as exc:  # re-raised by result(), in the caller's thread
-            self._error = exc
-
-    def result(self) -> _T:
-        if self._thread is not None:
-            self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return cast(_T, self._value)
+    if not problems and _has_duplicates(typed.get_column(key)):
+        problems, total = _duplicate_problems(typed, key, row_label)
+    if problems:
+        problems.sort(
+            key=lambda p: (p.row or 0, list(spec).index(p.column) if p.column in spec else 0)
+        )
+        raise InputError(source, problems, total, row_label=row_label)
+    return typed.drop(_ROW)
 
 
 def _known_columns(
@@ -429,26 +337,6 @@ def _known_columns(
     return frame, set(seen)
 
 
-#: A column's problems: its check, how many rows it refuses and those rows (row number,
-#: value as shown), lazily.
-_Found = tuple[_Check, int, pl.DataFrame | pl.LazyFrame]
-
-
-def _count_bad(frame: pl.LazyFrame, checks: list[_Check]) -> dict[str, _Found]:
-    """The problems of columns checked row by row but not kept: one streaming pass that
-    only counts; the rows are read again only for a column with some."""
-    if not checks:
-        return {}
-    counted = frame.select([_mask(c).sum().alias(c.name) for c in checks])
-    row = counted.collect(engine="streaming").row(0)
-    return {c.name: (c, n, _shown_rows(frame, c)) for c, n in zip(checks, row, strict=True) if n}
-
-
-def _shown_rows(frame: pl.LazyFrame, check: _Check) -> pl.LazyFrame:
-    assert check.shown is not None
-    return frame.filter(_mask(check)).select(_ROW, check.shown.alias("v"))
-
-
 def _read_checked(
     frame: pl.LazyFrame,
     spec: dict[str, _Col],
@@ -456,39 +344,52 @@ def _read_checked(
     exprs: dict[str, pl.Expr],
     checks: dict[str, _Check],
     wanted: list[str],
-) -> tuple[pl.DataFrame, dict[str, _Found]]:
-    """The ``wanted`` columns, typed; and the problems of each column read (by name).
+) -> tuple[pl.DataFrame, list[tuple[_Check, int, pl.DataFrame | pl.LazyFrame]]]:
+    """The ``wanted`` columns, typed; and per column with bad cells (in column order):
+    its check, how many rows it refuses and those rows (row number, value as shown).
 
-    One streaming pass over the input reads the typed columns kept, the coded columns as
-    read (checked once per distinct value) and a bad-row mask per other kept column; the
-    columns only checked are :func:`_count_bad`'s.
+    Two streaming passes over the input. First the columns only checked, not kept (a
+    what-if keeps no names or emails): how many rows each refuses. Then the typed columns
+    kept, the coded columns as read (checked once per distinct value) and a bad-row mask
+    per other kept column. A file is decoded a column chunk at a time, so splitting the
+    passes halves the peak for one row group.
     """
     coded = [n for n in checks if spec[n].coded]
+    only_checked = [n for n in checks if n not in coded and n not in wanted]
+    counts: dict[str, int] = {}
+    if only_checked:
+        counted = frame.select([_mask(checks[n]).sum().alias(n) for n in only_checked])
+        row = counted.collect(engine="streaming").row(0)
+        counts = dict(zip(only_checked, row, strict=True))
     read = frame.select(
         pl.col(_ROW),
         *[pl.col(n) if n in coded else exprs[n] for n in spec if n in coded or n in wanted],
-        *[_mask(checks[n]).alias(f"__bad_{n}") for n in checks if n in wanted and n not in coded],
+        *[
+            _mask(checks[n]).alias(f"__bad_{n}")
+            for n in checks
+            if n not in coded and n not in counts
+        ],
     ).collect(engine="streaming")
-    found: dict[str, _Found] = {}
+    found: list[tuple[_Check, int, pl.DataFrame | pl.LazyFrame]] = []
     for name, check in checks.items():
         if name in coded:
             read, check = _check_coded(read, name, schema[name], exprs[name], check)
             checks[name] = check
-        elif name not in wanted:
-            continue
         if check.bad_values is not None:
             if check.bad_values.height:
                 hits = read.select(_ROW, name).join(check.bad_values, on=name, nulls_equal=True)
-                found[name] = (check, hits.height, hits.sort(_ROW).select(_ROW, "v"))
+                found.append((check, hits.height, hits.sort(_ROW).select(_ROW, "v")))
             continue
-        count = int(read.get_column(f"__bad_{name}").sum())
+        count = counts[name] if name in counts else int(read.get_column(f"__bad_{name}").sum())
         if count:
-            found[name] = (check, count, _shown_rows(frame, check))
+            assert check.shown is not None
+            shown = frame.filter(_mask(check)).select(_ROW, check.shown.alias("v"))
+            found.append((check, count, shown))
     return read, found
 
 
 def _first_problems(
-    found: list[_Found],
+    found: list[tuple[_Check, int, pl.DataFrame | pl.LazyFrame]],
 ) -> tuple[list[Problem], int]:
     """Up to MAX_PROBLEMS bad cells, column by column; and how many there are in all."""
     problems: list[Problem] = []

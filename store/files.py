@@ -14,7 +14,7 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, TypeVar
@@ -28,7 +28,6 @@ from engine.schema import (
     InputError,
     Problem,
     validate_customers,
-    validate_customers_meanwhile,
     validate_partners,
 )
 from store import clock
@@ -518,25 +517,6 @@ def read_customers(path: str | Path, *, columns: Collection[str] | None = None) 
     raw, first, label = scan_raw(path, "customers")
     with _damaged_parquet(path):
         return validate_customers(raw, str(path), first_row=first, row_label=label, keep=columns)
-
-
-def read_customers_meanwhile(
-    path: str | Path, *, columns: Collection[str]
-) -> tuple[pl.DataFrame, Callable[[], None]]:
-    """The ``columns`` of validated customers, the others checked in a thread meanwhile:
-    the function returned waits for that check and raises its error (see
-    ``engine.schema.validate_customers_meanwhile``); call it before writing anything."""
-    raw, first, label = scan_raw(path, "customers")
-    with _damaged_parquet(path):
-        typed, checked = validate_customers_meanwhile(
-            raw, str(path), first_row=first, row_label=label, keep=columns
-        )
-
-    def finish() -> None:
-        with _damaged_parquet(path):
-            checked()
-
-    return typed, finish
 
 
 @contextmanager

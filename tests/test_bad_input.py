@@ -32,16 +32,9 @@ import pytest
 import engine.schema
 from bench.unit import big_rows
 from cli.main import main as frp_main
-from engine.assign import INPUT_COLUMNS
 from engine.rules import RulesError, load_rules
 from engine.schema import InputError
-from store.files import (
-    read_customers,
-    read_customers_meanwhile,
-    read_partners,
-    read_raw,
-    write_table,
-)
+from store.files import read_customers, read_partners, read_raw, write_table
 from tests.db_helpers import digest
 from ui.uploads import read_upload
 
@@ -76,11 +69,6 @@ def check_refused(
     assert message.startswith(f"{path}: ") and "expected" in message
     for needle in needles:
         assert needle in message, message
-    if kind == "customers":  # `frp simulate`'s reader: the names and emails checked meanwhile
-        with pytest.raises(InputError) as meanwhile:
-            _, checked = read_customers_meanwhile(path, columns=INPUT_COLUMNS)
-            checked()
-        assert str(meanwhile.value) == message
 
     if upload:
         with pytest.raises(InputError) as uploaded:
@@ -101,10 +89,6 @@ def check_accepted(
     path: Path, kind: str, rows: int, db: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert READERS[kind](path).height == rows
-    if kind == "customers":
-        typed, checked = read_customers_meanwhile(path, columns=INPUT_COLUMNS)
-        checked()
-        assert typed.height == rows and typed.columns == list(INPUT_COLUMNS)
     assert read_upload(path.read_bytes(), path.name, kind).height == rows  # type: ignore[arg-type]
     code = frp_main(["import", f"--{kind}", str(path), "--db", str(db)])
     captured = capsys.readouterr()
