@@ -231,4 +231,8 @@ def test_small_runs_stay_in_python_and_large_ones_compile(monkeypatch: pytest.Mo
     select(Policy.ROUND_ROBIN, ledger, pools, many[:100])
     select(Policy.ROUND_ROBIN, ledger, pools, many)
     select(Policy.ROUND_ROBIN, ledger, pools, many[:100], compiled=True)
-    assert calls == ["python", "python", "jit", "jit"]
+    # Fewer free seats in all than COMPILED_FROM (a capacity-bound world): decided at once.
+    bound = Ledger.start(np.array([10, 20]), np.array([0, 5]), [None, None])
+    bound.register_pools(pools)
+    select(Policy.ROUND_ROBIN, bound, pools, many)
+    assert calls == ["python", "python", "jit", "jit", "python"]
