@@ -454,11 +454,16 @@ def _full_in_order(
     if not qs:
         return np.zeros(0, dtype=np.int64), np.zeros(1, dtype=np.int64)
     members = np.concatenate([pools[q] for q in qs]).astype(np.int64)
-    owner = np.repeat(np.arange(len(qs)), [pools[q].size for q in qs])
+    sizes = np.fromiter((pools[q].size for q in qs), dtype=np.int64, count=len(qs))
+    owner = np.repeat(np.arange(len(qs), dtype=np.int64), sizes)
     r = rank[members]
     full = r >= 0
     members, owner, r = members[full], owner[full], r[full]
-    order = np.lexsort((r, owner))
+    span = int(r.max()) + 1 if r.size else 1
+    if len(qs) * span < 2**62:  # one key, one sort: half the time of lexsort's two
+        order = np.argsort(owner * span + r, kind="stable")
+    else:
+        order = np.lexsort((r, owner))
     return members[order], np.searchsorted(owner[order], np.arange(len(qs) + 1))
 
 
