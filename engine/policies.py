@@ -196,9 +196,11 @@ def _most_picks(ledger: Ledger, pools: Sequence[np.ndarray], pool_of: np.ndarray
     free_anywhere = int(np.maximum(ledger.limit - ledger.load, 0).sum())
     if free_anywhere < COMPILED_FROM:
         return free_anywhere
-    used = np.unique(pool_of[pool_of >= 0])
-    partners = np.unique(np.concatenate([pools[q] for q in used.tolist()]))
-    free = np.maximum(ledger.limit[partners] - ledger.load[partners], 0)
+    # Marks, not sorts: the pools used from a count per pool, their partners as a mask.
+    used = np.flatnonzero(np.bincount(pool_of[pool_of >= 0], minlength=len(pools)))
+    member = np.zeros(len(ledger.limit), dtype=bool)
+    member[np.concatenate([pools[q] for q in used.tolist()])] = True
+    free = np.maximum(ledger.limit[member] - ledger.load[member], 0)
     return min(customers, int(free.sum()))
 
 
