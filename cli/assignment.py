@@ -29,7 +29,10 @@ from engine.rules import load_rules
 from store.errors import StoreError
 
 if TYPE_CHECKING:
+    import threading
     from pathlib import Path
+
+    import polars as pl
 
     from engine.rules import Rules
     from engine.simulation import Simulation
@@ -117,6 +120,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             raise UsageError("frp simulate: --cohort/--db apply to the store, not to files")
         rules = given or load_rules()  # files, not the store: the shipped rules
         partners = read_partners(args.partners, max_pause_days=rules.max_pause_days)
+        _warm_while_reading(partners, args.customers, args.policy)
         # Names and contact emails are validated but a what-if never reads them, and the
         # run reads workload lists once per distinct list: the frame read from the file
         # is let go as soon as the cohort is prepared (a third of the peak memory at 1M).
@@ -145,6 +149,46 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         write_table(sim.output_lazy(), args.out)
     print(_summary(sim, skipped, time.perf_counter() - started, args.out))
     return EXIT_OK
+
+
+def _warm_while_reading(
+    partners: pl.DataFrame, customers: str, policy: str
+) -> threading.Thread | None:
+    """Load the compiled selection loop (``engine.jit.warm``) in a thread while the main
+    one reads the customers, when the run will most likely compile: a Parquet cohort and
+    free seats of COMPILED_FROM or more each (the run decides for itself; this only
+    guesses early). Reading is Polars' work, mostly outside the interpreter, so loading
+    numba's 0.3 s of Python takes turns with little; a guess that turns out wrong costs
+    the loading, never a result. Returns the thread (None: no warming)."""
+    import threading
+
+    import polars as pl
+
+    from engine.policies import COMPILED_FROM
+    from engine.reasons import Policy
+
+    ready = partners.filter(pl.col("referral_ready"))
+    free = (ready["capacity"] - ready["active_referrals"]).clip(lower_bound=0).sum()
+    if free < COMPILED_FROM or not customers.lower().endswith(".parquet"):
+        return None
+    try:
+        rows = pl.scan_parquet(customers).select(pl.len()).collect().item()
+    except (OSError, pl.exceptions.PolarsError):
+        return None  # the read that follows says what is wrong with the file
+    if rows < COMPILED_FROM:
+        return None
+
+    def load() -> None:
+        from engine.jit import warm
+
+        try:
+            warm([Policy(policy)])
+        except Exception:  # the run loads what it needs itself, and says what fails
+            pass
+
+    thread = threading.Thread(target=load, name="frp-warm", daemon=True)
+    thread.start()
+    return thread
 
 
 def _summary(sim: Simulation, skipped: list[str], seconds: float, out: str | None) -> str:

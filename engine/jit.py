@@ -390,10 +390,11 @@ def select_compiled(
 # ----------------------------------------------------------------------------- warming
 
 
-def warm() -> None:
+def warm(policies: Sequence[Policy] = tuple(Policy)) -> None:
     """Load, now, what a process's first compiled run would otherwise load inside it: numba,
     each kernel's machine code from the on-disk cache (compiling it if the cache is
-    missing), :meth:`Picker.give`'s, and OR-Tools with the ``optimal`` plan's solver.
+    missing), :meth:`Picker.give`'s, and OR-Tools with the ``optimal`` plan's solver
+    (``policies``: those the process will run; every one by default).
 
     A dashboard's server calls it in the background when it starts, so a manager's first
     large what-if does not pay about half a second of loading on the click. numba keeps one
@@ -403,16 +404,17 @@ def warm() -> None:
     passes whatever its input. It drives :class:`Picker` rather than
     :func:`select_compiled` so that it calls nothing a caller may have replaced.
     """
-    from engine.optimal import plan  # OR-Tools: its import is most of the policy's first call
     from engine.policies import Ledger, _empty_choices
 
     pools = [np.array([0, 1]), np.array([1, 2]), np.array([2])]
     pool_of = np.array([0, 1, 0, 2, 1, 0, 2, 1], dtype=np.int32)  # the third pool fills up
-    for policy in Policy:
+    for policy in policies:
         ledger = Ledger.start(np.array([3, 2, 1]), np.array([0, 1, 0]), [None, 2, 1])
         ledger.register_pools(pools)
         allotment = None
         if policy is Policy.OPTIMAL:
+            from engine.optimal import plan  # OR-Tools: most of the policy's first call
+
             allotment = plan(ledger, pools, np.bincount(pool_of, minlength=len(pools)).tolist())
         choices = _empty_choices(int(pool_of.size))
         out = (choices.chosen, choices.prev, choices.n_full, choices.load_after)

@@ -14,13 +14,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 
 import engine.optimal
-from bench.world import ROOM_SCALE, make_customers, make_partners
+from bench.world import ROOM_SCALE, make_customers, make_partners, write_parquet
 from engine.assign import simulate
 from engine.reasons import Policy
 from engine.rules import load_rules
+from store.files import read_partners
 from tests.app_helpers import open_app, run_simulation
 from ui.simulation import COMPILED_FROM_SERVER, LATEST_KEY
 from ui.simulation import warm as warming
@@ -131,3 +133,70 @@ def test_the_simulate_page_warms_once_per_process_and_a_failure_fails_no_page(
         "round-robin": COMPILED_FROM_SERVER,
         "optimal": COMPILED_FROM_SERVER,
     }
+
+
+@pytest.fixture(scope="module")
+def roomy_world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Partners files with room for 2M and for 55k customers, and a cohort file of
+    COMPILED_FROM rows and one of 10 (frp simulate's early guess reads only the count)."""
+    from engine.columns import CUSTOMER_SCHEMA, PARTNER_SCHEMA
+    from engine.policies import COMPILED_FROM
+
+    folder = tmp_path_factory.mktemp("roomy")
+    partners, customers = PARTNER_SCHEMA, CUSTOMER_SCHEMA
+    files = {
+        "roomy": write_parquet(make_partners(2_000, 1, ROOM_SCALE), partners, folder / "r.parquet"),
+        "bound": write_parquet(make_partners(2_000, 1), partners, folder / "b.parquet"),
+        "large": write_parquet(make_customers(COMPILED_FROM, 1), customers, folder / "l.parquet"),
+    }
+    files["small"] = folder / "s.parquet"
+    pl.read_parquet(files["large"]).head(10).write_parquet(files["small"])
+    files["csv"] = folder / "l.csv"
+    return files
+
+
+def test_frp_simulate_warms_while_reading_only_when_the_run_will_likely_compile(
+    roomy_world: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import engine.jit
+    from cli.assignment import _warm_while_reading
+
+    calls: list[list[Policy]] = []
+    monkeypatch.setattr(engine.jit, "warm", lambda policies: calls.append(list(policies)))
+    partners = {k: read_partners(roomy_world[k]) for k in ("roomy", "bound")}
+    thread = _warm_while_reading(partners["roomy"], str(roomy_world["large"]), "weighted")
+    assert thread is not None and thread.daemon
+    thread.join(timeout=60)
+    assert calls == [[Policy.WEIGHTED]]  # only the policy the run will use
+    for who, cohort in [
+        ("bound", "large"),  # 55,245 free seats: the run stays in Python
+        ("roomy", "small"),  # 10 customers
+        ("roomy", "csv"),  # no row count without reading it
+        ("roomy", "missing"),  # the read says what is wrong, not this guess
+    ]:
+        path = str(roomy_world.get(cohort, roomy_world["small"].with_name("nothing.parquet")))
+        assert _warm_while_reading(partners[who], path, "round-robin") is None, (who, cohort)
+    assert len(calls) == 1
+
+
+def test_a_warming_that_fails_while_reading_changes_no_result(
+    roomy_world: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cli.assignment
+    import engine.jit
+    from cli.main import main
+
+    tried: list[object] = []
+
+    def broken(policies: object) -> None:
+        tried.append(policies)
+        raise RuntimeError("no machine code today")
+
+    args = ["simulate", "--partners", roomy_world["roomy"], "--customers", roomy_world["large"]]
+    monkeypatch.setattr(engine.jit, "warm", broken)
+    assert main([*map(str, args), "--out", str(tmp_path / "warmed.parquet")]) == 0
+    assert tried  # the thread started before the read, and its failure went nowhere
+    monkeypatch.setattr(cli.assignment, "_warm_while_reading", lambda *a: None)
+    assert main([*map(str, args), "--out", str(tmp_path / "cold.parquet")]) == 0
+    warmed, cold = (pl.read_parquet(tmp_path / f"{n}.parquet") for n in ("warmed", "cold"))
+    assert warmed.equals(cold) and warmed["partner_id"].is_not_null().sum() > 50_000
