@@ -396,8 +396,9 @@ def warm(policies: Sequence[Policy] = tuple(Policy)) -> None:
     missing), :meth:`Picker.give`'s, and OR-Tools with the ``optimal`` plan's solver
     (``policies``: those the process will run; every one by default).
 
-    A dashboard's server calls it in the background when it starts, so a manager's first
-    large what-if does not pay about half a second of loading on the click. numba keeps one
+    The dashboard's Simulate page calls it in the background, so a manager's first large
+    what-if does not pay about half a second of loading on the click; ``frp simulate``
+    calls it for its policy while it reads the customers. numba keeps one
     machine code per type signature, so the kernels are called as a real run calls them: a
     tiny world's ledger and pools (``engine.policies.Ledger``), the output columns of
     ``engine.policies._empty_choices`` and :class:`Picker`, whose arrays are what every run
