@@ -41,8 +41,8 @@ _CONTROL = r"\p{Cc}\x{2028}\x{2029}"
 # Each of the next two is one pass over the cell as read, equal to trimming it (Rust's
 # trim and the regex's \s are both Unicode White_Space) and then testing the trimmed text
 # for emptiness, shape and control characters: the three tests took three times the CPU
-# of this one, over every row of a file (tests/test_schema.py holds the three-step
-# reference and requires the same answer on random text).
+# of this one, over every row of a file (tests/test_control_characters.py holds the
+# three-step reference and requires the same answer on random text).
 #: A name: some text, trimmed, without control characters inside.
 _NAME = rf"^\s*[^\s{_CONTROL}](?:[^{_CONTROL}]*[^\s{_CONTROL}])?\s*$"
 #: An email address (trimmed), no control characters.
@@ -590,8 +590,9 @@ def _convert(expr: pl.Expr, dtype: pl.DataType, col: _Col) -> tuple[pl.Expr, pl.
     shown = text
     if col.kind in ("text", "name", "email"):
         value = text
-        bad = empty
-        if col.kind in ("name", "email"):
+        if col.kind == "text":
+            bad = empty
+        else:  # the regex trims and tests emptiness itself, over the cell as read
             read = expr if dtype == pl.String else expr.cast(pl.String)
             bad = ~read.str.contains(_EMAIL if col.kind == "email" else _NAME)
     elif col.kind == "count":

@@ -170,8 +170,8 @@ class Simulation:
         Each slice is spelled out eagerly, in Python, when the sink asks for it (a Polars
         IO source, :func:`_sliced`): a million-row result file costs the memory of one
         slice, not of the whole frame. As a concatenation of lazy slices instead, each
-        slice was planned on its own and the whole write took about 0.35 s more CPU at
-        1M (docs/scaling.md).
+        slice was planned on its own and the write took 0.12-0.16 s longer at 1M
+        (docs/scaling.md).
         """
         if self.by_part:
             columns = self._part_columns(detail=True)
