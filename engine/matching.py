@@ -519,11 +519,8 @@ class Matcher:
             ok = by_size
         n_cand = after_lang.size
         if n_cand:
-            _, first, inverse = np.unique(
-                np.packbits(ok, axis=1), axis=0, return_index=True, return_inverse=True
-            )
-            sets = [after_lang[ok[r]] for r in first.tolist()]
-            inverse = inverse.reshape(-1)
+            first, inverse = _distinct_rows(np.packbits(ok, axis=1))
+            sets = [after_lang[ok[r]] for r in first]
         else:  # nobody in this country speaks the language: no pool
             sets, inverse = [after_lang], np.zeros(len(rules), dtype=np.int64)
         return sets, inverse, [head + "; " + t for t in texts]
@@ -597,6 +594,26 @@ class Matcher:
 _EMPTY = np.zeros(0, dtype=np.int64)
 
 
+def _distinct_rows(packed: np.ndarray) -> tuple[list[int], np.ndarray]:
+    """The distinct rows of a 2-D uint8 array: each one's first row, in order of first
+    appearance, and each row's number. A dict of the rows' bytes: a few hundred rows
+    of a few hundred bytes each, where ``np.unique(axis=0)`` sorted them as structured
+    values (0.063 -> 0.02 s over a million customers' 34k signatures)."""
+    width = packed.shape[1]
+    raw = packed.tobytes()
+    number: dict[bytes, int] = {}
+    first: list[int] = []
+    inverse = np.empty(packed.shape[0], dtype=np.int64)
+    for r in range(packed.shape[0]):
+        key = raw[r * width : (r + 1) * width]
+        k = number.get(key)
+        if k is None:
+            k = number[key] = len(first)
+            first.append(r)
+        inverse[r] = k
+    return first, inverse
+
+
 def _number_pools(
     members: list[np.ndarray], local: np.ndarray
 ) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -615,18 +632,16 @@ def _number_pools(
         pool_of_local.append(q)
     n = local.size
     provisional = np.array(pool_of_local, dtype=np.int64)[local] if n else local
-    renumber: dict[int, int] = {}
+    # Renumbered by first appearance in signature order, column-wise.
     sig_pool = np.full(n, -1, dtype=np.int64)
-    pools: list[np.ndarray] = []
+    matched = np.flatnonzero(provisional != -1)
+    keys, first, inverse = np.unique(provisional[matched], return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")  # the pools in order of first appearance
+    number = np.empty(order.size, dtype=np.int64)
+    number[order] = np.arange(order.size)
+    sig_pool[matched] = number[inverse.reshape(-1)]
     arrays = {q: arr for q, arr in zip(pool_of_local, members, strict=True)}
-    for j, q in enumerate(provisional.tolist()):
-        if q == -1:
-            continue
-        got = renumber.get(q)
-        if got is None:
-            got = renumber[q] = len(pools)
-            pools.append(arrays[q])
-        sig_pool[j] = got
+    pools = [arrays[q] for q in keys[order].tolist()]
     return sig_pool, pools
 
 
