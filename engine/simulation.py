@@ -361,10 +361,6 @@ def _sliced(height: int, slice_rows: int, make: Callable[[int, int], pl.DataFram
     """A lazy frame of ``make(start, slice_rows)`` for each slice of ``height`` rows, in
     order, each made only when a sink or a collect asks for it (a Polars IO source).
 
-    The next slice is made in a thread while the sink encodes the one before
-    (:func:`_ahead`): a sink asks for a slice only when it is done with the last one, and
-    the slices' traces are spelled out by one Polars thread at a time.
-
     ``register_io_source`` is marked unstable by Polars; tests/test_engine.py and
     tests/test_split.py compare the sliced result with the whole one, so a Polars
     release that changes it fails them rather than a result file.
@@ -378,8 +374,8 @@ def _sliced(height: int, slice_rows: int, make: Callable[[int, int], pl.DataFram
         batch_size: int | None,
     ) -> Iterator[pl.DataFrame]:
         left = n_rows
-        starts = range(0, max(height, 1), slice_rows)
-        for out in _ahead(lambda start: make(start, slice_rows), starts):
+        for start in range(0, max(height, 1), slice_rows):
+            out = make(start, slice_rows)
             if with_columns is not None:
                 out = out.select(with_columns)
             if predicate is not None:
@@ -392,47 +388,3 @@ def _sliced(height: int, slice_rows: int, make: Callable[[int, int], pl.DataFram
                 return
 
     return register_io_source(source, schema=make(0, 0).schema)
-
-
-def _ahead(make: Callable[[int], pl.DataFrame], starts: range) -> Iterator[pl.DataFrame]:
-    """``make(start)`` for each of ``starts`` in order, each made in a thread while the one
-    before is being used (one slice ahead: a slice of 32,768 customers is about 12 MiB).
-
-    Polars lets go of the interpreter while it makes a slice, so the two overlap: writing
-    a million customers' result file 0.83-0.88 -> 0.76-0.81 s (the world with room, in
-    process). An error making a slice is raised here, in order; a reader that stops early
-    (``head``) leaves no thread waiting.
-    """
-    import queue
-    import threading
-
-    ready: queue.Queue[tuple[pl.DataFrame | None, BaseException | None]] = queue.Queue(1)
-    stop = threading.Event()
-
-    def produce() -> None:
-        for start in starts:
-            try:
-                item: tuple[pl.DataFrame | None, BaseException | None] = (make(start), None)
-            except BaseException as exc:  # handed to the reader, who raises it
-                item = (None, exc)
-            while not stop.is_set():
-                try:
-                    ready.put(item, timeout=0.05)
-                    break
-                except queue.Full:
-                    continue
-            if stop.is_set() or item[1] is not None:
-                return
-
-    thread = threading.Thread(target=produce, name="frp-slices", daemon=True)
-    thread.start()
-    try:
-        for _ in starts:
-            frame, exc = ready.get()
-            if exc is not None:
-                raise exc
-            assert frame is not None
-            yield frame
-    finally:
-        stop.set()
-        thread.join()

@@ -389,36 +389,6 @@ def test_the_compact_rows_spell_out_the_same_result_every_way(policy: Policy) ->
     assert sim.placed == (sim.assignments["outcome"] == "frp").sum()
 
 
-def test_slices_made_ahead_come_in_order_and_stop_with_their_reader() -> None:
-    """The result file's slices are made a slice ahead in a thread: in order, an error
-    raised where the reader is, and a reader that stops early leaves no thread behind."""
-    import threading
-
-    from engine.simulation import _ahead
-
-    made: list[int] = []
-
-    def make(start: int) -> pl.DataFrame:
-        made.append(start)
-        if start == 40:
-            raise ValueError("slice 40 cannot be made")
-        return pl.DataFrame({"start": [start]})
-
-    got = _ahead(make, range(0, 40, 10))
-    assert [f.item() for f in got] == [0, 10, 20, 30]
-    with pytest.raises(ValueError, match="slice 40"):
-        list(_ahead(make, range(30, 60, 10)))
-    made.clear()
-    first = _ahead(make, range(0, 10_000, 10))
-    assert next(first).item() == 0
-    first.close()  # a reader that stops after one slice
-    assert len(made) <= 3  # the one read, one waiting and at most one being made
-    assert not [t for t in threading.enumerate() if t.name == "frp-slices"]
-    # Through a sink that stops early: the first rows only.
-    sim = mixed_run(Policy.ROUND_ROBIN)
-    assert sim.output_lazy(slice_rows=2).head(3).collect().equals(sim.output().head(3))
-
-
 @pytest.mark.parametrize("policy", POLICIES)
 def test_an_empty_cohort_works(policy: Policy) -> None:
     sim = simulate(TRACE_PARTNERS, customers_frame(), RULES, policy)
