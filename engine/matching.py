@@ -596,9 +596,9 @@ _EMPTY = np.zeros(0, dtype=np.int64)
 
 def _distinct_rows(packed: np.ndarray) -> tuple[list[int], np.ndarray]:
     """The distinct rows of a 2-D uint8 array: each one's first row, in order of first
-    appearance, and each row's number. A dict of the rows' bytes: a few hundred rows
-    of a few hundred bytes each, where ``np.unique(axis=0)`` sorted them as structured
-    values (0.063 -> 0.02 s over a million customers' 34k signatures)."""
+    appearance, and each row's number. A dict of the rows' bytes: a pair has a few
+    hundred rows of a few dozen bytes, and ``np.unique(axis=0)`` sorted them as
+    structured values (86 such pairs, about a million customers' shape: 69 -> 9 ms)."""
     width = packed.shape[1]
     raw = packed.tobytes()
     number: dict[bytes, int] = {}
