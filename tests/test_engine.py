@@ -389,6 +389,30 @@ def test_the_compact_rows_spell_out_the_same_result_every_way(policy: Policy) ->
     assert sim.placed == (sim.assignments["outcome"] == "frp").sum()
 
 
+def test_pool_keys_column_wise_are_pool_key_of_each_list() -> None:
+    """A run names its pools column-wise; the name must be what ``pool_key`` gives a
+    committed referral's members, whatever order the pools list their members in."""
+    import numpy as np
+
+    from engine.assign import _member_ids
+    from engine.matching import pool_key, pool_keys
+
+    ids = pl.Series("partner_id", ["P1", "P10", "P2", "Z9", "a0", "Ä1"])  # id order
+    pools = [np.array(p) for p in ([0, 1, 2], [0], [3, 4, 5], [2, 1, 0], [5, 3])]
+    member_ids = _member_ids(ids, pools)
+    assert member_ids.to_list() == [
+        ["P1", "P10", "P2"],
+        ["P1"],
+        ["Z9", "a0", "Ä1"],
+        ["P1", "P10", "P2"],
+        ["Z9", "Ä1"],
+    ]
+    keys = pool_keys(member_ids)
+    assert keys == [pool_key(ids[p].to_list()) for p in pools]
+    assert keys[0] == keys[3] != keys[1]
+    assert pool_keys(_member_ids(ids, [])) == []
+
+
 @pytest.mark.parametrize("policy", POLICIES)
 def test_an_empty_cohort_works(policy: Policy) -> None:
     sim = simulate(TRACE_PARTNERS, customers_frame(), RULES, policy)
