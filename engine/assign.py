@@ -390,18 +390,18 @@ def _member_ids(partner_ids: pl.Series, pools: list[np.ndarray]) -> pl.Series:
 
 def _pool_frame(
     lookup: Lookup,
-    partner_ids: pl.Series,
+    member_ids: pl.Series,
     pools: list[np.ndarray],
     pool: np.ndarray,
     placed: np.ndarray,
 ) -> pl.DataFrame:
-    """Per pool: its key, members (``partner_ids``, from :func:`_member_ids`), size,
+    """Per pool: its key, members (``member_ids``, from :func:`_member_ids`), size,
     customers and those placed."""
     sizes = np.array([p.size for p in pools], dtype=np.int64)
     return pl.DataFrame(
         {
             "pool_key": lookup.pool_keys,
-            "partner_ids": partner_ids,
+            "partner_ids": member_ids,
             "size": sizes,
             "customers": np.bincount(pool[pool >= 0], minlength=len(pools)).astype(np.int64),
             "placed": np.bincount(pool[placed & (pool >= 0)], minlength=len(pools)).astype(

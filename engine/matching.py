@@ -594,24 +594,27 @@ class Matcher:
 _EMPTY = np.zeros(0, dtype=np.int64)
 
 
-def _distinct_rows(packed: np.ndarray) -> tuple[list[int], np.ndarray]:
-    """The distinct rows of a 2-D uint8 array: each one's first row, in order of first
-    appearance, and each row's number. A dict of the rows' bytes: a pair has a few
-    hundred rows of a few dozen bytes, and ``np.unique(axis=0)`` sorted them as
-    structured values (86 such pairs, about a million customers' shape: 69 -> 9 ms)."""
-    width = packed.shape[1]
-    raw = packed.tobytes()
+def _numbered(keys: Iterable[bytes]) -> tuple[list[int], np.ndarray]:
+    """Each distinct key numbered by first appearance: where each number first appears,
+    and each key's number. A dict of bytes, where ``np.unique(axis=0)`` sorted a pair's
+    few hundred rows as structured values (86 pairs, about a million customers' shape:
+    69 -> 9 ms)."""
     number: dict[bytes, int] = {}
     first: list[int] = []
-    inverse = np.empty(packed.shape[0], dtype=np.int64)
-    for r in range(packed.shape[0]):
-        key = raw[r * width : (r + 1) * width]
+    out: list[int] = []
+    for at, key in enumerate(keys):
         k = number.get(key)
         if k is None:
             k = number[key] = len(first)
-            first.append(r)
-        inverse[r] = k
-    return first, inverse
+            first.append(at)
+        out.append(k)
+    return first, np.array(out, dtype=np.int64)
+
+
+def _distinct_rows(packed: np.ndarray) -> tuple[list[int], np.ndarray]:
+    """The distinct rows of a 2-D uint8 array (:func:`_numbered` of their bytes)."""
+    raw, width = packed.tobytes(), packed.shape[1]
+    return _numbered(raw[at : at + width] for at in range(0, len(raw), width))
 
 
 def _number_pools(
@@ -619,19 +622,10 @@ def _number_pools(
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Each signature's pool (``local``: its index in ``members``) and the pools: the
     distinct non-empty member sets, numbered by first appearance in signature order."""
-    pool_of_local: list[int] = []
-    pool_of: dict[bytes, int] = {}
-    for arr in members:
-        if arr.size == 0:
-            pool_of_local.append(-1)
-            continue
-        key = arr.tobytes()
-        q = pool_of.get(key)
-        if q is None:
-            q = pool_of[key] = -2 - len(pool_of)  # provisional: renumbered below
-        pool_of_local.append(q)
+    first_set, set_of = _numbered(arr.tobytes() for arr in members)
+    set_of[[arr.size == 0 for arr in members]] = -1  # no partner matches: no pool
     n = local.size
-    provisional = np.array(pool_of_local, dtype=np.int64)[local] if n else local
+    provisional = set_of[local] if n else local
     # Renumbered by first appearance in signature order, column-wise.
     sig_pool = np.full(n, -1, dtype=np.int64)
     matched = np.flatnonzero(provisional != -1)
@@ -640,8 +634,7 @@ def _number_pools(
     number = np.empty(order.size, dtype=np.int64)
     number[order] = np.arange(order.size)
     sig_pool[matched] = number[inverse.reshape(-1)]
-    arrays = {q: arr for q, arr in zip(pool_of_local, members, strict=True)}
-    pools = [arrays[q] for q in keys[order].tolist()]
+    pools = [members[first_set[q]] for q in keys[order].tolist()]
     return sig_pool, pools
 
 
