@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -121,11 +120,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             raise UsageError("frp simulate: --cohort/--db apply to the store, not to files")
         rules = given or load_rules()  # files, not the store: the shipped rules
         partners = read_partners(args.partners, max_pause_days=rules.max_pause_days)
-        _warm_while_reading(partners, args.customers, args.policy)
+        warming = _warm_while_reading(partners, args.customers, args.policy)
         # Names and contact emails are validated but a what-if never reads them, and the
         # run reads workload lists once per distinct list: the frame read from the file
         # is let go as soon as the cohort is prepared (a third of the peak memory at 1M).
-        cohort = prepare_cohort(read_customers(args.customers, columns=INPUT_COLUMNS), rules)
+        # While numba loads beside the read, the read's two passes run one after the
+        # other: together with numba's memory they peaked over 500 MiB at 1M.
+        raw = read_customers(args.customers, columns=INPUT_COLUMNS, passes_at_once=warming is None)
+        cohort = prepare_cohort(raw, rules)
+        del raw
         sim = simulate(
             partners,
             cohort,
@@ -157,11 +160,9 @@ def _between_run_and_write() -> None:
     """Give back what the run is done with before the result file's write allocates
     anew (cli/memory.py): the code pages of numba's compiler and OR-Tools, if the run
     loaded them, and the glibc heap numpy's arrays left free."""
-    from cli.memory import release_library, trim_heap
+    from cli.memory import release_loaded, trim_heap
 
-    for module, library in (("numba", "libllvmlite"), ("ortools", "libortools")):
-        if module in sys.modules:
-            release_library(library)
+    release_loaded()
     trim_heap()
 
 
@@ -193,18 +194,19 @@ def _warm_while_reading(
         return None
 
     def load() -> None:
-        from cli.memory import release_library
+        from cli.memory import release_loaded
         from engine.jit import warm
 
-        # Twice: importing numba touches half of LLVM's pages, loading the kernels the
-        # rest, and both happen while the read is at its peak (18 MiB lower this way).
-        release_library()
+        # Twice: importing numba touches half of LLVM's pages, loading the kernels (and
+        # OR-Tools) the rest, and both happen while the read is at its peak (18 MiB lower
+        # this way).
+        release_loaded()
         try:
             warm([Policy(policy)])
         except Exception:  # the run loads what it needs itself, and says what fails
             pass
         else:
-            release_library()  # the kernels are loaded: LLVM's code is not needed
+            release_loaded()  # the kernels are loaded: the libraries' code is not needed
 
     thread = threading.Thread(target=load, name="frp-warm", daemon=True)
     thread.start()

@@ -54,6 +54,16 @@ def release_library(name: str = "libllvmlite") -> int:
     return advised
 
 
+#: Libraries whose code a run is done with once loaded, by the module that loads them.
+DONE_WITH = {"numba": "libllvmlite", "ortools": "libortools"}
+
+
+def release_loaded() -> int:
+    """:func:`release_library` for each of DONE_WITH's libraries whose module is loaded
+    -> bytes advised."""
+    return sum(release_library(lib) for mod, lib in DONE_WITH.items() if mod in sys.modules)
+
+
 def _clean_mappings(name: str, smaps: list[str] | None = None) -> list[tuple[int, int]]:
     """Address ranges of ``name``'s read-only mappings with no private dirty page, from
     ``smaps`` (the lines of /proc/self/smaps; read when not given)."""

@@ -124,3 +124,49 @@ def test_counting_in_parts_counts_the_same_as_at_once(
         engine.schema._CHECK_PART_ROWS = old
     assert parted.rows() == whole.rows()
     assert parted.schema == whole.schema
+
+
+def test_the_read_gives_the_same_with_its_passes_one_after_the_other(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """`frp simulate` reads its passes one after the other while numba loads: the same
+    frame from a clean file, the same problems (in parts of 3 rows) from a bad one."""
+    from engine.schema import InputError
+    from store.files import read_customers
+
+    monkeypatch.setattr(engine.schema, "_CHECK_PART_ROWS", 3)
+    n = 10
+    clean = pl.DataFrame(
+        {
+            "tenant_id": [f"T{i}" for i in range(n)],
+            "name": [f"Customer {i}" for i in range(n)],
+            "country": ["DE"] * n,
+            "language": ["de"] * n,
+            "seats": list(range(1, n + 1)),
+            "workloads": [["teams"]] * n,
+            "gateway": [i % 2 == 0 for i in range(n)],
+            "contact_email": [f"it{i}@example.com" for i in range(n)],
+        }
+    )
+    path = tmp_path / "customers.parquet"
+    clean.write_parquet(path)
+    at_once = read_customers(path, columns=["tenant_id", "seats"])
+    after = read_customers(path, columns=["tenant_id", "seats"], passes_at_once=False)
+    assert at_once.equals(after) and at_once.height == n
+
+    bad = clean.with_columns(
+        pl.when(pl.int_range(n) == 7).then(pl.lit(" ")).otherwise("name").alias("name"),
+        pl.when(pl.int_range(n) == 4)
+        .then(pl.lit("nobody"))
+        .otherwise("contact_email")
+        .alias("contact_email"),
+    )
+    bad.write_parquet(path)
+    messages = []
+    for passes_at_once in (True, False):
+        try:
+            read_customers(path, columns=["tenant_id"], passes_at_once=passes_at_once)
+        except InputError as exc:
+            messages.append([(p.row, p.column, p.value) for p in exc.problems])
+    assert len(messages) == 2 and messages[0] == messages[1]
+    assert messages[0] == [(5, "contact_email", "nobody"), (8, "name", "")]  # shown trimmed
