@@ -101,6 +101,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from engine.assign import INPUT_COLUMNS, simulate
     from engine.matching import prepare_cohort
+    from engine.reasons import Policy
     from store import clock
     from store.files import read_customers, read_partners, write_table
 
@@ -124,9 +125,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         # Names and contact emails are validated but a what-if never reads them, and the
         # run reads workload lists once per distinct list: the frame read from the file
         # is let go as soon as the cohort is prepared (a third of the peak memory at 1M).
-        # While numba loads beside the read, the read's two passes run one after the
-        # other: together with numba's memory they peaked over 500 MiB at 1M.
-        raw = read_customers(args.customers, columns=INPUT_COLUMNS, passes_at_once=warming is None)
+        # While numba and OR-Tools load beside the read (optimal), the read's two passes
+        # run one after the other: at once, the three peaked over 500 MiB at 1M. The
+        # other policies load numba alone, and one after the other cost them 0.15-0.3 s.
+        at_once = warming is None or args.policy != Policy.OPTIMAL.value
+        raw = read_customers(args.customers, columns=INPUT_COLUMNS, passes_at_once=at_once)
         cohort = prepare_cohort(raw, rules)
         del raw
         sim = simulate(

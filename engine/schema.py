@@ -372,8 +372,8 @@ def _read_checked(
     in one chunk each: added to, a frame of the reader's chunks is copied whole, and
     that copy lived beside the original through a run (71 MiB at a million).
 
-    Not ``at_once``, pass one runs after pass two: `frp simulate` asks for that when it
-    loads numba beside the read, whose memory then comes on top of both passes' peaks.
+    Not ``at_once``, pass one runs after pass two, for a lower peak: `frp simulate` asks
+    for that when it loads numba and OR-Tools beside the read (docs/scaling.md).
     """
     coded = [n for n in checks if spec[n].coded]
     only_checked = [n for n in checks if n not in coded and n not in wanted]
