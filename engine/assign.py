@@ -314,7 +314,7 @@ def _build(
         queue_of_country=queue_of_country,
     )
     partner_state = _partner_state(index, ledger)
-    pool_frame = _pool_frame(lookup, member_ids, pools, pool, placed)
+    pool_frame = _pool_frame(lookup, member_ids, pool, placed)
     parts = None
     if rules.max_partners_per_customer > 1 or rules.css_workloads:
         mask = prepared.get_column("mask").to_numpy()
@@ -389,24 +389,18 @@ def _member_ids(partner_ids: pl.Series, pools: list[np.ndarray]) -> pl.Series:
 
 
 def _pool_frame(
-    lookup: Lookup,
-    member_ids: pl.Series,
-    pools: list[np.ndarray],
-    pool: np.ndarray,
-    placed: np.ndarray,
+    lookup: Lookup, member_ids: pl.Series, pool: np.ndarray, placed: np.ndarray
 ) -> pl.DataFrame:
     """Per pool: its key, members (``member_ids``, from :func:`_member_ids`), size,
     customers and those placed."""
-    sizes = np.array([p.size for p in pools], dtype=np.int64)
+    n = lookup.pool_sizes.len()
     return pl.DataFrame(
         {
             "pool_key": lookup.pool_keys,
             "partner_ids": member_ids,
-            "size": sizes,
-            "customers": np.bincount(pool[pool >= 0], minlength=len(pools)).astype(np.int64),
-            "placed": np.bincount(pool[placed & (pool >= 0)], minlength=len(pools)).astype(
-                np.int64
-            ),
+            "size": lookup.pool_sizes,
+            "customers": np.bincount(pool[pool >= 0], minlength=n).astype(np.int64),
+            "placed": np.bincount(pool[placed & (pool >= 0)], minlength=n).astype(np.int64),
         },
         schema={
             "pool_key": pl.String,
