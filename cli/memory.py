@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ctypes
 import sys
+from collections.abc import Collection
 
 _MADV_DONTNEED = 4
 
@@ -38,35 +39,39 @@ def _libc() -> ctypes.CDLL | None:
         return None
 
 
-def release_library(name: str = "libllvmlite") -> int:
-    """Drop this process's pages of the loaded library ``name``'s unchanged read-only
-    mappings -> bytes advised (0: not loaded, or nothing could be advised)."""
-    libc = _libc()
+#: Libraries whose code a run is done with once loaded, by the module that loads them.
+DONE_WITH = {"numba": "libllvmlite", "ortools": "libortools"}
+
+
+def release_loaded() -> int:
+    """:func:`release_libraries` for DONE_WITH's libraries whose module is loaded
+    -> bytes advised."""
+    return release_libraries([lib for mod, lib in DONE_WITH.items() if mod in sys.modules])
+
+
+def release_libraries(names: Collection[str]) -> int:
+    """Drop this process's pages of the unchanged read-only mappings of the loaded
+    libraries ``names`` (one read of /proc/self/smaps for all) -> bytes advised (0: none
+    loaded, or nothing could be advised)."""
+    libc = _libc() if names else None
     if libc is None or not hasattr(libc, "madvise"):
         return 0
     madvise = libc.madvise
     madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     madvise.restype = ctypes.c_int
     advised = 0
-    for start, end in _clean_mappings(name):
+    for start, end in _clean_mappings(names):
         if madvise(start, end - start, _MADV_DONTNEED) == 0:
             advised += end - start
     return advised
 
 
-#: Libraries whose code a run is done with once loaded, by the module that loads them.
-DONE_WITH = {"numba": "libllvmlite", "ortools": "libortools"}
-
-
-def release_loaded() -> int:
-    """:func:`release_library` for each of DONE_WITH's libraries whose module is loaded
-    -> bytes advised."""
-    return sum(release_library(lib) for mod, lib in DONE_WITH.items() if mod in sys.modules)
-
-
-def _clean_mappings(name: str, smaps: list[str] | None = None) -> list[tuple[int, int]]:
-    """Address ranges of ``name``'s read-only mappings with no private dirty page, from
-    ``smaps`` (the lines of /proc/self/smaps; read when not given)."""
+def _clean_mappings(
+    names: Collection[str], smaps: list[str] | None = None
+) -> list[tuple[int, int]]:
+    """Address ranges of the read-only mappings, with no private dirty page, of the
+    libraries ``names`` (a path containing one of them), from ``smaps`` (the lines of
+    /proc/self/smaps; read when not given)."""
     if smaps is None:
         try:
             with open("/proc/self/smaps", encoding="ascii", errors="replace") as f:
@@ -87,7 +92,7 @@ def _clean_mappings(name: str, smaps: list[str] | None = None) -> list[tuple[int
             continue
         # A mapping's header: "start-end perms offset dev inode [path]".
         current = None
-        if len(fields) >= 6 and name in fields[5] and "w" not in fields[1]:
+        if len(fields) >= 6 and "w" not in fields[1] and any(n in fields[5] for n in names):
             start, _, end = fields[0].partition("-")
             current = (int(start, 16), int(end, 16))
     return found

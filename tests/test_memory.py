@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import engine.schema
-from cli.memory import _clean_mappings, release_library, trim_heap
+from cli.memory import _clean_mappings, release_libraries, trim_heap
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,13 +47,16 @@ Private_Dirty:         0 kB
 def test_only_the_librarys_unchanged_read_only_mappings_are_picked() -> None:
     """Not the relocated mapping (a dirty page), not a writable one, not another
     library's, not anonymous memory."""
-    got = _clean_mappings("libllvmlite", _SMAPS.splitlines(keepends=True))
+    got = _clean_mappings(["libllvmlite"], _SMAPS.splitlines(keepends=True))
     assert got == [(0x7F0000000000, 0x7F0000001000), (0x7F0000001000, 0x7F0000009000)]
-    assert _clean_mappings("libortools", _SMAPS.splitlines()) == []
+    assert _clean_mappings(["libortools"], _SMAPS.splitlines()) == []
+    both = _clean_mappings(["libllvmlite", "_polars_runtime"], _SMAPS.splitlines())
+    assert both == [*got, (0x7F000000B000, 0x7F000000C000)]
 
 
 def test_a_library_not_loaded_is_nothing_to_release() -> None:
-    assert release_library("no-such-library-frp") == 0
+    assert release_libraries(["no-such-library-frp"]) == 0
+    assert release_libraries([]) == 0
     assert trim_heap() in (True, False)
 
 
@@ -62,7 +65,7 @@ def test_a_library_not_loaded_is_nothing_to_release() -> None:
 _DROP_THEN_RUN = """
 import json, sys
 from bench.world import make_customers, make_partners
-from cli.memory import release_library
+from cli.memory import release_loaded
 from engine import jit
 from engine.assign import simulate
 from engine.rules import load_rules
@@ -79,7 +82,7 @@ def run():
             for p in ("round-robin", "weighted", "least-loaded", "optimal")}
 before = run()
 resident = rss_mib()
-dropped = release_library()
+dropped = release_loaded()
 after_drop = rss_mib()
 json.dump({"dropped": dropped, "resident": resident, "after_drop": after_drop,
            "same": run() == before}, sys.stdout)
