@@ -370,7 +370,8 @@ def _read_checked(
     is decoded by few threads per pass, so the two together took 0.38-0.45 s where one
     after the other took 0.56-0.61 s (a million customers). The kept columns come back
     in one chunk each: added to, a frame of the reader's chunks is copied whole, and
-    that copy lived beside the original through a run (71 MiB at a million).
+    that copy lived beside the original through a run (71 MiB at a million). They are
+    joined a column at a time (:func:`_one_chunk`).
 
     Not ``at_once``, pass one runs after pass two, for a lower peak: `frp simulate` asks
     for that when it loads numba and OR-Tools beside the read (docs/scaling.md).
@@ -382,19 +383,16 @@ def _read_checked(
         # Polars lets go of the interpreter while it collects: the passes overlap.
         at_once = at_once and bool(only_checked)
         pending = pool.submit(_count_in_parts, frame, counts_of) if at_once else None
-        read = (
-            frame.select(
-                pl.col(_ROW),
-                *[pl.col(n) if n in coded else exprs[n] for n in spec if n in coded or n in wanted],
-                *[
-                    _mask(checks[n]).alias(f"__bad_{n}")
-                    for n in checks
-                    if n not in coded and n not in only_checked
-                ],
-            )
-            .collect(engine="streaming")
-            .rechunk()
-        )
+        read = frame.select(
+            pl.col(_ROW),
+            *[pl.col(n) if n in coded else exprs[n] for n in spec if n in coded or n in wanted],
+            *[
+                _mask(checks[n]).alias(f"__bad_{n}")
+                for n in checks
+                if n not in coded and n not in only_checked
+            ],
+        ).collect(engine="streaming")
+        _one_chunk(read)
         if pending is not None:
             row = pending.result().row(0)
         elif only_checked:
@@ -418,6 +416,22 @@ def _read_checked(
             shown = frame.filter(_mask(check)).select(_ROW, check.shown.alias("v"))
             found.append((check, count, shown))
     return read, found
+
+
+def _one_chunk(frame: pl.DataFrame) -> None:
+    """Each column of ``frame`` in one chunk, in place, a column at a time.
+
+    ``DataFrame.rechunk`` copies every column while the chunked frame is still whole: at
+    a million customers the read's kept columns are 70 MiB, held twice. Replaced one by
+    one, each column's chunks are freed before the next is copied, so the copy costs the
+    largest column (the tenant ids, 34 MiB) and the allocator reuses its pages for the
+    next.
+    """
+    for i, name in enumerate(frame.columns):
+        column = frame.get_column(name)
+        if column.n_chunks() > 1:
+            frame.replace_column(i, column.rechunk())
+        del column
 
 
 def _count_in_parts(frame: pl.LazyFrame, sums: list[pl.Expr]) -> pl.DataFrame:
@@ -500,7 +514,9 @@ def _check_coded(
     assert check.bad is not None and check.shown is not None
     column = read.get_column(name)
     try:
-        distinct = column.unique()
+        # Streaming: a list column's in-memory unique row-encodes every row first (95
+        # MiB for a million workload lists, against 16 MiB this way, in less time).
+        distinct = column.to_frame().lazy().unique().collect(engine="streaming").to_series()
         if distinct.len() * _CODED_SHARE > max(column.len(), 1024):
             raise _PerRow
         checked = distinct.to_frame().select(
