@@ -379,20 +379,34 @@ def _read_checked(
     coded = [n for n in checks if spec[n].coded]
     only_checked = [n for n in checks if n not in coded and n not in wanted]
     counts_of = [_mask(checks[n]).sum().alias(n) for n in only_checked]
+    types = frame.collect_schema()
+    as_read = [
+        n for n in wanted if n in checks and spec[n].kind == "text" and types[n] == pl.String
+    ]
     with ThreadPoolExecutor(1, thread_name_prefix="frp-check") as pool:
         # Polars lets go of the interpreter while it collects: the passes overlap.
         at_once = at_once and bool(only_checked)
         pending = pool.submit(_count_in_parts, frame, counts_of) if at_once else None
         read = frame.select(
             pl.col(_ROW),
-            *[pl.col(n) if n in coded else exprs[n] for n in spec if n in coded or n in wanted],
+            *[
+                pl.col(n) if n in coded or n in as_read else exprs[n]
+                for n in spec
+                if n in coded or n in wanted
+            ],
             *[
                 _mask(checks[n]).alias(f"__bad_{n}")
                 for n in checks
                 if n not in coded and n not in only_checked
             ],
+            *[pl.col(n).ne(exprs[n]).fill_null(False).alias(f"__trim_{n}") for n in as_read],
         ).collect(engine="streaming")
         _one_chunk(read)
+        # Text kept as read unless a cell has space around it: trimmed in the pass, a
+        # column is a copy beside the decoded one (about 50 MiB more at 1M tenant ids).
+        trim = [n for n in as_read if read.get_column(f"__trim_{n}").any()]
+        if trim:
+            read = read.with_columns(exprs[n] for n in trim)
         if pending is not None:
             row = pending.result().row(0)
         elif only_checked:

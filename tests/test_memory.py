@@ -173,3 +173,50 @@ def test_the_read_gives_the_same_with_its_passes_one_after_the_other(
             messages.append([(p.row, p.column, p.value) for p in exc.problems])
     assert len(messages) == 2 and messages[0] == messages[1]
     assert messages[0] == [(5, "contact_email", "nobody"), (8, "name", "")]  # shown trimmed
+
+
+def test_one_chunk_joins_each_column_in_place() -> None:
+    """The read's kept columns are joined a column at a time: same values, one chunk."""
+    parts = [
+        pl.DataFrame({"id": [f"T{i}" for i in range(a, a + 3)], "n": [a, a + 1, a + 2]})
+        for a in (0, 3, 6)
+    ]
+    frame = pl.concat(parts, rechunk=False)
+    assert frame.get_column("id").n_chunks() == 3
+    expected = frame.rechunk()
+    engine.schema._one_chunk(frame)
+    assert [frame.get_column(c).n_chunks() for c in frame.columns] == [1, 1]
+    assert frame.equals(expected)
+
+
+#: Text around an id that a read trims: ASCII and Unicode whitespace, or none.
+_SPACE = st.sampled_from(["", " ", "\t", "  ", "\u00a0", "\u2003", "\u3000"])
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(_SPACE, _SPACE), min_size=1, max_size=12))
+def test_text_kept_as_read_unless_a_cell_has_space_around_it(
+    tmp_path_factory, spaces: list[tuple[str, str]]
+) -> None:
+    """A text column is kept as read and trimmed only when some cell needs it; either way
+    the ids are what trimming every cell gives (the check it replaced)."""
+    from store.files import read_customers
+
+    n = len(spaces)
+    ids = [f"{before}T{i}{after}" for i, (before, after) in enumerate(spaces)]
+    path = tmp_path_factory.mktemp("ids") / "customers.parquet"
+    pl.DataFrame(
+        {
+            "tenant_id": ids,
+            "name": ["Customer"] * n,
+            "country": ["DE"] * n,
+            "language": ["de"] * n,
+            "seats": [100] * n,
+            "workloads": [["teams"]] * n,
+            "gateway": [False] * n,
+            "contact_email": ["it@example.com"] * n,
+        }
+    ).write_parquet(path)
+    read = read_customers(path, columns=["tenant_id"])
+    assert read.get_column("tenant_id").to_list() == [i.strip() for i in ids]
+    assert read.get_column("tenant_id").to_list() == [f"T{i}" for i in range(n)]
