@@ -101,7 +101,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from engine.assign import INPUT_COLUMNS, simulate
     from engine.matching import prepare_cohort
-    from engine.reasons import Policy
     from store import clock
     from store.files import read_customers, read_partners, write_table
 
@@ -121,15 +120,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             raise UsageError("frp simulate: --cohort/--db apply to the store, not to files")
         rules = given or load_rules()  # files, not the store: the shipped rules
         partners = read_partners(args.partners, max_pause_days=rules.max_pause_days)
-        warming = _warm_while_reading(partners, args.customers, args.policy)
+        _warm_while_reading(partners, args.customers, args.policy)
         # Names and contact emails are validated but a what-if never reads them, and the
         # run reads workload lists once per distinct list: the frame read from the file
         # is let go as soon as the cohort is prepared (a third of the peak memory at 1M).
-        # While numba and OR-Tools load beside the read (optimal), the read's two passes
-        # run one after the other: at once, the three peaked over 500 MiB at 1M. The
-        # other policies load numba alone, and one after the other cost them 0.15-0.3 s.
-        at_once = warming is None or args.policy != Policy.OPTIMAL.value
-        raw = read_customers(args.customers, columns=INPUT_COLUMNS, passes_at_once=at_once)
+        raw = read_customers(args.customers, columns=INPUT_COLUMNS)
         cohort = prepare_cohort(raw, rules)
         del raw
         sim = simulate(

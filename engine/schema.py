@@ -243,15 +243,12 @@ def validate_customers(
     first_row: int = 1,
     row_label: str = "row",
     keep: Collection[str] | None = None,
-    passes_at_once: bool = True,
 ) -> pl.DataFrame:
     """Typed customers (CUSTOMER_SCHEMA) from a raw table, or InputError listing every problem.
 
     Every column is checked; ``keep`` names the columns to return (all by default). A
     lazy ``raw`` (a file scan) is read in streaming passes, so a caller that keeps only
-    what it needs never holds the other columns of a large file at all. The passes run at
-    once unless ``passes_at_once`` is False: one after the other they peak lower, which
-    matters when something else loads beside them (see :func:`_read_checked`).
+    what it needs never holds the other columns of a large file at all.
     """
     return _validate(
         raw,
@@ -262,7 +259,6 @@ def validate_customers(
         first_row,
         row_label,
         keep,
-        passes_at_once,
     )
 
 
@@ -285,7 +281,6 @@ def _validate(
     first_row: int,
     row_label: str,
     keep: Collection[str] | None = None,
-    passes_at_once: bool = True,
 ) -> pl.DataFrame:
     frame, seen = _known_columns(raw.lazy(), spec, source, first_row, row_label)
     exprs: dict[str, pl.Expr] = {}
@@ -300,7 +295,7 @@ def _validate(
         checks[name] = _Check(name, _EXPECTED[col.kind] + _bound_note(col), bad, shown)
     wanted = [n for n in spec if keep is None or n in keep or n == key]
     try:
-        read, found = _read_checked(frame, spec, schema, exprs, checks, wanted, passes_at_once)
+        read, found = _read_checked(frame, spec, schema, exprs, checks, wanted)
         problems, total = _first_problems(found)
     except pl.exceptions.PolarsError as exc:
         # The dtype checks above should make this unreachable; if a column type slips
@@ -357,7 +352,6 @@ def _read_checked(
     exprs: dict[str, pl.Expr],
     checks: dict[str, _Check],
     wanted: list[str],
-    at_once: bool = True,
 ) -> tuple[pl.DataFrame, list[tuple[_Check, int, pl.DataFrame | pl.LazyFrame]]]:
     """The ``wanted`` columns, typed; and per column with bad cells (in column order):
     its check, how many rows it refuses and those rows (row number, value as shown).
@@ -372,9 +366,6 @@ def _read_checked(
     in one chunk each: added to, a frame of the reader's chunks is copied whole, and
     that copy lived beside the original through a run (71 MiB at a million). They are
     joined a column at a time (:func:`_one_chunk`).
-
-    Not ``at_once``, pass one runs after pass two, for a lower peak: `frp simulate` asks
-    for that when it loads numba and OR-Tools beside the read (docs/scaling.md).
     """
     coded = [n for n in checks if spec[n].coded]
     only_checked = [n for n in checks if n not in coded and n not in wanted]
@@ -385,8 +376,7 @@ def _read_checked(
     ]
     with ThreadPoolExecutor(1, thread_name_prefix="frp-check") as pool:
         # Polars lets go of the interpreter while it collects: the passes overlap.
-        at_once = at_once and bool(only_checked)
-        pending = pool.submit(_count_in_parts, frame, counts_of) if at_once else None
+        pending = pool.submit(_count_in_parts, frame, counts_of) if only_checked else None
         read = frame.select(
             pl.col(_ROW),
             *[
@@ -407,12 +397,7 @@ def _read_checked(
         trim = [n for n in as_read if read.get_column(f"__trim_{n}").any()]
         if trim:
             read = read.with_columns(exprs[n] for n in trim)
-        if pending is not None:
-            row = pending.result().row(0)
-        elif only_checked:
-            row = _count_in_parts(frame, counts_of).row(0)
-        else:
-            row = ()
+        row = pending.result().row(0) if pending is not None else ()
     counts = dict(zip(only_checked, row, strict=True))
     found: list[tuple[_Check, int, pl.DataFrame | pl.LazyFrame]] = []
     for name, check in checks.items():

@@ -514,11 +514,8 @@ def partners_today(
     )
 
 
-def read_customers(
-    path: str | Path, *, columns: Collection[str] | None = None, passes_at_once: bool = True
-) -> pl.DataFrame:
-    """Validated customers; ``columns`` keeps only those (every column is still checked).
-    ``passes_at_once``: see :func:`engine.schema.validate_customers`."""
+def read_customers(path: str | Path, *, columns: Collection[str] | None = None) -> pl.DataFrame:
+    """Validated customers; ``columns`` keeps only those (every column is still checked)."""
     raw, first, label = scan_raw(path, "customers")
     with _damaged_parquet(path):
         return validate_customers(
@@ -527,7 +524,6 @@ def read_customers(
             first_row=first,
             row_label=label,
             keep=columns,
-            passes_at_once=passes_at_once,
         )
 
 
