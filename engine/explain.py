@@ -35,8 +35,10 @@ from engine.reasons import FRP_QUEUE, Outcome, Policy, Reason
 from engine.rules import Rules
 from engine.simulation import REASON_CODE, REASONS, Simulation, gather
 
-#: Distinct traces whose sentences are built at a time (see :func:`trace_texts`).
-TRACE_SLICE = 32_768
+#: Distinct traces whose sentences are built at a time (see :func:`trace_texts`). At 1M
+#: with room (134k texts), 16,384 instead of 32,768 took about 10 MiB off the run's peak
+#: (411-414 against 420-426 MiB in process), in the same time.
+TRACE_SLICE = 16_384
 
 # The sentence templates, shared by `render` (str.format) and the column-wise texts
 # (pl.format): both fill "{}" in order.
