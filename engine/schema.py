@@ -251,14 +251,7 @@ def validate_customers(
     what it needs never holds the other columns of a large file at all.
     """
     return _validate(
-        raw,
-        _CUSTOMER_COLS,
-        CUSTOMER_SCHEMA,
-        "tenant_id",
-        source,
-        first_row,
-        row_label,
-        keep,
+        raw, _CUSTOMER_COLS, CUSTOMER_SCHEMA, "tenant_id", source, first_row, row_label, keep
     )
 
 
@@ -430,7 +423,6 @@ def _one_chunk(frame: pl.DataFrame) -> None:
         column = frame.get_column(name)
         if column.n_chunks() > 1:
             frame.replace_column(i, column.rechunk())
-        del column
 
 
 def _count_in_parts(frame: pl.LazyFrame, sums: list[pl.Expr]) -> pl.DataFrame:

@@ -518,13 +518,7 @@ def read_customers(path: str | Path, *, columns: Collection[str] | None = None) 
     """Validated customers; ``columns`` keeps only those (every column is still checked)."""
     raw, first, label = scan_raw(path, "customers")
     with _damaged_parquet(path):
-        return validate_customers(
-            raw,
-            str(path),
-            first_row=first,
-            row_label=label,
-            keep=columns,
-        )
+        return validate_customers(raw, str(path), first_row=first, row_label=label, keep=columns)
 
 
 @contextmanager
