@@ -78,7 +78,7 @@ def simulate(
     and intake"). ``compiled``: see :func:`engine.policies.select` (None: by the number of
     picks, as suits a process that runs once).
     """
-    with _gc_paused():
+    with gc_paused():
         if isinstance(customers, Cohort):
             if excluded:
                 raise ValueError("give excluded to prepare_cohort, not with a prepared Cohort")
@@ -91,12 +91,13 @@ def simulate(
 
 
 @contextmanager
-def _gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection during a run (restored after, as it was).
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside (restored after, as it was).
 
     A run makes hundreds of thousands of small lists and tuples (heaps, signatures,
     turns) and no reference cycles; the collector would walk them again and again,
-    about a tenth of a million-customer run.
+    about a tenth of a million-customer run. ``frp simulate`` pauses it for the whole
+    command (cli/assignment.py).
     """
     was_enabled = gc.isenabled()
     gc.disable()

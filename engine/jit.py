@@ -390,11 +390,13 @@ def select_compiled(
 # ----------------------------------------------------------------------------- warming
 
 
-def warm(policies: Sequence[Policy] = tuple(Policy)) -> None:
+def warm(policies: Sequence[Policy] = tuple(Policy)) -> bool:
     """Load, now, what a process's first compiled run would otherwise load inside it: numba,
     each kernel's machine code from the on-disk cache (compiling it if the cache is
     missing), :meth:`Picker.give`'s, and OR-Tools with the ``optimal`` plan's solver
-    (``policies``: those the process will run; every one by default).
+    (``policies``: those the process will run; every one by default). Returns whether
+    some machine code was compiled rather than loaded (a compile leaves tens of MiB of
+    cyclic garbage, which a caller that paused the collector may want to collect).
 
     The dashboard's Simulate page calls it in the background, so a manager's first large
     what-if does not pay about half a second of loading on the click; ``frp simulate``
@@ -407,6 +409,7 @@ def warm(policies: Sequence[Policy] = tuple(Policy)) -> None:
     """
     from engine.policies import Ledger, _empty_choices
 
+    compiled_before = _compiled()
     pools = [np.array([0, 1]), np.array([1, 2]), np.array([2])]
     pool_of = np.array([0, 1, 0, 2, 1, 0, 2, 1], dtype=np.int32)  # the third pool fills up
     for policy in policies:
@@ -424,3 +427,10 @@ def warm(policies: Sequence[Policy] = tuple(Policy)) -> None:
         picker.run(ks, pool_of.astype(np.int64), 0, False, out)
         if policy is Policy.ROUND_ROBIN:  # a split's parts, given from Python
             picker.give(0)
+    return _compiled() > compiled_before
+
+
+def _compiled() -> int:
+    """How many machine codes this process compiled rather than loaded from the cache."""
+    kernels = (turn_kernel, weighted_kernel, planned_kernel, _give)
+    return sum(sum(k.stats.cache_misses.values()) for k in kernels)

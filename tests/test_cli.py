@@ -179,6 +179,31 @@ def test_simulate_files_every_policy(
     assert all(n <= ROOM[p] for p, n in given.items())
 
 
+def test_simulate_pauses_the_collector_and_gives_it_back(
+    files: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``frp simulate`` runs with the cyclic collector paused (cli/assignment.py says why),
+    and a caller in the same process gets it back as it was, after a failure too."""
+    import gc
+
+    import engine.assign
+    from cli.main import main
+
+    seen: list[bool] = []
+    real = engine.assign.simulate
+
+    def watched(*args: object, **kwargs: object) -> object:
+        seen.append(gc.isenabled())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine.assign, "simulate", watched)
+    assert gc.isenabled()
+    assert main(["simulate", "--partners", str(files[0]), "--customers", str(files[1])]) == 0
+    missing = str(tmp_path / "missing.csv")  # fails inside the command, before the run
+    assert main(["simulate", "--partners", str(files[0]), "--customers", missing]) != 0
+    assert seen == [False] and gc.isenabled()
+
+
 def test_simulate_round_robin_csv_and_parquet(
     frp: Run, files: tuple[Path, Path], tmp_path: Path
 ) -> None:

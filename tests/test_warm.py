@@ -9,6 +9,7 @@ runs that follow, in the engine or on the page.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -75,6 +76,34 @@ def test_warming_loads_the_overloads_real_runs_use() -> None:
     for name, warmed in got["warmed"].items():
         assert len(warmed) == 1, f"{name}: warming loaded {warmed}"
         assert got["after"][name] == warmed, f"{name}: the runs needed another overload"
+
+
+_WARM_TWICE = """
+import json, sys
+from engine import jit
+from engine.reasons import Policy
+json.dump([jit.warm([Policy.ROUND_ROBIN]), jit.warm([Policy.ROUND_ROBIN])], sys.stdout)
+"""
+
+
+def test_warming_says_whether_it_compiled(tmp_path: Path) -> None:
+    """True only when machine code was compiled, not loaded: ``frp simulate`` collects a
+    compile's garbage (its collector is paused) and nothing else."""
+
+    def warm_twice() -> list[bool]:
+        done = subprocess.run(
+            [sys.executable, "-c", _WARM_TWICE],
+            cwd=ROOT,
+            env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)},
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=True,
+        )
+        return json.loads(done.stdout)
+
+    assert warm_twice() == [True, False]  # an empty cache: compiled, then already loaded
+    assert warm_twice() == [False, False]  # the cache filled: loaded
 
 
 @pytest.fixture(scope="module")
