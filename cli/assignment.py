@@ -118,7 +118,7 @@ def _simulate(args: argparse.Namespace) -> int:
     from engine.assign import INPUT_COLUMNS, simulate
     from engine.matching import prepare_cohort
     from store import clock
-    from store.files import read_customers, read_partners, write_table
+    from store.files import read_customers, read_customers_meanwhile, read_partners, write_table
 
     started = time.perf_counter()
     if bool(args.partners) != bool(args.customers):
@@ -137,10 +137,12 @@ def _simulate(args: argparse.Namespace) -> int:
         rules = given or load_rules()  # files, not the store: the shipped rules
         partners = read_partners(args.partners, max_pause_days=rules.max_pause_days)
         _warm_while_reading(partners, args.customers, args.policy)
-        # Names and contact emails are validated but a what-if never reads them, and the
-        # run reads workload lists once per distinct list: the frame read from the file
-        # is let go as soon as the cohort is prepared (a third of the peak memory at 1M).
-        raw = read_customers(args.customers, columns=INPUT_COLUMNS)
+        # Names and contact emails are validated but a what-if never reads them: they are
+        # checked on the other core while the run works, and a bad one still stops the
+        # command before anything is written. The run reads workload lists once per
+        # distinct list: the frame read from the file is let go as soon as the cohort is
+        # prepared (a third of the peak memory at 1M).
+        raw, checked = read_customers_meanwhile(args.customers, columns=INPUT_COLUMNS)
         cohort = prepare_cohort(raw, rules)
         del raw
         sim = simulate(
@@ -152,6 +154,7 @@ def _simulate(args: argparse.Namespace) -> int:
             progress=progress("assigning"),
         )
         del cohort
+        checked()
         skipped: list[str] = []
     else:
         from store.commits import simulate_stored

@@ -228,7 +228,9 @@ def validate_partners(
         why = f"today {today.isoformat()} + max_pause_days {max_pause_days}"
         paused = replace(spec["paused_until"], latest=latest, latest_why=why)
         spec = {**spec, "paused_until": paused}
-    return _validate(raw, spec, schema, "partner_id", source, first_row, row_label)
+    typed, finish = _validate(raw, spec, schema, "partner_id", source, first_row, row_label)
+    finish()
+    return typed
 
 
 def _header(raw: pl.DataFrame | pl.LazyFrame) -> set[str]:
@@ -249,6 +251,33 @@ def validate_customers(
     Every column is checked; ``keep`` names the columns to return (all by default). A
     lazy ``raw`` (a file scan) is read in streaming passes, so a caller that keeps only
     what it needs never holds the other columns of a large file at all.
+    """
+    typed, finish = validate_customers_meanwhile(
+        raw, source, first_row=first_row, row_label=row_label, keep=keep
+    )
+    finish()
+    return typed
+
+
+def validate_customers_meanwhile(
+    raw: pl.DataFrame | pl.LazyFrame,
+    source: str = "customers",
+    *,
+    first_row: int = 1,
+    row_label: str = "row",
+    keep: Collection[str] | None = None,
+) -> tuple[pl.DataFrame, Callable[[], None]]:
+    """:func:`validate_customers` for a caller with work to do before it needs the whole
+    verdict: the columns checked but not kept are still being counted, in a thread, when
+    the kept ones are returned; the function returned with them waits for that count and
+    raises the InputError :func:`validate_customers` would (or returns: none). Call it
+    before anything is written.
+
+    A what-if keeps neither names nor contact emails, yet refuses a file with a bad one.
+    Counting them is a third of the read's CPU, where the read already has both cores
+    busy (numba loads beside it), while the run that follows is mostly the interpreter
+    on one core: the count costs no waiting there. A problem in a kept column (or a
+    repeated key) is raised at once, after the count, so the error lists every problem.
     """
     return _validate(
         raw, _CUSTOMER_COLS, CUSTOMER_SCHEMA, "tenant_id", source, first_row, row_label, keep
@@ -274,7 +303,10 @@ def _validate(
     first_row: int,
     row_label: str,
     keep: Collection[str] | None = None,
-) -> pl.DataFrame:
+) -> tuple[pl.DataFrame, Callable[[], None]]:
+    """The typed columns (``keep`` and the key), and a function that waits for the columns
+    only checked and raises the InputError of every problem found (or returns: none).
+    A problem already found among the kept columns is raised here."""
     frame, seen = _known_columns(raw.lazy(), spec, source, first_row, row_label)
     exprs: dict[str, pl.Expr] = {}
     checks: dict[str, _Check] = {}
@@ -287,23 +319,44 @@ def _validate(
         exprs[name] = value.cast(schema[name]).alias(name)
         checks[name] = _Check(name, _EXPECTED[col.kind] + _bound_note(col), bad, shown)
     wanted = [n for n in spec if keep is None or n in keep or n == key]
-    try:
-        read, found = _read_checked(frame, spec, schema, exprs, checks, wanted)
-        problems, total = _first_problems(found)
-    except pl.exceptions.PolarsError as exc:
+
+    def unreadable(exc: pl.exceptions.PolarsError) -> InputError:
         # The dtype checks above should make this unreachable; if a column type slips
         # through, the person still gets the column and the reason, not a traceback.
-        raise _unreadable(frame, list(checks.values()), exc, source, row_label) from None
+        return _unreadable(frame, list(checks.values()), exc, source, row_label)
+
+    try:
+        read, found, counted = _read_checked(frame, spec, schema, exprs, checks, wanted)
+    except pl.exceptions.PolarsError as exc:
+        raise unreadable(exc) from None
     typed = read.select(_ROW, *wanted)
     del read
-    if not problems and _has_duplicates(typed.get_column(key)):
-        problems, total = _duplicate_problems(typed, key, row_label)
-    if problems:
-        problems.sort(
-            key=lambda p: (p.row or 0, list(spec).index(p.column) if p.column in spec else 0)
-        )
-        raise InputError(source, problems, total, row_label=row_label)
-    return typed.drop(_ROW)
+    # Worked out now: `finish` must not hold the kept frame, which its caller lets go of
+    # before calling it (at 1M the workload lists alone are 45 MiB).
+    repeated = None
+    if not found and _has_duplicates(typed.get_column(key)):
+        repeated = _duplicate_problems(typed, key, row_label)
+
+    def finish() -> None:
+        try:
+            every = dict(found)
+            for name, count in counted().items():
+                if count:
+                    every[name] = (checks[name], count, _shown_rows(frame, checks[name]))
+            problems, total = _first_problems([every[n] for n in checks if n in every])
+        except pl.exceptions.PolarsError as exc:
+            raise unreadable(exc) from None
+        if not problems and repeated:
+            problems, total = repeated
+        if problems:
+            problems.sort(
+                key=lambda p: (p.row or 0, list(spec).index(p.column) if p.column in spec else 0)
+            )
+            raise InputError(source, problems, total, row_label=row_label)
+
+    if found or repeated:
+        finish()  # raises; after the count, so that the error lists every problem
+    return typed.drop(_ROW), finish
 
 
 def _known_columns(
@@ -338,6 +391,11 @@ def _known_columns(
     return frame, set(seen)
 
 
+#: A column's problems: its check, how many rows it refuses and those rows (row number,
+#: value as shown).
+_Found = tuple[_Check, int, pl.DataFrame | pl.LazyFrame]
+
+
 def _read_checked(
     frame: pl.LazyFrame,
     spec: dict[str, _Col],
@@ -345,20 +403,22 @@ def _read_checked(
     exprs: dict[str, pl.Expr],
     checks: dict[str, _Check],
     wanted: list[str],
-) -> tuple[pl.DataFrame, list[tuple[_Check, int, pl.DataFrame | pl.LazyFrame]]]:
-    """The ``wanted`` columns, typed; and per column with bad cells (in column order):
-    its check, how many rows it refuses and those rows (row number, value as shown).
+) -> tuple[pl.DataFrame, dict[str, _Found], Callable[[], dict[str, int]]]:
+    """The ``wanted`` columns, typed; the problems of the kept and coded columns, by
+    column; and a function that gives, waiting for it, how many rows each column only
+    checked (not kept) refuses.
 
-    Two streaming passes over the input, run at once: the columns only checked, not kept
-    (a what-if keeps no names or emails), for how many rows each refuses; and the typed
-    columns kept, the coded columns as read (checked once per distinct value) and a
-    bad-row mask per other kept column. A file is decoded a column chunk at a time, so
-    splitting the passes halves the peak for one row group; and a file of one row group
-    is decoded by few threads per pass, so the two together took 0.38-0.45 s where one
-    after the other took 0.56-0.61 s (a million customers). The kept columns come back
-    in one chunk each: added to, a frame of the reader's chunks is copied whole, and
-    that copy lived beside the original through a run (71 MiB at a million). They are
-    joined a column at a time (:func:`_one_chunk`).
+    Two streaming passes over the input: the columns only checked, not kept (a what-if
+    keeps no names or emails), counted in a thread; and the typed columns kept, the
+    coded columns as read (checked once per distinct value) and a bad-row mask per
+    other kept column. A file is decoded a column chunk at a time, so splitting the
+    passes halves the peak for one row group; and a file of one row group is decoded by
+    few threads per pass, so the two together took 0.38-0.45 s where one after the
+    other took 0.56-0.61 s (a million customers). The count is not waited for here: a
+    caller with other work does it first (:func:`validate_customers_meanwhile`). The
+    kept columns come back in one chunk each: added to, a frame of the reader's chunks
+    is copied whole, and that copy lived beside the original through a run (71 MiB at a
+    million). They are joined a column at a time (:func:`_one_chunk`).
     """
     coded = [n for n in checks if spec[n].coded]
     only_checked = [n for n in checks if n not in coded and n not in wanted]
@@ -367,47 +427,57 @@ def _read_checked(
     as_read = [
         n for n in wanted if n in checks and spec[n].kind == "text" and types[n] == pl.String
     ]
-    with ThreadPoolExecutor(1, thread_name_prefix="frp-check") as pool:
-        # Polars lets go of the interpreter while it collects: the passes overlap.
-        pending = pool.submit(_count_in_parts, frame, counts_of) if only_checked else None
-        read = frame.select(
-            pl.col(_ROW),
-            *[
-                pl.col(n) if n in coded or n in as_read else exprs[n]
-                for n in spec
-                if n in coded or n in wanted
-            ],
-            *[
-                _mask(checks[n]).alias(f"__bad_{n}")
-                for n in checks
-                if n not in coded and n not in only_checked
-            ],
-            *[pl.col(n).ne(exprs[n]).fill_null(False).alias(f"__trim_{n}") for n in as_read],
-        ).collect(engine="streaming")
-        _one_chunk(read)
-        # Text kept as read unless a cell has space around it: trimmed in the pass, a
-        # column is a copy beside the decoded one (about 50 MiB more at 1M tenant ids).
-        trim = [n for n in as_read if read.get_column(f"__trim_{n}").any()]
-        if trim:
-            read = read.with_columns(exprs[n] for n in trim)
+    pool = ThreadPoolExecutor(1, thread_name_prefix="frp-check")
+    # Polars lets go of the interpreter while it collects: the passes overlap.
+    pending = pool.submit(_count_in_parts, frame, counts_of) if only_checked else None
+    pool.shutdown(wait=False)  # the thread ends with its one task
+
+    def counted() -> dict[str, int]:
         row = pending.result().row(0) if pending is not None else ()
-    counts = dict(zip(only_checked, row, strict=True))
-    found: list[tuple[_Check, int, pl.DataFrame | pl.LazyFrame]] = []
+        return dict(zip(only_checked, row, strict=True))
+
+    read = frame.select(
+        pl.col(_ROW),
+        *[
+            pl.col(n) if n in coded or n in as_read else exprs[n]
+            for n in spec
+            if n in coded or n in wanted
+        ],
+        *[
+            _mask(checks[n]).alias(f"__bad_{n}")
+            for n in checks
+            if n not in coded and n not in only_checked
+        ],
+        *[pl.col(n).ne(exprs[n]).fill_null(False).alias(f"__trim_{n}") for n in as_read],
+    ).collect(engine="streaming")
+    _one_chunk(read)
+    # Text kept as read unless a cell has space around it: trimmed in the pass, a
+    # column is a copy beside the decoded one (about 50 MiB more at 1M tenant ids).
+    trim = [n for n in as_read if read.get_column(f"__trim_{n}").any()]
+    if trim:
+        read = read.with_columns(exprs[n] for n in trim)
+    found: dict[str, _Found] = {}
     for name, check in checks.items():
+        if name in only_checked:
+            continue
         if name in coded:
             read, check = _check_coded(read, name, schema[name], exprs[name], check)
             checks[name] = check
         if check.bad_values is not None:
             if check.bad_values.height:
                 hits = read.select(_ROW, name).join(check.bad_values, on=name, nulls_equal=True)
-                found.append((check, hits.height, hits.sort(_ROW).select(_ROW, "v")))
+                found[name] = (check, hits.height, hits.sort(_ROW).select(_ROW, "v"))
             continue
-        count = counts[name] if name in counts else int(read.get_column(f"__bad_{name}").sum())
+        count = int(read.get_column(f"__bad_{name}").sum())
         if count:
-            assert check.shown is not None
-            shown = frame.filter(_mask(check)).select(_ROW, check.shown.alias("v"))
-            found.append((check, count, shown))
-    return read, found
+            found[name] = (check, count, _shown_rows(frame, check))
+    return read, found, counted
+
+
+def _shown_rows(frame: pl.LazyFrame, check: _Check) -> pl.LazyFrame:
+    """The rows a check refuses (row number, value as shown), read again when asked."""
+    assert check.shown is not None
+    return frame.filter(_mask(check)).select(_ROW, check.shown.alias("v"))
 
 
 def _one_chunk(frame: pl.DataFrame) -> None:
@@ -443,9 +513,7 @@ def _count_in_parts(frame: pl.LazyFrame, sums: list[pl.Expr]) -> pl.DataFrame:
     return pl.concat(parts).sum()
 
 
-def _first_problems(
-    found: list[tuple[_Check, int, pl.DataFrame | pl.LazyFrame]],
-) -> tuple[list[Problem], int]:
+def _first_problems(found: list[_Found]) -> tuple[list[Problem], int]:
     """Up to MAX_PROBLEMS bad cells, column by column; and how many there are in all."""
     problems: list[Problem] = []
     total = 0

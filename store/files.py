@@ -14,7 +14,7 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, TypeVar
@@ -27,7 +27,7 @@ from engine.schema import (
     LINE_COLUMN,
     InputError,
     Problem,
-    validate_customers,
+    validate_customers_meanwhile,
     validate_partners,
 )
 from store import clock
@@ -516,9 +516,28 @@ def partners_today(
 
 def read_customers(path: str | Path, *, columns: Collection[str] | None = None) -> pl.DataFrame:
     """Validated customers; ``columns`` keeps only those (every column is still checked)."""
+    customers, checked = read_customers_meanwhile(path, columns=columns)
+    checked()
+    return customers
+
+
+def read_customers_meanwhile(
+    path: str | Path, *, columns: Collection[str] | None = None
+) -> tuple[pl.DataFrame, Callable[[], None]]:
+    """:func:`read_customers`, with the columns not kept still being checked when the kept
+    ones are returned: the function returned with them waits for that check and raises
+    its InputError (engine.schema.validate_customers_meanwhile). Call it before writing."""
     raw, first, label = scan_raw(path, "customers")
     with _damaged_parquet(path):
-        return validate_customers(raw, str(path), first_row=first, row_label=label, keep=columns)
+        customers, finish = validate_customers_meanwhile(
+            raw, str(path), first_row=first, row_label=label, keep=columns
+        )
+
+    def checked() -> None:
+        with _damaged_parquet(path):
+            finish()
+
+    return customers, checked
 
 
 @contextmanager

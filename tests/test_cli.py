@@ -274,14 +274,14 @@ BAD_INPUTS = {
         (CUSTOMERS_CSV + "T05,Again Co,US,en,500,exchange,true,it@again.example,\n").encode(),
         ["line 11", "tenant_id", "'T05'", "line 2"],
     ),
-    # A column a what-if does not keep is still checked, and refused before writing.
+    # Checked while the run works (a what-if does not keep it), still refused before writing.
     "bad-email": (
         "customers",
         "bad_customers.csv",
         CUSTOMERS_CSV.replace("it@nine.example", "it at nine").encode(),
         ["line 4", "contact_email", "'it at nine'"],
     ),
-    # A bad cell is said before a repeated key.
+    # A bad cell is said before a repeated key, wherever it was checked.
     "bad-name-and-duplicate": (
         "customers",
         "bad_customers.csv",

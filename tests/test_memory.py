@@ -172,6 +172,55 @@ def test_the_columns_only_checked_find_their_problems_in_any_part(
     assert problems == [(5, "contact_email", "nobody"), (8, "name", "")]
 
 
+def test_the_columns_only_checked_are_counted_while_the_caller_works(tmp_path: Path) -> None:
+    """``read_customers_meanwhile`` returns the kept columns of a file whose contact email
+    is bad, and its check then raises the error ``read_customers`` raises; a problem in a
+    kept column is raised at once, listing the email's too."""
+    from engine.schema import InputError
+    from store.files import read_customers, read_customers_meanwhile
+
+    n = 6
+    good = pl.DataFrame(
+        {
+            "tenant_id": [f"T{i}" for i in range(n)],
+            "name": [f"Customer {i}" for i in range(n)],
+            "country": ["DE"] * n,
+            "language": ["de"] * n,
+            "seats": list(range(1, n + 1)),
+            "workloads": [["teams"]] * n,
+            "gateway": [True] * n,
+            "contact_email": [f"it{i}@example.com" for i in range(n)],
+        }
+    )
+    path = tmp_path / "customers.parquet"
+    good.with_columns(
+        pl.when(pl.int_range(n) == 2)
+        .then(pl.lit("nobody"))
+        .otherwise("contact_email")
+        .alias("contact_email")
+    ).write_parquet(path)
+    kept, checked = read_customers_meanwhile(path, columns=["tenant_id", "seats"])
+    assert kept.equals(good.select("tenant_id", "seats"))
+    with pytest.raises(InputError) as later:
+        checked()
+    with pytest.raises(InputError) as at_once:
+        read_customers(path, columns=["tenant_id", "seats"])
+    assert str(later.value) == str(at_once.value)
+    assert [(p.row, p.column) for p in later.value.problems] == [(3, "contact_email")]
+
+    good.with_columns(
+        pl.when(pl.int_range(n) == 2)
+        .then(pl.lit("nobody"))
+        .otherwise("contact_email")
+        .alias("contact_email"),
+        pl.when(pl.int_range(n) == 4).then(pl.lit("XX")).otherwise("country").alias("country"),
+    ).write_parquet(path)
+    with pytest.raises(InputError) as kept_bad:
+        read_customers_meanwhile(path, columns=["tenant_id", "seats"])
+    got = [(p.row, p.column) for p in kept_bad.value.problems]
+    assert got == [(3, "contact_email"), (5, "country")]
+
+
 def test_one_chunk_joins_each_column_in_place() -> None:
     """The read's kept columns are joined a column at a time: same values, one chunk."""
     parts = [
