@@ -642,13 +642,16 @@ class _Representatives:
         self.full = _full_in_order(_fill_rank(sim.partners), run.pools, every)
         self.sig_text = pl.Series([*run.sig_trace, None], dtype=pl.String)
         self.parts = _parts_of(sim)
+        # Only the columns :meth:`frame` reads are gathered (the tenant ids are the
+        # largest of those it does not).
+        self.rows = sim.rows.select("reason", "seats", "wid", "excluded", "country", "chosen")
 
     def frame(self, first: np.ndarray) -> pl.DataFrame:
-        sim, run, lk = self.sim, self.run, self.sim.lookup
+        run, lk = self.run, self.sim.lookup
         sig = run.sig_of[first]
         pool = run.pool[first]
         n_full = run.choices.n_full[first]
-        return sim.rows[first].select(
+        return self.rows[first].select(
             pl.when(pl.Series(sig < 0)).then(gather(REASONS, "reason")).alias("pre_reason"),
             "seats",
             gather(lk.workloads.get_column("workloads"), "wid").alias("workloads"),
@@ -708,28 +711,29 @@ def _full_ids(
     of its pool in the order they ran out of room (``full``: every pool's, from
     :func:`_full_in_order`), then "+N more" (null if none).
 
-    Each distinct (pool, shown) list is joined once, and all of them in one grouping;
-    the rest is column arithmetic.
+    Each distinct (pool, shown) list is joined once, as TRACE_IDS columns of ids (the
+    k-th member of each list, null past its end) concatenated: a third of the time of
+    grouping the ids by list and joining each group. The rest is column arithmetic.
     """
     members, starts = full
     valid = (pool >= 0) & (n_full > 0)
+    if not valid.any():
+        return pl.Series("full_ids", [None] * pool.size, dtype=pl.String)
     head = np.minimum(n_full, TRACE_IDS)
     key = (pool * (TRACE_IDS + 1) + head)[valid]
     distinct, inverse = np.unique(key, return_inverse=True)
     in_pool, shown = distinct // (TRACE_IDS + 1), distinct % (TRACE_IDS + 1)
-    # The members each distinct list names: `shown` of them from its pool's start.
-    first = np.repeat(starts[in_pool], shown)
-    within = np.arange(int(shown.sum())) - np.repeat(np.cumsum(shown) - shown, shown)
-    joined = (
-        pl.DataFrame(
-            {
-                "list": np.repeat(np.arange(distinct.size), shown),
-                "id": ids.gather(pl.Series(members[first + within])),
-            }
+    # The k-th member each distinct list names, from its pool's start (a list names
+    # `shown` of them; a full pool has at least that many).
+    nth = [
+        ids.gather(pl.Series(members[np.where(shown > k, starts[in_pool] + k, 0)])).set(
+            pl.Series(shown <= k), None
         )
-        .group_by("list", maintain_order=True)
-        .agg(pl.col("id").str.join(_LISTED))
-        .get_column("id")
+        for k in range(TRACE_IDS)
+    ]
+    joined = (
+        pl.select(pl.concat_str(nth, separator=_LISTED, ignore_nulls=True))
+        .to_series()
         .gather(pl.Series(inverse.reshape(-1)))
     )
     more = pl.Series((n_full - head)[valid])
@@ -737,7 +741,7 @@ def _full_ids(
         pl.when(more > 0).then(pl.format(_MORE, joined, more)).otherwise(joined)
     ).to_series()
     out = pl.Series("full_ids", [None] * pool.size, dtype=pl.String)
-    return out.scatter(np.flatnonzero(valid), text) if valid.any() else out
+    return out.scatter(np.flatnonzero(valid), text)
 
 
 def _trace_exprs(policy: Policy, rules: Rules) -> dict[str, pl.Expr]:
