@@ -13,6 +13,7 @@ from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
+from typing import Any, TypeVar
 
 import polars as pl
 from polars.datatypes import DataTypeClass
@@ -57,6 +58,8 @@ _ROW = "__row"
 #: Optional integer column of a raw frame: each row's number as a person sees it (a CSV
 #: line when a record spans lines or blank lines were skipped). Not a data column.
 LINE_COLUMN = "__frp_line__"
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -276,8 +279,9 @@ def validate_customers_meanwhile(
     A what-if keeps neither names nor contact emails, yet refuses a file with a bad one.
     Counting them is a third of the read's CPU, where the read already has both cores
     busy (numba loads beside it), while the run that follows is mostly the interpreter
-    on one core: the count costs no waiting there. A problem in a kept column (or a
-    repeated key) is raised at once, after the count, so the error lists every problem.
+    on one core: the count costs no waiting there. Whether a key repeats is found on
+    that core too. A problem in a kept column is raised at once, after the count, so the
+    error lists every problem.
     """
     return _validate(
         raw, _CUSTOMER_COLS, CUSTOMER_SCHEMA, "tenant_id", source, first_row, row_label, keep
@@ -331,11 +335,11 @@ def _validate(
         raise unreadable(exc) from None
     typed = read.select(_ROW, *wanted)
     del read
-    # Worked out now: `finish` must not hold the kept frame, which its caller lets go of
-    # before calling it (at 1M the workload lists alone are 45 MiB).
-    repeated = None
-    if not found and _has_duplicates(typed.get_column(key)):
-        repeated = _duplicate_problems(typed, key, row_label)
+    # `finish` holds only the keys and row numbers, not the kept frame, which its caller
+    # lets go of before calling it (at 1M the workload lists alone are 45 MiB); the keys
+    # are shared with what the caller keeps. Whether one repeats is found meanwhile too.
+    keyed = typed.select(_ROW, key)
+    repeats = _later(_has_duplicates, keyed.get_column(key)) if not found else lambda: False
 
     def finish() -> None:
         try:
@@ -346,15 +350,15 @@ def _validate(
             problems, total = _first_problems([every[n] for n in checks if n in every])
         except pl.exceptions.PolarsError as exc:
             raise unreadable(exc) from None
-        if not problems and repeated:
-            problems, total = repeated
+        if not problems and repeats():
+            problems, total = _duplicate_problems(keyed, key, row_label)
         if problems:
             problems.sort(
                 key=lambda p: (p.row or 0, list(spec).index(p.column) if p.column in spec else 0)
             )
             raise InputError(source, problems, total, row_label=row_label)
 
-    if found or repeated:
+    if found:
         finish()  # raises; after the count, so that the error lists every problem
     return typed.drop(_ROW), finish
 
@@ -427,13 +431,11 @@ def _read_checked(
     as_read = [
         n for n in wanted if n in checks and spec[n].kind == "text" and types[n] == pl.String
     ]
-    pool = ThreadPoolExecutor(1, thread_name_prefix="frp-check")
     # Polars lets go of the interpreter while it collects: the passes overlap.
-    pending = pool.submit(_count_in_parts, frame, counts_of) if only_checked else None
-    pool.shutdown(wait=False)  # the thread ends with its one task
+    totals = _later(_count_in_parts, frame, counts_of) if only_checked else None
 
     def counted() -> dict[str, int]:
-        row = pending.result().row(0) if pending is not None else ()
+        row = totals().row(0) if totals is not None else ()
         return dict(zip(only_checked, row, strict=True))
 
     read = frame.select(
@@ -472,6 +474,15 @@ def _read_checked(
         if count:
             found[name] = (check, count, _shown_rows(frame, check))
     return read, found, counted
+
+
+def _later(fn: Callable[..., _T], *args: Any) -> Callable[[], _T]:
+    """``fn(*args)`` started in a thread of its own; the function returned waits for it
+    and gives its value (or raises what it raised)."""
+    pool = ThreadPoolExecutor(1, thread_name_prefix="frp-check")
+    pending = pool.submit(fn, *args)
+    pool.shutdown(wait=False)  # the thread ends with its one task
+    return pending.result
 
 
 def _shown_rows(frame: pl.LazyFrame, check: _Check) -> pl.LazyFrame:

@@ -174,8 +174,8 @@ def test_the_columns_only_checked_find_their_problems_in_any_part(
 
 def test_the_columns_only_checked_are_counted_while_the_caller_works(tmp_path: Path) -> None:
     """``read_customers_meanwhile`` returns the kept columns of a file whose contact email
-    is bad, and its check then raises the error ``read_customers`` raises; a problem in a
-    kept column is raised at once, listing the email's too."""
+    is bad (or whose key repeats), and its check then raises the error ``read_customers``
+    raises; a problem in a kept column is raised at once, listing the email's too."""
     from engine.schema import InputError
     from store.files import read_customers, read_customers_meanwhile
 
@@ -219,6 +219,17 @@ def test_the_columns_only_checked_are_counted_while_the_caller_works(tmp_path: P
         read_customers_meanwhile(path, columns=["tenant_id", "seats"])
     got = [(p.row, p.column) for p in kept_bad.value.problems]
     assert got == [(3, "contact_email"), (5, "country")]
+
+    # A repeated key is found meanwhile too, and named with both rows.
+    good.with_columns(pl.Series("tenant_id", ["T0", "T1", "T2", "T1", "T4", "T5"])).write_parquet(
+        path
+    )
+    kept, checked = read_customers_meanwhile(path, columns=["tenant_id"])
+    assert kept.height == n
+    with pytest.raises(InputError) as repeated:
+        checked()
+    assert [(p.row, p.column) for p in repeated.value.problems] == [(4, "tenant_id")]
+    assert "also on row 2" in str(repeated.value)
 
 
 def test_one_chunk_joins_each_column_in_place() -> None:
