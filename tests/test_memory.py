@@ -130,18 +130,9 @@ def test_counting_in_parts_counts_the_same_as_at_once(
     assert parted.schema == whole.schema
 
 
-def test_the_columns_only_checked_find_their_problems_in_any_part(
-    tmp_path: Path, monkeypatch
-) -> None:
-    """Names and contact emails are counted in parts (here of 3 rows) while the kept
-    columns are read: a clean file reads whole, and a bad one names each bad cell in its
-    own part, shown trimmed."""
-    from engine.schema import InputError
-    from store.files import read_customers
-
-    monkeypatch.setattr(engine.schema, "_CHECK_PART_ROWS", 3)
-    n = 10
-    clean = pl.DataFrame(
+def _customers(n: int) -> pl.DataFrame:
+    """``n`` clean customers, as a Parquet file of them reads."""
+    return pl.DataFrame(
         {
             "tenant_id": [f"T{i}" for i in range(n)],
             "name": [f"Customer {i}" for i in range(n)],
@@ -153,6 +144,20 @@ def test_the_columns_only_checked_find_their_problems_in_any_part(
             "contact_email": [f"it{i}@example.com" for i in range(n)],
         }
     )
+
+
+def test_the_columns_only_checked_find_their_problems_in_any_part(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Names and contact emails are counted in parts (here of 3 rows) while the kept
+    columns are read: a clean file reads whole, and a bad one names each bad cell in its
+    own part, shown trimmed."""
+    from engine.schema import InputError
+    from store.files import read_customers
+
+    monkeypatch.setattr(engine.schema, "_CHECK_PART_ROWS", 3)
+    n = 10
+    clean = _customers(n)
     path = tmp_path / "customers.parquet"
     clean.write_parquet(path)
     read = read_customers(path, columns=["tenant_id", "seats"])
@@ -180,18 +185,7 @@ def test_the_columns_only_checked_are_counted_while_the_caller_works(tmp_path: P
     from store.files import read_customers, read_customers_meanwhile
 
     n = 6
-    good = pl.DataFrame(
-        {
-            "tenant_id": [f"T{i}" for i in range(n)],
-            "name": [f"Customer {i}" for i in range(n)],
-            "country": ["DE"] * n,
-            "language": ["de"] * n,
-            "seats": list(range(1, n + 1)),
-            "workloads": [["teams"]] * n,
-            "gateway": [True] * n,
-            "contact_email": [f"it{i}@example.com" for i in range(n)],
-        }
-    )
+    good = _customers(n)
     path = tmp_path / "customers.parquet"
     good.with_columns(
         pl.when(pl.int_range(n) == 2)
