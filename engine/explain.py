@@ -716,9 +716,10 @@ def _full_ids(
     grouping the ids by list and joining each group. The rest is column arithmetic.
     """
     members, starts = full
+    out = pl.Series("full_ids", [None] * pool.size, dtype=pl.String)
     valid = (pool >= 0) & (n_full > 0)
     if not valid.any():
-        return pl.Series("full_ids", [None] * pool.size, dtype=pl.String)
+        return out
     head = np.minimum(n_full, TRACE_IDS)
     key = (pool * (TRACE_IDS + 1) + head)[valid]
     distinct, inverse = np.unique(key, return_inverse=True)
@@ -740,7 +741,6 @@ def _full_ids(
     text = pl.select(
         pl.when(more > 0).then(pl.format(_MORE, joined, more)).otherwise(joined)
     ).to_series()
-    out = pl.Series("full_ids", [None] * pool.size, dtype=pl.String)
     return out.scatter(np.flatnonzero(valid), text)
 
 

@@ -430,7 +430,10 @@ def warm(policies: Sequence[Policy] = tuple(Policy)) -> bool:
     return _compiled() > compiled_before
 
 
+#: The functions numba compiles and Python calls (the others are inlined into these).
+KERNELS = (turn_kernel, weighted_kernel, planned_kernel, _give)
+
+
 def _compiled() -> int:
     """How many machine codes this process compiled rather than loaded from the cache."""
-    kernels = (turn_kernel, weighted_kernel, planned_kernel, _give)
-    return sum(sum(k.stats.cache_misses.values()) for k in kernels)
+    return sum(sum(k.stats.cache_misses.values()) for k in KERNELS)

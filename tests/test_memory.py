@@ -256,18 +256,7 @@ def test_text_kept_as_read_unless_a_cell_has_space_around_it(
     n = len(spaces)
     ids = [f"{before}T{i}{after}" for i, (before, after) in enumerate(spaces)]
     path = tmp_path_factory.mktemp("ids") / "customers.parquet"
-    pl.DataFrame(
-        {
-            "tenant_id": ids,
-            "name": ["Customer"] * n,
-            "country": ["DE"] * n,
-            "language": ["de"] * n,
-            "seats": [100] * n,
-            "workloads": [["teams"]] * n,
-            "gateway": [False] * n,
-            "contact_email": ["it@example.com"] * n,
-        }
-    ).write_parquet(path)
+    _customers(n).with_columns(pl.Series("tenant_id", ids)).write_parquet(path)
     read = read_customers(path, columns=["tenant_id"])
     assert read.get_column("tenant_id").to_list() == [i.strip() for i in ids]
     assert read.get_column("tenant_id").to_list() == [f"T{i}" for i in range(n)]

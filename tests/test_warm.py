@@ -41,9 +41,8 @@ from engine import jit
 from engine.assign import simulate
 from engine.rules import load_rules
 
-kernels = (jit.turn_kernel, jit.weighted_kernel, jit.planned_kernel, jit._give)
 def signatures():
-    return {k.__name__: sorted(map(str, k.signatures)) for k in kernels}
+    return {k.__name__: sorted(map(str, k.signatures)) for k in jit.KERNELS}
 
 jit.warm()
 warmed = signatures()
