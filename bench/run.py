@@ -445,7 +445,7 @@ class InProcess:
         sim = simulate(p, c, self.rules, Policy.ROUND_ROBIN)
         checked()
         t2 = time.perf_counter()
-        write_table(sim.output_lazy(), self.out)
+        write_table(sim.output_lazy(coded=True), self.out)
         t3 = time.perf_counter()
         self.phases["read"].append(t1 - t0)
         self.phases["simulate"].append(t2 - t1)

@@ -168,7 +168,7 @@ def _simulate(args: argparse.Namespace) -> int:
         skipped = prep.skipped
     if args.out:
         _between_run_and_write()
-        write_table(sim.output_lazy(), args.out)
+        write_table(sim.output_lazy(coded=True), args.out)
     print(_summary(sim, skipped, time.perf_counter() - started, args.out))
     return EXIT_OK
 

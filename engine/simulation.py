@@ -18,7 +18,7 @@ they are exactly as without the feature.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -140,7 +140,7 @@ class Simulation:
         needs."""
         if self.by_part:
             return self._output_by_part()
-        return self.rows.select(self._output_exprs())
+        return self.rows.select(self._output_exprs(self._text))
 
     def counts(self) -> dict[str, int]:
         """Customers per reason, every reason present (zero when absent)."""
@@ -151,7 +151,7 @@ class Simulation:
     def _assignments(self, rows: pl.DataFrame) -> pl.DataFrame:
         """Every row at once: the codes' texts are gathered (shared, not copied) and only
         the rows whose text is a head get their end written after it."""
-        out = rows.select(self._assignment_exprs(ends=False)).cast(ASSIGNMENT_SCHEMA)
+        out = rows.select(self._assignment_exprs(self._text, ends=False)).cast(ASSIGNMENT_SCHEMA)
         lk = self.lookup
         if not lk.trace_head.any():
             return out
@@ -166,7 +166,7 @@ class Simulation:
     def _detail(self, rows: pl.DataFrame) -> pl.DataFrame:
         return rows.select(self._detail_exprs().values())
 
-    def output_lazy(self, slice_rows: int = OUTPUT_SLICE) -> pl.LazyFrame:
+    def output_lazy(self, slice_rows: int = OUTPUT_SLICE, *, coded: bool = False) -> pl.LazyFrame:
         """:meth:`output` as a lazy source a sink reads ``slice_rows`` customers at a time.
 
         Each slice is spelled out eagerly, in Python, when the sink asks for it (a Polars
@@ -174,29 +174,44 @@ class Simulation:
         slice, not of the whole frame. As a concatenation of lazy slices instead, each
         slice was planned on its own and the write took 0.12-0.16 s longer at 1M
         (docs/scaling.md).
+
+        ``coded``: the columns of few values (:class:`Texts`) come as Enum, the same
+        values; for a sink that writes them as text (store.files.write_table).
         """
+        texts = self._texts(coded)
         if self.by_part:
-            columns = self._part_columns(detail=True)
+            columns = self._part_columns(texts, detail=True)
             return _sliced(
                 self.rows.height, slice_rows, lambda at, n: self._part_slice(at, n, columns)
             )
-        exprs = self._output_exprs()
+        exprs = self._output_exprs(texts)
         return _sliced(
             self.rows.height, slice_rows, lambda at, n: self.rows.slice(at, n).select(exprs)
         )
 
-    def _output_exprs(self) -> list[pl.Expr]:
-        """The result file's columns, from ``rows`` (without parts)."""
-        detail = self._detail_exprs()
-        return [*self._assignment_exprs(), *[detail[name] for name in OUTPUT_DETAIL]]
+    def _texts(self, coded: bool = False) -> Texts:
+        return self._coded if coded else self._text
 
-    def _assignment_exprs(self, *, ends: bool = True) -> list[pl.Expr]:
+    @cached_property
+    def _text(self) -> Texts:
+        return Texts.of(self.lookup, coded=False)
+
+    @cached_property
+    def _coded(self) -> Texts:
+        return Texts.of(self.lookup, coded=True)
+
+    def _output_exprs(self, texts: Texts) -> list[pl.Expr]:
+        """The result file's columns, from ``rows`` (without parts)."""
+        detail = self._detail_exprs(texts)
+        return [*self._assignment_exprs(texts), *[detail[name] for name in OUTPUT_DETAIL]]
+
+    def _assignment_exprs(self, texts: Texts, *, ends: bool = True) -> list[pl.Expr]:
         """The assignment columns; ``ends``: placed customers' traces whole (else only
         the text of each code)."""
         return [
             pl.col("tenant_id"),
-            *self._placement_exprs(),
-            gather(REASONS, "reason").alias("reason"),
+            *self._placement_exprs(texts),
+            gather(texts.reasons, "reason").alias("reason"),
             self._trace_expr() if ends else gather(self.lookup.traces, "trace").alias("trace"),
         ]
 
@@ -215,39 +230,32 @@ class Simulation:
         )
         return pl.concat_str(text, end, ignore_nulls=True).alias("trace")
 
-    def _placement_exprs(self, chosen: str = "chosen") -> list[pl.Expr]:
+    def _placement_exprs(self, texts: Texts, chosen: str = "chosen") -> list[pl.Expr]:
         """Outcome, partner, PSM and queue of a row (a customer or a part) by ``chosen``
         (the column of the partner; null = CSS) and ``country`` (whose CSS queue)."""
-        lk = self.lookup
         placed = pl.col(chosen).is_not_null()
+        frp_queue = pl.lit(texts.queues.len() - 1, dtype=pl.UInt32)
         return [
-            pl.when(placed)
-            .then(pl.lit(Outcome.FRP.value))
-            .otherwise(pl.lit(Outcome.CSS.value))
-            .alias("outcome"),
-            gather(lk.partner_ids, chosen).alias("partner_id"),
-            gather(lk.psm_emails, chosen).alias("psm_email"),
-            pl.when(placed)
-            .then(pl.lit(FRP_QUEUE))
-            .otherwise(
-                pl.col("country").replace_strict(lk.queue_of_country, return_dtype=pl.String)
-            )
-            .alias("queue"),
+            gather(texts.outcomes, placed.cast(pl.UInt32)).alias("outcome"),
+            gather(texts.partner_ids, chosen).alias("partner_id"),
+            gather(texts.psm_emails, chosen).alias("psm_email"),
+            gather(
+                texts.queues, pl.when(placed).then(frp_queue).otherwise(texts.country_code)
+            ).alias("queue"),
         ]
 
-    def _detail_exprs(self) -> dict[str, pl.Expr]:
+    def _detail_exprs(self, texts: Texts | None = None) -> dict[str, pl.Expr]:
         lk = self.lookup
+        texts = texts or self._text
         exprs = [
             pl.col("tenant_id"),
             gather(lk.pool_keys, "pool").alias("pool_key"),
-            pl.col("country")
-            .replace_strict(lk.region_of_country, return_dtype=pl.String)
-            .alias("region"),
-            pl.col("country"),
+            gather(texts.regions, texts.country_code).alias("region"),
+            texts.country,
             pl.col("language"),
             pl.col("seats"),
             pl.col("gateway"),
-            gather(lk.workloads.get_column("eligible"), "wid").alias("eligible_workloads"),
+            gather(texts.eligible, "wid").alias("eligible_workloads"),
             gather(lk.pool_sizes, "pool").fill_null(0).cast(pl.Int64).alias("n_matching"),
             pl.col("n_full").cast(pl.Int64),
             pl.col("prev").alias("prev_last_assigned"),
@@ -258,17 +266,17 @@ class Simulation:
 
     def _output_by_part(self) -> pl.DataFrame:
         """The result file with one row per part, whole (see :meth:`_part_slice`)."""
-        return self._part_slice(0, self.rows.height, self._part_columns(detail=True))
+        return self._part_slice(0, self.rows.height, self._part_columns(self._text, detail=True))
 
     def _expand_parts(self) -> pl.DataFrame:
         """``assignments`` with a row per part (see :meth:`_part_slice`), whole."""
-        out = self._part_slice(0, self.rows.height, self._part_columns(detail=False))
+        out = self._part_slice(0, self.rows.height, self._part_columns(self._text, detail=False))
         return out.cast(ASSIGNMENT_SCHEMA)
 
-    def _part_columns(self, *, detail: bool) -> list[pl.Expr]:
-        columns = self._part_exprs()
+    def _part_columns(self, texts: Texts, *, detail: bool) -> list[pl.Expr]:
+        columns = self._part_exprs(texts)
         if detail:
-            exprs = self._detail_exprs()
+            exprs = self._detail_exprs(texts)
             columns += [exprs[name] for name in OUTPUT_DETAIL]
         return columns
 
@@ -304,7 +312,7 @@ class Simulation:
             rows = rows[pl.Series(at)]
         return pl.concat([rows, extra], how="horizontal").select(columns)
 
-    def _part_exprs(self) -> list[pl.Expr]:
+    def _part_exprs(self, texts: Texts) -> list[pl.Expr]:
         """The assignment columns, ``part`` and ``workloads`` of :meth:`_part_slice`: a
         part's own partner and reason, its customer's trace (from the customer's choice,
         ``chosen``)."""
@@ -312,7 +320,7 @@ class Simulation:
         in_part = pl.col("part").is_not_null()
         return [
             pl.col("tenant_id"),
-            *self._placement_exprs("_part_chosen"),
+            *self._placement_exprs(texts, "_part_chosen"),
             pl.when(~in_part)
             .then(gather(REASONS, "reason"))
             .when(pl.col("_part_chosen").is_not_null())
@@ -352,11 +360,68 @@ class Simulation:
         return codes, names(masks, "workloads"), names(matched, "workloads")
 
 
-def gather(table: pl.Series, codes: str) -> pl.Expr:
-    """``table[code]`` per row (null where the code is null), also when the table is empty."""
+def gather(table: pl.Series, codes: str | pl.Expr) -> pl.Expr:
+    """``table[code]`` per row (null where the code is null), also when the table is empty;
+    ``codes``: a column's name or an expression."""
     if table.len() == 0:
         return pl.lit(None, dtype=table.dtype)
-    return pl.lit(table).gather(pl.col(codes))
+    return pl.lit(table).gather(pl.col(codes) if isinstance(codes, str) else codes)
+
+
+@dataclass(frozen=True)
+class Texts:
+    """The tables a run's columns of few values are gathered from, each by a code a row
+    carries: as text (String) for the frames the engine and the dashboard read, or
+    ``coded`` (Enum: each value once, a code per row) for a result file.
+
+    A Parquet writer stores such a column as a dictionary and codes. Given text, Polars
+    finds that dictionary by hashing every cell, a million per column at 1M; given an
+    Enum it writes the one it has. store.files.write_table writes Enum columns as text,
+    so the file reads the same either way. Measured at 1M with room: the write 0.91 ->
+    0.78 s, 0.25 s less CPU (docs/scaling.md).
+    """
+
+    outcomes: pl.Series  # by placed (0: css, 1: frp)
+    partner_ids: pl.Series  # by partner index
+    psm_emails: pl.Series  # by partner index
+    reasons: pl.Series  # by reason code
+    regions: pl.Series  # by country code
+    queues: pl.Series  # by country code, then the FRP queue
+    eligible: pl.Series  # by wid
+    country_code: pl.Expr  # the row's country as its position in the countries known
+    country: pl.Expr  # the row's country (as the input had it, or coded)
+
+    @classmethod
+    def of(cls, lookup: Lookup, *, coded: bool) -> Texts:
+        countries = sorted(lookup.region_of_country)
+        known = pl.Enum(countries)
+        code = pl.col("country").cast(known).to_physical()
+        queues = [lookup.queue_of_country.get(c) for c in countries] + [FRP_QUEUE]
+        eligible = lookup.workloads.get_column("eligible")
+        if coded:
+            words = eligible.explode().drop_nulls().unique(maintain_order=True)
+            eligible = eligible.cast(pl.List(pl.Enum(words)))
+        return cls(
+            outcomes=_table("outcome", [Outcome.CSS.value, Outcome.FRP.value], coded),
+            partner_ids=_table("partner_id", lookup.partner_ids, coded),
+            psm_emails=_table("psm_email", lookup.psm_emails, coded),
+            reasons=_table("reason", REASONS, coded),
+            regions=_table("region", [lookup.region_of_country[c] for c in countries], coded),
+            queues=_table("queue", queues, coded),
+            eligible=eligible,
+            country_code=code,
+            country=gather(pl.Series(countries, dtype=known), code).alias("country")
+            if coded
+            else pl.col("country"),
+        )
+
+
+def _table(name: str, values: Sequence[str | None] | pl.Series, coded: bool) -> pl.Series:
+    """``values`` as text, or (``coded``) as an Enum of the distinct ones."""
+    table = pl.Series(name, values, dtype=pl.String)
+    if coded:
+        return table.cast(pl.Enum(table.drop_nulls().unique(maintain_order=True)))
+    return table
 
 
 def _sliced(height: int, slice_rows: int, make: Callable[[int, int], pl.DataFrame]) -> pl.LazyFrame:

@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 import polars as pl
 
@@ -32,6 +32,9 @@ from engine.schema import (
 )
 from store import clock
 
+if TYPE_CHECKING:
+    from polars.datatypes import DataTypeClass
+
 FORMATS = (".csv", ".parquet", ".xlsx")
 #: The most data rows a worksheet holds (1,048,576 rows, one of them the header).
 EXCEL_MAX_ROWS = 1_048_575
@@ -44,6 +47,8 @@ DEFAULT_MAX_INPUT_BYTES = 2 * 1024**3
 #: peaked about 110 MiB above the run at 32,768 rows and 65 at this size, 0.04-0.09 s
 #: slower (same file size); at 8,192, 40 MiB, for a larger file and more time.
 PARQUET_ROW_GROUP = 16_384
+#: The key under which a Parquet file keeps its Arrow schema (the types Polars reads).
+ARROW_SCHEMA = "ARROW:schema"
 Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 
 
@@ -563,7 +568,7 @@ def _neutralise(frame: Frame) -> Frame:
     for name, dtype in frame.collect_schema().items():
         col = pl.col(name)
         if isinstance(dtype, pl.List):
-            col = col.list.join(LIST_SEPARATOR)
+            col = col.cast(_text_dtype(dtype)).list.join(LIST_SEPARATOR)
         elif isinstance(dtype, pl.Categorical | pl.Enum):
             col = col.cast(pl.String)
         elif dtype != pl.String:
@@ -649,6 +654,7 @@ def write_table(frame: pl.DataFrame | pl.LazyFrame, path: str | Path) -> Path:
                 compression_level=1,
                 statistics=False,
                 row_group_size=PARQUET_ROW_GROUP,
+                metadata=_as_text(lazy.collect_schema()),
             )
         elif kind == ".xlsx":
             _write_xlsx(lazy.collect(), tmp, str(p))
@@ -659,6 +665,35 @@ def write_table(frame: pl.DataFrame | pl.LazyFrame, path: str | Path) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return p
+
+
+def _as_text(schema: pl.Schema) -> dict[str, str] | None:
+    """The file's Arrow schema with its Enum and Categorical columns as text, or None
+    when it has none.
+
+    Such a column is written as a Parquet dictionary with a code per row, which is how
+    Polars writes a text column of few values too; only the Arrow schema Polars stores
+    beside it says Enum, and every reader (Polars, pyarrow, DuckDB) then reads the codes
+    as text. The schema given here is the one Polars writes for the text columns
+    (taken from an empty file) and replaces its own: tests/test_store_files.py reads
+    such a file back with each of them, so a Polars release that stops letting it
+    replace the schema fails there, not in a user's file.
+    """
+    text = {name: _text_dtype(dtype) for name, dtype in schema.items()}
+    if text == dict(schema):
+        return None
+    empty = io.BytesIO()
+    pl.DataFrame(schema=text).write_parquet(empty)
+    empty.seek(0)
+    return {ARROW_SCHEMA: pl.read_parquet_metadata(empty)[ARROW_SCHEMA]}
+
+
+def _text_dtype(dtype: pl.DataType | DataTypeClass) -> pl.DataType | DataTypeClass:
+    if isinstance(dtype, pl.Enum | pl.Categorical) or dtype in (pl.Enum, pl.Categorical):
+        return pl.String
+    if isinstance(dtype, pl.List):
+        return pl.List(_text_dtype(dtype.inner))
+    return dtype
 
 
 def _short(exc: BaseException) -> str:

@@ -58,3 +58,20 @@ def partners_frame(*rows: dict[str, Any]) -> pl.DataFrame:
 
 def customers_frame(*rows: dict[str, Any]) -> pl.DataFrame:
     return pl.DataFrame(list(rows), schema=CUSTOMER_SCHEMA)
+
+
+#: The result file's columns of few values, which ``output_lazy(coded=True)`` gives as Enum.
+CODED = (
+    "outcome", "partner_id", "psm_email", "queue", "reason", "region", "country",
+    "eligible_workloads",
+)  # fmt: skip
+
+
+def as_text(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with its Enum columns (and lists of Enum) cast to text."""
+    text = {
+        name: pl.List(pl.String) if isinstance(dtype, pl.List) else pl.String
+        for name, dtype in frame.schema.items()
+        if isinstance(dtype, pl.Enum) or isinstance(getattr(dtype, "inner", None), pl.Enum)
+    }
+    return frame.cast(text)

@@ -179,6 +179,38 @@ def test_simulate_files_every_policy(
     assert all(n <= ROOM[p] for p, n in given.items())
 
 
+def test_a_parquet_result_reads_as_text_everywhere(
+    frp: Run, files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The result file's columns of few values are written from the run's codes
+    (engine.simulation.Texts), yet every reader sees text, as in the CSV: Polars,
+    pyarrow and DuckDB each read the file's Arrow schema or its Parquet types."""
+    import pyarrow.parquet as pq
+
+    for out in (tmp_path / "out.parquet", tmp_path / "out.csv"):
+        proc = simulate(frp, *files, out)
+        assert proc.returncode == 0, proc.stderr
+    frame = pl.read_parquet(tmp_path / "out.parquet")
+    assert {name: str(t) for name, t in frame.schema.items() if t != pl.String} == {
+        "eligible_workloads": "List(String)"
+    }
+    text = frame.with_columns(pl.col("eligible_workloads").list.join(";"))
+    assert text.equals(pl.read_csv(tmp_path / "out.csv", infer_schema=False))
+    arrow = pq.read_schema(tmp_path / "out.parquet")
+    assert {str(arrow.field(name).type) for name in ("outcome", "partner_id", "queue")} == {
+        "large_string"
+    }
+    with duckdb.connect() as con:
+        types = dict(
+            con.execute(
+                "SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM read_parquet(?))",
+                [str(tmp_path / "out.parquet")],
+            ).fetchall()
+        )
+        assert types["partner_id"] == types["reason"] == "VARCHAR"
+        assert types["eligible_workloads"] == "VARCHAR[]"
+
+
 def test_simulate_pauses_the_collector_and_gives_it_back(
     files: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -21,7 +21,7 @@ from engine.rules import load_rules
 from engine.schema import InputError, validate_customers, validate_partners
 from engine.simulation import OUTPUT_DETAIL, Simulation
 from tests import scenarios
-from tests.scenarios import customers_frame, partners_frame
+from tests.scenarios import CODED, as_text, customers_frame, partners_frame
 
 RULES = load_rules()
 POLICIES = list(Policy)
@@ -382,6 +382,11 @@ def test_the_compact_rows_spell_out_the_same_result_every_way(policy: Policy) ->
     assert whole.columns == [*ASSIGNMENT_COLUMNS, "trace", *OUTPUT_DETAIL]
     assert sim.output_lazy().collect().equals(whole)
     assert sim.output_lazy(slice_rows=2).collect().equals(whole)  # five slices, in order
+    coded = sim.output_lazy(slice_rows=2, coded=True).collect()
+    assert {name for name, dtype in coded.schema.items() if dtype != whole.schema[name]} == set(
+        CODED
+    )
+    assert as_text(coded).equals(whole)
     assert whole["tenant_id"].to_list() == [f"T{k}" for k in range(1, 10)]
     assert sim.detail["tenant_id"].equals(sim.assignments["tenant_id"])
     by_reason = dict(sim.assignments.group_by("reason").len().iter_rows())

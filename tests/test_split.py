@@ -22,7 +22,7 @@ from engine.schema import InputError, validate_partners
 from engine.simulation import OUTPUT_DETAIL
 from engine.sizes import SIZE_BUCKETS, size_bucket
 from engine.split import cover_exists, greedy_cover
-from tests.scenarios import customer, customers_frame, partner
+from tests.scenarios import as_text, customer, customers_frame, partner
 from tests.scenarios import partners_frame as typed_partners
 
 POLICIES = list(Policy)
@@ -321,6 +321,7 @@ def test_the_result_with_parts_is_the_same_streamed_a_slice_at_a_time(policy: Po
     assert whole["reason"][3] == "css_workload" and whole["workloads"][3].to_list() == ["defender"]
     for slice_rows in (1, 2, 3, 4, 100):
         assert sim.output_lazy(slice_rows).collect().equals(whole), slice_rows
+        assert as_text(sim.output_lazy(slice_rows, coded=True).collect()).equals(whole)
 
 
 def test_an_empty_cohort_with_parts_has_an_empty_result_with_the_part_columns() -> None:
