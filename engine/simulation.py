@@ -218,17 +218,10 @@ class Simulation:
     def _trace_expr(self) -> pl.Expr:
         """Each row's trace: its code's text, and a placed customer's choice after it
         (not kept per customer: see engine.explain.trace_texts)."""
-        from engine.explain import chose_expr  # engine.explain builds on this module
+        from engine.explain import traces_expr  # engine.explain builds on this module
 
         lk = self.lookup
-        text = gather(lk.traces, "trace")
-        if not lk.trace_head.any():
-            return text.alias("trace")
-        # Null where the code's text is whole: each row's text is gathered once.
-        end = pl.when(gather(lk.trace_head, "trace")).then(
-            chose_expr(self.policy, gather(lk.partner_ids, "chosen"))
-        )
-        return pl.concat_str(text, end, ignore_nulls=True).alias("trace")
+        return traces_expr(self.policy, lk.traces, lk.trace_head, lk.partner_ids)
 
     def _placement_exprs(self, texts: Texts, chosen: str = "chosen") -> list[pl.Expr]:
         """Outcome, partner, PSM and queue of a row (a customer or a part) by ``chosen``
