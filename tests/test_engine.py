@@ -382,6 +382,14 @@ def test_the_compact_rows_spell_out_the_same_result_every_way(policy: Policy) ->
     assert whole.columns == [*ASSIGNMENT_COLUMNS, "trace", *OUTPUT_DETAIL]
     assert sim.output_lazy().collect().equals(whole)
     assert sim.output_lazy(slice_rows=2).collect().equals(whole)  # five slices, in order
+    # Made ahead of the reader, on two threads: a reader that stops early stops them.
+    assert sim.output_lazy(slice_rows=2).head(3).collect().equals(whole.head(3))
+    assert (
+        sim.output_lazy(slice_rows=1)
+        .filter(pl.col("outcome") == "frp")
+        .collect()
+        .equals(whole.filter(pl.col("outcome") == "frp"))
+    )
     coded = sim.output_lazy(slice_rows=2, coded=True).collect()
     assert {name for name, dtype in coded.schema.items() if dtype != whole.schema[name]} == set(
         CODED
