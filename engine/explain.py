@@ -495,8 +495,8 @@ def trace_texts(sim: Simulation, run: RunRecord) -> tuple[np.ndarray, pl.Series,
     check and what it names) share one text, so a million rows cost one pass of grouping
     plus the few distinct texts. A placed customer's trace ends with its own choice (the
     partner and the turn or load it went by), different for every customer: that end is
-    not kept but spelled out from the row when the trace is read (:func:`chose_expr`),
-    so the texts a run keeps do not grow with its placements.
+    not kept but spelled out from the row when the trace is read (:func:`chose_expr`,
+    :func:`traces_expr`), so the texts a run keeps do not grow with its placements.
     """
     code, first, kinds = _trace_codes(sim.rows, run, _parted_rows(sim))
     reps = _Representatives(sim, run)

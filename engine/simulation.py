@@ -62,7 +62,7 @@ class Lookup:
     workloads: pl.DataFrame  # by distinct workloads list (wid): workloads, eligible, mask
     traces: pl.Series  # by trace code
     #: By trace code: the text is the head of a placed customer's trace, whose end (the
-    #: choice) is spelled out from the row (engine.explain.chose_expr).
+    #: choice) is spelled out from the row (engine.explain.chose_expr, traces_expr).
     trace_head: pl.Series
     region_of_country: Mapping[str, str]
     queue_of_country: Mapping[str, str]
