@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable, Collection, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import date
+from functools import partial
 
 import numpy as np
 import polars as pl
@@ -33,7 +35,7 @@ from engine.matching import (
     prepare_cohort,
     workload_mask,
 )
-from engine.policies import Ledger, select
+from engine.policies import Ledger, compiles, select
 from engine.reasons import Policy, Reason
 from engine.rules import Rules
 from engine.simulation import REASON_CODE, Lookup, Simulation
@@ -124,7 +126,7 @@ def _simulate(
     # 1. Signatures of FRP-eligible customers, each matched once; pools deduplicated.
     sig_of, signatures = _signatures(prepared, cohort.workloads, rules, index.sizes_listed)
     matcher = Matcher(index)
-    sig_pool, pools, sig_trace = matcher.match_cohort(signatures)
+    sig_pool, pools, sig_texts = matcher.match_cohort_later(signatures)
     pool = np.full(n, -1, dtype=np.int32)
     has_sig = sig_of >= 0
     pool[has_sig] = sig_pool[sig_of[has_sig]]
@@ -156,22 +158,58 @@ def _simulate(
             _spare(ledger, allotment),
         )
     del signatures
-    choices = select(
+    pool_of = turn_pool if split else pool
+    if compiled is None:
+        compiled = compiles(ledger, turn_pools, pool_of)
+    choose = partial(
+        select,
         policy,
         ledger,
         turn_pools,
-        turn_pool if split else pool,
+        pool_of,
         allotment,
         _reporter(progress, n),
         splitter,
         compiled=compiled,
     )
+    words = partial(_Words.of, sig_texts, index, pools)
+    if compiled and splitter is None:
+        # The compiled selection leaves the interpreter (nogil): the words of the traces
+        # and the pools' keys, which it does not read, are spelled beside it. (Beside
+        # the Python loop they would only take turns with it.)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="frp-words") as beside:
+            spelling = beside.submit(words)
+            choices = choose()
+            spelled = spelling.result()
+    else:  # the Python loop; or a split, which matches as it goes (the matcher is its own)
+        choices = choose()
+        spelled = words()
     if progress is not None:
         progress(n, n)
 
-    record = RunRecord(sig_of, sig_pool, sig_trace, pool, pools, choices)
+    record = RunRecord(sig_of, sig_pool, spelled.sig_trace, pool, pools, choices)
     parts = splitter.parts if splitter is not None else Parts()
-    return _build(policy, rules, index, prepared, cohort.workloads, ledger, record, parts)
+    return _build(policy, rules, index, prepared, cohort.workloads, ledger, record, parts, spelled)
+
+
+@dataclass(frozen=True)
+class _Words:
+    """What a run spells from its matching alone, never from its choices: each
+    signature's match words, and the pools' member ids and keys (see :func:`_simulate`,
+    which spells them while the selection runs)."""
+
+    sig_trace: list[str]
+    partner_ids: pl.Series
+    member_ids: pl.Series
+    pool_keys: list[str]
+
+    @classmethod
+    def of(
+        cls, sig_texts: Callable[[], list[str]], index: PartnerIndex, pools: list[np.ndarray]
+    ) -> _Words:
+        partner_ids = pl.Series("partner_id", index.ids, dtype=pl.String)
+        member_ids = _member_ids(partner_ids, pools)
+        return cls(sig_texts(), partner_ids, member_ids, pool_keys(member_ids))
 
 
 def _spare(ledger: Ledger, allotment: list[dict[int, int]] | None) -> list[int] | None:
@@ -258,6 +296,7 @@ def _build(
     ledger: Ledger,
     record: RunRecord,
     split: Parts,
+    spelled: _Words,
 ) -> Simulation:
     """The run's result from what the steps left: compact rows, their lookup tables, the
     partners' state and the pools, then the traces (``engine.explain``).
@@ -300,13 +339,11 @@ def _build(
         for country, r in rules.region_of_country.items()
         if r in rules.queue_of_region
     }
-    partner_ids = pl.Series("partner_id", index.ids, dtype=pl.String)
-    member_ids = _member_ids(partner_ids, pools)
     lookup = Lookup(
         index=index,
-        partner_ids=partner_ids,
+        partner_ids=spelled.partner_ids,
         psm_emails=pl.Series("psm_email", index.psm_email, dtype=pl.String),
-        pool_keys=pl.Series("pool_key", pool_keys(member_ids), dtype=pl.String),
+        pool_keys=pl.Series("pool_key", spelled.pool_keys, dtype=pl.String),
         pool_sizes=pl.Series("n_matching", [p.size for p in pools], dtype=pl.Int64),
         workloads=workloads,
         traces=pl.Series("trace", [], dtype=pl.String),
@@ -315,7 +352,7 @@ def _build(
         queue_of_country=queue_of_country,
     )
     partner_state = _partner_state(index, ledger)
-    pool_frame = _pool_frame(lookup, member_ids, pool, placed)
+    pool_frame = _pool_frame(lookup, spelled.member_ids, pool, placed)
     parts = None
     if rules.max_partners_per_customer > 1 or rules.css_workloads:
         mask = prepared.get_column("mask").to_numpy()

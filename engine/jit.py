@@ -20,7 +20,9 @@ Python (:meth:`Picker.give` keeps every array consistent) and resume after it; w
 ``stop`` it records the miss (``n_full``) and goes on. It returns how far it got.
 
 Compiled with ``cache=True``: the machine code is kept on disk (``__pycache__``), so only
-the first process after an install compiles (a few seconds); later ones load it.
+the first process after an install compiles (a few seconds); later ones load it. The
+kernels run without the interpreter (``nogil``): while they walk the customers,
+``engine.assign`` spells the words of the traces on another thread.
 """
 
 from __future__ import annotations
@@ -101,7 +103,7 @@ def _members_with_room(q, s, wm, wlen):
     return length
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def turn_kernel(ks, qs, start, stop, least_loaded, s, p, out):
     """Round robin (the member with room least recently assigned: the smallest ``rr``) and
     least-loaded (the smallest ((load + 1) / capacity, rr)).
@@ -141,7 +143,7 @@ def turn_kernel(ks, qs, start, stop, least_loaded, s, p, out):
     return ks.size
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def weighted_kernel(ks, qs, start, stop, s, p, out):
     """Smooth weighted round robin; ``p``: (wm, wv, wlen) members with room and their
     current weights by pool (CSR, in the pool's order), their count (-1: not built)."""
@@ -186,7 +188,7 @@ def weighted_kernel(ks, qs, start, stop, s, p, out):
     return ks.size
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def planned_kernel(ks, qs, start, stop, s, p, out):
     """Follow the optimal plan; ``p``: (am, an, alen) the partners of each pool's
     allotment with what is left of it (CSR, in the plan's order) and their count."""

@@ -10,7 +10,7 @@ which round robin takes turns and in which fairness is judged.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -454,6 +454,12 @@ class Matcher:
     def match_cohort(
         self, sigs: SignatureColumns
     ) -> tuple[np.ndarray, list[np.ndarray], list[str]]:
+        sig_pool, pools, texts = self.match_cohort_later(sigs)
+        return sig_pool, pools, texts()
+
+    def match_cohort_later(
+        self, sigs: SignatureColumns
+    ) -> tuple[np.ndarray, list[np.ndarray], Callable[[], list[str]]]:
         """Every signature's pool and match text: ``(pool per signature, pools, texts)``.
 
         The same result as :meth:`match` on each signature in turn, with the distinct
@@ -477,23 +483,29 @@ class Matcher:
                 members.append(m.partners)
             else:
                 by_pair.setdefault((country, language), []).append(j)
-        rule_of_wid = ["workloads " + "+".join(e) for e in sigs.eligible]
+        later = []
         for (country, language), js in by_pair.items():
             at = np.array(js, dtype=np.int64)
-            rules = [rule_of_wid[w] for w in sigs.wid[at].tolist()]
             sets, inverse, pair_texts = self._match_pair(
-                country, language, sigs.masks[at], rules, sigs.sizes[at]
+                country, language, sigs.masks[at], sigs.wid[at], sigs.sizes[at]
             )
             local[at] = len(members) + inverse
             members.extend(sets)
-            for j, text in zip(js, pair_texts, strict=True):
-                texts[j] = text
+            later.append((js, pair_texts))
         sig_pool, pools = _number_pools(members, local)
-        return sig_pool, pools, texts
+
+        def spelled() -> list[str]:
+            rule_of_wid = ["workloads " + "+".join(e) for e in sigs.eligible]
+            for js, pair_texts in later:
+                for j, text in zip(js, pair_texts(rule_of_wid), strict=True):
+                    texts[j] = text
+            return texts
+
+        return sig_pool, pools, spelled
 
     def _match_pair(
-        self, country: str, language: str, masks: np.ndarray, rules: list[str], sizes: np.ndarray
-    ) -> tuple[list[np.ndarray], np.ndarray, list[str]]:
+        self, country: str, language: str, masks: np.ndarray, wids: np.ndarray, sizes: np.ndarray
+    ) -> tuple[list[np.ndarray], np.ndarray, Callable[[list[str]], list[str]]]:
         """The signatures of one (country, language) pair, given by their workload masks,
         workload rule names and size buckets: their distinct member sets, each
         signature's set, and each one's match text.
@@ -503,27 +515,33 @@ class Matcher:
         partners of every row come from one ``nonzero``.
         """
         after_lang, cand_masks, _ = self._country_language(country, language)
-        head = self._head_text(country, language)
         wanted = masks[:, None]
-        ok = (cand_masks[None, :] & wanted) == wanted
-        texts = self._step_texts(rules, ~ok, after_lang, after_lang.size)
+        by_wl = (cand_masks[None, :] & wanted) == wanted
+        ok = by_wl
         if self.index.sizes_listed:
             takes = (
                 self.index.size_mask[after_lang][None, :] >> sizes[:, None].astype(np.int64)
             ) & 1
-            by_size = ok & (takes == 1)
-            size_rules = [f"size {SIZE_BUCKETS[z]}" for z in sizes.tolist()]
-            n_wl = ok.sum(axis=1).tolist()
-            sized = self._step_texts(size_rules, ok & ~by_size, after_lang, n_wl)
-            texts = [f"{a}; {b}" for a, b in zip(texts, sized, strict=True)]
-            ok = by_size
+            ok = by_wl & (takes == 1)
+
+        def texts(rule_of_wid: list[str]) -> list[str]:
+            head = self._head_text(country, language)
+            rules = [rule_of_wid[w] for w in wids.tolist()]
+            words = self._step_texts(rules, ~by_wl, after_lang, after_lang.size)
+            if self.index.sizes_listed:
+                size_rules = [f"size {SIZE_BUCKETS[z]}" for z in sizes.tolist()]
+                n_wl = by_wl.sum(axis=1).tolist()
+                sized = self._step_texts(size_rules, by_wl & ~ok, after_lang, n_wl)
+                words = [f"{a}; {b}" for a, b in zip(words, sized, strict=True)]
+            return [head + "; " + t for t in words]
+
         n_cand = after_lang.size
         if n_cand:
             first, inverse = _distinct_rows(np.packbits(ok, axis=1))
             sets = [after_lang[ok[r]] for r in first]
         else:  # nobody in this country speaks the language: no pool
-            sets, inverse = [after_lang], np.zeros(len(rules), dtype=np.int64)
-        return sets, inverse, [head + "; " + t for t in texts]
+            sets, inverse = [after_lang], np.zeros(len(wids), dtype=np.int64)
+        return sets, inverse, texts
 
     def _step_texts(
         self, rules: list[str], removed: np.ndarray, after: np.ndarray, before: int | list[int]

@@ -167,7 +167,7 @@ def select(
     ``compiled`` says so; the same Choices as :func:`select_python` either way. With a
     split hook the kernels stop at each miss for it (``engine.jit.SplitAtMiss``)."""
     if compiled is None:
-        compiled = _most_picks(ledger, pools, pool_of) >= COMPILED_FROM
+        compiled = compiles(ledger, pools, pool_of)
     if not compiled:
         return select_python(policy, ledger, pools, pool_of, allotment, progress, on_miss)
     from engine.jit import SplitAtMiss, select_compiled  # numba loads only where needed
@@ -182,6 +182,11 @@ def select(
             policy, ledger, pools, pool_of, allotment, progress, out, split, split.settle
         )
     return choices
+
+
+def compiles(ledger: Ledger, pools: Sequence[np.ndarray], pool_of: np.ndarray) -> bool:
+    """Whether :func:`select`, not told, walks these customers in compiled code."""
+    return _most_picks(ledger, pools, pool_of) >= COMPILED_FROM
 
 
 def _most_picks(ledger: Ledger, pools: Sequence[np.ndarray], pool_of: np.ndarray) -> int:

@@ -21,6 +21,7 @@ import engine.assign
 from engine.jit import Picker, select_compiled
 from engine.policies import Choices, Ledger, _empty_choices, select, select_python
 from engine.reasons import Policy
+from engine.rules import load_rules
 from tests.strategies import World, split_worlds, worlds
 
 POLICIES = list(Policy)
@@ -148,9 +149,11 @@ class _Recorder:
 
 
 def run_both(world: World, policy: Policy, excluded: dict[str, set[str]]) -> list[Any]:
-    """``simulate`` with the Python loop, then with the compiled one: (recorder, run)."""
+    """``simulate`` with the Python loop, then with the compiled one: (recorder, run).
+    The compiled run is told so, so that it also spells its words on the side thread
+    (engine.assign) while the selection runs; the Python one spells them after it."""
     runs = []
-    for fn in (select_python, partial(select, compiled=True)):
+    for fn, compiled in ((select_python, False), (partial(select, compiled=True), True)):
         recorder = _Recorder(fn)
         with mock.patch.object(engine.assign, "select", recorder):
             sim = engine.assign.simulate(
@@ -160,6 +163,7 @@ def run_both(world: World, policy: Policy, excluded: dict[str, set[str]]) -> lis
                 policy,
                 excluded=excluded,
                 today=world.today,
+                compiled=compiled,
             )
         runs.append((recorder, sim))
     return runs
@@ -236,3 +240,33 @@ def test_small_runs_stay_in_python_and_large_ones_compile(monkeypatch: pytest.Mo
     bound.register_pools(pools)
     select(Policy.ROUND_ROBIN, bound, pools, many)
     assert calls == ["python", "python", "jit", "jit", "python"]
+
+
+def test_the_words_are_spelled_beside_the_compiled_selection_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The kernels leave the interpreter, so the traces' match words are spelled on a
+    thread while they run; beside the Python loop (or a split, which matches as it goes)
+    they are spelled after it, on the caller's thread."""
+    import threading
+
+    from engine.jit import planned_kernel, turn_kernel, weighted_kernel
+    from tests.scenarios import customer, customers_frame, partner, partners_frame
+
+    assert all(k.targetoptions.get("nogil") for k in (turn_kernel, weighted_kernel, planned_kernel))
+    where: list[str] = []
+    real = engine.assign._Words.of
+
+    def spelled(*args: Any) -> Any:
+        where.append(threading.current_thread().name)
+        return real(*args)
+
+    monkeypatch.setattr(engine.assign._Words, "of", spelled)
+    partners = partners_frame(partner("P1"), partner("P2"))
+    customers = customers_frame(customer("T1"), customer("T2"), customer("T3"))
+    runs = [
+        engine.assign.simulate(partners, customers, load_rules(), compiled=compiled)
+        for compiled in (True, False)
+    ]
+    assert where[0].startswith("frp-words") and where[1] == threading.main_thread().name
+    assert runs[0].output().equals(runs[1].output())
