@@ -454,13 +454,16 @@ class Matcher:
     def match_cohort(
         self, sigs: SignatureColumns
     ) -> tuple[np.ndarray, list[np.ndarray], list[str]]:
+        """:meth:`match_cohort_later` with the texts spelled at once."""
         sig_pool, pools, texts = self.match_cohort_later(sigs)
         return sig_pool, pools, texts()
 
     def match_cohort_later(
         self, sigs: SignatureColumns
     ) -> tuple[np.ndarray, list[np.ndarray], Callable[[], list[str]]]:
-        """Every signature's pool and match text: ``(pool per signature, pools, texts)``.
+        """Every signature's pool and match text: ``(pool per signature, pools, texts)``,
+        the texts as a function that spells them (engine.assign calls it on a thread
+        while the selection runs: the pools are all the selection needs).
 
         The same result as :meth:`match` on each signature in turn, with the distinct
         partner sets numbered by first appearance (pool -1: no partner matches), but
@@ -507,8 +510,9 @@ class Matcher:
         self, country: str, language: str, masks: np.ndarray, wids: np.ndarray, sizes: np.ndarray
     ) -> tuple[list[np.ndarray], np.ndarray, Callable[[list[str]], list[str]]]:
         """The signatures of one (country, language) pair, given by their workload masks,
-        workload rule names and size buckets: their distinct member sets, each
-        signature's set, and each one's match text.
+        workload lists (``wids``) and size buckets: their distinct member sets, each
+        signature's set, and a function that spells each one's match text (given the
+        workload rule's name by ``wid``).
 
         The signatures are tested against the pair's candidates as one boolean matrix;
         each distinct row of it becomes a member array once, and the first removed

@@ -671,13 +671,13 @@ def _as_text(schema: pl.Schema) -> dict[str, str] | None:
     """The file's Arrow schema with its Enum and Categorical columns as text, or None
     when it has none.
 
-    Such a column is written as a Parquet dictionary with a code per row, which is how
-    Polars writes a text column of few values too; only the Arrow schema Polars stores
-    beside it says Enum, and every reader (Polars, pyarrow, DuckDB) then reads the codes
-    as text. The schema given here is the one Polars writes for the text columns
-    (taken from an empty file) and replaces its own: tests/test_store_files.py reads
-    such a file back with each of them, so a Polars release that stops letting it
-    replace the schema fails there, not in a user's file.
+    Polars writes an Enum column as a Parquet dictionary and a code per row, as it writes
+    a text column of few values. What differs is only the Arrow schema it stores in the
+    file, which would make Polars and pyarrow read the column back as Enum. The schema
+    given here is the one Polars writes for the same columns as text (taken from an empty
+    file) and replaces its own, so every reader reads text. tests/test_cli.py reads a
+    result file back with Polars, pyarrow and DuckDB: a Polars release that stops
+    letting it replace the schema fails there, not in a user's file.
     """
     text = {name: _text_dtype(dtype) for name, dtype in schema.items()}
     if text == dict(schema):
