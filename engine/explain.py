@@ -495,8 +495,8 @@ def trace_texts(sim: Simulation, run: RunRecord) -> tuple[np.ndarray, pl.Series,
     check and what it names) share one text, so a million rows cost one pass of grouping
     plus the few distinct texts. A placed customer's trace ends with its own choice (the
     partner and the turn or load it went by), different for every customer: that end is
-    not kept but spelled out from the row when the trace is read (:func:`chose_expr`,
-    :func:`traces_expr`), so the texts a run keeps do not grow with its placements.
+    not kept but spelled out from the row when the trace is read (:func:`traces_expr`),
+    so the texts a run keeps do not grow with its placements.
     """
     code, first, kinds = _trace_codes(sim.rows, run, _parted_rows(sim))
     reps = _Representatives(sim, run)
@@ -517,9 +517,11 @@ def trace_texts(sim: Simulation, run: RunRecord) -> tuple[np.ndarray, pl.Series,
     return code, texts, pl.Series("trace_head", head, dtype=pl.Boolean)
 
 
-def chose_expr(policy: Policy, partner: pl.Expr) -> pl.Expr:
+def _chose_expr(policy: Policy, partner: pl.Expr) -> pl.Expr:
     """The end of a placed customer's trace (the partner chosen and why), column-wise
-    from a run's row (its ``prev`` turn or ``load_after``)."""
+    from a run's row (its ``prev`` turn or ``load_after``), for the traces spelled whole
+    in :func:`trace_texts` (a customer with parts); the rest get theirs from
+    :func:`traces_expr`."""
     return pl.format(_CHOSE, partner, _why_chosen_expr(policy))
 
 
@@ -528,7 +530,7 @@ def traces_expr(
 ) -> pl.Expr:
     """Each row's whole trace from a run's codes: its code's text (``texts``, by the
     column ``trace``) and, where that text is a head (``head``), the row's choice after
-    it, as :func:`chose_expr` spells it.
+    it, as :func:`_chose_expr` spells it.
 
     One concat_str of pieces, each null where it does not apply, rather than the choice
     formatted (three formats nested) and then appended: the result file spells out a
@@ -542,7 +544,7 @@ def traces_expr(
     if not head.any():
         return text.alias("trace")
     at_head = gather(head, "trace")
-    # The words around the number, from the same templates as chose_expr's.
+    # The words around the number, from the same templates as _chose_expr's.
     opening, closing = _CHOSE.format("{}", _BECAUSE.format(_WHY[policy], "\0")).split("\0")
     if policy is Policy.LEAST_LOADED:
         number, words = c("load_after"), _LOAD
@@ -823,7 +825,7 @@ def _trace_exprs(policy: Policy, rules: Rules) -> dict[str, pl.Expr]:
         .otherwise(pl.concat_str(c("match_trace"), pl.lit("; "), full, exhausted, to_css))
     )
     placed = pl.concat_str(c("match_trace"), pl.lit("; "), full)
-    whole = pl.concat_str(placed, chose_expr(policy, c("partner_id")), c("css_words"))
+    whole = pl.concat_str(placed, _chose_expr(policy, c("partner_id")), c("css_words"))
     split = pl.concat_str(
         c("match_trace"),
         pl.when(c("pool").is_null() | (c("pool") < 0))

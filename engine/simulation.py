@@ -62,7 +62,7 @@ class Lookup:
     workloads: pl.DataFrame  # by distinct workloads list (wid): workloads, eligible, mask
     traces: pl.Series  # by trace code
     #: By trace code: the text is the head of a placed customer's trace, whose end (the
-    #: choice) is spelled out from the row (engine.explain.chose_expr, traces_expr).
+    #: choice) is spelled out from the row (engine.explain.traces_expr).
     trace_head: pl.Series
     region_of_country: Mapping[str, str]
     queue_of_country: Mapping[str, str]
@@ -154,18 +154,14 @@ class Simulation:
 
     def _assignments(self, rows: pl.DataFrame) -> pl.DataFrame:
         """Every row at once: the codes' texts are gathered (shared, not copied) and only
-        the rows whose text is a head get their end written after it."""
+        the rows whose text is a head are spelled whole, as the result file spells them."""
         out = rows.select(self._assignment_exprs(self._text, ends=False)).cast(ASSIGNMENT_SCHEMA)
         lk = self.lookup
         if not lk.trace_head.any():
             return out
-        from engine.explain import chose_expr  # engine.explain builds on this module
-
         at = rows.select(gather(lk.trace_head, "trace")).to_series().arg_true()
-        ends = rows[at].select(chose_expr(self.policy, gather(lk.partner_ids, "chosen")))
-        trace = out.get_column("trace")
-        whole = pl.concat_str(trace.gather(at), ends.to_series(), ignore_nulls=True)
-        return out.with_columns(trace.scatter(at, pl.select(whole).to_series()))
+        whole = rows[at].select(self._trace_expr()).to_series()
+        return out.with_columns(out.get_column("trace").scatter(at, whole))
 
     def _detail(self, rows: pl.DataFrame) -> pl.DataFrame:
         return rows.select(self._detail_exprs().values())

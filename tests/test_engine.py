@@ -397,6 +397,8 @@ def test_the_compact_rows_spell_out_the_same_result_every_way(policy: Policy) ->
     assert as_text(coded).equals(whole)
     assert whole["tenant_id"].to_list() == [f"T{k}" for k in range(1, 10)]
     assert sim.detail["tenant_id"].equals(sim.assignments["tenant_id"])
+    # The in-memory frame and the file spell each trace the same way.
+    assert sim.assignments.equals(whole.select(sim.assignments.columns))
     by_reason = dict(sim.assignments.group_by("reason").len().iter_rows())
     assert {r: c for r, c in sim.counts().items() if c} == by_reason
     assert sim.placed == (sim.assignments["outcome"] == "frp").sum()
