@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable, Collection, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date
@@ -41,6 +40,7 @@ from engine.rules import Rules
 from engine.simulation import REASON_CODE, Lookup, Simulation
 from engine.sizes import size_code_expr
 from engine.split import Parts, Splitter, parts_frame
+from engine.threads import later
 
 Progress = Callable[[int, int], None]
 #: The customer columns a run reads; callers holding a large cohort can keep only these.
@@ -177,10 +177,9 @@ def _simulate(
         # The compiled selection leaves the interpreter (nogil): the words of the traces
         # and the pools' keys, which it does not read, are spelled beside it. (Beside
         # the Python loop they would only take turns with it.)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="frp-words") as beside:
-            spelling = beside.submit(words)
-            choices = choose()
-            spelled = spelling.result()
+        spelling = later(words, name="frp-words")
+        choices = choose()
+        spelled = spelling()
     else:  # the Python loop; or a split, which matches as it goes (the matcher is its own)
         choices = choose()
         spelled = words()

@@ -10,10 +10,8 @@ needs the whole list at once, not one error per attempt.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
-from typing import Any, TypeVar
 
 import polars as pl
 from polars.datatypes import DataTypeClass
@@ -30,6 +28,7 @@ from engine.columns import (
 from engine.iso import COUNTRIES, LANGUAGES
 from engine.rules import Rules
 from engine.sizes import SIZE_BUCKETS
+from engine.threads import later
 
 #: Largest number accepted in a count column; anything above is a typo or an overflow.
 MAX_COUNT = 10_000_000
@@ -59,7 +58,8 @@ _ROW = "__row"
 #: line when a record spans lines or blank lines were skipped). Not a data column.
 LINE_COLUMN = "__frp_line__"
 
-_T = TypeVar("_T")
+#: The name of the threads that check beside the read (engine.threads.later).
+_CHECKING = "frp-check"
 
 
 @dataclass(frozen=True)
@@ -339,7 +339,11 @@ def _validate(
     # lets go of before calling it (at 1M the workload lists alone are 45 MiB); the keys
     # are shared with what the caller keeps. Whether one repeats is found meanwhile too.
     keyed = typed.select(_ROW, key)
-    repeats = _later(_has_duplicates, keyed.get_column(key)) if not found else lambda: False
+    repeats = (
+        later(_has_duplicates, keyed.get_column(key), name=_CHECKING)
+        if not found
+        else lambda: False
+    )
 
     def finish() -> None:
         try:
@@ -432,7 +436,7 @@ def _read_checked(
         n for n in wanted if n in checks and spec[n].kind == "text" and types[n] == pl.String
     ]
     # Polars lets go of the interpreter while it collects: the passes overlap.
-    totals = _later(_count_in_parts, frame, counts_of) if only_checked else None
+    totals = later(_count_in_parts, frame, counts_of, name=_CHECKING) if only_checked else None
 
     def counted() -> dict[str, int]:
         row = totals().row(0) if totals is not None else ()
@@ -474,15 +478,6 @@ def _read_checked(
         if count:
             found[name] = (check, count, _shown_rows(frame, check))
     return read, found, counted
-
-
-def _later(fn: Callable[..., _T], *args: Any) -> Callable[[], _T]:
-    """``fn(*args)`` started in a thread of its own; the function returned waits for it
-    and gives its value (or raises what it raised)."""
-    pool = ThreadPoolExecutor(1, thread_name_prefix="frp-check")
-    pending = pool.submit(fn, *args)
-    pool.shutdown(wait=False)  # the thread ends with its one task
-    return pending.result
 
 
 def _shown_rows(frame: pl.LazyFrame, check: _Check) -> pl.LazyFrame:
