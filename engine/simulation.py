@@ -178,7 +178,7 @@ class Simulation:
         ``coded``: the columns of few values (:class:`Texts`) come as Enum, the same
         values; for a sink that writes them as text (store.files.write_table).
         """
-        texts = self._texts(coded)
+        texts = self._coded if coded else self._text
         if self.by_part:
             columns = self._part_columns(texts, detail=True)
             return _sliced(
@@ -188,9 +188,6 @@ class Simulation:
         return _sliced(
             self.rows.height, slice_rows, lambda at, n: self.rows.slice(at, n).select(exprs)
         )
-
-    def _texts(self, coded: bool = False) -> Texts:
-        return self._coded if coded else self._text
 
     @cached_property
     def _text(self) -> Texts:
